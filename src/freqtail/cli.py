@@ -1,0 +1,95 @@
+"""The ``freqtail`` command: one entry point, one subcommand per job.
+
+Subcommands live in :mod:`freqtail.commands`, one module each, found automatically. A module
+provides ``register(subparsers)`` which adds its parser and sets ``func`` (a callable taking the
+parsed ``argparse.Namespace`` and returning an exit code or ``None``). Modules keep heavy imports
+(torch, matplotlib) inside their functions so that ``freqtail --help`` stays fast.
+
+Errors the user can fix (:class:`freqtail.errors.FreqtailError`) print one sentence and exit 2;
+Ctrl-C exits 130; anything else prints one line (the traceback only with ``FREQTAIL_DEBUG=1``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+import freqtail.commands as commands_pkg
+
+# The order subcommands are listed in ``--help``; modules not named here follow alphabetically.
+COMMAND_ORDER = (
+    "demo",
+    "spectrum",
+    "bass",
+    "corrupt",
+    "train",
+    "evaluate",
+    "compare",
+    "sensitivity",
+    "landscape",
+    "heatmap",
+    "report",
+)
+
+
+def _command_modules() -> list[str]:
+    names = [m.name for m in pkgutil.iter_modules(commands_pkg.__path__) if not m.name.startswith("_")]
+    known = [n for n in COMMAND_ORDER if n in names]
+    return known + sorted(n for n in names if n not in COMMAND_ORDER)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from freqtail import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="freqtail",
+        description="Frequency long-tail analysis, Balanced Spectrum Sampling (BaSS), robust training, "
+        "honest evaluation and frequency explanations for PyTorch vision models.",
+        epilog="Run 'freqtail demo' first: it needs no data and writes a full report. "
+        "'freqtail COMMAND --help' shows each command with an example.",
+    )
+    parser.add_argument("--version", action="version", version=f"freqtail {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _command_modules():
+        module = importlib.import_module(f"freqtail.commands.{name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code (also used by the console script)."""
+    from freqtail.errors import FreqtailError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        code = args.func(args)
+    except FreqtailError as err:
+        print(f"freqtail {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"freqtail {args.command}: interrupted.", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `freqtail spectrum | head`
+        return 0
+    except Exception as err:  # noqa: BLE001 - the last line of defence against tracebacks
+        if os.environ.get("FREQTAIL_DEBUG"):
+            raise
+        print(
+            f"freqtail {args.command}: internal error: {type(err).__name__}: {err} "
+            "(set FREQTAIL_DEBUG=1 to see the traceback and please report it).",
+            file=sys.stderr,
+        )
+        return 1
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

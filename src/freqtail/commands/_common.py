@@ -1,0 +1,25 @@
+"""Small helpers shared by the subcommand modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def add_parser(subparsers, name: str, help: str, example: str, description: str | None = None):
+    """Add a subcommand parser whose ``--help`` ends with a copy-pasteable example."""
+    return subparsers.add_parser(
+        name,
+        help=help,
+        description=description or help,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def print_json(obj: Any) -> None:
+    """Print ``obj`` as JSON on stdout (NaN/Inf are refused: they are bugs, not data)."""
+    json.dump(obj, sys.stdout, indent=2, allow_nan=False)
+    sys.stdout.write("\n")

@@ -1,0 +1,115 @@
+"""Safe file input/output: atomic writes and defensive loading.
+
+Writes go to a temporary file in the destination folder and are moved into place with
+``os.replace`` only when complete, so a crash or Ctrl-C never leaves a half-written result.
+Loading never executes code: ``.npy`` files are read with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from freqtail.errors import InputError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success move it onto ``path`` atomically.
+
+    The temporary file keeps the destination's suffix so that libraries which dispatch on the
+    extension (matplotlib, numpy) write the right format. On any exception the temporary file is
+    removed and the destination is left untouched.
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{dest.suffix}", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Call ``write(binary_file)`` on a temporary file and atomically move it to ``path``."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+    return Path(path)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
+    """Serialise ``obj`` as JSON (NaN/Inf refused) and write it atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False, sort_keys=False) + "\n")
+
+
+def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Save ``array`` as a ``.npy`` file atomically (never pickled)."""
+    return atomic_write(path, lambda handle: np.save(handle, np.asarray(array), allow_pickle=False))
+
+
+def load_npy(path: str | os.PathLike, what: str = "array", mmap: bool = False) -> np.ndarray:
+    """Load a ``.npy`` file without pickle, turning every failure into one clear sentence.
+
+    Args:
+        path: file to read.
+        what: a short description used in error messages ("image array", "labels").
+        mmap: memory-map the file instead of reading it (for large datasets).
+
+    Raises:
+        InputError: missing, unreadable, truncated, pickled (object) or not-a-npy file.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"The {what} file {p} does not exist.")
+    if p.is_dir():
+        raise InputError(f"The {what} path {p} is a folder, not a .npy file.")
+    try:
+        array = np.load(p, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except ValueError as err:
+        if "pickle" in str(err).lower():
+            raise InputError(
+                f"The {what} file {p} holds pickled Python objects, which freqtail refuses to load; "
+                "save a plain numeric array instead."
+            ) from None
+        raise InputError(f"The {what} file {p} is truncated or not a valid .npy file ({err}).") from None
+    except (OSError, EOFError) as err:
+        raise InputError(f"The {what} file {p} could not be read as a .npy file ({err}).") from None
+    if isinstance(array, np.lib.npyio.NpzFile):  # pragma: no cover - np.load on .npz
+        raise InputError(f"The {what} file {p} is an .npz archive; give a single .npy array.")
+    return array
+
+
+def cache_dir() -> Path:
+    """Root folder for freqtail's caches (embedded dataset, BaSS variants).
+
+    ``$FREQTAIL_CACHE`` if set, else ``$XDG_CACHE_HOME/freqtail``, else ``~/.cache/freqtail``.
+    """
+    env = os.environ.get("FREQTAIL_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "freqtail"
