@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -17,22 +16,10 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def natural_crops():
-    """``natural_crops(size, per_photo=2, seed=0)`` -> uint8 (N, H, W, 3) crops of bundled photos.
+    """``natural_crops(size, per_photo, seed=0)`` -> uint8 (N, H, W, 3) crops of bundled photos.
 
     ``size`` is an int (square) or an (H, W) tuple.
     """
-    from freqtail.sample_photos import PHOTO_NAMES, load_photo
+    from freqtail.sample_photos import photo_crops
 
-    def make(size, per_photo: int = 2, seed: int = 0) -> np.ndarray:
-        h, w = (size, size) if isinstance(size, int) else size
-        rng = np.random.default_rng(seed)
-        crops = []
-        for name in PHOTO_NAMES:
-            photo = load_photo(name)
-            for _ in range(per_photo):
-                top = int(rng.integers(0, photo.shape[0] - h + 1))
-                left = int(rng.integers(0, photo.shape[1] - w + 1))
-                crops.append(photo[top : top + h, left : left + w])
-        return np.ascontiguousarray(np.stack(crops))
-
-    return make
+    return photo_crops

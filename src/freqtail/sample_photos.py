@@ -64,23 +64,29 @@ def load_photos(names: tuple[str, ...] = PHOTO_NAMES) -> dict[str, np.ndarray]:
     return {name: load_photo(name) for name in names}
 
 
-def photo_crops(size: int, per_photo: int, seed: int = 0, names: tuple[str, ...] = PHOTO_NAMES) -> np.ndarray:
-    """Deterministic random square crops of the bundled photographs.
+def photo_crops(
+    size: int | tuple[int, int], per_photo: int, seed: int = 0, names: tuple[str, ...] = PHOTO_NAMES
+) -> np.ndarray:
+    """Deterministic random crops of the bundled photographs.
+
+    Args:
+        size: crop side in pixels, or an (H, W) pair for non-square crops.
 
     Returns:
-        uint8 array (len(names) * per_photo, size, size, 3), photo-major order.
+        uint8 array (len(names) * per_photo, H, W, 3), photo-major order.
     """
+    ch, cw = (size, size) if isinstance(size, int) else size
     rng = np.random.default_rng(seed)
     crops = []
     for name in names:
         photo = load_photo(name)
         h, w = photo.shape[:2]
-        if h < size or w < size:
+        if h < ch or w < cw:
             from freqtail.errors import InputError
 
-            raise InputError(f"Crop size {size} is larger than the photograph {name!r} ({h}x{w}).")
+            raise InputError(f"Crop size {ch}x{cw} is larger than the photograph {name!r} ({h}x{w}).")
         for _ in range(per_photo):
-            top = int(rng.integers(0, h - size + 1))
-            left = int(rng.integers(0, w - size + 1))
-            crops.append(photo[top : top + size, left : left + size])
-    return np.stack(crops)
+            top = int(rng.integers(0, h - ch + 1))
+            left = int(rng.integers(0, w - cw + 1))
+            crops.append(photo[top : top + ch, left : left + cw])
+    return np.ascontiguousarray(np.stack(crops))
