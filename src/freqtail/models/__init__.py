@@ -1,0 +1,43 @@
+"""Model registry, CIFAR/ImageNet architectures and the wrappers freqtail trains and evaluates.
+
+>>> from freqtail.models import create_model, FreqtailModel
+>>> model = FreqtailModel(create_model("resnet18", num_classes=10), normalize="cifar10")
+
+Importing this package registers every architecture module listed below.
+"""
+
+from __future__ import annotations
+
+from freqtail.models import densenet, preact_resnet, resnet, resnext, small_cnn, wide_resnet  # noqa: F401  (register)
+from freqtail.models.registry import (
+    ModelEntry,
+    canonical_model_name,
+    check_model_arguments,
+    count_parameters,
+    create_model,
+    model_entry,
+    model_names,
+    register_model,
+)
+from freqtail.models.spec import SPEC_FORMAT, SPEC_VERSION, build_model_from_spec, model_spec
+from freqtail.models.wrappers import NORMALIZATIONS, FreqtailModel, Normalize, as_normalize, bass_front
+
+__all__ = [
+    "NORMALIZATIONS",
+    "SPEC_FORMAT",
+    "SPEC_VERSION",
+    "FreqtailModel",
+    "ModelEntry",
+    "Normalize",
+    "as_normalize",
+    "bass_front",
+    "build_model_from_spec",
+    "canonical_model_name",
+    "check_model_arguments",
+    "count_parameters",
+    "create_model",
+    "model_entry",
+    "model_names",
+    "model_spec",
+    "register_model",
+]

@@ -1,0 +1,63 @@
+"""A small, fast CNN for CPU experiments, tests and demos (freqtail's own design).
+
+Four conv3x3-BN-ReLU layers with ``width``, 2x, 4x and 8x filters, a 2x2 max-pool after each of
+the first three, global average pooling and a linear classifier. At ``width=32`` it has 0.39 M
+parameters and costs about 15 M multiply-adds per 32x32 image (most of it after pooling), so it
+trains on the embedded dataset in CPU minutes while still learning real image features.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from freqtail.errors import ConfigError
+from freqtail.models._init import he_init_
+from freqtail.models.registry import register_model
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class SmallCNN(nn.Module):
+    """float (N, in_channels, H, W) -> logits (N, num_classes); H, W >= 1 (pooling floors odd sizes).
+
+    Attributes ``features`` (``nn.Sequential``) and ``fc``.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 32) -> None:
+        super().__init__()
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ConfigError(f"small-cnn width must be a positive integer, got {width!r}.")
+        widths = (width, 2 * width, 4 * width, 8 * width)
+        layers: list[nn.Module] = []
+        previous = in_channels
+        for index, channels in enumerate(widths):
+            layers.append(_conv_bn_relu(previous, channels))
+            if index < len(widths) - 1:
+                # ceil_mode keeps a 1-pixel map alive, so tiny inputs never pool down to zero size.
+                layers.append(nn.MaxPool2d(2, ceil_mode=True))
+            previous = channels
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(previous, num_classes)
+        he_init_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+@register_model(
+    "small-cnn",
+    aliases=("smallcnn",),
+    summary="4-layer conv-BN-ReLU CNN for CPU runs; 0.39 M parameters at width 32, 10 classes",
+    reference="freqtail",
+)
+def small_cnn(num_classes: int, *, image_size: int, in_channels: int, width: int = 32) -> SmallCNN:
+    """The small CNN; ``width`` = filters of the first layer (the others are 2x, 4x, 8x)."""
+    return SmallCNN(num_classes, in_channels, width)
