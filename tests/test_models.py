@@ -148,7 +148,7 @@ PUBLISHED_COUNTS_M = {
 }
 
 
-def test_registry_has_exactly_the_required_names():
+def test_registry_includes_the_required_names():
     assert REQUIRED_NAMES <= set(model_names())
     assert set(model_names()) <= set(model_names(include_aliases=True))
 
@@ -282,6 +282,10 @@ def test_bad_arguments_are_config_errors():
         create_model("resnet50", 10, stem="big")
     with pytest.raises(ConfigError, match="cardinality"):
         create_model("resnext29", 10, cardinality=0)
+    with pytest.raises(ConfigError, match="drop_rate"):
+        create_model("wrn-40-2", 10, drop_rate="high")
+    with pytest.raises(ConfigError, match="depth"):
+        create_model("densenet-bc", 10, depth=99)
 
 
 def test_register_model_rejects_duplicates_and_bad_factories():

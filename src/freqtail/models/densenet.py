@@ -54,7 +54,7 @@ class CifarDenseNetBC(nn.Module):
             raise ConfigError(f"DenseNet growth_rate must be a positive integer, got {growth_rate!r}.")
         if not 0.0 < compression <= 1.0:
             raise ConfigError(f"DenseNet compression must be in (0, 1], got {compression!r}.")
-        if not 0.0 <= drop_rate < 1.0:
+        if isinstance(drop_rate, bool) or not isinstance(drop_rate, int | float) or not 0 <= drop_rate < 1:
             raise ConfigError(f"drop_rate must be in [0, 1), got {drop_rate!r}.")
         layers_per_block = (depth - 4) // 6
         channels = 2 * growth_rate

@@ -33,7 +33,7 @@ class WideResNet(nn.Module):
             raise ConfigError(
                 f"WideResNet depth must be 6n + 4 with n >= 1 (10, 16, 28, 34, 40, ...), got {depth}."
             )
-        if not 0.0 <= drop_rate < 1.0:
+        if isinstance(drop_rate, bool) or not isinstance(drop_rate, int | float) or not 0 <= drop_rate < 1:
             raise ConfigError(f"drop_rate must be in [0, 1), got {drop_rate!r}.")
         blocks_per_stage = (depth - 4) // 6
         widths = (16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
