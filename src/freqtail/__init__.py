@@ -7,3 +7,24 @@ View", NeurIPS 2023.
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+# Public names re-exported lazily, so that ``import freqtail`` stays light (no torch until used).
+# Maps attribute -> module that defines it.
+_LAZY_EXPORTS = {
+    "balance_spectrum": "freqtail.bass",
+    "BaSS": "freqtail.bass",
+    "BaSSModule": "freqtail.bass",
+}
+
+
+def __getattr__(name: str):
+    module_name = _LAZY_EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'freqtail' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module_name), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_EXPORTS))

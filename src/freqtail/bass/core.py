@@ -1,0 +1,308 @@
+"""The one batched BaSS implementation: torch, CPU or CUDA, float32 or float64, differentiable.
+
+Everything else in :mod:`freqtail.bass` (numpy, PIL, the v2 transform, the modules) calls
+:func:`balance_spectrum_tensor`. The mathematics is in the package docstring; this module adds
+how it is computed fast:
+
+* The spectrum is the half-plane ``rfft2`` (columns ``v = 0 .. W//2`` of the unshifted FFT).
+  The per-band weights are Hermitian-symmetric, so ``irfft2`` of the weighted half-spectrum equals
+  ``real(ifft2(ifftshift(weighted fftshift(fft2(x)))))`` of the published full-plane algorithm.
+* ``fftshift`` is never applied to data: the band of every unshifted rfft position is
+  precomputed once per (H, W, device) in :class:`BandLayout`.
+* Band means of the full plane come from the half plane by counting every rfft column whose
+  conjugate partner is not stored (all but column 0 and, for even W, column W/2) twice.
+* The published "maximum amplitude gets weight 1" rule: for a non-negative image the DC term is
+  the maximum and sits alone in band 0, which is neither profiled nor re-weighted, so nothing needs
+  doing. Only when some other position ties with or exceeds DC (flat or comb-like images, inputs
+  with negative values) does the general path mask every position equal to the maximum, exactly as
+  the published ``amplitude == max(amplitude)`` mask does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from freqtail.errors import InputError
+from freqtail.images import check_float_images
+
+#: Added to the complex spectrum before taking its amplitude, as the published code does (on the
+#: 0..255 scale). It only matters for exactly-zero spectral coefficients.
+SPECTRUM_EPSILON = 1e-8
+
+#: Profiles the weights can be computed from.
+PROFILES = ("amplitude", "power")
+
+
+@dataclass(frozen=True)
+class BandLayout:
+    """Where each half-plane (``rfft2``) coefficient of an H x W image sits in the centred spectrum.
+
+    Attributes:
+        height, width: image size (H, W).
+        band: int64 (H * (W//2 + 1),) band ``floor(distance to the centre (H//2, W//2))`` of each
+            rfft2 position, flattened row-major; the distance is measured in the fftshift-ed plane.
+        multiplicity: float64 (H * (W//2 + 1),) how many full-plane positions each rfft2 position
+            stands for (1 for column 0 and, for even W, column W/2; 2 otherwise).
+        counts: float64 (K + 1,) number of full-plane positions in each band 0..K.
+        num_bands: K + 1, the number of bands (band K is the outermost, the corner).
+    """
+
+    height: int
+    width: int
+    band: torch.Tensor
+    multiplicity: torch.Tensor
+    counts: torch.Tensor
+    num_bands: int
+
+
+def _isqrt_floor(d2: np.ndarray) -> np.ndarray:
+    """Exact ``floor(sqrt(d2))`` for non-negative integer arrays (no float rounding at perfect squares)."""
+    root = np.floor(np.sqrt(d2.astype(np.float64))).astype(np.int64)
+    root -= (root * root > d2).astype(np.int64)
+    root += ((root + 1) * (root + 1) <= d2).astype(np.int64)
+    return root
+
+
+def _signed_frequency(n: int, size: int) -> np.ndarray:
+    """Offset from the centre ``size // 2`` of unshifted FFT index ``0 .. n-1`` after fftshift."""
+    index = np.arange(n)
+    return (index + size // 2) % size - size // 2
+
+
+@lru_cache(maxsize=64)
+def _band_layout_cached(height: int, width: int, device: str, dtype: torch.dtype) -> BandLayout:
+    half = width // 2 + 1
+    du = _signed_frequency(height, height)[:, None]
+    dv = _signed_frequency(half, width)[None, :]
+    band = _isqrt_floor(du * du + dv * dv)
+    columns = np.arange(half)
+    multiplicity = np.where((columns == 0) | (2 * columns == width), 1.0, 2.0)
+    multiplicity = np.broadcast_to(multiplicity[None, :], (height, half))
+    # Counts from the full centred plane, independently of the half-plane bookkeeping.
+    full_u = np.arange(height)[:, None] - height // 2
+    full_v = np.arange(width)[None, :] - width // 2
+    full_band = _isqrt_floor(full_u * full_u + full_v * full_v)
+    counts = np.bincount(full_band.ravel())
+    return BandLayout(
+        height=height,
+        width=width,
+        band=torch.as_tensor(band.ravel(), device=device),
+        multiplicity=torch.as_tensor(multiplicity.ravel().copy(), dtype=dtype, device=device),
+        counts=torch.as_tensor(counts, dtype=dtype, device=device),
+        num_bands=int(counts.size),
+    )
+
+
+def band_layout(
+    height: int,
+    width: int,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float64,
+) -> BandLayout:
+    """The cached :class:`BandLayout` of an H x W image on ``device`` (float fields in ``dtype``)."""
+    return _band_layout_cached(int(height), int(width), str(torch.device(device)), dtype)
+
+
+def check_strength(strength: float) -> float:
+    """Validate a BaSS strength (a number in [0, 1]) and return it as a float."""
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
+        raise InputError(f"The BaSS strength must be a number in [0, 1], not {strength!r}.")
+    return float(strength)
+
+
+def check_profile(profile: str) -> str:
+    """Validate a BaSS profile name (one of :data:`PROFILES`)."""
+    if profile not in PROFILES:
+        raise InputError(f"The BaSS profile must be one of {', '.join(PROFILES)}, not {profile!r}.")
+    return profile
+
+
+def _check_scale(scale: float) -> float:
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, (int, float))
+        or not math.isfinite(scale)
+        or scale <= 0
+    ):
+        raise InputError(f"The BaSS intensity scale must be a positive number, not {scale!r}.")
+    return float(scale)
+
+
+def _amplitude(spectrum: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """``|spectrum + epsilon|`` (real), computed on the real view: faster than complex ``abs``."""
+    parts = torch.view_as_real(spectrum)
+    real = parts[..., 0] + epsilon
+    squared = torch.addcmul(real * real, parts[..., 1], parts[..., 1])
+    if squared.requires_grad:
+        # sqrt's gradient at exactly 0 is inf, and inf * 0 = NaN; an amplitude of 1e-19 of the
+        # tiniest float changes no value but keeps every gradient finite.
+        squared = squared.clamp_min(torch.finfo(squared.dtype).tiny)
+        return squared.sqrt()
+    return squared.sqrt_()
+
+
+def _max_elsewhere(amplitude: torch.Tensor) -> torch.Tensor:
+    """Per (N, C): the largest amplitude at any position other than DC (-inf if there is none)."""
+    parts = [amplitude[..., 1:, :], amplitude[..., :1, 1:]]
+    best = torch.full(amplitude.shape[:-2], -math.inf, dtype=amplitude.dtype, device=amplitude.device)
+    for part in parts:
+        if part.numel():
+            best = torch.maximum(best, part.detach().amax(dim=(-2, -1)))
+    return best
+
+
+@dataclass
+class _Spectral:
+    spectrum: torch.Tensor  # complex (N, C, H, W//2+1), rfft2 of the input
+    weights: torch.Tensor  # real (N, C, K+1): the factor applied to each band
+    degenerate: torch.Tensor  # bool (N,)
+    tie_images: torch.Tensor  # int64 (S,): images where a non-DC position reaches the maximum amplitude
+    tie_mask: torch.Tensor  # bool (S, C, H, W//2+1): the maximum positions of those images (factor 1)
+
+
+def _band_sums(amplitude: torch.Tensor, layout: BandLayout) -> torch.Tensor:
+    """Full-plane band sums (N, C, K+1) of a half-plane (N, C, H, W//2+1) amplitude."""
+    n, c, h, _ = amplitude.shape
+    weighted = (amplitude * layout.multiplicity.view(h, -1)).reshape(n * c, -1)
+    sums = torch.zeros(n * c, layout.num_bands, dtype=amplitude.dtype, device=amplitude.device)
+    return sums.index_add(1, layout.band, weighted).view(n, c, -1)
+
+
+def _spectral_weights(
+    x: torch.Tensor, strength: float, profile: str, scale: float, layout: BandLayout
+) -> _Spectral:
+    """rfft2 of ``x`` and the per-band BaSS weights; see :func:`bass_weights` for the contract."""
+    n, c, h, w = x.shape
+    spectrum = torch.fft.rfft2(x)
+    amplitude = _amplitude(spectrum, SPECTRUM_EPSILON / scale)
+    power = profile == "power"
+    sums = _band_sums(amplitude * amplitude if power else amplitude, layout)
+
+    # The published rule "every maximum-amplitude position is left out of the profile and keeps
+    # factor 1". DC (band 0) is the maximum of any non-negative image and band 0 is neither
+    # profiled nor re-weighted, so only images where another position reaches DC need work.
+    dc = amplitude[..., 0, 0].detach()
+    elsewhere = _max_elsewhere(amplitude)
+    tie_images = ((elsewhere >= dc).any(1)).nonzero().flatten()
+    tie_mask = torch.zeros((0, c, h, w // 2 + 1), dtype=torch.bool, device=x.device)
+    if tie_images.numel():
+        tied = amplitude.index_select(0, tie_images)
+        peak = torch.maximum(dc, elsewhere).index_select(0, tie_images)[..., None, None]
+        tie_mask = tied.detach() == peak
+        tied = tied.masked_fill(tie_mask, 0.0)
+        sums = sums.index_copy(0, tie_images, _band_sums(tied * tied if power else tied, layout))
+
+    k_outer = layout.num_bands - 1
+    unit = scale * scale if power else scale
+    # Band means of bands 1 .. K-1 on the 0..255 scale, (N*C, K-1).
+    means = (sums[..., 1:k_outer] / layout.counts[1:k_outer] * unit).reshape(n * c, -1)
+
+    with torch.no_grad():
+        log_means = means.log()
+        trial = (log_means / log_means.sum(1, keepdim=True)) / (means / means.sum(1, keepdim=True))
+        valid = (means > 1.0).all(1) & torch.isfinite(trial).all(1) & (trial > 0).all(1)
+        degenerate = ~valid.view(n, c).all(1)
+    if k_outer < 2:  # no band to re-weight (images of 3 x 3 pixels or fewer)
+        degenerate = torch.ones(n, dtype=torch.bool, device=x.device)
+    # Degenerate images get a flat stand-in profile (weights 1) so no NaN reaches the backward pass;
+    # their output is replaced by the input anyway.
+    safe_means = torch.where(degenerate.repeat_interleave(c)[:, None], math.e, means)
+    log_means = safe_means.log()
+    weights = (log_means / log_means.sum(1, keepdim=True)) / (safe_means / safe_means.sum(1, keepdim=True))
+    exponent = strength / 2.0 if power else strength
+    if exponent != 1.0:
+        weights = weights.pow(exponent)
+    ones = torch.ones(n * c, 1, dtype=x.dtype, device=x.device)
+    full = torch.cat([ones, weights, ones], dim=1) if k_outer >= 1 else ones.expand(n * c, layout.num_bands)
+    return _Spectral(spectrum, full.view(n, c, -1), degenerate, tie_images, tie_mask)
+
+
+def _prepare(
+    x: torch.Tensor, strength: float, profile: str, scale: float
+) -> tuple[torch.Tensor, torch.dtype]:
+    check_strength(strength)
+    check_profile(profile)
+    _check_scale(scale)
+    check_float_images(x, "BaSS input")
+    work_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    return x.to(work_dtype), work_dtype
+
+
+def bass_weights(
+    x: torch.Tensor, strength: float = 1.0, *, profile: str = "amplitude", scale: float = 255.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-band BaSS factors of each image channel (Eq. 4), differentiable w.r.t. ``x``.
+
+    Args:
+        x: float (N, C, H, W); ``x * scale`` is on the 0..255 intensity scale.
+        strength: exponent in [0, 1] applied to the weights (1 = published BaSS).
+        profile: ``"amplitude"`` (published) or ``"power"`` (see the package docstring).
+        scale: multiplier taking ``x`` to 0..255 (255 for [0, 1] images, 1 for 0..255 values).
+
+    Returns:
+        ``(weights, degenerate)``: weights float (N, C, K+1), the factor multiplying the spectrum
+        in band k = 0..K (1 for bands 0 and K, and for all bands of degenerate images);
+        degenerate bool (N,). A non-DC position that ties with the maximum amplitude also keeps
+        factor 1; that per-position exception is not part of this per-band table.
+    """
+    x, _ = _prepare(x, strength, profile, scale)
+    layout = band_layout(x.shape[-2], x.shape[-1], x.device, x.dtype)
+    spectral = _spectral_weights(x, float(strength), profile, float(scale), layout)
+    weights = spectral.weights
+    if bool(spectral.degenerate.any()):
+        weights = torch.where(spectral.degenerate[:, None, None], torch.ones_like(weights), weights)
+    return weights, spectral.degenerate
+
+
+def balance_spectrum_tensor(
+    x: torch.Tensor,
+    strength: float = 1.0,
+    *,
+    profile: str = "amplitude",
+    scale: float = 255.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Balanced Spectrum Sampling of a float batch, on its device and dtype, differentiable.
+
+    Args:
+        x: float (N, C, H, W), finite; ``x * scale`` is on the 0..255 intensity scale (the log in
+            Eq. 4 makes the result depend on the scale). Any H, W; any C (channels are independent).
+        strength: exponent in [0, 1] applied to the weights; 1 = published BaSS, 0 = identity.
+        profile: ``"amplitude"`` (published) or ``"power"``.
+        scale: 255 for images in [0, 1] (default); 1 for float images holding 0..255 values.
+
+    Returns:
+        ``(out, degenerate)``: out has x's shape, device and dtype, clipped to [0, 255 / scale]
+        (not rounded); degenerate is bool (N,): those images are returned unchanged
+        (see the package docstring for the rule).
+
+    Raises:
+        InputError: x is not a float (N, C, H, W) tensor, holds NaN/Inf, or an option is invalid.
+    """
+    original_dtype = x.dtype
+    x, work_dtype = _prepare(x, strength, profile, scale)
+    n, _, h, w = x.shape
+    if float(strength) == 0.0:
+        return x.clone().to(original_dtype), torch.zeros(n, dtype=torch.bool, device=x.device)
+    layout = band_layout(h, w, x.device, work_dtype)
+    spectral = _spectral_weights(x, float(strength), profile, float(scale), layout)
+    spectrum = spectral.spectrum
+    weight_map = spectral.weights.reshape(-1, layout.num_bands).index_select(1, layout.band)
+    weight_map = weight_map.view(spectrum.shape)
+    tied = spectrum.index_select(0, spectral.tie_images) if spectral.tie_images.numel() else None
+    if spectrum.requires_grad:
+        weighted = spectrum * weight_map
+    else:  # nothing to differentiate: re-use the spectrum's memory
+        weighted = spectrum.mul_(weight_map)
+    if tied is not None:  # maximum-amplitude positions keep factor 1
+        patched = torch.where(spectral.tie_mask, tied, weighted.index_select(0, spectral.tie_images))
+        weighted.index_copy_(0, spectral.tie_images, patched)
+    out = torch.fft.irfft2(weighted, s=(h, w)).clamp(0.0, 255.0 / scale)
+    degenerate_images = spectral.degenerate.nonzero().flatten()
+    if degenerate_images.numel():  # returned unchanged
+        out.index_copy_(0, degenerate_images, x.index_select(0, degenerate_images))
+    return out.to(original_dtype), spectral.degenerate
