@@ -90,7 +90,7 @@ def load_npy(path: str | os.PathLike, what: str = "array", mmap: bool = False) -
     try:
         array = np.load(p, allow_pickle=False, mmap_mode="r" if mmap else None)
     except ValueError as err:
-        if "pickle" in str(err).lower():
+        if "pickle" in str(err).lower() or "python objects" in str(err).lower():  # the latter: mmap=True
             raise InputError(
                 f"The {what} file {p} holds pickled Python objects, which freqtail refuses to load; "
                 "save a plain numeric array instead."
