@@ -461,7 +461,7 @@ def spectral_entropy(pi: Any, base: float = math.e, include_dc: bool = False) ->
     p = conv.tensor
     _check_distribution(p)
     safe = torch.where(p > 0, p, torch.ones_like(p))
-    per_band = torch.where(p > 0, -p * torch.log(safe) / math.log(base), torch.zeros_like(p))
+    per_band = torch.where(p > 0, -p * torch.log(safe) / math.log(base), torch.zeros_like(p)) + 0.0  # no -0.0
     total = per_band.sum(-1)
     used = p.shape[-1] if include_dc else p.shape[-1] - 1
     normalized = total / (math.log(used) / math.log(base)) if used > 1 else torch.zeros_like(total)
@@ -565,12 +565,14 @@ def _filtered(x: Any, boundary_band: Any, mask: str, width: float) -> tuple[torc
     if bool((boundary < 0).any()) or bool((boundary > k_max + 1).any()):
         raise InputError(f"The boundary band must be between 0 and {k_max + 1} for {h}x{w} images.")
     try:
-        torch.broadcast_shapes(boundary.shape, x.shape[:-2])
+        fits = torch.broadcast_shapes(boundary.shape, x.shape[:-2]) == x.shape[:-2]
     except RuntimeError:
+        fits = False
+    if not fits:
         raise InputError(
             f"The boundary bands of shape {tuple(boundary.shape)} do not broadcast to the images' leading "
             f"shape {tuple(x.shape[:-2])}."
-        ) from None
+        )
     return x, _low_mask(h, w, boundary, mask, width, x.device)
 
 
@@ -812,7 +814,8 @@ class SpectrumAccumulator:
         for start in range(0, batch.shape[0], self.chunk_size):
             chunk = batch[start : start + self.chunk_size]
             if is_numpy:
-                x = uint8_to_float(np.ascontiguousarray(chunk), device=self.device)
+                # A read-only memory map is copied chunk by chunk (torch needs writable memory).
+                x = uint8_to_float(np.require(chunk, requirements=["C", "W"]), device=self.device)
             else:
                 x = chunk.detach().to(self.device) if self.device is not None else chunk.detach()
             self._add(x)
