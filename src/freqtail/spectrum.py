@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -687,8 +687,8 @@ class SpectrumSummary:
     image_size: tuple[int, int]
     ratio: float
     per_image_boundary: BoundaryDistribution
-    nyquist_radius: float = field(default=0.0)
-    corner_radius: float = field(default=0.0)
+    nyquist_radius: float
+    corner_radius: float
 
     @property
     def num_bands(self) -> int:
