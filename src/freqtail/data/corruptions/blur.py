@@ -1,0 +1,90 @@
+"""Blur corruptions: defocus, glass, motion, zoom and gaussian blur.
+
+Severity parameters are the CIFAR-10-C ones (hendrycks/robustness, make_cifar_c.py); blur sizes
+are in pixels and are applied unchanged to images of any size (the original tunes them for
+32x32: on larger images the same severity blurs relatively less).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from freqtail.data.corruptions._common import gaussian_blur_batch, round_to_uint8, to_uint8, to_unit
+from freqtail.data.corruptions._kernels import clipped_zoom, defocus_kernel, local_shuffle, motion_blur
+
+# (disk radius, anti-alias Gaussian sigma), pixels.
+DEFOCUS_BLUR = ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1.0, 0.2), (1.5, 0.1))
+# (Gaussian sigma in pixels, shuffle radius d, iterations).
+GLASS_BLUR = ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2))
+# (ImageMagick radius, sigma) in pixels; the angle is uniform in [-45, 45) degrees per image.
+MOTION_BLUR = ((6, 1.0), (6, 1.5), (6, 2.0), (8, 2.0), (9, 2.5))
+MOTION_BLUR_ANGLES = (-45.0, 45.0)
+# Zoom factors as np.arange(1, stop, 0.01) with these stops (floating point arange includes the
+# stop for some of them, exactly as in the original).
+ZOOM_BLUR_STOPS = (1.06, 1.11, 1.16, 1.21, 1.26)
+# Gaussian sigma, pixels.
+GAUSSIAN_BLUR_SIGMA = (0.4, 0.6, 0.7, 0.8, 1.0)
+
+
+def defocus_blur(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
+    """Convolution with an anti-aliased disk (lens out of focus); borders reflect (OpenCV's default)."""
+    radius, alias_blur = DEFOCUS_BLUR[severity - 1]
+    kernel = defocus_kernel(radius, alias_blur)
+    x = to_unit(images)
+    blurred = ndimage.correlate(x, kernel[None, :, :, None], mode="mirror")
+    return to_uint8(blurred)
+
+
+def glass_blur(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
+    """Gaussian blur, local pixel shuffling (frosted glass), Gaussian blur again.
+
+    Between the blurs the image is stored as uint8 (as in the original). Shuffling: ``iterations``
+    passes; each visits the interior pixels in reverse raster order and swaps each with a random
+    neighbour at offset (dy, dx), both uniform integers in [-d, d-1] (the original's
+    ``randint(-d, d)``, whose upper bound is exclusive). The original loops per pixel; here
+    independent swaps run together (:func:`~freqtail.data.corruptions._kernels.local_shuffle`)
+    with identical results for the same offsets.
+    """
+    sigma, max_delta, iterations = GLASS_BLUR[severity - 1]
+    n, h, w = images.shape[:3]
+    n_positions = max(h - 2 * max_delta, 0) * max(w - 2 * max_delta, 0)
+    blurred = to_uint8(gaussian_blur_batch(to_unit(images), sigma))
+    offsets = np.stack(
+        [rng.integers(-max_delta, max_delta, size=(iterations, n_positions, 2)) for rng in rngs]
+    )
+    shuffled = local_shuffle(blurred, offsets, max_delta)
+    return to_uint8(gaussian_blur_batch(to_unit(shuffled), sigma))
+
+
+def motion_blur_corruption(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
+    """One-sided line blur in a random direction (camera shake), ImageMagick semantics.
+
+    The original calls ImageMagick's ``MotionBlurImage(radius, sigma, angle)``; we reproduce its
+    kernel and sampling (:func:`~freqtail.data.corruptions._kernels.motion_blur`) with NumPy and
+    round to 8 bits as ImageMagick's PNG output does.
+    """
+    radius, sigma = MOTION_BLUR[severity - 1]
+    angles = np.array([rng.uniform(*MOTION_BLUR_ANGLES) for rng in rngs])
+    return round_to_uint8(motion_blur(images.astype(np.float32), radius, sigma, angles))
+
+
+def zoom_factors(severity: int) -> np.ndarray:
+    """The zoom factors averaged by zoom blur at this severity (1.00, 1.01, ...)."""
+    return np.arange(1.0, ZOOM_BLUR_STOPS[severity - 1], 0.01)
+
+
+def zoom_blur(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
+    """Mean of the image and its clipped zooms by each factor of :func:`zoom_factors` (radial blur)."""
+    factors = zoom_factors(severity)
+    x = to_unit(images)
+    total = x.copy()
+    for factor in factors:
+        total += clipped_zoom(x, factor)
+    return to_uint8(total / np.float32(len(factors) + 1))
+
+
+def gaussian_blur(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
+    """Gaussian blur of ``sigma`` pixels, edges extended (scikit-image's default)."""
+    x = to_unit(images)
+    return to_uint8(gaussian_blur_batch(x, GAUSSIAN_BLUR_SIGMA[severity - 1]))
