@@ -1,0 +1,186 @@
+"""``freqtail corrupt``: write a CIFAR-10-C style corrupted copy of a dataset's test split."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+
+from freqtail.commands._common import add_parser, print_json
+from freqtail.errors import InputError
+
+CLEAN_FILE = "clean.npy"
+EXAMPLE = "freqtail corrupt --dataset embedded --out runs/embedded-C --severities 1-5"
+
+
+def parse_severities(text: str) -> list[int]:
+    """Parse ``"1-5"``, ``"1,3,5"``, ``"2"`` or ``"1-3,5"`` into a list of distinct severities 1..5."""
+    values: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                low, high = (int(x) for x in part.split("-", 1))
+                if low > high:
+                    raise ValueError
+                values.extend(range(low, high + 1))
+            else:
+                values.append(int(part))
+    except ValueError:
+        raise InputError(
+            f"--severities must look like 1-5, 1,3,5 or 2 (integers from 1 to 5), not {text!r}."
+        ) from None
+    if not values or any(not 1 <= v <= 5 for v in values) or len(set(values)) != len(values):
+        raise InputError(f"--severities must list distinct integers from 1 to 5, not {text!r}.")
+    return values
+
+
+def parse_corruptions(text: str | None) -> list[str]:
+    """Parse a comma-separated list of corruption names and/or categories ("all" = every corruption)."""
+    from freqtail.data.corruptions import CATEGORIES, CORRUPTIONS
+
+    if text is None or text.strip().lower() == "all":
+        return list(CORRUPTIONS)
+    chosen: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        key = part.lower().replace("-", "_")
+        if key in CORRUPTIONS:
+            chosen.append(key)
+        elif key in CATEGORIES:
+            chosen.extend(CATEGORIES[key])
+        else:
+            raise InputError(
+                f"Unknown corruption {part!r} in --corruptions; choose from {', '.join(CORRUPTIONS)} "
+                f"or a category ({', '.join(CATEGORIES)})."
+            )
+    return list(dict.fromkeys(chosen))
+
+
+def register(subparsers) -> None:
+    parser = add_parser(
+        subparsers,
+        "corrupt",
+        help="write a CIFAR-10-C style corrupted test set (19 corruptions x 5 severities) for any dataset",
+        example=EXAMPLE,
+        description=(
+            "Corrupt the test split of a dataset with the 19 CIFAR-10-C corruptions (Hendrycks & "
+            "Dietterich 2019; CIFAR parameters) and write it in the CIFAR-10-C layout: "
+            "OUT/<corruption>.npy (severity blocks of the N test images), OUT/labels.npy, OUT/meta.json, "
+            "plus OUT/clean.npy (the uncorrupted source images). With --bass dataset the test split "
+            "is converted with BaSS first (the paper's CIFAR10-B-C). Re-running the same command "
+            "resumes and skips finished corruptions."
+        ),
+    )
+    parser.add_argument(
+        "--dataset", required=True, metavar="NAME", help="a registered dataset, e.g. embedded, cifar10"
+    )
+    parser.add_argument(
+        "--data-root", metavar="DIR", help="folder holding the dataset (not needed for embedded)"
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder to write the corrupted set to")
+    parser.add_argument(
+        "--severities",
+        default="1-5",
+        metavar="LIST",
+        help="severities to write: 1-5 (default), 1,3,5, 2, ...",
+    )
+    parser.add_argument(
+        "--corruptions",
+        metavar="LIST",
+        help="comma-separated names and/or categories (noise, blur, weather, digital); default all 19",
+    )
+    parser.add_argument(
+        "--bass",
+        choices=("none", "dataset"),
+        default="none",
+        help="'dataset': apply BaSS to the test images before corrupting them (CIFAR10-B-C); default none",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="corruption seed, a non-negative integer (default 0)"
+    )
+    parser.add_argument(
+        "--limit", type=int, metavar="N", help="use only the first N test images (a quick trial set)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    parser.set_defaults(func=run)
+
+
+@contextlib.contextmanager
+def _clean_source(args: argparse.Namespace, bass: str | None):
+    """Stream the (BaSS-converted) test images into a temporary OUT/clean.npy.
+
+    Yields ``(memory-mapped images, labels, classes)``; the file replaces OUT/clean.npy only if the
+    block finishes, so a refused or failed run leaves an existing set untouched.
+    """
+    from pathlib import Path
+
+    import numpy as np
+
+    from freqtail.data import build_dataset, iter_uint8_batches
+    from freqtail.io import atomic_path, load_npy
+
+    dataset = build_dataset(args.dataset, "test", args.data_root, bass=bass)
+    labels = np.asarray(dataset.labels if hasattr(dataset, "labels") else dataset.targets)
+    count = len(labels) if args.limit is None else min(args.limit, len(labels))
+    labels = labels[:count].astype(np.int64)
+    h, w = dataset.image_size
+    with atomic_path(Path(args.out) / CLEAN_FILE) as tmp:
+        target = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(count, h, w, 3))
+        filled = 0
+        for batch in iter_uint8_batches(args.dataset, "test", args.data_root, batch_size=512, bass=bass):
+            take = min(len(batch), count - filled)
+            if batch.shape[-1] == 1:
+                batch = np.repeat(batch, 3, axis=-1)
+            target[filled : filled + take] = batch[:take]
+            filled += take
+            if filled >= count:
+                break
+        target.flush()
+        del target
+        if filled != count:
+            raise InputError(f"The {args.dataset} test split yielded {filled} images but has {count} labels.")
+        yield load_npy(tmp, "clean images", mmap=True), labels, list(dataset.classes)
+
+
+def run(args: argparse.Namespace) -> int:
+    from freqtail.data.corrupted_sets import write_corrupted_set
+
+    severities = parse_severities(args.severities)
+    corruptions = parse_corruptions(args.corruptions)
+    if args.seed < 0:
+        raise InputError(f"--seed must be a non-negative integer, not {args.seed}.")
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit must be a positive number of images, not {args.limit}.")
+    bass = None if args.bass == "none" else args.bass
+    with _clean_source(args, bass) as (images, labels, classes):
+        meta = {
+            "dataset": args.dataset,
+            "split": "test",
+            "bass": bass,
+            "bass_strength": 1.0 if bass else None,
+            "limit": args.limit,
+            "classes": classes,
+        }
+        result = write_corrupted_set(
+            images,
+            labels,
+            args.out,
+            corruptions=corruptions,
+            severities=severities,
+            seed=args.seed,
+            progress=not args.no_progress,
+            meta=meta,
+        )
+    result["dataset"] = args.dataset
+    result["bass"] = bass
+    if args.json:
+        print_json(result)
+    else:
+        print(
+            f"Wrote {len(result['written'])} corruption(s), skipped {len(result['skipped'])} already done, "
+            f"{result['num_images']} images x severities {','.join(map(str, severities))} "
+            f"in {result['seconds']:.1f} s to {result['out_dir']}.",
+            file=sys.stdout,
+        )
+    return 0
