@@ -65,7 +65,9 @@ def test_boxes_describe_where_each_image_came_from(full):
         box = full["test_boxes"][index]
         photo = embedded.load_photo(embedded.EMBEDDED_CLASSES[box[cols["label"]]][0])
         top, left, side = box[cols["top"]], box[cols["left"]], box[cols["side"]]
-        crop = np.asarray(Image.fromarray(photo[top : top + side, left : left + side]).resize((32, 32)), float)
+        crop = np.asarray(
+            Image.fromarray(photo[top : top + side, left : left + side]).resize((32, 32)), float
+        )
         if box[cols["flipped"]]:
             crop = crop[:, ::-1]
         stored = full["test_images"][index].astype(float)
@@ -126,14 +128,21 @@ def test_cache_is_reused_and_a_damaged_cache_is_rebuilt(monkeypatch):
     folder = embedded.ensure_embedded(train_per_class=3, test_per_class=2)
     stamp = (folder / "train_images.npy").stat().st_mtime_ns
     build = embedded.build_embedded_arrays
-    monkeypatch.setattr(embedded, "build_embedded_arrays", lambda *a, **k: pytest.fail("rebuilt a good cache"))
+    monkeypatch.setattr(
+        embedded, "build_embedded_arrays", lambda *a, **k: pytest.fail("rebuilt a good cache")
+    )
     assert embedded.ensure_embedded(train_per_class=3, test_per_class=2) == folder
     assert (folder / "train_images.npy").stat().st_mtime_ns == stamp
     data = (folder / "test_images.npy").read_bytes()
     (folder / "test_images.npy").write_bytes(data[: len(data) // 2])
     monkeypatch.setattr(embedded, "build_embedded_arrays", build)
     embedded.ensure_embedded(train_per_class=3, test_per_class=2)
-    assert embedded.read_embedded_folder(folder, "test")[0].shape == (2 * len(embedded.EMBEDDED_CLASSES), 32, 32, 3)
+    assert embedded.read_embedded_folder(folder, "test")[0].shape == (
+        2 * len(embedded.EMBEDDED_CLASSES),
+        32,
+        32,
+        3,
+    )
 
 
 def test_missing_embedded_folder_is_one_sentence(tmp_path):

@@ -1,0 +1,336 @@
+"""The one entry point to every dataset: :func:`build_dataset`, :func:`dataset_info`,
+:func:`iter_uint8_batches`.
+
+Items are ``(float32 (C, H, W) in [0, 1], int label)``; datasets carry ``classes``, ``num_classes``,
+``image_size`` (H, W) and ``name``. The pipeline of one item is::
+
+    stored image (uint8) -> [BaSS "dataset" variant] -> [BaSS(p=gamma), train split, "augment"]
+                         -> augmentation preset (train, augment=True) or deterministic resize/crop
+                         -> float32 in [0, 1]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from freqtail.data.arrays import ArrayDataset
+from freqtail.errors import ConfigError
+
+BASS_MODES = ("dataset", "augment")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Static facts about a registered dataset.
+
+    Attributes:
+        name: canonical name.
+        num_classes: number of classes.
+        image_size: (H, W) of the items.
+        preset: default augmentation preset (:mod:`freqtail.data.augment`).
+        mean, std: per-channel RGB mean and standard deviation of the train images in [0, 1], for
+            optional model-side normalisation.
+        kind: "array" (held in memory) or "folder" (image files read on demand).
+        source: where the data comes from / how to get it.
+    """
+
+    name: str
+    num_classes: int
+    image_size: tuple[int, int]
+    preset: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    kind: str
+    source: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_REGISTRY: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        # embedded mean/std: measured on the v1 train split (tests check them against a fresh build)
+        DatasetInfo(
+            "embedded",
+            16,
+            (32, 32),
+            "crop-flip",
+            (0.4659, 0.3977, 0.3747),
+            (0.2542, 0.2251, 0.2299),
+            "array",
+            "built from photographs bundled with scikit-image (no download)",
+        ),
+        DatasetInfo(
+            "cifar10",
+            10,
+            (32, 32),
+            "crop-flip",
+            (0.4914, 0.4822, 0.4465),
+            (0.2470, 0.2435, 0.2616),
+            "array",
+            "cifar-10-batches-py/ from https://www.cs.toronto.edu/~kriz/cifar.html",
+        ),
+        DatasetInfo(
+            "cifar100",
+            100,
+            (32, 32),
+            "crop-flip",
+            (0.5071, 0.4865, 0.4409),
+            (0.2673, 0.2564, 0.2762),
+            "array",
+            "cifar-100-python/ from https://www.cs.toronto.edu/~kriz/cifar.html",
+        ),
+        DatasetInfo(
+            "tiny-imagenet",
+            200,
+            (64, 64),
+            "crop-flip",
+            (0.4802, 0.4481, 0.3975),
+            (0.2770, 0.2691, 0.2821),
+            "folder",
+            "tiny-imagenet-200/ from http://cs231n.stanford.edu/",
+        ),
+        DatasetInfo(
+            "imagenet",
+            1000,
+            (224, 224),
+            "resized-crop-flip",
+            _IMAGENET_MEAN,
+            _IMAGENET_STD,
+            "folder",
+            "ILSVRC2012 train/ and val/ class folders from https://image-net.org",
+        ),
+        DatasetInfo(
+            "restricted-imagenet",
+            9,
+            (224, 224),
+            "resized-crop-flip",
+            (0.4717, 0.4499, 0.3837),
+            (0.2600, 0.2516, 0.2575),
+            "folder",
+            "the ImageNet train/ and val/ class folders",
+        ),
+    )
+}
+_IMAGENET_LIKE = ("tiny-imagenet", "imagenet", "restricted-imagenet")
+
+
+def dataset_names() -> list[str]:
+    """Canonical names of the registered datasets."""
+    return list(_REGISTRY)
+
+
+def canonical_name(name: str) -> str:
+    """Canonical dataset name; case, '-' and '_' are ignored ("CIFAR-10" -> "cifar10").
+
+    Raises:
+        ConfigError: unknown name (the sentence lists the valid ones).
+    """
+
+    def squash(text: str) -> str:
+        return text.lower().replace("-", "").replace("_", "").replace(" ", "")
+
+    if isinstance(name, str):
+        for canonical in _REGISTRY:
+            if squash(name) == squash(canonical):
+                return canonical
+    raise ConfigError(f"Unknown dataset {name!r}; choose one of {', '.join(_REGISTRY)}.")
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """Number of classes, image size, default augmentation preset and standard mean/std of ``name``."""
+    return _REGISTRY[canonical_name(name)]
+
+
+def _split(name: str, split: str) -> str:
+    if split in ("train", "test"):
+        return split
+    if split == "val" and name in _IMAGENET_LIKE:
+        return "test"
+    valid = "'train', 'test' or 'val'" if name in _IMAGENET_LIKE else "'train' or 'test'"
+    raise ConfigError(f"Unknown split {split!r} for dataset {name}; use {valid}.")
+
+
+def _check_bass(bass: str | None, gamma: float) -> str | None:
+    if bass in (None, "none"):
+        return None
+    if bass not in BASS_MODES:
+        raise ConfigError(f"Unknown BaSS mode {bass!r}; use None, 'dataset' or 'augment'.")
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0.0 <= float(gamma) <= 1.0:
+        raise ConfigError(f"The BaSS mixing ratio gamma must be a number in [0, 1], not {gamma!r}.")
+    return bass
+
+
+class ImageArrayDataset(ArrayDataset):
+    """:class:`ArrayDataset` with the ``image_size`` attribute every freqtail dataset carries."""
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return (int(self.images.shape[1]), int(self.images.shape[2]))
+
+
+def load_arrays(name: str, split: str, root: str | os.PathLike | None = None, download: bool = False):
+    """Stored images of an array dataset: ``(uint8 (N, H, W, 3), int64 (N,), classes)``."""
+    if name == "embedded":
+        from freqtail.data.embedded import ensure_embedded, read_embedded_folder
+
+        return read_embedded_folder(root if root is not None else ensure_embedded(), split)
+    from freqtail.data.cifar import load_cifar
+
+    return load_cifar(name, split, root, download=download)
+
+
+def _array_images(name: str, split: str, root, bass: str | None, strength: float, download: bool):
+    images, labels, classes = load_arrays(name, split, root, download)
+    if bass == "dataset":
+        from freqtail.data.variants import cached_bass_arrays
+
+        other = "test" if split == "train" else "train"
+        sources = {split: images, other: load_arrays(name, other, root)[0]}
+        converted, _ = cached_bass_arrays(name, sources, strength=strength)
+        images = converted[split]
+    return images, labels, classes
+
+
+def _folder_samples(name: str, split: str, root, download: bool):
+    from freqtail.data import folders
+
+    if name == "tiny-imagenet":
+        samples, classes, _ = folders.tiny_imagenet_samples(root, split, download=download)
+    elif name == "imagenet":
+        if download:
+            raise ConfigError(f"{folders.IMAGENET_HOW_TO}.")
+        samples, classes, _ = folders.imagenet_samples(root, split)
+    else:
+        if download:
+            raise ConfigError(f"{folders.IMAGENET_HOW_TO}.")
+        samples, classes = folders.restricted_imagenet_samples(root, split)
+    return samples, classes
+
+
+def build_dataset(
+    name: str,
+    split: str,
+    root: str | os.PathLike | None = None,
+    *,
+    bass: str | None = None,
+    gamma: float = 1.0,
+    strength: float = 1.0,
+    augment: bool = False,
+    download: bool = False,
+):
+    """Build a dataset by name: a ``torch.utils.data.Dataset`` of ``(float32 (C, H, W) in [0, 1], int)``.
+
+    Args:
+        name: one of :func:`dataset_names` (case, '-' and '_' ignored).
+        split: "train" or "test" ("val" is accepted for Tiny-ImageNet, ImageNet, Restricted-ImageNet).
+        root: data folder (``--data-root``); None for the embedded set (or a folder written by
+            :func:`freqtail.data.variants.write_bass_dataset` for it). Never downloads unless ``download``.
+        bass: None (original data), "dataset" (train and test converted once with BaSS and cached,
+            the paper's "new dataset" protocol) or "augment" (BaSS with probability ``gamma`` on the fly
+            on the train split, before geometric augmentation; the test split stays original).
+        gamma: BaSS probability in [0, 1] for ``bass="augment"``.
+        strength: BaSS weight exponent in [0, 1] (1 = published).
+        augment: apply the dataset's default augmentation preset to the train split.
+        download: fetch CIFAR / Tiny-ImageNet with torchvision's downloader if missing.
+
+    Returns:
+        a dataset with attributes ``classes``, ``num_classes``, ``image_size`` (H, W) and ``name``.
+
+    Raises:
+        ConfigError: unknown name, split, BaSS mode or value.
+        DatasetNotFoundError: missing or damaged data (one sentence: what, where, how to get it).
+
+    Example:
+        >>> train = build_dataset("embedded", "train", augment=True)
+        >>> image, label = train[0]
+        >>> image.shape, train.num_classes
+        (torch.Size([3, 32, 32]), 16)
+    """
+    from torchvision.transforms import v2
+
+    from freqtail.data.augment import augmentation_preset
+    from freqtail.data.variants import check_strength
+
+    name = canonical_name(name)
+    split = _split(name, split)
+    bass = _check_bass(bass, gamma)
+    strength = check_strength(strength)
+    info = _REGISTRY[name]
+    train = split == "train"
+    steps = []
+    if bass == "augment" and train:
+        from freqtail.bass import BaSS
+
+        steps.append(BaSS(p=float(gamma), strength=strength))
+    steps.append(
+        augmentation_preset(
+            info.preset, info.image_size, train=train and augment, resize_small=info.kind == "folder"
+        )
+    )
+    transform = v2.Compose(steps)
+
+    if info.kind == "array":
+        images, labels, classes = _array_images(name, split, root, bass, strength, download)
+        if images.shape[1:3] != info.image_size:
+            raise ConfigError(
+                f"The {name} images have size {images.shape[1]}x{images.shape[2]}, not "
+                f"{info.image_size[0]}x{info.image_size[1]}."
+            )
+        return ImageArrayDataset(images, labels, classes, transform=transform, name=name)
+
+    from freqtail.data.folders import FolderImageDataset
+
+    samples, classes = _folder_samples(name, split, root, download)
+    hook = None
+    if bass == "dataset":
+        from freqtail.data.variants import FileVariantCache
+
+        hook = FileVariantCache(name, strength)
+    return FolderImageDataset(samples, classes, transform, info.image_size, name, source_hook=hook)
+
+
+def iter_uint8_batches(
+    name: str,
+    split: str = "train",
+    root: str | os.PathLike | None = None,
+    batch_size: int = 512,
+    bass: str | None = None,
+    num_workers: int = 0,
+) -> Iterator[np.ndarray]:
+    """Stream a dataset as uint8 (N, H, W, C) batches, without augmentation (for spectrum statistics).
+
+    Array datasets yield slices of the stored arrays; folder datasets yield their items after the
+    deterministic resize / centre crop to ``image_size`` (ImageNet: 224 x 224), decoded by
+    ``num_workers`` DataLoader workers. ``bass`` is None or "dataset" ("augment" is random and
+    has no place in statistics).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"The batch size must be a positive integer, not {batch_size!r}.")
+    if bass == "augment":
+        raise ConfigError(
+            "Dataset statistics use bass=None or bass='dataset'; 'augment' is random per epoch."
+        )
+    name = canonical_name(name)
+    dataset = build_dataset(name, split, root, bass=bass)
+    if isinstance(dataset, ArrayDataset):
+        for start in range(0, len(dataset), batch_size):
+            yield np.ascontiguousarray(dataset.images[start : start + batch_size])
+        return
+    import torch
+
+    from freqtail.images import float_to_uint8
+
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers
+    )
+    for images, _ in loader:
+        yield float_to_uint8(images)
