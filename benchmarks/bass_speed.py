@@ -35,15 +35,22 @@ from freqtail.sample_photos import photo_crops
 SIZES = ((32, 256), (128, 32), (224, 16))  # (side, batch size)
 
 
-def best_seconds(fn, repeats: int, inner: int) -> float:
-    """Best-of-``repeats`` mean wall time of ``inner`` calls (robust to a shared, noisy machine)."""
-    fn()
-    best = float("inf")
+def best_seconds(fns: dict, repeats: int, inner: int) -> dict:
+    """Best-of-``repeats`` mean wall time of ``inner`` calls of each function.
+
+    The functions are timed in turn within every repeat, so that all of them see the same
+    background load: on a shared machine the ratios stay meaningful even when the absolute
+    times wander.
+    """
+    for fn in fns.values():
+        fn()
+    best = dict.fromkeys(fns, float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        best = min(best, (time.perf_counter() - start) / inner)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - start) / inner)
     return best
 
 
@@ -78,12 +85,19 @@ def measure_size(side: int, batch: int, repeats: int, inner: int) -> dict:
     x32 = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255.0).contiguous()
     x64 = x32.double()
     n = x32.shape[0]
-    fft32 = best_seconds(lambda: torch.fft.irfft2(torch.fft.rfft2(x32), s=(side, side)), repeats, inner) / n
-    fft64 = best_seconds(lambda: torch.fft.irfft2(torch.fft.rfft2(x64), s=(side, side)), repeats, inner) / n
-    bass32 = best_seconds(lambda: balance_spectrum_tensor(x32), repeats, inner) / n
-    bass64 = best_seconds(lambda: balance_spectrum_tensor(x64), repeats, inner) / n
+    times = best_seconds(
+        {
+            "fft32": lambda: torch.fft.irfft2(torch.fft.rfft2(x32), s=(side, side)),
+            "bass32": lambda: balance_spectrum_tensor(x32),
+            "fft64": lambda: torch.fft.irfft2(torch.fft.rfft2(x64), s=(side, side)),
+            "bass64": lambda: balance_spectrum_tensor(x64),
+        },
+        repeats,
+        inner,
+    )
+    fft32, bass32, fft64, bass64 = (times[k] / n for k in ("fft32", "bass32", "fft64", "bass64"))
     few = crops[: min(n, 16)]
-    plain = best_seconds(lambda: [numpy_bass(image) for image in few], max(2, repeats - 2), 1) / len(few)
+    plain = best_seconds({"numpy": lambda: [numpy_bass(image) for image in few]}, 3, 1)["numpy"] / len(few)
     return {
         "size": f"{side}x{side}",
         "batch": n,
@@ -99,7 +113,7 @@ def measure_size(side: int, batch: int, repeats: int, inner: int) -> dict:
 
 
 def speed(quick: bool) -> list[dict]:
-    repeats, inner = (2, 2) if quick else (5, 3)
+    repeats, inner = (3, 2) if quick else (15, 3)
     return [measure_size(side, batch, repeats, inner) for side, batch in SIZES]
 
 

@@ -15,7 +15,7 @@ from freqtail.bass.core import balance_spectrum_tensor
 from freqtail.errors import InputError
 from freqtail.images import check_uint8_images
 
-#: Images per chunk in :func:`convert_uint8_images`; about 60 MiB of working memory at 32 x 32 RGB.
+#: Images per chunk in :func:`convert_uint8_images`: ~60 MiB of working memory at 32x32 RGB (measured).
 DEFAULT_CHUNK_SIZE = 256
 
 
@@ -132,7 +132,8 @@ def convert_uint8_images(
         images: uint8 (N, H, W, C) or (H, W, C), C in {1, 3}; may be a read-only memory map
             (only one chunk at a time is read into memory).
         strength: exponent in [0, 1] applied to the BaSS weights (1 = published).
-        chunk_size: images converted per step (memory ~ chunk_size * H * W * C * 40 bytes).
+        chunk_size: images converted per step; working memory is about 80 bytes per value
+            (chunk_size * H * W * C), ~60 MiB at the default for 32x32 RGB.
         progress: show a tqdm progress bar (images per second) on stderr.
         profile: ``"amplitude"`` (published) or ``"power"``.
 

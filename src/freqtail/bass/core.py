@@ -133,17 +133,19 @@ def _check_scale(scale: float) -> float:
     return float(scale)
 
 
-def _amplitude(spectrum: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """``|spectrum + epsilon|`` (real), computed on the real view: faster than complex ``abs``."""
+def _amplitude(spectrum: torch.Tensor, epsilon: float, in_place: bool) -> torch.Tensor:
+    """``|spectrum + epsilon|`` (real), computed on the real view: faster than complex ``abs``.
+
+    ``in_place`` (nothing to differentiate) reuses one buffer instead of allocating three.
+    """
     parts = torch.view_as_real(spectrum)
     real = parts[..., 0] + epsilon
+    if in_place:
+        return real.square_().addcmul_(parts[..., 1], parts[..., 1]).sqrt_()
+    # sqrt's gradient at exactly 0 is inf, and inf * 0 = NaN; flooring the squared amplitude at
+    # the tiniest float changes no value but keeps every gradient finite.
     squared = torch.addcmul(real * real, parts[..., 1], parts[..., 1])
-    if squared.requires_grad:
-        # sqrt's gradient at exactly 0 is inf, and inf * 0 = NaN; an amplitude of 1e-19 of the
-        # tiniest float changes no value but keeps every gradient finite.
-        squared = squared.clamp_min(torch.finfo(squared.dtype).tiny)
-        return squared.sqrt()
-    return squared.sqrt_()
+    return squared.clamp_min(torch.finfo(squared.dtype).tiny).sqrt()
 
 
 def _max_elsewhere(amplitude: torch.Tensor) -> torch.Tensor:
@@ -165,12 +167,16 @@ class _Spectral:
     tie_mask: torch.Tensor  # bool (S, C, H, W//2+1): the maximum positions of those images (factor 1)
 
 
-def _band_sums(amplitude: torch.Tensor, layout: BandLayout) -> torch.Tensor:
-    """Full-plane band sums (N, C, K+1) of a half-plane (N, C, H, W//2+1) amplitude."""
+def _band_sums(amplitude: torch.Tensor, layout: BandLayout, in_place: bool = False) -> torch.Tensor:
+    """Full-plane band sums (N, C, K+1) of a half-plane (N, C, H, W//2+1) amplitude.
+
+    ``in_place`` multiplies ``amplitude`` by the column multiplicities in place (it is consumed).
+    """
     n, c, h, _ = amplitude.shape
-    weighted = (amplitude * layout.multiplicity.view(h, -1)).reshape(n * c, -1)
+    multiplicity = layout.multiplicity.view(h, -1)
+    weighted = amplitude.mul_(multiplicity) if in_place else amplitude * multiplicity
     sums = torch.zeros(n * c, layout.num_bands, dtype=amplitude.dtype, device=amplitude.device)
-    return sums.index_add(1, layout.band, weighted).view(n, c, -1)
+    return sums.index_add(1, layout.band, weighted.reshape(n * c, -1)).view(n, c, -1)
 
 
 def _spectral_weights(
@@ -178,23 +184,29 @@ def _spectral_weights(
 ) -> _Spectral:
     """rfft2 of ``x`` and the per-band BaSS weights; see :func:`bass_weights` for the contract."""
     n, c, h, w = x.shape
+    in_place = not (torch.is_grad_enabled() and x.requires_grad)
     spectrum = torch.fft.rfft2(x)
-    amplitude = _amplitude(spectrum, SPECTRUM_EPSILON / scale)
+    amplitude = _amplitude(spectrum, SPECTRUM_EPSILON / scale, in_place)
     power = profile == "power"
-    sums = _band_sums(amplitude * amplitude if power else amplitude, layout)
 
     # The published rule "every maximum-amplitude position is left out of the profile and keeps
     # factor 1". DC (band 0) is the maximum of any non-negative image and band 0 is neither
     # profiled nor re-weighted, so only images where another position reaches DC need work.
-    dc = amplitude[..., 0, 0].detach()
+    dc = amplitude[..., 0, 0].detach().clone()
     elsewhere = _max_elsewhere(amplitude)
     tie_images = ((elsewhere >= dc).any(1)).nonzero().flatten()
     tie_mask = torch.zeros((0, c, h, w // 2 + 1), dtype=torch.bool, device=x.device)
+    tied = None
     if tie_images.numel():
         tied = amplitude.index_select(0, tie_images)
         peak = torch.maximum(dc, elsewhere).index_select(0, tie_images)[..., None, None]
         tie_mask = tied.detach() == peak
         tied = tied.masked_fill(tie_mask, 0.0)
+
+    if power:
+        amplitude = amplitude.square_() if in_place else amplitude * amplitude
+    sums = _band_sums(amplitude, layout, in_place)
+    if tied is not None:
         sums = sums.index_copy(0, tie_images, _band_sums(tied * tied if power else tied, layout))
 
     k_outer = layout.num_bands - 1
@@ -301,7 +313,8 @@ def balance_spectrum_tensor(
     if tied is not None:  # maximum-amplitude positions keep factor 1
         patched = torch.where(spectral.tie_mask, tied, weighted.index_select(0, spectral.tie_images))
         weighted.index_copy_(0, spectral.tie_images, patched)
-    out = torch.fft.irfft2(weighted, s=(h, w)).clamp(0.0, 255.0 / scale)
+    out = torch.fft.irfft2(weighted, s=(h, w))
+    out = out.clamp(0.0, 255.0 / scale) if spectrum.requires_grad else out.clamp_(0.0, 255.0 / scale)
     degenerate_images = spectral.degenerate.nonzero().flatten()
     if degenerate_images.numel():  # returned unchanged
         out.index_copy_(0, degenerate_images, x.index_select(0, degenerate_images))

@@ -1,0 +1,504 @@
+"""BaSS (paper Eq. 4) against a plain numpy implementation written here from DESIGN.md.
+
+The reference works per image and per channel on the full centred spectrum (np.fft.fft2 +
+fftshift), with explicit loops over bands; the library works batched on the rfft2 half plane.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import tv_tensors
+
+from freqtail.bass import (
+    BaSS,
+    BaSSModule,
+    balance_spectrum,
+    balance_spectrum_tensor,
+    band_layout,
+    bass_weights,
+    convert_uint8_images,
+)
+from freqtail.errors import InputError
+
+# ----------------------------------------------------------------------------- the reference
+
+
+def reference_channel(channel, log=np.log, strength=1.0, power=False):
+    """BaSS of one (H, W) channel on the 0..255 scale, straight from the formula.
+
+    Returns ``(out, means, weights)``: the unclipped float result real(ifft2(ifftshift(F * factor))),
+    the profile p[k] for k = 1..K-1 and the Eq. 4 weights q/o (before ``strength``).
+    """
+    h, w = channel.shape
+    spectrum = np.fft.fftshift(np.fft.fft2(np.asarray(channel, dtype=np.float64)))
+    amplitude = np.abs(spectrum + 1e-8)
+    peak = amplitude == amplitude.max()
+    amplitude[peak] = 0.0
+    if power:
+        amplitude = amplitude**2
+    rows, cols = np.indices((h, w))
+    band = np.floor(np.sqrt((rows - h // 2) ** 2 + (cols - w // 2) ** 2)).astype(int)
+    outer = int(band.max())
+    means = []
+    for k in range(1, outer):
+        means.append(amplitude[band == k].sum() / np.count_nonzero(band == k))
+    means = np.array(means)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = log(means)
+        weights = (logs / logs.sum()) / (means / means.sum())
+    factor = np.ones((h, w))
+    for k in range(1, outer):
+        factor[band == k] = weights[k - 1] ** (strength / 2 if power else strength)
+    factor[peak] = 1.0
+    out = np.real(np.fft.ifft2(np.fft.ifftshift(spectrum * factor)))
+    return out, means, weights
+
+
+def reference_is_degenerate(image_hwc, scale=1.0) -> bool:
+    """The documented rule: a channel with no band 1..K-1, a band mean <= 1, or bad weights."""
+    for c in range(image_hwc.shape[-1]):
+        _, means, weights = reference_channel(image_hwc[..., c] * scale)
+        if means.size == 0 or (means <= 1).any() or not np.isfinite(weights).all() or (weights <= 0).any():
+            return True
+    return False
+
+
+def reference_uint8(images_nhwc, **options) -> np.ndarray:
+    """Published uint8 output uint8(clip(x', 0, 255)) of every image and channel."""
+    out = np.empty_like(images_nhwc)
+    for i, image in enumerate(images_nhwc):
+        for c in range(image.shape[-1]):
+            result, _, _ = reference_channel(image[..., c], **options)
+            out[i, ..., c] = np.uint8(np.clip(result, 0, 255))
+    return out
+
+
+def to_float_nchw(images_nhwc, dtype=torch.float64) -> torch.Tensor:
+    return torch.from_numpy(images_nhwc).permute(0, 3, 1, 2).to(dtype) / 255.0
+
+
+@pytest.fixture(scope="module")
+def crops32():
+    from freqtail.sample_photos import photo_crops
+
+    return photo_crops(32, 2)
+
+
+def assert_faithful(ours, reference, degenerate, inputs):
+    """uint8 outputs agree (<= 1 grey level on < 0.1% of pixels); degenerate images unchanged."""
+    keep = ~degenerate
+    assert keep.sum() >= 0.75 * len(keep), "most natural crops must be regular"
+    diff = np.abs(ours[keep].astype(int) - reference[keep].astype(int))
+    assert diff.max() <= 1
+    assert np.count_nonzero(diff) < 1e-3 * diff.size
+    np.testing.assert_array_equal(ours[degenerate], inputs[degenerate])
+
+
+# ----------------------------------------------------------------------------- fidelity
+
+
+@pytest.mark.parametrize("size", [32, 64, (40, 56), (33, 27)])
+@pytest.mark.parametrize("channels", [3, 1])
+def test_uint8_matches_reference_on_natural_crops(natural_crops, size, channels):
+    images = natural_crops(size, 2, seed=1)[..., :channels]
+    images = np.ascontiguousarray(images)
+    ours, degenerate = balance_spectrum(images, return_degenerate=True)
+    assert ours.dtype == np.uint8 and ours.shape == images.shape
+    expected_degenerate = np.array([reference_is_degenerate(image) for image in images])
+    np.testing.assert_array_equal(degenerate, expected_degenerate)
+    assert_faithful(ours, reference_uint8(images), degenerate, images)
+    assert not np.array_equal(ours[~degenerate], images[~degenerate])
+
+
+def test_single_image_and_ties_with_dc(crops32):
+    # One bright pixel: every |F| equals DC's, so many positions tie for the maximum amplitude.
+    image = np.zeros((32, 32, 3), dtype=np.uint8)
+    image[5, 7] = 255
+    ours, degenerate = balance_spectrum(image, return_degenerate=True)
+    assert ours.shape == (32, 32, 3) and degenerate.shape == (1,) and not degenerate[0]
+    np.testing.assert_array_equal(ours, reference_uint8(image[None])[0])
+    # Mixed in a batch (the tie path runs for that image only), the others are unaffected.
+    batch = np.concatenate([crops32[:3], image[None], crops32[3:5]])
+    out = balance_spectrum(batch)
+    np.testing.assert_array_equal(out[3], ours)
+    np.testing.assert_array_equal(out[[0, 1, 2, 4, 5]], balance_spectrum(batch[[0, 1, 2, 4, 5]]))
+
+
+def test_float_path_equals_uint8_path_before_truncation(crops32):
+    images = crops32[:8]
+    x = to_float_nchw(images)
+    out, degenerate = balance_spectrum_tensor(x)
+    assert out.dtype == torch.float64 and out.shape == x.shape
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    for i, image in enumerate(images):
+        if degenerate[i]:
+            continue
+        for c in range(3):
+            expected = np.clip(reference_channel(image[..., c])[0], 0, 255) / 255.0
+            np.testing.assert_allclose(out[i, c].numpy(), expected, atol=1e-9)
+    # Truncating the float result gives the uint8 path (up to rare float rounding).
+    truncated = np.floor(out.permute(0, 2, 3, 1).numpy() * 255.0).astype(np.uint8)
+    uint8_path = balance_spectrum(images)
+    assert np.count_nonzero(truncated != uint8_path) < 1e-3 * truncated.size
+    # float32 agrees with float64 to float32 precision.
+    out32, degenerate32 = balance_spectrum_tensor(x.float())
+    assert out32.dtype == torch.float32
+    assert torch.equal(degenerate32, degenerate)
+    assert torch.allclose(out32.double(), out, atol=2e-5)
+
+
+def test_zero_mean_input_takes_the_general_maximum_rule(crops32):
+    # Values below 0 make DC small; the maximum amplitude sits elsewhere and must keep factor 1.
+    x = to_float_nchw(crops32[:2]) - 0.5
+    out, degenerate = balance_spectrum_tensor(x)
+    assert not degenerate.any()
+    for i in range(2):
+        for c in range(3):
+            reference = reference_channel(x[i, c].numpy() * 255.0)[0]
+            np.testing.assert_allclose(out[i, c].numpy(), np.clip(reference, 0, 255) / 255.0, atol=1e-9)
+
+
+def test_weights_table_matches_equation_4(crops32):
+    x = to_float_nchw(crops32[:2])
+    weights, degenerate = bass_weights(x)
+    layout = band_layout(32, 32)
+    assert weights.shape == (2, 3, layout.num_bands) and not degenerate.any()
+    for i in range(2):
+        for c in range(3):
+            _, _, expected = reference_channel(crops32[i][..., c])
+            np.testing.assert_allclose(weights[i, c, 1:-1].numpy(), expected, rtol=1e-9)
+            assert weights[i, c, 0] == 1 and weights[i, c, -1] == 1
+            # After re-weighting, band means are proportional to ln p: the tail is flattened.
+            _, means, _ = reference_channel(crops32[i][..., c])
+            ratio = means * weights[i, c, 1:-1].numpy() / np.log(means)
+            np.testing.assert_allclose(ratio, ratio[0], rtol=1e-9)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (4, 4), (5, 8), (7, 6), (1, 9), (32, 32)])
+def test_band_layout_half_plane_bookkeeping(size):
+    h, w = size
+    layout = band_layout(h, w)
+    assert int(layout.counts.sum()) == h * w
+    # Counting each stored rfft column with its conjugate partner reproduces the full plane.
+    recount = torch.bincount(layout.band, weights=layout.multiplicity, minlength=layout.num_bands)
+    assert torch.equal(recount, layout.counts)
+    # The band of every full-plane position, from the shifted plane directly.
+    rows, cols = np.indices((h, w))
+    full = np.floor(np.sqrt((rows - h // 2) ** 2 + (cols - w // 2) ** 2)).astype(int)
+    unshifted = np.fft.ifftshift(full)[:, : w // 2 + 1]
+    np.testing.assert_array_equal(layout.band.numpy(), unshifted.ravel())
+
+
+# ----------------------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize("tau", [1.5, 2.0, 10.0])
+def test_tau_cancels(crops32, tau):
+    # Eq. 4 with log base tau: log_tau(a) = ln(a) / ln(tau), and 1/ln(tau) cancels in q.
+    images = crops32[:3]
+    with_tau = reference_uint8(images, log=lambda a: np.log(a) / math.log(tau))
+    ours, degenerate = balance_spectrum(images, return_degenerate=True)
+    assert_faithful(ours, with_tau, degenerate, images)
+
+
+def test_strength(crops32):
+    images = crops32[:3]
+    np.testing.assert_array_equal(balance_spectrum(images, strength=0.0), images)
+    x = to_float_nchw(images)
+    out, _ = balance_spectrum_tensor(x, strength=0)
+    assert torch.equal(out, x)
+    half, degenerate = balance_spectrum(images, strength=0.5, return_degenerate=True)
+    assert_faithful(half, reference_uint8(images, strength=0.5), degenerate, images)
+    # Half strength changes the image less than full strength.
+    full = balance_spectrum(images)
+    change = lambda out: np.abs(out.astype(int) - images.astype(int)).mean()  # noqa: E731
+    assert 0 < change(half) < change(full)
+    for bad in (-0.1, 1.5, float("nan"), "1"):
+        with pytest.raises(InputError):
+            balance_spectrum(images, strength=bad)
+
+
+def test_power_profile(crops32):
+    images = crops32[:3]
+    ours, degenerate = balance_spectrum(images, profile="power", return_degenerate=True)
+    assert_faithful(ours, reference_uint8(images, power=True), degenerate, images)
+    assert not np.array_equal(ours, balance_spectrum(images))
+    with pytest.raises(InputError):
+        balance_spectrum(images, profile="energy")
+
+
+# ----------------------------------------------------------------------------- degenerate inputs
+
+
+def test_degenerate_images_are_unchanged_and_counted(crops32):
+    constant = np.full((32, 32, 3), 117, dtype=np.uint8)
+    black = np.zeros((32, 32, 3), dtype=np.uint8)
+    near_black = np.zeros((32, 32, 3), dtype=np.uint8)
+    near_black[3, 4] = 1  # |F| = 1 everywhere: band means are about 1, logs about 0
+    for image in (constant, black, near_black):
+        assert reference_is_degenerate(image)
+    batch = np.stack([crops32[0], constant, black, near_black, crops32[1]])
+    out, degenerate = balance_spectrum(batch, return_degenerate=True)
+    np.testing.assert_array_equal(degenerate, [False, True, True, True, False])
+    np.testing.assert_array_equal(out[1:4], batch[1:4])
+    np.testing.assert_array_equal(out[[0, 4]], balance_spectrum(batch[[0, 4]]))
+    converted, n_degenerate = convert_uint8_images(batch, chunk_size=2)
+    assert n_degenerate == 3
+    np.testing.assert_array_equal(converted, out)
+    # The float path agrees, returns the inputs exactly, and has no NaN anywhere.
+    x = to_float_nchw(batch, torch.float32)
+    y, float_degenerate = balance_spectrum_tensor(x)
+    assert float_degenerate.tolist() == degenerate.tolist()
+    assert torch.equal(y[1:4], x[1:4]) and torch.isfinite(y).all()
+
+
+def test_all_bands_below_one_is_degenerate(crops32):
+    # Published weights are all positive here (two negative logs cancel) but meaningless.
+    dim = crops32[:1].astype(np.float64) * 1e-4
+    _, means, weights = reference_channel(dim[0, ..., 0])
+    assert (means < 1).all() and (weights > 0).all()
+    x = torch.from_numpy(dim).permute(0, 3, 1, 2) / 255.0
+    y, degenerate = balance_spectrum_tensor(x)
+    assert degenerate.tolist() == [True] and torch.equal(y, x)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (3, 3), (1, 3)])
+def test_tiny_images_have_no_band_to_reweight(size):
+    image = np.arange(size[0] * size[1] * 3, dtype=np.uint8).reshape(*size, 3) * 20
+    out, degenerate = balance_spectrum(image, return_degenerate=True)
+    assert degenerate.tolist() == [True]
+    np.testing.assert_array_equal(out, image)
+    x = torch.rand(2, 1, *size, dtype=torch.float64, requires_grad=True)
+    y, float_degenerate = balance_spectrum_tensor(x)
+    assert float_degenerate.all() and torch.equal(y, x)
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))
+
+
+def test_smallest_image_with_a_band_is_regular():
+    rng = np.random.default_rng(0)
+    image = rng.integers(60, 200, (4, 4, 3), dtype=np.uint8)
+    out, degenerate = balance_spectrum(image, return_degenerate=True)
+    assert degenerate.tolist() == [False]
+    np.testing.assert_array_equal(out, reference_uint8(image[None])[0])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_float_input_is_an_input_error(bad):
+    x = torch.rand(2, 3, 8, 8)
+    x[1, 2, 3, 4] = bad
+    with pytest.raises(InputError, match="NaN or infinite"):
+        balance_spectrum_tensor(x)
+    with pytest.raises(InputError):
+        BaSSModule()(x)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((2, 8, 8, 3), dtype=np.float32),
+        np.zeros((2, 8, 8, 4), dtype=np.uint8),
+        np.zeros((8, 8), dtype=np.uint8),
+        np.zeros((0, 8, 8, 3), dtype=np.uint8),
+        [[1, 2], [3, 4]],
+        torch.zeros(8, 8),
+        torch.zeros(1, 3, 8, 8, dtype=torch.int32),
+    ],
+)
+def test_bad_inputs_raise_one_sentence(bad):
+    with pytest.raises(InputError) as info:
+        balance_spectrum(bad)
+    message = str(info.value)
+    assert message.endswith(".") and "\n" not in message
+
+
+# ----------------------------------------------------------------------------- adapters
+
+
+def test_pil_adapter(crops32):
+    rgb = Image.fromarray(crops32[0])
+    out, degenerate = balance_spectrum(rgb, return_degenerate=True)
+    assert isinstance(out, Image.Image) and out.mode == "RGB" and degenerate is False
+    np.testing.assert_array_equal(np.asarray(out), balance_spectrum(crops32[0]))
+    gray = Image.fromarray(crops32[1][..., 0])
+    out_gray = balance_spectrum(gray)
+    assert out_gray.mode == "L" and out_gray.size == gray.size
+    np.testing.assert_array_equal(np.asarray(out_gray), balance_spectrum(crops32[1][..., :1])[..., 0])
+    with pytest.raises(InputError, match="mode"):
+        balance_spectrum(rgb.convert("RGBA"))
+
+
+def test_uint8_tensor_adapter(crops32):
+    chw = torch.from_numpy(crops32[0]).permute(2, 0, 1)
+    out = balance_spectrum(chw)
+    assert out.dtype == torch.uint8 and out.shape == chw.shape
+    np.testing.assert_array_equal(out.permute(1, 2, 0).numpy(), balance_spectrum(crops32[0]))
+
+
+def test_transform_on_every_input_type(crops32):
+    image = crops32[0]
+    expected = balance_spectrum(image)
+    transform = BaSS()
+    assert np.array_equal(np.asarray(transform(Image.fromarray(image))), expected)
+    tv_image = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))
+    out = transform(tv_image)
+    assert isinstance(out, tv_tensors.Image) and out.dtype == torch.uint8
+    np.testing.assert_array_equal(out.permute(1, 2, 0).numpy(), expected)
+    plain = transform(torch.from_numpy(image).permute(2, 0, 1).contiguous())
+    assert type(plain) is torch.Tensor
+    np.testing.assert_array_equal(plain.permute(1, 2, 0).numpy(), expected)
+    x = to_float_nchw(crops32[:2], torch.float32)
+    assert torch.equal(transform(x), balance_spectrum_tensor(x)[0])
+    assert torch.equal(transform(x[0]), balance_spectrum_tensor(x[:1])[0][0])
+    # Non-image inputs pass through untouched, as in every v2 transform.
+    boxes = tv_tensors.BoundingBoxes([[1, 2, 10, 12]], format="XYXY", canvas_size=(32, 32))
+    out_image, out_boxes, label = transform(tv_image, boxes, 7)
+    assert out_boxes is boxes and label == 7
+    assert torch.equal(out_image, out)
+    assert repr(transform) == "BaSS(p=1.0, strength=1.0, profile=amplitude)"
+
+
+def test_transform_probability(crops32):
+    image = torch.from_numpy(crops32[0]).permute(2, 0, 1).contiguous()
+    converted = balance_spectrum(image)
+    never = BaSS(p=0.0)
+    always = BaSS(p=1.0)
+    for _ in range(20):
+        assert never(image) is image
+        assert torch.equal(always(image), converted)
+    torch.manual_seed(0)
+    sometimes = BaSS(p=0.5)
+    applied = [not torch.equal(sometimes(image), image) for _ in range(200)]
+    assert 70 < sum(applied) < 130
+    torch.manual_seed(0)
+    again = [not torch.equal(sometimes(image), image) for _ in range(200)]
+    assert applied == again  # seeded by torch's global RNG
+    for bad in (-0.5, 1.5, True):
+        with pytest.raises(InputError):
+            BaSS(p=bad)
+
+
+# ----------------------------------------------------------------------------- module and gradients
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 5, 7), (1, 1, 6, 6), (2, 1, 8, 5)])
+def test_gradcheck(shape):
+    torch.manual_seed(0)
+    x = (0.2 + 0.6 * torch.rand(*shape, dtype=torch.float64)).requires_grad_()
+    assert not balance_spectrum_tensor(x)[1].any()
+    assert torch.autograd.gradcheck(lambda t: balance_spectrum_tensor(t)[0], (x,))
+    assert torch.autograd.gradcheck(BaSSModule(), (x,))
+    assert torch.autograd.gradcheck(lambda t: balance_spectrum_tensor(t, strength=0.5)[0], (x,))
+
+
+def test_gradients_are_finite_with_degenerate_images(crops32):
+    x = to_float_nchw(np.stack([crops32[0], np.zeros_like(crops32[0]), np.full_like(crops32[0], 9)]))
+    x.requires_grad_()
+    out, degenerate = balance_spectrum_tensor(x)
+    assert degenerate.tolist() == [False, True, True]
+    upstream = torch.randn_like(out)
+    (grad,) = torch.autograd.grad((out * upstream).sum(), x)
+    assert torch.isfinite(grad).all()
+    assert torch.equal(grad[1:], upstream[1:])  # identity where the image is returned unchanged
+
+
+def test_module_matches_core_and_keeps_device_dtype(crops32):
+    x = to_float_nchw(crops32[:4], torch.float32)
+    module = BaSSModule()
+    out = module(x)
+    assert out.dtype == torch.float32 and out.device == x.device
+    assert torch.equal(out, balance_spectrum_tensor(x)[0])
+    assert module.last_degenerate.tolist() == [False] * 4
+    assert "round_mode='none'" in repr(module)
+    half = module(x.half())
+    assert half.dtype == torch.float16
+    assert torch.allclose(half.float(), out, atol=2e-3)
+
+
+def test_module_probability_is_per_sample(crops32):
+    x = to_float_nchw(crops32[:32], torch.float32)
+    converted, degenerate = balance_spectrum_tensor(x)
+    regular = [i for i in range(32) if not degenerate[i]]
+    assert torch.equal(BaSSModule(p=0.0)(x), x)
+    torch.manual_seed(3)
+    module = BaSSModule(p=0.5)
+    out = module(x)
+    same = [torch.equal(out[i], x[i]) for i in regular]
+    bassed = [torch.equal(out[i], converted[i]) for i in regular]
+    assert all(s != b for s, b in zip(same, bassed, strict=True))  # each sample: untouched or BaSS
+    assert 6 < sum(bassed) < len(regular) - 6
+    assert not module.last_degenerate[[i for i, s in zip(regular, same, strict=True) if s]].any()
+
+
+def test_straight_through_rounding(crops32):
+    images = crops32[:6]
+    x = to_float_nchw(images).requires_grad_()
+    plain = BaSSModule()
+    rounded = BaSSModule(round_mode="straight-through")
+    out_plain = plain(x)
+    out_rounded = rounded(x)
+    # Forward: the published uint8 truncation, / 255.
+    uint8_path = balance_spectrum(images)
+    expected = torch.from_numpy(uint8_path).permute(0, 3, 1, 2).double() / 255.0
+    mismatch = (out_rounded - expected).abs() > 1e-12
+    assert mismatch.float().mean() < 1e-3
+    assert ((out_rounded - expected).abs() <= 1 / 255 + 1e-12).all()
+    assert torch.equal(out_rounded, torch.floor(out_plain * 255.0) / 255.0)
+    # Backward: exactly the gradient of the unrounded transform.
+    upstream = torch.randn_like(out_plain)
+    (grad_plain,) = torch.autograd.grad((out_plain * upstream).sum(), x)
+    (grad_rounded,) = torch.autograd.grad((rounded(x) * upstream).sum(), x)
+    assert torch.equal(grad_plain, grad_rounded)
+    with pytest.raises(InputError):
+        BaSSModule(round_mode="nearest")
+
+
+def test_straight_through_leaves_degenerate_images_unchanged():
+    x = torch.full((1, 3, 16, 16), 0.4, dtype=torch.float32)
+    assert torch.equal(BaSSModule(round_mode="straight-through")(x), x)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(crops32):
+    x = to_float_nchw(crops32[:4], torch.float32)
+    out_cpu = balance_spectrum_tensor(x)[0]
+    out_gpu, _ = balance_spectrum_tensor(x.cuda())
+    assert out_gpu.device.type == "cuda"
+    assert torch.allclose(out_gpu.cpu(), out_cpu, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- conversions
+
+
+def test_convert_uint8_images_in_chunks(tmp_path, crops32, capsys):
+    images = crops32[:11]
+    whole = balance_spectrum(images)
+    for chunk_size in (1, 4, 64):
+        converted, n_degenerate = convert_uint8_images(images, chunk_size=chunk_size)
+        np.testing.assert_array_equal(converted, whole)
+    # A read-only memory map works (only chunks are read) and the progress bar reports.
+    np.save(tmp_path / "images.npy", images)
+    mapped = np.load(tmp_path / "images.npy", mmap_mode="r")
+    converted, _ = convert_uint8_images(mapped, chunk_size=4, progress=True)
+    np.testing.assert_array_equal(converted, whole)
+    assert "BaSS" in capsys.readouterr().err
+    single, _ = convert_uint8_images(images[0])
+    np.testing.assert_array_equal(single, whole[0])
+    with pytest.raises(InputError):
+        convert_uint8_images(images, chunk_size=0)
+
+
+def test_top_level_exports_are_lazy():
+    code = (
+        "import sys, freqtail; assert 'torch' not in sys.modules; "
+        "import freqtail.bass; assert 'torchvision' not in sys.modules; "
+        "assert freqtail.BaSS is freqtail.bass.BaSS and freqtail.BaSSModule and freqtail.balance_spectrum"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
