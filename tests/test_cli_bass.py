@@ -146,3 +146,5 @@ def test_dataset_mode_calls_write_bass_dataset(monkeypatch, tmp_path, capsys):
     assert code == 0
     assert calls == [("cifar10", "data", str(tmp_path), 0.25, True)]
     assert json.loads(out) == {"images": 3, "degenerate": 0}
+    code, out, _ = run_cli(argv, capsys)
+    assert code == 0 and "Converted 3 images of dataset cifar10" in out and "0 hit the degenerate" in out

@@ -51,6 +51,10 @@ from freqtail.bass.core import (
     bass_weights,
 )
 
+#: Version of BaSS's output: bump it whenever any conversion's result changes, so that cached
+#: BaSS datasets (keyed on it by :mod:`freqtail.data.variants`) are rebuilt.
+BASS_VERSION = "1"
+
 # The transform and the module need torchvision (about 170 MiB of resident memory on import);
 # they load on first use so that offline conversions stay lean.
 _LAZY = {"BaSS", "BaSSModule", "ROUND_MODES"}
@@ -65,6 +69,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "BASS_VERSION",
     "PROFILES",
     "ROUND_MODES",
     "SPECTRUM_EPSILON",

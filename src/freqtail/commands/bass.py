@@ -127,5 +127,9 @@ def run(args) -> int:
             f"wrote {result['output']}."
         )
     else:
-        print(f"Converted dataset {args.dataset} with BaSS into {args.out}: {result}")
+        images, degenerate = result.get("images", "all"), result.get("degenerate", "an unknown number of")
+        print(
+            f"Converted {images} images of dataset {args.dataset} with BaSS (strength {args.strength:g}); "
+            f"{degenerate} hit the degenerate rule and were copied unchanged; wrote {args.out}."
+        )
     return 0
