@@ -1,0 +1,163 @@
+"""How fast are the embedded-dataset build and the BaSS ("-B") conversion of a 50,000-image dataset?
+
+Prints, on the CPU with one thread:
+
+* the embedded dataset build (16 photographs -> 6,400 train + 1,600 test 32x32 images): seconds and
+  images per second in memory, the cold cached build (``ensure_embedded``: build + atomic write) and
+  the warm load from the cache;
+* the "dataset" protocol conversion of 50,000 32x32 RGB images (embedded images repeated) through
+  :func:`freqtail.data.variants.cached_bass_arrays` (content hash + BaSS + atomic cache write), its
+  reuse on the second call, and :func:`freqtail.data.variants.write_bass_dataset` of a CIFAR-10-layout
+  set (50,000 train + 10,000 test) into CIFAR python batches; each in a fresh process, with its peak
+  resident memory (``VmHWM``) and the resident memory before the work started.
+
+Run: ``OMP_NUM_THREADS=1 python benchmarks/data_speed.py`` (``--images N`` to change the 50,000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def _rss_mib(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _images(n: int):
+    import numpy as np
+
+    from freqtail.data.embedded import build_embedded_arrays
+
+    base = build_embedded_arrays(train_per_class=50, test_per_class=1)["train_images"]
+    reps = -(-n // len(base))
+    return np.ascontiguousarray(np.concatenate([base] * reps)[:n])
+
+
+def child(task: str, n: int) -> dict:
+    """One measured task in this (fresh) process; returns numbers as a dict."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    images = _images(n)
+    if task == "cached":
+        from freqtail.data.variants import cached_bass_arrays
+
+        rss_before = _rss_mib("VmRSS")
+        start = time.perf_counter()
+        out, meta = cached_bass_arrays("bench", {"train": images}, progress=False)
+        first = time.perf_counter() - start
+        peak = _rss_mib("VmHWM")
+        start = time.perf_counter()
+        _, meta2 = cached_bass_arrays("bench", {"train": images}, progress=False)
+        second = time.perf_counter() - start
+        assert not meta["reused"] and meta2["reused"] and out["train"].shape == images.shape
+        return {
+            "seconds": first,
+            "reuse_seconds": second,
+            "rss_before_mib": rss_before,
+            "peak_mib": peak,
+            "degenerate": int(meta["degenerate"]["train"]),
+        }
+    from freqtail.data.cifar import write_cifar_batches
+    from freqtail.data.variants import write_bass_dataset
+
+    root = tempfile.mkdtemp(prefix="freqtail-bench-")
+    labels = np.arange(len(images)) % 10
+    test = images[: max(1, n // 5)]
+    write_cifar_batches(
+        "cifar10",
+        root,
+        {"train": (images, labels), "test": (test, labels[: len(test)])},
+        [f"c{k}" for k in range(10)],
+    )
+    del images, test
+    rss_before = _rss_mib("VmRSS")
+    result = write_bass_dataset("cifar10", root, os.path.join(root, "out"), progress=False)
+    return {
+        "seconds": result["seconds"],
+        "images": result["images"],
+        "rss_before_mib": rss_before,
+        "peak_mib": _rss_mib("VmHWM"),
+        "degenerate": result["degenerate"],
+    }
+
+
+def run_child(task: str, n: int, cache: str) -> dict:
+    env = {**os.environ, "FREQTAIL_CACHE": cache, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", task, "--images", str(n)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=50_000)
+    parser.add_argument("--child", choices=("cached", "cifar"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.images)))
+        return
+
+    import torch
+
+    torch.set_num_threads(1)
+    from freqtail.data import embedded
+    from freqtail.sample_photos import load_photos
+
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["FREQTAIL_CACHE"] = cache
+        start = time.perf_counter()
+        load_photos()
+        photos = time.perf_counter() - start
+        start = time.perf_counter()
+        arrays = embedded.build_embedded_arrays()
+        build = time.perf_counter() - start
+        n = len(arrays["train_images"]) + len(arrays["test_images"])
+        print(
+            f"embedded build: {n} images in {build:.2f} s = {n / build:,.0f} images/s "
+            f"(+ {photos:.2f} s to decode the 16 photographs once)"
+        )
+        start = time.perf_counter()
+        embedded.ensure_embedded()
+        cold = time.perf_counter() - start
+        start = time.perf_counter()
+        embedded.ensure_embedded()
+        warm = time.perf_counter() - start
+        print(f"embedded cache: cold build + write {cold:.2f} s, warm load {warm * 1000:.0f} ms")
+
+        cached = run_child("cached", args.images, os.path.join(cache, "cached"))
+        print(
+            f"dataset-mode BaSS of {args.images:,} 32x32 images (hash + convert + cache write): "
+            f"{cached['seconds']:.1f} s = {args.images / cached['seconds']:,.0f} images/s; "
+            f"reuse {cached['reuse_seconds']:.2f} s; peak RSS {cached['peak_mib']:.0f} MiB "
+            f"(before {cached['rss_before_mib']:.0f} MiB); degenerate {cached['degenerate']}"
+        )
+        cifar = run_child("cifar", args.images, os.path.join(cache, "cifar"))
+        print(
+            f"write_bass_dataset cifar10 ({cifar['images']:,} images, python batches): "
+            f"{cifar['seconds']:.1f} s "
+            f"= {cifar['images'] / cifar['seconds']:,.0f} images/s; peak RSS {cifar['peak_mib']:.0f} MiB "
+            f"(before {cifar['rss_before_mib']:.0f} MiB); degenerate {cifar['degenerate']}"
+        )
+
+
+if __name__ == "__main__":
+    main()
