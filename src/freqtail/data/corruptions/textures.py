@@ -141,12 +141,13 @@ def frost_sheets(height: int, width: int) -> tuple[np.ndarray, ...]:
 
     The original frost corruption blends in random crops of frost photographs (ice crystals on
     glass). We synthesise a stand-in: a low-frequency plasma haze (uneven ice coverage), many
-    thin bright ice needles with short side branches at +-60 degrees (dendritic crystals) whose
-    density follows the haze, a slight blur, and a pale blue-white colour map over dark blue
-    gaps. It reproduces the character of frost (bright, thin, oriented high-frequency structure
-    over a patchy veil) but not the exact statistics of the photographs, so frost accuracies
-    on generated sets are not numerically comparable with the published CIFAR-10-C. The sheets do
-    not depend on the corruption seed, like the fixed photographs of the original.
+    thin bright ice needles with side branches at +-60 degrees that branch again (fern-like
+    dendritic crystals) whose density follows the haze, a slight blur, and a pale blue-white
+    colour map over dark blue gaps. It reproduces the character of frost (bright, thin, oriented
+    high-frequency structure over a patchy veil) but not the exact statistics of the photographs,
+    so frost accuracies on generated sets are not numerically comparable with the published
+    CIFAR-10-C. The sheets do not depend on the corruption seed, like the fixed photographs of the
+    original.
     """
     from freqtail.data.corruptions._common import gaussian_blur_batch
 
