@@ -1,0 +1,259 @@
+"""A gradient-masking check: do gradient attacks see what a gradient-free attack sees?
+
+A defence can look robust to PGD only because its gradients are useless (zero, shattered by
+quantisation, saturated), not because it is robust: the classic signs (Athalye et al. 2018, Carlini
+et al. 2019, "On Evaluating Adversarial Robustness") are that a black-box attack succeeds where the
+gradient attack fails, and that an unbounded-looking budget does not drive accuracy to zero.
+:func:`gradient_masking_check` runs three cheap probes on the correctly classified images:
+
+(a) PGD at ``eps`` versus Square (``pyautoattack.square.SquareAttack``, gradient-free) at the same
+    ``eps``: flagged when Square fools more than a small count of images that PGD misses;
+(b) PGD at a large budget (``large_eps``, default 0.5, more steps): flagged when accuracy does not
+    fall to about zero;
+(c) the input gradient of the CW margin at the clean images: flagged when it is exactly zero for
+    more than a small count of images.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from freqtail.attacks.common import (
+    Classifier,
+    check_attack_inputs,
+    check_logits,
+    margin_loss,
+    model_device,
+    warn_if_training,
+)
+from freqtail.attacks.eps import check_eps
+from freqtail.attacks.pgd import pgd
+from freqtail.errors import InputError
+
+FLAG_SQUARE = "square-beats-pgd"
+FLAG_LARGE_EPS = "large-eps-accuracy-not-zero"
+FLAG_ZERO_GRADIENT = "zero-input-gradients"
+
+
+@dataclass
+class MaskingReport:
+    """What the gradient-masking check found; ``summary`` says it in words, ``to_dict()`` for JSON.
+
+    Counts are over the ``considered`` images: those the model classifies correctly when clean.
+    """
+
+    eps: float
+    total: int
+    considered: int
+    pgd_steps: int
+    pgd_fooled: int
+    square_queries: int
+    square_fooled: int
+    square_only: list[int]
+    allowed_count: int
+    large_eps: float
+    large_eps_steps: int
+    large_eps_still_correct: int
+    large_eps_allowed: int
+    zero_gradient: int
+    flags: list[str] = field(default_factory=list)
+    summary: str = ""
+    seconds: float = 0.0
+
+    @property
+    def masked(self) -> bool:
+        """True when any probe found a sign of gradient masking."""
+        return bool(self.flags)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "masked": self.masked, "seconds": round(self.seconds, 3)}
+
+
+def _count(value: int, what: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InputError(f"The {what} must be an integer >= {minimum}, not {value!r}.")
+    return value
+
+
+def _fraction(value: float, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise InputError(f"The {what} must be a fraction in [0, 1), not {value!r}.")
+    return float(value)
+
+
+def _budget(eps: float) -> str:
+    return f"{eps:.4g} ({eps * 255:.3g}/255)"
+
+
+def _summary(report: MaskingReport) -> str:
+    if report.considered == 0:
+        return (
+            f"Nothing to check: the model classifies none of the {report.total} images correctly, "
+            "so no attack can lower its accuracy."
+        )
+    findings = [
+        f"PGD-{report.pgd_steps} fooled {report.pgd_fooled} of {report.considered} correctly "
+        f"classified images at eps {_budget(report.eps)} and Square ({report.square_queries} queries) "
+        f"fooled {report.square_fooled}, "
+        f"{len(report.square_only)} of them missed by PGD (allowed {report.allowed_count})",
+        f"PGD-{report.large_eps_steps} at eps {report.large_eps:g} "
+        f"left {report.large_eps_still_correct} correct "
+        f"(allowed {report.large_eps_allowed})",
+        f"{report.zero_gradient} images have an all-zero input gradient",
+    ]
+    if not report.flags:
+        return "No sign of gradient masking: " + "; ".join(findings) + "."
+    reasons = {
+        FLAG_SQUARE: "a gradient-free attack finds adversarial examples that PGD misses",
+        FLAG_LARGE_EPS: "a huge budget does not drive accuracy to zero",
+        FLAG_ZERO_GRADIENT: "input gradients vanish",
+    }
+    return (
+        "Possible gradient masking ("
+        + "; ".join(reasons[flag] for flag in report.flags)
+        + "): "
+        + "; ".join(findings)
+        + ". Gradient-based robustness numbers for this model are not trustworthy: attack it end-to-end "
+        "with differentiable (e.g. straight-through) components and check with AutoAttack standard."
+    )
+
+
+def gradient_masking_check(
+    model: Classifier,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    pgd_steps: int = 20,
+    step_size: float | None = None,
+    square_queries: int = 1000,
+    large_eps: float = 0.5,
+    large_eps_steps: int = 50,
+    tolerance: float = 0.01,
+    large_eps_tolerance: float = 0.05,
+    seed: int = 0,
+) -> MaskingReport:
+    """Look for gradient masking on one batch (a few hundred images is plenty).
+
+    Args:
+        model: classifier in eval mode, float (N, C, H, W) in [0, 1] -> logits (N, K).
+        x: float (N, C, H, W) clean images in [0, 1].
+        y: integer (N,) labels.
+        eps: the budget whose robustness claim is being checked (on the [0, 1] scale).
+        pgd_steps: steps of the PGD (cross-entropy) run compared with Square.
+        step_size: PGD step; default ``eps / 4`` (2/255 at 8/255, as in the paper).
+        square_queries: query budget of the Square attack.
+        large_eps: the large budget of probe (b); ``2.5 * large_eps / large_eps_steps`` is its step.
+        large_eps_steps: PGD steps at the large budget.
+        tolerance: fraction of the considered images that may be flagged by probes (a) and (c)
+            without raising a flag (at least 1 image is always allowed).
+        large_eps_tolerance: fraction of the considered images that may stay correct in probe (b).
+        seed: seed of PGD's random starts and of Square.
+
+    Returns:
+        :class:`MaskingReport`; ``report.masked`` is True when any probe fired.
+
+    Example:
+        >>> report = gradient_masking_check(model.eval(), x[:200], y[:200], eps=8 / 255)
+        >>> print(report.summary)
+    """
+    from pyautoattack.square import SquareAttack
+
+    eps = check_eps(eps)
+    large_eps = check_eps(large_eps, "large eps")
+    step_size = eps / 4 if step_size is None else check_eps(step_size, "step size")
+    _count(pgd_steps, "number of PGD steps", 1)
+    _count(square_queries, "number of Square queries", 1)
+    _count(large_eps_steps, "number of large-eps PGD steps", 1)
+    _count(seed, "seed", 0)
+    tolerance = _fraction(tolerance, "tolerance")
+    large_eps_tolerance = _fraction(large_eps_tolerance, "large-eps tolerance")
+    if large_eps <= eps:
+        raise InputError(f"The large eps ({large_eps:g}) must be larger than eps ({eps:g}).")
+    x, y = check_attack_inputs(x, y)
+    warn_if_training(model, "The gradient-masking check")
+    began = time.perf_counter()
+    device = model_device(model, x.device)
+    x, y = x.to(device), y.to(device)
+
+    def correct(images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(images).argmax(dim=1) == y
+
+    with torch.no_grad():
+        logits = model(x)
+    check_logits(logits, y)
+    clean = logits.argmax(dim=1) == y
+    considered = int(clean.sum())
+
+    x_pgd = pgd(model, x, y, eps=eps, step_size=step_size, steps=pgd_steps, generator=seed)
+    pgd_fooled = clean & ~correct(x_pgd)
+
+    rng_devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.no_grad(), torch.random.fork_rng(devices=rng_devices):
+        square = SquareAttack(
+            model,
+            norm="Linf",
+            n_queries=square_queries,
+            eps=eps,
+            p_init=0.8,
+            n_restarts=1,
+            seed=seed,
+            verbose=False,
+            device=device,
+            resc_schedule=True,
+        )
+        x_square = square.perturb(x, y).clamp(0, 1)
+    square_fooled = clean & ~correct(x_square)
+    square_only = (square_fooled & ~pgd_fooled).nonzero().squeeze(1).tolist()
+
+    x_large = pgd(
+        model,
+        x,
+        y,
+        eps=large_eps,
+        step_size=min(2.5 * large_eps / large_eps_steps, 0.999),
+        steps=large_eps_steps,
+        generator=seed,
+    )
+    still_correct = int((clean & correct(x_large)).sum())
+
+    probe = x.clone().requires_grad_(True)
+    with torch.enable_grad():
+        (gradient,) = torch.autograd.grad(margin_loss(model(probe), y).sum(), probe)
+    zero_gradient = int((clean & (gradient.flatten(1).abs().amax(dim=1) == 0)).sum())
+
+    allowed = max(1, math.floor(tolerance * considered))
+    large_allowed = math.floor(large_eps_tolerance * considered)
+    flags = []
+    if len(square_only) > allowed:
+        flags.append(FLAG_SQUARE)
+    if still_correct > large_allowed:
+        flags.append(FLAG_LARGE_EPS)
+    if zero_gradient > allowed:
+        flags.append(FLAG_ZERO_GRADIENT)
+    report = MaskingReport(
+        eps=eps,
+        total=int(y.shape[0]),
+        considered=considered,
+        pgd_steps=pgd_steps,
+        pgd_fooled=int(pgd_fooled.sum()),
+        square_queries=square_queries,
+        square_fooled=int(square_fooled.sum()),
+        square_only=square_only,
+        allowed_count=allowed,
+        large_eps=large_eps,
+        large_eps_steps=large_eps_steps,
+        large_eps_still_correct=still_correct,
+        large_eps_allowed=large_allowed,
+        zero_gradient=zero_gradient,
+        flags=flags,
+    )
+    report.summary = _summary(report)
+    report.seconds = time.perf_counter() - began
+    return report
