@@ -349,6 +349,17 @@ def test_pgd_takes_no_parameter_gradients_and_keeps_the_mode(trained):
         model.eval()
 
 
+def test_gradient_attacks_refuse_inference_mode_with_a_sentence(trained):
+    model, x, y = trained
+    with torch.inference_mode():
+        with pytest.raises(InputError, match="inference_mode"):
+            pgd(model, x, y, eps=0.03, step_size=0.01, steps=1)
+        with pytest.raises(InputError, match="inference_mode"):
+            autoattack(model, x, y, eps=0.03)
+        with pytest.raises(InputError, match="inference_mode"):
+            gradient_masking_check(model, x, y, eps=0.03)
+
+
 def test_pgd_never_returns_nan_for_a_nan_model(trained):
     model, x, y = trained
 

@@ -48,6 +48,7 @@ from freqtail.attacks.common import (
     check_logits,
     correctness,
     model_device,
+    require_autograd,
     warn_if_training,
 )
 from freqtail.attacks.eps import check_eps
@@ -234,6 +235,7 @@ def autoattack(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"The AutoAttack batch size must be an integer >= 1, not {batch_size!r}.")
     x, y = check_attack_inputs(x, y)
+    require_autograd("AutoAttack")
     warn_if_training(model, "AutoAttack")
     device = model_device(model, x.device)
     with torch.no_grad():

@@ -41,6 +41,15 @@ def warn_if_training(model: Classifier, attack: str) -> None:
         )
 
 
+def require_autograd(attack: str) -> None:
+    """Refuse to run a gradient attack inside ``torch.inference_mode()``, where autograd cannot work."""
+    if torch.is_inference_mode_enabled():
+        raise InputError(
+            f"{attack} needs input gradients and cannot run inside torch.inference_mode(); "
+            "call it outside that block (torch.no_grad() is fine)."
+        )
+
+
 def check_attack_inputs(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate a batch to attack and return ``(x, y)`` detached.
 

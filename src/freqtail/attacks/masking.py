@@ -29,6 +29,7 @@ from freqtail.attacks.common import (
     check_logits,
     margin_loss,
     model_device,
+    require_autograd,
     warn_if_training,
 )
 from freqtail.attacks.eps import check_eps
@@ -176,6 +177,7 @@ def gradient_masking_check(
     if large_eps <= eps:
         raise InputError(f"The large eps ({large_eps:g}) must be larger than eps ({eps:g}).")
     x, y = check_attack_inputs(x, y)
+    require_autograd("The gradient-masking check")
     warn_if_training(model, "The gradient-masking check")
     began = time.perf_counter()
     device = model_device(model, x.device)

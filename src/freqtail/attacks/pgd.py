@@ -29,6 +29,7 @@ from freqtail.attacks.common import (
     correctness,
     margin_loss,
     model_device,
+    require_autograd,
     warn_if_training,
 )
 from freqtail.attacks.eps import check_eps, parse_eps
@@ -121,6 +122,7 @@ def pgd(
     x, y = check_attack_inputs(x, y)
     if eps == 0:
         return x.clone()
+    require_autograd("PGD")
     warn_if_training(model, "PGD")
     generator = as_generator(generator)
     device = model_device(model, x.device)
