@@ -1,0 +1,465 @@
+"""Model sensitivity to frequency components (paper §3.2.2, Eq. 3, Fig. 2).
+
+For every image: the gradient ``g`` of the image's own cross-entropy loss with respect to the input
+(model in eval mode, so batch norm uses its running statistics and images do not interact), averaged
+over the colour channels; its Fourier coefficients ``c[u, v] = sum g[m, n] exp(-2 pi i (mu/H + nv/W))``
+(Eq. 3, i.e. the unnormalised ``fft2``), centred; one coefficient per conjugate pair (see
+:mod:`freqtail.analysis.fourier` for exactly which), sorted by magnitude ``|c|``.
+
+Over the data set this gives
+
+* the mean sorted magnitude per rank (Fig. 2, first row);
+* at chosen ranks (top, 20 %, ..., last), the radius of the coefficient at that rank in every image,
+  whose kernel density is Fig. 2's second row, drawn with the data's 80/20 LFC/HFC boundary;
+* scalar summaries: the share of the gradient's spectral energy in HFC (per image, then averaged),
+  and the share of the top ``top_fraction`` coefficients by magnitude that lie in HFC.
+
+Only sums, per-band counts and one radius per chosen rank and image are kept, so memory does not grow
+with the image count beyond ``len(rank_fractions)`` numbers per image.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from freqtail.analysis._data import (
+    check_batch_size,
+    check_count,
+    check_logits,
+    eval_mode,
+    labelled_batches,
+    model_device,
+)
+from freqtail.analysis.fourier import conjugate_half_plane
+from freqtail.errors import InputError
+from freqtail.io import atomic_write
+from freqtail.spectrum import DEFAULT_RATIO, nyquist_radius
+
+#: Rank positions shown in Fig. 2's second row, as fractions of the rank axis (0 = largest |c|).
+DEFAULT_RANK_FRACTIONS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+#: Share of coefficients (largest magnitudes first) whose HFC share is reported.
+DEFAULT_TOP_FRACTION = 0.1
+#: Number of radii at which the kernel densities are evaluated.
+DENSITY_POINTS = 200
+
+__all__ = [
+    "DEFAULT_RANK_FRACTIONS",
+    "DEFAULT_TOP_FRACTION",
+    "SensitivityAccumulator",
+    "SensitivityResult",
+    "frequency_sensitivity",
+    "gradient_magnitudes",
+    "input_gradients",
+    "radius_density",
+]
+
+
+def input_gradients(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Gradient of each image's own cross-entropy loss w.r.t. the image: float (B, C, H, W).
+
+    One batched forward and backward pass; the loss is summed over the batch, which leaves each
+    image's gradient that of its own loss as long as images do not interact (put the model in eval
+    mode: :func:`frequency_sensitivity` does). The parameters' ``.grad`` are not touched.
+    """
+    x = images.detach().clone().requires_grad_(True)
+    logits = check_logits(model(x), labels)
+    loss = F.cross_entropy(logits, labels, reduction="sum")
+    (gradient,) = torch.autograd.grad(loss, x)
+    return gradient
+
+
+def gradient_magnitudes(gradients: torch.Tensor) -> torch.Tensor:
+    """|Eq. 3| of the channel-mean gradient on the conjugate half plane: float (B, M).
+
+    Args:
+        gradients: input gradients (B, C, H, W) (the channel mean is taken) or (B, H, W).
+
+    Returns:
+        ``|c|`` at the coefficients of :func:`freqtail.analysis.fourier.conjugate_half_plane`, in its order.
+    """
+    g = gradients.mean(1) if gradients.ndim == 4 else gradients
+    if g.ndim != 3:
+        raise InputError(
+            f"Gradients must have shape (B, C, H, W) or (B, H, W), not {tuple(gradients.shape)}."
+        )
+    h, w = g.shape[-2:]
+    plane = conjugate_half_plane(h, w)
+    spectrum = torch.fft.fftshift(torch.fft.fft2(g), dim=(-2, -1)).flatten(1)
+    return spectrum[:, torch.tensor(plane.index, device=g.device)].abs()
+
+
+def _check_rank_fractions(values: Sequence[float]) -> np.ndarray:
+    try:
+        fractions = np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError(f"The rank fractions must be numbers in [0, 1], not {values!r}.") from None
+    if (
+        fractions.size == 0
+        or not np.all(np.isfinite(fractions))
+        or fractions.min() < 0
+        or fractions.max() > 1
+    ):
+        raise InputError(f"The rank fractions must be a non-empty list of numbers in [0, 1], not {values!r}.")
+    return fractions
+
+
+def _check_top_fraction(value: float) -> float:
+    try:
+        top = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"The top fraction must be a number in (0, 1], not {value!r}.") from None
+    if not 0.0 < top <= 1.0:
+        raise InputError(f"The top fraction must be a number in (0, 1], not {value!r}.")
+    return top
+
+
+def radius_density(samples: np.ndarray, grid: np.ndarray) -> np.ndarray | None:
+    """Gaussian kernel density (``scipy.stats.gaussian_kde``, Scott's rule) of ``samples`` on ``grid``.
+
+    Returns None when the density is undefined: fewer than two samples, or all samples equal (a point
+    mass; plots draw it as a vertical line at that radius).
+    """
+    from scipy.stats import gaussian_kde
+
+    samples = np.asarray(samples, dtype=np.float64)
+    if samples.size < 2 or float(np.ptp(samples)) == 0.0:
+        return None
+    try:
+        density = gaussian_kde(samples)(np.asarray(grid, dtype=np.float64))
+    except (np.linalg.LinAlgError, ValueError):  # numerically singular spread
+        return None
+    return density if np.all(np.isfinite(density)) else None
+
+
+@dataclass
+class SensitivityResult:
+    """Frequency sensitivity of a model on a data set (see the module docstring).
+
+    Arrays: M = coefficients in the half plane, R = chosen ranks, N = images used, K + 1 = bands.
+    """
+
+    image_size: tuple[int, int]
+    num_images: int  # images used (non-zero gradient)
+    num_zero_gradient: int  # images skipped because their loss gradient was exactly zero
+    boundary_band: int  # LFC = bands < boundary_band, HFC = bands >= it
+    rank_fractions: np.ndarray  # (R,) in [0, 1]
+    rank_positions: np.ndarray  # (R,) int: round(fraction * (M - 1)), 0 = largest |c|
+    mean_sorted_magnitude: np.ndarray  # (M,) mean over images of the descending |c|
+    rank_radius_samples: np.ndarray  # (R, N) radius of the coefficient at each chosen rank, per image
+    rank_band_samples: np.ndarray  # (R, N) its band
+    band_energy_share: np.ndarray  # (K + 1,) mean over images of the share of |c|^2 per band
+    top_fraction: float
+    top_band_counts: np.ndarray  # (K + 1,) bands of each image's top ceil(top_fraction * M) coefficients
+    spectrum: Any = field(default=None, repr=False)  # SpectrumSummary of the data, when computed here
+
+    @property
+    def num_coefficients(self) -> int:
+        """M, the coefficients ranked per image (one per conjugate pair)."""
+        return int(self.mean_sorted_magnitude.size)
+
+    @property
+    def hfc_energy_share(self) -> float:
+        """Mean over images of the share of the gradient's spectral energy in bands >= the boundary."""
+        return float(self.band_energy_share[self.boundary_band :].sum())
+
+    @property
+    def top_hfc_share(self) -> float:
+        """Share of the top ``top_fraction`` coefficients (by magnitude, all images) lying in HFC."""
+        return float(self.top_band_counts[self.boundary_band :].sum() / self.top_band_counts.sum())
+
+    @property
+    def rank_hfc_share(self) -> np.ndarray:
+        """(R,) share of images whose coefficient at each chosen rank lies in HFC."""
+        return (self.rank_band_samples >= self.boundary_band).mean(axis=1)
+
+    def density_grid(self, points: int = DENSITY_POINTS) -> np.ndarray:
+        """Radii from 0 to the corner radius at which :meth:`radius_densities` are evaluated."""
+        h, w = self.image_size
+        return np.linspace(0.0, math.hypot(h // 2, w // 2), points)
+
+    def radius_densities(self, grid: np.ndarray | None = None) -> list[np.ndarray | None]:
+        """Kernel density of the radius at each chosen rank on ``grid`` (None: a point mass, see
+        :func:`radius_density`)."""
+        grid = self.density_grid() if grid is None else grid
+        return [radius_density(samples, grid) for samples in self.rank_radius_samples]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary: scalars, the rank curve, per-rank radius statistics and densities."""
+        grid = self.density_grid()
+        densities = self.radius_densities(grid)
+        h, w = self.image_size
+        ranks = []
+        for i, fraction in enumerate(self.rank_fractions):
+            radii = self.rank_radius_samples[i]
+            density = densities[i]
+            ranks.append(
+                {
+                    "fraction": float(fraction),
+                    "position": int(self.rank_positions[i]),
+                    "mean_radius": float(radii.mean()),
+                    "median_radius": float(np.median(radii)),
+                    "hfc_share": float(self.rank_hfc_share[i]),
+                    "density": None if density is None else [float(v) for v in density],
+                }
+            )
+        out = {
+            "image_size": [int(h), int(w)],
+            "num_images": int(self.num_images),
+            "num_zero_gradient": int(self.num_zero_gradient),
+            "num_coefficients": self.num_coefficients,
+            "boundary_band": int(self.boundary_band),
+            "boundary_fraction_nyquist": float(self.boundary_band / nyquist_radius(h, w)),
+            "hfc_energy_share": self.hfc_energy_share,
+            "top_fraction": float(self.top_fraction),
+            "top_hfc_share": self.top_hfc_share,
+            "mean_sorted_magnitude": [float(v) for v in self.mean_sorted_magnitude],
+            "band_energy_share": [float(v) for v in self.band_energy_share],
+            "density_grid": [float(v) for v in grid],
+            "ranks": ranks,
+        }
+        if self.spectrum is not None:
+            out["spectrum"] = self.spectrum.to_dict()
+        return out
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write every array to an ``.npz`` file atomically (reload with :meth:`load`)."""
+        arrays = {
+            "image_size": np.asarray(self.image_size, dtype=np.int64),
+            "num_images": np.int64(self.num_images),
+            "num_zero_gradient": np.int64(self.num_zero_gradient),
+            "boundary_band": np.int64(self.boundary_band),
+            "rank_fractions": self.rank_fractions,
+            "rank_positions": self.rank_positions,
+            "mean_sorted_magnitude": self.mean_sorted_magnitude,
+            "rank_radius_samples": self.rank_radius_samples,
+            "rank_band_samples": self.rank_band_samples,
+            "band_energy_share": self.band_energy_share,
+            "top_fraction": np.float64(self.top_fraction),
+            "top_band_counts": self.top_band_counts,
+        }
+        return atomic_write(path, lambda handle: np.savez(handle, **arrays))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SensitivityResult:
+        """Read a result written by :meth:`save` (no pickle).
+
+        Raises:
+            InputError: missing file or not a sensitivity result.
+        """
+        data = _load_npz(path, "sensitivity result")
+        try:
+            return cls(
+                image_size=tuple(int(v) for v in data["image_size"]),
+                num_images=int(data["num_images"]),
+                num_zero_gradient=int(data["num_zero_gradient"]),
+                boundary_band=int(data["boundary_band"]),
+                rank_fractions=data["rank_fractions"],
+                rank_positions=data["rank_positions"],
+                mean_sorted_magnitude=data["mean_sorted_magnitude"],
+                rank_radius_samples=data["rank_radius_samples"],
+                rank_band_samples=data["rank_band_samples"],
+                band_energy_share=data["band_energy_share"],
+                top_fraction=float(data["top_fraction"]),
+                top_band_counts=data["top_band_counts"],
+            )
+        except KeyError as err:
+            raise InputError(f"The file {path} is not a freqtail sensitivity result (no {err}).") from None
+
+
+def _load_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, read without pickle; one-sentence errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"The {what} file {p} does not exist.")
+    try:
+        with np.load(p, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except (ValueError, OSError, EOFError) as err:
+        raise InputError(f"The {what} file {p} is not a readable .npz archive ({err}).") from None
+
+
+class SensitivityAccumulator:
+    """Streams input gradients and accumulates the frequency-sensitivity statistics.
+
+    Args:
+        rank_fractions: ranks whose coefficient radius is recorded, as fractions of the rank axis
+            (position ``round(fraction * (M - 1))``; 0 = the largest magnitude, 1 = the smallest).
+        top_fraction: the share of coefficients (largest first, at least one) whose bands are counted.
+
+    Ties in magnitude are ranked by half-plane order (stable sort). Images whose gradient is exactly
+    zero (a saturated loss) have no ranking: they are skipped and counted.
+    """
+
+    def __init__(
+        self,
+        rank_fractions: Sequence[float] = DEFAULT_RANK_FRACTIONS,
+        top_fraction: float = DEFAULT_TOP_FRACTION,
+    ) -> None:
+        self.rank_fractions = _check_rank_fractions(rank_fractions)
+        self.top_fraction = _check_top_fraction(top_fraction)
+        self.image_size: tuple[int, int] | None = None
+        self.num_images = 0
+        self.num_zero_gradient = 0
+        self._rank_sum: torch.Tensor | None = None
+        self._band_energy_sum: torch.Tensor | None = None
+        self._top_counts: torch.Tensor | None = None
+        self._rank_indices: list[np.ndarray] = []
+
+    def _start(self, h: int, w: int, device: torch.device) -> None:
+        plane = conjugate_half_plane(h, w)
+        self.image_size = (h, w)
+        self._plane = plane
+        self._bands = torch.tensor(plane.band, device=device)
+        self._multiplicity = torch.tensor(plane.multiplicity, device=device)
+        self._positions = np.rint(self.rank_fractions * (plane.size - 1)).astype(np.int64)
+        self._top = max(1, math.ceil(self.top_fraction * plane.size - 1e-9))
+        self._rank_sum = torch.zeros(plane.size, dtype=torch.float64, device=device)
+        self._band_energy_sum = torch.zeros(plane.num_bands, dtype=torch.float64, device=device)
+        self._top_counts = torch.zeros(plane.num_bands, dtype=torch.float64, device=device)
+
+    def update(self, gradients: torch.Tensor) -> SensitivityAccumulator:
+        """Add a batch of input gradients (B, C, H, W) (or channel means (B, H, W)); returns self.
+
+        Raises:
+            InputError: non-finite gradients, or a change of image size.
+        """
+        gradients = gradients.detach()
+        if not bool(torch.isfinite(gradients).all()):
+            raise InputError("The model's loss gradient is not finite for some images (NaN or Inf logits?).")
+        h, w = (int(v) for v in gradients.shape[-2:])
+        if self.image_size is None:
+            self._start(h, w, gradients.device)
+        elif (h, w) != self.image_size:
+            raise InputError(
+                f"All images must share one size, but {h}x{w} gradients followed "
+                f"{self.image_size[0]}x{self.image_size[1]} ones."
+            )
+        magnitude = gradient_magnitudes(gradients).double()  # (B, M)
+        energy = magnitude.square() * self._multiplicity
+        total = energy.sum(1)
+        used = total > 0
+        self.num_zero_gradient += int((~used).sum())
+        if not bool(used.any()):
+            return self
+        magnitude, energy, total = magnitude[used], energy[used], total[used]
+        self.num_images += int(magnitude.shape[0])
+        ordered, order = torch.sort(magnitude, dim=1, descending=True, stable=True)
+        self._rank_sum += ordered.sum(0)
+        share = energy / total[:, None]
+        self._band_energy_sum.index_add_(0, self._bands, share.sum(0))
+        top_bands = self._bands[order[:, : self._top]].flatten()
+        self._top_counts += torch.bincount(top_bands, minlength=self._top_counts.numel()).double()
+        positions = torch.tensor(self._positions, device=order.device)
+        self._rank_indices.append(order[:, positions].T.cpu().numpy())  # (R, B) half-plane indices
+        return self
+
+    def result(self, boundary_band: int) -> SensitivityResult:
+        """The statistics so far, with LFC/HFC split at ``boundary_band`` (0 .. K + 1).
+
+        Raises:
+            InputError: no usable images, or a boundary outside the bands.
+        """
+        if self.image_size is None:
+            raise InputError("No images were given, so there is no sensitivity to measure.")
+        if self.num_images == 0:
+            raise InputError(
+                f"The loss gradient is exactly zero for all {self.num_zero_gradient} images, so the model's "
+                "frequency sensitivity is undefined."
+            )
+        plane = self._plane
+        if isinstance(boundary_band, bool) or not isinstance(boundary_band, (int, np.integer)):
+            raise InputError(f"The boundary band must be an integer, not {boundary_band!r}.")
+        if not 0 <= int(boundary_band) <= plane.num_bands:
+            raise InputError(
+                f"The boundary band must be between 0 and {plane.num_bands} for "
+                f"{plane.height}x{plane.width} images, not {boundary_band}."
+            )
+        indices = np.concatenate(self._rank_indices, axis=1)
+        return SensitivityResult(
+            image_size=self.image_size,
+            num_images=self.num_images,
+            num_zero_gradient=self.num_zero_gradient,
+            boundary_band=int(boundary_band),
+            rank_fractions=self.rank_fractions.copy(),
+            rank_positions=self._positions.copy(),
+            mean_sorted_magnitude=(self._rank_sum / self.num_images).cpu().numpy(),
+            rank_radius_samples=plane.radius[indices],
+            rank_band_samples=plane.band[indices],
+            band_energy_share=(self._band_energy_sum / self.num_images).cpu().numpy(),
+            top_fraction=self.top_fraction,
+            top_band_counts=self._top_counts.cpu().numpy(),
+        )
+
+
+def frequency_sensitivity(
+    model: nn.Module,
+    data: Any,
+    *,
+    boundary_band: int | None = None,
+    ratio: float = DEFAULT_RATIO,
+    n: int | None = None,
+    batch_size: int = 128,
+    rank_fractions: Sequence[float] = DEFAULT_RANK_FRACTIONS,
+    top_fraction: float = DEFAULT_TOP_FRACTION,
+    progress: bool = False,
+) -> SensitivityResult:
+    """Measure a model's sensitivity to frequency components on labelled images (paper Fig. 2).
+
+    One pass over the data: per batch one forward and one backward pass (model in eval mode, its
+    training flags restored afterwards; its parameters and their ``.grad`` are left untouched).
+
+    Args:
+        model: classifier mapping float (B, C, H, W) in [0, 1] to logits (B, num_classes); batches go
+            to the device of its first parameter.
+        data: ``(images, labels)``, a dataset of ``(image, label)`` items, or an iterable of batches
+            (see :mod:`freqtail.analysis._data`).
+        boundary_band: the LFC/HFC boundary; None measures the 80/20 boundary of the same images with
+            :class:`freqtail.spectrum.SpectrumAccumulator` during the pass (``result.spectrum``).
+        ratio: the 80/20 ratio when the boundary is measured here.
+        n: use the first n images (default all).
+        batch_size: images per forward/backward pass.
+        rank_fractions, top_fraction: see :class:`SensitivityAccumulator`.
+        progress: show a tqdm bar on stderr.
+
+    Returns:
+        a :class:`SensitivityResult`.
+
+    Example:
+        >>> result = frequency_sensitivity(model, (images, labels), n=256)
+        >>> result.hfc_energy_share, result.top_hfc_share
+    """
+    from freqtail.spectrum import SpectrumAccumulator
+
+    n = check_count(n)
+    batch_size = check_batch_size(batch_size)
+    accumulator = SensitivityAccumulator(rank_fractions, top_fraction)
+    spectrum = SpectrumAccumulator(ratio=ratio) if boundary_band is None else None
+    device = model_device(model)
+    batches = labelled_batches(data, n, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="sensitivity", unit="batch", leave=False, disable=None)
+    with eval_mode(model):
+        for images, labels in batches:
+            images, labels = images.to(device), labels.to(device)
+            accumulator.update(input_gradients(model, images, labels))
+            if spectrum is not None:
+                spectrum.update(images.detach())
+    summary = None
+    if spectrum is not None:
+        summary = spectrum.result()
+        boundary_band = summary.boundary_band
+    result = accumulator.result(boundary_band)
+    result.spectrum = summary
+    return result
