@@ -1,0 +1,585 @@
+"""Checkpoints: safetensors weights + JSON, written atomically, never pickled, validated on load.
+
+Layout of a run folder's ``checkpoints/``::
+
+    checkpoints/
+      step-00001234/             one checkpoint (a folder, complete or absent)
+        model.safetensors        the model's state dict (FreqtailModel keys "backbone.*"); its
+                                 safetensors metadata repeats the model spec, so the file alone
+                                 is enough to rebuild the model
+        optimizer.safetensors    the optimiser state's tensors (momentum buffers)
+        checkpoint.json          everything else: format, freqtail version, full config, model
+                                 spec, epoch / step, optimiser param groups, schedule, GradScaler,
+                                 RNG states, metrics history, best-so-far, SHA-256 of both files
+      last.json                  pointer {"checkpoint": "step-00001234", ...}: the latest
+      best.json                  pointer to the best checkpoint by the run's best metric
+
+A checkpoint folder is written under a temporary name and renamed into place when complete; the
+pointers are then replaced atomically (:mod:`freqtail.io`) and folders no pointer names are removed.
+A crash at any moment leaves ``last.json`` naming a complete checkpoint. ``best`` and ``last`` share
+one folder when they are the same step.
+
+Loading (:func:`load_checkpoint`, :func:`load_model_from_run`) accepts a run folder, a
+``checkpoints/`` folder, a checkpoint folder, a pointer or ``checkpoint.json`` file, a
+``model.safetensors`` file, or — given the architecture (``spec=``) — a foreign state dict in
+``.safetensors`` or ``.pt``/``.pth`` (read with ``torch.load(weights_only=True)``: tensors only, no
+code runs). Every problem is a :class:`CheckpointError` with one sentence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from freqtail.errors import CheckpointError, ConfigError
+from freqtail.io import atomic_write_json
+
+CHECKPOINT_FORMAT = "freqtail-checkpoint"
+CHECKPOINT_VERSION = 1
+POINTER_FORMAT = "freqtail-checkpoint-pointer"
+MODEL_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+INFO_FILE = "checkpoint.json"
+WHICH = ("best", "last")
+_FOREIGN_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+_STEP_DIR = re.compile(r"^step-\d+(-\d+)?$")
+
+
+# ----------------------------------------------------------------------------- tensors <-> files
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _cpu_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Independent contiguous CPU copies (safetensors refuses shared or strided storage)."""
+    return {name: t.detach().to("cpu", copy=True).contiguous() for name, t in tensors.items()}
+
+
+def _write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    from safetensors.torch import save
+
+    data = save(_cpu_tensors(tensors), metadata=metadata)
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _read_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    try:
+        tensors = {}
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = dict(handle.metadata() or {})
+            for name in handle.keys():  # noqa: SIM118 - safe_open has keys(), not iteration
+                tensors[name] = handle.get_tensor(name)
+    except FileNotFoundError:
+        raise CheckpointError(f"The {what} file {path} is missing.") from None
+    except Exception as err:  # safetensors raises its own error types for bad headers / sizes
+        raise CheckpointError(
+            f"The {what} file {path} is corrupt or truncated (safetensors could not read it: {err})."
+        ) from None
+    return tensors, metadata
+
+
+def optimizer_state_to_parts(state_dict: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split a torch optimiser ``state_dict()`` into safetensors tensors and a JSON-ready rest.
+
+    Tensor entries of ``state[param_id]`` become ``"state.<param_id>.<name>"`` tensors; every other
+    value (param groups, step counters stored as numbers) stays in the JSON part.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    state_json: dict[str, dict[str, Any]] = {}
+    for param_id, entries in state_dict.get("state", {}).items():
+        record = {}
+        for name, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                key = f"state.{param_id}.{name}"
+                tensors[key] = value
+                record[name] = {"tensor": key}
+            else:
+                record[name] = {"value": value}
+        state_json[str(param_id)] = record
+    rest = {"state": state_json, "param_groups": state_dict.get("param_groups", [])}
+    try:
+        json.dumps(rest, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"The optimiser state cannot be stored as JSON ({err}).") from None
+    return tensors, rest
+
+
+def optimizer_state_from_parts(
+    rest: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]
+) -> dict[str, Any]:
+    """Inverse of :func:`optimizer_state_to_parts`: a ``state_dict`` for ``optimizer.load_state_dict``."""
+    state: dict[int, dict[str, Any]] = {}
+    for param_id, record in rest.get("state", {}).items():
+        entries = {}
+        for name, value in record.items():
+            if "tensor" in value:
+                if value["tensor"] not in tensors:
+                    raise CheckpointError(f"The optimiser state lacks the tensor {value['tensor']!r}.")
+                entries[name] = tensors[value["tensor"]]
+            else:
+                entries[name] = value["value"]
+        state[int(param_id)] = entries
+    return {"state": state, "param_groups": [dict(g) for g in rest.get("param_groups", [])]}
+
+
+# ----------------------------------------------------------------------------- saving
+def _pointer_path(checkpoints_dir: Path, which: str) -> Path:
+    return checkpoints_dir / f"{which}.json"
+
+
+def read_pointer(checkpoints_dir: Path, which: str) -> dict[str, Any] | None:
+    """The ``last``/``best`` pointer of a ``checkpoints/`` folder, or None when there is none."""
+    path = _pointer_path(Path(checkpoints_dir), which)
+    if not path.exists():
+        return None
+    pointer = _read_json(path, "checkpoint pointer")
+    if pointer.get("format") != POINTER_FORMAT or not isinstance(pointer.get("checkpoint"), str):
+        raise CheckpointError(f"The file {path} is not a freqtail checkpoint pointer.")
+    return pointer
+
+
+def save_checkpoint(
+    checkpoints_dir: str | os.PathLike,
+    *,
+    model_state: Mapping[str, torch.Tensor],
+    info: Mapping[str, Any],
+    optimizer_state: Mapping[str, Any] | None = None,
+    pointers: tuple[str, ...] = ("last",),
+    pointer_extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write one checkpoint folder atomically, point ``pointers`` at it and prune unreferenced ones.
+
+    Args:
+        checkpoints_dir: the run's ``checkpoints/`` folder (created if needed).
+        model_state: the model's ``state_dict()`` (any device; copied to CPU).
+        info: JSON-ready contents of ``checkpoint.json`` (must hold ``global_step`` and ``model_spec``);
+            the format, version, freqtail version, time and file digests are added here.
+        optimizer_state: an optimiser ``state_dict()`` or None.
+        pointers: which of ``"last"``/``"best"`` to point at the new checkpoint.
+        pointer_extra: JSON-ready values copied into the pointers (e.g. the best metric).
+
+    Returns:
+        the checkpoint folder.
+    """
+    from freqtail import __version__
+
+    root = Path(checkpoints_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    step = int(info["global_step"])
+    name = f"step-{step:08d}"
+    suffix = 0
+    while (root / name).exists():
+        suffix += 1
+        name = f"step-{step:08d}-{suffix}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
+    try:
+        spec_text = json.dumps(info["model_spec"], allow_nan=False)
+        _write_safetensors(
+            tmp / MODEL_FILE,
+            model_state,
+            {"format": CHECKPOINT_FORMAT, "version": str(CHECKPOINT_VERSION), "model_spec": spec_text},
+        )
+        files = {MODEL_FILE: None}
+        optimizer_json = None
+        if optimizer_state is not None:
+            tensors, optimizer_json = optimizer_state_to_parts(optimizer_state)
+            _write_safetensors(tmp / OPTIMIZER_FILE, tensors, {"format": CHECKPOINT_FORMAT})
+            files[OPTIMIZER_FILE] = None
+        for file_name in files:
+            path = tmp / file_name
+            files[file_name] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+        record = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "freqtail_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **dict(info),
+            "optimizer": optimizer_json,
+            "files": files,
+        }
+        atomic_write_json(tmp / INFO_FILE, record)
+        os.chmod(tmp, 0o777 & ~_umask())
+        os.replace(tmp, root / name)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    pointer = {
+        "format": POINTER_FORMAT,
+        "checkpoint": name,
+        "epoch": info.get("epoch"),
+        "global_step": step,
+        **dict(pointer_extra or {}),
+    }
+    for which in pointers:
+        if which not in WHICH:
+            raise ValueError(f"unknown pointer {which!r}")
+        atomic_write_json(_pointer_path(root, which), pointer)
+    prune_checkpoints(root)
+    return root / name
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def prune_checkpoints(checkpoints_dir: str | os.PathLike) -> list[str]:
+    """Remove checkpoint folders (and leftover temporary folders) that no pointer names."""
+    root = Path(checkpoints_dir)
+    keep = set()
+    for which in WHICH:
+        try:
+            pointer = read_pointer(root, which)
+        except CheckpointError:
+            continue
+        if pointer is not None:
+            keep.add(pointer["checkpoint"])
+    removed = []
+    for entry in root.iterdir():
+        if not entry.is_dir() or entry.name in keep:
+            continue
+        if _STEP_DIR.match(entry.name) or entry.name.startswith(".tmp-step-"):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    return removed
+
+
+# ----------------------------------------------------------------------------- loading
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CheckpointError(f"The {what} file {path} is missing.") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"The {what} file {path} could not be read ({err}).") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        raise CheckpointError(f"The {what} file {path} is corrupt or truncated (not valid JSON).") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"The {what} file {path} does not hold a JSON object.")
+    return data
+
+
+def _check_format(info: Mapping[str, Any], path: Path) -> None:
+    if info.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"The file {path} is not a freqtail checkpoint (its format is {info.get('format')!r})."
+        )
+    version = info.get("version")
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"The checkpoint {path} has format version {version!r}, newer than this freqtail reads "
+            f"({CHECKPOINT_VERSION}); upgrade freqtail."
+        )
+    for key in ("model_spec", "global_step", "files"):
+        if key not in info:
+            raise CheckpointError(f"The checkpoint {path} is malformed (no {key!r}).")
+
+
+def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> tuple[Path, str | None]:
+    """The checkpoint folder that ``path`` refers to, and which pointer was followed (or None).
+
+    ``path`` may be a run folder, its ``checkpoints/`` folder, a checkpoint folder, a pointer file
+    (``last.json``/``best.json``), a ``checkpoint.json`` or a checkpoint's ``model.safetensors``.
+    """
+    if which not in WHICH:
+        raise CheckpointError(f"Choose which checkpoint to load with 'best' or 'last', not {which!r}.")
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise CheckpointError(f"There is no run folder or checkpoint at {p}.")
+    if p.is_file():
+        if p.name == INFO_FILE or (p.name == MODEL_FILE and (p.parent / INFO_FILE).exists()):
+            return p.parent, None
+        if p.suffix == ".json":
+            pointer = _read_json(p, "checkpoint pointer")
+            if pointer.get("format") == POINTER_FORMAT:
+                return _follow(p.parent, pointer, p.stem if p.stem in WHICH else None)
+            if pointer.get("format") == CHECKPOINT_FORMAT:
+                return p.parent, None
+            raise CheckpointError(f"The file {p} is neither a freqtail checkpoint nor a checkpoint pointer.")
+        raise CheckpointError(
+            f"The file {p} is not a freqtail checkpoint; give a run folder or checkpoint folder."
+        )
+    if (p / INFO_FILE).exists():
+        return p, None
+    for root in (p / "checkpoints", p):
+        if (root / "last.json").exists() or (root / "best.json").exists():
+            pointer = read_pointer(root, which)
+            if pointer is None:
+                other = "last" if which == "best" else "best"
+                raise CheckpointError(
+                    f"The run at {p} has no {which!r} checkpoint yet (no evaluated epoch); "
+                    f"load which={other!r} instead."
+                )
+            return _follow(root, pointer, which)
+    if (p / "config.yaml").exists():
+        raise CheckpointError(f"The run at {p} has no checkpoint yet (it stopped before finishing an epoch).")
+    raise CheckpointError(
+        f"No freqtail checkpoint found at {p} "
+        "(expected a run folder with checkpoints/, or a checkpoint folder)."
+    )
+
+
+def _follow(root: Path, pointer: Mapping[str, Any], which: str | None) -> tuple[Path, str | None]:
+    folder = root / pointer["checkpoint"]
+    if not (folder / INFO_FILE).exists():
+        raise CheckpointError(
+            f"The {which or 'pointed-to'} checkpoint {folder} is missing or incomplete; "
+            "the run folder is damaged."
+        )
+    return folder, which
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: its folder, ``checkpoint.json`` contents and the model's tensors (CPU).
+
+    ``optimizer_state()`` reads the optimiser tensors on demand; ``build_model()`` rebuilds the model.
+    """
+
+    path: Path
+    info: dict[str, Any]
+    model_state: dict[str, torch.Tensor]
+    which: str | None = None
+    _verified: bool = field(default=True, repr=False)
+
+    @property
+    def model_spec(self) -> dict[str, Any]:
+        return self.info["model_spec"]
+
+    @property
+    def config(self) -> dict[str, Any] | None:
+        return self.info.get("config")
+
+    def optimizer_state(self) -> dict[str, Any] | None:
+        """The optimiser ``state_dict`` saved with this checkpoint, or None if none was saved."""
+        if self.info.get("optimizer") is None:
+            return None
+        path = self.path / OPTIMIZER_FILE
+        _verify_file(path, self.info["files"].get(OPTIMIZER_FILE), "optimiser state", self._verified)
+        tensors, _ = _read_safetensors(path, "optimiser state")
+        return optimizer_state_from_parts(self.info["optimizer"], tensors)
+
+    def build_model(self, *, with_front: bool = True, device: str | torch.device = "cpu") -> torch.nn.Module:
+        """The :class:`~freqtail.models.FreqtailModel` with these weights, in eval mode, on ``device``."""
+        return _model_with_state(self.model_spec, self.model_state, str(self.path), with_front, device)
+
+
+def _verify_file(path: Path, record: Mapping[str, Any] | None, what: str, verify: bool) -> None:
+    if not path.exists():
+        raise CheckpointError(f"The {what} file {path} is missing; the checkpoint is incomplete.")
+    if record is None:
+        raise CheckpointError(
+            f"The checkpoint at {path.parent} does not list its {what} file; it is malformed."
+        )
+    size = path.stat().st_size
+    if size != record.get("bytes"):
+        raise CheckpointError(
+            f"The {what} file {path} is truncated or altered ({size} bytes, expected {record.get('bytes')})."
+        )
+    if verify and _sha256(path) != record.get("sha256"):
+        raise CheckpointError(
+            f"The {what} file {path} is corrupt (its SHA-256 does not match the checkpoint's)."
+        )
+
+
+def load_checkpoint(path: str | os.PathLike, which: str = "best", *, verify: bool = True) -> Checkpoint:
+    """Load a freqtail checkpoint (weights to CPU) after validating it.
+
+    Args:
+        path: run folder, ``checkpoints/`` folder, checkpoint folder, pointer, ``checkpoint.json``
+            or ``model.safetensors`` of a checkpoint (see :func:`resolve_checkpoint`).
+        which: ``"best"`` (default) or ``"last"`` when ``path`` is a run folder.
+        verify: check the SHA-256 of the weight files (sizes are always checked).
+
+    Raises:
+        CheckpointError: missing, truncated, corrupt, foreign or newer-format checkpoint.
+    """
+    folder, followed = resolve_checkpoint(path, which)
+    info = _read_json(folder / INFO_FILE, "checkpoint")
+    _check_format(info, folder / INFO_FILE)
+    model_path = folder / MODEL_FILE
+    _verify_file(model_path, info["files"].get(MODEL_FILE), "model weights", verify)
+    tensors, _ = _read_safetensors(model_path, "model weights")
+    return Checkpoint(folder, info, tensors, followed, verify)
+
+
+def _model_with_state(
+    spec: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str, with_front: bool, device
+) -> torch.nn.Module:
+    from freqtail.models import build_model_from_spec
+
+    try:
+        model = build_model_from_spec(spec, with_front=with_front)
+    except ConfigError as err:
+        raise CheckpointError(f"The model spec stored with {where} cannot be built: {err}") from None
+    _load_state_into(model, state, where)
+    return model.to(device).eval()
+
+
+def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = dict(state)
+    for prefix in ("module.", "_orig_mod."):
+        if out and all(k.startswith(prefix) for k in out):
+            out = {k[len(prefix) :]: v for k, v in out.items()}
+    return out
+
+
+def _load_state_into(model: torch.nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
+    """Load strictly into a FreqtailModel, accepting ``backbone.``-prefixed or bare backbone keys."""
+    state = _strip_prefixes(state)
+    target = model
+    if hasattr(model, "backbone") and state and not any(k.startswith("backbone.") for k in state):
+        target = model.backbone
+    try:
+        result = target.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        expected = set(target.state_dict())
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise CheckpointError(
+                f"The weights in {where} do not match the architecture ({len(missing)} missing keys such as "
+                f"{missing[:2]}, {len(unexpected)} unexpected such as {unexpected[:2]})."
+            ) from None
+        first = str(err).strip().splitlines()[-1].strip()
+        raise CheckpointError(f"The weights in {where} do not match the architecture ({first}).") from None
+    del result
+
+
+def _load_foreign_state(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` or ``torch.save`` file, without running any code."""
+    if path.suffix == ".safetensors":
+        tensors, _ = _read_safetensors(path, "weights")
+        return tensors
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError for disallowed objects, RuntimeError / EOFError for damage
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"The file {path} cannot be loaded safely as tensors only (torch.load with weights_only=True "
+            f"refused it: {message[:160]})."
+        ) from None
+    for key in ("state_dict", "model_state_dict", "model", "net", "ema"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"The file {path} does not hold a state dict of tensors.")
+    return obj
+
+
+def load_model_from_run(
+    path: str | os.PathLike,
+    which: str = "best",
+    *,
+    device: str | torch.device = "cpu",
+    with_front: bool = True,
+    spec: Mapping[str, Any] | None = None,
+    verify: bool = True,
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild a trained model, in eval mode, and describe where it came from.
+
+    Args:
+        path: a run folder (``runs/NAME``), a checkpoint folder or file (see :func:`load_checkpoint`),
+            a standalone ``model.safetensors`` written by freqtail, or a foreign state dict
+            (``.safetensors``, ``.pt``, ``.pth``) together with ``spec``.
+        which: ``"best"`` (default) or ``"last"`` for a run folder.
+        device: where to put the model.
+        with_front: keep the BaSS front if the model spec has one (runs trained with
+            ``bass="dataset"`` record it: the model then takes raw images, the end-to-end threat
+            model). ``False`` gives the bare model for BaSS-converted inputs (the paper's domain).
+        spec: a model spec (:func:`freqtail.models.model_spec`) for files that carry none.
+        verify: check SHA-256 digests of freqtail checkpoints.
+
+    Returns:
+        ``(model, info)``; ``info`` holds ``path``, ``which``, ``format`` ("freqtail-checkpoint" or
+        "foreign"), ``epoch``, ``global_step``, ``complete``, ``config``, ``model_spec``, ``metrics``
+        (the checkpoint epoch's record), ``best``, ``data`` (dataset, bass, gamma, bass_strength),
+        ``objective`` and ``freqtail_version`` (None where unknown).
+
+    Raises:
+        CheckpointError: anything missing, corrupt, foreign without ``spec`` or mismatching.
+    """
+    p = Path(path).expanduser()
+    standalone = p.is_file() and (
+        p.suffix in _FOREIGN_SUFFIXES or (p.suffix == ".safetensors" and not (p.parent / INFO_FILE).exists())
+    )
+    if not standalone:
+        checkpoint = load_checkpoint(p, which, verify=verify)
+        model = checkpoint.build_model(with_front=with_front, device=device)
+        return model, checkpoint_summary(checkpoint)
+    if spec is None and p.suffix == ".safetensors":
+        _, metadata = _read_safetensors(p, "weights")
+        if metadata.get("format") == CHECKPOINT_FORMAT and "model_spec" in metadata:
+            spec = json.loads(metadata["model_spec"])
+    if spec is None:
+        raise CheckpointError(
+            f"The file {p} carries no freqtail model spec; pass spec=model_spec(name, num_classes, ...) "
+            "so the architecture is known."
+        )
+    state = _load_foreign_state(p)
+    model = _model_with_state(spec, state, str(p), with_front, device)
+    info = {key: None for key in _SUMMARY_KEYS}
+    info.update(path=str(p), format="foreign", model_spec=dict(spec))
+    return model, info
+
+
+_SUMMARY_KEYS = (
+    "path",
+    "which",
+    "format",
+    "epoch",
+    "global_step",
+    "complete",
+    "config",
+    "model_spec",
+    "metrics",
+    "best",
+    "data",
+    "objective",
+    "freqtail_version",
+)
+
+
+def checkpoint_summary(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The ``info`` dict of :func:`load_model_from_run` for a loaded freqtail checkpoint."""
+    info = checkpoint.info
+    config = info.get("config") or {}
+    history = info.get("history") or []
+    return {
+        "path": str(checkpoint.path),
+        "which": checkpoint.which,
+        "format": CHECKPOINT_FORMAT,
+        "epoch": info.get("epoch"),
+        "global_step": info.get("global_step"),
+        "complete": info.get("complete"),
+        "config": info.get("config"),
+        "model_spec": info.get("model_spec"),
+        "metrics": history[-1] if history else None,
+        "best": info.get("best"),
+        "data": {k: config.get(k) for k in ("dataset", "data_root", "bass", "gamma", "bass_strength")},
+        "objective": config.get("objective"),
+        "freqtail_version": info.get("freqtail_version"),
+    }

@@ -1,0 +1,415 @@
+"""Training configuration: one flat set of keys, YAML files, command-line overrides, validation.
+
+A configuration is a :class:`TrainConfig` (a frozen dataclass). It is built from, in order:
+
+1. the defaults below (a small CPU run: ``small-cnn`` with ``erm`` on the embedded dataset);
+2. a YAML file (``configs/*.yaml``): a mapping of keys to values;
+3. overrides ``key=value`` (``--set lr=0.05``), whose value is read as YAML (``--set bass=null``,
+   ``--set milestones=[100,105]``, ``--set eps=8/255``).
+
+Every key must exist: an unknown key raises :class:`ConfigError` naming the close matches, never
+a silent default. Budgets (``eps``, ``step_size``) are written on the [0, 1] image scale, as numbers
+or fractions ("8/255"); they are kept as written so that the saved ``config.yaml`` stays readable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from freqtail.errors import ConfigError
+
+#: Training objectives; "augmix-bass" is "augmix" with ``bass_branch`` on (paper §4.4).
+OBJECTIVES = ("erm", "pgd-at", "trades", "mart", "augmix", "augmix-bass")
+ADVERSARIAL_OBJECTIVES = ("pgd-at", "trades", "mart")
+SCHEDULES = ("piecewise", "cosine", "constant")
+AMP_MODES = ("none", "bf16", "fp16")
+ATTACK_BN_MODES = ("eval", "train")
+BEST_METRICS = ("auto", "test_acc", "test_robust_acc")
+#: TRADES / MART beta when the config leaves ``beta`` null (Zhang et al. 2019; Wang et al. 2020).
+DEFAULT_BETA = {"trades": 6.0, "mart": 5.0}
+#: Keys that may differ when a run is resumed: they change how a run executes, not what it computes.
+RUNTIME_KEYS = ("num_workers", "progress", "device")
+
+
+def _key(help_text: str, default: Any, kind: str, choices: tuple | None = None) -> Any:
+    metadata = {"help": help_text, "kind": kind, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run (see README "Training" for the table of keys)."""
+
+    # --- data
+    dataset: str = _key("dataset name (freqtail.data.dataset_names())", "embedded", "str")
+    data_root: str | None = _key("folder holding the dataset (null: embedded / default)", None, "str?")
+    bass: str | None = _key(
+        "BaSS on the data: null, 'dataset' (train and test converted) or 'augment' (train, prob. gamma)",
+        None,
+        "choice?",
+        ("dataset", "augment"),
+    )
+    gamma: float = _key("BaSS probability for bass='augment', in [0, 1]", 1.0, "float")
+    bass_strength: float = _key("BaSS weight exponent in [0, 1] (1 = published)", 1.0, "float")
+    augment: bool = _key("the dataset's standard augmentation (crop+flip) on the train split", True, "bool")
+    train_subset: int | None = _key("train on a fixed random subset of this many images", None, "int?")
+    test_subset: int | None = _key("evaluate on a fixed random subset of this many test images", None, "int?")
+    # --- model
+    model: str = _key("architecture (freqtail.models.model_names())", "small-cnn", "str")
+    model_options: dict = _key("architecture options, e.g. {width: 16}", {}, "dict")
+    normalize: Any = _key(
+        "input normalisation inside the model: 'dataset', a preset (cifar10, ...), {mean, std} or null",
+        "dataset",
+        "normalize",
+    )
+    # --- objective
+    objective: str = _key("training objective", "erm", "choice", OBJECTIVES)
+    eps: Any = _key("L-inf budget of the training attack, [0, 1] scale ('8/255')", "8/255", "eps")
+    step_size: Any = _key("step of the training attack, [0, 1] scale ('2/255')", "2/255", "eps")
+    attack_steps: int = _key("steps of the training attack", 10, "int0")
+    random_start: bool = _key(
+        "random start of the training attack (uniform for pgd-at, 0.001*N(0,1) for trades/mart)", True, "bool"
+    )
+    attack_bn: str = _key(
+        "model mode while crafting training examples: 'eval' (TRADES/MART code) or 'train'",
+        "eval",
+        "choice",
+        ATTACK_BN_MODES,
+    )
+    beta: float | None = _key("TRADES / MART beta (null: 6 for trades, 5 for mart)", None, "float?")
+    augmix_width: int = _key("AugMix chains per mixed image", 3, "int")
+    augmix_depth: int = _key("operations per AugMix chain (0: random 1-3)", 0, "int0")
+    augmix_severity: int = _key("AugMix operation severity, 1-10", 3, "int")
+    augmix_alpha: float = _key("AugMix Dirichlet / Beta parameter", 1.0, "float")
+    jsd_lambda: float = _key("weight of AugMix's Jensen-Shannon consistency loss", 12.0, "float")
+    bass_branch: bool = _key("augmix: BaSS before AugMix on the first augmented branch (§4.4)", False, "bool")
+    # --- optimisation
+    epochs: int = _key("training epochs (ignored when steps is set)", 10, "int")
+    steps: int | None = _key("total optimiser steps instead of epochs", None, "int?")
+    batch_size: int = _key("GLOBAL batch size (per-rank batch = batch_size / world size)", 128, "int")
+    lr: float = _key("peak learning rate", 0.1, "float")
+    momentum: float = _key("SGD momentum", 0.9, "float")
+    nesterov: bool = _key("Nesterov momentum", False, "bool")
+    weight_decay: float = _key("SGD weight decay", 5e-4, "float")
+    schedule: str = _key("learning-rate schedule", "cosine", "choice", SCHEDULES)
+    milestones: list = _key("piecewise: epochs at which the rate is multiplied by lr_decay", [], "int_list")
+    lr_decay: float = _key("piecewise: factor applied at each milestone", 0.1, "float")
+    lr_min: float = _key("cosine: final learning rate", 0.0, "float")
+    warmup_epochs: float = _key("linear warm-up from 0 over this many epochs", 0.0, "float")
+    drop_last: bool = _key("drop the last incomplete training batch of each epoch", True, "bool")
+    # --- evaluation during training
+    eval_every: int = _key("evaluate every this many epochs (the last epoch always)", 1, "int")
+    eval_batch_size: int = _key("batch size (per rank) for evaluation", 256, "int")
+    robust_eval_examples: int = _key(
+        "adversarial objectives: PGD robust accuracy on this many fixed test images (0: off)", 512, "int0"
+    )
+    robust_eval_steps: int = _key("steps of that PGD (eps and step_size as in training)", 10, "int")
+    best_metric: str = _key(
+        "metric that picks 'best': auto = test_robust_acc if measured, else test_acc",
+        "auto",
+        "choice",
+        BEST_METRICS,
+    )
+    # --- execution
+    seed: int = _key("seed of every random choice (data order, augmentation, attacks, init)", 0, "int0")
+    device: str = _key("'auto' (CUDA if available), 'cpu', 'cuda' or 'cuda:N'", "auto", "str")
+    amp: str = _key(
+        "mixed precision on CUDA: none, bf16 or fp16 (with GradScaler)", "none", "choice", AMP_MODES
+    )
+    sync_bn: bool = _key("SyncBatchNorm across ranks (CUDA, torchrun only)", False, "bool")
+    num_workers: int = _key("DataLoader worker processes per rank", 0, "int0")
+    progress: bool = _key("show a progress bar", True, "bool")
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def objective_name(self) -> str:
+        """The objective with ``augmix-bass`` resolved to ``augmix``."""
+        return "augmix" if self.objective == "augmix-bass" else self.objective
+
+    @property
+    def uses_bass_branch(self) -> bool:
+        return self.objective == "augmix-bass" or (self.objective == "augmix" and self.bass_branch)
+
+    @property
+    def adversarial(self) -> bool:
+        return self.objective in ADVERSARIAL_OBJECTIVES
+
+    @property
+    def eps_value(self) -> float:
+        return _parse_budget(self.eps, "eps")
+
+    @property
+    def step_size_value(self) -> float:
+        return _parse_budget(self.step_size, "step_size")
+
+    @property
+    def beta_value(self) -> float:
+        if self.beta is not None:
+            return float(self.beta)
+        return DEFAULT_BETA.get(self.objective_name, 6.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """All keys, JSON/YAML-ready, in declaration order."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A validated copy with ``changes`` applied (unknown keys are refused)."""
+        return config_from_dict({**self.to_dict(), **changes})
+
+    def comparable(self) -> dict[str, Any]:
+        """The keys that define what a run computes (runtime keys left out), budgets as floats."""
+        out = {k: v for k, v in self.to_dict().items() if k not in RUNTIME_KEYS}
+        out["eps"], out["step_size"] = self.eps_value, self.step_size_value
+        return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def config_keys() -> list[str]:
+    """Every valid key, in declaration order."""
+    return [f.name for f in fields(TrainConfig)]
+
+
+def key_help() -> dict[str, tuple[Any, str]]:
+    """``{key: (default, help)}`` for documentation and ``--help``."""
+    out = {}
+    for f in fields(TrainConfig):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        out[f.name] = (default, f.metadata["help"])
+    return out
+
+
+def _unknown_key_error(key: str, where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, config_keys(), n=3, cutoff=0.6)
+    hint = (
+        f"did you mean {' or '.join(repr(c) for c in close)}?"
+        if close
+        else "run 'freqtail train --list-keys'."
+    )
+    return ConfigError(f"Unknown config key {key!r} in {where}; {hint}")
+
+
+def _parse_budget(value: Any, what: str) -> float:
+    from freqtail.attacks.eps import parse_eps
+    from freqtail.errors import InputError
+
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"Config key {what!r} must be a number or a fraction such as 8/255, not {value!r}.")
+    try:
+        return parse_eps(value, what)
+    except InputError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _check_value(name: str, value: Any, kind: str, choices: tuple | None) -> Any:
+    """Validate one key's type; returns the value in canonical form."""
+
+    def fail(expected: str) -> ConfigError:
+        return ConfigError(f"Config key {name!r} must be {expected}, not {value!r}.")
+
+    optional = kind.endswith("?")
+    base = kind.rstrip("?")
+    if value is None:
+        if optional or base == "normalize":
+            return None
+        raise fail("set (null is not allowed)")
+    if base in ("int", "int0"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail("an integer")
+        minimum = 0 if base == "int0" else 1
+        if value < minimum:
+            raise fail(f"an integer >= {minimum}")
+        return int(value)
+    if base == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise fail("a finite number")
+        return float(value)
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise fail("true or false")
+        return value
+    if base == "str":
+        if not isinstance(value, str) or not value:
+            raise fail("a non-empty string")
+        return value
+    if base == "choice":
+        if isinstance(value, str):
+            lowered = value.strip().lower().replace("_", "-")
+            for choice in choices:
+                if lowered == choice.replace("_", "-"):
+                    return choice
+            if lowered == "none" and optional:
+                return None
+        valid = ", ".join(choices) + (" or null" if optional else "")
+        raise ConfigError(f"Config key {name!r} must be one of {valid}, not {value!r}.")
+    if base == "int_list":
+        if not isinstance(value, (list, tuple)) or any(
+            isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value
+        ):
+            raise fail("a list of non-negative integers such as [100, 105]")
+        return sorted(int(v) for v in value)
+    if base == "dict":
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise fail("a mapping such as {width: 16}")
+        return {k: _plain(v) for k, v in value.items()}
+    if base == "eps":
+        _parse_budget(value, name)
+        return value
+    if base == "normalize":
+        if isinstance(value, str) or (isinstance(value, Mapping) and set(value) == {"mean", "std"}):
+            return _plain(value)
+        raise fail("'dataset', a preset name such as cifar10, a mapping {mean: [...], std: [...]}, or null")
+    raise AssertionError(f"unknown kind {kind}")  # pragma: no cover
+
+
+def _check_ranges(c: TrainConfig) -> None:
+    def unit(name: str) -> None:
+        if not 0.0 <= getattr(c, name) <= 1.0:
+            raise ConfigError(f"Config key {name!r} must lie in [0, 1], not {getattr(c, name)!r}.")
+
+    unit("gamma")
+    unit("bass_strength")
+    unit("momentum")
+    if c.lr <= 0:
+        raise ConfigError(f"Config key 'lr' must be positive, not {c.lr!r}.")
+    for name in ("weight_decay", "lr_min", "warmup_epochs", "jsd_lambda"):
+        if getattr(c, name) < 0:
+            raise ConfigError(f"Config key {name!r} must be >= 0, not {getattr(c, name)!r}.")
+    if c.lr_decay <= 0:
+        raise ConfigError(f"Config key 'lr_decay' must be positive, not {c.lr_decay!r}.")
+    if c.augmix_alpha <= 0:
+        raise ConfigError(f"Config key 'augmix_alpha' must be positive, not {c.augmix_alpha!r}.")
+    if not 1 <= c.augmix_severity <= 10:
+        raise ConfigError(
+            f"Config key 'augmix_severity' must be an integer in 1..10, not {c.augmix_severity!r}."
+        )
+    if c.beta is not None and c.beta < 0:
+        raise ConfigError(f"Config key 'beta' must be >= 0, not {c.beta!r}.")
+    if c.nesterov and c.momentum == 0:
+        raise ConfigError("Nesterov momentum needs momentum > 0; set momentum or nesterov: false.")
+    if c.step_size_value == 0 and c.adversarial and c.attack_steps > 0:
+        raise ConfigError("The training attack's step_size is 0; give a positive step such as 2/255.")
+    if c.bass_branch and c.objective_name != "augmix":
+        raise ConfigError(f"bass_branch applies to the augmix objective only, not to {c.objective!r}.")
+    if c.bass is None and c.gamma != 1.0:
+        raise ConfigError(
+            "gamma is the probability of bass='augment'; set bass: augment or leave gamma at 1."
+        )
+    if c.sync_bn and not (c.device.startswith("cuda") or c.device == "auto"):
+        raise ConfigError("sync_bn needs CUDA (PyTorch's SyncBatchNorm does not run on CPU).")
+    if c.dataset:
+        from freqtail.data import canonical_name
+
+        canonical_name(c.dataset)  # raises ConfigError listing the valid names
+    from freqtail.models import check_model_arguments
+
+    check_model_arguments(c.model, 2, 32, 3, c.model_options)
+
+
+def config_from_dict(values: Mapping[str, Any], where: str = "the configuration") -> TrainConfig:
+    """Build and validate a :class:`TrainConfig` from a mapping (missing keys take their defaults).
+
+    Raises:
+        ConfigError: an unknown key (with close matches), a wrong type or an invalid value.
+    """
+    if not isinstance(values, Mapping):
+        raise ConfigError(
+            f"{where.capitalize()} must be a mapping of keys to values, not {type(values).__name__}."
+        )
+    known = {f.name: f for f in fields(TrainConfig)}
+    checked = {}
+    for key, value in values.items():
+        if key not in known:
+            raise _unknown_key_error(str(key), where)
+        meta = known[key].metadata
+        checked[key] = _check_value(key, value, meta["kind"], meta["choices"])
+    config = TrainConfig(**checked)
+    if config.objective == "augmix-bass" and "bass_branch" not in values:
+        config = dataclasses.replace(config, bass_branch=True)
+    _check_ranges(config)
+    return config
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"key=value"`` -> ``(key, value)``; the value is read as YAML ("0.05", "null", "[1, 2]", "8/255")."""
+    import yaml
+
+    if "=" not in text:
+        raise ConfigError(f"An override must look like key=value (e.g. lr=0.05), not {text!r}.")
+    key, raw = text.split("=", 1)
+    key = key.strip().replace("-", "_")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The mapping stored in a YAML config file (not yet validated)."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"The config file {p} does not exist.")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"The config file {p} is not valid YAML ({first}).") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"The config file {p} must hold a mapping of keys to values.")
+    return dict(data)
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+) -> TrainConfig:
+    """Defaults <- YAML file ``path`` <- ``overrides`` (``["lr=0.05", ...]`` or a mapping), validated.
+
+    Example:
+        >>> config = load_config("configs/t1-cifar10-resnet18-pgd-at.yaml", ["epochs=2"])
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update(read_config_file(path))
+        for key in values:
+            if key not in config_keys():
+                raise _unknown_key_error(str(key), f"the config file {path}")
+    items = overrides.items() if isinstance(overrides, Mapping) else (parse_override(o) for o in overrides)
+    for key, value in items:
+        if key not in config_keys():
+            raise _unknown_key_error(key, "the command-line overrides")
+        values[key] = value
+    return config_from_dict(values, where=f"the config file {path}" if path else "the configuration")
+
+
+def config_to_yaml(config: TrainConfig) -> str:
+    """The config as YAML text, one key per line, in declaration order."""
+    import yaml
+
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None, width=110)
+
+
+def config_differences(a: TrainConfig, b: TrainConfig) -> list[str]:
+    """Keys (runtime keys excluded) whose values differ between two configs."""
+    left, right = a.comparable(), b.comparable()
+    return [key for key in left if left[key] != right.get(key)]
