@@ -116,7 +116,7 @@ class HeatmapResult:
             raise InputError(f"The file {path} is not a freqtail Fourier heat map (no {err}).") from None
 
 
-def _check_eps(eps: Any) -> float:
+def check_eps(eps: Any) -> float:
     try:
         value = float(eps)
     except (TypeError, ValueError):
@@ -153,7 +153,7 @@ def fourier_heatmap(
     Returns:
         a :class:`HeatmapResult` with the (H, W) error map, mirrored across conjugate frequencies.
     """
-    eps = _check_eps(eps)
+    eps = check_eps(eps)
     n = check_count(n)
     batch_size = check_batch_size(batch_size)
     if sign not in SIGN_MODES:

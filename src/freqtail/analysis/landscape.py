@@ -198,13 +198,13 @@ class LandscapeResult:
             raise InputError(f"The file {path} is not a freqtail loss landscape (no {err}).") from None
 
 
-def _check_grid(grid: Any) -> int:
+def check_grid(grid: Any) -> int:
     if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or int(grid) < 1:
         raise InputError(f"The landscape grid must be a positive number of points per axis, not {grid!r}.")
     return int(grid)
 
 
-def _check_span(span: Any) -> float:
+def check_span(span: Any) -> float:
     try:
         value = float(span)
     except (TypeError, ValueError):
@@ -291,8 +291,8 @@ def loss_landscape(
     """
     from freqtail.spectrum import split_frequencies, summarize
 
-    grid = _check_grid(grid)
-    span = _check_span(span)
+    grid = check_grid(grid)
+    span = check_span(span)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise InputError(f"The landscape seed must be an integer, not {seed!r}.")
     n = check_count(n)

@@ -113,7 +113,7 @@ def _check_rank_fractions(values: Sequence[float]) -> np.ndarray:
     return fractions
 
 
-def _check_top_fraction(value: float) -> float:
+def check_top_fraction(value: float) -> float:
     try:
         top = float(value)
     except (TypeError, ValueError):
@@ -306,7 +306,7 @@ class SensitivityAccumulator:
         top_fraction: float = DEFAULT_TOP_FRACTION,
     ) -> None:
         self.rank_fractions = _check_rank_fractions(rank_fractions)
-        self.top_fraction = _check_top_fraction(top_fraction)
+        self.top_fraction = check_top_fraction(top_fraction)
         self.image_size: tuple[int, int] | None = None
         self.num_images = 0
         self.num_zero_gradient = 0

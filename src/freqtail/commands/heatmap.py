@@ -1,0 +1,83 @@
+"""``freqtail heatmap``: Fourier heat map of a trained model (Yin et al. 2019)."""
+
+from __future__ import annotations
+
+import argparse
+
+from freqtail.commands._common import add_parser, print_json
+
+EXAMPLE = "freqtail heatmap runs/demo --eps 4.0 --n 100"
+
+
+def register(subparsers) -> None:
+    from freqtail.analysis.heatmap import DEFAULT_EPS, SIGN_MODES
+    from freqtail.analysis.runs import add_run_arguments
+
+    parser = add_parser(
+        subparsers,
+        "heatmap",
+        help="Fourier heat map: error rate under single-frequency perturbations of a trained model",
+        example=EXAMPLE,
+        description="Measure a trained model's error rate on test images perturbed by one real Fourier basis "
+        "image of L2 norm eps (per channel, [0, 1] scale; random sign), for every frequency of the spectrum "
+        "(Yin et al. 2019). Writes heatmap.npz, heatmap.json and figures/heatmap.png. Cost: about "
+        "n * H * W / 2 forward passes.",
+    )
+    add_run_arguments(parser, default_n=100, default_batch=512)
+    parser.add_argument(
+        "--eps",
+        type=float,
+        default=DEFAULT_EPS,
+        help=f"perturbation L2 norm per channel (default {DEFAULT_EPS:g})",
+    )
+    parser.add_argument(
+        "--sign",
+        choices=SIGN_MODES,
+        default="image",
+        help="one random sign per image (default) or per channel",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random signs (default 0)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from freqtail.analysis.heatmap import check_eps, fourier_heatmap
+    from freqtail.analysis.runs import analysis_data, load_run, output_folder, resolve_device
+    from freqtail.io import atomic_write_json
+    from freqtail.report.analysis_figures import plot_heatmap
+
+    eps = check_eps(args.eps)
+    out = output_folder(args)
+    device = resolve_device(args.device)
+    model, info = load_run(args.run, device, end_to_end=args.end_to_end)
+    dataset, source = analysis_data(args, info)
+    result = fourier_heatmap(
+        model,
+        dataset,
+        eps=eps,
+        n=args.n,
+        batch_size=args.batch_size,
+        sign=args.sign,
+        seed=args.seed,
+        progress=True,
+    )
+    npz = result.save(out / "heatmap.npz")
+    figure = plot_heatmap(result, out / "figures" / "heatmap.png")
+    data = result.to_dict()
+    data.update(source=source, run=str(args.run), figures=[str(figure)])
+    json_path = atomic_write_json(out / "heatmap.json", data)
+    if args.json:
+        summary = {k: v for k, v in data.items() if k != "error_rate"}
+        summary["files"] = [str(json_path), str(npz)]
+        print_json(summary)
+        return 0
+    h, w = result.image_size
+    du, dv = data["max_error_frequency"]
+    print(f"Fourier heat map of {args.run}: eps {eps:g} on {result.num_images} images of {h}x{w} ({source})")
+    print(
+        f"  clean error {100 * result.clean_error:.1f}%; "
+        f"mean error over frequencies {100 * data['mean_error']:.1f}%"
+    )
+    print(f"  worst frequency (du, dv) = ({du}, {dv}): error {100 * data['max_error']:.1f}%")
+    print(f"  wrote {npz}, {json_path}, {figure}")
+    return 0

@@ -1,0 +1,182 @@
+"""``freqtail sensitivity``, ``landscape`` and ``heatmap`` on a tiny run folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from freqtail.cli import main
+
+train = pytest.importorskip("freqtail.train", reason="the trainer's run loader is not available")
+if not hasattr(train, "load_model_from_run") or not hasattr(train, "save_checkpoint"):  # pragma: no cover
+    pytest.skip("the trainer's run loader is not available", allow_module_level=True)
+
+NUM_CLASSES = 16  # the embedded dataset's classes
+
+
+@pytest.fixture(scope="module")
+def data_folder(tmp_path_factory):
+    """A tiny embedded-layout dataset (32 test images) so the tests never build the full one."""
+    from freqtail.data.embedded import write_embedded_folder
+    from freqtail.sample_photos import photo_crops
+
+    crops = photo_crops(32, 4, seed=3)
+    test = crops[:32]
+    arrays = {
+        "train_images": test,
+        "train_labels": np.arange(32, dtype=np.int64) % NUM_CLASSES,
+        "test_images": test,
+        "test_labels": np.arange(32, dtype=np.int64) % NUM_CLASSES,
+    }
+    return write_embedded_folder(tmp_path_factory.mktemp("tiny-embedded"), arrays)
+
+
+@pytest.fixture()
+def run_dir(tmp_path, data_folder):
+    """A run folder holding one checkpoint of a tiny small-cnn, written with the trainer's API."""
+    from freqtail.models import build_model_from_spec, model_spec
+
+    spec = model_spec("small-cnn", NUM_CLASSES, options={"width": 4}, normalize="cifar10")
+    torch.manual_seed(0)
+    model = build_model_from_spec(spec)
+    info = {
+        "global_step": 1,
+        "epoch": 1,
+        "model_spec": spec,
+        "config": {"dataset": "embedded", "data_root": str(data_folder), "bass": None},
+    }
+    run = tmp_path / "run"
+    train.save_checkpoint(
+        run / "checkpoints", model_state=model.state_dict(), info=info, pointers=("last", "best")
+    )
+    return run
+
+
+def test_sensitivity_writes_its_files_into_the_run_folder(run_dir, capsys):
+    assert main(["sensitivity", str(run_dir), "--n", "12", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "Frequency sensitivity" in printed and "12 images of 32x32" in printed
+    for name in ("sensitivity.json", "sensitivity.npz", "figures/sensitivity.png", "figures/long_tail.png"):
+        assert (run_dir / name).is_file(), name
+    data = json.loads((run_dir / "sensitivity.json").read_text())
+    assert data["num_images"] + data["num_zero_gradient"] == 12
+    assert data["boundary_band"] == data["spectrum"]["boundary_band"]
+    assert data["source"].startswith("embedded test split")
+    assert 0.0 <= data["hfc_energy_share"] <= 1.0
+
+
+@pytest.fixture()
+def bass_run_dir(tmp_path, data_folder):
+    """A run trained on BaSS-converted data: its spec records a BaSS front."""
+    from freqtail.models import build_model_from_spec, model_spec
+
+    spec = model_spec("small-cnn", NUM_CLASSES, options={"width": 4}, bass_front=True)
+    torch.manual_seed(1)
+    model = build_model_from_spec(spec)
+    info = {
+        "global_step": 1,
+        "model_spec": spec,
+        "config": {"dataset": "embedded", "data_root": str(data_folder), "bass": "dataset"},
+    }
+    run = tmp_path / "bass-run"
+    train.save_checkpoint(
+        run / "checkpoints", model_state=model.state_dict(), info=info, pointers=("last", "best")
+    )
+    return run
+
+
+def test_bass_runs_use_the_domain_protocol_unless_end_to_end(bass_run_dir, tmp_path, capsys):
+    from freqtail.bass import balance_spectrum
+    from freqtail.spectrum import summarize
+
+    domain, end_to_end = tmp_path / "domain", tmp_path / "e2e"
+    assert main(["sensitivity", str(bass_run_dir), "--n", "6", "--out", str(domain)]) == 0
+    assert main(["sensitivity", str(bass_run_dir), "--n", "6", "--out", str(end_to_end), "--end-to-end"]) == 0
+    capsys.readouterr()
+    first = json.loads((domain / "sensitivity.json").read_text())
+    second = json.loads((end_to_end / "sensitivity.json").read_text())
+    assert "domain" in first["source"] and "end-to-end" in second["source"]
+    # The domain run measured its boundary on BaSS-converted images, the end-to-end run on raw ones.
+    from freqtail.data.embedded import read_embedded_folder
+
+    raw = read_embedded_folder(_data_root(bass_run_dir), "test")[0][:6]
+    assert first["spectrum"]["boundary_band"] == summarize(balance_spectrum(raw)).boundary_band
+    assert second["spectrum"]["boundary_band"] == summarize(raw).boundary_band
+
+
+def _data_root(run_dir):
+    info = json.loads(next((run_dir / "checkpoints").glob("step-*/checkpoint.json")).read_text())
+    return info["config"]["data_root"]
+
+
+def test_sensitivity_json_and_out_folder(run_dir, tmp_path, capsys):
+    out = tmp_path / "elsewhere"
+    assert main(["sensitivity", str(run_dir), "--n", "8", "--out", str(out), "--json", "--top", "0.05"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["top_fraction"] == 0.05 and "mean_sorted_magnitude" not in printed
+    assert (out / "sensitivity.json").is_file() and (out / "figures" / "sensitivity.png").is_file()
+    assert not (run_dir / "sensitivity.json").exists()
+
+
+def test_landscape_writes_a_redrawable_grid(run_dir, capsys):
+    from freqtail.analysis import LandscapeResult
+    from freqtail.report.analysis_figures import plot_landscape
+
+    argv = ["landscape", str(run_dir), "--grid", "3", "--span", "0.5", "--n", "8", "--seed", "4"]
+    assert main(argv + ["--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["grid"] == 3 and printed["seed"] == 4 and printed["num_images"] == 8
+    result = LandscapeResult.load(run_dir / "landscape.npz")
+    assert result.loss_lfc.shape == (3, 3) and result.span == 0.5
+    assert printed["center"]["loss_lfc"] == pytest.approx(result.loss_lfc[1, 1])
+    assert (run_dir / "figures" / "landscape.png").is_file()
+    assert not (run_dir / "landscape.partial.npz").exists()
+    assert plot_landscape(run_dir / "landscape.npz", run_dir / "redrawn.pdf").is_file()
+
+
+def test_heatmap_writes_its_files(run_dir, capsys):
+    assert main(["heatmap", str(run_dir), "--n", "2", "--eps", "2.0", "--batch-size", "256"]) == 0
+    assert "Fourier heat map" in capsys.readouterr().out
+    data = json.loads((run_dir / "heatmap.json").read_text())
+    assert data["eps"] == 2.0 and data["num_images"] == 2
+    assert np.array(data["error_rate"]).shape == (32, 32)
+    assert (run_dir / "heatmap.npz").is_file() and (run_dir / "figures" / "heatmap.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["sensitivity", "{missing}"], "does not exist"),
+        (["sensitivity", "{run}", "--top", "2"], "top fraction"),
+        (["landscape", "{run}", "--span", "0"], "span"),
+        (["heatmap", "{run}", "--eps", "nan"], "eps"),
+        (
+            ["heatmap", "{run}", "--device", "cuda:7"]
+            if not torch.cuda.is_available()
+            else ["heatmap", "{run}", "--device", "tpu"],
+            "device",
+        ),
+        (["sensitivity", "{run}", "--dataset", "mnist"], "Unknown dataset"),
+        (["sensitivity", "{run}", "--end-to-end"], "no BaSS front"),
+        (["landscape", "{empty}"], "checkpoint"),
+        (["sensitivity", "{run}", "--dataset", "cifar10", "--data-root", "{empty}"], "CIFAR"),
+    ],
+)
+def test_bad_input_is_one_sentence_and_exit_2(run_dir, tmp_path, capsys, argv, message):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = [a.format(run=run_dir, missing=tmp_path / "nope", empty=empty) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message.lower() in err.lower()
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_n_must_be_positive(run_dir, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["heatmap", str(run_dir), "--n", "0"])
+    assert exit_info.value.code == 2
+    assert "positive integer" in capsys.readouterr().err
