@@ -1,0 +1,78 @@
+"""Honest evaluation: clean, PGD-20, CW, AutoAttack and corruptions under named threat models.
+
+DESIGN.md "Threat models"; paper §4.3-4.4. Every number is a *record* that carries its threat
+model, exact settings, number of evaluated images, dataset and checkpoint
+(:mod:`freqtail.evaluate.results`).
+
+>>> from freqtail.evaluate import evaluate_model
+>>> records = evaluate_model(model, dataset="embedded", suites="clean,pgd20", n=200,
+...                          training_bass="dataset", threat_model="both")
+
+Modules: :mod:`~freqtail.evaluate.threat_models` (which model and data each threat model uses),
+:mod:`~freqtail.evaluate.suites` (suite names, budgets), :mod:`~freqtail.evaluate.runner` (running),
+:mod:`~freqtail.evaluate.corruption_eval` (-C sets and category means),
+:mod:`~freqtail.evaluate.distributed` (exact counts under torchrun), :mod:`~freqtail.evaluate.results`
+(results.json), :mod:`~freqtail.evaluate.tables` (results.md), :mod:`~freqtail.evaluate.compare`.
+"""
+
+from __future__ import annotations
+
+from freqtail.evaluate.compare import RunResults, compare_markdown, compare_runs, load_run_results
+from freqtail.evaluate.corruption_eval import (
+    BASS_THEN_CORRUPT,
+    CORRUPT_THEN_BASS,
+    ORDER_NONE,
+    aggregate_corruptions,
+    corruption_counts,
+)
+from freqtail.evaluate.distributed import (
+    DistContext,
+    all_reduce_counts,
+    init_distributed,
+    subset_indices,
+)
+from freqtail.evaluate.results import load_results, merge_records, write_results
+from freqtail.evaluate.runner import EvaluationPlan, evaluate_model, plan_evaluation, run_evaluation
+from freqtail.evaluate.suites import SUITES, Budget, default_budget, parse_suites, resolve_budget
+from freqtail.evaluate.tables import results_markdown
+from freqtail.evaluate.threat_models import (
+    THREAT_MODELS,
+    ThreatModelSetup,
+    applicable_threat_models,
+    resolve_threat_models,
+    threat_model_setup,
+)
+
+__all__ = [
+    "BASS_THEN_CORRUPT",
+    "CORRUPT_THEN_BASS",
+    "ORDER_NONE",
+    "SUITES",
+    "THREAT_MODELS",
+    "Budget",
+    "DistContext",
+    "EvaluationPlan",
+    "RunResults",
+    "ThreatModelSetup",
+    "aggregate_corruptions",
+    "all_reduce_counts",
+    "applicable_threat_models",
+    "compare_markdown",
+    "compare_runs",
+    "corruption_counts",
+    "default_budget",
+    "evaluate_model",
+    "init_distributed",
+    "load_results",
+    "load_run_results",
+    "merge_records",
+    "parse_suites",
+    "plan_evaluation",
+    "resolve_budget",
+    "resolve_threat_models",
+    "results_markdown",
+    "run_evaluation",
+    "subset_indices",
+    "threat_model_setup",
+    "write_results",
+]

@@ -1,0 +1,310 @@
+"""Several runs side by side with the deltas of BaSS, as the paper's Tables 1 and 4 show them.
+
+Rows are (run, threat model) for the adversarial table and (run, threat model, corruption order)
+for the corruption table. A run trained with BaSS (any record under the ``domain`` / ``end-to-end``
+threat model, or a checkpoint recorded with a BaSS training mode) gets a ``Δ`` row under each of its
+rows: its accuracy minus its baseline's, in percentage points. The baseline of a BaSS run is the
+nearest run before it on the command line that was trained without BaSS (so ``PGD-AT +BaSS TRADES
++BaSS`` pairs as the paper does), else the first run; ``baseline=`` forces one run for all. The
+baseline row is the baseline run's row with the same threat model, else its first row.
+
+A delta is only computed between numbers measured with the same metric and budget (the column);
+when the two numbers come from different numbers of images, the table notes it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from freqtail.errors import InputError
+from freqtail.evaluate.results import load_results
+from freqtail.evaluate.tables import (
+    CATEGORY_TITLES,
+    CORRUPTION_COLUMNS,
+    MISSING,
+    adversarial_columns,
+    markdown_table,
+    pct,
+    signed_pp,
+)
+from freqtail.evaluate.threat_models import THREAT_MODELS
+
+
+@dataclass
+class RunResults:
+    """The results of one run: a label for the tables, where they came from, and the records."""
+
+    label: str
+    path: str
+    records: list[dict]
+
+
+def load_run_results(path: str | os.PathLike, label: str | None = None) -> RunResults:
+    """Read a run folder's (or a file's) ``results.json``; the label defaults to the folder name."""
+    p = Path(path)
+    data = load_results(p)
+    name = p.name if p.is_dir() else p.parent.name
+    return RunResults(label or name, str(p), list(data["results"]))
+
+
+def _tag(record: Mapping[str, Any]) -> str:
+    return str(record["id"]).split("|")[0]
+
+
+def _variant(record: Mapping[str, Any]) -> str:
+    return str(record["id"]).split("|")[3]
+
+
+def uses_bass(records: Sequence[Mapping[str, Any]]) -> bool:
+    """True when the records belong to a model trained with BaSS."""
+    for record in records:
+        if record.get("threat_model") in ("domain", "end-to-end"):
+            return True
+        info = record.get("checkpoint") or {}
+        if info.get("bass") in ("dataset", "augment") or info.get("bass_branch"):
+            return True
+    return False
+
+
+def _select_checkpoint(run: RunResults, checkpoint: str | None) -> list[dict]:
+    tags = list(dict.fromkeys(_tag(r) for r in run.records))
+    if not tags:
+        raise InputError(f"The results of {run.label} ({run.path}) hold no numbers; evaluate that run first.")
+    if checkpoint is not None:
+        if checkpoint not in tags:
+            raise InputError(
+                f"The results of {run.label} have no checkpoint {checkpoint!r} (present: {', '.join(tags)})."
+            )
+        tag = checkpoint
+    else:
+        tag = "best" if "best" in tags else tags[0]
+    return [r for r in run.records if _tag(r) == tag]
+
+
+def _baseline_index(
+    runs: Sequence[RunResults], position: int, bass_flags: list[bool], baseline: int | None
+) -> int | None:
+    if baseline is not None:
+        return None if baseline == position else baseline
+    if not bass_flags[position]:
+        return None
+    for earlier in range(position - 1, -1, -1):
+        if not bass_flags[earlier]:
+            return earlier
+    return 0 if position != 0 else None
+
+
+def _resolve_baseline(runs: Sequence[RunResults], baseline: int | str | None) -> int | None:
+    if baseline is None:
+        return None
+    if isinstance(baseline, int) and not isinstance(baseline, bool):
+        if not 0 <= baseline < len(runs):
+            raise InputError(f"The baseline must be a run number from 0 to {len(runs) - 1}, not {baseline}.")
+        return baseline
+    for index, run in enumerate(runs):
+        if baseline in (run.label, run.path) or Path(run.path).resolve() == Path(str(baseline)).resolve():
+            return index
+    raise InputError(
+        f"The baseline {baseline!r} is none of the compared runs ({', '.join(r.label for r in runs)})."
+    )
+
+
+def _order_key(record: Mapping[str, Any]) -> int:
+    return {name: i for i, name in enumerate(THREAT_MODELS)}.get(record.get("threat_model"), 99)
+
+
+def _adversarial_rows(run: RunResults, records: list[dict], columns) -> list[dict]:
+    rows = []
+    threat_models = sorted(
+        {r["threat_model"] for r in records if r.get("metric") in {c[0] for c in columns}},
+        key=lambda t: THREAT_MODELS.index(t) if t in THREAT_MODELS else 99,
+    )
+    for threat in threat_models:
+        values, sizes = {}, {}
+        for metric, variant, title in columns:
+            match = [
+                r
+                for r in records
+                if r["threat_model"] == threat and r["metric"] == metric and _variant(r) == variant
+            ]
+            if match:
+                values[title] = match[0]["accuracy"]
+                sizes[title] = match[0].get("data", {}).get("n")
+        rows.append(
+            {"run": run.label, "path": run.path, "threat_model": threat, "values": values, "n": sizes}
+        )
+    return rows
+
+
+def _corruption_rows(run: RunResults, records: list[dict]) -> list[dict]:
+    rows = []
+    for record in sorted((r for r in records if r.get("metric") == "corruptions"), key=_order_key):
+        clean = [
+            r for r in records if r["threat_model"] == record["threat_model"] and r.get("metric") == "clean"
+        ]
+        values = {"Clean": clean[0]["accuracy"]} if clean else {}
+        for key, title in CATEGORY_TITLES.items():
+            if record.get("categories", {}).get(key) is not None:
+                values[title] = record["categories"][key]
+        values["Mean"] = record.get("mean")
+        sizes = {title: record.get("data", {}).get("n") for title in values}
+        if clean:
+            sizes["Clean"] = clean[0].get("data", {}).get("n")
+        rows.append(
+            {
+                "run": run.label,
+                "path": run.path,
+                "threat_model": record["threat_model"],
+                "order": record.get("order"),
+                "values": values,
+                "n": sizes,
+            }
+        )
+    return rows
+
+
+def _pick_base_row(rows: list[dict], threat: str) -> dict | None:
+    for row in rows:
+        if row["threat_model"] == threat:
+            return row
+    return rows[0] if rows else None
+
+
+def _attach_deltas(rows_by_run: list[list[dict]], baselines: list[int | None], labels: list[str]) -> None:
+    for position, rows in enumerate(rows_by_run):
+        base_index = baselines[position]
+        if base_index is None:
+            continue
+        for row in rows:
+            base = _pick_base_row(rows_by_run[base_index], row["threat_model"])
+            if base is None:
+                continue
+            deltas, n_differs = {}, []
+            for title, value in row["values"].items():
+                other = base["values"].get(title)
+                if value is None or other is None:
+                    continue
+                deltas[title] = value - other
+                if row["n"].get(title) != base["n"].get(title):
+                    n_differs.append(title)
+            row["delta"] = {
+                "vs": labels[base_index],
+                "vs_threat_model": base["threat_model"],
+                "values": deltas,
+                "n_differs": n_differs,
+            }
+
+
+def compare_runs(
+    runs: Sequence[RunResults], *, baseline: int | str | None = None, checkpoint: str | None = None
+) -> dict[str, Any]:
+    """Put runs side by side; see the module docstring for rows, pairing and deltas.
+
+    Args:
+        runs: from :func:`load_run_results`, in the order to show them.
+        baseline: a run number or label to compare every other run with (default: pairing rule).
+        checkpoint: which checkpoint's numbers to show ("best", "last", ...); default "best" when a
+            run has it, else the first one it has.
+
+    Returns:
+        ``{"runs": [...], "adversarial": {"columns": [...], "rows": [...]}, "corruptions": {...}}``; a
+        row is ``{"run", "path", "threat_model", ("order"), "values": {column: fraction}, "n":
+        {column: images}, ("delta": {"vs", "vs_threat_model", "values": {column: difference},
+        "n_differs": [...]})}``.
+
+    Raises:
+        InputError: fewer than two runs, a run without results, an unknown baseline or checkpoint.
+    """
+    if len(runs) < 2:
+        raise InputError("Give at least two runs to compare.")
+    base = _resolve_baseline(runs, baseline)
+    selected = [_select_checkpoint(run, checkpoint) for run in runs]
+    flags = [uses_bass(records) for records in selected]
+    baselines = [_baseline_index(runs, i, flags, base) for i in range(len(runs))]
+    labels = [run.label for run in runs]
+    columns = adversarial_columns([r for records in selected for r in records])
+    adversarial = [
+        _adversarial_rows(run, records, columns) for run, records in zip(runs, selected, strict=True)
+    ]
+    corruption = [_corruption_rows(run, records) for run, records in zip(runs, selected, strict=True)]
+    _attach_deltas(adversarial, baselines, labels)
+    _attach_deltas(corruption, baselines, labels)
+    return {
+        "runs": [
+            {"label": run.label, "path": run.path, "bass": flag, "baseline": None if b is None else labels[b]}
+            for run, flag, b in zip(runs, flags, baselines, strict=True)
+        ],
+        "adversarial": {
+            "columns": [title for _, _, title in columns],
+            "rows": [r for rows in adversarial for r in rows],
+        },
+        "corruptions": {
+            "columns": list(CORRUPTION_COLUMNS),
+            "rows": [r for rows in corruption for r in rows],
+        },
+    }
+
+
+def _render(section: Mapping[str, Any], with_order: bool) -> tuple[str, list[str]]:
+    columns = list(section["columns"])
+    header = ["run", "threat model", *(["order"] if with_order else []), *columns]
+    lines, notes = [], []
+    for row in section["rows"]:
+        lead = [row["run"], row["threat_model"], *([row.get("order", "")] if with_order else [])]
+        lines.append([*lead, *(pct(row["values"].get(c)) for c in columns)])
+        delta = row.get("delta")
+        if delta:
+            lead = [f"Δ vs {delta['vs']}", f"{row['threat_model']} − {delta['vs_threat_model']}"]
+            if with_order:
+                lead.append("")
+            lines.append([*lead, *(signed_pp(delta["values"].get(c)) for c in columns)])
+            if delta["n_differs"]:
+                notes.append(
+                    f"- Δ of {row['run']} ({row['threat_model']}) vs {delta['vs']}: different numbers of "
+                    f"evaluated images in {', '.join(delta['n_differs'])}."
+                )
+    fixed = 3 if with_order else 2
+    return markdown_table(header, lines, numeric_from=fixed), notes
+
+
+def compare_markdown(comparison: Mapping[str, Any]) -> str:
+    """Markdown of :func:`compare_runs`'s result: one table per kind, deltas in percentage points."""
+    parts = ["# Comparison", ""]
+    runs = comparison["runs"]
+    parts.append(
+        "Runs: "
+        + "; ".join(
+            f"{r['label']} ({r['path']}{', BaSS' if r['bass'] else ''}"
+            f"{', Δ vs ' + r['baseline'] if r['baseline'] else ''})"
+            for r in runs
+        )
+        + "."
+    )
+    any_table = False
+    for key, title, with_order in (
+        ("adversarial", "Clean and adversarial accuracy (%)", False),
+        ("corruptions", "Corruption robustness (%)", True),
+    ):
+        section = comparison[key]
+        if not section["rows"]:
+            continue
+        any_table = True
+        table, notes = _render(section, with_order)
+        parts += ["", f"## {title}", "", table]
+        parts += [
+            "",
+            "Δ: accuracy minus the baseline's, in percentage points (same metric and budget per column).",
+        ]
+        parts += notes
+    if not any_table:
+        parts += ["", f"No comparable numbers ({MISSING})."]
+    parts += [
+        "",
+        "Each number's settings (eps, steps, seed, n, threat model) are in the runs' results.json "
+        "and results.md.",
+    ]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,137 @@
+"""Exact counting across processes: which images each rank evaluates, and summing the counts.
+
+Evaluation under ``torchrun --nproc_per_node N freqtail evaluate ...`` works like this:
+
+* the evaluated images (the whole test set or a seeded subset) are cut into *global* batches of
+  ``batch_size`` images, the same for every number of processes;
+* global batch ``b`` goes to rank ``b % world_size``; each rank attacks only its batches, and the
+  random starts of batch ``b`` are seeded from ``(seed, b)`` — so every image meets exactly the same
+  attack whatever the number of processes, and the counts are identical to a one-process run;
+* each rank counts its correct / total images (integers) and the counts are summed with one
+  ``all_reduce`` (int64, exact) per measured quantity; rank 0 writes the files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from freqtail.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands: ``rank`` of ``world_size`` and the device it evaluates on."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that writes files and prints (rank 0)."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def _pick_device(device: str | torch.device | None, local_rank: int) -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    chosen = torch.device(device)
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "The device cuda was asked for, but PyTorch sees no CUDA GPU here; use --device cpu."
+            )
+        if chosen.index is None:
+            chosen = torch.device(f"cuda:{local_rank}")
+    return chosen
+
+
+def init_distributed(device: str | torch.device | None = None) -> DistContext:
+    """The context of this process; under torchrun (``WORLD_SIZE`` > 1) also join the process group.
+
+    The backend is NCCL for CUDA devices and gloo otherwise. Without torchrun this returns rank 0 of 1.
+    An already initialised process group is used as it is.
+
+    Args:
+        device: ``"auto"``/None (``cuda:LOCAL_RANK`` when CUDA is available, else CPU), ``"cpu"``,
+            ``"cuda"`` or ``"cuda:K"``.
+    """
+    import torch.distributed as dist
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    chosen = _pick_device(device, local_rank)
+    if dist.is_available() and dist.is_initialized():
+        return DistContext(dist.get_rank(), dist.get_world_size(), chosen)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistContext(0, 1, chosen)
+    if chosen.type == "cuda":
+        torch.cuda.set_device(chosen)
+    dist.init_process_group(backend="nccl" if chosen.type == "cuda" else "gloo")
+    return DistContext(dist.get_rank(), dist.get_world_size(), chosen)
+
+
+def subset_indices(total: int, n: int | None, seed: int = 0) -> np.ndarray:
+    """Indices of the images to evaluate: all of ``range(total)``, or ``n`` of them.
+
+    A subset is the first ``n`` entries of a seeded permutation (``numpy.random.default_rng(seed)``),
+    sorted, so it is spread over the classes even when a test set is stored class by class, and it
+    is the same images for every suite and threat model.
+
+    Raises:
+        ConfigError: ``n`` < 1.
+    """
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ConfigError(f"The number of images to evaluate must be a positive integer, not {n!r}.")
+    if n is None or n >= total:
+        return np.arange(total, dtype=np.int64)
+    chosen = np.random.default_rng(seed).permutation(total)[:n]
+    return np.sort(chosen).astype(np.int64)
+
+
+def global_batches(indices: Sequence[int] | np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """``indices`` cut into consecutive batches of ``batch_size`` (the last may be shorter)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"The batch size must be a positive integer, not {batch_size!r}.")
+    array = np.asarray(indices, dtype=np.int64)
+    return [array[start : start + batch_size] for start in range(0, len(array), batch_size)]
+
+
+def rank_batches(batches: Sequence[np.ndarray], context: DistContext) -> list[tuple[int, np.ndarray]]:
+    """``(global batch number, indices)`` of the batches this rank evaluates (round robin)."""
+    return [(b, batch) for b, batch in enumerate(batches) if b % context.world_size == context.rank]
+
+
+def batch_seed(seed: int, batch: int) -> int:
+    """The attack seed of global batch ``batch``: the same for every number of processes."""
+    return int(np.random.SeedSequence([int(seed), int(batch)]).generate_state(1, dtype=np.uint32)[0])
+
+
+def all_reduce_counts(counts: Sequence[int] | np.ndarray, context: DistContext) -> np.ndarray:
+    """Sum integer counts over all ranks (exact: int64 ``all_reduce``); unchanged with one process."""
+    array = np.asarray(counts, dtype=np.int64)
+    if not context.distributed:
+        return array
+    import torch.distributed as dist
+
+    device = context.device if dist.get_backend() == "nccl" else torch.device("cpu")
+    tensor = torch.as_tensor(array, dtype=torch.int64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.cpu().numpy()
+
+
+def barrier(context: DistContext) -> None:
+    """Wait for every rank (no-op with one process)."""
+    if context.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()

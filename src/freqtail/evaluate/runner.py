@@ -1,0 +1,692 @@
+"""Run evaluation suites under threat models and return one record per number.
+
+``plan_evaluation(...)`` checks everything that can be checked cheaply (suite and threat-model
+names, the budget, the test data, the class count, the -C folders) before any attack starts;
+``run_evaluation(plan, model)`` runs it; :func:`evaluate_model` does both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from freqtail.errors import CheckpointError, ConfigError, InputError
+from freqtail.evaluate import corruption_eval as ce
+from freqtail.evaluate.distributed import (
+    DistContext,
+    all_reduce_counts,
+    batch_seed,
+    global_batches,
+    rank_batches,
+    subset_indices,
+)
+from freqtail.evaluate.results import eps_label, record_id, utc_now
+from freqtail.evaluate.suites import (
+    ROBUST_SUITES,
+    Budget,
+    metric_name,
+    parse_suites,
+    pgd_config,
+    resolve_budget,
+)
+from freqtail.evaluate.threat_models import resolve_threat_models, threat_model_setup
+
+SUBSET_RULE = "first n of numpy.random.default_rng(subset_seed).permutation(len(test set)), sorted"
+SEED_RULE = "global batch b uses seed numpy.random.SeedSequence([seed, b]) (independent of process count)"
+MASKING_RECORD = "gradient-masking"
+
+
+@dataclass
+class EvaluationPlan:
+    """Everything an evaluation will do, checked before it starts (see :func:`plan_evaluation`).
+
+    Attributes (the main ones):
+        dataset, num_classes, image_size: the test data.
+        suites, threat_models: what runs, in order.
+        budget: L-inf budget of the robust suites.
+        corruption_sources: ``{threat model: CorruptionSource | None}`` (None = generate it).
+        checkpoint: facts about the evaluated weights (recorded with every number).
+        checkpoint_tag: first part of every record id ("best", "last", a file name).
+    """
+
+    dataset: str
+    num_classes: int
+    image_size: tuple[int, int]
+    suites: list[str]
+    threat_models: list[str]
+    budget: Budget
+    data_root: str | None = None
+    training_bass: str | None = None
+    bass_strength: float = 1.0
+    n: int | None = None
+    batch_size: int = 128
+    seed: int = 0
+    subset_seed: int = 0
+    masking_n: int = 100
+    masking_queries: int = 1000
+    corruption_sources: dict[str, ce.CorruptionSource | None] = field(default_factory=dict)
+    corruptions: list[str] | None = None
+    severities: list[int] | None = None
+    corruption_seed: int = 0
+    work_dir: Path | None = None
+    checkpoint: dict[str, Any] = field(default_factory=dict)
+    checkpoint_tag: str = "model"
+    num_workers: int = 0
+    test_sets: dict[str | None, Any] = field(default_factory=dict)
+
+
+def _count(value: Any, what: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"The {what} must be an integer >= {minimum}, not {value!r}.")
+    return value
+
+
+def _test_set(plan: EvaluationPlan, data_bass: str | None):
+    """The test split the threat model uses (cached in ``plan.test_sets``)."""
+    if data_bass not in plan.test_sets:
+        from freqtail.data import build_dataset
+
+        plan.test_sets[data_bass] = build_dataset(
+            plan.dataset, "test", plan.data_root, bass=data_bass, strength=plan.bass_strength
+        )
+    dataset = plan.test_sets[data_bass]
+    if len(dataset) == 0:
+        raise InputError(f"The {plan.dataset} test set holds no images; there is nothing to evaluate.")
+    return dataset
+
+
+def plan_evaluation(
+    *,
+    dataset: str,
+    suites: str | Sequence[str] = ("clean",),
+    threat_model: str | None = "auto",
+    training_bass: str | None = None,
+    has_front: bool = False,
+    bass_strength: float = 1.0,
+    data_root: str | os.PathLike | None = None,
+    eps: str | float | None = None,
+    step_size: str | float | None = None,
+    run_config: Mapping[str, Any] | None = None,
+    n: int | None = None,
+    batch_size: int = 128,
+    seed: int = 0,
+    subset_seed: int = 0,
+    masking_n: int = 100,
+    masking_queries: int = 1000,
+    c_root: str | os.PathLike | None = None,
+    bc_root: str | os.PathLike | None = None,
+    generate_c: bool = False,
+    corruptions: Sequence[str] | None = None,
+    severities: Sequence[int] | None = None,
+    corruption_seed: int = 0,
+    work_dir: str | os.PathLike | None = None,
+    checkpoint: Mapping[str, Any] | None = None,
+    checkpoint_tag: str = "model",
+    model_classes: int | None = None,
+    num_workers: int = 0,
+    test_sets: Mapping[str | None, Any] | None = None,
+) -> EvaluationPlan:
+    """Check an evaluation request and return its plan (no attack runs here).
+
+    Args:
+        dataset: registered dataset name (its test split is evaluated).
+        suites: ``"clean,pgd20,cw,aa,aa-fast,corruptions"`` or a list (see :mod:`~freqtail.evaluate.suites`).
+        threat_model: ``"auto"`` (every one that applies), ``"both"``, ``"standard"``, ``"domain"`` or
+            ``"end-to-end"`` (see :mod:`~freqtail.evaluate.threat_models`).
+        training_bass, has_front, bass_strength: how the model was trained with BaSS.
+        data_root: the dataset folder (None for the embedded set).
+        eps, step_size, run_config: the budget (see :func:`~freqtail.evaluate.suites.resolve_budget`).
+        n: evaluate a seeded subset of n test images (None = all); always recorded.
+        batch_size: images per batch (and per global batch across processes).
+        seed: attack seed; subset_seed: seed of the subset.
+        masking_n: images for the gradient-masking check of robust suites (0 = skip, recorded).
+        masking_queries: Square queries of that check.
+        c_root, bc_root: -C folders (raw; BaSS-then-corrupt). generate_c: generate missing ones into
+            ``work_dir/corrupted`` from the evaluated images.
+        corruptions, severities: restrict the corruption suite (default: all in the folder).
+        corruption_seed: seed of generated -C sets.
+        work_dir: folder for generated -C sets and AutoAttack progress (resumable); None = no
+            AutoAttack resume and no generation.
+        checkpoint, checkpoint_tag: facts recorded with every number, and the id prefix.
+        model_classes: the model's number of classes when known (checked against the dataset).
+        num_workers: DataLoader workers for folder datasets.
+        test_sets: prebuilt test sets ``{None: raw, "dataset": BaSS-converted}`` (optional).
+
+    Raises:
+        FreqtailError subclasses, each one sentence: unknown suite / threat model, a threat model that
+        does not apply, a budget on the 0..255 scale, a class-count mismatch, an empty test set, a
+        missing -C folder.
+    """
+    from freqtail.data import canonical_name, dataset_info
+
+    suite_list = parse_suites(suites)
+    threat_models = resolve_threat_models(threat_model, training_bass, has_front)
+    for prebuilt in (test_sets or {}).values():
+        if len(prebuilt) == 0:
+            raise InputError(f"The {dataset} test set holds no images; there is nothing to evaluate.")
+    if test_sets and None in test_sets:
+        reference = test_sets[None]
+        name = getattr(reference, "name", dataset)
+        num_classes = int(getattr(reference, "num_classes", len(reference.classes)))
+        image_size = tuple(reference[0][0].shape[-2:])
+        dataset = name
+    else:
+        dataset = canonical_name(dataset)
+        info = dataset_info(dataset)
+        num_classes, image_size = info.num_classes, tuple(info.image_size)
+    if model_classes is not None and int(model_classes) != num_classes:
+        raise CheckpointError(
+            f"The model has {model_classes} output classes but the {dataset} test set has {num_classes}; "
+            "evaluate it on the dataset it was trained on."
+        )
+    budget = resolve_budget(image_size, eps, step_size, run_config)
+    if n is not None:
+        _count(n, "number of images to evaluate (--n)", 1)
+    _count(batch_size, "batch size", 1)
+    _count(seed, "seed", 0)
+    _count(subset_seed, "subset seed", 0)
+    _count(masking_n, "number of gradient-masking images", 0)
+    _count(masking_queries, "number of Square queries", 1)
+    _count(num_workers, "number of data-loader workers", 0)
+    plan = EvaluationPlan(
+        dataset=dataset,
+        num_classes=num_classes,
+        image_size=image_size,
+        suites=suite_list,
+        threat_models=threat_models,
+        budget=budget,
+        data_root=None if data_root is None else str(data_root),
+        training_bass=training_bass,
+        bass_strength=float(bass_strength),
+        n=n,
+        batch_size=batch_size,
+        seed=seed,
+        subset_seed=subset_seed,
+        masking_n=masking_n,
+        masking_queries=masking_queries,
+        corruptions=None if corruptions is None else list(corruptions),
+        severities=None if severities is None else list(severities),
+        corruption_seed=corruption_seed,
+        work_dir=None if work_dir is None else Path(work_dir),
+        checkpoint=dict(checkpoint or {}),
+        checkpoint_tag=checkpoint_tag,
+        num_workers=num_workers,
+        test_sets=dict(test_sets or {}),
+    )
+    if "corruptions" in suite_list:
+        if generate_c and plan.work_dir is None:
+            raise ConfigError(
+                "Generating -C sets needs a folder to write them to (work_dir / the run folder)."
+            )
+        for name in threat_models:
+            plan.corruption_sources[name] = ce.resolve_corruption_source(
+                ce.ORDER_OF_THREAT_MODEL[name],
+                dataset=dataset,
+                num_classes=num_classes,
+                image_size=image_size,
+                corruptions=plan.corruptions,
+                severities=plan.severities,
+                c_root=c_root,
+                bc_root=bc_root,
+                data_root=data_root,
+                generate_dir=(plan.work_dir / "corrupted") if generate_c else None,
+            )
+    return plan
+
+
+def _loader(plan: EvaluationPlan, dataset, batches: list[tuple[int, np.ndarray]]):
+    """``(global batch number, images, labels)`` for this rank's batches."""
+    from torch.utils.data import DataLoader
+
+    if not batches:
+        return
+    loader = DataLoader(
+        dataset, batch_sampler=[batch.tolist() for _, batch in batches], num_workers=plan.num_workers
+    )
+    for (number, _), (images, labels) in zip(batches, loader, strict=True):
+        yield number, images, torch.as_tensor(labels, dtype=torch.long)
+
+
+def _fingerprint(parts: Mapping[str, Any]) -> str:
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _check_logits(model: torch.nn.Module, images: torch.Tensor, plan: EvaluationPlan) -> None:
+    with torch.no_grad():
+        logits = model(images[:2])
+    if logits.ndim != 2 or logits.shape[1] != plan.num_classes:
+        raise CheckpointError(
+            f"The model returns {tuple(logits.shape)} logits for a batch of {plan.dataset} images, which has "
+            f"{plan.num_classes} classes; the checkpoint does not match the dataset."
+        )
+
+
+class _Evaluation:
+    """One evaluation in progress: runs the suites of one threat model at a time."""
+
+    def __init__(
+        self,
+        plan: EvaluationPlan,
+        model: torch.nn.Module,
+        context: DistContext,
+        progress: bool,
+        on_record: Callable[[dict], None] | None,
+        skip: Callable[[str, str], bool] | None,
+    ) -> None:
+        self.plan = plan
+        self.model = model
+        self.context = context
+        self.progress = progress and context.is_main
+        self.on_record = on_record
+        self.skip = skip
+        self.records: list[dict] = []
+
+    # -- shared pieces ------------------------------------------------------------------------------
+    def _bar(self, total: int, desc: str):
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, unit="batch", disable=not self.progress, dynamic_ncols=True)
+
+    def _base(self, setup, suite: str, metric: str, variant: str, data: dict, settings: dict) -> dict:
+        from freqtail import __version__
+
+        plan = self.plan
+        fingerprint = _fingerprint(
+            {
+                "checkpoint": plan.checkpoint.get("digest"),
+                "data": data,
+                "settings": settings,
+                "threat_model": setup.to_dict(),
+            }
+        )
+        return {
+            "id": record_id(plan.checkpoint_tag, setup.name, metric, variant),
+            "suite": suite,
+            "metric": metric,
+            "threat_model": setup.name,
+            "threat_model_setup": setup.to_dict(),
+            "settings": settings,
+            "data": data,
+            "checkpoint": dict(plan.checkpoint),
+            "world_size": self.context.world_size,
+            "fingerprint": fingerprint,
+            "freqtail_version": __version__,
+        }
+
+    def _data(self, setup, dataset, indices: np.ndarray) -> dict:
+        plan = self.plan
+        return {
+            "dataset": plan.dataset,
+            "split": "test",
+            "bass": setup.data_bass,
+            "bass_strength": plan.bass_strength if setup.data_bass else None,
+            "data_root": plan.data_root,
+            "n": int(len(indices)),
+            "of": int(len(dataset)),
+            "subset": "all" if len(indices) == len(dataset) else SUBSET_RULE,
+            "subset_seed": plan.subset_seed,
+        }
+
+    def _emit(self, record: dict) -> None:
+        self.records.append(record)
+        if self.on_record is not None and self.context.is_main:
+            self.on_record(record)
+
+    def _skipped(self, rid: str, fingerprint: str) -> bool:
+        return self.skip is not None and self.skip(rid, fingerprint)
+
+    # -- suites ---------------------------------------------------------------------------------------
+    def _counts(self, setup, dataset, indices, desc: str, attack) -> tuple[int, int, int, list[str]]:
+        """Run ``attack(model, x, y, batch number) -> (clean_ok, robust_ok, warnings)`` over this rank's
+        batches and sum ``(clean correct, robust correct, total)`` over ranks."""
+        batches = rank_batches(global_batches(indices, self.plan.batch_size), self.context)
+        clean = robust = total = 0
+        warnings_seen: list[str] = []
+        device = self.context.device
+        with self._bar(len(batches), desc) as bar:
+            for number, images, labels in _loader(self.plan, dataset, batches):
+                images, labels = images.to(device), labels.to(device)
+                clean_ok, robust_ok, messages = attack(setup.model, images, labels, number)
+                clean += int(clean_ok.sum())
+                robust += int(robust_ok.sum())
+                total += int(labels.shape[0])
+                warnings_seen.extend(messages)
+                bar.update(1)
+        summed = all_reduce_counts([clean, robust, total], self.context)
+        return int(summed[0]), int(summed[1]), int(summed[2]), list(dict.fromkeys(warnings_seen))
+
+    def _attack_fn(self, suite: str, setup, state_key: str):
+        from freqtail.attacks import autoattack
+        from freqtail.attacks.common import correctness
+
+        plan = self.plan
+        if suite == "clean":
+
+            def clean(model, x, y, number):
+                ok, _ = correctness(model, x, x, y)
+                return ok, ok, []
+
+            return clean
+        if suite in ("pgd20", "cw"):
+            config = pgd_config(suite, plan.budget)
+
+            def run_pgd(model, x, y, number):
+                generator = torch.Generator(device=x.device).manual_seed(batch_seed(plan.seed, number))
+                x_adv = config(model, x, y, generator=generator)
+                clean_ok, robust_ok = correctness(model, x, x_adv, y)
+                return clean_ok, robust_ok, []
+
+            return run_pgd
+        version = "standard" if suite == "aa" else "fast"
+        state_root = None
+        if plan.work_dir is not None:
+            state_root = plan.work_dir / "autoattack" / f"{setup.name}-{version}-{state_key}"
+
+        def run_aa(model, x, y, number):
+            result = autoattack(
+                model,
+                x,
+                y,
+                eps=plan.budget.eps,
+                version=version,
+                seed=batch_seed(plan.seed, number),
+                batch_size=max(1, x.shape[0]),
+                state_path=None if state_root is None else state_root / f"batch-{number:05d}",
+                log_path=None if state_root is None else state_root / f"rank-{self.context.rank}.log",
+            )
+            return result.clean_correct, result.robust_correct, result.check_warnings
+
+        return run_aa
+
+    def _settings(self, suite: str) -> dict:
+        plan = self.plan
+        if suite == "clean":
+            return {"attack": None, "batch_size": plan.batch_size}
+        common = {
+            **plan.budget.to_dict(),
+            "seed": plan.seed,
+            "seed_rule": SEED_RULE,
+            "batch_size": plan.batch_size,
+            "norm": "Linf",
+        }
+        if suite in ("pgd20", "cw"):
+            return {**pgd_config(suite, plan.budget).to_dict(), **common, "budget_source": plan.budget.source}
+        import pyautoattack
+
+        from freqtail.attacks import AUTOATTACK_VERSIONS
+
+        version = "standard" if suite == "aa" else "fast"
+        return {
+            "attack": "autoattack",
+            "name": metric_name(suite),
+            "version": version,
+            "attacks": list(AUTOATTACK_VERSIONS[version]),
+            "package": f"pyautoattack {pyautoattack.__version__}",
+            "target_classes": min(9, plan.num_classes - 1),
+            **common,
+            "budget_source": plan.budget.source,
+        }
+
+    def _variant(self, suite: str) -> str:
+        return "" if suite == "clean" else f"eps={eps_label(self.plan.budget.eps)}"
+
+    def run_suite(self, suite: str, setup, dataset, indices, masking: dict | None) -> None:
+        metric = metric_name(suite)
+        settings = self._settings(suite)
+        data = self._data(setup, dataset, indices)
+        record = self._base(setup, suite, metric, self._variant(suite), data, settings)
+        if self._skipped(record["id"], record["fingerprint"]):
+            return
+        began = time.perf_counter()
+        attack = self._attack_fn(suite, setup, record["fingerprint"])
+        clean, robust, total, messages = self._counts(
+            setup, dataset, indices, f"{setup.name} {metric}", attack
+        )
+        record.update(
+            {
+                "correct": robust,
+                "total": total,
+                "accuracy": robust / total,
+                "clean_correct": clean,
+                "clean_accuracy": clean / total,
+                "check_warnings": messages,
+                "seconds": round(time.perf_counter() - began, 3),
+                "created": utc_now(),
+            }
+        )
+        if suite in ROBUST_SUITES:
+            record["gradient_masking"] = masking
+        self._emit(record)
+
+    def run_masking(self, setup, dataset, indices) -> dict | None:
+        """The gradient-masking check on the first ``masking_n`` evaluated images (rank 0 only)."""
+        from freqtail.attacks import gradient_masking_check
+
+        plan = self.plan
+        if plan.masking_n == 0:
+            return {"checked": False, "summary": "Gradient-masking check skipped (masking_n = 0)."}
+        chosen = indices[: plan.masking_n]
+        settings = {
+            "eps": plan.budget.eps,
+            "eps_255": round(plan.budget.eps * 255, 4),
+            "step_size": plan.budget.step_size,
+            "pgd_steps": 20,
+            "square_queries": plan.masking_queries,
+            "large_eps": 0.5,
+            "large_eps_steps": 50,
+            "seed": plan.seed,
+        }
+        data = {**self._data(setup, dataset, chosen), "subset": f"the first {len(chosen)} evaluated images"}
+        record = self._base(
+            setup, "masking", MASKING_RECORD, f"eps={eps_label(plan.budget.eps)}", data, settings
+        )
+        summary_of = {"checked": True, "record": record["id"]}
+        if not self.context.is_main:
+            return summary_of
+        began = time.perf_counter()
+        images, labels = [], []
+        for _, x, y in _loader(plan, dataset, [(0, chosen)]):
+            images.append(x)
+            labels.append(y)
+        x = torch.cat(images).to(self.context.device)
+        y = torch.cat(labels).to(self.context.device)
+        report = gradient_masking_check(
+            setup.model,
+            x,
+            y,
+            eps=plan.budget.eps,
+            step_size=plan.budget.step_size,
+            square_queries=plan.masking_queries,
+            seed=plan.seed,
+        )
+        verdict = {
+            **summary_of,
+            "masked": report.masked,
+            "flags": list(report.flags),
+            "summary": report.summary,
+        }
+        record.update(
+            {
+                "report": report.to_dict(),
+                "masked": report.masked,
+                "flags": list(report.flags),
+                "summary": report.summary,
+                "total": int(report.total),
+                "seconds": round(time.perf_counter() - began, 3),
+                "created": utc_now(),
+            }
+        )
+        self._emit(record)
+        return verdict
+
+    def run_corruptions(self, setup, indices: np.ndarray | None) -> None:
+        plan = self.plan
+        order = ce.ORDER_OF_THREAT_MODEL[setup.name]
+        source = plan.corruption_sources.get(setup.name)
+        if source is None:
+            if indices is None:
+                indices = subset_indices(len(_test_set(plan, None)), plan.n, plan.subset_seed)
+            if self.context.is_main:
+                source = ce.generate_corruption_source(
+                    order,
+                    dataset=plan.dataset,
+                    data_root=plan.data_root,
+                    indices=indices,
+                    generate_dir=plan.work_dir / "corrupted",
+                    corruptions=plan.corruptions,
+                    severities=plan.severities,
+                    seed=plan.corruption_seed,
+                    bass_strength=plan.bass_strength,
+                    progress=self.progress,
+                )
+            from freqtail.evaluate.distributed import barrier
+
+            barrier(self.context)
+            if source is None:  # other ranks: the folder rank 0 wrote
+                levels = plan.severities or [1, 2, 3, 4, 5]
+                folder = ce.generated_folder(
+                    plan.work_dir / "corrupted",
+                    plan.dataset,
+                    order,
+                    indices,
+                    levels,
+                    plan.corruption_seed,
+                    plan.bass_strength,
+                )
+                from freqtail.data.corruptions import CORRUPTIONS
+
+                names = plan.corruptions or list(CORRUPTIONS)
+                source = ce.CorruptionSource(order, folder, "generated", names, levels, {})
+            plan.corruption_sources[setup.name] = source
+        settings = {"attack": None, "batch_size": plan.batch_size, **source.to_dict()}
+        data = {
+            "dataset": plan.dataset,
+            "split": "test",
+            "bass": "dataset" if order == ce.BASS_THEN_CORRUPT else None,
+            "bass_strength": plan.bass_strength if order != ce.ORDER_NONE else None,
+            "corruption_order": order,
+            "n_requested": plan.n,
+            "subset": "all images of each corruption file"
+            if plan.n is None or source.origin == "generated"
+            else SUBSET_RULE.replace("test set", "corruption block"),
+            "subset_seed": plan.subset_seed,
+        }
+        record = self._base(setup, "corruptions", "corruptions", order, data, settings)
+        if self._skipped(record["id"], record["fingerprint"]):
+            return
+        began = time.perf_counter()
+        n = None if source.origin == "generated" else plan.n
+        table, per_cell = ce.corruption_counts(
+            setup.model,
+            source,
+            n=n,
+            subset_seed=plan.subset_seed,
+            batch_size=plan.batch_size,
+            context=self.context,
+            progress=self.progress,
+            desc=f"{setup.name} corruptions ({order})",
+        )
+        record["data"]["n"] = per_cell
+        record["order"] = order
+        record.update(ce.corruption_table_record(table))
+        record["seconds"] = round(time.perf_counter() - began, 3)
+        record["created"] = utc_now()
+        self._emit(record)
+
+
+def run_evaluation(
+    plan: EvaluationPlan,
+    model: torch.nn.Module,
+    *,
+    context: DistContext | None = None,
+    progress: bool = False,
+    on_record: Callable[[dict], None] | None = None,
+    skip: Callable[[str, str], bool] | None = None,
+) -> list[dict]:
+    """Run a plan on a model; return the records (see :mod:`freqtail.evaluate.results`).
+
+    Args:
+        plan: from :func:`plan_evaluation`.
+        model: a :class:`freqtail.models.FreqtailModel` (or any classifier of [0, 1] images); each
+            threat model gets its own view (with or without the BaSS front) sharing its weights.
+        context: the process's rank, world size and device (:func:`~freqtail.evaluate.distributed.
+            init_distributed`); None = one process on the model's device.
+        progress: a progress bar per attack (rank 0 only).
+        on_record: called on rank 0 with each finished record (e.g. to merge it into results.json at
+            once, so an interrupted evaluation keeps what it finished).
+        skip: ``skip(record id, fingerprint) -> bool``; True skips a record (e.g. already in
+            results.json with the same fingerprint). The gradient-masking check is skipped with the
+            robust suites it serves.
+
+    Returns:
+        the records of this process (rank 0 has the gradient-masking records too).
+    """
+    if context is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        context = DistContext(0, 1, device)
+    model = model.to(context.device)
+    evaluation = _Evaluation(plan, model, context, progress, on_record, skip)
+    for name in plan.threat_models:
+        setup = threat_model_setup(model, name, bass_strength=plan.bass_strength)
+        sample_suites = [s for s in plan.suites if s != "corruptions"]
+        dataset = indices = None
+        if sample_suites:
+            dataset = _test_set(plan, setup.data_bass)
+            indices = subset_indices(len(dataset), plan.n, plan.subset_seed)
+            first = next(_loader(plan, dataset, [(0, indices[:2])]))[1].to(context.device)
+            _check_logits(setup.model, first, plan)
+        masking = None
+        robust = [s for s in plan.suites if s in ROBUST_SUITES]
+        if robust:
+            pending = [
+                s
+                for s in robust
+                if not (skip and skip(*_probe_identity(evaluation, s, setup, dataset, indices)))
+            ]
+            if pending:
+                masking = evaluation.run_masking(setup, dataset, indices)
+        for suite in plan.suites:
+            if suite == "corruptions":
+                evaluation.run_corruptions(setup, indices)
+            else:
+                evaluation.run_suite(suite, setup, dataset, indices, masking)
+    return evaluation.records
+
+
+def _probe_identity(evaluation: _Evaluation, suite: str, setup, dataset, indices) -> tuple[str, str]:
+    """(id, fingerprint) a suite's record will have, without running it."""
+    metric = metric_name(suite)
+    settings = evaluation._settings(suite)
+    record = evaluation._base(
+        setup, suite, metric, evaluation._variant(suite), evaluation._data(setup, dataset, indices), settings
+    )
+    return record["id"], record["fingerprint"]
+
+
+def evaluate_model(
+    model: torch.nn.Module,
+    *,
+    context: DistContext | None = None,
+    progress: bool = False,
+    on_record: Callable[[dict], None] | None = None,
+    **request: Any,
+) -> list[dict]:
+    """Plan and run an evaluation in one call: ``plan_evaluation(**request)`` then :func:`run_evaluation`.
+
+    Example:
+        >>> records = evaluate_model(model, dataset="embedded", suites="clean,pgd20", n=200,
+        ...                          training_bass="dataset", threat_model="both")
+        >>> [(r["threat_model"], r["metric"], r["accuracy"], r["total"]) for r in records]
+    """
+    plan = plan_evaluation(**request)
+    return run_evaluation(plan, model, context=context, progress=progress, on_record=on_record)

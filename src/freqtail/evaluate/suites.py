@@ -1,0 +1,179 @@
+"""Evaluation suites: names, the attack each one runs, and the default budgets.
+
+==============  =====================================================================================
+suite           what is measured
+==============  =====================================================================================
+``clean``       accuracy on the (threat model's) test images
+``pgd20``       PGD-20, cross-entropy, L-inf eps (8/255, step 2/255 on CIFAR-size images)
+``cw``          PGD-20 on the CW margin loss, same budget
+``aa``          AutoAttack, standard version (APGD-CE, APGD-T, FAB-T, Square) — "autoattack-standard"
+``aa-fast``     APGD-CE + APGD-T only, always labelled "autoattack-fast" (not AutoAttack)
+``corruptions`` accuracy per corruption and severity on a ``-C`` set; Noise / Blur / Weather / Digital
+                means and the overall mean
+==============  =====================================================================================
+
+Budgets (paper §4.3): eps 8/255 with step 2/255 for CIFAR-size images; 4/255 with step 1/255 for
+ImageNet-size images (the smaller image side at least :data:`IMAGENET_SIZE`). A run whose config
+names its training budget is evaluated at that budget unless ``--eps`` says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from freqtail.attacks import PGDConfig, parse_eps
+from freqtail.errors import ConfigError
+
+#: Suite name -> one-line description, in report order.
+SUITES: dict[str, str] = {
+    "clean": "clean accuracy",
+    "pgd20": "PGD-20 (cross-entropy), L-inf",
+    "cw": "PGD-20 on the CW margin loss, L-inf",
+    "aa": "AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square), L-inf",
+    "aa-fast": "APGD-CE + APGD-T only, labelled autoattack-fast, L-inf",
+    "corruptions": "common corruptions (-C set): per corruption and severity, category means, mean",
+}
+#: Suites that attack the model (they get a gradient-masking check).
+ROBUST_SUITES: tuple[str, ...] = ("pgd20", "cw", "aa", "aa-fast")
+#: Steps of the PGD suites.
+PGD_STEPS = 20
+#: Images whose smaller side is at least this are "ImageNet-size" (budget 4/255, step 1/255).
+IMAGENET_SIZE = 128
+
+
+def parse_suites(text: str | Iterable[str]) -> list[str]:
+    """``"clean,pgd20"`` (or a list) -> ``["clean", "pgd20"]`` in the order given, without repeats.
+
+    ``"all"`` means every suite except ``aa-fast`` (which only makes sense instead of ``aa``).
+
+    Raises:
+        ConfigError: an empty list or an unknown name (the sentence lists the valid ones).
+    """
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    names: list[str] = []
+    for part in parts:
+        key = str(part).strip().lower().replace("_", "-")
+        if not key:
+            continue
+        aliases = {"pgd-20": "pgd20", "pgd": "pgd20", "autoattack": "aa", "aafast": "aa-fast"}
+        key = aliases.get(key, key)
+        if key == "all":
+            names.extend(name for name in SUITES if name != "aa-fast")
+        elif key in SUITES:
+            names.append(key)
+        else:
+            raise ConfigError(f"Unknown suite {str(part).strip()!r}; valid suites are: {', '.join(SUITES)}.")
+    if not names:
+        raise ConfigError(f"No suite given; valid suites are: {', '.join(SUITES)}.")
+    return list(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The L-inf budget of the robust suites and where it came from (recorded next to the numbers).
+
+    Attributes:
+        eps: budget on the [0, 1] scale.
+        step_size: PGD step on the [0, 1] scale.
+        source: ``"--eps"``, ``"run config"`` or ``"paper default for HxW images"``.
+    """
+
+    eps: float
+    step_size: float
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "eps": self.eps,
+            "eps_255": round(self.eps * 255, 4),
+            "step_size": self.step_size,
+            "step_size_255": round(self.step_size * 255, 4),
+            "source": self.source,
+        }
+
+
+def default_budget(image_size: tuple[int, int] | int) -> Budget:
+    """The paper's test budget for images of ``image_size`` (H, W): 8/255 & 2/255, or 4/255 & 1/255."""
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    if min(h, w) >= IMAGENET_SIZE:
+        return Budget(4 / 255, 1 / 255, f"paper default for {h}x{w} images (ImageNet-size)")
+    return Budget(8 / 255, 2 / 255, f"paper default for {h}x{w} images (CIFAR-size)")
+
+
+def _adversarial_budget(run_config: Mapping[str, Any] | None) -> tuple[Any, Any] | None:
+    """``(eps, step_size)`` of an adversarially trained run's config, else None.
+
+    Only adversarial objectives (PGD-AT, TRADES, MART) define a budget; the ``eps`` key of any
+    other run is an unused default and is ignored.
+    """
+    from freqtail.train.config import ADVERSARIAL_OBJECTIVES
+
+    if not run_config or run_config.get("objective") not in ADVERSARIAL_OBJECTIVES:
+        return None
+    if run_config.get("eps") is None:
+        return None
+    return run_config["eps"], run_config.get("step_size")
+
+
+def resolve_budget(
+    image_size: tuple[int, int] | int,
+    eps: str | float | None = None,
+    step_size: str | float | None = None,
+    run_config: Mapping[str, Any] | None = None,
+) -> Budget:
+    """The budget to evaluate at: ``eps`` if given, else the run config's, else the paper default.
+
+    Args:
+        image_size: (H, W) of the test images.
+        eps: ``"8/255"``, a float on the [0, 1] scale, or None. ``8`` is refused with a sentence.
+        step_size: PGD step; default ``eps / 4`` when eps is given (2/255 at 8/255, as in the paper).
+        run_config: the training config (``freqtail.train`` keys); the ``eps`` and ``step_size`` of
+            an adversarial objective (pgd-at, trades, mart) are used when ``eps`` is not given.
+
+    Raises:
+        InputError: a budget on the wrong scale or unreadable (from :func:`freqtail.attacks.parse_eps`).
+    """
+    if eps is not None:
+        value = parse_eps(eps)
+        step = parse_eps(step_size, "step size") if step_size is not None else value / 4
+        return Budget(value, step, "--eps")
+    configured = _adversarial_budget(run_config)
+    if configured is not None:
+        value = parse_eps(configured[0])
+        if step_size is not None:
+            step = parse_eps(step_size, "step size")
+        elif configured[1] is not None:
+            step = parse_eps(configured[1], "step size")
+        else:
+            step = value / 4
+        return Budget(value, step, f"run config ({run_config['objective']} training budget)")
+    budget = default_budget(image_size)
+    if step_size is not None:
+        return Budget(budget.eps, parse_eps(step_size, "step size"), budget.source)
+    return budget
+
+
+def pgd_config(suite: str, budget: Budget) -> PGDConfig:
+    """The :class:`~freqtail.attacks.PGDConfig` of a PGD suite (``pgd20`` or ``cw``)."""
+    if suite == "pgd20":
+        return PGDConfig(eps=budget.eps, step_size=budget.step_size, steps=PGD_STEPS, loss="ce")
+    if suite == "cw":
+        return PGDConfig(eps=budget.eps, step_size=budget.step_size, steps=PGD_STEPS, loss="cw")
+    raise ConfigError(f"Suite {suite!r} is not a PGD suite; PGD suites are pgd20 and cw.")
+
+
+def metric_name(suite: str) -> str:
+    """The name a suite's number is reported under (the attack's own name for the attacks).
+
+    ``clean``, ``pgd-20-ce``, ``pgd-20-cw``, ``autoattack-standard``, ``autoattack-fast``, ``corruptions``.
+    """
+    return {
+        "clean": "clean",
+        "pgd20": f"pgd-{PGD_STEPS}-ce",
+        "cw": f"pgd-{PGD_STEPS}-cw",
+        "aa": "autoattack-standard",
+        "aa-fast": "autoattack-fast",
+        "corruptions": "corruptions",
+    }[suite]

@@ -1,0 +1,178 @@
+"""Threat models: which model and which test data each robustness number is measured on.
+
+DESIGN.md, "Threat models". Every result freqtail writes carries one of these names:
+
+* ``standard`` — a model trained without BaSS, or with BaSS only as training augmentation
+  (``bass="augment"``, or AugMix with a BaSS branch): raw test images, the model as trained (no
+  BaSS front), the attacker perturbs raw pixels. Such a model is deployed on raw images, so this is
+  its only threat model.
+* ``domain`` — the paper's protocol for a model trained on the BaSS-converted dataset
+  (``bass="dataset"``): the test set converted offline with BaSS (uint8, cached), the model without
+  a front, the attacker perturbs BaSS images and eps is measured on them.
+* ``end-to-end`` — the same model as it would be deployed: the differentiable BaSS front
+  (``BaSSModule(round_mode="straight-through")``) inside the model, raw test images, the attacker
+  perturbs raw pixels with eps measured on them; gradients flow through BaSS and through the uint8
+  rounding (identity, straight-through).
+
+A model whose spec already has a BaSS front (trained end-to-end with BaSS inside) is a BaSS model
+too: both ``domain`` and ``end-to-end`` apply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from freqtail.errors import ConfigError
+
+STANDARD = "standard"
+DOMAIN = "domain"
+END_TO_END = "end-to-end"
+#: Every threat model, in report order.
+THREAT_MODELS: tuple[str, ...] = (STANDARD, DOMAIN, END_TO_END)
+#: What ``--threat-model`` accepts besides the names: "auto" (all that apply) and "both".
+THREAT_MODEL_CHOICES: tuple[str, ...] = ("auto", "both", *THREAT_MODELS)
+
+DESCRIPTIONS: dict[str, str] = {
+    STANDARD: "raw test images, the model as trained (no BaSS front); eps on raw pixels",
+    DOMAIN: "BaSS-converted test set (offline, uint8), model without the BaSS front; "
+    "eps on BaSS images (the paper's protocol)",
+    END_TO_END: "raw test images, differentiable BaSS front (straight-through uint8 rounding) inside "
+    "the model; eps on raw pixels",
+}
+
+
+def trained_with_bass(bass_mode: str | None, has_front: bool = False) -> bool:
+    """True for a model that sees BaSS images at test time: trained with ``bass="dataset"`` or a front."""
+    return bass_mode == "dataset" or bool(has_front)
+
+
+def applicable_threat_models(bass_mode: str | None, has_front: bool = False) -> tuple[str, ...]:
+    """The threat models that apply to a model trained with data mode ``bass_mode``.
+
+    Args:
+        bass_mode: the training data's BaSS mode: None, ``"augment"`` or ``"dataset"``.
+        has_front: the model's spec has a BaSS front (it was trained with BaSS inside the model).
+
+    Returns:
+        ``("domain", "end-to-end")`` for BaSS models, ``("standard",)`` otherwise.
+    """
+    if bass_mode not in (None, "none", "augment", "dataset"):
+        raise ConfigError(f"Unknown BaSS training mode {bass_mode!r}; use None, 'augment' or 'dataset'.")
+    return (DOMAIN, END_TO_END) if trained_with_bass(bass_mode, has_front) else (STANDARD,)
+
+
+def _training_words(bass_mode: str | None) -> str:
+    if bass_mode == "augment":
+        return "with BaSS only as training augmentation (bass=augment), so it is deployed on raw images"
+    return "without BaSS"
+
+
+def resolve_threat_models(requested: str | None, bass_mode: str | None, has_front: bool = False) -> list[str]:
+    """Turn a ``--threat-model`` choice into the list of threat models to evaluate.
+
+    Args:
+        requested: ``None``/``"auto"`` (every applicable one), ``"both"`` (domain and end-to-end),
+            or one name of :data:`THREAT_MODELS`.
+        bass_mode, has_front: how the model was trained (see :func:`applicable_threat_models`).
+
+    Raises:
+        ConfigError: an unknown name, or one that does not apply to this model (one sentence that
+            says why and what applies).
+    """
+    applicable = applicable_threat_models(bass_mode, has_front)
+    choice = "auto" if requested is None else str(requested).strip().lower().replace("_", "-")
+    if choice in ("end2end", "endtoend", "e2e"):
+        choice = END_TO_END
+    if choice not in THREAT_MODEL_CHOICES:
+        raise ConfigError(
+            f"Unknown threat model {requested!r}; choose one of {', '.join(THREAT_MODEL_CHOICES)}."
+        )
+    if choice == "auto":
+        return list(applicable)
+    wanted = [DOMAIN, END_TO_END] if choice == "both" else [choice]
+    for name in wanted:
+        if name in applicable:
+            continue
+        if name == STANDARD:
+            raise ConfigError(
+                "The standard threat model does not apply to a model trained on BaSS data "
+                "(bass=dataset): it never sees raw images; use domain, end-to-end or both."
+            )
+        raise ConfigError(
+            f"The {name} threat model applies only to models trained on BaSS data (bass=dataset); "
+            f"this model was trained {_training_words(bass_mode)}, so its only threat model is standard."
+        )
+    return wanted
+
+
+@dataclass
+class ThreatModelSetup:
+    """The model and test data one threat model uses.
+
+    Attributes:
+        name: the threat model (:data:`THREAT_MODELS`).
+        model: the classifier to evaluate, in eval mode (shares the weights of the loaded model).
+        data_bass: ``None`` (raw test images) or ``"dataset"`` (the BaSS-converted test set).
+        front: ``None`` or a description of the BaSS front inside ``model``.
+        description: one line for tables and results.json.
+    """
+
+    name: str
+    model: nn.Module
+    data_bass: str | None
+    front: dict | None
+    description: str
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "data_bass": self.data_bass,
+            "front": self.front,
+            "description": self.description,
+        }
+
+
+def threat_model_setup(
+    model: nn.Module, threat_model: str, *, bass_strength: float = 1.0, bass_profile: str = "amplitude"
+) -> ThreatModelSetup:
+    """Build the model view and say which test data a threat model uses.
+
+    Args:
+        model: a :class:`freqtail.models.FreqtailModel` (any other module is wrapped in one without
+            normalisation). Its weights are shared, never copied; any front it has is replaced.
+        threat_model: one of :data:`THREAT_MODELS`.
+        bass_strength, bass_profile: the BaSS settings the model was trained with (the front uses
+            them for ``end-to-end``).
+
+    Returns:
+        :class:`ThreatModelSetup` with the model in eval mode.
+
+    Example:
+        >>> setup = threat_model_setup(model, "end-to-end")
+        >>> setup.data_bass, type(setup.model.front).__name__
+        (None, 'BaSSModule')
+    """
+    from freqtail.models import FreqtailModel, bass_front
+
+    if not isinstance(model, FreqtailModel):
+        model = FreqtailModel(model)
+    if threat_model == END_TO_END:
+        front = bass_front(strength=bass_strength, round_mode="straight-through", profile=bass_profile)
+        view = model.with_front(front)
+        front_info = {
+            "module": "BaSSModule",
+            "strength": float(bass_strength),
+            "profile": bass_profile,
+            "round_mode": "straight-through",
+        }
+        data_bass = None
+    elif threat_model in (DOMAIN, STANDARD):
+        view = model.without_front()
+        front_info = None
+        data_bass = "dataset" if threat_model == DOMAIN else None
+    else:
+        raise ConfigError(f"Unknown threat model {threat_model!r}; choose one of {', '.join(THREAT_MODELS)}.")
+    view.eval()
+    return ThreatModelSetup(threat_model, view, data_bass, front_info, DESCRIPTIONS[threat_model])

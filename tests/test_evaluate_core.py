@@ -1,0 +1,388 @@
+"""freqtail.evaluate parts: corruption means, suites, budgets, threat models, results, tables, compare."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from freqtail.data.corruptions import CATEGORIES, CORRUPTIONS
+from freqtail.errors import ConfigError, FreqtailError, InputError
+from freqtail.evaluate import (
+    aggregate_corruptions,
+    applicable_threat_models,
+    compare_runs,
+    default_budget,
+    merge_records,
+    parse_suites,
+    resolve_budget,
+    resolve_threat_models,
+    results_markdown,
+    subset_indices,
+    threat_model_setup,
+    write_results,
+)
+from freqtail.evaluate.compare import RunResults, compare_markdown
+from freqtail.evaluate.distributed import DistContext, batch_seed, global_batches, rank_batches
+from freqtail.evaluate.results import load_results
+from freqtail.models import FreqtailModel, bass_front
+
+# ------------------------------------------------------------------------------------ aggregation
+
+
+def test_category_means_of_a_partial_table_by_hand():
+    table = {
+        "gaussian_noise": {1: 0.9, 2: 0.7},
+        "shot_noise": {1: 0.5, 2: 0.3},
+        "defocus_blur": {1: 1.0, 2: 0.8},
+    }
+    out = aggregate_corruptions(table)
+    assert out["categories"]["noise"] == pytest.approx((0.9 + 0.7 + 0.5 + 0.3) / 4)
+    assert out["categories"]["blur"] == pytest.approx(0.9)
+    assert out["categories"]["weather"] is None and out["categories"]["digital"] is None
+    assert out["mean"] == pytest.approx((0.9 + 0.7 + 0.5 + 0.3 + 1.0 + 0.8) / 6)
+    assert out["cells"] == 6 and not out["complete"]
+    assert "speckle_noise" in out["missing"] and "gaussian_noise" not in out["missing"]
+
+
+def test_full_table_mean_is_over_cells_not_over_categories():
+    # Noise cells 0.2, all other cells 0.8: 4 x 5 noise cells and 15 x 5 others.
+    table = {
+        name: {s: (0.2 if CORRUPTIONS[name] == "noise" else 0.8) for s in range(1, 6)} for name in CORRUPTIONS
+    }
+    out = aggregate_corruptions(table)
+    assert out["complete"] and out["cells"] == 95
+    assert out["categories"] == pytest.approx({"noise": 0.2, "blur": 0.8, "weather": 0.8, "digital": 0.8})
+    assert out["mean"] == pytest.approx((20 * 0.2 + 75 * 0.8) / 95)
+    assert out["mean"] != pytest.approx(np.mean(list(out["categories"].values())))
+
+
+def test_counts_are_accepted_and_categories_match_the_paper():
+    assert [len(CATEGORIES[c]) for c in ("noise", "blur", "weather", "digital")] == [4, 5, 5, 5]
+    out = aggregate_corruptions({"fog": {1: (3, 4), 2: (1, 4)}, "contrast": {3: (0, 4)}})
+    assert out["categories"]["weather"] == pytest.approx(0.5)
+    assert out["categories"]["digital"] == 0.0
+    assert out["mean"] == pytest.approx((0.75 + 0.25 + 0.0) / 3)
+
+
+@pytest.mark.parametrize(
+    "table",
+    [{}, {"gaussian_noise": {}}, {"rain": {1: 0.5}}, {"fog": {1: 1.5}}, {"fog": {1: float("nan")}}],
+)
+def test_bad_corruption_tables_are_refused(table):
+    with pytest.raises(InputError):
+        aggregate_corruptions(table)
+
+
+# ------------------------------------------------------------------------------------ suites, budgets
+
+
+def test_suites_parse_in_order_and_unknown_ones_list_the_valid_ones():
+    assert parse_suites("clean, PGD20,cw,clean") == ["clean", "pgd20", "cw"]
+    assert parse_suites(["aa-fast", "corruptions"]) == ["aa-fast", "corruptions"]
+    assert "aa-fast" not in parse_suites("all")
+    with pytest.raises(ConfigError) as err:
+        parse_suites("clean,pgd30")
+    message = str(err.value)
+    assert "'pgd30'" in message and all(
+        name in message for name in ("clean", "pgd20", "cw", "aa", "corruptions")
+    )
+    with pytest.raises(ConfigError):
+        parse_suites(" , ")
+
+
+def test_budgets_by_image_size_flag_and_run_config():
+    cifar, imagenet = default_budget((32, 32)), default_budget((224, 224))
+    assert (cifar.eps, cifar.step_size) == pytest.approx((8 / 255, 2 / 255))
+    assert (imagenet.eps, imagenet.step_size) == pytest.approx((4 / 255, 1 / 255))
+    given = resolve_budget((32, 32), eps="4/255")
+    assert (given.eps, given.step_size, given.source) == pytest.approx((4 / 255, 1 / 255, "--eps"))
+    adversarial = {"objective": "trades", "eps": "2/255", "step_size": "0.5/255"}
+    from_config = resolve_budget((32, 32), run_config=adversarial)
+    assert (from_config.eps, from_config.step_size) == pytest.approx((2 / 255, 0.5 / 255))
+    assert "run config" in from_config.source
+    # An ERM run's eps key is an unused default: the paper default for the image size applies.
+    erm = resolve_budget((224, 224), run_config={"objective": "erm", "eps": "8/255"})
+    assert erm.eps == pytest.approx(4 / 255)
+
+
+def test_an_eps_on_the_wrong_scale_is_one_sentence():
+    with pytest.raises(InputError, match=r"0\.\.255 scale; use 8/255"):
+        resolve_budget((32, 32), eps="8")
+
+
+# ------------------------------------------------------------------------------------ threat models
+
+
+def test_which_threat_models_apply_to_which_training_mode():
+    assert applicable_threat_models(None) == ("standard",)
+    assert applicable_threat_models("augment") == ("standard",)
+    assert applicable_threat_models("dataset") == ("domain", "end-to-end")
+    assert applicable_threat_models(None, has_front=True) == ("domain", "end-to-end")
+    assert resolve_threat_models("auto", "dataset") == ["domain", "end-to-end"]
+    assert resolve_threat_models("both", "dataset") == ["domain", "end-to-end"]
+    assert resolve_threat_models("end-to-end", "dataset") == ["end-to-end"]
+
+
+@pytest.mark.parametrize(
+    ("choice", "bass", "words"),
+    [
+        ("end-to-end", None, "only to models trained on BaSS data"),
+        ("domain", "augment", "only as training augmentation"),
+        ("both", None, "its only threat model is standard"),
+        ("standard", "dataset", "does not apply"),
+        ("sideways", None, "Unknown threat model"),
+    ],
+)
+def test_threat_models_that_do_not_apply_are_refused(choice, bass, words):
+    with pytest.raises(ConfigError, match=words) as err:
+        resolve_threat_models(choice, bass)
+    assert str(err.value).count(". ") == 0  # one sentence
+
+
+def _linear_model() -> FreqtailModel:
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 5))
+    return FreqtailModel(backbone, normalize="cifar10", front=bass_front())
+
+
+def test_each_threat_model_uses_the_right_model_view_and_data():
+    model = _linear_model()
+    domain = threat_model_setup(model, "domain")
+    end_to_end = threat_model_setup(model, "end-to-end", bass_strength=0.5)
+    standard = threat_model_setup(model, "standard")
+    assert domain.data_bass == "dataset" and domain.model.front is None
+    assert standard.data_bass is None and standard.model.front is None
+    assert end_to_end.data_bass is None and end_to_end.model.front.round_mode == "straight-through"
+    assert end_to_end.model.front.strength == 0.5
+    # Weights are shared, never copied; every view is in eval mode.
+    assert domain.model.backbone is model.backbone and end_to_end.model.backbone is model.backbone
+    assert not end_to_end.model.training and not domain.model.training
+
+
+def test_end_to_end_view_equals_the_model_on_offline_bass_images(natural_crops):
+    from freqtail.bass import convert_uint8_images
+
+    model = _linear_model()
+    crops = natural_crops(16, 2)  # uint8 (N, 16, 16, 3)
+    raw = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
+    converted, _ = convert_uint8_images(crops)
+    offline = torch.from_numpy(converted).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        end_to_end = threat_model_setup(model, "end-to-end").model(raw)
+        domain = threat_model_setup(model, "domain").model(offline)
+    # The front's uint8 truncation reproduces offline BaSS (up to rare one-grey-level rounding).
+    assert torch.allclose(end_to_end, domain, atol=0.05)
+
+
+def test_end_to_end_attack_stays_in_the_raw_eps_ball_and_gradients_flow(natural_crops):
+    from freqtail.attacks import pgd
+
+    model = _linear_model()
+    view = threat_model_setup(model, "end-to-end").model
+    crops = natural_crops(16, 2)
+    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        y = view(x).argmax(dim=1)
+    eps = 8 / 255
+    x_adv = pgd(view, x, y, eps=eps, step_size=2 / 255, steps=5, generator=0)
+    assert float((x_adv - x).abs().max()) <= eps + 1e-6
+    assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
+    probe = x.clone().requires_grad_(True)
+    loss = nn.functional.cross_entropy(view(probe), (y + 1) % 5)
+    (gradient,) = torch.autograd.grad(loss, probe)
+    assert bool((gradient.flatten(1).abs().sum(dim=1) > 0).all())
+    with torch.no_grad():
+        assert bool((view(x_adv).argmax(1) != y).any())  # the attack through BaSS does something
+
+
+# ------------------------------------------------------------------------------------ subsets, ranks
+
+
+def test_subset_is_seeded_sorted_and_spread_over_a_class_ordered_set():
+    labels = np.repeat(np.arange(16), 100)  # stored class by class, like the embedded test set
+    chosen = subset_indices(1600, 64, seed=0)
+    assert len(chosen) == 64 and len(set(chosen.tolist())) == 64 and np.all(np.diff(chosen) > 0)
+    assert np.array_equal(chosen, subset_indices(1600, 64, seed=0))
+    assert not np.array_equal(chosen, subset_indices(1600, 64, seed=1))
+    assert len(np.unique(labels[chosen])) >= 12
+    assert np.array_equal(subset_indices(10, None), np.arange(10))
+    assert np.array_equal(subset_indices(10, 50), np.arange(10))
+    with pytest.raises(ConfigError):
+        subset_indices(10, 0)
+
+
+def test_ranks_share_the_global_batches_round_robin():
+    batches = global_batches(np.arange(23), 5)
+    assert [len(b) for b in batches] == [5, 5, 5, 5, 3]
+    mine = [rank_batches(batches, DistContext(rank, 2)) for rank in range(2)]
+    assert [n for n, _ in mine[0]] == [0, 2, 4] and [n for n, _ in mine[1]] == [1, 3]
+    together = np.sort(np.concatenate([b for part in mine for _, b in part]))
+    assert np.array_equal(together, np.arange(23))
+    assert batch_seed(0, 3) == batch_seed(0, 3) != batch_seed(0, 4)
+
+
+# ------------------------------------------------------------------------------------ results.json
+
+
+def _record(rid: str, accuracy: float, threat: str, metric: str, n: int = 100, **extra) -> dict:
+    return {
+        "id": rid,
+        "threat_model": threat,
+        "metric": metric,
+        "accuracy": accuracy,
+        "correct": None if accuracy is None else round(accuracy * n),
+        "total": n,
+        "data": {"dataset": "embedded", "n": n, "of": 1600, "subset_seed": 0},
+        "settings": {},
+        **extra,
+    }
+
+
+def test_results_merge_replaces_same_ids_and_keeps_the_rest(tmp_path):
+    path = tmp_path / "results.json"
+    write_results(path, [_record("best|standard|clean|", 0.5, "standard", "clean")])
+    write_results(path, [_record("best|standard|pgd-20-ce|eps=8/255", 0.2, "standard", "pgd-20-ce")])
+    data = write_results(path, [_record("best|standard|clean|", 0.6, "standard", "clean")])
+    assert [r["id"] for r in data["results"]] == ["best|standard|clean|", "best|standard|pgd-20-ce|eps=8/255"]
+    assert load_results(tmp_path)["results"][0]["accuracy"] == 0.6
+    assert merge_records([{"id": "a", "v": 1}], [{"id": "b", "v": 2}, {"id": "a", "v": 3}]) == [
+        {"id": "a", "v": 3},
+        {"id": "b", "v": 2},
+    ]
+
+
+def test_a_damaged_results_file_is_never_overwritten(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(InputError, match="damaged"):
+        write_results(path, [_record("x", 0.5, "standard", "clean")])
+    assert path.read_text(encoding="utf-8") == "{not json"
+    (tmp_path / "other.json").write_text(json.dumps({"format": "something"}), encoding="utf-8")
+    with pytest.raises(InputError, match="not a freqtail results file"):
+        load_results(tmp_path / "other.json")
+
+
+# ------------------------------------------------------------------------------------ tables, compare
+
+
+def _corruption_record(rid: str, threat: str, order: str, noise: float, mean: float) -> dict:
+    return {
+        **_record(rid, mean, threat, "corruptions", n=50),
+        "order": order,
+        "categories": {"noise": noise, "blur": 0.5, "weather": 0.5, "digital": 0.5},
+        "mean": mean,
+        "cells": 95,
+        "per_corruption": {"gaussian_noise": {"1": {"accuracy": noise, "correct": 1, "total": 2}}},
+        "settings": {"c_dir": "C", "severities": [1, 2, 3, 4, 5], "published": True},
+    }
+
+
+def test_results_markdown_has_the_papers_columns_and_notes():
+    records = [
+        _record("best|domain|clean|", 0.8922, "domain", "clean"),
+        _record("best|domain|pgd-20-ce|eps=8/255", 0.5961, "domain", "pgd-20-ce"),
+        _record("best|end-to-end|clean|", 0.89, "end-to-end", "clean"),
+        _corruption_record(
+            "best|domain|corruptions|bass-then-corrupt", "domain", "bass-then-corrupt", 0.6, 0.7
+        ),
+    ]
+    records.append(
+        {
+            **_record("best|domain|gradient-masking|eps=8/255", None, "domain", "gradient-masking"),
+            "summary": "All fine.",
+        }
+    )
+    text = results_markdown({"results": records, "updated": "now"})
+    assert "| checkpoint | threat model | Clean | PGD-20 |" in text
+    assert "| best | domain | 89.22 | 59.61 |" in text
+    assert "| best | end-to-end | 89.00 | – |" in text
+    assert "| Clean | Noise | Blur | Weather | Digital | Mean |" in text
+    assert "| best | domain | bass-then-corrupt | 89.22 | 60.00 | 50.00 | 50.00 | 50.00 | 70.00 |" in text
+    assert "Gradient-masking check (`best`, domain" in text and "All fine." in text
+    assert "n = 100 of 1600" in text
+
+
+def _run(label: str, records: list[dict], bass: bool) -> RunResults:
+    for record in records:
+        record["checkpoint"] = {"bass": "dataset" if bass else None}
+    return RunResults(label, f"runs/{label}", records)
+
+
+def test_compare_pairs_each_bass_run_with_the_baseline_before_it():
+    pgd_at = _run(
+        "PGD-AT",
+        [
+            _record("best|standard|clean|", 0.8350, "standard", "clean"),
+            _record("best|standard|pgd-20-ce|eps=8/255", 0.5272, "standard", "pgd-20-ce"),
+        ],
+        bass=False,
+    )
+    pgd_at_bass = _run(
+        "PGD-AT+BaSS",
+        [
+            _record("best|domain|clean|", 0.8922, "domain", "clean"),
+            _record("best|domain|pgd-20-ce|eps=8/255", 0.5961, "domain", "pgd-20-ce"),
+            _record("best|end-to-end|clean|", 0.8900, "end-to-end", "clean"),
+            _record("best|end-to-end|pgd-20-ce|eps=8/255", 0.3000, "end-to-end", "pgd-20-ce", n=50),
+        ],
+        bass=True,
+    )
+    trades = _run("TRADES", [_record("best|standard|clean|", 0.8215, "standard", "clean")], bass=False)
+    trades_bass = _run("TRADES+BaSS", [_record("best|domain|clean|", 0.8720, "domain", "clean")], bass=True)
+    result = compare_runs([pgd_at, pgd_at_bass, trades, trades_bass])
+    rows = result["adversarial"]["rows"]
+    domain = next(r for r in rows if r["run"] == "PGD-AT+BaSS" and r["threat_model"] == "domain")
+    assert domain["delta"]["vs"] == "PGD-AT"
+    assert domain["delta"]["values"]["Clean"] == pytest.approx(0.8922 - 0.8350)
+    assert domain["delta"]["values"]["PGD-20"] == pytest.approx(0.5961 - 0.5272)
+    end_to_end = next(r for r in rows if r["run"] == "PGD-AT+BaSS" and r["threat_model"] == "end-to-end")
+    assert end_to_end["delta"]["values"]["PGD-20"] == pytest.approx(0.30 - 0.5272)
+    assert end_to_end["delta"]["n_differs"] == ["PGD-20"]
+    trades_row = next(r for r in rows if r["run"] == "TRADES+BaSS")
+    assert trades_row["delta"]["vs"] == "TRADES"
+    assert trades_row["delta"]["values"]["Clean"] == pytest.approx(0.8720 - 0.8215)
+    assert "delta" not in next(r for r in rows if r["run"] == "TRADES")
+    text = compare_markdown(result)
+    assert "| Δ vs PGD-AT | domain − standard | +5.72 | +6.89 |" in text
+    assert "| Δ vs TRADES | domain − standard | +5.05 | – |" in text
+    assert "different numbers of evaluated images in PGD-20" in text
+    # A fixed baseline compares every other run with it.
+    forced = compare_runs([pgd_at, pgd_at_bass, trades, trades_bass], baseline="TRADES")
+    first = next(r for r in forced["adversarial"]["rows"] if r["run"] == "PGD-AT")
+    assert first["delta"]["vs"] == "TRADES"
+    assert first["delta"]["values"]["Clean"] == pytest.approx(0.8350 - 0.8215)
+
+
+def test_compare_corruption_deltas_and_bad_requests():
+    base = _run(
+        "AugMix",
+        [
+            _record("best|standard|clean|", 0.95, "standard", "clean"),
+            _corruption_record("best|standard|corruptions|none", "standard", "none", 0.8462, 0.8991),
+        ],
+        bass=False,
+    )
+    plus = _run(
+        "AugMix+BaSS",
+        [
+            _record("best|standard|clean|", 0.96, "standard", "clean"),
+            _corruption_record("best|standard|corruptions|none", "standard", "none", 0.8866, 0.9096),
+        ],
+        bass=False,
+    )
+    plus.records[0]["checkpoint"]["bass_branch"] = True  # AugMix with a BaSS branch is a BaSS run
+    result = compare_runs([base, plus])
+    row = result["corruptions"]["rows"][1]
+    assert row["delta"]["values"]["Noise"] == pytest.approx(0.8866 - 0.8462)
+    assert row["delta"]["values"]["Mean"] == pytest.approx(0.9096 - 0.8991)
+    assert "| Δ vs AugMix | standard − standard |  | +1.00 | +4.04 |" in compare_markdown(result)
+    with pytest.raises(FreqtailError, match="at least two runs"):
+        compare_runs([base])
+    with pytest.raises(FreqtailError, match="none of the compared runs"):
+        compare_runs([base, plus], baseline="nope")
+    with pytest.raises(FreqtailError, match="no checkpoint 'last'"):
+        compare_runs([base, plus], checkpoint="last")

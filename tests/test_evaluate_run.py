@@ -1,0 +1,279 @@
+"""Running evaluations on tiny trained models: records, threat-model wiring, corruption orders,
+distributed counting, resume and bad input."""
+# ruff: noqa: F811  (pytest fixtures imported from test_evaluate_support are parameters here)
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from freqtail.errors import CheckpointError, DatasetNotFoundError, InputError
+from freqtail.evaluate import evaluate_model, plan_evaluation, run_evaluation, subset_indices
+from freqtail.evaluate.distributed import DistContext
+from test_evaluate_support import eval_cache, load_run, shared_cache, tiny_runs  # noqa: F401
+
+MASKING = {"masking_n": 16, "masking_queries": 50}
+
+
+def _accuracy_count(model, x, y) -> int:
+    with torch.no_grad():
+        return int((model(x).argmax(dim=1) == y).sum())
+
+
+def _subset(images_labels, n, seed=0):
+    x, y = images_labels
+    chosen = torch.from_numpy(subset_indices(len(y), n, seed))
+    return x[chosen], y[chosen]
+
+
+def test_records_carry_threat_model_settings_n_and_checkpoint(tiny_runs, shared_cache):
+    from freqtail.bass import BaSSModule
+    from freqtail.data import build_dataset
+
+    model, _ = load_run(tiny_runs["bass"])
+    records = evaluate_model(
+        model,
+        dataset="embedded",
+        suites="clean,pgd20",
+        threat_model="auto",
+        training_bass="dataset",
+        n=32,
+        batch_size=16,
+        seed=3,
+        checkpoint={"path": "somewhere", "digest": "abc"},
+        checkpoint_tag="best",
+        **MASKING,
+    )
+    by_id = {r["id"]: r for r in records}
+    assert set(by_id) == {
+        f"best|{tm}|{m}" for tm in ("domain", "end-to-end") for m in ("gradient-masking|eps=8/255", "clean|")
+    } | {f"best|{tm}|pgd-20-ce|eps=8/255" for tm in ("domain", "end-to-end")}
+    for record in records:
+        assert record["threat_model"] in ("domain", "end-to-end")
+        assert record["checkpoint"] == {"path": "somewhere", "digest": "abc"}
+        assert record["data"]["dataset"] == "embedded" and record["data"]["of"] == 1600
+        expected_bass = "dataset" if record["threat_model"] == "domain" else None
+        assert record["data"]["bass"] == expected_bass
+        assert record["threat_model_setup"]["data_bass"] == expected_bass
+    for tm in ("domain", "end-to-end"):
+        clean, robust = by_id[f"best|{tm}|clean|"], by_id[f"best|{tm}|pgd-20-ce|eps=8/255"]
+        assert clean["total"] == robust["total"] == clean["data"]["n"] == 32
+        assert robust["settings"]["eps"] == pytest.approx(8 / 255) and robust["settings"]["steps"] == 20
+        assert robust["settings"]["step_size"] == pytest.approx(2 / 255) and robust["settings"]["seed"] == 3
+        assert robust["settings"]["loss"] == "ce" and "paper default" in robust["settings"]["budget_source"]
+        assert robust["correct"] <= robust["clean_correct"] == clean["correct"]
+        assert robust["gradient_masking"]["checked"] is True
+        assert robust["gradient_masking"]["record"] == f"best|{tm}|gradient-masking|eps=8/255"
+        masking = by_id[f"best|{tm}|gradient-masking|eps=8/255"]
+        assert masking["data"]["n"] == 16 and isinstance(masking["masked"], bool) and masking["summary"]
+        assert json.loads(json.dumps(record, allow_nan=False))  # JSON-ready, no NaN
+    # Independent clean counts: domain = the bare model on offline BaSS images; end-to-end = the
+    # model behind a BaSS front on raw images.
+    bare = model.without_front().eval()
+    x_bass, y = _subset(build_dataset("embedded", "test", bass="dataset").tensors(), 32)
+    x_raw, _ = _subset(build_dataset("embedded", "test").tensors(), 32)
+    assert by_id["best|domain|clean|"]["correct"] == _accuracy_count(bare, x_bass, y)
+    front = model.with_front(BaSSModule(round_mode="straight-through")).eval()
+    assert by_id["best|end-to-end|clean|"]["correct"] == _accuracy_count(front, x_raw, y)
+    assert by_id["best|end-to-end|clean|"]["correct"] > 32 / 16  # better than chance
+
+
+class _Sized(torch.utils.data.Dataset):
+    """A stand-in test set of ``n`` images (to see which test set a threat model reads)."""
+
+    def __init__(self, n: int, classes: int = 16) -> None:
+        generator = torch.Generator().manual_seed(n)
+        self.x = torch.rand(n, 3, 32, 32, generator=generator)
+        self.y = torch.randint(0, classes, (n,), generator=generator)
+        self.classes = [str(i) for i in range(classes)]
+        self.num_classes = classes
+        self.name = "embedded"
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, index):
+        return self.x[index], int(self.y[index])
+
+
+def test_each_threat_model_reads_its_own_test_set(tiny_runs, shared_cache):
+    model, _ = load_run(tiny_runs["bass"])
+    records = evaluate_model(
+        model,
+        dataset="embedded",
+        suites="clean",
+        training_bass="dataset",
+        test_sets={None: _Sized(40), "dataset": _Sized(24)},
+    )
+    sizes = {r["threat_model"]: (r["total"], r["data"]["of"]) for r in records}
+    assert sizes == {"domain": (24, 24), "end-to-end": (40, 40)}
+    standard, _ = load_run(tiny_runs["standard"])
+    only = evaluate_model(standard, dataset="embedded", suites="clean", test_sets={None: _Sized(40)})
+    assert [(r["threat_model"], r["total"]) for r in only] == [("standard", 40)]
+
+
+def test_bad_input_is_one_sentence(tiny_runs, shared_cache):
+    model, _ = load_run(tiny_runs["standard"])
+    with pytest.raises(InputError, match="holds no images"):
+        evaluate_model(model, dataset="embedded", suites="clean", test_sets={None: _Sized(0)})
+    with pytest.raises(CheckpointError, match="16 output classes but the cifar10 test set has 10"):
+        plan_evaluation(dataset="cifar10", suites="clean", model_classes=16)
+    with pytest.raises(CheckpointError, match="does not match the dataset"):
+        evaluate_model(model, dataset="embedded", suites="clean", test_sets={None: _Sized(8, classes=40)})
+    with pytest.raises(DatasetNotFoundError, match="--c-root"):
+        plan_evaluation(dataset="embedded", suites="corruptions")
+    with pytest.raises(DatasetNotFoundError, match="--bc-root"):
+        plan_evaluation(dataset="embedded", suites="corruptions", training_bass="dataset", c_root=None)
+
+
+def _corrupted_cell(images_uint8, name, severity, seed=0):
+    from freqtail.data.corruptions import corrupt
+
+    return corrupt(np.ascontiguousarray(images_uint8), name, severity, seed=seed, start_index=0)
+
+
+def _as_float(images_uint8):
+    return torch.from_numpy(np.ascontiguousarray(images_uint8)).permute(0, 3, 1, 2).float() / 255
+
+
+def test_both_corruption_orders_for_a_bass_model(tiny_runs, shared_cache, tmp_path):
+    from freqtail.bass import convert_uint8_images
+    from freqtail.data import build_dataset
+
+    model, _ = load_run(tiny_runs["bass"])
+    records = evaluate_model(
+        model,
+        dataset="embedded",
+        suites="corruptions",
+        training_bass="dataset",
+        n=48,
+        generate_c=True,
+        work_dir=tmp_path,
+        corruptions=["gaussian_noise", "contrast"],
+        severities=[2, 5],
+        batch_size=16,
+    )
+    orders = {r["threat_model"]: r for r in records}
+    assert orders["domain"]["order"] == "bass-then-corrupt"
+    assert orders["end-to-end"]["order"] == "corrupt-then-bass"
+    assert orders["domain"]["per_corruption"] != orders["end-to-end"]["per_corruption"]
+    assert orders["domain"]["mean"] != orders["end-to-end"]["mean"]
+    for record in records:
+        assert record["cells"] == 4 and record["data"]["n"] == 48
+        assert record["settings"]["origin"] == "generated" and record["settings"]["severities"] == [2, 5]
+        cells = [c["accuracy"] for row in record["per_corruption"].values() for c in row.values()]
+        assert record["mean"] == pytest.approx(np.mean(cells))
+        assert record["categories"]["weather"] is None and record["categories"]["blur"] is None
+    # Recompute gaussian noise at severity 5 in each order, independently of the evaluation code.
+    chosen = subset_indices(1600, 48, 0)
+    raw = build_dataset("embedded", "test")
+    bass_images = build_dataset("embedded", "test", bass="dataset").images[chosen]
+    labels = torch.from_numpy(raw.labels[chosen])
+    bare = model.without_front().eval()
+    paper_order = _as_float(_corrupted_cell(bass_images, "gaussian_noise", 5))
+    expected_domain = _accuracy_count(bare, paper_order, labels)
+    assert orders["domain"]["per_corruption"]["gaussian_noise"]["5"]["correct"] == expected_domain
+    deployed, _ = convert_uint8_images(_corrupted_cell(raw.images[chosen], "gaussian_noise", 5))
+    expected_end_to_end = _accuracy_count(bare, _as_float(deployed), labels)
+    found = orders["end-to-end"]["per_corruption"]["gaussian_noise"]["5"]["correct"]
+    assert abs(found - expected_end_to_end) <= 1  # the front's float path vs offline float64: rare rounding
+
+
+def test_resume_skips_records_with_the_same_fingerprint(tiny_runs, shared_cache):
+    model, _ = load_run(tiny_runs["standard"])
+    plan = plan_evaluation(dataset="embedded", suites="clean,pgd20", n=16, masking_n=0)
+    first = run_evaluation(plan, model)
+    done = {r["id"]: r["fingerprint"] for r in first}
+    again = run_evaluation(plan, model, skip=lambda rid, fp: done.get(rid) == fp)
+    assert again == []
+    other = plan_evaluation(dataset="embedded", suites="clean,pgd20", n=16, masking_n=0, seed=1)
+    changed = run_evaluation(other, model, skip=lambda rid, fp: done.get(rid) == fp)
+    assert [r["metric"] for r in changed] == ["pgd-20-ce"]  # clean does not depend on the attack seed
+
+
+def _distributed_worker(rank, world, init_file, run_dir, cache, work_dir, out_file):
+    import torch.distributed as dist
+
+    os.environ["FREQTAIL_CACHE"] = cache
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        model, _ = load_run(run_dir)
+        plan = plan_evaluation(**_distributed_request(work_dir))
+        records = run_evaluation(plan, model, context=DistContext(rank, world, torch.device("cpu")))
+        if rank == 0:
+            with open(out_file, "w", encoding="utf-8") as handle:
+                json.dump(records, handle)
+    finally:
+        dist.destroy_process_group()
+
+
+def _distributed_request(work_dir) -> dict:
+    return {
+        "dataset": "embedded",
+        "suites": "clean,pgd20,cw,corruptions",
+        "training_bass": "dataset",
+        "n": 40,
+        "batch_size": 8,
+        "seed": 5,
+        "masking_n": 0,
+        "generate_c": True,
+        "work_dir": work_dir,
+        "corruptions": ["shot_noise", "pixelate"],
+        "severities": [3],
+    }
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_count_exactly_like_one(tiny_runs, shared_cache, tmp_path):
+    import torch.multiprocessing as mp
+
+    model, _ = load_run(tiny_runs["bass"])
+    single = run_evaluation(plan_evaluation(**_distributed_request(tmp_path / "work")), model)
+    out_file = tmp_path / "records.json"
+    mp.spawn(
+        _distributed_worker,
+        args=(
+            2,
+            str(tmp_path / "init"),
+            str(tiny_runs["bass"]),
+            str(shared_cache),
+            str(tmp_path / "work"),
+            str(out_file),
+        ),
+        nprocs=2,
+        join=True,
+    )
+    double = json.loads(out_file.read_text(encoding="utf-8"))
+
+    def counts(records):
+        out = {}
+        for r in records:
+            if r["metric"] == "corruptions":
+                out[r["id"]] = {name: row for name, row in r["per_corruption"].items()}
+            else:
+                out[r["id"]] = (r["correct"], r["clean_correct"], r["total"])
+        return out
+
+    assert counts(double) == counts(single)
+    assert all(r["world_size"] == 2 for r in double) and all(r["world_size"] == 1 for r in single)
+    assert {r["threat_model"] for r in double} == {"domain", "end-to-end"}
+    assert next(r for r in single if r["metric"] == "pgd-20-ce")["total"] == 40
+
+
+@pytest.mark.slow
+def test_autoattack_fast_is_labelled_and_bounded_by_pgd_free_clean(tiny_runs, shared_cache, tmp_path):
+    model, _ = load_run(tiny_runs["standard"])
+    records = evaluate_model(
+        model, dataset="embedded", suites="clean,aa-fast", n=8, batch_size=8, masking_n=0, work_dir=tmp_path
+    )
+    clean, fast = records
+    assert fast["metric"] == "autoattack-fast" and fast["id"].endswith("|autoattack-fast|eps=8/255")
+    assert fast["settings"]["attacks"] == ["apgd-ce", "apgd-t"] and fast["settings"]["version"] == "fast"
+    assert fast["settings"]["package"].startswith("pyautoattack")
+    assert fast["correct"] <= clean["correct"] and fast["total"] == 8
+    assert (tmp_path / "autoattack").is_dir()  # per-batch progress kept for resuming

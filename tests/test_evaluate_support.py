@@ -1,0 +1,93 @@
+"""Shared helpers of the evaluation tests (no tests here): tiny trained run folders and a shared cache.
+
+The run folders are written with the trainer's checkpoint API (``freqtail.train.save_checkpoint``)
+after a few hundred SGD steps of a width-8 small-cnn on the embedded dataset (about 3 s each), so
+the models are clearly better than chance and attacks, corruptions and threat models give
+different, meaningful numbers.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+STEPS = 150
+
+
+def make_run(folder, bass: str | None, steps: int = STEPS):
+    """Train a tiny model on the embedded set (BaSS-converted for ``bass="dataset"``) and save a run."""
+    from freqtail.data import build_dataset, dataset_info
+    from freqtail.models import build_model_from_spec, model_spec
+    from freqtail.train import config_from_dict, save_checkpoint
+
+    torch.manual_seed(0)
+    x, y = build_dataset("embedded", "train", bass=bass).tensors()
+    info = dataset_info("embedded")
+    spec = model_spec(
+        "small-cnn",
+        16,
+        32,
+        normalize=(info.mean, info.std),
+        bass_front=True if bass == "dataset" else None,
+        options={"width": 8},
+    )
+    model = build_model_from_spec(spec, with_front=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    generator = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(steps):
+        batch = torch.randint(0, len(x), (64,), generator=generator)
+        loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    config = config_from_dict(
+        {"dataset": "embedded", "bass": bass, "model": "small-cnn", "model_options": {"width": 8}}
+    )
+    save_checkpoint(
+        folder / "checkpoints",
+        model_state=model.state_dict(),
+        info={
+            "global_step": steps,
+            "epoch": 1,
+            "model_spec": spec,
+            "config": config.to_dict(),
+            "history": [],
+            "complete": True,
+        },
+        pointers=("last", "best"),
+    )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def eval_cache(tmp_path_factory):
+    """One freqtail cache for all evaluation tests (the embedded set and its BaSS variant, built once)."""
+    return tmp_path_factory.mktemp("evaluate-cache")
+
+
+@pytest.fixture
+def shared_cache(_isolated_cache, eval_cache, monkeypatch):
+    """Point FREQTAIL_CACHE at the shared evaluation cache (after conftest's per-test cache)."""
+    monkeypatch.setenv("FREQTAIL_CACHE", str(eval_cache))
+    return eval_cache
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory, eval_cache):
+    """``{"standard": run folder trained on raw images, "bass": run folder trained with bass=dataset}``."""
+    root = tmp_path_factory.mktemp("evaluate-runs")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FREQTAIL_CACHE", str(eval_cache))
+        return {
+            "standard": make_run(root / "erm", None),
+            "bass": make_run(root / "erm-bass", "dataset"),
+        }
+
+
+def load_run(folder):
+    """(model without front, info) of a tiny run, via the trainer's loader."""
+    from freqtail.train import load_model_from_run
+
+    return load_model_from_run(folder, with_front=False)
