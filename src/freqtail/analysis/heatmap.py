@@ -164,7 +164,6 @@ def fourier_heatmap(
     count, channels, h, w = images.shape
     plane = conjugate_half_plane(h, w)
     device = model_device(model)
-    basis = fourier_basis(h, w, plane.du, plane.dv).to(device)  # (M, H, W)
     images, labels = images.to(device), labels.to(device)
     generator = torch.Generator().manual_seed(int(seed))
     sign_shape = (plane.size, count, channels if sign == "channel" else 1)
@@ -185,7 +184,11 @@ def fourier_heatmap(
         for start in starts:
             pair = torch.arange(start, min(start + batch_size, total), device=device)
             frequency, image = pair // count, pair % count  # pair = frequency * count + image
-            delta = eps * signs[frequency, image][:, :, None, None] * basis[frequency][:, None]
+            # Pairs are frequency-major, so a batch spans a contiguous run of frequencies: only their
+            # basis images are built (all M of them would take M * H * W floats, 5 GB at 224 x 224).
+            first, last = int(frequency[0]), int(frequency[-1]) + 1
+            basis = fourier_basis(h, w, plane.du[first:last], plane.dv[first:last]).to(device)
+            delta = eps * signs[frequency, image][:, :, None, None] * basis[frequency - first][:, None]
             x = (images[image] + delta).clamp_(0.0, 1.0)
             y = labels[image]
             wrong = (check_logits(model(x), y).argmax(1) != y).double()
