@@ -1,0 +1,131 @@
+"""``freqtail evaluate`` and ``freqtail compare`` on tiny run folders written with the checkpoint API."""
+# ruff: noqa: F811  (pytest fixtures imported from test_evaluate_support are parameters here)
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from freqtail.cli import main
+from test_evaluate_support import eval_cache, shared_cache, tiny_runs  # noqa: F401
+
+FAST = ["--n", "24", "--batch-size", "12", "--masking-n", "8", "--masking-queries", "20", "--no-progress"]
+
+
+def _copy(run, tmp_path, name):
+    return shutil.copytree(run, tmp_path / name)
+
+
+def _error(capsys, argv) -> str:
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 2, captured
+    lines = [line for line in captured.err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    assert lines[0].startswith(f"freqtail {argv[0]}: error: ")
+    return lines[0]
+
+
+def test_evaluate_writes_and_merges_results(tiny_runs, shared_cache, tmp_path, capsys):
+    run = _copy(tiny_runs["bass"], tmp_path, "bass-run")
+    assert main(["evaluate", str(run), "--suite", "clean,pgd20", *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "domain" in out and "end-to-end" in out and "results.json" in out
+    data = json.loads((run / "results.json").read_text(encoding="utf-8"))
+    ids = {r["id"] for r in data["results"]}
+    assert {"best|domain|clean|", "best|end-to-end|pgd-20-ce|eps=8/255"} <= ids
+    for record in data["results"]:
+        assert record["threat_model"] in ("domain", "end-to-end")
+        assert record["data"]["n"] in (8, 24) and record["data"]["dataset"] == "embedded"
+        assert record["checkpoint"]["which"] == "best" and record["checkpoint"]["bass"] == "dataset"
+        assert len(record["checkpoint"]["digest"]) == 64 and record["checkpoint"]["model"] == "small-cnn"
+    pgd = next(r for r in data["results"] if r["id"] == "best|domain|pgd-20-ce|eps=8/255")
+    assert pgd["settings"]["eps"] == pytest.approx(8 / 255) and pgd["settings"]["steps"] == 20
+    # A second evaluation adds its numbers and keeps the earlier ones.
+    assert main(["evaluate", str(run), "--suite", "cw", "--threat-model", "domain", *FAST]) == 0
+    merged = json.loads((run / "results.json").read_text(encoding="utf-8"))
+    merged_ids = {r["id"] for r in merged["results"]}
+    assert ids <= merged_ids and "best|domain|pgd-20-cw|eps=8/255" in merged_ids
+    assert "best|end-to-end|pgd-20-cw|eps=8/255" not in merged_ids
+    markdown = (run / "results.md").read_text(encoding="utf-8")
+    assert "| checkpoint | threat model | Clean | PGD-20 | CW-20 |" in markdown
+    domain_row = next(line for line in markdown.splitlines() if line.startswith("| best | domain |"))
+    clean = next(r for r in merged["results"] if r["id"] == "best|domain|clean|")
+    assert f"{100 * clean['accuracy']:.2f}" in domain_row
+    assert "Gradient-masking check (`best`, domain, 8 images)" in markdown
+    # --resume skips what is already there with the same settings.
+    assert main(["evaluate", str(run), "--suite", "clean", *FAST, "--resume"]) == 0
+    assert "already there" in capsys.readouterr().out
+
+
+def test_evaluate_json_and_corruptions_for_a_standard_run(tiny_runs, shared_cache, tmp_path, capsys):
+    run = _copy(tiny_runs["standard"], tmp_path, "erm-run")
+    argv = ["evaluate", str(run), "--suite", "clean,corruptions", "--generate-c", "--json", *FAST]
+    argv += ["--corruptions", "noise", "--severities", "1,5", "--which", "last"]
+    assert main(argv) == 0
+    records = json.loads(capsys.readouterr().out)
+    clean, corruption = records
+    assert clean["threat_model"] == corruption["threat_model"] == "standard"
+    assert corruption["order"] == "none" and corruption["cells"] == 8
+    noise = {"gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise"}
+    assert set(corruption["per_corruption"]) == noise and corruption["categories"]["blur"] is None
+    assert corruption["id"].startswith("last|standard|corruptions")
+    assert (run / "eval-cache" / "corrupted").is_dir()
+    assert "| last | standard | none |" in (run / "results.md").read_text(encoding="utf-8")
+
+
+def test_compare_shows_the_deltas_of_the_results(tiny_runs, shared_cache, tmp_path, capsys):
+    runs = [_copy(tiny_runs["standard"], tmp_path, "erm"), _copy(tiny_runs["bass"], tmp_path, "erm-bass")]
+    for run in runs:
+        assert main(["evaluate", str(run), "--suite", "clean", *FAST]) == 0
+    capsys.readouterr()
+    out_file = tmp_path / "table.md"
+    assert main(["compare", *map(str, runs), "--labels", "ERM,ERM+BaSS", "--out", str(out_file)]) == 0
+    text = capsys.readouterr().out
+    assert text == out_file.read_text(encoding="utf-8")
+    accuracy = {}
+    for run in runs:
+        for record in json.loads((run / "results.json").read_text(encoding="utf-8"))["results"]:
+            accuracy[(run.name, record["threat_model"])] = record["accuracy"]
+    for threat in ("domain", "end-to-end"):
+        delta = 100 * (accuracy[("erm-bass", threat)] - accuracy[("erm", "standard")])
+        assert f"| Δ vs ERM | {threat} − standard | {delta:+.2f} |" in text
+    assert main(["compare", *map(str, runs), "--json"]) == 0
+    comparison = json.loads(capsys.readouterr().out)
+    assert [r["label"] for r in comparison["runs"]] == ["erm", "erm-bass"]
+    assert comparison["runs"][1]["baseline"] == "erm" and comparison["runs"][1]["bass"] is True
+
+
+def test_bad_input_is_one_sentence(tiny_runs, shared_cache, tmp_path, capsys):
+    std, bass = str(tiny_runs["standard"]), str(tiny_runs["bass"])
+    out = ["--out", str(tmp_path / "out")]
+    assert "0..255 scale; use 8/255" in _error(capsys, ["evaluate", std, "--eps", "8", *out])
+    message = _error(capsys, ["evaluate", std, "--suite", "clean,pgd30", *out])
+    assert "Unknown suite 'pgd30'; valid suites are: clean, pgd20, cw, aa, aa-fast, corruptions." in message
+    assert "its only threat model is standard" in _error(
+        capsys, ["evaluate", std, "--threat-model", "end-to-end", *out]
+    )
+    assert "16 classes, but cifar10 has 32x32 images and 10 classes" in _error(
+        capsys, ["evaluate", std, "--dataset", "cifar10", *out]
+    )
+    assert "--generate-c" in _error(capsys, ["evaluate", std, "--suite", "corruptions", *out])
+    assert "--bc-root" in _error(
+        capsys, ["evaluate", bass, "--suite", "corruptions", "--c-root", str(tmp_path), *out]
+    )
+    assert "No -C folder at" in _error(
+        capsys, ["evaluate", std, "--suite", "corruptions", "--c-root", str(tmp_path / "none"), *out]
+    )
+    assert "no run folder or checkpoint" in _error(capsys, ["evaluate", str(tmp_path / "nothing")])
+    foreign = tmp_path / "weights.pt"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, foreign)
+    assert "--model NAME --dataset NAME" in _error(capsys, ["evaluate", str(foreign)])
+    assert "do not match the architecture" in _error(
+        capsys, ["evaluate", str(foreign), "--model", "small-cnn", "--dataset", "embedded"]
+    )
+    assert "--n must be a positive integer" in _error(capsys, ["evaluate", std, "--n", "0", *out])
+    assert not (tmp_path / "out" / "results.json").exists()  # nothing half-written
+    assert "run `freqtail evaluate` on that run first" in _error(capsys, ["compare", std, bass])
+    assert "at least two runs" in _error(capsys, ["compare", std])
