@@ -402,11 +402,24 @@ def load_config(
     return config_from_dict(values, where=f"the config file {path}" if path else "the configuration")
 
 
-def config_to_yaml(config: TrainConfig) -> str:
-    """The config as YAML text, one key per line, in declaration order."""
+def mapping_to_yaml(values: Mapping[str, Any]) -> str:
+    """One ``key: value`` line per key, lists and mappings in flow style (``[100, 105]``, ``{width: 16}``)."""
+    import json
+
     import yaml
 
-    return yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None, width=110)
+    lines = []
+    for key, value in values.items():
+        if isinstance(value, (list, tuple, dict)):
+            lines.append(f"{key}: {json.dumps(_plain(value))}")
+        else:
+            lines.append(yaml.safe_dump({key: value}, default_flow_style=False, width=1000).strip())
+    return "\n".join(lines) + "\n"
+
+
+def config_to_yaml(config: TrainConfig) -> str:
+    """The config as YAML text, one key per line, in declaration order."""
+    return mapping_to_yaml(config.to_dict())
 
 
 def config_differences(a: TrainConfig, b: TrainConfig) -> list[str]:

@@ -1,0 +1,167 @@
+"""The trainer's data: datasets from :func:`freqtail.data.build_dataset`, fixed subsets, AugMix
+branches, per-sample seeding, the epoch sampler and the evaluation shards.
+
+Reproducibility contract (what makes ``--resume`` bit-exact and N processes equal to one):
+
+* the training order of epoch ``e`` is a permutation drawn from ``(seed, e)`` by a
+  ``DistributedSampler`` (rank ``r`` of ``W`` takes positions ``r, r + W, ...``);
+* the sampler yields ``(epoch, index)`` keys, and :class:`SeededItems` draws the augmentation of
+  sample ``index`` in epoch ``e`` from torch's RNG seeded with ``(seed, e, index)``, saving and
+  restoring the RNG around it — independent of workers, processes and batches;
+* each item also carries a per-sample seed for the attack's random start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import Dataset, DistributedSampler, Sampler, Subset
+
+from freqtail.train.rng import derive_seed
+
+
+def fixed_subset(dataset: Dataset, size: int | None, seed: int, stream_key: int) -> Dataset:
+    """A fixed random subset of ``size`` items (sorted indices; the same for every epoch), or ``dataset``."""
+    if size is None or size >= len(dataset):
+        return dataset
+    generator = torch.Generator().manual_seed(derive_seed(seed, "subset", stream_key))
+    indices = torch.randperm(len(dataset), generator=generator)[:size].sort().values.tolist()
+    subset = Subset(dataset, indices)
+    for attribute in ("classes", "num_classes", "image_size", "name"):
+        if hasattr(dataset, attribute):
+            setattr(subset, attribute, getattr(dataset, attribute))
+    return subset
+
+
+class SeededItems(Dataset):
+    """Wraps a dataset so item ``(epoch, index)`` is ``(inputs, label, noise_seed)``, reproducibly.
+
+    The base item is computed with torch's global CPU RNG seeded from ``(seed, epoch, index)``; the
+    caller's RNG state is restored afterwards. A plain integer key means epoch 0.
+    """
+
+    def __init__(self, base: Dataset, seed: int) -> None:
+        self.base = base
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: int | tuple[int, int]):
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        state = torch.get_rng_state()
+        torch.default_generator.manual_seed(derive_seed(self.seed, "sample", epoch, index))
+        try:
+            inputs, label = self.base[index]
+        finally:
+            torch.set_rng_state(state)
+        return inputs, label, derive_seed(self.seed, "noise", epoch, index)
+
+
+class EpochSampler(DistributedSampler):
+    """A ``DistributedSampler`` that yields ``(epoch, index)`` keys and can skip a resumed epoch's start.
+
+    ``set_epoch(epoch, skip)`` selects the epoch's permutation and drops its first ``skip`` indices
+    of this rank (the batches already trained before an interruption).
+    """
+
+    def __init__(self, dataset: Dataset, *, num_replicas: int, rank: int, seed: int, drop_last: bool) -> None:
+        super().__init__(
+            dataset,
+            num_replicas=num_replicas,
+            rank=rank,
+            shuffle=True,
+            seed=derive_seed(seed, "sampler"),
+            drop_last=drop_last,
+        )
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        super().set_epoch(epoch)
+        self.skip = int(skip)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        indices = list(super().__iter__())[self.skip :]
+        return iter([(self.epoch, index) for index in indices])
+
+    def __len__(self) -> int:
+        return max(self.num_samples - self.skip, 0)
+
+
+class ShardSampler(Sampler):
+    """Positions ``rank, rank + world, ...`` of ``range(n)``: an evaluation shard, no padding, no repeats."""
+
+    def __init__(self, n: int, rank: int, world: int) -> None:
+        self.n, self.rank, self.world = n, rank, world
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.n, self.world))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.world))
+
+
+def _seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: seed numpy and ``random`` from the worker's torch seed."""
+    import random
+
+    import numpy as np
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)  # noqa: NPY002 - third-party code may use the legacy global state
+    random.seed(seed)
+
+
+def build_train_data(config):
+    """The training dataset (before seeding): build_dataset + subset + AugMix branches if needed."""
+    from freqtail.data import build_dataset
+
+    base = build_dataset(
+        config.dataset,
+        "train",
+        config.data_root,
+        bass=config.bass,
+        gamma=config.gamma,
+        strength=config.bass_strength,
+        augment=config.augment,
+    )
+    base = fixed_subset(base, config.train_subset, config.seed, 0)
+    if config.objective_name == "augmix":
+        from freqtail.train.augmix import AugMixDataset
+
+        base = AugMixDataset(
+            base,
+            width=config.augmix_width,
+            depth=config.augmix_depth,
+            severity=config.augmix_severity,
+            alpha=config.augmix_alpha,
+            bass_branch=config.uses_bass_branch,
+            bass_strength=config.bass_strength,
+        )
+    return base
+
+
+def build_test_data(config):
+    """The test dataset: original, or BaSS-converted when ``bass == "dataset"`` (the domain protocol)."""
+    from freqtail.data import build_dataset
+
+    bass = "dataset" if config.bass == "dataset" else None
+    test = build_dataset(config.dataset, "test", config.data_root, bass=bass, strength=config.bass_strength)
+    return fixed_subset(test, config.test_subset, config.seed, 1)
+
+
+def train_loader(dataset: Dataset, sampler: EpochSampler, per_rank_batch: int, config, pin_memory: bool):
+    """The DataLoader of the seeded training items (persistent workers when ``num_workers > 0``)."""
+    generator = torch.Generator().manual_seed(derive_seed(config.seed, "loader"))
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=per_rank_batch,
+        sampler=sampler,
+        num_workers=config.num_workers,
+        drop_last=config.drop_last,
+        pin_memory=pin_memory,
+        persistent_workers=config.num_workers > 0,
+        worker_init_fn=_seed_worker,
+        generator=generator,
+    )

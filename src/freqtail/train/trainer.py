@@ -1,0 +1,728 @@
+"""One trainer for every objective: SGD, schedules, AMP on CUDA, DDP under torchrun, resumable runs.
+
+A run lives in one folder (DESIGN.md): ``runs/NAME/{config.yaml, metrics.jsonl, checkpoints/}``.
+After every epoch rank 0 writes a checkpoint (``last``; also ``best`` when the epoch improved the
+run's best metric) and rewrites ``metrics.jsonl`` (one JSON record per epoch). A stop request
+(Ctrl-C / SIGTERM, or :meth:`Trainer.request_stop`) finishes the current optimiser step and writes
+an ``interrupted`` checkpoint at that step; ``resume=True`` continues from ``last`` and reaches the
+same final weights and metrics as an uninterrupted run (bit for bit on CPU, one process).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from freqtail.errors import CheckpointError, ConfigError
+from freqtail.io import atomic_write_text
+from freqtail.train import distributed as D
+from freqtail.train.checkpoint import load_checkpoint, read_pointer, save_checkpoint
+from freqtail.train.config import (
+    RUNTIME_KEYS,
+    TrainConfig,
+    config_differences,
+    config_from_dict,
+    config_to_yaml,
+    read_config_file,
+)
+from freqtail.train.rng import capture_rng_state, derive_seed, restore_rng_state, seed_everything
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINTS_DIR = "checkpoints"
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did.
+
+    Attributes:
+        run_dir: the run folder.
+        status: ``"complete"``, ``"interrupted"`` (a resumable checkpoint was written) or
+            ``"already-complete"`` (``resume`` found a finished run; nothing was trained).
+        epochs_completed, global_step: progress at return.
+        history: the per-epoch metric records (as in ``metrics.jsonl``).
+        best: ``{"metric", "value", "epoch"}`` of the best checkpoint, or None.
+    """
+
+    run_dir: Path
+    status: str
+    epochs_completed: int
+    global_step: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+
+
+# ----------------------------------------------------------------------------- run folder
+def _stored_config(run_dir: Path) -> TrainConfig | None:
+    try:
+        return config_from_dict(read_config_file(run_dir / CONFIG_FILE), where=f"{run_dir / CONFIG_FILE}")
+    except ConfigError:
+        return None
+
+
+def prepare_run_dir(run_dir: Path, config: TrainConfig, *, resume: bool, force: bool) -> str:
+    """Decide how to use ``run_dir``: ``"fresh"`` (start over) or ``"resume"``.
+
+    Rules: an empty or new folder starts fresh; a folder holding a run is never overwritten without
+    ``force`` (which removes only freqtail's files there: config.yaml, metrics.jsonl, checkpoints/);
+    ``resume`` continues a run with the same config (runtime keys such as num_workers may differ)
+    and starts fresh when the run has no checkpoint yet.
+
+    Raises:
+        ConfigError: the folder holds a different run, the same run without ``resume``, or other files.
+    """
+    import shutil
+
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.exists():
+        others = [p.name for p in run_dir.iterdir()] if run_dir.is_dir() else []
+        if others and not force:
+            raise ConfigError(
+                f"The folder {run_dir} is not empty and holds no freqtail run; choose another --out "
+                "or pass --force to write the run there anyway."
+            )
+        return "fresh"
+    if force:
+        config_path.unlink()
+        (run_dir / METRICS_FILE).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / CHECKPOINTS_DIR, ignore_errors=True)
+        return "fresh"
+    stored = _stored_config(run_dir)
+    differences = config_differences(stored, config) if stored is not None else ["(unreadable config.yaml)"]
+    if differences:
+        raise ConfigError(
+            f"The folder {run_dir} holds a different run (differing keys: {', '.join(differences)}); "
+            "choose another --out, or pass --force to replace it."
+        )
+    if not resume:
+        raise ConfigError(
+            f"The folder {run_dir} already holds this run; "
+            "pass --resume to continue it or --force to start over."
+        )
+    if read_pointer(run_dir / CHECKPOINTS_DIR, "last") is None:
+        return "fresh"
+    return "resume"
+
+
+# ----------------------------------------------------------------------------- stop requests
+class StopRequest:
+    """Turns SIGINT / SIGTERM into a polite stop: finish the step, write a checkpoint, return.
+
+    A second Ctrl-C raises KeyboardInterrupt at once (the last epoch's checkpoint stays on disk).
+    Handlers are only installed in the main thread and are restored on exit.
+    """
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.requested = False
+        self._log = log
+        self._previous: dict[int, Any] = {}
+
+    def request(self) -> None:
+        self.requested = True
+
+    def _handle(self, signum, frame) -> None:
+        if signum == signal.SIGINT and self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        self._log(f"{name}: stopping after this step and writing a checkpoint (Ctrl-C again aborts at once).")
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+# ----------------------------------------------------------------------------- the trainer
+@dataclass
+class _Accumulator:
+    """Per-epoch sums on this rank: loss * n, correct, n, and each loss term * n."""
+
+    loss: float = 0.0
+    correct: float = 0.0
+    count: float = 0.0
+    terms: dict[str, float] = field(default_factory=dict)
+
+    def as_list(self, names: Sequence[str]) -> list[float]:
+        return [self.loss, self.correct, self.count, *(self.terms.get(n, 0.0) for n in names)]
+
+    @classmethod
+    def from_list(cls, values: Sequence[float], names: Sequence[str]) -> _Accumulator:
+        return cls(values[0], values[1], values[2], dict(zip(names, values[3:], strict=True)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"loss": self.loss, "correct": self.correct, "count": self.count, "terms": dict(self.terms)}
+
+
+def _to_device(inputs, device: torch.device):
+    if isinstance(inputs, (tuple, list)):
+        return tuple(x.to(device, non_blocking=True) for x in inputs)
+    return inputs.to(device, non_blocking=True)
+
+
+def _log_to_stderr(message: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
+class Trainer:
+    """Builds data, model, optimiser and objective from a config and runs the epochs.
+
+    Use :func:`train`; this class is exposed for callbacks (``on_step(trainer)``,
+    ``on_epoch_end(trainer, record)``), which may call :meth:`request_stop`.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | Path,
+        dist_info: D.DistInfo,
+        *,
+        log: Callable[[str], None] | None = None,
+        callbacks: Sequence[Any] = (),
+    ) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.dist = dist_info
+        self.callbacks = list(callbacks)
+        main_log = log if log is not None else _log_to_stderr
+        self.log = main_log if dist_info.is_main else (lambda message: None)
+        self.stop = StopRequest(self.log)
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self.epoch = 0  # index of the epoch in progress (0-based)
+        self.step_in_epoch = 0
+        self.global_step = 0
+
+    # --------------------------------------------------------------- public helpers
+    def request_stop(self) -> None:
+        """Stop after the current optimiser step, writing a resumable checkpoint."""
+        self.stop.request()
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.run_dir / CHECKPOINTS_DIR
+
+    # --------------------------------------------------------------- setup
+    def _check_config(self) -> None:
+        c, world = self.config, self.dist.world_size
+        if c.batch_size % world:
+            raise ConfigError(
+                f"The global batch_size {c.batch_size} must be divisible by the {world} processes "
+                f"(each process takes batch_size / {world})."
+            )
+        if c.amp != "none" and self.dist.device.type != "cuda":
+            raise ConfigError(
+                f"Mixed precision (amp: {c.amp}) runs on CUDA only; set amp: none on {self.dist.device}."
+            )
+        if c.sync_bn and self.dist.device.type != "cuda":
+            raise ConfigError("sync_bn needs CUDA (PyTorch's SyncBatchNorm does not run on CPU).")
+
+    def _build(self) -> None:
+        from freqtail.data import dataset_info
+        from freqtail.models import build_model_from_spec, model_spec
+        from freqtail.train.data import (
+            EpochSampler,
+            SeededItems,
+            build_test_data,
+            build_train_data,
+            train_loader,
+        )
+        from freqtail.train.objectives import Branches, build_objective
+        from freqtail.train.schedules import schedule_from_config
+
+        c, device = self.config, self.dist.device
+        base_train = build_train_data(c)
+        self.train_data = SeededItems(base_train, c.seed)
+        self.test_data = build_test_data(c)
+        num_classes = base_train.num_classes
+        image_size = int(base_train.image_size[0])
+        normalize = c.normalize
+        if normalize == "dataset":
+            info = dataset_info(c.dataset)
+            normalize = {"mean": list(info.mean), "std": list(info.std)}
+        self.spec = model_spec(
+            c.model,
+            num_classes,
+            image_size,
+            3,
+            normalize=normalize,
+            bass_front=c.bass_strength if c.bass == "dataset" else None,
+            options=c.model_options,
+        )
+        seed_everything(derive_seed(c.seed, "init"))
+        self.model = build_model_from_spec(self.spec, with_front=False).to(device)
+        if c.sync_bn and self.dist.enabled:
+            self.model.backbone = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model.backbone)
+        branches = Branches(self.model)
+        if self.dist.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            self.forward = torch.nn.parallel.DistributedDataParallel(branches, device_ids=ids)
+        else:
+            self.forward = branches
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            lr=c.lr,
+            momentum=c.momentum,
+            weight_decay=c.weight_decay,
+            nesterov=c.nesterov,
+        )
+        self.scaler = torch.amp.GradScaler("cuda") if c.amp == "fp16" else None
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(c.amp)
+        self.objective = build_objective(c)
+        self.per_rank_batch = c.batch_size // self.dist.world_size
+        self.sampler = EpochSampler(
+            self.train_data,
+            num_replicas=self.dist.world_size,
+            rank=self.dist.rank,
+            seed=c.seed,
+            drop_last=c.drop_last,
+        )
+        self.loader = train_loader(
+            self.train_data, self.sampler, self.per_rank_batch, c, pin_memory=device.type == "cuda"
+        )
+        per_rank = self.sampler.num_samples
+        self.steps_per_epoch = (
+            per_rank // self.per_rank_batch if c.drop_last else -(-per_rank // self.per_rank_batch)
+        )
+        if self.steps_per_epoch < 1:
+            raise ConfigError(
+                f"The training set has {len(self.train_data)} images, "
+                f"fewer than one batch of {c.batch_size}; "
+                "lower batch_size or set drop_last: false."
+            )
+        self.total_steps = c.steps if c.steps is not None else c.epochs * self.steps_per_epoch
+        self.total_epochs = -(-self.total_steps // self.steps_per_epoch)
+        self.lr_at = schedule_from_config(c, self.steps_per_epoch, self.total_steps)
+        self.best_metric = self._best_metric_name()
+        self.robust_indices = self._robust_indices()
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+    def _best_metric_name(self) -> str:
+        c = self.config
+        if c.best_metric != "auto":
+            if c.best_metric == "test_robust_acc" and not self._robust_enabled():
+                raise ConfigError(
+                    "best_metric test_robust_acc needs an adversarial objective and robust_eval_examples > 0."
+                )
+            return c.best_metric
+        return "test_robust_acc" if self._robust_enabled() else "test_acc"
+
+    def _robust_enabled(self) -> bool:
+        return self.config.adversarial and self.config.robust_eval_examples > 0
+
+    def _robust_indices(self) -> list[int]:
+        if not self._robust_enabled():
+            return []
+        generator = torch.Generator().manual_seed(derive_seed(self.config.seed, "eval"))
+        order = torch.randperm(len(self.test_data), generator=generator)
+        return order[: self.config.robust_eval_examples].tolist()
+
+    # --------------------------------------------------------------- checkpoints
+    def _checkpoint_info(self, *, complete: bool, accumulator: _Accumulator | None) -> dict[str, Any]:
+        return {
+            "kind": "interrupted" if accumulator is not None else "epoch",
+            "epoch": self.epoch,  # completed epochs
+            "global_step": self.global_step,
+            "complete": complete,
+            "config": self.config.to_dict(),
+            "model_spec": self.spec,
+            "world_size": self.dist.world_size,
+            "progress": {
+                "epoch_in_progress": self.epoch if accumulator is not None else None,
+                "step_in_epoch": self.step_in_epoch if accumulator is not None else 0,
+                "accumulator": accumulator.to_json() if accumulator is not None else None,
+            },
+            "schedule": {
+                "name": self.config.schedule,
+                "global_step": self.global_step,
+                "steps_per_epoch": self.steps_per_epoch,
+                "total_steps": self.total_steps,
+                "next_lr": self.lr_at(self.global_step),
+            },
+            "grad_scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": capture_rng_state(),
+            "history": self.history,
+            "best": self.best,
+        }
+
+    def _save(self, *, complete: bool, improved: bool, accumulator: _Accumulator | None = None) -> None:
+        if not self.dist.is_main:
+            return
+        pointers = ("last", "best") if improved else ("last",)
+        extra = {"metric": self.best["metric"], "value": self.best["value"]} if improved else None
+        save_checkpoint(
+            self.checkpoints_dir,
+            model_state=self.model.state_dict(),
+            info=self._checkpoint_info(complete=complete, accumulator=accumulator),
+            optimizer_state=self.optimizer.state_dict(),
+            pointers=pointers,
+            pointer_extra=extra,
+        )
+
+    def _write_metrics(self) -> None:
+        if self.dist.is_main:
+            import json
+
+            text = "".join(json.dumps(record, allow_nan=False) + "\n" for record in self.history)
+            atomic_write_text(self.run_dir / METRICS_FILE, text)
+
+    def _restore(self) -> tuple[bool, _Accumulator | None]:
+        """Load the ``last`` checkpoint; returns (already complete, accumulator of a partial epoch)."""
+        checkpoint = load_checkpoint(self.run_dir, "last")
+        info = checkpoint.info
+        if info.get("config") is None or config_differences(config_from_dict(info["config"]), self.config):
+            raise CheckpointError(
+                f"The last checkpoint in {self.run_dir} was written by a different config; "
+                "pass --force to start over."
+            )
+        try:
+            self.model.load_state_dict(checkpoint.model_state)
+        except RuntimeError as err:
+            raise CheckpointError(f"The last checkpoint does not fit the model ({err}).") from None
+        optimizer_state = checkpoint.optimizer_state()
+        if optimizer_state is not None:
+            self.optimizer.load_state_dict(optimizer_state)
+        if self.scaler is not None and info.get("grad_scaler"):
+            self.scaler.load_state_dict(info["grad_scaler"])
+        self.history = list(info.get("history") or [])
+        self.best = info.get("best")
+        self.global_step = int(info["global_step"])
+        progress = info.get("progress") or {}
+        if progress.get("epoch_in_progress") is not None:
+            self.epoch = int(progress["epoch_in_progress"])
+            self.step_in_epoch = int(progress["step_in_epoch"])
+            saved = progress["accumulator"]
+            accumulator = _Accumulator(saved["loss"], saved["correct"], saved["count"], dict(saved["terms"]))
+            if not self.dist.is_main:  # rank 0 carries the reduced sums of the partial epoch
+                accumulator = _Accumulator(terms={k: 0.0 for k in accumulator.terms})
+            restore_rng_state(info["rng"])
+        else:
+            self.epoch = int(info["epoch"])
+            self.step_in_epoch = 0
+            accumulator = None
+        return bool(info.get("complete")), accumulator
+
+    # --------------------------------------------------------------- evaluation
+    def _evaluate(self) -> dict[str, Any]:
+        from freqtail.attacks import PGDConfig, robust_accuracy
+        from freqtail.train.data import ShardSampler
+
+        c, device = self.config, self.dist.device
+        D.broadcast_module_state(self.model, self.dist)
+        self.model.eval()
+        loader = torch.utils.data.DataLoader(
+            self.test_data,
+            batch_size=c.eval_batch_size,
+            sampler=ShardSampler(len(self.test_data), self.dist.rank, self.dist.world_size),
+            num_workers=c.num_workers,
+        )
+        correct = total = 0
+        with torch.no_grad():
+            for x, y in loader:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                correct += int((self.model(x).argmax(dim=1) == y).sum())
+                total += int(y.shape[0])
+        result: dict[str, Any] = {}
+        robust_correct = robust_total = 0
+        if self.robust_indices:
+            attack = PGDConfig(eps=c.eps_value, step_size=c.step_size_value, steps=c.robust_eval_steps)
+            chunks = [
+                self.robust_indices[i : i + c.eval_batch_size]
+                for i in range(0, len(self.robust_indices), c.eval_batch_size)
+            ]
+            for number, chunk in enumerate(chunks):
+                if number % self.dist.world_size != self.dist.rank:
+                    continue
+                items = [self.test_data[i] for i in chunk]
+                x = torch.stack([item[0] for item in items])
+                y = torch.tensor([item[1] for item in items])
+                ok, n = robust_accuracy(
+                    self.model,
+                    (x, y),
+                    attack,
+                    batch_size=len(chunk),
+                    generator=derive_seed(c.seed, "eval", number),
+                )
+                robust_correct += ok
+                robust_total += n
+            result["robust_attack"] = (
+                f"{attack.name} eps={c.eps} step={c.step_size} "
+                f"on {len(self.robust_indices)} fixed test images"
+            )
+        correct, total, robust_correct, robust_total = D.all_reduce_sum(
+            [correct, total, robust_correct, robust_total], self.dist
+        )
+        result["test_acc"] = correct / total
+        result["test_images"] = int(total)
+        if self.robust_indices:
+            result["test_robust_acc"] = robust_correct / robust_total
+            result["robust_examples"] = int(robust_total)
+        self.model.train()
+        return result
+
+    # --------------------------------------------------------------- the loop
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.autocast_dtype)
+
+    def _train_step(self, inputs, y, seeds, accumulator: _Accumulator) -> float:
+        lr = self.lr_at(self.global_step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        inputs = _to_device(inputs, self.dist.device)
+        y = y.to(self.dist.device, non_blocking=True)
+        with self._autocast():
+            out = self.objective(self.forward, self.model, inputs, y, seeds)
+        if not torch.isfinite(out.loss.detach()):
+            raise FloatingPointError(
+                f"The training loss became {float(out.loss)} at step {self.global_step}; "
+                "lower the learning rate or check the data."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(out.loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            out.loss.backward()
+            self.optimizer.step()
+        n = int(y.shape[0])
+        accumulator.loss += float(out.loss.detach()) * n
+        accumulator.correct += float((out.logits.detach().argmax(dim=1) == y).sum())
+        accumulator.count += n
+        for name, value in out.terms.items():
+            accumulator.terms[name] = accumulator.terms.get(name, 0.0) + float(value) * n
+        return lr
+
+    def _epoch_batches(self, skip_batches: int) -> Iterator:
+        self.sampler.set_epoch(self.epoch, skip_batches * self.per_rank_batch)
+        return iter(self.loader)
+
+    def run(self, *, resume: bool, force: bool) -> TrainResult:
+        self._check_config()
+        decision: dict[str, Any]
+        if self.dist.is_main:
+            try:
+                decision = {"mode": prepare_run_dir(self.run_dir, self.config, resume=resume, force=force)}
+            except ConfigError as err:
+                decision = {"error": str(err)}
+        else:
+            decision = {}
+        decision = D.broadcast_json(decision, self.dist)
+        if "error" in decision:
+            raise ConfigError(decision["error"])
+        self._build()
+        accumulator: _Accumulator | None = None
+        if decision["mode"] == "resume":
+            complete, accumulator = self._restore()
+            if complete:
+                self.log(
+                    f"The run in {self.run_dir} is already complete ({self.epoch} epochs); nothing to do."
+                )
+                return TrainResult(
+                    self.run_dir, "already-complete", self.epoch, self.global_step, self.history, self.best
+                )
+            where = (
+                f"epoch {self.epoch + 1}, step {self.step_in_epoch}"
+                if accumulator
+                else f"epoch {self.epoch + 1}"
+            )
+            self.log(f"Resuming {self.run_dir} at {where} (global step {self.global_step}).")
+        elif self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / CONFIG_FILE, config_to_yaml(self.config))
+            atomic_write_text(self.run_dir / METRICS_FILE, "")
+        D.barrier(self.dist)
+        with self.stop:
+            return self._loop(accumulator)
+
+    def _loop(self, accumulator: _Accumulator | None) -> TrainResult:
+        from tqdm.auto import tqdm
+
+        c = self.config
+        term_names: list[str] = []
+        while self.global_step < self.total_steps:
+            resumed_mid_epoch = accumulator is not None
+            if not resumed_mid_epoch:
+                accumulator = _Accumulator()
+                torch.manual_seed(derive_seed(c.seed, "epoch", self.epoch, self.dist.rank))
+            steps_this_epoch = min(self.steps_per_epoch, self.total_steps - self.epoch * self.steps_per_epoch)
+            self.model.train()
+            started = time.perf_counter()
+            images_now = 0
+            lr = self.lr_at(self.global_step)
+            bar = tqdm(
+                total=steps_this_epoch,
+                initial=self.step_in_epoch,
+                desc=f"epoch {self.epoch + 1}/{self.total_epochs}",
+                unit="step",
+                disable=not (c.progress and self.dist.is_main),
+                leave=False,
+                dynamic_ncols=True,
+            )
+            stopped = False
+            for inputs, y, seeds in self._epoch_batches(self.step_in_epoch):
+                if self.step_in_epoch >= steps_this_epoch:
+                    break
+                lr = self._train_step(inputs, y, seeds, accumulator)
+                self.global_step += 1
+                self.step_in_epoch += 1
+                images_now += int(y.shape[0]) * self.dist.world_size
+                bar.update(1)
+                if self.dist.is_main and (
+                    self.step_in_epoch % 10 == 0 or self.step_in_epoch == steps_this_epoch
+                ):
+                    elapsed = max(time.perf_counter() - started, 1e-9)
+                    bar.set_postfix(
+                        loss=f"{accumulator.loss / accumulator.count:.3f}",
+                        acc=f"{accumulator.correct / accumulator.count:.3f}",
+                        img_s=f"{images_now / elapsed:.0f}",
+                    )
+                for callback in self.callbacks:
+                    if hasattr(callback, "on_step"):
+                        callback.on_step(self)
+                if D.any_rank(self.stop.requested, self.dist) and self.step_in_epoch < steps_this_epoch:
+                    stopped = True
+                    break
+            bar.close()
+            train_time = time.perf_counter() - started
+            term_names = sorted(accumulator.terms)
+            if stopped:
+                reduced = _Accumulator.from_list(
+                    D.all_reduce_sum(accumulator.as_list(term_names), self.dist), term_names
+                )
+                self._save(complete=False, improved=False, accumulator=reduced)
+                self.log(
+                    f"Stopped at epoch {self.epoch + 1}, step {self.step_in_epoch} of {steps_this_epoch}; "
+                    f"checkpoint written to {self.checkpoints_dir}; continue with --resume."
+                )
+                return TrainResult(
+                    self.run_dir, "interrupted", self.epoch, self.global_step, self.history, self.best
+                )
+            record = self._finish_epoch(accumulator, term_names, lr, train_time, images_now, started)
+            accumulator = None
+            for callback in self.callbacks:
+                if hasattr(callback, "on_epoch_end"):
+                    callback.on_epoch_end(self, record)
+            if D.any_rank(self.stop.requested, self.dist) and self.global_step < self.total_steps:
+                self.log(f"Stopped after epoch {self.epoch}; continue with --resume.")
+                return TrainResult(
+                    self.run_dir, "interrupted", self.epoch, self.global_step, self.history, self.best
+                )
+        return TrainResult(self.run_dir, "complete", self.epoch, self.global_step, self.history, self.best)
+
+    def _finish_epoch(self, accumulator, term_names, lr, train_time, images_now, started) -> dict[str, Any]:
+        c = self.config
+        totals = _Accumulator.from_list(
+            D.all_reduce_sum(accumulator.as_list(term_names), self.dist), term_names
+        )
+        last_epoch = self.global_step >= self.total_steps
+        evaluate = last_epoch or (self.epoch + 1) % c.eval_every == 0
+        eval_started = time.perf_counter()
+        evaluation = self._evaluate() if evaluate else {}
+        eval_time = time.perf_counter() - eval_started
+        record: dict[str, Any] = {
+            "epoch": self.epoch + 1,
+            "global_step": self.global_step,
+            "lr": lr,
+            "train_loss": totals.loss / totals.count,
+            "train_acc": totals.correct / totals.count,
+            "train_terms": {name: totals.terms[name] / totals.count for name in term_names},
+            "train_images": int(totals.count),
+            "test_acc": evaluation.get("test_acc"),
+            "test_images": evaluation.get("test_images"),
+            "test_data": "bass-dataset" if c.bass == "dataset" else "original",
+        }
+        if self._robust_enabled():
+            record["test_robust_acc"] = evaluation.get("test_robust_acc")
+            record["robust_examples"] = evaluation.get("robust_examples")
+            record["robust_attack"] = evaluation.get("robust_attack")
+        improved = False
+        value = record.get(self.best_metric)
+        if value is not None and (self.best is None or value > self.best["value"]):
+            self.best = {"metric": self.best_metric, "value": value, "epoch": self.epoch + 1}
+            improved = True
+        record.update(
+            best=improved,
+            train_time=round(train_time, 3),
+            eval_time=round(eval_time, 3),
+            epoch_time=round(time.perf_counter() - started, 3),
+            images_per_second=round(images_now / max(train_time, 1e-9), 1),
+        )
+        self.history.append(record)
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self._save(complete=last_epoch, improved=improved)
+        self._write_metrics()
+        self.log(_epoch_line(record, self.total_epochs))
+        return record
+
+
+#: Keys of a metrics record that measure time, not what was computed (they differ between runs).
+TIMING_KEYS = ("train_time", "eval_time", "epoch_time", "images_per_second")
+
+
+def _epoch_line(record: dict[str, Any], total_epochs: int) -> str:
+    parts = [f"epoch {record['epoch']}/{total_epochs}", f"loss {record['train_loss']:.4f}"]
+    parts.append(f"train acc {100 * record['train_acc']:.1f}%")
+    if record.get("test_acc") is not None:
+        parts.append(f"test acc {100 * record['test_acc']:.1f}%")
+    if record.get("test_robust_acc") is not None:
+        parts.append(f"robust acc {100 * record['test_robust_acc']:.1f}%")
+    parts.append(f"lr {record['lr']:.4g}")
+    parts.append(f"{record['epoch_time']:.1f} s")
+    parts.append(f"{record['images_per_second']:.0f} img/s")
+    return ", ".join(parts) + (" (best)" if record["best"] else "")
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    log: Callable[[str], None] | None = None,
+    callbacks: Sequence[Any] = (),
+) -> TrainResult:
+    """Train a model as ``config`` says, in ``run_dir`` (see the module docstring for the folder).
+
+    Args:
+        config: a validated :class:`TrainConfig` (:func:`freqtail.train.load_config`).
+        run_dir: the run folder; refused if it holds another run (unless ``force``).
+        resume: continue the run in ``run_dir`` from its last checkpoint (same config required;
+            runtime keys ``num_workers``, ``progress``, ``device`` may differ).
+        force: replace the run in ``run_dir``.
+        log: where one-line messages go on rank 0 (default: stderr, above the progress bar).
+        callbacks: objects with optional ``on_step(trainer)`` / ``on_epoch_end(trainer, record)``.
+
+    Under ``torchrun`` every process calls this; rank 0 writes the folder.
+    """
+    joined_here = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    info = D.init_distributed(config.device)
+    try:
+        return Trainer(config, run_dir, info, log=log, callbacks=callbacks).run(resume=resume, force=force)
+    finally:
+        if joined_here:
+            D.shutdown(info)
+
+
+__all__ = ["RUNTIME_KEYS", "TIMING_KEYS", "TrainResult", "Trainer", "prepare_run_dir", "train"]

@@ -1,0 +1,187 @@
+"""The trainer: resume equals an uninterrupted run bit for bit, run-folder rules, checkpoints, workers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from freqtail.errors import ConfigError
+from freqtail.train import load_checkpoint, load_config, load_model_from_run
+from freqtail.train.trainer import TIMING_KEYS, train
+
+CLASSES = ("astronaut", "coffee", "brick", "moon")
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    """A 4-class, 96 + 48 image dataset in the embedded layout (natural 32x32 photo crops)."""
+    from freqtail.sample_photos import photo_crops
+
+    root = tmp_path_factory.mktemp("tiny-data")
+    for split, per_photo, seed in (("train", 24, 0), ("test", 12, 1)):
+        images = photo_crops(32, per_photo, seed=seed, names=CLASSES)
+        labels = np.repeat(np.arange(len(CLASSES)), per_photo)
+        np.save(root / f"{split}_images.npy", images)
+        np.save(root / f"{split}_labels.npy", labels)
+    (root / "meta.json").write_text(json.dumps({"classes": list(CLASSES)}))
+    return root
+
+
+def _config(root, **changes):
+    values = {
+        "dataset": "embedded",
+        "data_root": str(root),
+        "model": "small-cnn",
+        "model_options": {"width": 4},
+        "objective": "pgd-at",
+        "attack_steps": 1,
+        "robust_eval_examples": 16,
+        "robust_eval_steps": 2,
+        "eval_batch_size": 32,
+        "batch_size": 16,
+        "epochs": 3,
+        "lr": 0.05,
+        "schedule": "piecewise",
+        "milestones": [2],
+        "progress": False,
+    }
+    values.update(changes)
+    return load_config(overrides=values)
+
+
+def _quiet(message):
+    pass
+
+
+class StopAt:
+    """Callback that asks the trainer to stop at (epoch index, step) or after an epoch."""
+
+    def __init__(self, epoch, step=None):
+        self.epoch, self.step = epoch, step
+
+    def on_step(self, trainer):
+        if self.step is not None and trainer.epoch == self.epoch and trainer.step_in_epoch == self.step:
+            trainer.request_stop()
+
+    def on_epoch_end(self, trainer, record):
+        if self.step is None and record["epoch"] == self.epoch:
+            trainer.request_stop()
+
+
+def _without_timing(history):
+    return [{k: v for k, v in record.items() if k not in TIMING_KEYS} for record in history]
+
+
+def _assert_same_run(a, b):
+    first, second = load_checkpoint(a, "last"), load_checkpoint(b, "last")
+    assert first.model_state.keys() == second.model_state.keys()
+    for key, value in first.model_state.items():
+        assert torch.equal(value, second.model_state[key]), key
+    opt_a, opt_b = first.optimizer_state(), second.optimizer_state()
+    for pid, entries in opt_a["state"].items():
+        assert torch.equal(entries["momentum_buffer"], opt_b["state"][pid]["momentum_buffer"])
+    assert _without_timing(first.info["history"]) == _without_timing(second.info["history"])
+    lines_a = [json.loads(line) for line in (a / "metrics.jsonl").read_text().splitlines()]
+    lines_b = [json.loads(line) for line in (b / "metrics.jsonl").read_text().splitlines()]
+    assert _without_timing(lines_a) == _without_timing(lines_b) == _without_timing(first.info["history"])
+    assert first.info["best"] == second.info["best"]
+
+
+@pytest.mark.parametrize(
+    ("objective", "stop"),
+    [
+        ("pgd-at", StopAt(1)),
+        ("pgd-at", StopAt(1, step=2)),
+        ("augmix-bass", StopAt(1, step=3)),
+        ("trades", StopAt(2)),
+    ],
+    ids=["pgd-at-after-epoch-1", "pgd-at-mid-epoch-2", "augmix-bass-mid-epoch-2", "trades-after-epoch-2"],
+)
+def test_stop_and_resume_equals_uninterrupted_training(tmp_path, tiny_root, objective, stop):
+    config = _config(tiny_root, objective=objective)
+    reference = train(config, tmp_path / "reference", log=_quiet)
+    assert reference.status == "complete" and reference.epochs_completed == 3
+
+    interrupted = train(config, tmp_path / "resumed", log=_quiet, callbacks=[stop])
+    assert interrupted.status == "interrupted"
+    finished = train(config, tmp_path / "resumed", resume=True, log=_quiet)
+    assert finished.status == "complete" and finished.global_step == reference.global_step
+    _assert_same_run(tmp_path / "reference", tmp_path / "resumed")
+    again = train(config, tmp_path / "resumed", resume=True, log=_quiet)
+    assert again.status == "already-complete"
+
+
+def test_workers_do_not_change_the_result(tmp_path, tiny_root):
+    config = _config(tiny_root, objective="erm", epochs=1)
+    train(config, tmp_path / "zero", log=_quiet)
+    train(config.replace(num_workers=2), tmp_path / "two", log=_quiet)
+    _assert_same_run(tmp_path / "zero", tmp_path / "two")
+
+
+def test_run_folder_is_protected(tmp_path, tiny_root):
+    config = _config(tiny_root, objective="erm", epochs=1)
+    run = tmp_path / "run"
+    train(config, run, log=_quiet)
+    with pytest.raises(ConfigError, match="already holds this run.*--resume"):
+        train(config, run, log=_quiet)
+    with pytest.raises(ConfigError, match=r"different run \(differing keys: lr\)"):
+        train(config.replace(lr=0.01), run, resume=True, log=_quiet)
+    # runtime keys may change on resume
+    assert train(config.replace(num_workers=1), run, resume=True, log=_quiet).status == "already-complete"
+    result = train(config.replace(lr=0.01), run, force=True, log=_quiet)
+    assert result.status == "complete" and "lr: 0.01" in (run / "config.yaml").read_text()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not empty and holds no freqtail run"):
+        train(config, tmp_path / "other", log=_quiet)
+    # resume of a folder without a checkpoint starts fresh
+    assert train(config, tmp_path / "new", resume=True, log=_quiet).status == "complete"
+
+
+def test_best_checkpoint_reproduces_its_recorded_metrics(tmp_path, tiny_root):
+    config = _config(tiny_root, objective="erm", epochs=3, lr=0.1)
+    result = train(config, tmp_path / "run", log=_quiet)
+    model, info = load_model_from_run(tmp_path / "run")  # best by test_acc for erm
+    assert info["best"]["metric"] == "test_acc" and info["best"]["epoch"] == info["epoch"]
+    record = result.history[info["epoch"] - 1]
+    assert record["best"] and info["best"]["value"] == max(r["test_acc"] for r in result.history)
+    from freqtail.data import build_dataset
+
+    test = build_dataset("embedded", "test", tiny_root)
+    x, y = test.tensors()
+    with torch.no_grad():
+        accuracy = int((model(x).argmax(1) == y).sum()) / len(y)
+    assert accuracy == pytest.approx(record["test_acc"], abs=1e-12)
+    assert info["model_spec"]["normalize"] is not None and info["model_spec"]["bass_front"] is None
+
+
+def test_adversarial_runs_pick_best_by_robust_accuracy_and_record_the_attack(tmp_path, tiny_root):
+    result = train(_config(tiny_root, epochs=1), tmp_path / "run", log=_quiet)
+    record = result.history[0]
+    assert result.best["metric"] == "test_robust_acc"
+    assert record["robust_examples"] == 16 and 0.0 <= record["test_robust_acc"] <= record["test_acc"] + 0.5
+    assert record["robust_attack"].startswith("pgd-2-ce eps=8/255 step=2/255")
+    assert record["test_data"] == "original"
+
+
+def test_bass_dataset_run_records_the_bass_front_for_end_to_end_use(tmp_path, tiny_root):
+    result = train(
+        _config(tiny_root, objective="erm", epochs=1, bass="dataset"), tmp_path / "run", log=_quiet
+    )
+    assert result.history[0]["test_data"] == "bass-dataset"
+    end_to_end, info = load_model_from_run(tmp_path / "run")
+    domain, _ = load_model_from_run(tmp_path / "run", with_front=False)
+    assert end_to_end.front is not None and domain.front is None
+    assert info["data"]["bass"] == "dataset"
+
+
+def test_steps_mode_stops_at_the_step_count(tmp_path, tiny_root):
+    result = train(
+        _config(tiny_root, objective="erm", steps=8, schedule="cosine"), tmp_path / "run", log=_quiet
+    )
+    assert result.global_step == 8 and result.epochs_completed == 2  # 6 steps per epoch, then 2
+    assert [r["global_step"] for r in result.history] == [6, 8]
+    assert result.history[-1]["lr"] == pytest.approx(0.05 * 0.5 * (1 + np.cos(np.pi * 7 / 8)))
