@@ -9,46 +9,46 @@
 Each takes an ``nn.Module`` and labelled data (``(images, labels)``, a dataset or a loader) and
 returns a result object with ``to_dict()`` and ``save(path)``; figures live in
 :mod:`freqtail.report.analysis_figures`.
+
+The names below load their module on first use, so that the command line can read
+:mod:`freqtail.analysis.constants` and :mod:`freqtail.analysis.runs` without importing torch.
 """
 
 from __future__ import annotations
 
-from freqtail.analysis.fourier import HalfPlane, conjugate_half_plane, fourier_basis
-from freqtail.analysis.heatmap import DEFAULT_EPS, HeatmapResult, fourier_heatmap
-from freqtail.analysis.landscape import (
-    LandscapeResult,
-    filter_normalized_direction,
-    grid_coordinates,
-    loss_landscape,
-)
-from freqtail.analysis.sensitivity import (
-    DEFAULT_RANK_FRACTIONS,
-    DEFAULT_TOP_FRACTION,
-    SensitivityAccumulator,
-    SensitivityResult,
-    frequency_sensitivity,
-    gradient_magnitudes,
-    input_gradients,
-    radius_density,
-)
+import importlib
 
-__all__ = [
-    "DEFAULT_EPS",
-    "DEFAULT_RANK_FRACTIONS",
-    "DEFAULT_TOP_FRACTION",
-    "HalfPlane",
-    "HeatmapResult",
-    "LandscapeResult",
-    "SensitivityAccumulator",
-    "SensitivityResult",
-    "conjugate_half_plane",
-    "filter_normalized_direction",
-    "fourier_basis",
-    "fourier_heatmap",
-    "frequency_sensitivity",
-    "gradient_magnitudes",
-    "grid_coordinates",
-    "input_gradients",
-    "loss_landscape",
-    "radius_density",
-]
+_EXPORTS = {
+    "DEFAULT_EPS": "constants",
+    "DEFAULT_RANK_FRACTIONS": "constants",
+    "DEFAULT_TOP_FRACTION": "constants",
+    "SIGN_MODES": "constants",
+    "HalfPlane": "fourier",
+    "conjugate_half_plane": "fourier",
+    "fourier_basis": "fourier",
+    "HeatmapResult": "heatmap",
+    "fourier_heatmap": "heatmap",
+    "LandscapeResult": "landscape",
+    "filter_normalized_direction": "landscape",
+    "grid_coordinates": "landscape",
+    "loss_landscape": "landscape",
+    "SensitivityAccumulator": "sensitivity",
+    "SensitivityResult": "sensitivity",
+    "frequency_sensitivity": "sensitivity",
+    "gradient_magnitudes": "sensitivity",
+    "input_gradients": "sensitivity",
+    "radius_density": "sensitivity",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        module = importlib.import_module(f"freqtail.analysis.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -36,13 +36,10 @@ from freqtail.analysis._data import (
     eval_mode,
     model_device,
 )
+from freqtail.analysis.constants import DEFAULT_EPS, SIGN_MODES
 from freqtail.analysis.fourier import conjugate_half_plane, fourier_basis
 from freqtail.errors import InputError
 from freqtail.io import atomic_write
-
-#: Yin et al.'s perturbation norm for CIFAR-10 (L2, per channel, [0, 1] scale).
-DEFAULT_EPS = 4.0
-SIGN_MODES = ("image", "channel")
 
 __all__ = ["DEFAULT_EPS", "SIGN_MODES", "HeatmapResult", "fourier_heatmap"]
 

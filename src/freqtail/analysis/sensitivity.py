@@ -40,15 +40,12 @@ from freqtail.analysis._data import (
     labelled_batches,
     model_device,
 )
+from freqtail.analysis.constants import DEFAULT_RANK_FRACTIONS, DEFAULT_TOP_FRACTION
 from freqtail.analysis.fourier import conjugate_half_plane
 from freqtail.errors import InputError
 from freqtail.io import atomic_write
 from freqtail.spectrum import DEFAULT_RATIO, nyquist_radius
 
-#: Rank positions shown in Fig. 2's second row, as fractions of the rank axis (0 = largest |c|).
-DEFAULT_RANK_FRACTIONS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-#: Share of coefficients (largest magnitudes first) whose HFC share is reported.
-DEFAULT_TOP_FRACTION = 0.1
 #: Number of radii at which the kernel densities are evaluated.
 DENSITY_POINTS = 200
 

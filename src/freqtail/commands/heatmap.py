@@ -10,7 +10,7 @@ EXAMPLE = "freqtail heatmap runs/demo --eps 4.0 --n 100"
 
 
 def register(subparsers) -> None:
-    from freqtail.analysis.heatmap import DEFAULT_EPS, SIGN_MODES
+    from freqtail.analysis.constants import DEFAULT_EPS, SIGN_MODES
     from freqtail.analysis.runs import add_run_arguments
 
     parser = add_parser(

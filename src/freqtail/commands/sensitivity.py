@@ -10,6 +10,7 @@ EXAMPLE = "freqtail sensitivity runs/demo --n 1000"
 
 
 def register(subparsers) -> None:
+    from freqtail.analysis.constants import DEFAULT_TOP_FRACTION
     from freqtail.analysis.runs import add_run_arguments
 
     parser = add_parser(
@@ -28,8 +29,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--top",
         type=float,
-        default=0.1,
-        help="share of coefficients counted as 'top' for the HFC share (0.1)",
+        default=DEFAULT_TOP_FRACTION,
+        help=f"share of coefficients counted as 'top' for the HFC share (default {DEFAULT_TOP_FRACTION:g})",
     )
     parser.set_defaults(func=run)
 
