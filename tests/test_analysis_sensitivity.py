@@ -199,8 +199,23 @@ def test_default_boundary_is_measured_on_the_same_images(cnn_case):
     result = frequency_sensitivity(model, (images, labels), n=8)
     assert result.num_images == 8
     assert result.spectrum is not None
-    assert result.boundary_band == summarize(images[:8]).boundary_band
+    # The documented subset: 8 of 10 indices drawn without replacement by default_rng(0), sorted.
+    chosen = np.sort(np.random.default_rng(0).choice(10, size=8, replace=False))
+    assert result.boundary_band == summarize(images[chosen]).boundary_band
     assert json.loads(json.dumps(result.to_dict(), allow_nan=False))["spectrum"]["num_images"] == 8
+
+
+def test_n_selects_a_fixed_subset_across_a_class_sorted_set():
+    from freqtail.analysis._data import collect
+
+    images = torch.arange(40, dtype=torch.float32).reshape(40, 1, 1, 1).expand(40, 1, 2, 2) / 40
+    labels = torch.arange(40) // 10  # class-sorted: 4 classes of 10
+    x, y = collect((images, labels), n=8)
+    picked = (x[:, 0, 0, 0] * 40).round().long()
+    assert picked.tolist() == np.sort(np.random.default_rng(0).choice(40, size=8, replace=False)).tolist()
+    assert len(set(y.tolist())) > 1  # not just the first class
+    assert torch.equal(collect((images, labels), n=8)[0], x)  # the same images every time
+    assert collect((images, labels), n=100)[0].shape[0] == 40
 
 
 def test_accepts_a_dataset_and_a_loader(cnn_case):
@@ -210,11 +225,16 @@ def test_accepts_a_dataset_and_a_loader(cnn_case):
     dataset = ArrayDataset(images, labels.numpy(), ["a", "b", "c", "d"])
     from_pair = frequency_sensitivity(model, (images, labels), boundary_band=3, n=7)
     from_dataset = frequency_sensitivity(model, dataset, boundary_band=3, n=7, batch_size=4)
+    assert from_dataset.num_images == 7
+    np.testing.assert_allclose(from_dataset.mean_sorted_magnitude, from_pair.mean_sorted_magnitude, rtol=1e-4)
+    # An iterable of batches contributes its first n images.
     loader = torch.utils.data.DataLoader(dataset, batch_size=3)
     from_loader = frequency_sensitivity(model, loader, boundary_band=3, n=7)
-    for other in (from_dataset, from_loader):
-        assert other.num_images == 7
-        np.testing.assert_allclose(other.mean_sorted_magnitude, from_pair.mean_sorted_magnitude, rtol=1e-4)
+    first_seven = frequency_sensitivity(model, (images[:7], labels[:7]), boundary_band=3)
+    assert from_loader.num_images == 7
+    np.testing.assert_allclose(
+        from_loader.mean_sorted_magnitude, first_seven.mean_sorted_magnitude, rtol=1e-4
+    )
 
 
 # ---------------------------------------------------------------------------------------------------

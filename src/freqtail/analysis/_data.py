@@ -5,8 +5,13 @@ Every analysis accepts ``data`` as one of
 * a pair ``(images, labels)``: float tensor (N, C, H, W) in [0, 1] or uint8 numpy (N, H, W, C),
   and integer labels (N,) (tensor, numpy array or list);
 * a map-style dataset whose items are ``(float (C, H, W) in [0, 1], int)`` (what
-  :func:`freqtail.data.build_dataset` returns); its first ``n`` items are used, in order;
+  :func:`freqtail.data.build_dataset` returns);
 * any other iterable of ``(images (N, C, H, W), labels (N,))`` batches, e.g. a ``DataLoader``.
+
+With ``n`` smaller than the number of images, a pair or a dataset contributes a fixed subset:
+:func:`subset_indices` (``n`` indices drawn without replacement with seed 0, in increasing order), so
+that class-sorted test sets (the embedded set, ImageFolder datasets) are sampled across classes and
+every analysis of the same data sees the same images. An iterable contributes its first ``n`` images.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from torch import nn
 
 from freqtail.errors import InputError
 from freqtail.images import check_float_images, check_uint8_images, uint8_to_float
+
+#: Seed of the fixed image subset (:func:`subset_indices`).
+SUBSET_SEED = 0
 
 
 def check_count(n: Any, what: str = "n") -> int | None:
@@ -96,10 +104,19 @@ def _is_pair(data: Any) -> bool:
     )
 
 
+def subset_indices(total: int, n: int | None, seed: int = SUBSET_SEED) -> np.ndarray:
+    """The images used out of ``total`` when ``n`` are asked for: all of them if ``n`` is None or
+    ``n >= total``, else ``n`` distinct indices drawn with ``numpy.random.default_rng(seed)``, sorted."""
+    if n is None or n >= total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+
+
 def labelled_batches(
     data: Any, n: int | None = None, batch_size: int = 128
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(float32 (B, C, H, W), int64 (B,))`` CPU batches of the first ``n`` images (all if None).
+    """Yield ``(float32 (B, C, H, W), int64 (B,))`` CPU batches of ``n`` images (all if None; see the
+    module docstring for which).
 
     Raises:
         InputError: unsupported ``data``, bad images or labels, or no images at all.
@@ -109,17 +126,17 @@ def labelled_batches(
     if _is_pair(data):
         images = _as_images(data[0])
         labels = _as_labels(data[1], images.shape[0])
-        stop = images.shape[0] if n is None else min(n, images.shape[0])
-        for start in range(0, stop, batch_size):
-            end = min(start + batch_size, stop)
-            yield images[start:end], labels[start:end]
+        chosen = torch.from_numpy(subset_indices(images.shape[0], n))
+        if chosen.numel() < images.shape[0]:
+            images, labels = images[chosen], labels[chosen]
+        for start in range(0, images.shape[0], batch_size):
+            yield images[start : start + batch_size], labels[start : start + batch_size]
         return
     if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, bytes)):
         total = len(data)
         if total == 0:
             raise InputError("The dataset is empty.")
-        stop = total if n is None else min(n, total)
-        indices = list(range(stop))
+        indices = subset_indices(total, n).tolist()
         loader = torch.utils.data.DataLoader(
             torch.utils.data.Subset(data, indices), batch_size=batch_size, shuffle=False
         )
@@ -145,7 +162,8 @@ def labelled_batches(
 
 
 def collect(data: Any, n: int | None = None, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """All (first ``n``) images and labels in memory: float32 (N, C, H, W) and int64 (N,) on the CPU.
+    """All (or ``n``, see :func:`subset_indices`) images and labels in memory, on the CPU:
+    float32 (N, C, H, W) and int64 (N,).
 
     Raises:
         InputError: as :func:`labelled_batches`, or images of different sizes.

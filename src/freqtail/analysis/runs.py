@@ -40,7 +40,10 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_n: int, default_b
     )
     parser.add_argument("--data-root", metavar="DIR", help="folder holding the dataset")
     parser.add_argument(
-        "--n", type=positive_int, default=default_n, help=f"number of test images (default {default_n})"
+        "--n",
+        type=positive_int,
+        default=default_n,
+        help=f"number of test images, a fixed subset drawn with seed 0 (default {default_n})",
     )
     parser.add_argument(
         "--batch-size",

@@ -423,7 +423,8 @@ def frequency_sensitivity(
         boundary_band: the LFC/HFC boundary; None measures the 80/20 boundary of the same images with
             :class:`freqtail.spectrum.SpectrumAccumulator` during the pass (``result.spectrum``).
         ratio: the 80/20 ratio when the boundary is measured here.
-        n: use the first n images (default all).
+        n: number of images (default all; a fixed seeded subset of a pair or dataset, see
+            :func:`freqtail.analysis._data.subset_indices`).
         batch_size: images per forward/backward pass.
         rank_fractions, top_fraction: see :class:`SensitivityAccumulator`.
         progress: show a tqdm bar on stderr.
