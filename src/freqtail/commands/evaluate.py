@@ -47,7 +47,12 @@ def register(subparsers) -> None:
         help="auto (default: every one that applies), both, standard, domain or end-to-end",
     )
     parser.add_argument(
-        "--n", type=int, metavar="N", help="evaluate a seeded subset of N test images (default: all)"
+        "--n",
+        "--num-images",
+        dest="n",
+        type=int,
+        metavar="N",
+        help="evaluate a seeded subset of N test images (default: all)",
     )
     parser.add_argument("--eps", metavar="EPS", help="L-inf budget, e.g. 8/255 (default: run config / paper)")
     parser.add_argument("--step-size", metavar="STEP", help="PGD step (default: eps/4 or the run config's)")
@@ -176,7 +181,7 @@ def _checkpoint_facts(info: dict[str, Any], spec: dict[str, Any], digest: str) -
     data = info.get("data") or {}
     objective = info.get("objective")
     return {
-        "path": info.get("path"),
+        "path": str(Path(info["path"]).resolve()) if info.get("path") else None,
         "which": info.get("which"),
         "format": info.get("format"),
         "epoch": info.get("epoch"),
@@ -231,22 +236,48 @@ def _summary_line(record: dict[str, Any]) -> str:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from freqtail.evaluate import parse_suites, resolve_threat_models
+def _check_options(args: argparse.Namespace) -> tuple[list[str] | None, list[int] | None]:
+    """Refuse bad options before anything is loaded; return the parsed corruption lists."""
+    from freqtail.evaluate import parse_suites
 
-    parse_suites(args.suite)  # an unknown suite is refused before anything is loaded
-    for name, value in (
-        ("--n", args.n),
-        ("--masking-n", args.masking_n),
-        ("--num-workers", args.num_workers),
+    parse_suites(args.suite)
+    for name, value, minimum in (
+        ("--n", args.n, 1),
+        ("--masking-n", args.masking_n, 0),
+        ("--num-workers", args.num_workers, 0),
+        ("--batch-size", args.batch_size, 1),
     ):
-        if value is not None and value < (1 if name == "--n" else 0):
-            raise InputError(
-                f"{name} must be {'a positive' if name == '--n' else 'a non-negative'} integer, not {value}."
-            )
-    corruptions, severities = _parse_list_options(args)
+        if value is not None and value < minimum:
+            kind = "a positive" if minimum == 1 else "a non-negative"
+            raise InputError(f"{name} must be {kind} integer, not {value}.")
+    if str(args.device).startswith("cuda"):
+        import torch
 
-    from freqtail.evaluate import init_distributed, plan_evaluation, run_evaluation
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"--device {args.device} was given, but PyTorch sees no CUDA GPU here; use --device cpu."
+            )
+    return _parse_list_options(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    from freqtail.evaluate import init_distributed
+
+    corruptions, severities = _check_options(args)
+    context = init_distributed(args.device)
+    try:
+        return _evaluate(args, context, corruptions, severities)
+    finally:
+        if context.distributed:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def _evaluate(args: argparse.Namespace, context, corruptions, severities) -> int:
+    from freqtail.data import canonical_name
+    from freqtail.evaluate import plan_evaluation, resolve_threat_models, run_evaluation
     from freqtail.evaluate.results import RESULTS_FILE, RESULTS_MD, load_results, write_results
     from freqtail.evaluate.tables import results_markdown
     from freqtail.io import atomic_write_text
@@ -259,8 +290,6 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"The checkpoint {path} does not say which dataset it was trained on; give --dataset NAME."
         )
-    from freqtail.data import canonical_name
-
     dataset = canonical_name(dataset)
     _check_architecture(spec, dataset)
     training_bass = data.get("bass")
@@ -268,7 +297,6 @@ def run(args: argparse.Namespace) -> int:
     strength = data.get("bass_strength") or (front or {}).get("strength") or 1.0
     resolve_threat_models(args.threat_model, training_bass, front is not None)
     out = Path(args.out) if args.out else _run_folder(path, info)
-    context = init_distributed(args.device)
     results_path = out / RESULTS_FILE
     existing = load_results(results_path)["results"] if results_path.exists() else []
     plan = plan_evaluation(
@@ -308,15 +336,9 @@ def run(args: argparse.Namespace) -> int:
         merged = write_results(results_path, [record])
         atomic_write_text(out / RESULTS_MD, results_markdown(merged, title=f"Evaluation results: {out.name}"))
 
-    try:
-        records = run_evaluation(
-            plan, model, context=context, progress=not args.no_progress, on_record=save, skip=skip
-        )
-    finally:
-        if context.distributed:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+    records = run_evaluation(
+        plan, model, context=context, progress=not args.no_progress, on_record=save, skip=skip
+    )
     if not context.is_main:
         return 0
     if args.json:

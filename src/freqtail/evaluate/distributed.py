@@ -13,7 +13,6 @@ Evaluation under ``torchrun --nproc_per_node N freqtail evaluate ...`` works lik
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,43 +40,21 @@ class DistContext:
         return self.world_size > 1
 
 
-def _pick_device(device: str | torch.device | None, local_rank: int) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    chosen = torch.device(device)
-    if chosen.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                "The device cuda was asked for, but PyTorch sees no CUDA GPU here; use --device cpu."
-            )
-        if chosen.index is None:
-            chosen = torch.device(f"cuda:{local_rank}")
-    return chosen
-
-
 def init_distributed(device: str | torch.device | None = None) -> DistContext:
     """The context of this process; under torchrun (``WORLD_SIZE`` > 1) also join the process group.
 
-    The backend is NCCL for CUDA devices and gloo otherwise. Without torchrun this returns rank 0 of 1.
-    An already initialised process group is used as it is.
+    Uses the trainer's setup (:func:`freqtail.train.distributed.init_distributed`): NCCL for CUDA
+    devices, gloo otherwise; an already initialised process group is kept. Without torchrun this
+    returns rank 0 of 1.
 
     Args:
         device: ``"auto"``/None (``cuda:LOCAL_RANK`` when CUDA is available, else CPU), ``"cpu"``,
             ``"cuda"`` or ``"cuda:K"``.
     """
-    import torch.distributed as dist
+    from freqtail.train.distributed import init_distributed as join_process_group
 
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    chosen = _pick_device(device, local_rank)
-    if dist.is_available() and dist.is_initialized():
-        return DistContext(dist.get_rank(), dist.get_world_size(), chosen)
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return DistContext(0, 1, chosen)
-    if chosen.type == "cuda":
-        torch.cuda.set_device(chosen)
-    dist.init_process_group(backend="nccl" if chosen.type == "cuda" else "gloo")
-    return DistContext(dist.get_rank(), dist.get_world_size(), chosen)
+    info = join_process_group("auto" if device is None else str(device))
+    return DistContext(info.rank, info.world_size, info.device)
 
 
 def subset_indices(total: int, n: int | None, seed: int = 0) -> np.ndarray:

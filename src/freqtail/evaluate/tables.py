@@ -261,11 +261,13 @@ def corruption_table(records: Sequence[Mapping[str, Any]]) -> str | None:
         origin = (
             "published set" if s.get("published") else f"{s.get('origin')}, corruption seed {s.get('seed')}"
         )
+        clean = _clean_for(index, tag, record["threat_model"])
+        clean_words = f"; Clean: {_n_words(clean)}" if clean else ""
         notes.append(
             f"- `{tag}` {record['threat_model']} ({record.get('order')}): "
             f"-C folder {s.get('c_dir')} ({origin}); "
             f"{record.get('cells')} cells, severities {', '.join(map(str, s.get('severities', [])))}, "
-            f"n = {record['data'].get('n')} images per cell{extra}."
+            f"n = {record['data'].get('n')} images per cell{extra}{clean_words}."
         )
     notes += _threat_model_notes(chosen)
     notes += _checkpoint_words(chosen)

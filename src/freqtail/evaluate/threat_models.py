@@ -65,7 +65,7 @@ def applicable_threat_models(bass_mode: str | None, has_front: bool = False) -> 
 
 def _training_words(bass_mode: str | None) -> str:
     if bass_mode == "augment":
-        return "with BaSS only as training augmentation (bass=augment), so it is deployed on raw images"
+        return "with BaSS only as training augmentation (bass=augment) and is deployed on raw images"
     return "without BaSS"
 
 
