@@ -1,4 +1,5 @@
 """The trainer: resume equals an uninterrupted run bit for bit, run-folder rules, checkpoints, workers."""
+# ruff: noqa: F811  (pytest fixtures imported from test_train_support are parameters here)
 
 from __future__ import annotations
 
@@ -11,23 +12,7 @@ import torch
 from freqtail.errors import ConfigError
 from freqtail.train import load_checkpoint, load_config, load_model_from_run
 from freqtail.train.trainer import TIMING_KEYS, train
-
-CLASSES = ("astronaut", "coffee", "brick", "moon")
-
-
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    """A 4-class, 96 + 48 image dataset in the embedded layout (natural 32x32 photo crops)."""
-    from freqtail.sample_photos import photo_crops
-
-    root = tmp_path_factory.mktemp("tiny-data")
-    for split, per_photo, seed in (("train", 24, 0), ("test", 12, 1)):
-        images = photo_crops(32, per_photo, seed=seed, names=CLASSES)
-        labels = np.repeat(np.arange(len(CLASSES)), per_photo)
-        np.save(root / f"{split}_images.npy", images)
-        np.save(root / f"{split}_labels.npy", labels)
-    (root / "meta.json").write_text(json.dumps({"classes": list(CLASSES)}))
-    return root
+from test_train_support import tiny_root  # noqa: F401
 
 
 def _config(root, **changes):

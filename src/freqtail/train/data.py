@@ -34,6 +34,33 @@ def fixed_subset(dataset: Dataset, size: int | None, seed: int, stream_key: int)
     return subset
 
 
+class BaSSMixture(Dataset):
+    """BaSS as augmentation with probability ``gamma``, drawn from a once-converted copy of the data.
+
+    Item ``i`` is ``converted[i]`` with probability ``gamma`` (one draw from torch's RNG, as
+    :class:`freqtail.bass.BaSS` makes), else ``original[i]``; both datasets apply the same transform,
+    so the crop and flip that follow are drawn the same way. Equal, image for image, to
+    ``build_dataset(..., bass="augment", gamma=gamma)`` under the same RNG state — but the BaSS
+    images were computed once in batches (:mod:`freqtail.data.variants`' cache) instead of one at
+    a time in every epoch (about 470 us per 32x32 image on one CPU thread).
+    """
+
+    def __init__(self, original: Dataset, converted: Dataset, gamma: float) -> None:
+        if len(original) != len(converted):
+            raise ValueError("the original and converted datasets differ in length")
+        self.original, self.converted, self.gamma = original, converted, float(gamma)
+        for attribute in ("classes", "num_classes", "image_size", "name"):
+            if hasattr(original, attribute):
+                setattr(self, attribute, getattr(original, attribute))
+
+    def __len__(self) -> int:
+        return len(self.original)
+
+    def __getitem__(self, index: int):
+        use_bass = bool(torch.rand(1) < self.gamma)
+        return (self.converted if use_bass else self.original)[index]
+
+
 class SeededItems(Dataset):
     """Wraps a dataset so item ``(epoch, index)`` is ``(inputs, label, noise_seed)``, reproducibly.
 
@@ -114,18 +141,28 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def build_train_data(config):
-    """The training dataset (before seeding): build_dataset + subset + AugMix branches if needed."""
-    from freqtail.data import build_dataset
+    """The training dataset (before seeding): build_dataset + subset + AugMix branches if needed.
 
-    base = build_dataset(
-        config.dataset,
-        "train",
-        config.data_root,
-        bass=config.bass,
-        gamma=config.gamma,
-        strength=config.bass_strength,
-        augment=config.augment,
-    )
+    ``bass="augment"`` on in-memory datasets (embedded, CIFAR) uses :class:`BaSSMixture` (the same
+    images as the on-the-fly transform, converted once); folder datasets convert on the fly.
+    """
+    from freqtail.data import build_dataset, dataset_info
+
+    def train_split(bass: str | None):
+        return build_dataset(
+            config.dataset,
+            "train",
+            config.data_root,
+            bass=bass,
+            gamma=config.gamma if bass == "augment" else 1.0,
+            strength=config.bass_strength,
+            augment=config.augment,
+        )
+
+    if config.bass == "augment" and dataset_info(config.dataset).kind == "array":
+        base = BaSSMixture(train_split(None), train_split("dataset"), config.gamma)
+    else:
+        base = train_split(config.bass)
     base = fixed_subset(base, config.train_subset, config.seed, 0)
     if config.objective_name == "augmix":
         from freqtail.train.augmix import AugMixDataset

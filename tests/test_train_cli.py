@@ -1,0 +1,73 @@
+"""``freqtail train`` on the command line: options, errors as one sentence, run folders, --resume."""
+# ruff: noqa: F811  (pytest fixtures imported from test_train_support are parameters here)
+
+from __future__ import annotations
+
+import json
+
+from freqtail.cli import main
+from test_train_support import tiny_root  # noqa: F401
+
+TINY = ["--model", "small-cnn", "--set", "model_options={width: 4}", "--batch-size", "16", "--no-progress"]
+
+
+def _error(capsys, argv) -> str:
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 2, captured
+    lines = [line for line in captured.err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    assert lines[0].startswith("freqtail train: error: ")
+    return lines[0]
+
+
+def test_unknown_names_list_the_valid_ones(capsys, tmp_path):
+    out = ["--out", str(tmp_path / "run")]
+    assert "valid names are: densenet-bc" in _error(capsys, ["train", "--model", "resnet-7", *out])
+    assert "erm, pgd-at, trades, mart, augmix, augmix-bass" in _error(
+        capsys, ["train", "--objective", "fgsm", *out]
+    )
+    assert "choose one of embedded, cifar10" in _error(capsys, ["train", "--dataset", "mnist", *out])
+    assert "did you mean 'weight_decay'" in _error(capsys, ["train", "--set", "weight_decy=1", *out])
+    assert "freqtail train --list-keys" in _error(capsys, ["train", "--set", "wd=1", *out])
+    assert "does not exist" in _error(capsys, ["train", "--config", str(tmp_path / "nope.yaml"), *out])
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("lr: [0.1\n")
+    assert "not valid YAML" in _error(capsys, ["train", "--config", str(broken), *out])
+    assert "CUDA only" in _error(capsys, ["train", "--amp", "bf16", "--device", "cpu", *out])
+    assert "key=value" in _error(capsys, ["train", "--set", "lr", *out])
+
+
+def test_print_config_and_list_keys(capsys, tmp_path):
+    assert main(["train", "--print-config", "--objective", "trades", "--set", "beta=3", "--epochs", "7"]) == 0
+    text = capsys.readouterr().out
+    assert "objective: trades\n" in text and "beta: 3.0\n" in text and "epochs: 7\n" in text
+    assert main(["train", "--list-keys"]) == 0
+    listing = capsys.readouterr().out
+    for key in ("dataset", "bass", "gamma", "jsd_lambda", "robust_eval_examples", "num_workers"):
+        assert f"\n{key} " in "\n" + listing
+
+
+def test_train_resume_and_folder_protection(capsys, tmp_path, tiny_root):
+    argv = ["train", "--data-root", str(tiny_root), "--epochs", "1", *TINY, "--out", str(tmp_path / "run")]
+    assert main([*argv, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == "complete" and result["epochs_completed"] == 1
+    assert result["best"]["metric"] == "test_acc" and result["last"]["train_images"] == 96
+    assert (tmp_path / "run" / "config.yaml").exists() and (tmp_path / "run" / "metrics.jsonl").exists()
+    assert "already holds this run; pass --resume" in _error(capsys, argv)
+    assert "holds a different run (differing keys: lr)" in _error(capsys, [*argv, "--lr", "0.3", "--resume"])
+    assert main([*argv, "--resume"]) == 0
+    assert "already complete" in capsys.readouterr().err
+    assert main([*argv, "--lr", "0.3", "--force"]) == 0
+    assert "Run complete (1 epochs): best test_acc" in capsys.readouterr().out
+
+
+def test_default_run_folder_names(capsys, tmp_path, tiny_root, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    base = ["train", "--data-root", str(tiny_root), "--epochs", "1", *TINY]
+    assert main([*base, "--bass", "augment", "--gamma", "0.5"]) == 0
+    assert (tmp_path / "runs" / "embedded-small-cnn-erm-bass-augment-0.5" / "config.yaml").exists()
+    assert main([*base, "--name", "mine", "--runs-dir", "elsewhere"]) == 0
+    assert (tmp_path / "elsewhere" / "mine" / "checkpoints" / "last.json").exists()
+    capsys.readouterr()

@@ -1,0 +1,179 @@
+"""Config keys, validation, overrides and the preset files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from freqtail.errors import ConfigError
+from freqtail.train.config import (
+    RUNTIME_KEYS,
+    config_differences,
+    config_from_dict,
+    config_keys,
+    config_to_yaml,
+    load_config,
+    parse_override,
+)
+from freqtail.train.presets import preset_configs, preset_yaml
+from freqtail.train.schedules import learning_rate
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_every_preset_file_parses_validates_and_matches_its_recipe():
+    files = sorted(CONFIGS.glob("*.yaml"))
+    presets = preset_configs()
+    assert sorted(p.stem for p in files) == sorted(presets)
+    assert len([p for p in files if p.name.startswith("t1-")]) == 24
+    assert len([p for p in files if p.name.startswith("t3-")]) == 4
+    assert len([p for p in files if p.name.startswith("t4-")]) == 16
+    assert len([p for p in files if p.name.startswith("fig3-")]) == 6
+    for path in files:
+        config = load_config(path)  # validates every key
+        comment, values = presets[path.stem]
+        assert path.read_text() == preset_yaml(comment, values), (
+            f"{path.name} is stale; rewrite with write_presets"
+        )
+        for key, value in values.items():
+            assert getattr(config, key) == value, (path.name, key)
+
+
+def test_presets_carry_the_papers_hyper_parameters():
+    load = lambda stem: load_config(CONFIGS / f"{stem}.yaml")  # noqa: E731
+    pgd_at = load("t1-cifar10-resnet18-pgd-at")
+    assert (pgd_at.lr, pgd_at.weight_decay, pgd_at.epochs, pgd_at.milestones, pgd_at.batch_size) == (
+        0.1,
+        5e-4,
+        110,
+        [100, 105],
+        128,
+    )
+    assert (pgd_at.eps_value, pgd_at.step_size_value, pgd_at.attack_steps) == (8 / 255, 2 / 255, 10)
+    assert pgd_at.bass is None and load("t1-cifar10-resnet18-pgd-at-bass").bass == "dataset"
+    assert load("t1-cifar100-wrn-34-10-trades").beta_value == 6.0
+    mart = load("t1-cifar10-wrn-34-10-mart")
+    assert (mart.beta_value, mart.lr, mart.weight_decay, mart.epochs, mart.milestones) == (
+        5.0,
+        0.01,
+        3.5e-3,
+        120,
+        [75, 90, 100],
+    )
+    rin = load("t3-restricted-imagenet-resnet50-trades-bass")
+    assert (rin.eps_value, rin.step_size_value, rin.model, rin.bass) == (
+        4 / 255,
+        1 / 255,
+        "resnet50",
+        "dataset",
+    )
+    augmix = load("t4-cifar100-densenet-bc-augmix-bass")
+    assert augmix.uses_bass_branch and augmix.bass is None
+    assert (augmix.jsd_lambda, augmix.augmix_width, augmix.augmix_depth, augmix.augmix_severity) == (
+        12.0,
+        3,
+        0,
+        3,
+    )
+    assert (augmix.schedule, augmix.lr, augmix.epochs, augmix.nesterov) == ("cosine", 0.1, 200, True)
+    assert not load("t4-cifar100-densenet-bc-augmix").uses_bass_branch
+    assert [load(f"fig3-cifar10-resnet18-gamma{g}").gamma for g in ("0", "0.25", "0.5", "0.75", "1")] == [
+        0.0,
+        0.25,
+        0.5,
+        0.75,
+        1.0,
+    ]
+
+
+def test_unknown_keys_are_errors_with_close_matches(tmp_path):
+    with pytest.raises(ConfigError, match="Unknown config key 'epoch' .*'epochs'"):
+        load_config(overrides=["epoch=3"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset: cifar10\nweight_decy: 0.1\n")
+    with pytest.raises(
+        ConfigError, match=r"'weight_decy' in the config file .*bad\.yaml; did you mean 'weight_decay'"
+    ):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="list-keys"):
+        config_from_dict({"zzzz": 1})
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("epochs=ten", "'epochs' must be an integer"),
+        ("epochs=0", "integer >= 1"),
+        ("lr=-1", "'lr' must be positive"),
+        ("eps=8", "0..255 scale; use 8/255"),
+        ("objective=pgd", "one of erm, pgd-at, trades, mart, augmix, augmix-bass"),
+        ("bass=fourier", "'bass' must be one of dataset, augment or null"),
+        ("model=resnet19", "Unknown model 'resnet19'; valid names are: densenet-bc"),
+        ("dataset=cifar11", "Unknown dataset 'cifar11'; choose one of embedded, cifar10"),
+        ("model_options={depth: 3}", "has no option 'depth'; its options are: width"),
+        ("gamma=0.5", "gamma is the probability of bass='augment'"),
+        ("milestones=[10, -1]", "list of non-negative integers"),
+        ("augmix_severity=11", "1..10"),
+        ("amp=fp8", "'amp' must be one of none, bf16, fp16"),
+        ("nesterov=yes please", "must be true or false"),
+    ],
+)
+def test_bad_values_give_one_sentence(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=[override])
+    assert message in str(info.value)
+    assert str(info.value).count("\n") == 0
+
+
+def test_combination_rules():
+    with pytest.raises(ConfigError, match="bass_branch applies to the augmix objective"):
+        load_config(overrides={"objective": "pgd-at", "bass_branch": True})
+    config = load_config(overrides={"objective": "augmix-bass"})
+    assert config.bass_branch and config.objective_name == "augmix" and config.uses_bass_branch
+    assert load_config(overrides={"bass": "augment", "gamma": 0.5}).gamma == 0.5
+    assert load_config(overrides=["bass=none"]).bass is None
+    assert load_config(overrides={"objective": "trades"}).beta_value == 6.0
+    assert load_config(overrides={"objective": "mart"}).beta_value == 5.0
+    assert load_config(overrides={"objective": "mart", "beta": 2.5}).beta_value == 2.5
+
+
+def test_overrides_are_read_as_yaml():
+    assert parse_override("milestones=[100, 105]") == ("milestones", [100, 105])
+    assert parse_override("bass=null") == ("bass", None)
+    assert parse_override("lr=0.05") == ("lr", 0.05)
+    assert parse_override("eps=8/255") == ("eps", "8/255")
+    assert parse_override("model-options={width: 16}") == ("model_options", {"width": 16})
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_override("lr")
+    config = load_config(overrides=["eps=4/255", "step_size=0.5/255"])
+    assert config.eps_value == pytest.approx(4 / 255) and config.step_size_value == pytest.approx(0.5 / 255)
+
+
+def test_yaml_round_trip_and_differences(tmp_path):
+    config = load_config(
+        overrides={"objective": "trades", "milestones": [3, 5], "model_options": {"width": 8}}
+    )
+    path = tmp_path / "c.yaml"
+    path.write_text(config_to_yaml(config))
+    again = load_config(path)
+    assert again == config
+    assert list(config.to_dict()) == config_keys()
+    assert config_differences(config, config.replace(num_workers=3, progress=False, device="cpu")) == []
+    assert set(RUNTIME_KEYS) == {"num_workers", "progress", "device"}
+    assert config_differences(config, config.replace(lr=0.2, eps="8/255")) == [
+        "lr"
+    ]  # same eps, other spelling
+    assert config_differences(config, config.replace(eps=0.5 / 255)) == ["eps"]
+
+
+def test_schedules_by_hand():
+    common = dict(lr=0.1, steps_per_epoch=10, total_steps=1100)
+    piecewise = [
+        learning_rate(s, schedule="piecewise", milestones=[100, 105], **common) for s in (0, 999, 1000, 1050)
+    ]
+    assert piecewise == pytest.approx([0.1, 0.1, 0.01, 0.001])
+    cosine = [learning_rate(s, schedule="cosine", **common) for s in (0, 550, 1100)]
+    assert cosine == pytest.approx([0.1, 0.05, 0.0])
+    warm = learning_rate(4, schedule="constant", warmup_epochs=1, **common)
+    assert warm == pytest.approx(0.1 * 5 / 10)
