@@ -124,6 +124,8 @@ def test_bad_input_is_one_sentence(tiny_runs, shared_cache):
         plan_evaluation(dataset="cifar10", suites="clean", model_classes=16)
     with pytest.raises(CheckpointError, match="does not match the dataset"):
         evaluate_model(model, dataset="embedded", suites="clean", test_sets={None: _Sized(8, classes=40)})
+    with pytest.raises(InputError, match="at least 4 classes and embedded has 3"):
+        plan_evaluation(dataset="embedded", suites="clean,aa", test_sets={None: _Sized(8, classes=3)})
     with pytest.raises(DatasetNotFoundError, match="--c-root"):
         plan_evaluation(dataset="embedded", suites="corruptions")
     with pytest.raises(DatasetNotFoundError, match="--bc-root"):

@@ -188,6 +188,11 @@ def plan_evaluation(
             f"The model has {model_classes} output classes but the {dataset} test set has {num_classes}; "
             "evaluate it on the dataset it was trained on."
         )
+    if num_classes < 4 and {"aa", "aa-fast"} & set(suite_list):
+        raise InputError(
+            f"AutoAttack's targeted attacks need at least 4 classes and {dataset} has {num_classes}; "
+            "use the pgd20 and cw suites instead."
+        )
     budget = resolve_budget(image_size, eps, step_size, run_config)
     if n is not None:
         _count(n, "number of images to evaluate (--n)", 1)
