@@ -9,6 +9,7 @@ trainer (SGD, schedules, AMP on CUDA, DDP under torchrun), resumable runs and sa
 
 from __future__ import annotations
 
+from freqtail.train.augmix import AugMixDataset, augmix_image
 from freqtail.train.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -26,19 +27,49 @@ from freqtail.train.config import (
     config_to_yaml,
     load_config,
 )
+from freqtail.train.objectives import (
+    ERM,
+    MART,
+    PGDAT,
+    TRADES,
+    AugMixJSD,
+    ObjectiveOutput,
+    build_objective,
+    jsd_consistency,
+    linf_ascent,
+    mart_terms,
+    trades_terms,
+)
+from freqtail.train.trainer import Trainer, TrainResult, train
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
+    "ERM",
+    "MART",
     "OBJECTIVES",
+    "PGDAT",
+    "TRADES",
+    "AugMixDataset",
+    "AugMixJSD",
     "Checkpoint",
+    "ObjectiveOutput",
     "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "augmix_image",
+    "build_objective",
     "config_from_dict",
     "config_keys",
     "config_to_yaml",
+    "jsd_consistency",
+    "linf_ascent",
     "load_checkpoint",
     "load_config",
     "load_model_from_run",
+    "mart_terms",
     "resolve_checkpoint",
     "save_checkpoint",
+    "train",
+    "trades_terms",
 ]

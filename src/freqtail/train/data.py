@@ -130,11 +130,14 @@ class ShardSampler(Sampler):
 
 
 def _seed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: seed numpy and ``random`` from the worker's torch seed."""
+    """DataLoader ``worker_init_fn``: seed numpy and ``random`` from the worker's torch seed, and
+    ignore Ctrl-C (the training process handles it and shuts the workers down)."""
     import random
+    import signal
 
     import numpy as np
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)  # noqa: NPY002 - third-party code may use the legacy global state
     random.seed(seed)

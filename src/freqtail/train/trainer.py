@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from freqtail.errors import CheckpointError, ConfigError
+from freqtail.errors import CheckpointError, ConfigError, FreqtailError
 from freqtail.io import atomic_write_text
 from freqtail.train import distributed as D
 from freqtail.train.checkpoint import load_checkpoint, read_pointer, save_checkpoint
@@ -493,9 +493,9 @@ class Trainer:
         with self._autocast():
             out = self.objective(self.forward, self.model, inputs, y, seeds)
         if not torch.isfinite(out.loss.detach()):
-            raise FloatingPointError(
-                f"The training loss became {float(out.loss)} at step {self.global_step}; "
-                "lower the learning rate or check the data."
+            raise FreqtailError(
+                f"The training loss became {float(out.loss)} at step {self.global_step}; lower the "
+                "learning rate or check the data (the last epoch's checkpoint is kept)."
             )
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
