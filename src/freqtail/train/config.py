@@ -72,7 +72,7 @@ class TrainConfig:
         "normalize",
     )
     # --- objective
-    objective: str = _key("training objective", "erm", "choice", OBJECTIVES)
+    objective: str = _key("erm, pgd-at, trades, mart, augmix or augmix-bass", "erm", "choice", OBJECTIVES)
     eps: Any = _key("L-inf budget of the training attack, [0, 1] scale ('8/255')", "8/255", "eps")
     step_size: Any = _key("step of the training attack, [0, 1] scale ('2/255')", "2/255", "eps")
     attack_steps: int = _key("steps of the training attack", 10, "int0")
@@ -100,7 +100,9 @@ class TrainConfig:
     momentum: float = _key("SGD momentum", 0.9, "float")
     nesterov: bool = _key("Nesterov momentum", False, "bool")
     weight_decay: float = _key("SGD weight decay", 5e-4, "float")
-    schedule: str = _key("learning-rate schedule", "cosine", "choice", SCHEDULES)
+    schedule: str = _key(
+        "learning-rate schedule: piecewise, cosine or constant", "cosine", "choice", SCHEDULES
+    )
     milestones: list = _key("piecewise: epochs at which the rate is multiplied by lr_decay", [], "int_list")
     lr_decay: float = _key("piecewise: factor applied at each milestone", 0.1, "float")
     lr_min: float = _key("cosine: final learning rate", 0.0, "float")
