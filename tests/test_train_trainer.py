@@ -170,3 +170,18 @@ def test_steps_mode_stops_at_the_step_count(tmp_path, tiny_root):
     assert result.global_step == 8 and result.epochs_completed == 2  # 6 steps per epoch, then 2
     assert [r["global_step"] for r in result.history] == [6, 8]
     assert result.history[-1]["lr"] == pytest.approx(0.05 * 0.5 * (1 + np.cos(np.pi * 7 / 8)))
+
+
+def test_a_diverging_run_stops_with_one_sentence_and_keeps_its_checkpoint(tmp_path, tiny_root):
+    from freqtail.errors import FreqtailError
+
+    class Explode:
+        def on_epoch_end(self, trainer, record):
+            for group in trainer.optimizer.param_groups:
+                group["lr"] = float("nan")
+            trainer.lr_at = lambda step: float("inf")
+
+    config = _config(tiny_root, objective="erm", epochs=2)
+    with pytest.raises(FreqtailError, match=r"training loss became nan .*lower the\s+learning rate"):
+        train(config, tmp_path / "run", log=_quiet, callbacks=[Explode()])
+    assert load_checkpoint(tmp_path / "run", "last").info["epoch"] == 1

@@ -11,6 +11,7 @@ same final weights and metrics as an uninterrupted run (bit for bit on CPU, one 
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import sys
 import threading
@@ -151,22 +152,49 @@ class StopRequest:
 # ----------------------------------------------------------------------------- the trainer
 @dataclass
 class _Accumulator:
-    """Per-epoch sums on this rank: loss * n, correct, n, and each loss term * n."""
+    """Per-epoch sums on this rank: loss * n, correct, n, and each loss term * n.
 
-    loss: float = 0.0
-    correct: float = 0.0
+    During an epoch the sums are float64 tensors on the training device (no host synchronisation
+    per step); :meth:`as_list` reads them out. float64 keeps integer counts exact and makes a
+    resumed partial epoch continue the same sums bit for bit.
+    """
+
+    loss: Any = 0.0
+    correct: Any = 0.0
     count: float = 0.0
-    terms: dict[str, float] = field(default_factory=dict)
+    terms: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, terms: dict) -> None:
+        n = int(y.shape[0])
+        self.loss = self.loss + loss.detach().double() * n
+        self.correct = self.correct + (logits.detach().argmax(dim=1) == y).sum().double()
+        self.count += n
+        for name, value in terms.items():
+            self.terms[name] = self.terms.get(name, 0.0) + value.detach().double() * n
 
     def as_list(self, names: Sequence[str]) -> list[float]:
-        return [self.loss, self.correct, self.count, *(self.terms.get(n, 0.0) for n in names)]
+        return [
+            float(self.loss),
+            float(self.correct),
+            float(self.count),
+            *(float(self.terms.get(n, 0.0)) for n in names),
+        ]
 
     @classmethod
     def from_list(cls, values: Sequence[float], names: Sequence[str]) -> _Accumulator:
         return cls(values[0], values[1], values[2], dict(zip(names, values[3:], strict=True)))
 
     def to_json(self) -> dict[str, Any]:
-        return {"loss": self.loss, "correct": self.correct, "count": self.count, "terms": dict(self.terms)}
+        return {
+            "loss": float(self.loss),
+            "correct": float(self.correct),
+            "count": float(self.count),
+            "terms": {name: float(value) for name, value in self.terms.items()},
+        }
+
+
+#: In multi-process runs, ranks agree on a stop request (and check the loss) every this many steps.
+SYNC_EVERY = 10
 
 
 def _to_device(inputs, device: torch.device):
@@ -248,9 +276,9 @@ class Trainer:
         from freqtail.train.schedules import schedule_from_config
 
         c, device = self.config, self.dist.device
-        base_train = build_train_data(c)
+        base_train = self._main_first(lambda: build_train_data(c))
         self.train_data = SeededItems(base_train, c.seed)
-        self.test_data = build_test_data(c)
+        self.test_data = self._main_first(lambda: build_test_data(c))
         num_classes = base_train.num_classes
         image_size = int(base_train.image_size[0])
         normalize = c.normalize
@@ -314,6 +342,33 @@ class Trainer:
         self.robust_indices = self._robust_indices()
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+
+    def _main_first(self, build: Callable[[], Any]) -> Any:
+        """Run ``build`` on rank 0 first (it fills the dataset caches), then on the other ranks.
+
+        A failure on rank 0 is re-raised on every rank (same class for freqtail errors), so no rank
+        waits forever for a rank that has stopped.
+        """
+        if not self.dist.enabled:
+            return build()
+        result, failure = None, None
+        if self.dist.is_main:
+            try:
+                result = build()
+            except Exception as err:  # noqa: BLE001 - re-raised below, after telling the other ranks
+                failure = err
+        status = {"kind": type(failure).__name__, "message": str(failure)} if failure is not None else {}
+        status = D.broadcast_json(status if self.dist.is_main else None, self.dist)
+        if failure is not None:
+            raise failure
+        if status:
+            import freqtail.errors as errors
+
+            kind = getattr(errors, status["kind"], None)
+            if not (isinstance(kind, type) and issubclass(kind, FreqtailError)):
+                kind = FreqtailError
+            raise kind(f"Rank 0 failed: {status['message']}")
+        return result if self.dist.is_main else build()
 
     def _best_metric_name(self) -> str:
         c = self.config
@@ -492,11 +547,6 @@ class Trainer:
         y = y.to(self.dist.device, non_blocking=True)
         with self._autocast():
             out = self.objective(self.forward, self.model, inputs, y, seeds)
-        if not torch.isfinite(out.loss.detach()):
-            raise FreqtailError(
-                f"The training loss became {float(out.loss)} at step {self.global_step}; lower the "
-                "learning rate or check the data (the last epoch's checkpoint is kept)."
-            )
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(out.loss).backward()
@@ -505,13 +555,15 @@ class Trainer:
         else:
             out.loss.backward()
             self.optimizer.step()
-        n = int(y.shape[0])
-        accumulator.loss += float(out.loss.detach()) * n
-        accumulator.correct += float((out.logits.detach().argmax(dim=1) == y).sum())
-        accumulator.count += n
-        for name, value in out.terms.items():
-            accumulator.terms[name] = accumulator.terms.get(name, 0.0) + float(value) * n
+        accumulator.add(out.loss, out.logits, y, out.terms)
         return lr
+
+    def _check_finite(self, accumulator: _Accumulator) -> None:
+        if not math.isfinite(float(accumulator.loss)):
+            raise FreqtailError(
+                f"The training loss became {float(accumulator.loss)} by step {self.global_step}; lower the "
+                "learning rate or check the data (the last epoch's checkpoint is kept)."
+            )
 
     def _epoch_batches(self, skip_batches: int) -> Iterator:
         self.sampler.set_epoch(self.epoch, skip_batches * self.per_rank_batch)
@@ -588,21 +640,27 @@ class Trainer:
                 self.step_in_epoch += 1
                 images_now += int(y.shape[0]) * self.dist.world_size
                 bar.update(1)
-                if self.dist.is_main and (
-                    self.step_in_epoch % 10 == 0 or self.step_in_epoch == steps_this_epoch
-                ):
-                    elapsed = max(time.perf_counter() - started, 1e-9)
-                    bar.set_postfix(
-                        loss=f"{accumulator.loss / accumulator.count:.3f}",
-                        acc=f"{accumulator.correct / accumulator.count:.3f}",
-                        img_s=f"{images_now / elapsed:.0f}",
-                    )
+                sync_now = (
+                    not self.dist.enabled
+                    or self.step_in_epoch % SYNC_EVERY == 0
+                    or self.step_in_epoch == steps_this_epoch
+                )
+                if self.step_in_epoch % SYNC_EVERY == 0 or self.step_in_epoch == steps_this_epoch:
+                    self._check_finite(accumulator)
+                    if self.dist.is_main:
+                        elapsed = max(time.perf_counter() - started, 1e-9)
+                        bar.set_postfix(
+                            loss=f"{float(accumulator.loss) / accumulator.count:.3f}",
+                            acc=f"{float(accumulator.correct) / accumulator.count:.3f}",
+                            img_s=f"{images_now / elapsed:.0f}",
+                        )
                 for callback in self.callbacks:
                     if hasattr(callback, "on_step"):
                         callback.on_step(self)
-                if D.any_rank(self.stop.requested, self.dist) and self.step_in_epoch < steps_this_epoch:
-                    stopped = True
-                    break
+                if sync_now and self.step_in_epoch < steps_this_epoch:
+                    if D.any_rank(self.stop.requested, self.dist):
+                        stopped = True
+                        break
             bar.close()
             train_time = time.perf_counter() - started
             term_names = sorted(accumulator.terms)
