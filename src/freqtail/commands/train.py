@@ -49,14 +49,18 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--config", metavar="FILE.yaml", help="a preset such as configs/t1-cifar10-resnet18-pgd-at.yaml"
     )
+    from freqtail.train.config import key_help
+
+    helps = key_help()
     for key, (metavar, kind) in NAMED_OPTIONS.items():
+        default, text = helps[key]
         parser.add_argument(
             "--" + key.replace("_", "-"),
             dest=key,
             metavar=metavar,
             type=kind,
             default=None,
-            help=f"sets {key}",
+            help=f"{text} (key {key}, default {default!r})",
         )
     parser.add_argument(
         "--set",
