@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler, Subset
 
-from freqtail.train.rng import derive_seed
+from freqtail.train.rng import derive_seed, derive_seeds
 
 
 def fixed_subset(dataset: Dataset, size: int | None, seed: int, stream_key: int) -> Dataset:
@@ -77,13 +77,14 @@ class SeededItems(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]):
         epoch, index = key if isinstance(key, tuple) else (0, key)
+        sample_seed, noise_seed = derive_seeds(self.seed, "sample", epoch, index, count=2)
         state = torch.get_rng_state()
-        torch.default_generator.manual_seed(derive_seed(self.seed, "sample", epoch, index))
+        torch.default_generator.manual_seed(sample_seed)
         try:
             inputs, label = self.base[index]
         finally:
             torch.set_rng_state(state)
-        return inputs, label, derive_seed(self.seed, "noise", epoch, index)
+        return inputs, label, noise_seed
 
 
 class EpochSampler(DistributedSampler):
