@@ -5,71 +5,57 @@ trainer (SGD, schedules, AMP on CUDA, DDP under torchrun), resumable runs and sa
 >>> result = train(load_config(overrides=["epochs=2"]), "runs/demo")
 >>> from freqtail.train import load_model_from_run
 >>> model, info = load_model_from_run("runs/demo")           # best checkpoint, eval mode
+
+Names load on first use, so ``import freqtail.train.config`` (the command line's option help) does
+not import torch.
 """
 
 from __future__ import annotations
 
-from freqtail.train.augmix import AugMixDataset, augmix_image
-from freqtail.train.checkpoint import (
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_VERSION,
-    Checkpoint,
-    load_checkpoint,
-    load_model_from_run,
-    resolve_checkpoint,
-    save_checkpoint,
-)
-from freqtail.train.config import (
-    OBJECTIVES,
-    TrainConfig,
-    config_from_dict,
-    config_keys,
-    config_to_yaml,
-    load_config,
-)
-from freqtail.train.objectives import (
-    ERM,
-    MART,
-    PGDAT,
-    TRADES,
-    AugMixJSD,
-    ObjectiveOutput,
-    build_objective,
-    jsd_consistency,
-    linf_ascent,
-    mart_terms,
-    trades_terms,
-)
-from freqtail.train.trainer import Trainer, TrainResult, train
+import importlib
 
-__all__ = [
-    "CHECKPOINT_FORMAT",
-    "CHECKPOINT_VERSION",
-    "ERM",
-    "MART",
-    "OBJECTIVES",
-    "PGDAT",
-    "TRADES",
-    "AugMixDataset",
-    "AugMixJSD",
-    "Checkpoint",
-    "ObjectiveOutput",
-    "TrainConfig",
-    "TrainResult",
-    "Trainer",
-    "augmix_image",
-    "build_objective",
-    "config_from_dict",
-    "config_keys",
-    "config_to_yaml",
-    "jsd_consistency",
-    "linf_ascent",
-    "load_checkpoint",
-    "load_config",
-    "load_model_from_run",
-    "mart_terms",
-    "resolve_checkpoint",
-    "save_checkpoint",
-    "train",
-    "trades_terms",
-]
+#: Public name -> the submodule that defines it.
+_EXPORTS = {
+    "AugMixDataset": "augmix",
+    "augmix_image": "augmix",
+    "CHECKPOINT_FORMAT": "checkpoint",
+    "CHECKPOINT_VERSION": "checkpoint",
+    "Checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "load_model_from_run": "checkpoint",
+    "resolve_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "OBJECTIVES": "config",
+    "TrainConfig": "config",
+    "config_from_dict": "config",
+    "config_keys": "config",
+    "config_to_yaml": "config",
+    "load_config": "config",
+    "ERM": "objectives",
+    "MART": "objectives",
+    "PGDAT": "objectives",
+    "TRADES": "objectives",
+    "AugMixJSD": "objectives",
+    "ObjectiveOutput": "objectives",
+    "build_objective": "objectives",
+    "jsd_consistency": "objectives",
+    "linf_ascent": "objectives",
+    "mart_terms": "objectives",
+    "trades_terms": "objectives",
+    "TrainResult": "trainer",
+    "Trainer": "trainer",
+    "train": "trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
