@@ -19,6 +19,8 @@ import numpy as np
 
 from freqtail.errors import InputError
 
+NPY_MAGIC = b"\x93NUMPY"
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -92,6 +94,15 @@ def load_npy(path: str | os.PathLike, what: str = "array", mmap: bool = False) -
     if p.is_dir():
         raise InputError(f"The {what} path {p} is a folder, not a .npy file.")
     try:
+        with open(p, "rb") as handle:
+            magic = handle.read(len(NPY_MAGIC))
+    except OSError as err:
+        raise InputError(f"The {what} file {p} could not be read ({err.strerror or err}).") from None
+    if magic != NPY_MAGIC:
+        # np.load would try to unpickle anything that is not .npy/.npz and blame pickling.
+        kind = "an .npz archive; give a single .npy array" if magic.startswith(b"PK") else "not a .npy file"
+        raise InputError(f"The {what} file {p} is {kind}.")
+    try:
         array = np.load(p, allow_pickle=False, mmap_mode="r" if mmap else None)
     except ValueError as err:
         if "pickle" in str(err).lower() or "python objects" in str(err).lower():  # the latter: mmap=True
@@ -102,8 +113,6 @@ def load_npy(path: str | os.PathLike, what: str = "array", mmap: bool = False) -
         raise InputError(f"The {what} file {p} is truncated or not a valid .npy file ({err}).") from None
     except (OSError, EOFError) as err:
         raise InputError(f"The {what} file {p} could not be read as a .npy file ({err}).") from None
-    if isinstance(array, np.lib.npyio.NpzFile):  # pragma: no cover - np.load on .npz
-        raise InputError(f"The {what} file {p} is an .npz archive; give a single .npy array.")
     return array
 
 

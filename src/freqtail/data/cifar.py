@@ -69,7 +69,9 @@ CIFAR_LAYOUTS: dict[str, CifarLayout] = {
 
 def _how_to_get(name: str) -> str:
     layout = CIFAR_LAYOUTS[name]
-    return f"download and unpack {layout.archive_url} there (or pass --download / download=True)"
+    return (
+        f"download and unpack {layout.archive_url} there (or run 'freqtail download {name} --data-root DIR')"
+    )
 
 
 def cifar_folder(name: str, root: str | os.PathLike | None) -> Path:

@@ -162,7 +162,8 @@ def tiny_imagenet_folder(root: str | os.PathLike | None) -> Path:
     if root is None:
         raise DatasetNotFoundError(
             f"The tiny-imagenet dataset needs a data root: pass --data-root DIR (root=DIR) where DIR holds "
-            f"{TINY_IMAGENET_FOLDER}/; unzip {TINY_IMAGENET_URL} there (or pass --download)."
+            f"{TINY_IMAGENET_FOLDER}/; unzip {TINY_IMAGENET_URL} there "
+            "(or run 'freqtail download tiny-imagenet --data-root DIR')."
         )
     root = Path(root).expanduser()
     if root.name == TINY_IMAGENET_FOLDER or (root / "wnids.txt").is_file():
@@ -185,7 +186,8 @@ def tiny_imagenet_samples(
     if missing:
         raise DatasetNotFoundError(
             f"The tiny-imagenet dataset was not found: expected {', '.join(missing)} in {folder}; "
-            f"unzip {TINY_IMAGENET_URL} into {folder.parent} (or pass --download)."
+            f"unzip {TINY_IMAGENET_URL} into {folder.parent} "
+            "(or run 'freqtail download tiny-imagenet --data-root DIR')."
         )
     wnids = sorted(
         {w.strip() for w in (folder / "wnids.txt").read_text(encoding="utf-8").split() if w.strip()}
