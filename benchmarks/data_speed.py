@@ -9,9 +9,12 @@ Prints, on the CPU with one thread:
   :func:`freqtail.data.variants.cached_bass_arrays` (content hash + BaSS + atomic cache write), its
   reuse on the second call, and :func:`freqtail.data.variants.write_bass_dataset` of a CIFAR-10-layout
   set (50,000 train + 10,000 test) into CIFAR python batches; each in a fresh process, with its peak
-  resident memory (``VmHWM``) and the resident memory before the work started.
+  resident memory (``VmHWM``) and the resident memory before the work started;
+* each corruption at 32x32 (images per second over its five severities) and the projected time for a
+  10,000-image -C set, measured by ``benchmarks/corruption_speed.py`` (which has more options).
 
-Run: ``OMP_NUM_THREADS=1 python benchmarks/data_speed.py`` (``--images N`` to change the 50,000).
+Run: ``OMP_NUM_THREADS=1 python benchmarks/data_speed.py`` (``--images N`` to change the 50,000,
+``--corruption-images N`` for the corruption timing, 0 to skip it).
 """
 
 from __future__ import annotations
@@ -110,6 +113,7 @@ def run_child(task: str, n: int, cache: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=50_000)
+    parser.add_argument("--corruption-images", type=int, default=500)
     parser.add_argument("--child", choices=("cached", "cifar"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -157,6 +161,21 @@ def main() -> None:
             f"= {cifar['images'] / cifar['seconds']:,.0f} images/s; peak RSS {cifar['peak_mib']:.0f} MiB "
             f"(before {cifar['rss_before_mib']:.0f} MiB); degenerate {cifar['degenerate']}"
         )
+
+    if args.corruption_images > 0:
+        print_corruption_speed(args.corruption_images)
+
+
+def print_corruption_speed(count: int) -> None:
+    """Per-corruption images/second at 32x32, from the corruption benchmark's own timing function."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from corruption_speed import natural_images, time_corruptions
+
+    rates = time_corruptions(natural_images(count, 32))
+    for name, rate in rates.items():
+        print(f"corruption {name:<18} {rate:>9,.0f} images/s at 32x32 (over severities 1-5)")
+    projected = sum(10_000 * 5 / rate for rate in rates.values())
+    print(f"projected: a 10,000-image 32x32 test set at all 19 x 5 settings in {projected / 60:.1f} min")
 
 
 if __name__ == "__main__":
