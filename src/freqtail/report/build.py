@@ -1,0 +1,776 @@
+"""The run report: every figure and table one or more run folders hold, as one self-contained HTML page
+and Markdown beside it.
+
+>>> from freqtail.report.build import build_report
+>>> result = build_report(["runs/demo"])                      # runs/demo/report.html, report.md
+>>> result = build_report(["runs/erm", "runs/erm-bass"], out="runs/comparison")
+
+Sections, in order, each present only when some folder holds its material: Overview, Frequency long
+tail, Balanced Spectrum Sampling, Training, Evaluation (clean and adversarial, per threat model),
+Corruption robustness, Frequency sensitivity, Loss landscape, Fourier heat map, Configuration, and
+"Not in this report" (what is missing and the command that makes it). With several runs the
+evaluation tables start with a side-by-side comparison with deltas
+(:func:`freqtail.evaluate.compare.compare_runs`), and training curves share one figure.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from freqtail.errors import InputError
+from freqtail.io import atomic_write_bytes, atomic_write_text
+from freqtail.report.collect import RunArtefacts, collect
+from freqtail.report.page import (
+    Bullets,
+    Code,
+    Figure,
+    Heading,
+    Note,
+    Page,
+    Paragraph,
+    Section,
+    Table,
+    markdown_blocks,
+    render_html,
+    render_markdown,
+    slug,
+)
+
+__all__ = ["HTML_NAME", "MARKDOWN_NAME", "ReportResult", "build_report", "key_number_rows", "percent"]
+
+HTML_NAME = "report.html"
+MARKDOWN_NAME = "report.md"
+TRAINING_FIGURE = "figures/report-training.png"
+MISSING = "–"
+
+#: Config keys shown in the configuration table (others appear when they differ between runs).
+CONFIG_KEYS = (
+    "dataset",
+    "model",
+    "model_options",
+    "objective",
+    "bass",
+    "gamma",
+    "epochs",
+    "steps",
+    "batch_size",
+    "lr",
+    "schedule",
+    "weight_decay",
+    "eps",
+    "step_size",
+    "attack_steps",
+    "train_subset",
+    "test_subset",
+    "seed",
+)
+
+
+@dataclass
+class ReportResult:
+    """What :func:`build_report` wrote.
+
+    Attributes:
+        html, markdown: the two files.
+        sections: titles of the sections on the page, in order.
+        omitted: one sentence per part that no folder holds (also listed on the page).
+        runs: the labels of the folders reported on.
+    """
+
+    html: Path
+    markdown: Path
+    sections: list[str] = field(default_factory=list)
+    omitted: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "html": str(self.html),
+            "markdown": str(self.markdown),
+            "sections": self.sections,
+            "omitted": self.omitted,
+            "runs": self.runs,
+        }
+
+
+# ----------------------------------------------------------------------------- formatting
+def percent(fraction: Any, digits: int = 2) -> str:
+    """``0.5272 -> "52.72"``; None or not a number -> "–"."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+        return MISSING
+    return f"{100 * float(fraction):.{digits}f}"
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return MISSING if value is None else str(value)
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def _seconds(value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return MISSING
+    value = float(value)
+    return f"{value:.1f} s" if value < 120 else f"{int(value // 60)} min {value % 60:.0f} s"
+
+
+def _is_training_run(unit: RunArtefacts) -> bool:
+    return unit.config is not None or bool(unit.metrics) or unit.has_checkpoints or unit.results is not None
+
+
+class _Figures:
+    """Figures for the page: the HTML embeds the file; the Markdown needs a path relative to the output
+    folder, so a figure outside it is copied to ``out/figures/<run>-<name>``."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out.resolve()
+
+    def __call__(self, path: Path, caption: str, label: str) -> Figure:
+        source = Path(path).resolve()
+        try:
+            relative = source.relative_to(self.out)
+        except ValueError:
+            target = self.out / "figures" / f"{slug(label)}-{source.name}"
+            try:
+                atomic_write_bytes(target, source.read_bytes())
+            except OSError:
+                return Figure(source, caption)
+            relative = target.relative_to(self.out)
+        return Figure(source, caption, markdown_path=relative.as_posix())
+
+
+# ----------------------------------------------------------------------------- sections
+def _spectrum_blocks(data: Mapping[str, Any]) -> list:
+    size = data.get("image_size") or [None, None]
+    dist = data.get("per_image_boundary") or {}
+    lfc = data.get("lfc_power_share")
+    rows = [
+        ["images", f"{_num(data.get('num_images'))} of {size[0]}x{size[1]} pixels"],
+        [
+            "80/20 boundary band b",
+            f"{_num(data.get('boundary_band'))} (= {_num(data.get('boundary_fraction_nyquist'))} of the "
+            f"Nyquist radius, {_num(data.get('boundary_fraction_corner'))} of the corner radius)",
+        ],
+        ["LFC power share (bands < b)", f"{percent(lfc, 1)}% of the non-DC power"],
+        ["HFC power share (bands >= b)", f"{percent(None if lfc is None else 1 - lfc, 1)}%"],
+        [
+            "power-law exponent alpha, all bands",
+            f"{_num(data.get('alpha'))} (R² {_num(data.get('alpha_r2'))})",
+        ],
+        [
+            "alpha over the full rings",
+            f"{_num(data.get('alpha_rings'))} (R² {_num(data.get('alpha_rings_r2'))})",
+        ],
+        [
+            "spectral entropy",
+            f"{_num(data.get('entropy'))} nats (normalised {_num(data.get('entropy_normalized'))})",
+        ],
+    ]
+    if dist:
+        rows.append(
+            [
+                "per-image boundary band",
+                f"median {_num(dist.get('median'))}, p10 {_num(dist.get('p10'))}, "
+                f"p90 {_num(dist.get('p90'))}",
+            ]
+        )
+    blocks: list = []
+    if data.get("source"):
+        blocks.append(Paragraph(f"Images: {data['source']}."))
+    blocks.append(Table(["quantity", "value"], rows, numeric_from=2))
+    return blocks
+
+
+def _bass_blocks(data: Mapping[str, Any]) -> list:
+    blocks: list = []
+    if data.get("source"):
+        blocks.append(Paragraph(f"Images: {data['source']}."))
+    images, degenerate = data.get("images"), data.get("degenerate")
+    share = (
+        degenerate / images if isinstance(images, int) and images and isinstance(degenerate, int) else None
+    )
+    blocks.append(
+        Paragraph(
+            f"BaSS (strength {_num(data.get('strength'), 2)}) converted {_num(images)} images; "
+            f"**{_num(degenerate)}** ({percent(share, 2)}%) hit the degenerate rule and were returned "
+            "unchanged (a profiled band with mean amplitude <= 1: flat or near-black images)."
+        )
+    )
+    before, after = data.get("spectrum_before") or {}, data.get("spectrum_after") or {}
+    if before and after:
+        rows = [
+            ["80/20 boundary band b", _num(before.get("boundary_band")), _num(after.get("boundary_band"))],
+            [
+                "LFC power share (%)",
+                percent(before.get("lfc_power_share"), 1),
+                percent(after.get("lfc_power_share"), 1),
+            ],
+            ["spectral entropy (nats)", _num(before.get("entropy")), _num(after.get("entropy"))],
+            [
+                "normalised entropy",
+                _num(before.get("entropy_normalized")),
+                _num(after.get("entropy_normalized")),
+            ],
+            ["power-law alpha, all bands", _num(before.get("alpha")), _num(after.get("alpha"))],
+        ]
+        blocks.append(
+            Table(["long tail", "original", "after BaSS"], rows, caption="The spectrum before and after BaSS")
+        )
+    return blocks
+
+
+def _training_table(units: Sequence[RunArtefacts]) -> Table:
+    rows = []
+    for unit in units:
+        last = unit.metrics[-1]
+        config = unit.config or {}
+        best_records = [r for r in unit.metrics if r.get("best")]
+        best_epoch = best_records[-1]["epoch"] if best_records else None
+        total = sum(float(r.get("epoch_time") or 0.0) for r in unit.metrics)
+        rows.append(
+            [
+                unit.label,
+                str(config.get("objective", MISSING)),
+                str(config.get("bass") or "none"),
+                str(last.get("test_data") or MISSING),
+                f"{last['epoch']}" + (f"/{config['epochs']}" if config.get("epochs") else ""),
+                _num(last.get("train_loss"), 4),
+                percent(last.get("train_acc")),
+                percent(last.get("test_acc")),
+                percent(last.get("test_robust_acc")),
+                _num(best_epoch),
+                _seconds(total),
+            ]
+        )
+    header = [
+        "run",
+        "objective",
+        "BaSS",
+        "test data",
+        "epochs",
+        "train loss",
+        "train acc",
+        "test acc",
+        "robust acc",
+        "best epoch",
+        "time",
+    ]
+    return Table(header, rows, numeric_from=4, caption="Last epoch (accuracy in %)")
+
+
+def _training_notes(units: Sequence[RunArtefacts]) -> list[str]:
+    notes = []
+    for unit in units:
+        last = unit.metrics[-1]
+        parts = [f"{unit.label}: test accuracy on {_num(last.get('test_images'))} test images"]
+        if last.get("robust_attack"):
+            parts.append(f"robust accuracy by {last['robust_attack']}")
+        images = sum(int(r.get("train_images") or 0) for r in unit.metrics)
+        parts.append(f"{images} training images seen over {len(unit.metrics)} epoch(s)")
+        notes.append("; ".join(parts) + ".")
+    return notes
+
+
+def _records_tables(unit: RunArtefacts, kind: str) -> list:
+    from freqtail.evaluate.tables import adversarial_table, corruption_table
+
+    text = adversarial_table(unit.records) if kind == "adversarial" else corruption_table(unit.records)
+    return markdown_blocks(text) if text else []
+
+
+def _comparison_parts(units: Sequence[RunArtefacts]) -> dict[str, list]:
+    """Blocks of the side-by-side tables by kind ("adversarial", "corruptions"); empty on < 2 runs."""
+    from freqtail.evaluate.compare import RunResults, compare_markdown, compare_runs
+
+    evaluated = [u for u in units if u.records]
+    if len(evaluated) < 2:
+        return {}
+    runs = [RunResults(u.label, str(u.path), u.records) for u in evaluated]
+    try:
+        text = compare_markdown(compare_runs(runs))
+    except InputError:
+        return {}
+    parts: dict[str, list] = {}
+    current = None
+    for block in markdown_blocks(text, heading_offset=1):
+        if isinstance(block, Heading):
+            current = "corruptions" if block.text.startswith("Corruption") else "adversarial"
+            parts[current] = []
+            continue
+        if current is not None and not (
+            isinstance(block, Paragraph) and block.text.startswith("Each number")
+        ):
+            parts[current].append(block)
+    return parts
+
+
+def _sensitivity_blocks(data: Mapping[str, Any]) -> list:
+    rows = [
+        ["images", f"{_num(data.get('num_images'))} ({data.get('source', 'test images')})"],
+        ["LFC/HFC boundary band", _num(data.get("boundary_band"))],
+        ["HFC share of the gradient's spectral energy", f"{percent(data.get('hfc_energy_share'), 1)}%"],
+        [
+            f"HFC share of the top {percent(data.get('top_fraction'), 0)}% coefficients",
+            f"{percent(data.get('top_hfc_share'), 1)}%",
+        ],
+    ]
+    for rank in data.get("ranks") or []:
+        if isinstance(rank, Mapping):
+            rows.append(
+                [
+                    f"coefficient at rank {percent(rank.get('fraction'), 0)}%",
+                    f"median radius {_num(rank.get('median_radius'), 2)}, in HFC for "
+                    f"{percent(rank.get('hfc_share'), 1)}% of the images",
+                ]
+            )
+    return [Table(["quantity", "value"], rows, numeric_from=2)]
+
+
+def _landscape_blocks(data: Mapping[str, Any]) -> list:
+    center = data.get("center") or {}
+    lfc_range, hfc_range = (
+        data.get("loss_lfc_range") or [None, None],
+        data.get("loss_hfc_range") or [None, None],
+    )
+    rows = [
+        ["low frequencies (LFC)", _num(center.get("loss_lfc"), 4), percent(center.get("acc_lfc"), 1)]
+        + [f"{_num(lfc_range[0], 4)} .. {_num(lfc_range[1], 4)}"],
+        ["high frequencies (HFC)", _num(center.get("loss_hfc"), 4), percent(center.get("acc_hfc"), 1)]
+        + [f"{_num(hfc_range[0], 4)} .. {_num(hfc_range[1], 4)}"],
+    ]
+    blocks: list = [
+        Paragraph(
+            f"{_num(data.get('grid'))}x{_num(data.get('grid'))} grid over [-{_num(data.get('span'), 2)}, "
+            f"{_num(data.get('span'), 2)}]² along two filter-normalised directions (seed "
+            f"{_num(data.get('seed'))}), {_num(data.get('num_images'))} images "
+            f"({data.get('source', 'test images')}), boundary band {_num(data.get('boundary_band'))}."
+        ),
+        Table(
+            ["data", "loss at the weights", "accuracy (%)", "loss range on the grid"], rows, numeric_from=1
+        ),
+    ]
+    if data.get("nonfinite_points"):
+        blocks.append(Note(f"{data['nonfinite_points']} grid points had a non-finite loss."))
+    return blocks
+
+
+def _heatmap_blocks(data: Mapping[str, Any]) -> list:
+    worst = data.get("max_error_frequency") or [None, None]
+    rows = [
+        ["perturbation", f"L2 norm {_num(data.get('eps'), 2)} per channel, sign per {data.get('sign', '?')}"],
+        ["images", f"{_num(data.get('num_images'))} ({data.get('source', 'test images')})"],
+        ["clean error", f"{percent(data.get('clean_error'), 1)}%"],
+        ["mean error over frequencies", f"{percent(data.get('mean_error'), 1)}%"],
+        [
+            "worst frequency (du, dv)",
+            f"({_num(worst[0])}, {_num(worst[1])}): {percent(data.get('max_error'), 1)}%",
+        ],
+    ]
+    return [Table(["quantity", "value"], rows, numeric_from=2)]
+
+
+def _config_blocks(units: Sequence[RunArtefacts]) -> list:
+    configs = [(u.label, u.config) for u in units if u.config is not None]
+    keys = [k for k in CONFIG_KEYS if any(k in c for _, c in configs)]
+    every = sorted({k for _, c in configs for k in c})
+    differing = [
+        k
+        for k in every
+        if k not in keys and len({repr(c.get(k)) for _, c in configs}) > 1 and len(configs) > 1
+    ]
+    rows = [[key, *(_config_value(c.get(key)) for _, c in configs)] for key in keys + differing]
+    blocks: list = [
+        Table(["key", *(label for label, _ in configs)], rows, numeric_from=len(configs) + 1),
+    ]
+    import yaml
+
+    for label, config in configs:
+        text = yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
+        blocks.append(Code(text, summary=f"Full config.yaml of {label}"))
+    return blocks
+
+
+def _config_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {v}" for k, v in value.items()) + "}" if value else "{}"
+    return str(value)
+
+
+# ----------------------------------------------------------------------------- the demo overview
+def key_number_rows(demo: Mapping[str, Any]) -> list[list[str]]:
+    """Rows of the key-number table of a demo ``results.json`` (also printed by ``freqtail demo``)."""
+    rows = []
+    for entry in demo.get("key_numbers") or []:
+        rows.append(
+            [
+                str(entry.get("label") or entry.get("run")),
+                str(entry.get("threat_model")),
+                percent(entry.get("clean")),
+                percent(entry.get("pgd20")),
+                percent(entry.get("corruptions_mean")),
+                _num(entry.get("n")),
+            ]
+        )
+    return rows
+
+
+KEY_NUMBER_HEADER = ["run", "threat model", "Clean", "PGD-20", "Corruptions (mean)", "images (n)"]
+
+
+def _demo_blocks(demo: Mapping[str, Any]) -> list:
+    blocks: list = []
+    if demo.get("quick"):
+        blocks.append(
+            Note(
+                "This is the **--quick** demo (tiny subsets, 1 epoch, for tests and CI): its numbers show "
+                "that everything runs, not what the method achieves. Run `freqtail demo` for the full demo."
+            )
+        )
+    blocks.append(
+        Table(
+            KEY_NUMBER_HEADER,
+            key_number_rows(demo),
+            numeric_from=2,
+            caption="Key numbers (accuracy in %, threat model stated on every row)",
+        )
+    )
+    settings = demo.get("settings") or {}
+    attack = settings.get("pgd") or {}
+    corr = settings.get("corruptions") or {}
+    items = [
+        f"PGD-20: L-inf eps {attack.get('eps', '8/255')}, step {attack.get('step_size', '2/255')}, "
+        f"{attack.get('steps', 20)} steps, cross-entropy, random start, on {settings.get('eval_n')} test "
+        f"images (seeded subset of {settings.get('test_images')}).",
+        f"Corruptions: {corr.get('description', MISSING)}, generated from the same evaluated images "
+        "(freqtail's re-implementation of CIFAR-10-C).",
+        "Threat models: `standard` = raw images, model as trained; `domain` = the paper's protocol "
+        "(BaSS-converted test set, attack in the BaSS domain); `end-to-end` = raw images with BaSS inside "
+        "the model, eps on raw pixels.",
+    ]
+    if settings.get("description"):
+        items.insert(0, str(settings["description"]))
+    blocks.append(Bullets(items))
+    timings = demo.get("timings") or {}
+    stages = timings.get("stages") or []
+    if stages:
+        rows = [
+            [
+                str(s.get("name")),
+                str(s.get("what", "")),
+                _seconds(s.get("seconds")),
+                "reused" if s.get("reused") else "",
+            ]
+            for s in stages
+        ]
+        load = timings.get("load_average")
+        caption = f"Stages (total {_seconds(timings.get('total_seconds'))}"
+        if isinstance(load, list) and len(load) == 2:
+            caption += (
+                f"; 1-minute load average {_num(load[0], 2)} at the start, {_num(load[1], 2)} at the end"
+            )
+        blocks.append(Table(["stage", "what", "time", ""], rows, numeric_from=2, caption=caption + ")"))
+    return blocks
+
+
+# ----------------------------------------------------------------------------- assembling
+def _per_unit(
+    units: Sequence[RunArtefacts], make: Callable[[RunArtefacts], list], titled: bool = False
+) -> list:
+    """The blocks ``make`` gives for each unit, under the unit's name when several units (or, with
+    ``titled``, any) contribute."""
+    bodies = [(unit, make(unit)) for unit in units]
+    bodies = [(unit, body) for unit, body in bodies if body]
+    blocks: list = []
+    for unit, body in bodies:
+        if titled or len(bodies) > 1:
+            blocks.append(Heading(unit.label, 3))
+        blocks += body
+    return blocks
+
+
+def _missing_items(unit: RunArtefacts) -> list[str]:
+    if not _is_training_run(unit):
+        return []
+    where = unit.path.as_posix()
+    checks = [
+        (bool(unit.metrics), f"training metrics (metrics.jsonl): `freqtail train ... --out {where}`"),
+        (
+            unit.results is not None,
+            f"evaluation (results.json): `freqtail evaluate {where} --suite clean,pgd20`",
+        ),
+        (
+            any(r.get("metric") == "corruptions" for r in unit.records),
+            f"corruptions: `freqtail evaluate {where} --suite corruptions --generate-c`",
+        ),
+        (unit.sensitivity is not None, f"frequency sensitivity: `freqtail sensitivity {where}`"),
+        (unit.landscape is not None, f"loss landscape: `freqtail landscape {where}`"),
+        (unit.heatmap is not None, f"Fourier heat map: `freqtail heatmap {where}`"),
+    ]
+    return [text for present, text in checks if not present]
+
+
+def _title(units: Sequence[RunArtefacts]) -> str:
+    demo = next((u.demo for u in units if u.demo), None)
+    if demo is not None:
+        return "freqtail demo report" + (" (--quick)" if demo.get("quick") else "")
+    if len(units) == 1:
+        return f"freqtail report: {units[0].label}"
+    return "freqtail report: " + ", ".join(u.label for u in units)
+
+
+def build_page(units: Sequence[RunArtefacts], out: Path, title: str | None = None) -> tuple[Page, list[str]]:
+    """The :class:`Page` for ``units`` (figures outside ``out`` are copied there for the Markdown) and
+    the sentences naming what no unit has."""
+    from freqtail.report.training_figures import plot_training_curves
+
+    figure = _Figures(out)
+    page = Page(title or _title(units))
+    names = ", ".join(f"`{u.label}` ({u.path.as_posix()})" for u in units)
+    page.intro.append(Paragraph(f"Folders: {names}. Every figure and table below comes from those folders."))
+    sections: list[Section] = []
+    omitted: list[str] = []
+
+    def add(title: str, anchor: str, blocks: list, absent: str) -> None:
+        if blocks:
+            sections.append(Section(title, anchor, blocks))
+        else:
+            omitted.append(absent)
+
+    # Overview
+    overview: list = []
+    for unit in units:
+        if unit.demo:
+            overview += _demo_blocks(unit.demo)
+    trained = [u for u in units if _is_training_run(u)]
+    if trained and not overview:
+        rows = []
+        for u in trained:
+            config = u.config or {}
+            last = u.metrics[-1] if u.metrics else {}
+            rows.append(
+                [
+                    u.label,
+                    str(config.get("model", MISSING)),
+                    str(config.get("objective", MISSING)),
+                    str(config.get("bass") or "none"),
+                    "yes" if u.results is not None else "no",
+                    _num(last.get("epoch")),
+                    percent(last.get("test_acc")),
+                ]
+            )
+        overview.append(
+            Table(
+                ["run", "model", "objective", "BaSS", "evaluated", "epochs", "test acc (%)"],
+                rows,
+                numeric_from=5,
+            )
+        )
+    if overview:
+        sections.append(Section("Overview", "overview", overview))
+
+    # Data: long tail and BaSS
+    add(
+        "Frequency long tail",
+        "spectrum",
+        _per_unit(
+            [u for u in units if u.spectrum],
+            lambda u: (
+                _spectrum_blocks(u.spectrum)
+                + (
+                    [
+                        figure(
+                            u.figures["spectrum"],
+                            "Band proportions pi_k (log-log) with power-law fits and the 80/20 boundary; "
+                            "spectral entropy per band.",
+                            u.label,
+                        )
+                    ]
+                    if "spectrum" in u.figures
+                    else []
+                )
+            ),
+        ),
+        "No spectrum.json: measure a dataset with `freqtail spectrum --json` (the demo writes one).",
+    )
+    add(
+        "Balanced Spectrum Sampling (BaSS)",
+        "bass",
+        _per_unit(
+            [u for u in units if u.bass or "bass_examples" in u.figures],
+            lambda u: (
+                (_bass_blocks(u.bass) if u.bass else [])
+                + (
+                    [
+                        figure(
+                            u.figures["bass_examples"],
+                            "Images before and after BaSS, with their log-amplitude spectra on one "
+                            "colour scale.",
+                            u.label,
+                        )
+                    ]
+                    if "bass_examples" in u.figures
+                    else []
+                )
+            ),
+        ),
+        "No BaSS examples (bass.json): the demo writes them.",
+    )
+
+    # Training
+    with_metrics = [u for u in units if u.metrics]
+    training: list = []
+    if with_metrics:
+        curves = plot_training_curves([(u.label, u.metrics) for u in with_metrics], out / TRAINING_FIGURE)
+        training += [
+            figure(curves, "Training loss and accuracies per epoch (from metrics.jsonl).", "report"),
+            _training_table(with_metrics),
+            Bullets(_training_notes(with_metrics)),
+        ]
+    add("Training", "training", training, "No metrics.jsonl: train a model with `freqtail train`.")
+
+    # Evaluation
+    comparison = _comparison_parts(units)
+    evaluated = [u for u in units if u.records]
+    adversarial: list = []
+    if comparison.get("adversarial"):
+        adversarial += [Heading("Side by side", 3), *comparison["adversarial"]]
+    adversarial += _per_unit(evaluated, lambda u: _records_tables(u, "adversarial"), bool(adversarial))
+    add(
+        "Evaluation: clean and adversarial accuracy",
+        "evaluation",
+        adversarial,
+        "No evaluation results (results.json): run `freqtail evaluate RUN`.",
+    )
+    corruption: list = []
+    if comparison.get("corruptions"):
+        corruption += [Heading("Side by side", 3), *comparison["corruptions"]]
+    corruption += _per_unit(evaluated, lambda u: _records_tables(u, "corruptions"), bool(corruption))
+    add(
+        "Corruption robustness",
+        "corruptions",
+        corruption,
+        "No corruption results: run `freqtail evaluate RUN --suite corruptions --generate-c`.",
+    )
+
+    # Explanations
+    def analysis(key: str, blocks_of: Callable[[Mapping[str, Any]], list], figures: list[tuple[str, str]]):
+        def make(u: RunArtefacts) -> list:
+            blocks = blocks_of(getattr(u, key))
+            for name, caption in figures:
+                if name in u.figures:
+                    blocks.append(figure(u.figures[name], caption, u.label))
+            return blocks
+
+        return _per_unit([u for u in units if getattr(u, key)], make)
+
+    add(
+        "Frequency sensitivity",
+        "sensitivity",
+        analysis(
+            "sensitivity",
+            _sensitivity_blocks,
+            [
+                (
+                    "sensitivity",
+                    "Sorted gradient spectrum and where the coefficient at each rank lies (Fig. 2).",
+                ),
+                ("long_tail", "Long tail of the analysed test images (the boundary used above)."),
+            ],
+        ),
+        "No sensitivity analysis: run `freqtail sensitivity RUN`.",
+    )
+    add(
+        "Loss landscape on LFC / HFC",
+        "landscape",
+        analysis(
+            "landscape",
+            _landscape_blocks,
+            [("landscape", "Loss around the trained weights on low- and high-frequency images (Fig. 1, 4).")],
+        ),
+        "No loss landscape: run `freqtail landscape RUN`.",
+    )
+    add(
+        "Fourier heat map",
+        "heatmap",
+        analysis(
+            "heatmap",
+            _heatmap_blocks,
+            [("heatmap", "Error rate under a single-frequency perturbation, DC at the centre.")],
+        ),
+        "No Fourier heat map: run `freqtail heatmap RUN`.",
+    )
+
+    # Configuration
+    add(
+        "Configuration",
+        "configuration",
+        _config_blocks(units) if any(u.config is not None for u in units) else [],
+        "No config.yaml.",
+    )
+
+    # What is missing
+    missing: list = []
+    for unit in units:
+        items = _missing_items(unit) + unit.problems
+        if items:
+            missing.append((f"`{unit.label}`", items))
+    if omitted or missing:
+        blocks: list = []
+        if omitted:
+            blocks.append(Paragraph("Sections left out because no folder holds their material:"))
+            blocks.append(Bullets(list(omitted)))
+        if missing:
+            blocks.append(Paragraph("Per folder, what is not there yet and how to make it:"))
+            blocks.append(Bullets(missing))
+        sections.append(Section("Not in this report", "not-in-this-report", blocks))
+    page.sections = sections
+    return page, omitted
+
+
+def build_report(
+    paths: Sequence[str | os.PathLike], out: str | os.PathLike | None = None, title: str | None = None
+) -> ReportResult:
+    """Write ``report.html`` (self-contained) and ``report.md`` for one or several run folders.
+
+    Args:
+        paths: run folders (or a folder of runs, such as a demo folder).
+        out: output folder; default: the folder itself when one path is given. Several paths need it.
+        title: the page title (default: from the folders).
+
+    Raises:
+        InputError: no path, a missing folder, a folder with nothing to report, several paths without
+            ``out``, or an output path that is a file.
+    """
+    from freqtail import __version__
+
+    if not paths:
+        raise InputError("Give at least one run folder to report on.")
+    if out is None and len(paths) > 1:
+        raise InputError("A report on several folders needs --out DIR (where report.html goes).")
+    units = collect(list(paths))
+    out_dir = Path(out) if out is not None else Path(paths[0])
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"The output path {out_dir} is a file, not a folder.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    page, omitted = build_page(units, out_dir, title)
+    footer = (
+        f"Written by freqtail {__version__} on {time.strftime('%Y-%m-%d %H:%M:%S')}. "
+        "Self-contained: the figures are embedded in this file."
+    )
+    html_path = atomic_write_text(out_dir / HTML_NAME, render_html(page, footer))
+    md_footer = f"Written by freqtail {__version__} on {time.strftime('%Y-%m-%d %H:%M:%S')}."
+    md_path = atomic_write_text(out_dir / MARKDOWN_NAME, render_markdown(page, out_dir, md_footer))
+    return ReportResult(
+        html_path, md_path, [s.title for s in page.sections], omitted, [u.label for u in units]
+    )

@@ -1,0 +1,207 @@
+"""Gather what a run folder holds, for the report: every artefact is optional, nothing here raises on
+a missing or damaged file (it is listed in ``problems`` instead).
+
+Recognised files (all relative to the folder; written by the commands named):
+
+=========================  ==========================================================================
+``config.yaml``            the training config (``freqtail train``)
+``metrics.jsonl``          one record per epoch (``freqtail train``)
+``results.json``           evaluation records (``freqtail evaluate``), or a demo's key numbers
+                           (``freqtail demo``, format ``freqtail-demo``)
+``spectrum.json``          a :class:`freqtail.spectrum.SpectrumSummary` dict (``freqtail spectrum --json``
+                           or the demo); figure ``figures/spectrum.png``
+``bass.json``              BaSS conversion facts (the demo); figure ``figures/bass_examples.png``
+``sensitivity.json``       ``freqtail sensitivity``; figures ``figures/sensitivity.png``,
+                           ``figures/long_tail.png``
+``landscape.json``         ``freqtail landscape``; figure ``figures/landscape.png``
+``heatmap.json``           ``freqtail heatmap``; figure ``figures/heatmap.png``
+=========================  ==========================================================================
+
+A folder is a *run* when it holds any of these; a folder holding none but with sub-folders that do
+(``runs/``, or a demo folder) is a *collection* of those runs, in the order its demo ``results.json``
+lists them, else by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from freqtail.errors import InputError
+
+__all__ = ["DEMO_FORMAT", "FIGURES", "RunArtefacts", "collect", "collect_run", "is_run_folder"]
+
+DEMO_FORMAT = "freqtail-demo"
+RESULTS_FORMAT = "freqtail-results"
+JSON_FILES = ("spectrum", "bass", "sensitivity", "landscape", "heatmap")
+#: Figure key -> file under the folder.
+FIGURES = {
+    "spectrum": "figures/spectrum.png",
+    "bass_examples": "figures/bass_examples.png",
+    "sensitivity": "figures/sensitivity.png",
+    "long_tail": "figures/long_tail.png",
+    "landscape": "figures/landscape.png",
+    "heatmap": "figures/heatmap.png",
+}
+MARKERS = ("config.yaml", "metrics.jsonl", "results.json", "checkpoints", *(f"{n}.json" for n in JSON_FILES))
+
+
+@dataclass
+class RunArtefacts:
+    """What one folder holds. Missing parts are None / empty; unreadable ones are named in ``problems``.
+
+    Attributes:
+        path: the folder.
+        label: its name in tables (the folder name unless given).
+        config: ``config.yaml`` as a dict.
+        metrics: the ``metrics.jsonl`` records, in order.
+        results: an evaluation ``results.json`` (format ``freqtail-results``).
+        demo: a demo's ``results.json`` (format ``freqtail-demo``).
+        spectrum, bass, sensitivity, landscape, heatmap: the JSON files of the same names.
+        figures: figure key (:data:`FIGURES`) -> existing file.
+        problems: one sentence per file that exists but could not be read.
+    """
+
+    path: Path
+    label: str
+    config: dict[str, Any] | None = None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    results: dict[str, Any] | None = None
+    demo: dict[str, Any] | None = None
+    spectrum: dict[str, Any] | None = None
+    bass: dict[str, Any] | None = None
+    sensitivity: dict[str, Any] | None = None
+    landscape: dict[str, Any] | None = None
+    heatmap: dict[str, Any] | None = None
+    figures: dict[str, Path] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The evaluation records (empty without results)."""
+        return list((self.results or {}).get("results", []))
+
+    @property
+    def has_checkpoints(self) -> bool:
+        return (self.path / "checkpoints").is_dir()
+
+
+def is_run_folder(path: Path) -> bool:
+    """True when ``path`` holds any file the report recognises."""
+    return path.is_dir() and any((path / name).exists() for name in MARKERS)
+
+
+def _read_json(path: Path, problems: list[str]) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        problems.append(f"{path.name} could not be read ({type(err).__name__}); it is left out.")
+        return None
+
+
+def _read_metrics(path: Path, problems: list[str]) -> list[dict[str, Any]]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        problems.append(f"metrics.jsonl could not be read ({type(err).__name__}); it is left out.")
+        return []
+    records, bad = [], 0
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(record, dict) and isinstance(record.get("epoch"), int):
+            records.append(record)
+        else:
+            bad += 1
+    if bad:
+        problems.append(f"metrics.jsonl has {bad} unreadable line(s); they are left out.")
+    return records
+
+
+def _read_config(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        problems.append(f"config.yaml could not be read ({type(err).__name__}); it is left out.")
+        return None
+    if not isinstance(data, dict):
+        problems.append("config.yaml does not hold a mapping of keys; it is left out.")
+        return None
+    return data
+
+
+def collect_run(path: str | os.PathLike, label: str | None = None) -> RunArtefacts:
+    """Read everything the report can show from one folder (see the module docstring)."""
+    folder = Path(path)
+    run = RunArtefacts(folder, label or folder.resolve().name)
+    if (folder / "config.yaml").is_file():
+        run.config = _read_config(folder / "config.yaml", run.problems)
+    if (folder / "metrics.jsonl").is_file():
+        run.metrics = _read_metrics(folder / "metrics.jsonl", run.problems)
+    if (folder / "results.json").is_file():
+        data = _read_json(folder / "results.json", run.problems)
+        kind = data.get("format") if isinstance(data, dict) else None
+        if kind == RESULTS_FORMAT and isinstance(data.get("results"), list):
+            run.results = data
+        elif kind == DEMO_FORMAT:
+            run.demo = data
+        elif data is not None:
+            run.problems.append("results.json is not a freqtail results file; it is left out.")
+    for name in JSON_FILES:
+        file = folder / f"{name}.json"
+        if file.is_file():
+            data = _read_json(file, run.problems)
+            if isinstance(data, dict):
+                setattr(run, name, data)
+            elif data is not None:
+                run.problems.append(f"{file.name} does not hold a JSON object; it is left out.")
+    for key, relative in FIGURES.items():
+        if (folder / relative).is_file():
+            run.figures[key] = folder / relative
+    return run
+
+
+def _sub_runs(folder: Path, order: list[str]) -> list[Path]:
+    found = sorted(p for p in folder.iterdir() if p.is_dir() and is_run_folder(p))
+    ranked = {name: i for i, name in enumerate(order)}
+    return sorted(found, key=lambda p: (ranked.get(p.name, len(ranked)), p.name))
+
+
+def collect(paths: list[str | os.PathLike]) -> list[RunArtefacts]:
+    """The folders to report on, in order: each path's own artefacts (if any) then its sub-runs.
+
+    Raises:
+        InputError: a path that is not a folder, or a folder with nothing to report.
+    """
+    units: list[RunArtefacts] = []
+    for raw in paths:
+        folder = Path(raw)
+        if not folder.exists():
+            raise InputError(f"The folder {folder} does not exist.")
+        if not folder.is_dir():
+            raise InputError(f"{folder} is not a folder; give a run folder written by freqtail.")
+        own = collect_run(folder) if is_run_folder(folder) else None
+        listed = [r for r in ((own.demo or {}).get("runs") or []) if isinstance(r, dict)] if own else []
+        labels = {str(r.get("name")): str(r.get("label") or r.get("name")) for r in listed}
+        children = [] if own is not None and own.config is not None else _sub_runs(folder, list(labels))
+        if own is None and not children:
+            raise InputError(
+                f"The folder {folder} holds nothing to report (no config.yaml, metrics.jsonl, results.json "
+                "or analysis files, and no run folders inside)."
+            )
+        if own is not None:
+            units.append(own)
+        for child in children:
+            default = child.name if len(paths) == 1 else f"{folder.resolve().name}/{child.name}"
+            units.append(collect_run(child, labels.get(child.name, default)))
+    return units

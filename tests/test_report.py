@@ -1,0 +1,489 @@
+"""``freqtail report``: page rendering, partial run folders, comparisons, self-containment, a real browser."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from freqtail.cli import main
+from freqtail.report.build import build_report
+from freqtail.report.page import (
+    Bullets,
+    Figure,
+    Page,
+    Paragraph,
+    Section,
+    Table,
+    markdown_blocks,
+    render_html,
+    render_markdown,
+)
+
+CHROMIUM = shutil.which("chromium")
+
+
+# ----------------------------------------------------------------------------- helpers shared with test_demo
+class PageParser(HTMLParser):
+    """Collects headings, tables (as lists of rows of cell texts), and every URL-like attribute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.headings: list[tuple[str, str]] = []
+        self.tables: list[list[list[str]]] = []
+        self.urls: list[tuple[str, str, str]] = []
+        self.tags: list[str] = []
+        self._heading: str | None = None
+        self._cell: list[str] | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        for name, value in attrs:
+            if name in ("src", "href", "srcset", "action", "data", "poster") and value is not None:
+                self.urls.append((tag, name, value))
+        if tag in ("h1", "h2", "h3", "h4"):
+            self._heading, self._text = tag, []
+        elif tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag == self._heading:
+            self.headings.append((tag, "".join(self._text).strip()))
+            self._heading = None
+        elif tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append("".join(self._cell).strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._heading:
+            self._text.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def parse_page(text: str) -> PageParser:
+    parser = PageParser()
+    parser.feed(text)
+    return parser
+
+
+def assert_self_contained(text: str) -> None:
+    """No external resource: every src is a data: URI, every href an in-page anchor, no script/link tags."""
+    parsed = parse_page(text)
+    # Base64 may spell anything ("http" included): look at the text without the embedded images.
+    outside_images = re.sub(r"data:image/[a-z]+;base64,[A-Za-z0-9+/=]+", "data:", text)
+    assert "http" not in outside_images.lower() and "//" not in outside_images
+    assert "script" not in parsed.tags and "link" not in parsed.tags and "iframe" not in parsed.tags
+    for tag, name, value in parsed.urls:
+        if name == "href":
+            assert value.startswith("#"), (tag, name, value[:60])
+        else:
+            assert value.startswith("data:image/"), (tag, name, value[:60])
+    assert "url(" not in text and "@import" not in text
+
+
+def browser_check(report: Path, tmp_path: Path) -> tuple[list[str], str]:
+    """Open ``report`` in headless Chromium; return the rendered DOM's h2 texts and 'decoded/total' images."""
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed: apt-get install chromium")
+    probe = tmp_path / "probe.html"
+    # A copy with one inline check appended: the report itself carries no script.
+    probe.write_text(
+        report.read_text(encoding="utf-8").replace(
+            "</body>",
+            "<script>window.addEventListener('load', function () { var ok = 0, all = document.images;"
+            " for (var i = 0; i < all.length; i++) if (all[i].complete && all[i].naturalWidth > 0) ok++;"
+            " document.body.setAttribute('data-decoded', ok + '/' + all.length); });</script></body>",
+        ),
+        encoding="utf-8",
+    )
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        probe.as_uri(),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    dom = done.stdout
+    decoded = dom.split('data-decoded="', 1)[1].split('"', 1)[0]
+    headings = [text for tag, text in parse_page(dom).headings if tag == "h2"]
+    return headings, decoded
+
+
+def write_png(path: Path, seed: int = 0) -> Path:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+# ----------------------------------------------------------------------------- the page
+def test_html_escapes_text_and_embeds_figures(tmp_path):
+    png = write_png(tmp_path / "fig.png")
+    page = Page(
+        'Title <b>"x"</b> & y',
+        [Paragraph("<script>alert(1)</script> uses `a<b` and **bold**")],
+        [
+            Section(
+                "First <i>",
+                "first",
+                [
+                    Table(["name", "value"], [["<td>", "1.50"]], numeric_from=1, caption="cap & more"),
+                    Figure(png, 'caption "quoted" <x>'),
+                    Figure(tmp_path / "missing.png", "gone"),
+                    Bullets(["one", ("two", ["two-a <z>"])]),
+                ],
+            )
+        ],
+    )
+    text = render_html(page)
+    assert "<script>" not in text and "<b>" not in text and "<i>" not in text and "<td>&lt;" not in text[:0]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "<code>a&lt;b</code>" in text and "<strong>bold</strong>" in text
+    assert "Title &lt;b&gt;&quot;x&quot;&lt;/b&gt; &amp; y" in text
+    parsed = parse_page(text)
+    assert parsed.tables == [[["name", "value"], ["<td>", "1.50"]]]
+    images = [value for tag, name, value in parsed.urls if tag == "img"]
+    assert len(images) == 1  # the missing figure becomes a sentence, not a broken image
+    assert base64.b64decode(images[0].split(",", 1)[1]) == png.read_bytes()
+    assert "Figure missing.png could not be read." in text
+    assert_self_contained(text)
+
+
+def test_markdown_references_figures_relative_and_reads_back_its_tables(tmp_path):
+    png = write_png(tmp_path / "runs" / "a" / "figures" / "x.png")
+    table = Table(["run", "a|b", "Clean"], [["r|1", "x", "52.72"], ["Δ vs r", "y", "+1.00"]], numeric_from=2)
+    page = Page("T", [], [Section("S", "s", [table, Figure(png, "a [figure]")])])
+    text = render_markdown(page, tmp_path / "runs")
+    assert "![a (figure)](a/figures/x.png)" in text
+    blocks = [b for b in markdown_blocks(text) if isinstance(b, Table)]
+    assert len(blocks) == 1
+    assert blocks[0].header == table.header and blocks[0].rows == table.rows
+    assert blocks[0].numeric_from == 2
+
+
+def test_markdown_blocks_reads_the_subset_evaluation_writes():
+    text = "\n".join(
+        [
+            "## Clean and adversarial accuracy (%)",
+            "",
+            "| checkpoint | threat model | Clean |",
+            "| --- | --- | ---: |",
+            "| best | domain | 52.72 |",
+            "",
+            "Notes (accuracy in %):",
+            "- Clean: no attack; n = 64.",
+            "  - AutoAttack check warning: x",
+            "- Threat model `domain`: BaSS.",
+            "a second",
+            "line",
+        ]
+    )
+    blocks = markdown_blocks(text)
+    kinds = [type(b).__name__ for b in blocks]
+    assert kinds == ["Heading", "Table", "Paragraph", "Bullets", "Paragraph"]
+    assert blocks[0].level == 3 and blocks[0].text.startswith("Clean and adversarial")
+    assert blocks[1].rows == [["best", "domain", "52.72"]] and blocks[1].numeric_from == 2
+    assert blocks[3].items == [
+        ("Clean: no attack; n = 64.", ["AutoAttack check warning: x"]),
+        "Threat model `domain`: BaSS.",
+    ]
+    assert blocks[4].text == "a second line"
+
+
+# ----------------------------------------------------------------------------- run folders
+def _metrics(path: Path, epochs: int, robust: bool = False) -> list[dict]:
+    records = []
+    for epoch in range(1, epochs + 1):
+        record = {
+            "epoch": epoch,
+            "global_step": 10 * epoch,
+            "lr": 0.1,
+            "train_loss": 2.0 / epoch,
+            "train_acc": 0.1 * epoch,
+            "test_acc": 0.05 + 0.1 * epoch,
+            "test_images": 100,
+            "train_images": 640,
+            "test_data": "original",
+            "best": True,
+            "epoch_time": 1.5,
+        }
+        if robust:
+            record.update(test_robust_acc=0.02 * epoch, robust_attack="pgd-10-ce eps=8/255 on 64 images")
+        records.append(record)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return records
+
+
+def _record(threat: str, metric: str, correct: int, total: int, variant: str = "", tag: str = "best") -> dict:
+    settings = {"attack": None}
+    if metric.startswith("pgd"):
+        settings = {
+            "attack": "pgd",
+            "name": metric,
+            "eps_255": 8.0,
+            "step_size_255": 2.0,
+            "steps": 20,
+            "loss": "ce",
+            "restarts": 1,
+            "random_start": True,
+            "seed": 0,
+            "budget_source": "paper default",
+        }
+    return {
+        "id": f"{tag}|{threat}|{metric}|{variant}",
+        "metric": metric,
+        "threat_model": threat,
+        "correct": correct,
+        "total": total,
+        "accuracy": correct / total,
+        "data": {"n": total, "of": 1600, "subset_seed": 0, "dataset": "embedded"},
+        "settings": settings,
+        "checkpoint": {"epoch": 2, "objective": "erm", "bass": None if threat == "standard" else "dataset"},
+    }
+
+
+def _corruption_record(threat: str, order: str, table: dict) -> dict:
+    from freqtail.evaluate import aggregate_corruptions
+
+    summary = aggregate_corruptions(table)
+    return {
+        "id": f"best|{threat}|corruptions|{order}",
+        "metric": "corruptions",
+        "threat_model": threat,
+        "order": order,
+        "categories": summary["categories"],
+        "mean": summary["mean"],
+        "accuracy": summary["mean"],
+        "cells": summary["cells"],
+        "missing_corruptions": summary["missing"],
+        "per_corruption": {
+            name: {str(s): {"accuracy": a} for s, a in row.items()} for name, row in table.items()
+        },
+        "data": {"n": 50, "of": 1600},
+        "settings": {"c_dir": "x", "origin": "generated", "seed": 0, "severities": [1, 3]},
+        "checkpoint": {"epoch": 2},
+    }
+
+
+def _results(path: Path, records: list[dict]) -> None:
+    from freqtail.evaluate import write_results
+
+    write_results(path / "results.json", records)
+
+
+@pytest.fixture()
+def two_runs(tmp_path):
+    """Two hand-written run folders: a standard run and a BaSS run with both threat models."""
+    base, bass = tmp_path / "erm", tmp_path / "erm-bass"
+    _metrics(base / "metrics.jsonl", 3)
+    _metrics(bass / "metrics.jsonl", 2, robust=True)
+    (base / "config.yaml").write_text("dataset: embedded\nobjective: erm\nbass: null\nepochs: 3\nlr: 0.1\n")
+    (bass / "config.yaml").write_text(
+        "dataset: embedded\nobjective: erm\nbass: dataset\nepochs: 2\nlr: 0.05\n"
+    )
+    table = {"gaussian_noise": {1: 0.5, 3: 0.25}, "fog": {1: 0.75, 3: 0.5}}
+    _results(
+        base,
+        [
+            _record("standard", "clean", 70, 100),
+            _record("standard", "pgd-20-ce", 12, 100, "eps=8/255"),
+            _corruption_record("standard", "none", table),
+        ],
+    )
+    _results(
+        bass,
+        [
+            _record("domain", "clean", 64, 100),
+            _record("domain", "pgd-20-ce", 17, 100, "eps=8/255"),
+            _record("end-to-end", "clean", 64, 100),
+            _record("end-to-end", "pgd-20-ce", 9, 100, "eps=8/255"),
+        ],
+    )
+    return base, bass
+
+
+def _table_with(parsed: PageParser, header: list[str], row_start: list[str]) -> list[str]:
+    """The first row starting with ``row_start`` in a table whose header starts with ``header``."""
+    for table in parsed.tables:
+        if table and table[0][: len(header)] == header:
+            for row in table[1:]:
+                if row[: len(row_start)] == row_start:
+                    return row
+    raise AssertionError(f"no row {row_start} in a table whose header starts with {header}")
+
+
+def test_partial_run_folder_reports_what_it_has_and_lists_the_rest(tmp_path):
+    run = tmp_path / "only-metrics"
+    records = _metrics(run / "metrics.jsonl", 4)
+    result = build_report([run])
+    assert result.html == run / "report.html" and result.markdown == run / "report.md"
+    assert "Training" in result.sections
+    for absent in (
+        "Evaluation: clean and adversarial accuracy",
+        "Corruption robustness",
+        "Frequency sensitivity",
+    ):
+        assert absent not in result.sections
+    assert result.sections[-1] == "Not in this report"
+    text = result.html.read_text(encoding="utf-8")
+    parsed = parse_page(text)
+    row = _table_with(parsed, ["run", "objective"], ["only-metrics"])
+    assert row[5] == f"{records[-1]['train_loss']:.4f}" and row[7] == f"{100 * records[-1]['test_acc']:.2f}"
+    assert "freqtail evaluate" in html.unescape(text)  # the note says how to get the missing part
+    assert (run / "figures" / "report-training.png").stat().st_size > 1000
+    markdown = result.markdown.read_text(encoding="utf-8")
+    assert "](figures/report-training.png)" in markdown
+    assert_self_contained(text)
+
+
+def test_damaged_files_are_named_not_fatal(tmp_path):
+    run = tmp_path / "damaged"
+    _metrics(run / "metrics.jsonl", 2)
+    with open(run / "metrics.jsonl", "a") as handle:
+        handle.write('{"epoch": 3, "train_lo')  # a line cut by a crash
+    (run / "results.json").write_text("{not json")
+    (run / "sensitivity.json").write_text("[1, 2]")
+    (run / "config.yaml").write_text("a: [unclosed\n")
+    result = build_report([run])
+    text = html.unescape(result.html.read_text(encoding="utf-8"))
+    assert "metrics.jsonl has 1 unreadable line(s)" in text
+    assert "results.json could not be read" in text
+    assert "sensitivity.json does not hold a JSON object" in text
+    assert "config.yaml could not be read" in text
+    assert "Training" in result.sections and "Configuration" not in result.sections
+
+
+def test_analysis_files_alone_give_their_sections(tmp_path):
+    run = tmp_path / "analysis"
+    write_png(run / "figures" / "landscape.png", 1)
+    (run / "landscape.json").write_text(
+        json.dumps(
+            {
+                "grid": 5,
+                "span": 1.0,
+                "seed": 0,
+                "boundary_band": 7,
+                "num_images": 64,
+                "center": {"loss_lfc": 1.25, "loss_hfc": 2.5, "acc_lfc": 0.5, "acc_hfc": 0.125},
+                "loss_lfc_range": [1.0, 3.0],
+                "loss_hfc_range": [2.0, 9.0],
+                "nonfinite_points": 0,
+            }
+        )
+    )
+    result = build_report([run])
+    assert result.sections == ["Loss landscape on LFC / HFC", "Not in this report"]
+    parsed = parse_page(result.html.read_text(encoding="utf-8"))
+    assert _table_with(parsed, ["data"], ["low frequencies (LFC)"])[1:3] == ["1.2500", "50.0"]
+    assert _table_with(parsed, ["data"], ["high frequencies (HFC)"])[1:3] == ["2.5000", "12.5"]
+    assert len([u for t, n, u in parsed.urls if t == "img"]) == 1
+
+
+def test_results_tables_and_comparison_match_the_json(tmp_path, two_runs):
+    base, bass = two_runs
+    out = tmp_path / "comparison"
+    result = build_report([base, bass], out=out, title="Two runs")
+    for needed in (
+        "Training",
+        "Evaluation: clean and adversarial accuracy",
+        "Corruption robustness",
+        "Configuration",
+    ):
+        assert needed in result.sections
+    text = result.html.read_text(encoding="utf-8")
+    parsed = parse_page(text)
+    assert ("h1", "Two runs") in parsed.headings
+    # Per-run tables (the evaluation engineer's layout) carry the JSON accuracies.
+    for folder in (base, bass):
+        for record in json.loads((folder / "results.json").read_text())["results"]:
+            if record["metric"] != "clean":
+                continue
+            row = _table_with(parsed, ["checkpoint", "threat model"], ["best", record["threat_model"]])
+            assert row[2] == f"{100 * record['correct'] / record['total']:.2f}"
+    # Side by side: the BaSS run's delta rows are its accuracy minus the baseline's (hand-computed).
+    delta = _table_with(parsed, ["run", "threat model"], ["Δ vs erm", "end-to-end − standard"])
+    assert delta[2:4] == [f"{64 - 70:+.2f}", f"{9 - 12:+.2f}"]
+    # The corruption table: Mean over the 4 cells, Noise over its 2, by hand.
+    row = _table_with(parsed, ["checkpoint", "threat model"], ["best", "standard", "none"])
+    assert row[3] == "70.00" and row[4] == f"{100 * (0.5 + 0.25) / 2:.2f}"
+    assert row[-1] == f"{100 * (0.5 + 0.25 + 0.75 + 0.5) / 4:.2f}"
+    # Config: differing keys side by side.
+    assert _table_with(parsed, ["key"], ["lr"])[1:] == ["0.1", "0.05"]
+    # Figures outside the output folder are copied beside the Markdown.
+    markdown = result.markdown.read_text(encoding="utf-8")
+    assert "](figures/report-training.png)" in markdown
+    assert_self_contained(text)
+
+
+def test_folder_of_runs_is_a_collection(tmp_path, two_runs):
+    result = build_report([tmp_path])
+    assert result.runs == ["erm", "erm-bass"]
+    assert result.html == tmp_path / "report.html"
+
+
+def test_report_command(tmp_path, two_runs, capsys):
+    base, bass = two_runs
+    assert main(["report", str(base), str(bass), "--out", str(tmp_path / "cmp"), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["html"] == str(tmp_path / "cmp" / "report.html") and printed["runs"] == ["erm", "erm-bass"]
+    assert main(["report", str(base)]) == 0
+    out = capsys.readouterr().out
+    assert "wrote" in out and str(base / "report.html") in out
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p / "nope", "does not exist"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", "holds nothing to report"),
+        (lambda p: (p / "f.txt").write_text("x") and p / "f.txt", "is not a folder"),
+    ],
+)
+def test_report_command_bad_input_is_one_sentence(tmp_path, capsys, make, message):
+    assert main(["report", str(make(tmp_path))]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_several_runs_need_out(tmp_path, two_runs, capsys):
+    base, bass = two_runs
+    assert main(["report", str(base), str(bass)]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+def test_report_opens_in_a_real_browser(tmp_path, two_runs):
+    base, bass = two_runs
+    write_png(bass / "figures" / "heatmap.png", 2)
+    (bass / "heatmap.json").write_text(json.dumps({"eps": 4.0, "num_images": 3, "clean_error": 0.5}))
+    result = build_report([base, bass], out=tmp_path / "cmp")
+    headings, decoded = browser_check(result.html, tmp_path)
+    assert headings == result.sections
+    done, total = (int(v) for v in decoded.split("/"))
+    assert total == 2 and done == total  # training curves and the heat map, both decoded
