@@ -1,0 +1,774 @@
+"""``freqtail demo``: the whole paper on the embedded dataset, end to end, with no data at hand.
+
+Stages (each one line of progress with the elapsed time; finished stages are reused on a rerun):
+
+1. **spectrum** — the frequency long tail of the training images (``spectrum.json``,
+   ``figures/spectrum.png``);
+2. **bass** — BaSS on every training image: degenerate count, the spectrum after BaSS, a before/after
+   figure (``bass.json``, ``figures/bass_examples.png``);
+3. **train** — a small CNN four times: ERM and PGD-AT, each without and with BaSS (``bass: dataset``,
+   the paper's CIFAR10-B protocol), one run folder each (``erm/``, ``erm-bass/``, ``pgd-at/``,
+   ``pgd-at-bass/``);
+4. **evaluate** — clean, PGD-20 and corruptions (a stated subset) on a seeded subset of the test set;
+   BaSS runs under both threat models (``domain`` and ``end-to-end``);
+5. **explain** — frequency sensitivity, a small LFC/HFC loss landscape and a Fourier heat map of the two
+   ERM models;
+6. **report** — ``results.json`` (every run's key numbers with their settings), ``report.html`` and
+   ``report.md``.
+
+Everything is done by the library's own entry points (``freqtail.train.train`` and the ``evaluate``,
+``sensitivity``, ``landscape`` and ``heatmap`` commands), so the demo's run folders are ordinary run
+folders. Their console output goes to ``demo.log``.
+
+Resuming: ``demo-state.json`` records the settings and the finished stages; a rerun skips those, the
+trainer resumes an interrupted run from its checkpoint and the evaluation skips numbers already in
+``results.json``. ``force=True`` deletes what the demo wrote and starts over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from freqtail.errors import ConfigError, InputError
+from freqtail.io import atomic_write_json
+
+__all__ = ["FULL", "QUICK", "DemoInterrupted", "DemoResult", "DemoSettings", "format_key_numbers", "run_demo"]
+
+STATE_FILE = "demo-state.json"
+RESULTS_FILE = "results.json"
+LOG_FILE = "demo.log"
+DATASET = "embedded"
+DEMO_FORMAT = "freqtail-demo"
+STATE_FORMAT = "freqtail-demo-state"
+#: Files and folders the demo writes at the top of its folder (``force`` deletes only these).
+OWN_FILES = (STATE_FILE, RESULTS_FILE, LOG_FILE, "report.html", "report.md", "spectrum.json", "bass.json")
+OWN_FOLDERS = ("figures",)
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """How big the demo is. :data:`FULL` (about 6 minutes on 2 CPU cores) and :data:`QUICK` (under a
+    minute; for tests and CI) are the two the command offers.
+
+    Attributes:
+        quick: the ``--quick`` settings (said so in the output and the report).
+        width: small-cnn width.
+        train_subset, test_subset: training images / per-epoch test images (None = all).
+        erm_epochs, at_epochs: epochs of the ERM and the PGD-AT runs.
+        attack_steps, at_step_size: PGD-AT's training attack (eps 8/255).
+        robust_eval_examples, robust_eval_steps: the trainer's per-epoch robust accuracy.
+        eval_n: test images evaluated (a seeded subset of the 1,600).
+        masking_n, masking_queries: the gradient-masking check before PGD-20.
+        corruptions, severities: the corruption subset (``freqtail evaluate`` syntax).
+        sensitivity_n, landscape_n, landscape_grid, heatmap_n: sizes of the explanations.
+        bass_examples: images in the BaSS figure.
+    """
+
+    quick: bool
+    width: int
+    train_subset: int | None
+    test_subset: int | None
+    erm_epochs: int
+    at_epochs: int
+    attack_steps: int
+    at_step_size: str
+    robust_eval_examples: int
+    robust_eval_steps: int
+    eval_n: int
+    masking_n: int
+    masking_queries: int
+    corruptions: str
+    severities: str
+    sensitivity_n: int
+    landscape_n: int
+    landscape_grid: int
+    heatmap_n: int
+    bass_examples: int = 6
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FULL = DemoSettings(
+    quick=False,
+    width=16,
+    train_subset=None,
+    test_subset=None,
+    erm_epochs=8,
+    at_epochs=5,
+    attack_steps=3,
+    at_step_size="3/255",
+    robust_eval_examples=256,
+    robust_eval_steps=10,
+    eval_n=500,
+    masking_n=100,
+    masking_queries=500,
+    corruptions="all",
+    severities="1,3,5",
+    sensitivity_n=500,
+    landscape_n=256,
+    landscape_grid=9,
+    heatmap_n=16,
+)
+QUICK = DemoSettings(
+    quick=True,
+    width=8,
+    train_subset=1024,
+    test_subset=256,
+    erm_epochs=1,
+    at_epochs=1,
+    attack_steps=2,
+    at_step_size="4/255",
+    robust_eval_examples=64,
+    robust_eval_steps=5,
+    eval_n=64,
+    masking_n=16,
+    masking_queries=100,
+    corruptions="all",
+    severities="3",
+    sensitivity_n=64,
+    landscape_n=64,
+    landscape_grid=5,
+    heatmap_n=2,
+)
+#: The four training runs: folder, label, objective, BaSS mode.
+RUNS = (
+    ("erm", "ERM", "erm", None),
+    ("erm-bass", "ERM + BaSS", "erm", "dataset"),
+    ("pgd-at", "PGD-AT", "pgd-at", None),
+    ("pgd-at-bass", "PGD-AT + BaSS", "pgd-at", "dataset"),
+)
+#: Runs the explanations (sensitivity, landscape, heat map) are computed for.
+EXPLAINED = ("erm", "erm-bass")
+PGD_EPS, PGD_STEP = "8/255", "2/255"
+
+
+class DemoInterrupted(Exception):
+    """Training stopped on Ctrl-C / SIGTERM after writing a checkpoint; a rerun continues it."""
+
+
+@dataclass
+class DemoResult:
+    """What :func:`run_demo` produced: the folder, its files and the aggregated numbers."""
+
+    out: Path
+    report_html: Path
+    report_md: Path
+    results: Path
+    summary: dict[str, Any]
+    seconds: float
+
+
+# ----------------------------------------------------------------------------- the folder
+def _prepare_folder(out: Path, settings: DemoSettings, force: bool) -> dict[str, Any]:
+    """Check (or reset) ``out`` and return the demo state to continue from."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"The output path {out} is a file, not a folder.")
+    state_path = out / STATE_FILE
+    is_demo = state_path.is_file()
+    if out.is_dir() and any(out.iterdir()) and not is_demo:
+        raise ConfigError(
+            f"The folder {out} is not empty and holds no freqtail demo; choose another --out (nothing was "
+            "deleted)."
+        )
+    if is_demo and force:
+        for name in OWN_FILES:
+            (out / name).unlink(missing_ok=True)
+        for name in (*OWN_FOLDERS, *(run[0] for run in RUNS)):
+            shutil.rmtree(out / name, ignore_errors=True)
+        is_demo = False
+    fresh = {"format": STATE_FORMAT, "settings": settings.to_dict(), "stages": {}}
+    if not is_demo:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(state_path, fresh)
+        return fresh
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise ConfigError(
+            f"The demo state {state_path} is damaged; pass --force to start the demo over."
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ConfigError(f"{state_path} is not a freqtail demo state; pass --force to start the demo over.")
+    if state.get("settings") != settings.to_dict():
+        other = "--quick" if (state.get("settings") or {}).get("quick") else "full"
+        raise ConfigError(
+            f"The folder {out} holds a demo with other settings ({other}); pass --force to start over or "
+            "choose another --out."
+        )
+    state.setdefault("stages", {})
+    return state
+
+
+class _Stages:
+    """Runs stages in order, prints one line per stage with the elapsed time, records finished ones."""
+
+    def __init__(self, out: Path, state: dict[str, Any], total: int, echo: Callable[[str], None]) -> None:
+        self.out = out
+        self.state = state
+        self.total = total
+        self.echo = echo
+        self.count = 0
+        self.started = time.perf_counter()
+        self.timings: list[dict[str, Any]] = []
+        self.log = open(out / LOG_FILE, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.real_stderr = sys.stderr
+
+    def close(self) -> None:
+        self.log.close()
+
+    def trainer_log(self, message: str) -> None:
+        """The trainer's messages go to the log; stop requests are shown too."""
+        self.log.write(message + "\n")
+        self.log.flush()
+        if "Ctrl-C" in message or "SIG" in message:
+            print(message, file=self.real_stderr)
+
+    def run(self, name: str, what: str, work: Callable[[], str], done: Callable[[], bool]) -> None:
+        """Run ``work`` (returns a one-line summary) unless the state says it finished and ``done()``."""
+        self.count += 1
+        previous = self.state["stages"].get(name)
+        if previous is not None and done():
+            self.timings.append({"name": name, "what": what, "seconds": previous["seconds"], "reused": True})
+            self._line(name, f"{previous.get('summary', what)} (reused from an earlier run)")
+            return
+        self.log.write(f"\n===== {name}: {what}\n")
+        self.log.flush()
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(self.log), contextlib.redirect_stderr(self.log):
+            summary = work()
+        seconds = time.perf_counter() - start
+        self.state["stages"][name] = {"seconds": round(seconds, 2), "summary": summary}
+        atomic_write_json(self.out / STATE_FILE, self.state)
+        self.timings.append({"name": name, "what": what, "seconds": round(seconds, 2), "reused": False})
+        self._line(name, f"{summary} ({seconds:.1f} s)")
+
+    def _line(self, name: str, text: str) -> None:
+        elapsed = time.perf_counter() - self.started
+        width = len(str(self.total))
+        self.echo(f"[{_clock(elapsed)}] {self.count:>{width}}/{self.total} {name:<22} {text}")
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 60):2d}:{seconds % 60:04.1f}"
+
+
+# ----------------------------------------------------------------------------- stages
+def _spectrum_stage(out: Path) -> str:
+    from freqtail.data import iter_uint8_batches
+    from freqtail.report.spectrum_figures import plot_long_tail
+    from freqtail.spectrum import summarize
+
+    summary = summarize(iter_uint8_batches(DATASET, "train", batch_size=512))
+    data = summary.to_dict()
+    h, w = summary.image_size
+    data["source"] = (
+        f"the {summary.num_images} training images of the embedded dataset ({h}x{w}, 16 classes of "
+        "photographs bundled with scikit-image)"
+    )
+    plot_long_tail(
+        summary, out / "figures" / "spectrum.png", title=f"Long tail of {summary.num_images} images"
+    )
+    atomic_write_json(out / "spectrum.json", data)
+    return (
+        f"80/20 boundary band {summary.boundary_band} ({summary.boundary_fraction_nyquist:.3f} of Nyquist): "
+        f"LFC holds {100 * summary.lfc_power_share:.1f}% of the power, alpha {summary.alpha:.2f}"
+    )
+
+
+SPECTRUM_KEYS = ("boundary_band", "lfc_power_share", "entropy", "entropy_normalized", "alpha", "alpha_r2")
+
+
+def _bass_stage(out: Path, settings: DemoSettings) -> str:
+    import numpy as np
+
+    from freqtail.bass import balance_spectrum
+    from freqtail.data.registry import load_arrays
+    from freqtail.report.bass_figures import plot_bass_examples
+    from freqtail.spectrum import summarize
+
+    images, labels, classes = load_arrays(DATASET, "train")
+    outputs, masks = [], []
+    for start in range(0, len(images), 512):
+        converted, degenerate = balance_spectrum(
+            np.ascontiguousarray(images[start : start + 512]), return_degenerate=True
+        )
+        outputs.append(converted)
+        masks.append(np.asarray(degenerate, dtype=bool))
+    converted, degenerate = np.concatenate(outputs), np.concatenate(masks)
+    before, after = summarize(images), summarize(converted)
+    # One image of evenly spaced classes, and one degenerate image (if any) to show the rule.
+    count = settings.bass_examples
+    chosen = [
+        int(np.flatnonzero(labels == c)[0]) for c in np.linspace(0, len(classes) - 1, count).astype(int)
+    ]
+    if degenerate.any():
+        chosen[-1] = int(np.flatnonzero(degenerate)[0])
+    plot_bass_examples(images[chosen], out / "figures" / "bass_examples.png", max_images=count)
+    n_degenerate = int(degenerate.sum())
+    atomic_write_json(
+        out / "bass.json",
+        {
+            "images": len(images),
+            "degenerate": n_degenerate,
+            "strength": 1.0,
+            "source": f"the {len(images)} training images of the embedded dataset",
+            "example_indices": chosen,
+            "example_classes": [classes[int(labels[i])] for i in chosen],
+            "spectrum_before": {k: before.to_dict()[k] for k in SPECTRUM_KEYS},
+            "spectrum_after": {k: after.to_dict()[k] for k in SPECTRUM_KEYS},
+        },
+    )
+    return (
+        f"{len(images)} images, {n_degenerate} degenerate (unchanged); spectral entropy "
+        f"{before.entropy:.2f} -> {after.entropy:.2f} nats, LFC share {100 * before.lfc_power_share:.1f}% -> "
+        f"{100 * after.lfc_power_share:.1f}%"
+    )
+
+
+def train_config(settings: DemoSettings, objective: str, bass: str | None):
+    """The :class:`freqtail.train.TrainConfig` of one demo run."""
+    from freqtail.train import load_config
+
+    overrides: dict[str, Any] = {
+        "dataset": DATASET,
+        "model": "small-cnn",
+        "model_options": {"width": settings.width},
+        "objective": objective,
+        "bass": bass,
+        "epochs": settings.erm_epochs if objective == "erm" else settings.at_epochs,
+        "train_subset": settings.train_subset,
+        "test_subset": settings.test_subset,
+        "batch_size": 128,
+        "seed": 0,
+        "progress": False,
+    }
+    if objective != "erm":
+        overrides.update(
+            eps=PGD_EPS,
+            step_size=settings.at_step_size,
+            attack_steps=settings.attack_steps,
+            robust_eval_examples=settings.robust_eval_examples,
+            robust_eval_steps=settings.robust_eval_steps,
+        )
+    return load_config(overrides=overrides)
+
+
+def _train_stage(run_dir: Path, settings: DemoSettings, objective: str, bass: str | None, log) -> str:
+    from freqtail.train import train
+
+    result = train(train_config(settings, objective, bass), run_dir, resume=True, log=log)
+    if result.status == "interrupted":
+        raise DemoInterrupted(f"Training {run_dir.name} stopped after step {result.global_step}.")
+    last = result.history[-1] if result.history else {}
+    text = f"{result.epochs_completed} epoch(s), test acc {100 * (last.get('test_acc') or 0):.1f}%"
+    if last.get("test_robust_acc") is not None:
+        text += f", robust acc {100 * last['test_robust_acc']:.1f}% (PGD-{settings.robust_eval_steps})"
+    return text + (" (bass-dataset test set)" if bass else "")
+
+
+def _command(argv: list[str]) -> None:
+    """Run one freqtail subcommand in this process (errors propagate as exceptions)."""
+    from freqtail.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    code = args.func(args)
+    if code not in (0, None):
+        raise ConfigError(f"'freqtail {' '.join(argv)}' stopped with exit code {code}.")
+
+
+def _evaluate_stage(run_dir: Path, settings: DemoSettings) -> str:
+    _command(
+        [
+            "evaluate",
+            str(run_dir),
+            "--suite",
+            "clean,pgd20,corruptions",
+            "--n",
+            str(settings.eval_n),
+            "--eps",
+            PGD_EPS,
+            "--step-size",
+            PGD_STEP,
+            "--generate-c",
+            "--corruptions",
+            settings.corruptions,
+            "--severities",
+            settings.severities,
+            "--masking-n",
+            str(settings.masking_n),
+            "--masking-queries",
+            str(settings.masking_queries),
+            "--resume",
+            "--no-progress",
+        ]
+    )
+    parts = []
+    for row in run_key_numbers(run_dir.name, run_dir.name, _records(run_dir)):
+        parts.append(
+            f"{row['threat_model']}: clean {_pct(row['clean'])}, PGD-20 {_pct(row['pgd20'])}, "
+            f"corruptions {_pct(row['corruptions_mean'])}"
+        )
+    return "; ".join(parts)
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _sensitivity_stage(run_dir: Path, settings: DemoSettings) -> str:
+    _command(["sensitivity", str(run_dir), "--n", str(settings.sensitivity_n)])
+    data = json.loads((run_dir / "sensitivity.json").read_text(encoding="utf-8"))
+    return (
+        f"HFC share of the input gradient's energy {100 * data['hfc_energy_share']:.1f}% "
+        f"(boundary band {data['boundary_band']}, {data['num_images']} images)"
+    )
+
+
+def _landscape_stage(run_dir: Path, settings: DemoSettings) -> str:
+    _command(
+        [
+            "landscape",
+            str(run_dir),
+            "--n",
+            str(settings.landscape_n),
+            "--grid",
+            str(settings.landscape_grid),
+            "--span",
+            "1.0",
+        ]
+    )
+    data = json.loads((run_dir / "landscape.json").read_text(encoding="utf-8"))
+    lfc, hfc = data["loss_lfc_range"], data["loss_hfc_range"]
+    return (
+        f"{data['grid']}x{data['grid']} grid: LFC loss {lfc[0]:.2f}..{lfc[1]:.2f}, "
+        f"HFC loss {hfc[0]:.2f}..{hfc[1]:.2f}"
+    )
+
+
+def _heatmap_stage(run_dir: Path, settings: DemoSettings) -> str:
+    _command(["heatmap", str(run_dir), "--n", str(settings.heatmap_n)])
+    data = json.loads((run_dir / "heatmap.json").read_text(encoding="utf-8"))
+    return (
+        f"{data['num_images']} images: mean error {100 * data['mean_error']:.1f}% over frequencies "
+        f"(clean {100 * data['clean_error']:.1f}%)"
+    )
+
+
+# ----------------------------------------------------------------------------- aggregation
+def _records(run_dir: Path) -> list[dict[str, Any]]:
+    from freqtail.evaluate.results import load_results
+
+    if not (run_dir / RESULTS_FILE).is_file():
+        return []
+    return [r for r in load_results(run_dir)["results"] if str(r.get("id", "")).startswith("best|")]
+
+
+def run_key_numbers(name: str, label: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per threat model of a run: clean, PGD-20 and corruption-mean accuracy (fractions), the
+    counts behind them and the number of evaluated images."""
+    from freqtail.evaluate.threat_models import THREAT_MODELS
+
+    rows = []
+    for threat in THREAT_MODELS:
+        mine = [r for r in records if r.get("threat_model") == threat]
+        if not mine:
+            continue
+
+        def find(metric: str, mine=mine) -> dict[str, Any] | None:
+            return next((r for r in mine if r.get("metric") == metric), None)
+
+        clean, pgd, corr = find("clean"), find("pgd-20-ce"), find("corruptions")
+        rows.append(
+            {
+                "run": name,
+                "label": label,
+                "threat_model": threat,
+                "clean": clean["accuracy"] if clean else None,
+                "clean_counts": [clean["correct"], clean["total"]] if clean else None,
+                "pgd20": pgd["accuracy"] if pgd else None,
+                "pgd20_counts": [pgd["correct"], pgd["total"]] if pgd else None,
+                "corruptions_mean": corr["mean"] if corr else None,
+                "corruption_order": corr.get("order") if corr else None,
+                "corruption_cells": corr.get("cells") if corr else None,
+                "n": (clean or pgd or corr or {}).get("data", {}).get("n"),
+            }
+        )
+    return rows
+
+
+def _evaluation_summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The run's evaluation records without their bulky parts (settings, data and counts stay)."""
+    keep = ("id", "metric", "threat_model", "accuracy", "correct", "total", "mean", "categories", "order")
+    out = []
+    for record in records:
+        entry = {k: record[k] for k in keep if k in record}
+        settings = record.get("settings") or {}
+        entry["settings"] = {
+            k: settings[k]
+            for k in (
+                "name",
+                "eps_255",
+                "step_size_255",
+                "steps",
+                "loss",
+                "restarts",
+                "seed",
+                "severities",
+                "origin",
+            )
+            if k in settings
+        }
+        entry["n"] = (record.get("data") or {}).get("n")
+        if record.get("metric") == "gradient-masking":
+            entry["masked"] = record.get("masked")
+            entry["summary"] = record.get("summary")
+        out.append(entry)
+    return out
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _corruption_words(settings: DemoSettings) -> str:
+    from freqtail.commands.corrupt import parse_corruptions, parse_severities
+
+    names = parse_corruptions(settings.corruptions)
+    levels = parse_severities(settings.severities)
+    which = "all 19 corruptions" if len(names) == 19 else f"{len(names)} corruptions ({', '.join(names)})"
+    return f"{which} at severity {', '.join(map(str, levels))} ({len(names) * len(levels)} cells)"
+
+
+def aggregate(out: Path, settings: DemoSettings, timings: list[dict[str, Any]], total: float, load) -> dict:
+    """The demo's ``results.json``: settings, stage timings, and each run's key numbers."""
+    from freqtail import __version__
+
+    runs, key_numbers = [], []
+    for name, label, objective, bass in RUNS:
+        run_dir = out / name
+        records = _records(run_dir)
+        rows = run_key_numbers(name, label, records)
+        key_numbers += rows
+        metrics = []
+        if (run_dir / "metrics.jsonl").is_file():
+            metrics = [
+                json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line
+            ]
+        last = metrics[-1] if metrics else {}
+        entry: dict[str, Any] = {
+            "name": name,
+            "label": label,
+            "path": name,
+            "objective": objective,
+            "bass": bass,
+            "config": train_config(settings, objective, bass).to_dict(),
+            "training": {
+                k: last.get(k)
+                for k in ("epoch", "train_loss", "train_acc", "test_acc", "test_images", "test_robust_acc")
+                if k in last
+            }
+            | {
+                "robust_attack": last.get("robust_attack"),
+                "seconds": sum(r.get("epoch_time", 0) for r in metrics),
+            },
+            "key_numbers": rows,
+            "evaluation": _evaluation_summary(records),
+        }
+        for kind, keys in (
+            ("sensitivity", ("num_images", "boundary_band", "hfc_energy_share", "top_hfc_share", "source")),
+            (
+                "landscape",
+                ("grid", "span", "num_images", "boundary_band", "center", "loss_lfc_range", "loss_hfc_range"),
+            ),
+            (
+                "heatmap",
+                ("num_images", "eps", "clean_error", "mean_error", "max_error", "max_error_frequency"),
+            ),
+        ):
+            data = _read_json(run_dir / f"{kind}.json")
+            if data is not None:
+                entry[kind] = {k: data.get(k) for k in keys}
+        runs.append(entry)
+    spectrum = _read_json(out / "spectrum.json") or {}
+    bass = _read_json(out / "bass.json") or {}
+    return {
+        "format": DEMO_FORMAT,
+        "version": 1,
+        "quick": settings.quick,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "freqtail_version": __version__,
+        "settings": {
+            "description": (
+                f"small-cnn (width {settings.width}) on the embedded dataset (16 classes, 32x32): ERM for "
+                f"{settings.erm_epochs} epoch(s) and PGD-AT ({settings.attack_steps} steps of "
+                f"{settings.at_step_size}, eps {PGD_EPS}) for {settings.at_epochs} epoch(s), each without "
+                "and with BaSS (bass=dataset: trained and tested on BaSS-converted images); "
+                + (
+                    f"{settings.train_subset} training images."
+                    if settings.train_subset
+                    else "all 6,400 training images."
+                )
+            ),
+            "demo": settings.to_dict(),
+            "dataset": DATASET,
+            "test_images": 1600,
+            "eval_n": settings.eval_n,
+            "pgd": {"eps": PGD_EPS, "step_size": PGD_STEP, "steps": 20, "loss": "ce", "restarts": 1},
+            "corruptions": {
+                "names": settings.corruptions,
+                "severities": settings.severities,
+                "description": _corruption_words(settings),
+            },
+        },
+        "timings": {"stages": timings, "total_seconds": round(total, 1), "load_average": load},
+        "spectrum": {k: spectrum.get(k) for k in (*SPECTRUM_KEYS, "num_images", "source") if k in spectrum},
+        "bass": {
+            k: bass.get(k) for k in ("images", "degenerate", "spectrum_before", "spectrum_after") if k in bass
+        },
+        "runs": runs,
+        "key_numbers": key_numbers,
+    }
+
+
+def format_key_numbers(rows: list[dict[str, Any]]) -> str:
+    """The key-number table as aligned text (what ``freqtail demo`` prints)."""
+    header = ["run", "threat model", "Clean", "PGD-20", "Corruptions", "n"]
+    lines = [
+        [
+            str(r["label"]),
+            str(r["threat_model"]),
+            _pct(r["clean"]),
+            _pct(r["pgd20"]),
+            _pct(r["corruptions_mean"]),
+            str(r.get("n")),
+        ]
+        for r in rows
+    ]
+    widths = [max(len(x) for x in column) for column in zip(header, *lines, strict=True)]
+    out = []
+    for index, row in enumerate([header, *lines]):
+        cells = [
+            cell.ljust(w) if i < 2 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        out.append("  " + "  ".join(cells).rstrip())
+        if index == 0:
+            out.append("  " + "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------- the entry point
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def run_demo(
+    out: str | os.PathLike = "runs/demo",
+    *,
+    quick: bool = False,
+    force: bool = False,
+    settings: DemoSettings | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> DemoResult:
+    """Run the demo into ``out`` (see the module docstring) and return its files and numbers.
+
+    Args:
+        out: the demo folder (created; a non-empty folder that is not a demo is refused).
+        quick: use :data:`QUICK` instead of :data:`FULL`.
+        force: delete what an earlier demo wrote in ``out`` and start over.
+        settings: other :class:`DemoSettings` (overrides ``quick``).
+        echo: where the progress lines go (default: printed and flushed at once).
+
+    Raises:
+        ConfigError: ``out`` is not a demo folder, or holds a demo with other settings (without ``force``).
+        DemoInterrupted: Ctrl-C / SIGTERM stopped a training run (its checkpoint is written).
+        KeyboardInterrupt: Ctrl-C elsewhere (finished numbers are kept).
+    """
+    from freqtail.report.build import build_report
+
+    settings = settings or (QUICK if quick else FULL)
+    echo = echo or (lambda line: print(line, flush=True))
+    out = Path(out)
+    state = _prepare_folder(out, settings, force)
+    explained = [(name, stage) for name in EXPLAINED for stage in ("sensitivity", "landscape", "heatmap")]
+    total = 2 + 2 * len(RUNS) + len(explained) + 1
+    load_start = _load()
+    stages = _Stages(out, state, total, echo)
+    try:
+        stages.run(
+            "spectrum",
+            "long tail of the training images",
+            lambda: _spectrum_stage(out),
+            lambda: (out / "spectrum.json").is_file(),
+        )
+        stages.run(
+            "bass",
+            "BaSS on the training images",
+            lambda: _bass_stage(out, settings),
+            lambda: (out / "bass.json").is_file(),
+        )
+        for name, label, objective, bass in RUNS:
+            run_dir = out / name
+            epochs = settings.erm_epochs if objective == "erm" else settings.at_epochs
+            stages.run(
+                f"train {name}",
+                f"train {label}, {epochs} epoch(s)",
+                lambda run_dir=run_dir, objective=objective, bass=bass: _train_stage(
+                    run_dir, settings, objective, bass, stages.trainer_log
+                ),
+                lambda run_dir=run_dir: (run_dir / "metrics.jsonl").is_file(),
+            )
+        for name, label, _, _ in RUNS:
+            run_dir = out / name
+            stages.run(
+                f"evaluate {name}",
+                f"evaluate {label}: clean, PGD-20, corruptions on {settings.eval_n} images",
+                lambda run_dir=run_dir: _evaluate_stage(run_dir, settings),
+                lambda run_dir=run_dir: (run_dir / RESULTS_FILE).is_file(),
+            )
+        work = {"sensitivity": _sensitivity_stage, "landscape": _landscape_stage, "heatmap": _heatmap_stage}
+        for name, kind in explained:
+            run_dir = out / name
+            stages.run(
+                f"{kind} {name}",
+                f"{kind} of {name}",
+                lambda run_dir=run_dir, kind=kind: work[kind](run_dir, settings),
+                lambda run_dir=run_dir, kind=kind: (run_dir / f"{kind}.json").is_file(),
+            )
+        summary = aggregate(
+            out, settings, stages.timings, time.perf_counter() - stages.started, [load_start, _load()]
+        )
+        atomic_write_json(out / RESULTS_FILE, summary)
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(stages.log), contextlib.redirect_stderr(stages.log):
+            report = build_report([out])
+        report_seconds = time.perf_counter() - start
+        # The page shows the stages before it; results.json also gets the report's own time.
+        stages.count += 1
+        stages.timings.append(
+            {"name": "report", "what": "report.html and report.md", "seconds": round(report_seconds, 2)}
+        )
+        seconds = time.perf_counter() - stages.started
+        summary["timings"]["total_seconds"] = round(seconds, 1)
+        atomic_write_json(out / RESULTS_FILE, summary)
+        stages._line("report", f"{report.html} and {report.markdown} ({report_seconds:.1f} s)")
+    finally:
+        stages.close()
+    return DemoResult(out, report.html, report.markdown, out / RESULTS_FILE, summary, seconds)

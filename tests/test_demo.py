@@ -1,0 +1,245 @@
+"""``freqtail demo --quick`` end to end (run once per session), its report, resuming and folder rules."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from freqtail.cli import main
+from freqtail.demo import QUICK, RUNS, STATE_FILE, _prepare_folder, run_demo
+from freqtail.errors import ConfigError
+from freqtail.report.build import build_report
+from freqtail.report.page import Table, markdown_blocks
+from test_report import assert_self_contained, browser_check, parse_page
+
+SECTIONS = (
+    "Overview",
+    "Frequency long tail",
+    "Balanced Spectrum Sampling (BaSS)",
+    "Training",
+    "Evaluation: clean and adversarial accuracy",
+    "Corruption robustness",
+    "Frequency sensitivity",
+    "Loss landscape on LFC / HFC",
+    "Fourier heat map",
+    "Configuration",
+)
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """The quick demo, run once through the command line; ``(folder, printed output, cache folder)``."""
+    import contextlib
+    import io
+
+    root = tmp_path_factory.mktemp("demo")
+    cache = root / "cache"
+    out = root / "demo"
+    printed = io.StringIO()
+    # Session fixtures run before the per-test cache fixture: give this one its own cache.
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        patch.setenv("FREQTAIL_CACHE", str(cache))
+        code = main(["demo", "--quick", "--out", str(out)])
+    assert code == 0, printed.getvalue()
+    return out, printed.getvalue(), cache
+
+
+def _results(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text(encoding="utf-8"))
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.2f}"
+
+
+def test_demo_prints_progress_key_numbers_and_where_the_report_is(demo):
+    out, printed, _ = demo
+    assert "--quick" in printed and "smoke test" in printed
+    stage_lines = [line for line in printed.splitlines() if re.match(r"\[\s*\d+:\d\d\.\d\] +\d+/17 ", line)]
+    assert len(stage_lines) == 17  # one line per stage, each with the elapsed time
+    assert str(out / "report.html") in printed and str(out / "results.json") in printed
+    for entry in _results(out)["key_numbers"]:
+        clean = "–" if entry["clean"] is None else f"{100 * entry['clean']:.1f}%"
+        assert re.search(
+            rf"{re.escape(entry['label'])}\s+{entry['threat_model']}\s+{re.escape(clean)}", printed
+        )
+
+
+def test_results_json_aggregates_every_run_under_its_threat_models(demo):
+    out, _, _ = demo
+    data = _results(out)
+    assert data["format"] == "freqtail-demo" and data["quick"] is True
+    rows = {(r["run"], r["threat_model"]) for r in data["key_numbers"]}
+    assert rows == {
+        ("erm", "standard"),
+        ("erm-bass", "domain"),
+        ("erm-bass", "end-to-end"),
+        ("pgd-at", "standard"),
+        ("pgd-at-bass", "domain"),
+        ("pgd-at-bass", "end-to-end"),
+    }
+    for row in data["key_numbers"]:
+        # Independent check: each number is correct / total of the run's own evaluation records.
+        records = json.loads((out / row["run"] / "results.json").read_text())["results"]
+        mine = {r["metric"]: r for r in records if r["threat_model"] == row["threat_model"]}
+        assert row["clean"] == mine["clean"]["correct"] / mine["clean"]["total"]
+        assert row["pgd20"] == mine["pgd-20-ce"]["correct"] / mine["pgd-20-ce"]["total"]
+        cells = [
+            cell["accuracy"]
+            for severities in mine["corruptions"]["per_corruption"].values()
+            for cell in severities.values()
+        ]
+        assert row["corruptions_mean"] == pytest.approx(sum(cells) / len(cells))
+        assert row["n"] == QUICK.eval_n == mine["clean"]["data"]["n"]
+        assert mine["pgd-20-ce"]["settings"]["steps"] == 20 and mine["pgd-20-ce"]["settings"]["eps_255"] == 8
+    assert [r["name"] for r in data["runs"]] == [name for name, *_ in RUNS]
+    assert data["settings"]["demo"]["quick"] is True
+    assert data["spectrum"]["boundary_band"] >= 1 and data["bass"]["images"] == 6400
+    assert {s["name"] for s in data["timings"]["stages"]} >= {"spectrum", "bass", "train erm", "report"}
+
+
+def test_report_has_every_section_and_its_key_numbers_match_results_json(demo):
+    out, _, _ = demo
+    text = (out / "report.html").read_text(encoding="utf-8")
+    parsed = parse_page(text)
+    h2 = [t for tag, t in parsed.headings if tag == "h2"]
+    for section in SECTIONS:
+        assert section in h2
+    key_numbers = _results(out)["key_numbers"]
+    html_rows = [t for t in parsed.tables if t[0][:2] == ["run", "threat model"] and "PGD-20" in t[0]][0][1:]
+    expected = [
+        [
+            r["label"],
+            r["threat_model"],
+            _pct(r["clean"]),
+            _pct(r["pgd20"]),
+            _pct(r["corruptions_mean"]),
+            str(r["n"]),
+        ]
+        for r in key_numbers
+    ]
+    assert html_rows == expected
+    # The Markdown has the same table.
+    blocks = markdown_blocks((out / "report.md").read_text(encoding="utf-8"))
+    tables = [b for b in blocks if isinstance(b, Table) and b.header[:2] == ["run", "threat model"]]
+    assert tables[0].rows == expected
+    # Both threat models of the BaSS runs appear in the evaluation and corruption tables.
+    plain = html.unescape(text)
+    for order in ("bass-then-corrupt", "corrupt-then-bass"):
+        assert order in plain
+    assert_self_contained(text)
+
+
+def test_report_evaluation_tables_match_each_runs_records(demo):
+    out, _, _ = demo
+    parsed = parse_page((out / "report.html").read_text(encoding="utf-8"))
+    checked = 0
+    for name, *_ in RUNS:
+        records = json.loads((out / name / "results.json").read_text())["results"]
+        for record in records:
+            if record["metric"] != "clean":
+                continue
+            rows = [
+                row
+                for table in parsed.tables
+                if table[0][:3] == ["checkpoint", "threat model", "Clean"]
+                for row in table[1:]
+                if row[:2] == ["best", record["threat_model"]]
+            ]
+            assert f"{100 * record['correct'] / record['total']:.2f}" in {row[2] for row in rows}
+            checked += 1
+    assert checked == 6
+
+
+def test_markdown_figures_exist_relative_to_the_report(demo):
+    out, _, _ = demo
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    paths = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert len(paths) >= 10
+    for path in paths:
+        assert not path.startswith("/") and (out / path).is_file(), path
+
+
+def test_demo_report_in_a_real_browser(demo, tmp_path):
+    out, _, _ = demo
+    headings, decoded = browser_check(out / "report.html", tmp_path)
+    for section in SECTIONS:
+        assert section in headings
+    done, total = (int(v) for v in decoded.split("/"))
+    assert total >= 10 and done == total
+
+
+def test_rerun_reuses_finished_stages_and_redoes_a_missing_one(demo, tmp_path, monkeypatch):
+    out, _, cache = demo
+    copy = tmp_path / "demo"
+    shutil.copytree(out, copy)
+    monkeypatch.setenv("FREQTAIL_CACHE", str(cache))
+    state = json.loads((copy / STATE_FILE).read_text())
+    # As if Ctrl-C had struck while evaluating erm: its stage is not recorded and its numbers are gone.
+    del state["stages"]["evaluate erm"]
+    (copy / STATE_FILE).write_text(json.dumps(state))
+    (copy / "erm" / "results.json").unlink()
+    lines: list[str] = []
+    result = run_demo(copy, quick=True, echo=lines.append)
+    reused = [line for line in lines if "reused from an earlier run" in line]
+    assert len(lines) == 17 and len(reused) == 15
+    assert not any("reused" in line for line in lines if "evaluate erm " in line + " ")
+    before = {(r["run"], r["threat_model"]): r for r in _results(out)["key_numbers"]}
+    after = {(r["run"], r["threat_model"]): r for r in result.summary["key_numbers"]}
+    for key, row in after.items():  # same checkpoints, same seeds: the same numbers
+        assert (row["clean"], row["pgd20"], row["corruptions_mean"]) == (
+            before[key]["clean"],
+            before[key]["pgd20"],
+            before[key]["corruptions_mean"],
+        )
+
+
+def test_other_settings_in_the_same_folder_are_refused(demo, capsys):
+    out, _, _ = demo
+    assert main(["demo", "--out", str(out)]) == 2  # full settings on a --quick folder
+    err = capsys.readouterr().err
+    assert "other settings" in err and "--force" in err and "Traceback" not in err
+
+
+def test_force_deletes_only_what_the_demo_wrote(tmp_path):
+    out = tmp_path / "demo"
+    (out / "erm" / "checkpoints").mkdir(parents=True)
+    (out / "figures").mkdir()
+    (out / "report.html").write_text("old")
+    (out / "mine.txt").write_text("keep me")
+    (out / STATE_FILE).write_text(json.dumps({"format": "freqtail-demo-state", "settings": {}, "stages": {}}))
+    with pytest.raises(ConfigError, match="other settings"):
+        _prepare_folder(out, QUICK, force=False)
+    state = _prepare_folder(out, QUICK, force=True)
+    assert state["stages"] == {} and state["settings"] == QUICK.to_dict()
+    assert sorted(p.name for p in out.iterdir()) == [STATE_FILE, "mine.txt"]
+
+
+def test_a_folder_that_is_not_a_demo_is_never_touched(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("precious")
+    assert main(["demo", "--quick", "--force", "--out", str(tmp_path)]) == 2
+    assert "holds no freqtail demo" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_comparison_report_of_two_demo_runs(demo, tmp_path):
+    out, _, _ = demo
+    result = build_report([out / "erm", out / "erm-bass"], out=tmp_path / "cmp")
+    parsed = parse_page(result.html.read_text(encoding="utf-8"))
+    records = {
+        name: {
+            (r["threat_model"], r["metric"]): r["accuracy"]
+            for r in json.loads((out / name / "results.json").read_text())["results"]
+            if "accuracy" in r
+        }
+        for name in ("erm", "erm-bass")
+    }
+    side = [t for t in parsed.tables if t[0][:3] == ["run", "threat model", "Clean"]][0]
+    delta = [row for row in side if row[:2] == ["Δ vs erm", "domain − standard"]][0]
+    expected = 100 * (records["erm-bass"][("domain", "clean")] - records["erm"][("standard", "clean")])
+    assert delta[2] == f"{expected:+.2f}"
