@@ -243,3 +243,56 @@ def test_comparison_report_of_two_demo_runs(demo, tmp_path):
     delta = [row for row in side if row[:2] == ["Δ vs erm", "domain − standard"]][0]
     expected = 100 * (records["erm-bass"][("domain", "clean")] - records["erm"][("standard", "clean")])
     assert delta[2] == f"{expected:+.2f}"
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_rerun_continues_to_the_same_numbers(demo, tmp_path, monkeypatch):
+    """A real SIGINT after the first model is trained: exit 130 with a hint; the rerun reuses exactly the
+    finished stages, resumes an interrupted training from its checkpoint and ends with the uninterrupted
+    run's numbers."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out, _, cache = demo
+    target = tmp_path / "demo"
+    env = dict(os.environ, FREQTAIL_CACHE=str(cache), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "freqtail.cli", "demo", "--quick", "--out", str(target)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines = []
+    deadline = time.monotonic() + 120
+    for line in process.stdout:  # stop once ERM is trained, while ERM + BaSS trains
+        lines.append(line)
+        if " 3/17 train erm " in line or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGINT)
+    rest, err = process.communicate(timeout=120)
+    assert process.returncode == 130, (lines, rest, err)
+    assert "interrupted; run the same command again" in err and "Traceback" not in err
+    state = json.loads((target / STATE_FILE).read_text())
+    finished = set(state["stages"])
+    assert {"spectrum", "bass", "train erm"} <= finished and "report" not in finished
+
+    monkeypatch.setenv("FREQTAIL_CACHE", str(cache))
+    printed: list[str] = []
+    result = run_demo(target, quick=True, echo=printed.append)
+
+    stages = re.findall(r"\d+/17 (\S+(?: \S+)?) ", "\n".join(printed))
+    assert len(stages) == 17
+    for line, stage in zip(printed, stages, strict=True):
+        assert ("reused from an earlier run" in line) == (stage in finished), line
+    expected = {(r["run"], r["threat_model"]): r for r in _results(out)["key_numbers"]}
+    for row in result.summary["key_numbers"]:
+        same = expected[(row["run"], row["threat_model"])]
+        assert (row["clean"], row["pgd20"], row["corruptions_mean"]) == (
+            same["clean"],
+            same["pgd20"],
+            same["corruptions_mean"],
+        )
