@@ -487,3 +487,13 @@ def test_report_opens_in_a_real_browser(tmp_path, two_runs):
     assert headings == result.sections
     done, total = (int(v) for v in decoded.split("/"))
     assert total == 2 and done == total  # training curves and the heat map, both decoded
+
+
+def test_metrics_without_numbers_give_a_note_instead_of_curves(tmp_path):
+    run = tmp_path / "bare"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2, "train_loss": NaN}\n')
+    result = build_report([run])
+    text = html.unescape(result.html.read_text(encoding="utf-8"))
+    assert "Training" in result.sections and "hold no loss or accuracy to plot" in text
+    assert not (run / "figures" / "report-training.png").exists()

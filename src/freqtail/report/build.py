@@ -631,12 +631,14 @@ def build_page(units: Sequence[RunArtefacts], out: Path, title: str | None = Non
     with_metrics = [u for u in units if u.metrics]
     training: list = []
     if with_metrics:
-        curves = plot_training_curves([(u.label, u.metrics) for u in with_metrics], out / TRAINING_FIGURE)
-        training += [
-            figure(curves, "Training loss and accuracies per epoch (from metrics.jsonl).", "report"),
-            _training_table(with_metrics),
-            Bullets(_training_notes(with_metrics)),
-        ]
+        try:
+            curves = plot_training_curves([(u.label, u.metrics) for u in with_metrics], out / TRAINING_FIGURE)
+            training.append(
+                figure(curves, "Training loss and accuracies per epoch (from metrics.jsonl).", "report")
+            )
+        except InputError as err:
+            training.append(Note(str(err)))
+        training += [_training_table(with_metrics), Bullets(_training_notes(with_metrics))]
     add("Training", "training", training, "No metrics.jsonl: train a model with `freqtail train`.")
 
     # Evaluation

@@ -50,7 +50,7 @@ def plot_training_curves(
         ``Path(path)``.
 
     Raises:
-        InputError: no run has any epoch record.
+        InputError: no run has any epoch record with a loss or an accuracy.
     """
     import matplotlib
 
@@ -63,6 +63,8 @@ def plot_training_curves(
     path = Path(path)
     fmt = check_figure_path(path)
     panels = [p for p in PANELS if any(training_series(records, p[0])[0] for _, records in runs)]
+    if not panels:
+        raise InputError("The training metrics hold no loss or accuracy to plot.")
     columns = 2 if len(panels) > 1 else 1
     rows = math.ceil(len(panels) / columns)
     fig, axes = plt.subplots(
