@@ -26,6 +26,7 @@ COMMAND_ORDER = (
     "spectrum",
     "bass",
     "corrupt",
+    "download",
     "train",
     "evaluate",
     "compare",

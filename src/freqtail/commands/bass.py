@@ -31,8 +31,6 @@ def _positive_int(text: str) -> int:
 
 
 def register(subparsers) -> None:
-    from freqtail.bass.convert import DEFAULT_CHUNK_SIZE
-
     parser = add_parser(
         subparsers,
         "bass",
@@ -68,8 +66,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--chunk-size",
         type=_positive_int,
-        default=DEFAULT_CHUNK_SIZE,
-        help=f"images converted at a time; bounds memory (default {DEFAULT_CHUNK_SIZE})",
+        default=None,
+        help="images converted at a time; bounds memory (default 256)",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     parser.set_defaults(func=run)
@@ -77,6 +75,7 @@ def register(subparsers) -> None:
 
 def _convert_file(args) -> dict:
     from freqtail.bass import convert_uint8_images
+    from freqtail.bass.convert import DEFAULT_CHUNK_SIZE
     from freqtail.images import check_uint8_images
     from freqtail.io import atomic_save_npy, load_npy
 
@@ -87,7 +86,7 @@ def _convert_file(args) -> dict:
     images = load_npy(args.input, "image array", mmap=True)
     check_uint8_images(images, f"images in {args.input}")
     converted, n_degenerate = convert_uint8_images(
-        images, strength=args.strength, chunk_size=args.chunk_size, progress=True
+        images, strength=args.strength, chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE, progress=True
     )
     atomic_save_npy(args.output, converted)
     count = 1 if converted.ndim == 3 else int(converted.shape[0])
