@@ -479,7 +479,7 @@ def _demo_blocks(demo: Mapping[str, Any]) -> list:
             caption += (
                 f"; 1-minute load average {_num(load[0], 2)} at the start, {_num(load[1], 2)} at the end"
             )
-        blocks.append(Table(["stage", "what", "time", ""], rows, numeric_from=2, caption=caption + ")"))
+        blocks.append(Table(["stage", "what", "time", "note"], rows, numeric_from=2, caption=caption + ")"))
     return blocks
 
 
