@@ -18,18 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from freqtail.commands._common import positive_int
 from freqtail.errors import ConfigError, InputError
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a positive integer."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, default_n: int, default_batch: int) -> None:

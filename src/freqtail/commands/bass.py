@@ -2,32 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-
-from freqtail.commands._common import add_parser, print_json
+from freqtail.commands._common import add_parser, positive_int, print_json, unit_interval
 from freqtail.errors import FreqtailError, InputError
 
 EXAMPLE = "freqtail bass --input train_images.npy --output train_images_bass.npy"
-
-
-def _strength(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def register(subparsers) -> None:
@@ -59,13 +37,13 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--strength",
-        type=_strength,
+        type=unit_interval,
         default=1.0,
         help="exponent in [0, 1] applied to the BaSS weights; 1 = published BaSS (default), 0 = identity",
     )
     parser.add_argument(
         "--chunk-size",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="images converted at a time; bounds memory (default 256)",
     )

@@ -10,7 +10,8 @@ EXAMPLE = "freqtail landscape runs/demo --grid 21 --span 1.0 --n 500"
 
 
 def register(subparsers) -> None:
-    from freqtail.analysis.runs import add_run_arguments, positive_int
+    from freqtail.analysis.runs import add_run_arguments
+    from freqtail.commands._common import positive_int
 
     parser = add_parser(
         subparsers,
