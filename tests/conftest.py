@@ -23,3 +23,24 @@ def natural_crops():
     from freqtail.sample_photos import photo_crops
 
     return photo_crops
+
+
+@pytest.fixture()
+def small_embedded(tmp_path, natural_crops):
+    """An embedded-layout folder with 32 train and 16 test natural 32x32 crops: ``(folder, arrays)``.
+
+    None of the crops is BaSS-degenerate (seed 5), so conversions change every image.
+    """
+    import numpy as np
+
+    from freqtail.data.embedded import class_names, write_embedded_folder
+
+    crops = natural_crops(32, 3, seed=5)
+    labels = np.arange(len(crops)) % len(class_names())
+    arrays = {
+        "train_images": crops[:32],
+        "train_labels": labels[:32],
+        "test_images": crops[32:],
+        "test_labels": labels[32:],
+    }
+    return write_embedded_folder(tmp_path / "emb", arrays), arrays

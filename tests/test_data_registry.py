@@ -15,22 +15,8 @@ from freqtail.data import (
     iter_uint8_batches,
     standard_augmentation,
 )
-from freqtail.data.embedded import class_names, write_embedded_folder
+from freqtail.data.embedded import class_names
 from freqtail.errors import ConfigError
-
-
-@pytest.fixture()
-def small_embedded(tmp_path, natural_crops):
-    """An embedded-layout folder with 32 train and 16 test natural 32x32 crops."""
-    crops = natural_crops(32, 3, seed=4)
-    labels = np.arange(len(crops)) % len(class_names())
-    arrays = {
-        "train_images": crops[:32],
-        "train_labels": labels[:32],
-        "test_images": crops[32:],
-        "test_labels": labels[32:],
-    }
-    return write_embedded_folder(tmp_path / "emb", arrays), arrays
 
 
 def test_names_info_and_unknown_names():

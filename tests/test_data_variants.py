@@ -13,21 +13,8 @@ import freqtail.bass
 from freqtail.bass import convert_uint8_images
 from freqtail.data import build_dataset
 from freqtail.data.cifar import load_cifar, write_cifar_batches
-from freqtail.data.embedded import class_names, write_embedded_folder
+from freqtail.data.embedded import write_embedded_folder
 from freqtail.data.variants import write_bass_dataset
-
-
-@pytest.fixture()
-def small_embedded(tmp_path, natural_crops):
-    crops = natural_crops(32, 3, seed=5)
-    labels = np.arange(len(crops)) % len(class_names())
-    arrays = {
-        "train_images": crops[:32],
-        "train_labels": labels[:32],
-        "test_images": crops[32:],
-        "test_labels": labels[32:],
-    }
-    return write_embedded_folder(tmp_path / "emb", arrays), arrays
 
 
 @pytest.fixture()
