@@ -116,15 +116,14 @@ def plot_sensitivity(result: Any, path: str | os.PathLike, title: str | None = N
     return _save(fig, path, fmt)
 
 
-def _landscape(result: Any):
-    from freqtail.analysis.landscape import LandscapeResult
-
-    if isinstance(result, LandscapeResult):
+def _loaded(result: Any, result_class: type, caller: str, kind: str):
+    """``result`` itself if it is a ``result_class``, else ``result_class.load(path)`` for a saved .npz."""
+    if isinstance(result, result_class):
         return result
     if isinstance(result, (str, os.PathLike)):
-        return LandscapeResult.load(result)
+        return result_class.load(result)
     raise InputError(
-        f"plot_landscape needs a landscape .npz path or a LandscapeResult, not {type(result).__name__}."
+        f"{caller} needs a {kind} .npz path or a {result_class.__name__}, not {type(result).__name__}."
     )
 
 
@@ -141,7 +140,9 @@ def plot_landscape(npz_path: Any, path: str | os.PathLike, title: str | None = N
     finite are marked with red crosses.
     """
     plt = _pyplot()
-    result = _landscape(npz_path)
+    from freqtail.analysis.landscape import LandscapeResult
+
+    result = _loaded(npz_path, LandscapeResult, "plot_landscape", "landscape")
     path = Path(path)
     fmt = check_figure_path(path)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), constrained_layout=True)
@@ -186,18 +187,6 @@ def plot_landscape(npz_path: Any, path: str | os.PathLike, title: str | None = N
     return _save(fig, path, fmt)
 
 
-def _heatmap(result: Any):
-    from freqtail.analysis.heatmap import HeatmapResult
-
-    if isinstance(result, HeatmapResult):
-        return result
-    if isinstance(result, (str, os.PathLike)):
-        return HeatmapResult.load(result)
-    raise InputError(
-        f"plot_heatmap needs a heat-map .npz path or a HeatmapResult, not {type(result).__name__}."
-    )
-
-
 def plot_heatmap(result: Any, path: str | os.PathLike, title: str | None = None) -> Path:
     """Draw a Fourier heat map: error rate per perturbation frequency, DC at the centre.
 
@@ -207,7 +196,9 @@ def plot_heatmap(result: Any, path: str | os.PathLike, title: str | None = None)
         title: figure title (default: eps, image count, clean error).
     """
     plt = _pyplot()
-    result = _heatmap(result)
+    from freqtail.analysis.heatmap import HeatmapResult
+
+    result = _loaded(result, HeatmapResult, "plot_heatmap", "heat-map")
     path = Path(path)
     fmt = check_figure_path(path)
     h, w = result.image_size
