@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,6 +78,92 @@ def test_json_output_on_an_image_file(capsys, images_file):
     np.testing.assert_allclose(data["pi"], expected["pi"], rtol=1e-9)
 
 
+def test_json_reports_the_inscribed_boundary(capsys, images_file):
+    path, _ = images_file
+    code, out, err = run_cli(capsys, "--images", str(path), "--json", "--ratio", "0.7")
+    assert code == 0, err
+    data = json.loads(out)
+    pi = np.array(data["pi"])
+    m = 10  # 20x24 images: min(20, 24) // 2
+    assert data["inscribed_max_band"] == m
+    inside = pi[: m + 1] / pi[: m + 1].sum()
+    b = data["boundary_band_inscribed"]
+    # Eq. 2 on the renormalised inscribed bands
+    assert inside[:b].sum() <= 0.7 + 1e-9 < inside[: b + 1].sum()
+    assert b <= data["boundary_band"]
+    assert data["boundary_fraction_nyquist_inscribed"] == pytest.approx(b / 10)
+    assert data["lfc_power_share_inscribed"] == pytest.approx(inside[:b].sum())
+    assert data["inscribed_power_share"] == pytest.approx(pi[: m + 1].sum())
+
+
+def test_text_reports_both_boundaries(capsys, tmp_path):
+    # 16x16 images with known rings (see test_spectrum.test_summary_inscribed_boundary_on_known_rings):
+    # non-DC power .36, .20, .12, .07 in bands 1-4 and .25 in band 9, beyond the inscribed band 8.
+    # Corner: b = 9 (bands < 9 carry 75%). Inscribed: renormalised .48, .2667, ... -> b = 3, 74.7%.
+    u = np.arange(16)[:, None]
+    v = np.arange(16)[None, :]
+    shares = {(1, 0): 0.36, (0, 2): 0.20, (3, 0): 0.12, (3, 3): 0.07, (7, 7): 0.25}
+    x = 127.5 + sum(  # amplitudes add up to 108 < 127.5: no clipping
+        50 * math.sqrt(a) * np.cos(2 * np.pi * (fu * u + fv * v) / 16) for (fu, fv), a in shares.items()
+    )
+    images = np.repeat(np.round(x).astype(np.uint8)[None, :, :, None], 3, axis=-1)  # (1, 16, 16, 3)
+    path = tmp_path / "rings.npy"
+    np.save(path, images)
+    code, out, err = run_cli(capsys, "--images", str(path))
+    assert code == 0, err
+    assert "80/20 boundary band b = 9:" in out
+    assert "inscribed bands only (k <= 8 = min(H, W) // 2" in out
+    assert "boundary band b = 3 = 0.375 of the Nyquist radius" in out
+    share = re.search(r"LFC power share ([0-9.]+)% of that power", out)
+    assert share is not None and float(share.group(1)) == pytest.approx(74.7, abs=0.2)  # uint8 rounding
+
+    checkerboard = np.repeat((np.add.outer(np.arange(8), np.arange(8)) % 2 * 255).astype(np.uint8), 3)
+    path = tmp_path / "checkerboard.npy"
+    np.save(path, checkerboard.reshape(1, 8, 8, 3))  # all non-DC power at (4, 4): band 5, beyond band 4
+    code, out, err = run_cli(capsys, "--images", str(path))
+    assert code == 0, err
+    assert "boundary band b = 5:" in out and "0.0% of the non-DC power" in out
+    assert "no boundary: these bands carry no power" in out
+    code, out, err = run_cli(capsys, "--images", str(path), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["boundary_band_inscribed"] is None and data["inscribed_power_share"] == 0.0
+
+
+def test_plot_marks_both_boundaries(capsys, images_file, tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    from freqtail.report.spectrum_figures import plot_long_tail
+    from freqtail.spectrum import summarize
+
+    lines = []
+    original = Axes.axvline
+
+    def spy(self, x=0, *args, **kwargs):
+        lines.append((float(x), kwargs.get("label")))
+        return original(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "axvline", spy)
+    path, images = images_file
+    out_png = tmp_path / "tail.png"
+    code, out, err = run_cli(capsys, "--images", str(path), "--plot", str(out_png), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    b, b_inscribed = data["boundary_band"], data["boundary_band_inscribed"]
+    labels = {label: x for x, label in lines}
+    # one line per boundary on each of the two panels
+    assert labels[f"80/20 boundary b={b} (all bands)"] == b
+    assert labels[f"80/20 boundary b={b_inscribed} (inscribed bands k<=10)"] == b_inscribed
+    assert sum("inscribed" in (label or "") for _, label in lines) == 2
+
+    # a summary dict saved before the inscribed keys existed still draws, with one boundary
+    lines.clear()
+    old = {k: v for k, v in summarize(images).to_dict().items() if "inscribed" not in k}
+    plot_long_tail(old, tmp_path / "old.png")
+    assert sum("boundary" in (label or "") for _, label in lines) == 2
+    assert not any("inscribed" in (label or "") for _, label in lines)
+
+
 def test_ratio_moves_the_boundary_monotonically(capsys, images_file):
     path, _ = images_file
     bands = []
@@ -95,6 +182,7 @@ def test_default_run_uses_bundled_photographs_and_prints_a_summary(capsys):
     assert "bundled" in out and "no --images or --dataset given" in out
     for phrase in (
         "boundary band b =",
+        "inscribed bands only (k <= 32",
         "Nyquist radius",
         "corner radius",
         "LFC power share",

@@ -300,6 +300,79 @@ def test_boundary_fractions():
     np.testing.assert_allclose(fc, np.array([3, 6]) / math.hypot(6, 10))
 
 
+def ref_inscribed_boundary(pi: np.ndarray, max_band: int, ratio: float) -> int:
+    """Eq. 2 on pi[0 .. max_band] renormalised, by the plain reference (None without power there)."""
+    kept = np.asarray(pi[: max_band + 1], dtype=np.float64)
+    return None if kept.sum() == 0 else ref_boundary(kept / kept.sum(), ratio)
+
+
+def test_inscribed_max_band():
+    assert S.inscribed_max_band(32, 32) == 16 and S.inscribed_max_band(64, 64) == 32
+    assert S.inscribed_max_band(15, 20) == 7 and S.inscribed_max_band(33, 40) == 16
+    assert S.inscribed_max_band(1, 9) == 0  # only DC lies inside a circle of radius 1/2
+    # the paper's H / 2 lies between the last complete ring and the corner
+    assert S.full_ring_max_band(32, 32) == 15 < 16 < S.num_bands(32, 32) - 1 == 22
+    with pytest.raises(InputError):
+        S.inscribed_max_band(0, 4)
+
+
+def test_inscribed_boundary_hand_computed():
+    # Bands 0 .. 5 of an 8x8 image (corner band 5 lies beyond the inscribed band 8 // 2 = 4).
+    pi = np.array([0.0, 0.36, 0.20, 0.12, 0.07, 0.25])
+    # corner: sum(pi[:5]) = 0.75 <= 0.8 < sum(pi[:6]) = 1, so b = 5
+    assert int(S.lfc_boundary(pi, 0.8)) == 5
+    # inscribed: bands 0 .. 4 hold 0.75, renormalised 0, .48, .2667, .16, .0933; cumulative .48, .7467,
+    # .9067, so b = 3
+    kept = S.truncate_proportions(pi, 4)
+    np.testing.assert_allclose(kept, [0.0, 0.48, 0.20 / 0.75, 0.16, 0.07 / 0.75], rtol=1e-12)
+    assert int(S.lfc_boundary(pi, 0.8, max_band=4)) == 3
+    assert int(S.lfc_boundary(torch.tensor(pi, dtype=torch.float32), 0.8, max_band=4)) == 3
+    # a lower ratio: .48 <= 0.5 < .7467, so b = 2 inscribed; the corner gets 2 too (.36 <= .5 < .56)
+    assert int(S.lfc_boundary(pi, 0.5, max_band=4)) == 2 == int(S.lfc_boundary(pi, 0.5))
+    # max_band at or beyond K changes nothing
+    for m in (5, 6, 100):
+        assert int(S.lfc_boundary(pi, 0.8, max_band=m)) == 5
+        np.testing.assert_allclose(S.truncate_proportions(pi, m), pi)
+    # no power in the kept bands: the no-signal rule, b = max_band + 1 (all of it is "low")
+    assert int(S.lfc_boundary(pi, 0.8, max_band=0)) == 1
+    assert S.truncate_proportions(np.array([0.0, 0.0, 0.0, 1.0]), 2).tolist() == [0.0, 0.0, 0.0]
+    assert int(S.lfc_boundary(np.array([0.0, 0.0, 0.0, 1.0]), 0.8, max_band=2)) == 3
+
+
+def test_inscribed_boundary_agrees_when_nothing_lies_beyond_and_never_exceeds_the_corner_one():
+    rng = np.random.default_rng(11)
+    pi = rng.dirichlet(np.ones(14) * 0.4, size=(6, 5))
+    pi[..., 0] = 0
+    inside = pi.copy()
+    inside[..., 10:] = 0  # no power beyond band 9
+    pi /= pi.sum(-1, keepdims=True)
+    inside /= inside.sum(-1, keepdims=True)
+    for ratio in (0.3, 0.5, 0.8, 0.95):
+        for m in (9, 10, 13):
+            np.testing.assert_array_equal(
+                S.lfc_boundary(inside, ratio, max_band=m), S.lfc_boundary(inside, ratio)
+            )
+        b = S.lfc_boundary(pi, ratio)
+        b_inscribed = S.lfc_boundary(pi, ratio, max_band=9)
+        assert b_inscribed.shape == (6, 5) and b_inscribed.dtype == np.int64
+        # renormalising raises every cumulative sum, so the boundary can only move inwards
+        assert np.all(b_inscribed <= b) and np.any(b_inscribed < b)
+        expected = [[ref_inscribed_boundary(row, 9, ratio) for row in block] for block in pi]
+        np.testing.assert_array_equal(b_inscribed, expected)
+    assert S.truncate_proportions(torch.from_numpy(pi), 9).shape == (6, 5, 10)
+
+
+@pytest.mark.parametrize("max_band", [-1, 1.5, True, "4", None])
+def test_truncate_proportions_rejects_bad_max_band(max_band):
+    with pytest.raises(InputError, match="max_band"):
+        S.truncate_proportions(np.array([0, 0.5, 0.5]), max_band)
+    if max_band is not None:
+        with pytest.raises(InputError, match="max_band"):
+            S.lfc_boundary(np.array([0, 0.5, 0.5]), max_band=max_band)
+    with pytest.raises(InputError, match="sum to 1"):
+        S.truncate_proportions(np.array([0.0, 5.0, 2.0]), 1)
+
+
 # --------------------------------------------------------------------------------------------------
 # Entropy and power law
 # --------------------------------------------------------------------------------------------------
@@ -568,6 +641,109 @@ def test_summary_to_dict_is_json_safe(dataset):
     assert back["pi"][0] == 0.0 and sum(back["pi"]) == pytest.approx(1.0)
     assert back["image_size"] == [15, 20] and back["ratio"] == 0.8
     assert back["per_image_boundary"]["median"] == summary.per_image_boundary.median
+
+
+def _cosines(h: int, w: int, parts: list[tuple[int, int, float]], dtype=torch.float64) -> torch.Tensor:
+    """(1, 1, H, W) image 0.5 + sum of a * cos(2 pi (fu u / H + fv v / W)) over (fu, fv, a)."""
+    u = torch.arange(h, dtype=torch.float64)[:, None]
+    v = torch.arange(w, dtype=torch.float64)[None, :]
+    x = 0.5 + sum(a * torch.cos(2 * math.pi * (fu * u / h + fv * v / w)) for fu, fv, a in parts)
+    return x.to(dtype)[None, None]
+
+
+def test_summary_inscribed_boundary_on_known_rings():
+    # 16x16: bands 0 .. 11, inscribed band 8. A cosine (off the Nyquist lines) puts power a^2 (H W)^2 / 2
+    # in band floor(hypot(fu, fv)), so shares are proportional to a^2:
+    # (1, 0) -> band 1: .36, (0, 2) -> 2: .20, (3, 0) -> 3: .12, (3, 3) -> 4 (4.24): .07,
+    # (7, 7) -> band 9 (9.90), beyond the inscribed circle: .25.
+    shares = {(1, 0): 0.36, (0, 2): 0.20, (3, 0): 0.12, (3, 3): 0.07, (7, 7): 0.25}
+    x = _cosines(16, 16, [(fu, fv, 0.2 * math.sqrt(a)) for (fu, fv), a in shares.items()])
+    summary = S.summarize(x)
+    expected_pi = np.zeros(12)
+    expected_pi[[1, 2, 3, 4, 9]] = [0.36, 0.20, 0.12, 0.07, 0.25]
+    np.testing.assert_allclose(summary.pi, expected_pi, atol=1e-12)
+    # corner: bands < 9 carry .75, bands < 10 carry 1
+    assert summary.boundary_band == 9 and summary.lfc_power_share == pytest.approx(0.75)
+    assert summary.boundary_fraction_nyquist == pytest.approx(9 / 8)
+    # inscribed (bands <= 8 hold .75): renormalised cumulative .48, .7467, .9067 -> b = 3
+    assert summary.inscribed_max_band == 8
+    assert summary.inscribed_power_share == pytest.approx(0.75)
+    assert summary.boundary_band_inscribed == 3
+    assert summary.boundary_fraction_nyquist_inscribed == pytest.approx(3 / 8)
+    assert summary.lfc_power_share_inscribed == pytest.approx(0.56 / 0.75)
+    data = json.loads(json.dumps(summary.to_dict(), allow_nan=False))
+    assert data["boundary_band_inscribed"] == 3 and data["inscribed_max_band"] == 8
+    assert data["boundary_fraction_nyquist_inscribed"] == pytest.approx(0.375)
+    assert data["lfc_power_share_inscribed"] == pytest.approx(0.56 / 0.75)
+    assert data["inscribed_power_share"] == pytest.approx(0.75)
+
+    # Without the outer cosine nothing lies beyond the inscribed circle and the two agree.
+    del shares[(7, 7)]
+    inside = S.summarize(_cosines(16, 16, [(fu, fv, 0.2 * math.sqrt(a)) for (fu, fv), a in shares.items()]))
+    assert inside.boundary_band == inside.boundary_band_inscribed == 3  # .48, .7467 <= .8 < .9067
+    assert inside.lfc_power_share == pytest.approx(inside.lfc_power_share_inscribed)
+    assert inside.inscribed_power_share == pytest.approx(1.0)
+
+
+def test_summary_without_power_inside_the_inscribed_circle():
+    # 8x8: the inscribed band is 4; a (3, 4) cosine lies in band 5. In float32 the FFT leaks ~5e-16 of
+    # the power into inner bands, which must not make a boundary.
+    summary = S.summarize(_cosines(8, 8, [(3, 4, 0.4)], dtype=torch.float32))
+    assert summary.boundary_band == 5
+    assert summary.inscribed_power_share < 1e-12
+    assert summary.boundary_band_inscribed is None
+    assert summary.boundary_fraction_nyquist_inscribed is None and summary.lfc_power_share_inscribed is None
+    data = json.loads(json.dumps(summary.to_dict(), allow_nan=False))
+    assert data["boundary_band_inscribed"] is None and data["lfc_power_share_inscribed"] is None
+    # images one pixel high: the inscribed circle holds DC alone
+    row = S.summarize(np.random.default_rng(0).integers(0, 256, (4, 1, 9, 3), dtype=np.uint8))
+    assert row.inscribed_max_band == 0 and row.boundary_band_inscribed is None
+    assert row.inscribed_power_share == 0.0
+
+
+def test_summary_inscribed_boundary_matches_reference(dataset):
+    summary = S.summarize(dataset)
+    mean_pi, *_ = ref_dataset(dataset, 0.8)
+    m = 7  # 15x20 images
+    assert summary.inscribed_max_band == m
+    assert summary.boundary_band_inscribed == ref_inscribed_boundary(mean_pi, m, 0.8)
+    assert summary.inscribed_power_share == pytest.approx(mean_pi[: m + 1].sum(), rel=1e-4)
+    b = summary.boundary_band_inscribed
+    assert summary.lfc_power_share_inscribed == pytest.approx(
+        mean_pi[:b].sum() / mean_pi[: m + 1].sum(), rel=1e-4
+    )
+
+
+@pytest.mark.parametrize("size", [64, 32])
+def test_corner_and_inscribed_boundaries_on_natural_crops(natural_crops, size):
+    """Measures how far the two boundaries are apart on real photographs (run with -s to see it)."""
+    images = natural_crops(size, 16, seed=0)  # the 256 crops `freqtail spectrum` uses at 64x64
+    summary = S.summarize(images)
+    m = S.inscribed_max_band(size, size)
+    assert summary.boundary_band_inscribed == ref_inscribed_boundary(summary.pi, m, 0.8)
+    assert summary.boundary_band_inscribed <= summary.boundary_band
+    # per image, from each image's channel-mean pi
+    power = S.band_power(S.as_float_images(images)).double()
+    valid = S.has_signal(power)
+    pi = S.band_proportions(power)
+    usable = valid.any(1)
+    image_pi = (pi * valid[..., None]).sum(1)[usable] / valid.sum(1)[usable, None]
+    b = S.lfc_boundary(image_pi)
+    b_inscribed = S.lfc_boundary(image_pi, max_band=m)
+    assert bool((b_inscribed <= b).all())
+    np.testing.assert_array_equal(
+        np.bincount(b.numpy()), summary.per_image_boundary.histogram[: int(b.max()) + 1]
+    )
+    moved = (b - b_inscribed).numpy()
+    print(
+        f"\n{size}x{size}, {summary.num_images} crops: corner b = {summary.boundary_band} "
+        f"({summary.boundary_fraction_nyquist:.3f} of Nyquist, LFC {summary.lfc_power_share:.4f}); "
+        f"inscribed b = {summary.boundary_band_inscribed} "
+        f"({summary.boundary_fraction_nyquist_inscribed:.3f}, LFC {summary.lfc_power_share_inscribed:.4f}); "
+        f"inscribed bands hold {summary.inscribed_power_share:.4f} of the power; per image the "
+        f"boundary moves in for {np.mean(moved > 0):.1%} of the images "
+        f"(mean {moved.mean():.2f}, max {moved.max()} bands)"
+    )
 
 
 def test_accumulator_memory_does_not_grow(dataset):

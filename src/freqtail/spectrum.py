@@ -9,7 +9,9 @@ take and return numpy arrays. The conventions, written once:
 * band power (Eq. 1): ``AI[k] = sum of |X|^2 over band k``; proportions ``pi = AI / sum(AI)`` with DC
   excluded by default;
 * 80/20 boundary (Eq. 2): the largest ``b`` such that the bands ``< b`` carry at most ``ratio`` of the
-  power; LFC = bands ``< b``, HFC = bands ``>= b``;
+  power; LFC = bands ``< b``, HFC = bands ``>= b``. The paper's bands stop at ``H / 2`` (the inscribed
+  circle); freqtail's run to the corner, and the boundary over the inscribed bands
+  ``k <= min(H, W) // 2`` alone is available too (``lfc_boundary(pi, ratio, max_band=...)``);
 * spectral entropy ``H[k] = -pi[k] log pi[k]`` and a power-law fit ``log pi[k] = c - alpha log k``.
 
 Dataset statistics stream through :class:`SpectrumAccumulator` in constant memory.
@@ -36,6 +38,11 @@ DEFAULT_RATIO = 0.8
 # practice; the tolerance only guards against rounding in inputs computed elsewhere.
 SIGNAL_RTOL = 1e-18
 
+# A dataset summary reports no inscribed boundary when the inscribed bands hold at most this share of the
+# non-DC power: float32 FFT rounding leaks a little power into empty bands (5e-16 of it for one 8x8
+# cosine beyond the inscribed circle), and a boundary of that noise would mean nothing.
+INSCRIBED_MIN_SHARE = 1e-9
+
 __all__ = [
     "DEFAULT_RATIO",
     "BoundaryDistribution",
@@ -54,6 +61,7 @@ __all__ = [
     "full_ring_max_band",
     "has_signal",
     "high_pass",
+    "inscribed_max_band",
     "lfc_boundary",
     "low_pass",
     "num_bands",
@@ -62,6 +70,7 @@ __all__ = [
     "spectral_entropy",
     "split_frequencies",
     "summarize",
+    "truncate_proportions",
 ]
 
 
@@ -184,6 +193,18 @@ def full_ring_max_band(h: int, w: int) -> int:
     """
     h, w = _check_size(h, w)
     return min((h - 1) // 2, (w - 1) // 2)
+
+
+def inscribed_max_band(h: int, w: int) -> int:
+    """The last band of the inscribed circle, ``min(H, W) // 2``: where the paper's bands stop (``H / 2``).
+
+    The upper end of the inscribed 80/20 boundary (:func:`lfc_boundary` with ``max_band``). When the
+    shorter side is odd it equals :func:`full_ring_max_band`; when it is even it is one band more, a
+    ring that lacks the points at offset ``+min(H, W) / 2`` (the spectrum stops at ``-min(H, W) / 2``).
+    0 (DC alone) when H or W is 1.
+    """
+    h, w = _check_size(h, w)
+    return min(h, w) // 2
 
 
 def num_bands(h: int, w: int) -> int:
@@ -391,24 +412,72 @@ def _check_distribution(pi: torch.Tensor, what: str = "proportions pi") -> None:
         )
 
 
-def lfc_boundary(pi: Any, ratio: float = DEFAULT_RATIO) -> Any:
+def _check_max_band(max_band: Any) -> int:
+    if isinstance(max_band, bool) or not isinstance(max_band, (int, np.integer)) or int(max_band) < 0:
+        raise InputError(f"max_band must be a non-negative integer band index, not {max_band!r}.")
+    return int(max_band)
+
+
+def _truncate(p: torch.Tensor, max_band: int) -> torch.Tensor:
+    """Bands ``0 .. max_band`` of a distribution p (..., K + 1), renormalised; zero rows without power."""
+    kept = p[..., : max_band + 1]
+    total = p.sum(-1, keepdim=True)
+    part = kept.sum(-1, keepdim=True)
+    # The same "no signal" rule as has_signal: rounding-level power does not become a distribution.
+    valid = (part > 0) & (part > SIGNAL_RTOL * total)
+    return torch.where(valid, kept / torch.where(valid, part, torch.ones_like(part)), 0.0)
+
+
+def truncate_proportions(pi: Any, max_band: int) -> Any:
+    """Proportions restricted to the bands ``0 .. max_band`` and renormalised to sum to 1 there.
+
+    E.g. ``max_band = inscribed_max_band(H, W)`` gives the paper's distribution over the inscribed
+    circle. DC is neither added nor removed: a ``pi`` with ``pi[..., 0] = 0`` (the default of
+    :func:`band_proportions`) keeps it 0. A row whose kept bands carry no power (all of it lies beyond
+    ``max_band``, or the row is all zero) becomes all zero, as :func:`band_proportions` does without signal.
+
+    Args:
+        pi: proportions (..., K + 1) from :func:`band_proportions` (tensor or numpy; numpy in, numpy out).
+        max_band: the last band kept, an integer >= 0; values >= K keep every band.
+
+    Returns:
+        (..., min(max_band, K) + 1) proportions, each row summing to 1 (or 0), in pi's float dtype.
+    """
+    max_band = _check_max_band(max_band)
+    conv = _Converter(pi, "proportions pi")
+    _check_distribution(conv.tensor)
+    return conv.out(_truncate(conv.tensor, max_band))
+
+
+def lfc_boundary(pi: Any, ratio: float = DEFAULT_RATIO, max_band: int | None = None) -> Any:
     """The 80/20 boundary band of Eq. 2: the largest ``n`` with ``sum(pi[:n]) <= ratio``.
 
     LFC = bands ``< b``, HFC = bands ``>= b``. Cumulative sums within ``16 * eps`` (of pi's dtype) of
     ``ratio`` count as hitting it exactly. A row without signal (all-zero pi) gets ``b = K + 1``:
     everything is low frequency.
 
+    With ``max_band`` the boundary is that of :func:`truncate_proportions` ``(pi, max_band)``: only the
+    bands ``0 .. max_band`` count, renormalised, so ``b`` is in ``0 .. min(max_band, K) + 1`` and a row
+    without power in those bands gets ``min(max_band, K) + 1``. ``max_band = inscribed_max_band(H, W)``
+    is the paper's convention (bands up to ``H / 2``); the default (None) is freqtail's, every band up
+    to the corner.
+
     Args:
         pi: proportions (..., K + 1) from :func:`band_proportions` (tensor or numpy).
         ratio: share of the power below the boundary, strictly between 0 and 1.
+        max_band: the last band that counts (an integer >= 0), or None for all bands.
 
     Returns:
         int64 (...) band indices in ``0 .. K + 1`` (numpy in, numpy out).
     """
     ratio = check_ratio(ratio)
+    if max_band is not None:
+        max_band = _check_max_band(max_band)
     conv = _Converter(pi, "proportions pi")
     p = conv.tensor
     _check_distribution(p)
+    if max_band is not None:
+        p = _truncate(p, max_band)
     tol = 16 * torch.finfo(p.dtype).eps
     # cumulative[n] = sum of pi[k] for k < n, n = 0 .. K + 1; it is non-decreasing, so b = count - 1.
     cumulative = torch.cat([torch.zeros_like(p[..., :1]), p.double().cumsum(-1)], dim=-1)
@@ -689,6 +758,13 @@ class SpectrumSummary:
     per_image_boundary: BoundaryDistribution
     nyquist_radius: float
     corner_radius: float
+    # The 80/20 boundary over the inscribed bands 1 .. inscribed_max_band alone (the paper's bands stop
+    # at H / 2), from the same mean pi renormalised over those bands. None when they carry no power
+    # (at most INSCRIBED_MIN_SHARE of it, i.e. rounding noise).
+    boundary_band_inscribed: int | None
+    boundary_fraction_nyquist_inscribed: float | None
+    lfc_power_share_inscribed: float | None  # share of the inscribed bands' power below it
+    inscribed_power_share: float  # share of the non-DC power in bands <= inscribed_max_band
 
     @property
     def num_bands(self) -> int:
@@ -699,6 +775,11 @@ class SpectrumSummary:
     def full_ring_max_band(self) -> int:
         """The last complete ring, the upper end of the ``alpha_rings`` fit."""
         return full_ring_max_band(*self.image_size)
+
+    @property
+    def inscribed_max_band(self) -> int:
+        """``min(H, W) // 2``, the last band of the inscribed boundary ``boundary_band_inscribed``."""
+        return inscribed_max_band(*self.image_size)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict: plain ints, floats (never NaN/Inf), lists and None."""
@@ -711,6 +792,13 @@ class SpectrumSummary:
             "boundary_fraction_nyquist": number(self.boundary_fraction_nyquist),
             "boundary_fraction_corner": number(self.boundary_fraction_corner),
             "lfc_power_share": number(self.lfc_power_share),
+            "boundary_band_inscribed": None
+            if self.boundary_band_inscribed is None
+            else int(self.boundary_band_inscribed),
+            "boundary_fraction_nyquist_inscribed": number(self.boundary_fraction_nyquist_inscribed),
+            "lfc_power_share_inscribed": number(self.lfc_power_share_inscribed),
+            "inscribed_max_band": self.inscribed_max_band,
+            "inscribed_power_share": number(self.inscribed_power_share),
             "alpha": number(self.alpha),
             "alpha_r2": number(self.alpha_r2),
             "alpha_intercept": number(self.alpha_intercept),
@@ -748,8 +836,10 @@ class SpectrumAccumulator:
     Per DESIGN.md: the dataset pi is the mean over images and channels of the per-channel pi (DC
     excluded); channels without non-DC power (constant) are skipped and counted, and so are images whose
     channels are all constant. The dataset boundary comes from the mean pi; each usable image's own
-    boundary (from the mean pi of its usable channels) goes into a histogram reported beside it. Only
-    sums and a histogram are kept, so memory does not grow with the number of images.
+    boundary (from the mean pi of its usable channels) goes into a histogram reported beside it. The
+    dataset boundary is also computed over the inscribed bands alone (``k <= min(H, W) // 2``, the
+    paper's range), from the same mean pi renormalised over them. Only sums and a histogram are kept,
+    so memory does not grow with the number of images.
 
     Args:
         ratio: the 80/20 ratio (strictly between 0 and 1).
@@ -855,6 +945,7 @@ class SpectrumAccumulator:
         pi = pi / pi.sum()  # remove rounding drift; pi[0] stays 0
         b = int(lfc_boundary(pi, self.ratio))
         frac_nyquist, frac_corner = boundary_fractions(b, h, w)
+        inscribed = _inscribed_fields(pi, self.ratio, h, w)
         entropy = spectral_entropy(pi)
         alpha, r2, intercept = _optional_fit(pi, None)
         alpha_rings, rings_r2, rings_intercept = _optional_fit(pi, full_ring_max_band(h, w))
@@ -881,7 +972,29 @@ class SpectrumAccumulator:
             per_image_boundary=BoundaryDistribution.from_histogram(self._boundary_hist.numpy()),
             nyquist_radius=nyquist_radius(h, w),
             corner_radius=corner_radius(h, w),
+            **inscribed,
         )
+
+
+def _inscribed_fields(pi: torch.Tensor, ratio: float, h: int, w: int) -> dict[str, Any]:
+    """The ``*_inscribed`` fields of :class:`SpectrumSummary` from the dataset pi (K + 1,)."""
+    m = inscribed_max_band(h, w)
+    share = float(pi[: m + 1].sum())
+    if share <= INSCRIBED_MIN_SHARE:
+        return {
+            "boundary_band_inscribed": None,
+            "boundary_fraction_nyquist_inscribed": None,
+            "lfc_power_share_inscribed": None,
+            "inscribed_power_share": share,
+        }
+    kept = _truncate(pi, m)
+    b = int(lfc_boundary(kept, ratio))
+    return {
+        "boundary_band_inscribed": b,
+        "boundary_fraction_nyquist_inscribed": b / nyquist_radius(h, w),
+        "lfc_power_share_inscribed": float(kept[:b].sum()),
+        "inscribed_power_share": share,
+    }
 
 
 def _optional_fit(pi: torch.Tensor, max_band: int | None) -> tuple[float | None, ...]:

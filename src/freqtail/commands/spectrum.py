@@ -105,6 +105,24 @@ def _device(name: str):
     return device
 
 
+def _inscribed_lines(summary, percent: int) -> list[str]:
+    """The boundary over the inscribed bands (the paper's range, up to min(H, W) / 2), two lines."""
+    m = summary.inscribed_max_band
+    head = (
+        f"  inscribed bands only (k <= {m} = min(H, W) // 2, the paper's range; "
+        f"{100 * summary.inscribed_power_share:.1f}% of the non-DC power):"
+    )
+    b = summary.boundary_band_inscribed
+    if b is None:
+        return [head, "    no boundary: these bands carry no power"]
+    return [
+        head,
+        f"    {percent}/{100 - percent} boundary band b = {b} = "
+        f"{summary.boundary_fraction_nyquist_inscribed:.3f} of the Nyquist radius; "
+        f"LFC power share {100 * summary.lfc_power_share_inscribed:.1f}% of that power",
+    ]
+
+
 def format_summary(summary, source: str) -> str:
     """The human-readable long-tail summary printed by ``freqtail spectrum``."""
     h, w = summary.image_size
@@ -122,6 +140,7 @@ def format_summary(summary, source: str) -> str:
         f"{summary.boundary_fraction_corner:.3f} of the corner radius ({summary.corner_radius:.2f})",
         f"  LFC power share: {100 * summary.lfc_power_share:.1f}% of the non-DC power "
         f"(HFC: {100 * (1 - summary.lfc_power_share):.1f}%)",
+        *_inscribed_lines(summary, percent),
     ]
     if summary.alpha is None:
         lines.append("  power-law tail: not fitted (fewer than 2 bands carry power)")

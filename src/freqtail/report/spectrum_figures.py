@@ -43,7 +43,9 @@ def plot_long_tail(summary: Any, path: str | os.PathLike, title: str | None = No
     """Draw the long tail and write it atomically to ``path`` (format from the suffix, e.g. ``.png``).
 
     Left: the band proportions ``pi[k]`` (k >= 1) on log-log axes with the fitted power law
-    ``exp(c) * k ** -alpha``, the 80/20 boundary band and the Nyquist radius marked, LFC shaded.
+    ``exp(c) * k ** -alpha``, the 80/20 boundary band and the Nyquist radius marked, LFC shaded; the
+    boundary over the inscribed bands only (``boundary_band_inscribed``) is a second, dashed line when
+    the summary has it (dicts saved before it existed are drawn without it).
     Right: the spectral entropy ``H[k] = -pi[k] ln pi[k]`` per band with the same marks.
 
     Args:
@@ -68,6 +70,9 @@ def plot_long_tail(summary: Any, path: str | os.PathLike, title: str | None = No
     entropy = np.asarray(data["entropy_per_band"], dtype=np.float64)
     bands = np.arange(pi.size)
     b = int(data["boundary_band"])
+    b_inscribed = data.get("boundary_band_inscribed")
+    percent = round(100 * float(data.get("ratio", 0.8)))
+    rule = f"{percent}/{100 - percent}"
     h, w = (int(v) for v in data["image_size"])
     nyquist = min(h, w) / 2.0
     rings = full_ring_max_band(h, w)
@@ -91,7 +96,15 @@ def plot_long_tail(summary: Any, path: str | os.PathLike, title: str | None = No
         for ax in (ax_pi, ax_h):
             if 1 <= b <= bands[-1]:
                 ax.axvspan(1, b, color="C2", alpha=0.08, lw=0)
-                ax.axvline(b, color="C2", lw=1.5, label=f"80/20 boundary b={b}")
+                ax.axvline(b, color="C2", lw=1.5, label=f"{rule} boundary b={b} (all bands)")
+            if b_inscribed is not None and 1 <= b_inscribed <= bands[-1]:
+                ax.axvline(
+                    b_inscribed,
+                    color="C5",
+                    ls="--",
+                    lw=1.5,
+                    label=f"{rule} boundary b={int(b_inscribed)} (inscribed bands k<={min(h, w) // 2})",
+                )
             if 1 <= nyquist <= bands[-1]:
                 ax.axvline(nyquist, color="0.5", ls=":", lw=1, label=f"Nyquist radius {nyquist:g}")
             ax.set_xlabel("frequency band k (radius)")
