@@ -22,6 +22,7 @@ from freqtail.data.corruptions import (
     corruption_names,
 )
 from freqtail.data.corruptions import _kernels as K
+from freqtail.data.corruptions._common import image_rngs
 from freqtail.data.corruptions.textures import frost_sheets, plasma_draw_count, plasma_fractal
 from freqtail.errors import InputError
 
@@ -259,24 +260,65 @@ def test_pixelate_makes_blocks():
 # Kernels against naive references
 
 
-def test_local_shuffle_equals_the_sequential_loop():
+def _published_shuffle(image: np.ndarray, offsets: np.ndarray, d: int) -> np.ndarray:
+    """The original glass-blur loop, statement for statement, on one (H, W, C) image.
+
+    ``offsets`` is (iterations, P, 2) with (dx, dy) per step. The "swap" line is the original's own:
+    on NumPy row views it copies x[h', w'] into x[h, w] and leaves x[h', w'] as it was.
+    """
+    x = image.copy()
+    h_size, w_size = x.shape[:2]
+    for i in range(offsets.shape[0]):
+        k = 0
+        for h in range(h_size - d, d, -1):
+            for w in range(w_size - d, d, -1):
+                dx, dy = offsets[i, k]
+                k += 1
+                h_prime, w_prime = h + dy, w + dx
+                x[h, w], x[h_prime, w_prime] = x[h_prime, w_prime], x[h, w]
+    return x
+
+
+def test_local_shuffle_equals_the_published_loop():
     rng = np.random.default_rng(1)
-    for h, w, d, iterations in ((32, 32, 1, 2), (12, 17, 2, 1), (9, 8, 1, 3)):
+    # d = 1 runs as one gather per pass, d = 2 (sources may be overwritten earlier) in waves.
+    for h, w, d, iterations in ((32, 32, 1, 2), (12, 17, 2, 1), (9, 8, 1, 3), (10, 11, 2, 2)):
         x = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
         n_positions = (h - 2 * d) * (w - 2 * d)
         offsets = rng.integers(-d, d, size=(2, iterations, n_positions, 2))
-        expected = x.copy()
-        for n in range(2):
-            for it in range(iterations):
-                k = 0
-                for row in range(h - d, d, -1):
-                    for col in range(w - d, d, -1):
-                        dx, dy = offsets[n, it, k]
-                        k += 1
-                        a = expected[n, row, col].copy()
-                        expected[n, row, col] = expected[n, row + dy, col + dx]
-                        expected[n, row + dy, col + dx] = a
-        np.testing.assert_array_equal(K.local_shuffle(x, offsets, d), expected)
+        expected = np.stack([_published_shuffle(x[n], offsets[n], d) for n in range(2)])
+        np.testing.assert_array_equal(K.local_shuffle(x, offsets, d), expected, err_msg=f"{h}x{w} d={d}")
+
+
+def _labelled(size: int) -> np.ndarray:
+    """(1, size, size, 3) uint8 with pixel (r, c) = 10 r + c in every channel."""
+    rows, cols = np.mgrid[0:size, 0:size]
+    return np.repeat((10 * rows + cols)[None, :, :, None], 3, axis=3).astype(np.uint8)
+
+
+def test_glass_shuffle_copies_instead_of_swapping():
+    # 6x6, d = 1: the loop visits rows 5..2 and, within a row, columns 5..2 (16 steps).
+    x = _labelled(6)
+    positions = [tuple(p) for p in K.shuffle_positions(6, 6, 1).tolist()]
+    offsets = np.zeros((1, 1, len(positions), 2), dtype=np.int64)
+    offsets[0, 0, positions.index((3, 3))] = (-1, 0)  # (dx, dy): copy (3, 2) into (3, 3)
+    offsets[0, 0, positions.index((3, 2))] = (-1, 0)  # later in the pass: copy (3, 1) into (3, 2)
+    out = K.local_shuffle(x, offsets, 1)[0, :, :, 0]
+    # Published: row 3 becomes 30, 31, 31, 32, 34, 35. True swaps would give 30, 33, 31, 32, 34, 35.
+    assert out[3].tolist() == [30, 31, 31, 32, 34, 35]
+    changed = np.argwhere(out != x[0, :, :, 0]).tolist()
+    assert changed == [[3, 2], [3, 3]]
+
+
+def test_glass_shuffle_reads_values_written_earlier_in_the_pass():
+    # 6x6, d = 2: steps (4, 4), (4, 3), (3, 4), (3, 3). Step (4, 3) reads (4, 4), already overwritten.
+    x = _labelled(6)
+    offsets = np.zeros((1, 1, 4, 2), dtype=np.int64)
+    offsets[0, 0, 0] = (0, -2)  # x[4, 4] = x[2, 4] = 24
+    offsets[0, 0, 1] = (1, 0)  # x[4, 3] = x[4, 4], which now holds 24 (44 at the start of the pass)
+    out = K.local_shuffle(x, offsets, 2)[0, :, :, 0]
+    assert out[4].tolist() == [40, 41, 42, 24, 24, 45]
+    assert np.argwhere(out != x[0, :, :, 0]).tolist() == [[4, 3], [4, 4]]
 
 
 def test_shuffle_schedule_is_much_shorter_than_the_loop():
@@ -374,6 +416,105 @@ def test_frost_sheets_are_deterministic_bright_textures():
         assert a.shape == (192, 200, 3) and a.dtype == np.uint8
         assert 80 < a.mean() < 200 and a.std() > 15  # a veil with structure
         assert a[..., 2].mean() > a[..., 0].mean()  # bluish ice
+
+
+# ------------------------------------------------------------------------------------------
+# Against the original script (hendrycks/robustness, ImageNet-C/create_c/make_cifar_c.py)
+#
+# Plain ports of the original functions (loops where it loops, cv2 / skimage where it calls them),
+# fed with the random numbers freqtail's per-image generators give: glass blur draws its (dx, dy)
+# offsets in one (iterations, P, 2) call, spatter one (H, W) normal layer. The criterion for a
+# generated -C set: mean |difference| <= 0.5 grey level and <= 1% of values off by more than 1.
+
+_ORIGINAL_GLASS_BLUR = [(0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)]
+_ORIGINAL_SPATTER = [
+    (0.62, 0.1, 0.7, 0.7, 0.5, 0),
+    (0.65, 0.1, 0.8, 0.7, 0.5, 0),
+    (0.65, 0.3, 1, 0.69, 0.5, 0),
+    (0.65, 0.1, 0.7, 0.69, 0.6, 1),
+    (0.65, 0.1, 0.5, 0.68, 0.6, 1),
+]
+
+
+def _original_glass_blur(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    from skimage.filters import gaussian
+
+    c = _ORIGINAL_GLASS_BLUR[severity - 1]
+    x = np.uint8(gaussian(np.array(image) / 255.0, sigma=c[0], channel_axis=-1) * 255)
+    n_positions = (x.shape[0] - 2 * c[1]) * (x.shape[1] - 2 * c[1])
+    offsets = rng.integers(-c[1], c[1], size=(c[2], n_positions, 2))  # the original: randint per step
+    x = _published_shuffle(x, offsets, c[1])
+    return np.uint8(np.clip(gaussian(x / 255.0, sigma=c[0], channel_axis=-1), 0, 1) * 255)
+
+
+def _original_spatter(image: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    import cv2
+    from skimage.filters import gaussian
+
+    c = _ORIGINAL_SPATTER[severity - 1]
+    x = np.array(image, dtype=np.float32) / 255.0
+    liquid_layer = rng.normal(loc=c[0], scale=c[1], size=x.shape[:2])
+    liquid_layer = gaussian(liquid_layer, sigma=c[2])
+    liquid_layer[liquid_layer < c[3]] = 0
+    if c[5] == 0:
+        liquid_layer = (liquid_layer * 255).astype(np.uint8)
+        dist = 255 - cv2.Canny(liquid_layer, 50, 150)
+        dist = cv2.distanceTransform(dist, cv2.DIST_L2, 5)
+        _, dist = cv2.threshold(dist, 20, 20, cv2.THRESH_TRUNC)
+        dist = cv2.blur(dist, (3, 3)).astype(np.uint8)
+        dist = cv2.equalizeHist(dist)
+        ker = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])
+        dist = cv2.filter2D(dist, cv2.CV_8U, ker)
+        dist = cv2.blur(dist, (3, 3)).astype(np.float32)
+        m = cv2.cvtColor(liquid_layer * dist, cv2.COLOR_GRAY2BGRA)
+        m /= np.max(m, axis=(0, 1))
+        m *= c[4]
+        ones = np.ones_like(m[..., :1])
+        color = np.concatenate((175 / 255.0 * ones, 238 / 255.0 * ones, 238 / 255.0 * ones), axis=2)
+        color = cv2.cvtColor(color, cv2.COLOR_BGR2BGRA)
+        x = cv2.cvtColor(x, cv2.COLOR_BGR2BGRA)
+        return np.uint8(cv2.cvtColor(np.clip(x + m * color, 0, 1), cv2.COLOR_BGRA2BGR) * 255)
+    m = np.where(liquid_layer > c[3], 1, 0)
+    m = gaussian(m.astype(np.float32), sigma=c[4])
+    m[m < 0.8] = 0
+    ones = np.ones_like(x[..., :1])
+    color = np.concatenate((63 / 255.0 * ones, 42 / 255.0 * ones, 20 / 255.0 * ones), axis=2)
+    color *= m[..., np.newaxis]
+    x *= 1 - m[..., np.newaxis]
+    return np.uint8(np.clip(x + color, 0, 1) * 255)
+
+
+@pytest.fixture(scope="module")
+def photo_set(natural_crops):
+    """One 32x32 crop of each bundled photograph (16 natural images)."""
+    return natural_crops(32, 1, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "original"), [("glass_blur", _original_glass_blur), ("spatter", _original_spatter)]
+)
+@pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
+def test_matches_the_original_script(photo_set, name, original, severity):
+    got = corrupt(photo_set, name, severity, seed=0)
+    rngs = image_rngs(0, name, severity, 0, len(photo_set))  # the generators corrupt() uses, fresh
+    expected = np.stack([original(image, severity, rng) for image, rng in zip(photo_set, rngs, strict=True)])
+    diff = np.abs(got.astype(np.int64) - expected.astype(np.int64))
+    assert diff.mean() <= 0.5, (name, severity, diff.mean())
+    assert (diff > 1).mean() <= 0.01, (name, severity, (diff > 1).mean())
+
+
+def test_spatter_colours_in_rgb_order():
+    # On black, water adds pale turquoise (175, 238, 238) and mud is brown (63, 42, 20), R first.
+    black = np.zeros((8, 32, 32, 3), dtype=np.uint8)
+    water = corrupt(black, "spatter", 3, seed=1).reshape(-1, 3).astype(np.int64)
+    wet = water[water.any(axis=1)]
+    assert len(wet) > 50
+    assert np.array_equal(wet[:, 1], wet[:, 2]) and np.all(wet[:, 0] <= wet[:, 1])
+    strong = wet[wet[:, 1] >= 60]
+    assert len(strong) and np.all(np.abs(strong[:, 0] - strong[:, 1] * 175 / 238) <= 1)
+    mud = corrupt(black, "spatter", 5, seed=1).reshape(-1, 3).astype(np.int64)
+    muddy = mud[mud.any(axis=1)]
+    assert len(muddy) > 50 and np.all((muddy[:, 0] > muddy[:, 1]) & (muddy[:, 1] > muddy[:, 2]))
 
 
 # ------------------------------------------------------------------------------------------

@@ -32,7 +32,9 @@ META_FILE = "meta.json"
 LABELS_FILE = "labels.npy"
 CLEAN_FILE = "clean.npy"  # the uncorrupted source images, written by `freqtail corrupt` (not by the library)
 FORMAT = "freqtail-corrupted-set"
-FORMAT_VERSION = 1
+# Also versions the corruption outputs: a folder written with another version is not resumed.
+# 2: glass_blur copies instead of swapping and spatter calls OpenCV, as the original script.
+FORMAT_VERSION = 2
 DEFAULT_SEVERITIES = (1, 2, 3, 4, 5)
 # Settings that must agree for a folder to be resumed (everything else may change).
 _RESUME_KEYS = (

@@ -3,13 +3,14 @@
 Hendrycks & Dietterich (ICLR 2019) define the corruptions; the severity parameters are the
 CIFAR-specific ones of their generation script (hendrycks/robustness,
 ``ImageNet-C/create_c/make_cifar_c.py``). The implementation is freqtail's own, on SciPy,
-scikit-image, Pillow, matplotlib and NumPy. Known differences from the original:
+scikit-image, OpenCV (``spatter``), Pillow, matplotlib and NumPy. ``glass_blur`` and ``spatter``
+repeat the original's arithmetic step by step, including its quirks (glass blur's "swap" copies;
+spatter's OpenCV calls), so for the same random numbers they return the original's pixels.
+Known differences from the original:
 
 * ``frost`` blends synthetic frost textures instead of the original's frost photographs;
 * ``motion_blur`` and ``snow`` reimplement ImageMagick's motion blur with NumPy (same kernel
   and sampling rule);
-* ``spatter`` uses SciPy / scikit-image equivalents of its OpenCV steps (exact instead of
-  approximate distance transform, scikit-image's Canny);
 * the random numbers come from per-image NumPy generators, so no image is bit-identical to the
   published CIFAR-10-C, only equal in distribution.
 

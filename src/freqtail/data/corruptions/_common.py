@@ -30,6 +30,16 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return np.minimum(scaled, 255.0).astype(np.uint8)
 
 
+def truncate_to_uint8(x: np.ndarray) -> np.ndarray:
+    """float in [0, 1] (values outside are clipped) -> uint8, exactly ``np.uint8(np.clip(x, 0, 1) * 255)``.
+
+    Computed in ``x``'s own precision and without :func:`to_uint8`'s slack, for the corruptions
+    that repeat the original's arithmetic operation by operation (in float64 or float32 as it
+    does), where the slack would move values the original truncates.
+    """
+    return (np.clip(x, 0, 1) * 255).astype(np.uint8)
+
+
 def round_to_uint8(x255: np.ndarray) -> np.ndarray:
     """float on the 0..255 scale -> uint8, rounded to nearest and clipped (8-bit image files round)."""
     return np.clip(np.rint(x255), 0, 255).astype(np.uint8)

@@ -109,6 +109,12 @@ def defocus_kernel(radius: float, alias_blur: float) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------
 # Glass blur: local pixel shuffling
+#
+# The original's "swap" ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` acts on NumPy row views of an
+# (H, W, 3) array: the right-hand side is a tuple of two views, ``x[h, w]`` is then overwritten
+# with the values of ``x[h', w']``, and ``x[h', w']`` is assigned the view of ``x[h, w]``, which
+# already holds its own values. So each step COPIES x[h', w'] into x[h, w] and leaves x[h', w']
+# unchanged; the published CIFAR-10-C was made that way, and freqtail reproduces it.
 
 
 def shuffle_positions(height: int, width: int, max_delta: int) -> np.ndarray:
@@ -125,14 +131,15 @@ def shuffle_positions(height: int, width: int, max_delta: int) -> np.ndarray:
 
 @lru_cache(maxsize=32)
 def shuffle_schedule(height: int, width: int, max_delta: int) -> tuple[np.ndarray, ...]:
-    """Group the sequential swaps of :func:`shuffle_positions` into independent waves.
+    """Group the sequential steps of :func:`shuffle_positions` into independent waves.
 
-    The swap at position p exchanges p with p + (dy, dx), dy, dx in [-d, d-1]. Two swaps can touch
-    a common pixel only if their positions differ by at most 2d - 1 in both coordinates; every
-    such pair must run in the original order, any other pair commutes. The wave of a swap is one
-    more than the largest wave of the earlier swaps it may conflict with (its longest dependency
-    chain), so swaps within a wave never share a pixel and running the waves in order reproduces
-    the sequential loop exactly. For 32x32 and d = 1 this is 88 waves instead of 900 steps.
+    The step at position p reads p + (dy, dx), dy, dx in [-d, d-1], and writes p. Two steps can
+    touch a common pixel only if their positions differ by at most 2d - 1 in both coordinates;
+    every such pair must run in the original order, any other pair commutes. The wave of a step
+    is one more than the largest wave of the earlier steps it may conflict with (its longest
+    dependency chain), so steps within a wave never share a pixel and running the waves in order
+    reproduces the sequential loop exactly. For 32x32 and d = 1 this is 88 waves instead of 900
+    steps (d = 1 does not need them: see :func:`local_shuffle`).
 
     Returns one int64 array of indices into :func:`shuffle_positions` per wave.
     """
@@ -141,14 +148,14 @@ def shuffle_schedule(height: int, width: int, max_delta: int) -> tuple[np.ndarra
     n_cols = max(width - 2 * max_delta, 0)
     waves = np.zeros((len(rows), n_cols), dtype=np.int64)  # [row order, column order]
     for r in range(len(rows)):
-        # Largest wave among conflicting swaps of the previous rows (within `reach` rows/columns).
+        # Largest wave among conflicting steps of the previous rows (within `reach` rows/columns).
         earlier = waves[max(0, r - reach) : r]
         if len(earlier):
             column_max = earlier.max(axis=0)
             blocking = ndimage.maximum_filter1d(column_max, size=2 * reach + 1, mode="constant", cval=-1)
         else:
             blocking = np.full(n_cols, -1, dtype=np.int64)
-        # Within the row, the previous swap (one column to the right) is always the latest conflict:
+        # Within the row, the previous step (one column to the right) is always the latest conflict:
         # wave[j] = 1 + max(blocking[j], wave[j - 1]), solved with a running maximum.
         j = np.arange(n_cols)
         waves[r] = np.maximum.accumulate(blocking + 1 - j) + j
@@ -159,7 +166,7 @@ def shuffle_schedule(height: int, width: int, max_delta: int) -> tuple[np.ndarra
 
 
 def local_shuffle(images: np.ndarray, offsets: np.ndarray, max_delta: int) -> np.ndarray:
-    """Glass blur's local pixel shuffling, vectorised over images and over independent swaps.
+    """Glass blur's local pixel shuffling as published, vectorised over images and positions.
 
     Args:
         images: (N, H, W, C) array (any dtype); not modified.
@@ -168,22 +175,29 @@ def local_shuffle(images: np.ndarray, offsets: np.ndarray, max_delta: int) -> np
         max_delta: the shuffling radius d.
 
     Returns:
-        The shuffled copy: per iteration, the same result as swapping ``x[r, c]`` with
-        ``x[r + dy, c + dx]`` sequentially at every position, in order.
+        The shuffled copy, (N, H, W, C): per iteration, the same result as the original's loop,
+        which at every position p in order copies ``x[p + (dy, dx)]`` into ``x[p]`` (a copy, not
+        a swap: see the note above :func:`shuffle_positions`).
+
+    A step's source is visited earlier in the same pass only if it lies below p, or on p's row to
+    its right (dy > 0, or dy = 0 and dx > 0). When no offset points there (always for d = 1, whose
+    offsets are -1 or 0) every source still holds its value from the start of the pass, and the
+    pass is a single gather. Otherwise a later step may read a pixel an earlier one overwrote, and
+    the pass runs in the waves of :func:`shuffle_schedule`.
     """
     n, h, w = images.shape[:3]
     out = images.copy()
     positions = shuffle_positions(h, w, max_delta)
-    waves = shuffle_schedule(h, w, max_delta)
+    rows = positions[:, 0][None, :]
+    cols = positions[:, 1][None, :]
     batch = np.arange(n)[:, None]
     for iteration in range(offsets.shape[1]):
-        for wave in waves:
-            r1 = positions[wave, 0][None, :]
-            c1 = positions[wave, 1][None, :]
-            r2 = r1 + offsets[:, iteration, wave, 1]
-            c2 = c1 + offsets[:, iteration, wave, 0]
-            first = out[batch, r1, c1]
-            second = out[batch, r2, c2]
-            out[batch, r1, c1] = second
-            out[batch, r2, c2] = first
+        dx = offsets[:, iteration, :, 0]
+        dy = offsets[:, iteration, :, 1]
+        if not np.any((dy > 0) | ((dy == 0) & (dx > 0))):
+            out[batch, rows, cols] = out[batch, rows + dy, cols + dx]  # the gather copies first
+            continue
+        for wave in shuffle_schedule(h, w, max_delta):
+            r, c = rows[:, wave], cols[:, wave]
+            out[batch, r, c] = out[batch, r + dy[:, wave], c + dx[:, wave]]
     return out

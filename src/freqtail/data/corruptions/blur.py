@@ -2,7 +2,9 @@
 
 Severity parameters are the CIFAR-10-C ones (hendrycks/robustness, make_cifar_c.py); blur sizes
 are in pixels and are applied unchanged to images of any size (the original tunes them for
-32x32: on larger images the same severity blurs relatively less).
+32x32: on larger images the same severity blurs relatively less). ``glass_blur`` repeats the
+original's arithmetic (float64, truncation) and its copy-not-swap pixel shuffling, so for the same
+random offsets it returns the original's pixels.
 """
 
 from __future__ import annotations
@@ -10,7 +12,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from freqtail.data.corruptions._common import gaussian_blur_batch, round_to_uint8, to_uint8, to_unit
+from freqtail.data.corruptions._common import (
+    gaussian_blur_batch,
+    round_to_uint8,
+    to_uint8,
+    to_unit,
+    truncate_to_uint8,
+)
 from freqtail.data.corruptions._kernels import clipped_zoom, defocus_kernel, local_shuffle, motion_blur
 
 # (disk radius, anti-alias Gaussian sigma), pixels.
@@ -39,22 +47,33 @@ def defocus_blur(images: np.ndarray, severity: int, rngs: list[np.random.Generat
 def glass_blur(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
     """Gaussian blur, local pixel shuffling (frosted glass), Gaussian blur again.
 
-    Between the blurs the image is stored as uint8 (as in the original). Shuffling: ``iterations``
-    passes; each visits the interior pixels in reverse raster order and swaps each with a random
-    neighbour at offset (dy, dx), both uniform integers in [-d, d-1] (the original's
-    ``randint(-d, d)``, whose upper bound is exclusive). The original loops per pixel; here
-    independent swaps run together (:func:`~freqtail.data.corruptions._kernels.local_shuffle`)
-    with identical results for the same offsets.
+    Args:
+        images: uint8 (N, H, W, 3).
+        severity: 1..5 (see :data:`GLASS_BLUR`).
+        rngs: one generator per image; each draws int (iterations, P, 2) offsets (dx, dy) in one
+            call, P = (H - 2d)(W - 2d) the interior positions in the loop's order.
+
+    Returns:
+        uint8 (N, H, W, 3).
+
+    The original's arithmetic, step by step: ``np.uint8(gaussian(x / 255.) * 255)`` in float64,
+    ``iterations`` shuffling passes on the uint8 image, then ``np.uint8(clip(gaussian(x / 255.)) * 255)``.
+    A pass visits the interior pixels in reverse raster order and, at each, COPIES the pixel at
+    offset (dy, dx) into it (both uniform integers in [-d, d-1], the original's ``randint(-d, d)``).
+    The original's code reads like a swap, but on NumPy row views it is a copy (see
+    :mod:`~freqtail.data.corruptions._kernels`), and the published CIFAR-10-C was made so.
+    :func:`~freqtail.data.corruptions._kernels.local_shuffle` runs the passes vectorised with
+    results identical to the per-pixel loop.
     """
     sigma, max_delta, iterations = GLASS_BLUR[severity - 1]
     n, h, w = images.shape[:3]
     n_positions = max(h - 2 * max_delta, 0) * max(w - 2 * max_delta, 0)
-    blurred = to_uint8(gaussian_blur_batch(to_unit(images), sigma))
+    blurred = truncate_to_uint8(gaussian_blur_batch(images / 255.0, sigma))
     offsets = np.stack(
         [rng.integers(-max_delta, max_delta, size=(iterations, n_positions, 2)) for rng in rngs]
     )
     shuffled = local_shuffle(blurred, offsets, max_delta)
-    return to_uint8(gaussian_blur_batch(to_unit(shuffled), sigma))
+    return truncate_to_uint8(gaussian_blur_batch(shuffled / 255.0, sigma))
 
 
 def motion_blur_corruption(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:

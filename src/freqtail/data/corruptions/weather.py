@@ -2,7 +2,9 @@
 
 Severity parameters are the CIFAR-10-C ones (hendrycks/robustness, make_cifar_c.py). Sizes in
 pixels (blurs, snowflake streaks) are applied unchanged to images of any size; the fog fractal
-and the frost texture are generated at the image's size.
+and the frost texture are generated at the image's size. ``spatter`` repeats the original's
+arithmetic and calls OpenCV where it does, so for the same random layer it returns the original's
+pixels.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from freqtail.data.corruptions._common import (
     round_to_uint8,
     to_uint8,
     to_unit,
+    truncate_to_uint8,
 )
 from freqtail.data.corruptions._kernels import clipped_zoom, motion_blur
 from freqtail.data.corruptions.textures import (
@@ -50,8 +53,9 @@ SPATTER = (
     (0.65, 0.1, 0.7, 0.69, 0.6, 1),
     (0.65, 0.1, 0.5, 0.68, 0.6, 1),
 )
-WATER_RGB = np.array([175.0, 238.0, 238.0], dtype=np.float32) / 255.0  # pale turquoise
-MUD_RGB = np.array([63.0, 42.0, 20.0], dtype=np.float32) / 255.0  # brown
+# float32 roundings of the float64 quotients, as the original's ``175 / 255. * ones_like(float32)``.
+WATER_RGB = np.array([175 / 255, 238 / 255, 238 / 255], dtype=np.float32)  # pale turquoise
+MUD_RGB = np.array([63 / 255, 42 / 255, 20 / 255], dtype=np.float32)  # brown
 
 
 def snow(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
@@ -120,72 +124,72 @@ def brightness(images: np.ndarray, severity: int, rngs: list[np.random.Generator
     return hsv_adjust(images, channel=2, scale=1.0, shift=BRIGHTNESS[severity - 1])
 
 
-def _equalize_hist_opencv(image: np.ndarray) -> np.ndarray:
-    """Histogram equalisation of a uint8 image with OpenCV's mapping.
-
-    Written here because OpenCV is not a dependency and scikit-image's ``equalize_hist`` uses a
-    different formula: OpenCV maps level ``v`` to ``round(255 * (cdf(v) - h0) / (n - h0))``, with
-    ``h0`` the count of the darkest level present, so the darkest level maps to 0.
-    """
-    hist = np.bincount(image.ravel(), minlength=256)
-    first = int(np.flatnonzero(hist)[0])
-    total = image.size
-    if hist[first] == total:
-        return image.copy()
-    cumulative = np.cumsum(hist).astype(np.float64) - hist[first]
-    lut = np.clip(np.rint(cumulative * (255.0 / (total - hist[first]))), 0, 255).astype(np.uint8)
-    return lut[image]
-
-
 _EMBOSS = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float32)
 
 
-def _water_mask(liquid: np.ndarray) -> np.ndarray:
-    """The embossed shading of water drops, float32 (H, W), before normalisation.
+def _water_shading(liquid_u8: np.ndarray) -> np.ndarray:
+    """The original's water layer times its embossed edge shading, float32 (H, W), unnormalised.
 
-    OpenCV pipeline of the original, with SciPy / scikit-image equivalents: Canny edges of the
-    8-bit liquid layer (thresholds 50 and 150, no pre-smoothing), Euclidean distance to the
-    nearest edge (exact, where OpenCV approximates it with a 5x5 mask) truncated at 20, 3x3 box
-    blur, histogram equalisation, a 3x3 emboss filter saturated to 8 bits, 3x3 box blur. Borders
-    reflect without repeating the edge pixel (OpenCV's default, SciPy's "mirror").
+    Args:
+        liquid_u8: the 8-bit liquid layer, uint8 (H, W), 0..255.
+
+    Returns:
+        ``liquid_u8 * shading`` as float32 (H, W); the caller scales it so the peak is 1.
+
+    The original's OpenCV calls, unchanged: Canny edges (thresholds 50 and 150, L1 gradient), the
+    distance to the nearest edge (``DIST_L2`` with the 5x5 mask) truncated at 20, 3x3 box blur
+    truncated to 8 bits, histogram equalisation, the emboss filter saturated to 8 bits, 3x3 box
+    blur. Borders are OpenCV's default (reflect-101).
     """
-    from scipy import ndimage
-    from skimage.feature import canny
+    import cv2
 
-    liquid_u8 = to_uint8(liquid)
-    edges = canny(liquid_u8, sigma=0.0, low_threshold=50, high_threshold=150)
-    if edges.any():
-        distance = ndimage.distance_transform_edt(~edges)
-    else:
-        distance = np.full(liquid.shape, 20.0)
-    distance = np.minimum(distance, 20.0)
-    distance = ndimage.uniform_filter(distance, size=3, mode="mirror").astype(np.uint8)
-    distance = _equalize_hist_opencv(distance)
-    embossed = ndimage.correlate(distance.astype(np.float32), _EMBOSS, mode="mirror")
-    embossed = np.clip(np.rint(embossed), 0, 255)
-    return ndimage.uniform_filter(embossed.astype(np.float32), size=3, mode="mirror")
+    distance = cv2.distanceTransform(255 - cv2.Canny(liquid_u8, 50, 150), cv2.DIST_L2, 5)
+    _, distance = cv2.threshold(distance, 20, 20, cv2.THRESH_TRUNC)
+    distance = cv2.equalizeHist(cv2.blur(distance, (3, 3)).astype(np.uint8))
+    embossed = cv2.blur(cv2.filter2D(distance, cv2.CV_8U, _EMBOSS), (3, 3)).astype(np.float32)
+    return liquid_u8 * embossed
 
 
 def spatter(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
     """Water drops (severities 1-3) or mud splashes (4-5) on the lens.
 
-    A Gaussian random layer is blurred and thresholded into blobs. Water: the blobs, shaded by
-    :func:`_water_mask` and scaled so the strongest point adds ``intensity`` of pale turquoise,
-    are added to the image. Mud: the blob mask is blurred (sigma ``intensity``), values below 0.8
-    dropped, and the image is blended towards brown by the mask.
+    Args:
+        images: uint8 (N, H, W, 3), RGB.
+        severity: 1..5 (see :data:`SPATTER`).
+        rngs: one generator per image; each draws one float64 (H, W) normal layer.
+
+    Returns:
+        uint8 (N, H, W, 3).
+
+    The original's steps and precision: the image in float32 (``x / 255``); a float64 random layer
+    (mean ``loc``, std ``scale``) blurred (sigma ``sigma``, scikit-image's rule) and set to 0 below
+    ``threshold``. Water: the layer truncated to 8 bits (values above 1 wrap modulo 256, as the
+    original's unchecked ``astype(np.uint8)`` does on x86), shaded by :func:`_water_shading`,
+    divided by its peak, times ``intensity``, times pale turquoise (175, 238, 238) / 255 added to
+    every channel in RGB order (the original names the array BGR for OpenCV, but only adds and
+    drops an alpha channel, so the colour lands on the PIL image's RGB channels as written).
+    Mud: the blob mask (layer > threshold) blurred in float32 (sigma ``intensity``), values below
+    0.8 dropped, and the image blended towards brown (63, 42, 20) / 255 by the mask. The result
+    is clipped and truncated, ``np.uint8(clip(.) * 255)``, in float32.
+
+    DEVIATION: where the water layer has no drops at all (its shading is 0 everywhere; never seen
+    at 32x32, possible on tiny images) the original divides 0 by 0 and casts NaN to uint8, an
+    undefined result (black on x86); freqtail returns the image unchanged.
     """
     loc, scale, sigma, threshold, intensity, mud = SPATTER[severity - 1]
     n, h, w = images.shape[:3]
-    x = to_unit(images)
-    liquid = np.stack([rng.normal(loc, scale, size=(h, w)) for rng in rngs]).astype(np.float32)
+    x = images.astype(np.float32) / np.float32(255.0)
+    liquid = np.stack([rng.normal(loc, scale, size=(h, w)) for rng in rngs])  # float64 as the original
     liquid = gaussian_blur_batch(liquid, sigma)
     liquid[liquid < threshold] = 0
     if mud:
         mask = gaussian_blur_batch((liquid > threshold).astype(np.float32), intensity)
         mask[mask < 0.8] = 0
         mask = mask[..., None]
-        return to_uint8(x * (1 - mask) + MUD_RGB * mask)
-    shading = np.stack([liquid[i] * _water_mask(liquid[i]) for i in range(n)])
+        return truncate_to_uint8(x * (1 - mask) + MUD_RGB * mask)
+    # liquid >= 0 here; the int64 step makes the original's x86 wrap-around explicit.
+    liquid_u8 = ((liquid * 255).astype(np.int64) & 0xFF).astype(np.uint8)
+    shading = np.stack([_water_shading(layer) for layer in liquid_u8])
     peak = shading.max(axis=(1, 2), keepdims=True)
-    shading = np.where(peak > 0, shading / np.where(peak > 0, peak, 1), 0) * np.float32(intensity)
-    return to_uint8(x + shading[..., None] * WATER_RGB)
+    shading = (shading / np.where(peak > 0, peak, 1)) * np.float32(intensity)
+    return truncate_to_uint8(x + shading[..., None] * WATER_RGB)
