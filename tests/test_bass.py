@@ -33,41 +33,48 @@ from freqtail.errors import InputError
 def reference_channel(channel, log=np.log, strength=1.0, power=False):
     """BaSS of one (H, W) channel on the 0..255 scale, straight from the formula.
 
-    Returns ``(out, means, weights)``: the unclipped float result real(ifft2(ifftshift(F * factor))),
-    the profile p[k] for k = 1..K-1 and the Eq. 4 weights q/o (before ``strength``).
+    ``power=False`` (published): the profile p[k] is the mean of |F| over band k, and the spectrum
+    is multiplied by w ** strength. ``power=True``: the profile is Eq. 1's azimuthal integral
+    AI[k] = sum of |F|^2 over band k, and the spectrum is multiplied by w ** (strength / 2).
+
+    Returns ``(out, profile, weights)``: the unclipped float result real(ifft2(ifftshift(F * factor))),
+    the profile for k = 1..K-1 and the Eq. 4 weights q/o (before ``strength``).
     """
     h, w = channel.shape
     spectrum = np.fft.fftshift(np.fft.fft2(np.asarray(channel, dtype=np.float64)))
     amplitude = np.abs(spectrum + 1e-8)
     peak = amplitude == amplitude.max()
     amplitude[peak] = 0.0
-    if power:
-        amplitude = amplitude**2
     rows, cols = np.indices((h, w))
     band = np.floor(np.sqrt((rows - h // 2) ** 2 + (cols - w // 2) ** 2)).astype(int)
     outer = int(band.max())
-    means = []
+    profile = []
     for k in range(1, outer):
-        means.append(amplitude[band == k].sum() / np.count_nonzero(band == k))
-    means = np.array(means)
+        if power:
+            profile.append((amplitude[band == k] ** 2).sum())
+        else:
+            profile.append(amplitude[band == k].sum() / np.count_nonzero(band == k))
+    profile = np.array(profile)
     with np.errstate(divide="ignore", invalid="ignore"):
-        logs = log(means)
-        weights = (logs / logs.sum()) / (means / means.sum())
+        logs = log(profile)
+        weights = (logs / logs.sum()) / (profile / profile.sum())
     factor = np.ones((h, w))
     for k in range(1, outer):
         factor[band == k] = weights[k - 1] ** (strength / 2 if power else strength)
     factor[peak] = 1.0
     out = np.real(np.fft.ifft2(np.fft.ifftshift(spectrum * factor)))
-    return out, means, weights
+    return out, profile, weights
 
 
-def reference_is_degenerate(image_hwc, scale=1.0) -> bool:
-    """The documented rule: a channel with no band 1..K-1, a band mean <= 1, or bad weights."""
+def reference_is_degenerate(image_hwc, scale=1.0, power=False) -> np.ndarray:
+    """The documented rule, per channel: bool (C,), True for a channel with no band 1..K-1, a
+    profile value <= 1, or weights that are not all finite and positive."""
+    flags = []
     for c in range(image_hwc.shape[-1]):
-        _, means, weights = reference_channel(image_hwc[..., c] * scale)
-        if means.size == 0 or (means <= 1).any() or not np.isfinite(weights).all() or (weights <= 0).any():
-            return True
-    return False
+        _, profile, weights = reference_channel(image_hwc[..., c] * scale, power=power)
+        bad_weights = not np.isfinite(weights).all() or (weights <= 0).any()
+        flags.append(profile.size == 0 or (profile <= 1).any() or bad_weights)
+    return np.array(flags)
 
 
 def reference_uint8(images_nhwc, **options) -> np.ndarray:
@@ -92,13 +99,16 @@ def crops32():
 
 
 def assert_faithful(ours, reference, degenerate, inputs):
-    """uint8 outputs agree (<= 1 grey level on < 0.1% of pixels); degenerate images unchanged."""
+    """uint8 (N, H, W, C) outputs agree with the reference on regular channels (<= 1 grey level on
+    < 0.1% of their pixels) and equal the input on degenerate ones; degenerate is bool (N, C)."""
+    assert degenerate.shape == ours.shape[:1] + ours.shape[-1:]
     keep = ~degenerate
-    assert keep.sum() >= 0.75 * len(keep), "most natural crops must be regular"
-    diff = np.abs(ours[keep].astype(int) - reference[keep].astype(int))
+    assert keep.sum() >= 0.5 * keep.size, "most channels must be regular"
+    ours_nc, reference_nc, inputs_nc = (np.moveaxis(a, -1, 1) for a in (ours, reference, inputs))
+    diff = np.abs(ours_nc[keep].astype(int) - reference_nc[keep].astype(int))
     assert diff.max() <= 1
     assert np.count_nonzero(diff) < 1e-3 * diff.size
-    np.testing.assert_array_equal(ours[degenerate], inputs[degenerate])
+    np.testing.assert_array_equal(ours_nc[degenerate], inputs_nc[degenerate])
 
 
 # ----------------------------------------------------------------------------- fidelity
@@ -109,12 +119,15 @@ def assert_faithful(ours, reference, degenerate, inputs):
 def test_uint8_matches_reference_on_natural_crops(natural_crops, size, channels):
     images = natural_crops(size, 2, seed=1)[..., :channels]
     images = np.ascontiguousarray(images)
-    ours, degenerate = balance_spectrum(images, return_degenerate=True)
+    ours, degenerate = balance_spectrum(images, return_degenerate="channels")
     assert ours.dtype == np.uint8 and ours.shape == images.shape
     expected_degenerate = np.array([reference_is_degenerate(image) for image in images])
     np.testing.assert_array_equal(degenerate, expected_degenerate)
     assert_faithful(ours, reference_uint8(images), degenerate, images)
-    assert not np.array_equal(ours[~degenerate], images[~degenerate])
+    regular = ~degenerate.any(1)
+    assert not np.array_equal(ours[regular], images[regular])
+    _, per_image = balance_spectrum(images, return_degenerate=True)
+    np.testing.assert_array_equal(per_image, expected_degenerate.any(1))
 
 
 def test_single_image_and_ties_with_dc(crops32):
@@ -204,7 +217,7 @@ def test_tau_cancels(crops32, tau):
     # Eq. 4 with log base tau: log_tau(a) = ln(a) / ln(tau), and 1/ln(tau) cancels in q.
     images = crops32[:3]
     with_tau = reference_uint8(images, log=lambda a: np.log(a) / math.log(tau))
-    ours, degenerate = balance_spectrum(images, return_degenerate=True)
+    ours, degenerate = balance_spectrum(images, return_degenerate="channels")
     assert_faithful(ours, with_tau, degenerate, images)
 
 
@@ -214,7 +227,7 @@ def test_strength(crops32):
     x = to_float_nchw(images)
     out, _ = balance_spectrum_tensor(x, strength=0)
     assert torch.equal(out, x)
-    half, degenerate = balance_spectrum(images, strength=0.5, return_degenerate=True)
+    half, degenerate = balance_spectrum(images, strength=0.5, return_degenerate="channels")
     assert_faithful(half, reference_uint8(images, strength=0.5), degenerate, images)
     # Half strength changes the image less than full strength.
     full = balance_spectrum(images)
@@ -227,11 +240,52 @@ def test_strength(crops32):
 
 def test_power_profile(crops32):
     images = crops32[:3]
-    ours, degenerate = balance_spectrum(images, profile="power", return_degenerate=True)
+    ours, degenerate = balance_spectrum(images, profile="power", return_degenerate="channels")
+    np.testing.assert_array_equal(degenerate, [reference_is_degenerate(i, power=True) for i in images])
     assert_faithful(ours, reference_uint8(images, power=True), degenerate, images)
     assert not np.array_equal(ours, balance_spectrum(images))
     with pytest.raises(InputError):
         balance_spectrum(images, profile="energy")
+
+
+def band_of(h, w):
+    """int (H, W): band floor(distance to (H//2, W//2)) of every centred-spectrum position."""
+    rows, cols = np.indices((h, w))
+    return np.floor(np.hypot(rows - h // 2, cols - w // 2)).astype(int)
+
+
+def band_integral(channel):
+    """Eq. 1 from the formula: AI[k] = sum of |F|^2 over band k, F = fftshift(fft2(channel));
+    float (K+1,) for k = 0..K."""
+    power = np.abs(np.fft.fftshift(np.fft.fft2(channel))) ** 2
+    return np.bincount(band_of(*channel.shape).ravel(), weights=power.ravel())
+
+
+@pytest.mark.parametrize("size", [32, (40, 56), (33, 27)])
+def test_power_profile_makes_band_power_proportional_to_log_ai(natural_crops, size):
+    # A low-contrast float image, so that nothing is clipped and the spectrum of the output is
+    # exactly the weighted one. Strength 1: AI'[k] = w[k] AI[k] = ln AI[k] * sum AI / sum ln AI.
+    crops = natural_crops(size, 1, seed=4)[:3].astype(np.float64) / 255.0
+    x_hwc = 0.5 + 0.1 * (crops - crops.mean(axis=(1, 2), keepdims=True))
+    x = torch.from_numpy(x_hwc).permute(0, 3, 1, 2).contiguous()
+    out, degenerate = balance_spectrum_tensor(x, profile="power")
+    assert not degenerate.any()
+    assert float(out.min()) > 0.0 and float(out.max()) < 1.0, "the test needs an unclipped output"
+    for i in range(3):
+        for c in range(3):
+            before = band_integral(x[i, c].numpy() * 255.0)
+            after = band_integral(out[i, c].numpy() * 255.0)
+            outer = len(before) - 1
+            ratio = after[1:outer] / np.log(before[1:outer])
+            np.testing.assert_allclose(ratio, ratio.mean(), rtol=1e-7)
+            # The total power of bands 1..K-1 is kept, and bands 0 and K are not re-weighted.
+            np.testing.assert_allclose(after[1:outer].sum(), before[1:outer].sum(), rtol=1e-9)
+            np.testing.assert_allclose(after[[0, outer]], before[[0, outer]], rtol=1e-9)
+            # Band sums, not band means: the band means of the power are not proportional to the
+            # log of the input's band means (that was the old, mean-based "power" profile).
+            counts = np.bincount(band_of(*x.shape[-2:]).ravel())
+            mean_ratio = (after / counts)[1:outer] / np.log((before / counts)[1:outer])
+            assert np.ptp(mean_ratio) > 0.1 * np.abs(mean_ratio).mean()
 
 
 # ----------------------------------------------------------------------------- degenerate inputs
@@ -243,7 +297,7 @@ def test_degenerate_images_are_unchanged_and_counted(crops32):
     near_black = np.zeros((32, 32, 3), dtype=np.uint8)
     near_black[3, 4] = 1  # |F| = 1 everywhere: band means are about 1, logs about 0
     for image in (constant, black, near_black):
-        assert reference_is_degenerate(image)
+        assert reference_is_degenerate(image).all()
     batch = np.stack([crops32[0], constant, black, near_black, crops32[1]])
     out, degenerate = balance_spectrum(batch, return_degenerate=True)
     np.testing.assert_array_equal(degenerate, [False, True, True, True, False])
@@ -252,11 +306,140 @@ def test_degenerate_images_are_unchanged_and_counted(crops32):
     converted, n_degenerate = convert_uint8_images(batch, chunk_size=2)
     assert n_degenerate == 3
     np.testing.assert_array_equal(converted, out)
+    assert convert_uint8_images(batch, chunk_size=2, count_channels=True)[1:] == (3, 9)
     # The float path agrees, returns the inputs exactly, and has no NaN anywhere.
     x = to_float_nchw(batch, torch.float32)
     y, float_degenerate = balance_spectrum_tensor(x)
     assert float_degenerate.tolist() == degenerate.tolist()
     assert torch.equal(y[1:4], x[1:4]) and torch.isfinite(y).all()
+
+
+#: One channel replaced by: a constant (0 = all-zero, 37, 255); one dot of value 1 on black (|F| = 1
+#: everywhere: band means about 1, published weights NaN or sign-flipped); 0/1 noise (|F| about 16:
+#: a near-black but regular channel).
+CHANNEL_KINDS = ("zero", "37", "255", "dot", "noise")
+FLAT_VALUES = {"zero": 0, "37": 37, "255": 255}
+
+
+def with_channel(images, channel, kind):
+    """A copy of uint8 (N, H, W, C) ``images`` with ``channel`` replaced as ``kind`` says."""
+    out = images.copy()
+    if kind in FLAT_VALUES:
+        out[..., channel] = FLAT_VALUES[kind]
+    elif kind == "dot":
+        out[..., channel] = 0
+        out[:, 3, 4, channel] = 1
+    else:
+        noise = np.random.default_rng(7).integers(0, 2, out.shape[:-1], dtype=np.uint8)
+        out[..., channel] = noise
+    return out
+
+
+@pytest.mark.parametrize("profile", ["amplitude", "power"])
+@pytest.mark.parametrize("size", [32, (33, 27)])
+@pytest.mark.parametrize("channel", [0, 2])
+@pytest.mark.parametrize("kind", CHANNEL_KINDS)
+def test_one_degenerate_channel_is_decided_per_channel(natural_crops, kind, channel, size, profile):
+    power = profile == "power"
+    crops = natural_crops(size, 1, seed=3)[:6]
+    images = with_channel(crops, channel, kind)
+    expected = np.array([reference_is_degenerate(image, power=power) for image in images])
+    # The rule applied to the replaced channel: flat channels are degenerate under both profiles,
+    # the dot only under the amplitude profile (its band sums of |F|^2 are ring sizes, >= 8), noise never.
+    assert expected[:, channel].all() == (kind in FLAT_VALUES or (kind == "dot" and not power))
+    assert (not expected[:, channel].any()) == (kind == "noise" or (kind == "dot" and power))
+    others = [c for c in range(3) if c != channel]
+    assert not expected[:, others].any(), "the natural channels of these crops are regular"
+
+    ours, degenerate = balance_spectrum(images, profile=profile, return_degenerate="channels")
+    np.testing.assert_array_equal(degenerate, expected)
+    assert_faithful(ours, reference_uint8(images, power=power), degenerate, images)
+    for c in others:  # the image's other channels are still transformed
+        assert not np.array_equal(ours[..., c], images[..., c])
+    if kind in FLAT_VALUES:  # the published code leaves a flat channel as it is too
+        for image in images:
+            published = reference_channel(image[..., channel], power=power)[0]
+            np.testing.assert_allclose(published, FLAT_VALUES[kind], rtol=0, atol=1e-9)
+    if kind == "noise":
+        assert not np.array_equal(ours[..., channel], images[..., channel])
+
+    _, per_image = balance_spectrum(images, profile=profile, return_degenerate=True)
+    np.testing.assert_array_equal(per_image, expected.any(1))
+    converted, n_images, n_channels = convert_uint8_images(
+        images, chunk_size=4, profile=profile, count_channels=True
+    )
+    np.testing.assert_array_equal(converted, ours)
+    assert (n_images, n_channels) == (int(expected.any(1).sum()), int(expected.sum()))
+
+
+def flat_channel_batch(natural_crops):
+    """uint8 (4, 32, 32, 3) crops: a zero channel 1, a constant-37 channel 0, a constant-255
+    channel 2 (one per image), and one crop left as it is."""
+    crops = natural_crops(32, 1, seed=3)[:4]
+    images = crops.copy()
+    images[0, ..., 1] = 0
+    images[1, ..., 0] = 37
+    images[2, ..., 2] = 255
+    return images
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_float_path_with_flat_channels(natural_crops, dtype):
+    images = flat_channel_batch(natural_crops)
+    expected = np.array([reference_is_degenerate(image) for image in images])
+    np.testing.assert_array_equal(np.argwhere(expected), [[0, 1], [1, 0], [2, 2]])
+    x = to_float_nchw(images, dtype)
+    out, degenerate = balance_spectrum_tensor(x, per_channel=True)
+    assert degenerate.shape == (4, 3) and degenerate.tolist() == expected.tolist()
+    assert balance_spectrum_tensor(x)[1].tolist() == [True, True, True, False]
+    assert torch.isfinite(out).all()
+    atol = 1e-9 if dtype == torch.float64 else 2e-5
+    for i in range(4):
+        for c in range(3):
+            if expected[i, c]:
+                assert torch.equal(out[i, c], x[i, c])
+            else:
+                reference = np.clip(reference_channel(images[i, ..., c])[0], 0, 255) / 255.0
+                np.testing.assert_allclose(out[i, c].double().numpy(), reference, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("profile", ["amplitude", "power"])
+def test_weights_table_is_per_channel(natural_crops, profile):
+    power = profile == "power"
+    images = flat_channel_batch(natural_crops)
+    weights, degenerate = bass_weights(to_float_nchw(images), profile=profile)
+    expected = np.array([reference_is_degenerate(image, power=power) for image in images])
+    assert degenerate.shape == (4, 3) and degenerate.tolist() == expected.tolist()
+    assert torch.equal(weights[degenerate], torch.ones_like(weights[degenerate]))
+    for i, c in np.argwhere(~expected):
+        _, _, reference = reference_channel(images[i, ..., c], power=power)
+        factor = reference**0.5 if power else reference
+        np.testing.assert_allclose(weights[i, c, 1:-1].numpy(), factor, rtol=1e-9)
+
+
+def test_module_and_transform_with_flat_channels(natural_crops):
+    images = flat_channel_batch(natural_crops)
+    x = to_float_nchw(images, torch.float32)
+    expected_out, expected = balance_spectrum_tensor(x, per_channel=True)
+    module = BaSSModule()
+    assert torch.equal(module(x), expected_out)
+    assert torch.equal(module.last_degenerate_channels, expected)
+    assert module.last_degenerate.tolist() == [True, True, True, False]
+    # Straight-through rounding rounds the transformed channels only.
+    rounded = BaSSModule(round_mode="straight-through")(x)
+    assert torch.equal(rounded[expected], x[expected])
+    assert torch.equal(rounded[~expected], torch.floor(expected_out[~expected] * 255.0) / 255.0)
+    # With p < 1, unselected samples report no degenerate channel.
+    torch.manual_seed(0)
+    sometimes = BaSSModule(p=0.5)
+    out = sometimes(x)
+    selected = torch.tensor([not torch.equal(out[i], x[i]) for i in range(4)])
+    assert torch.equal(sometimes.last_degenerate_channels, expected & selected[:, None])
+    # The v2 transform on a uint8 image with a zero channel: that channel stays 0.
+    tv_image = tv_tensors.Image(torch.from_numpy(images[0]).permute(2, 0, 1))
+    transformed = BaSS()(tv_image).permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(transformed, balance_spectrum(images[0]))
+    assert (transformed[..., 1] == 0).all() and not np.array_equal(transformed[..., 0], images[0, ..., 0])
 
 
 def test_all_bands_below_one_is_degenerate(crops32):
@@ -275,6 +458,7 @@ def test_tiny_images_have_no_band_to_reweight(size):
     out, degenerate = balance_spectrum(image, return_degenerate=True)
     assert degenerate.tolist() == [True]
     np.testing.assert_array_equal(out, image)
+    assert balance_spectrum(image, return_degenerate="channels")[1].tolist() == [[True] * 3]
     x = torch.rand(2, 1, *size, dtype=torch.float64, requires_grad=True)
     y, float_degenerate = balance_spectrum_tensor(x)
     assert float_degenerate.all() and torch.equal(y, x)
@@ -333,6 +517,16 @@ def test_pil_adapter(crops32):
     np.testing.assert_array_equal(np.asarray(out_gray), balance_spectrum(crops32[1][..., :1])[..., 0])
     with pytest.raises(InputError, match="mode"):
         balance_spectrum(rgb.convert("RGBA"))
+    # One zero channel: reported per channel (a tuple) and per image; the other channels change.
+    no_green = crops32[0].copy()
+    no_green[..., 1] = 0
+    out, channels = balance_spectrum(Image.fromarray(no_green), return_degenerate="channels")
+    assert channels == (False, True, False)
+    assert balance_spectrum(Image.fromarray(no_green), return_degenerate=True)[1] is True
+    np.testing.assert_array_equal(np.asarray(out), balance_spectrum(no_green))
+    assert (np.asarray(out)[..., 1] == 0).all()
+    with pytest.raises(InputError, match="return_degenerate"):
+        balance_spectrum(rgb, return_degenerate="images")
 
 
 def test_uint8_tensor_adapter(crops32):
@@ -407,6 +601,37 @@ def test_gradients_are_finite_with_degenerate_images(crops32):
     (grad,) = torch.autograd.grad((out * upstream).sum(), x)
     assert torch.isfinite(grad).all()
     assert torch.equal(grad[1:], upstream[1:])  # identity where the image is returned unchanged
+
+
+def test_gradients_with_a_zero_and_a_flat_channel(crops32):
+    images = crops32[:3].copy()
+    images[0, ..., 1] = 0
+    images[1, ..., 2] = 37
+    x = to_float_nchw(images).requires_grad_()
+    out, degenerate = balance_spectrum_tensor(x, per_channel=True)
+    assert degenerate.tolist() == [[False, True, False], [False, False, True], [False, False, False]]
+    upstream = torch.randn_like(out)
+    (grad,) = torch.autograd.grad((out * upstream).sum(), x)
+    assert torch.isfinite(grad).all()
+    assert torch.equal(grad[degenerate], upstream[degenerate])  # identity on unchanged channels
+    # Channels are independent: a regular channel's gradient is that of BaSS on the channel alone.
+    for i, c in ((0, 0), (0, 2), (1, 1)):
+        alone = x[i : i + 1, c : c + 1].detach().requires_grad_()
+        (expected,) = torch.autograd.grad((balance_spectrum_tensor(alone)[0] * upstream[i, c]).sum(), alone)
+        torch.testing.assert_close(grad[i, c], expected[0, 0], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("fill", [0.0, 0.4])
+def test_gradcheck_with_a_flat_channel(fill):
+    torch.manual_seed(0)
+    x = 0.2 + 0.6 * torch.rand(1, 3, 6, 7, dtype=torch.float64)
+    x[0, 1] = fill
+    x.requires_grad_()
+    for profile in ("amplitude", "power"):
+        degenerate = balance_spectrum_tensor(x, profile=profile, per_channel=True)[1]
+        assert degenerate.tolist() == [[False, True, False]]
+    assert torch.autograd.gradcheck(lambda t: balance_spectrum_tensor(t)[0], (x,))
+    assert torch.autograd.gradcheck(lambda t: balance_spectrum_tensor(t, profile="power")[0], (x,))
 
 
 def test_module_matches_core_and_keeps_device_dtype(crops32):

@@ -41,6 +41,22 @@ def test_converts_a_file_and_reports_counts(tmp_path, images, capsys):
     assert "BaSS" in err  # the progress bar
 
 
+def test_an_image_with_one_flat_channel_counts_once(tmp_path, images, capsys):
+    # The degenerate count is of images; the flat channel is copied, the others are converted.
+    partial = images[:3].copy()
+    partial[1, ..., 2] = 0
+    source, target = tmp_path / "partial.npy", tmp_path / "partial_bass.npy"
+    np.save(source, partial)
+    expected, channels = balance_spectrum(partial, return_degenerate="channels")
+    assert channels.tolist() == [[False] * 3, [False, False, True], [False] * 3]
+    code, out, _ = run_cli(["bass", "--input", str(source), "--output", str(target), "--json"], capsys)
+    assert code == 0 and json.loads(out)["degenerate"] == 1
+    converted = np.load(target)
+    np.testing.assert_array_equal(converted, expected)
+    assert (converted[1, ..., 2] == 0).all()
+    assert not np.array_equal(converted[1, ..., :2], partial[1, ..., :2])
+
+
 def test_json_strength_and_single_image(tmp_path, images, capsys):
     source, target = tmp_path / "one.npy", tmp_path / "one_bass.npy"
     np.save(source, images[0])

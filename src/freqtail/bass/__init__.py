@@ -17,19 +17,38 @@ Per image and per channel, on the 0..255 intensity scale:
 factor ``1 / ln(tau)`` cancels between the numerator and the denominator of ``q``, so every tau
 gives the same image.
 
-**Degenerate images** (defined behaviour where the published code breaks): an image is returned
-unchanged, in all its channels, when in any channel a profiled band has a mean amplitude <= 1 on
-the 0..255 scale (its log is <= 0: Eq. 4's proportions stop being positive; this covers constant,
-black and near-black images), when the weights are not all finite and positive, or when the image
-has no band to re-weight (K < 2: images of at most 3 x 3 pixels). Every function reports which
-images were degenerate, and conversions count them. On natural images none of this triggers and
-the output is the published one (float64 paths: bit-identical up to rare 1-grey-level rounding).
+**Degenerate channels** (defined behaviour where the published code breaks), decided per channel
+as the published code decides: a channel is returned exactly as it came in (factor 1 on every
+band) while the other channels of the same image are still transformed, when one of its profiled
+bands has ``p[k] <= 1`` on the 0..255 scale (``ln p[k] <= 0``: Eq. 4's proportions stop being
+positive; with the amplitude profile this covers constant, all-zero and near-black channels) or
+when its weights are not all finite and positive. An image with no band to re-weight (K < 2:
+images of at most 3 x 3 pixels) is returned unchanged in all its channels. The published code
+agrees on flat channels: a constant channel of value v gets weights 1 and stays v (up to float
+rounding), an all-zero channel stays 0 (every position ties for the maximum and keeps factor 1);
+on near-black channels its weights are NaN or meaningless, and freqtail leaves them alone instead.
+Every function reports degenerate *images* (True when at least one channel was left unchanged) and
+can report the *channels* (bool (N, C) masks: ``bass_weights``, ``balance_spectrum_tensor(...,
+per_channel=True)``, ``balance_spectrum(..., return_degenerate="channels")``,
+``BaSSModule.last_degenerate_channels``); ``convert_uint8_images`` counts images and, with
+``count_channels=True``, channels. On natural images none of this triggers and the output is the
+published one (float64 paths: bit-identical up to rare 1-grey-level rounding).
 NaN/Inf in a float input raises :class:`freqtail.errors.InputError`.
 
 Beyond the paper, all optional: ``strength`` in [0, 1] uses ``w ** strength`` (1 = published,
-0 = identity); ``profile="power"`` builds the profile from ``|F|^2`` and multiplies the spectrum
-by ``sqrt(w)``, so that band *powers* become proportional to the log of the original band powers
-(Eq. 4 read literally on power); any image size (odd, non-square) is supported.
+0 = identity); any image size (odd, non-square) is supported; and ``profile="power"`` is Eq. 4
+applied to the band power of Eq. 1. Its profile is the azimuthal *integral*
+``AI[k] = sum over band k of |F|^2`` (a band sum, not a mean: ``AI[k] = n[k] * mean power`` with
+``n[k]`` positions in band k; maximum-amplitude positions are left out, as in step 2), the weights
+are ``w[k] = (ln AI[k] / sum_j ln AI[j]) / (AI[k] / sum_j AI[j])`` and the spectrum is multiplied
+by ``sqrt(w[k])`` (``w[k] ** (strength / 2)``), because a factor m on F multiplies the band's
+power by m^2. With strength 1 the integrated power of band k becomes
+``AI'[k] = w[k] * AI[k] = ln AI[k] * (sum_j AI[j]) / (sum_j ln AI[j])``: proportional to
+``ln AI[k]``, and the total power of bands 1..K-1 is unchanged. Since ``AI`` includes the ring
+size, the result differs from a profile of mean power: a spectrum with flat mean power ``P`` is not
+left alone, its band mean power becomes proportional to ``ln(n[k] P) / n[k]``, lower in bands with
+more positions. Band sums of ``|F|^2``
+are far above 1 on the 0..255 scale, so the ``<= 1`` rule only triggers on (nearly) flat channels.
 
 Entry points (one implementation underneath, :func:`balance_spectrum_tensor`):
 
@@ -53,7 +72,7 @@ from freqtail.bass.core import (
 
 #: Version of BaSS's output: bump it whenever any conversion's result changes, so that cached
 #: BaSS datasets (keyed on it by :mod:`freqtail.data.variants`) are rebuilt.
-BASS_VERSION = "1"
+BASS_VERSION = "2"
 
 # The transform and the module need torchvision (about 170 MiB of resident memory on import);
 # they load on first use so that offline conversions stay lean.

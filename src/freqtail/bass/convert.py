@@ -22,22 +22,22 @@ DEFAULT_CHUNK_SIZE = 256
 def _balance_uint8_nchw(
     images: torch.Tensor, strength: float, profile: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 (N, C, H, W) tensor -> (uint8 (N, C, H, W), degenerate bool (N,)), float64 inside."""
+    """uint8 (N, C, H, W) tensor -> (uint8 (N, C, H, W), degenerate channels bool (N, C)), float64 inside."""
     values = images.to(torch.float64)
-    out, degenerate = balance_spectrum_tensor(values, strength, profile=profile, scale=1.0)
+    out, degenerate = balance_spectrum_tensor(values, strength, profile=profile, scale=1.0, per_channel=True)
     # Values are already clipped to [0, 255]; the cast truncates toward zero like numpy's uint8().
     return out.to(torch.uint8), degenerate
 
 
 def _balance_uint8_numpy(images: np.ndarray, strength: float, profile: str) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 (N, H, W, C) numpy -> (uint8 (N, H, W, C), degenerate bool (N,))."""
+    """uint8 (N, H, W, C) numpy -> (uint8 (N, H, W, C), degenerate channels bool (N, C))."""
     # A writable C-contiguous copy only when needed (read-only memory maps, views).
     nchw = torch.from_numpy(np.require(images, requirements=("C", "W"))).permute(0, 3, 1, 2)
     out, degenerate = _balance_uint8_nchw(nchw, strength, profile)
     return out.permute(0, 2, 3, 1).contiguous().numpy(), degenerate.numpy()
 
 
-def _balance_pil(image: Any, strength: float, profile: str) -> tuple[Any, bool]:
+def _balance_pil(image: Any, strength: float, profile: str) -> tuple[Any, np.ndarray]:
     from PIL import Image
 
     if image.mode not in ("L", "RGB"):
@@ -49,7 +49,7 @@ def _balance_pil(image: Any, strength: float, profile: str) -> tuple[Any, bool]:
         array = array[:, :, None]
     out, degenerate = _balance_uint8_numpy(array[None], strength, profile)
     out = out[0, :, :, 0] if image.mode == "L" else out[0]
-    return Image.fromarray(out, mode=image.mode), bool(degenerate[0])
+    return Image.fromarray(out, mode=image.mode), degenerate[0]
 
 
 def _balance_torch(x: torch.Tensor, strength: float, profile: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,14 +61,18 @@ def _balance_torch(x: torch.Tensor, strength: float, profile: str) -> tuple[torc
     if batch.dtype == torch.uint8:
         out, degenerate = _balance_uint8_nchw(batch, strength, profile)
     elif batch.is_floating_point():
-        out, degenerate = balance_spectrum_tensor(batch, strength, profile=profile)
+        out, degenerate = balance_spectrum_tensor(batch, strength, profile=profile, per_channel=True)
     else:
         raise InputError(f"BaSS takes uint8 or floating point image tensors, not {x.dtype}.")
     return (out if x.ndim == 4 else out[0]), degenerate
 
 
 def balance_spectrum(
-    x: Any, strength: float = 1.0, *, profile: str = "amplitude", return_degenerate: bool = False
+    x: Any,
+    strength: float = 1.0,
+    *,
+    profile: str = "amplitude",
+    return_degenerate: bool | str = False,
 ) -> Any:
     """Apply BaSS to images of any supported type; the output has the input's type and shape.
 
@@ -83,13 +87,15 @@ def balance_spectrum(
     Args:
         x: the images.
         strength: exponent in [0, 1] applied to the BaSS weights (1 = published, 0 = identity).
-        profile: ``"amplitude"`` (published) or ``"power"``.
-        return_degenerate: also return which images hit the degenerate rule (returned unchanged):
+        profile: ``"amplitude"`` (published) or ``"power"`` (see :mod:`freqtail.bass`).
+        return_degenerate: also return which images hit the degenerate rule. ``True``: per image,
+            True when at least one channel was returned unchanged (the others are transformed):
             a bool numpy (N,) for numpy input (N = 1 for a single image), a bool tensor (N,) for
-            tensors, a bool for a PIL image.
+            tensors, a bool for a PIL image. ``"channels"``: per channel, a bool numpy (N, C), a
+            bool tensor (N, C), or a tuple of C bools for a PIL image.
 
     Returns:
-        The converted images, or ``(images, degenerate)`` with ``return_degenerate=True``.
+        The converted images, or ``(images, degenerate)`` when ``return_degenerate`` is set.
 
     Raises:
         InputError: unsupported type, dtype, shape or mode, NaN/Inf, or an invalid option.
@@ -103,6 +109,8 @@ def balance_spectrum(
     """
     from PIL import Image
 
+    if return_degenerate not in (False, True, "channels"):
+        raise InputError(f'return_degenerate must be False, True or "channels", not {return_degenerate!r}.')
     if isinstance(x, Image.Image):
         out, degenerate = _balance_pil(x, strength, profile)
     elif isinstance(x, torch.Tensor):
@@ -115,7 +123,11 @@ def balance_spectrum(
         raise InputError(
             f"BaSS takes a uint8 numpy array, a torch tensor or a PIL image, not {type(x).__name__}."
         )
-    return (out, degenerate) if return_degenerate else out
+    if not return_degenerate:
+        return out
+    if return_degenerate == "channels":
+        return out, (tuple(bool(v) for v in degenerate) if isinstance(x, Image.Image) else degenerate)
+    return out, (bool(degenerate.any()) if isinstance(x, Image.Image) else degenerate.any(1))
 
 
 def convert_uint8_images(
@@ -125,7 +137,8 @@ def convert_uint8_images(
     progress: bool = False,
     *,
     profile: str = "amplitude",
-) -> tuple[np.ndarray, int]:
+    count_channels: bool = False,
+) -> tuple[np.ndarray, int] | tuple[np.ndarray, int, int]:
     """Convert a large uint8 image array chunk by chunk; peak extra memory does not grow with N.
 
     Args:
@@ -136,10 +149,13 @@ def convert_uint8_images(
             (chunk_size * H * W * C), ~60 MiB at the default for 32x32 RGB.
         progress: show a tqdm progress bar (images per second) on stderr.
         profile: ``"amplitude"`` (published) or ``"power"``.
+        count_channels: also return how many channels (over all images) were left unchanged.
 
     Returns:
         ``(converted, n_degenerate)``: a new uint8 array of the input's shape, and how many images
-        hit the degenerate rule (returned unchanged).
+        hit the degenerate rule in at least one channel (that channel is copied unchanged, the
+        others are transformed); ``(converted, n_degenerate, n_degenerate_channels)`` with
+        ``count_channels=True``.
 
     Example:
         >>> import numpy as np
@@ -156,12 +172,14 @@ def convert_uint8_images(
         raise InputError(f"The BaSS chunk size must be a positive integer, not {chunk_size!r}.")
     total = batch.shape[0]
     out = np.empty(batch.shape, dtype=np.uint8)
-    n_degenerate = 0
+    n_degenerate = n_channels = 0
     with tqdm(total=total, unit="img", desc="BaSS", disable=not progress, dynamic_ncols=True) as bar:
         for start in range(0, total, chunk_size):
             stop = min(start + chunk_size, total)
             converted, degenerate = _balance_uint8_numpy(np.asarray(batch[start:stop]), strength, profile)
             out[start:stop] = converted
-            n_degenerate += int(degenerate.sum())
+            n_degenerate += int(degenerate.any(1).sum())
+            n_channels += int(degenerate.sum())
             bar.update(stop - start)
-    return (out if np.ndim(images) == 4 else out[0]), n_degenerate
+    converted = out if np.ndim(images) == 4 else out[0]
+    return (converted, n_degenerate, n_channels) if count_channels else (converted, n_degenerate)

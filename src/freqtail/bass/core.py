@@ -9,8 +9,10 @@ how it is computed fast:
   ``real(ifft2(ifftshift(weighted fftshift(fft2(x)))))`` of the published full-plane algorithm.
 * ``fftshift`` is never applied to data: the band of every unshifted rfft position is
   precomputed once per (H, W, device) in :class:`BandLayout`.
-* Band means of the full plane come from the half plane by counting every rfft column whose
-  conjugate partner is not stored (all but column 0 and, for even W, column W/2) twice.
+* Band sums (and means) of the full plane come from the half plane by counting every rfft column
+  whose conjugate partner is not stored (all but column 0 and, for even W, column W/2) twice.
+* The degenerate rule is decided per channel on the (N * C, K - 1) profile table, and degenerate
+  channels are restored from the input with one ``index_put_``: no per-channel Python loop.
 * The published "maximum amplitude gets weight 1" rule: for a non-negative image the DC term is
   the maximum and sits alone in band 0, which is neither profiled nor re-weighted, so nothing needs
   doing. Only when some other position ties with or exceeds DC (flat or comb-like images, inputs
@@ -161,8 +163,8 @@ def _max_elsewhere(amplitude: torch.Tensor) -> torch.Tensor:
 @dataclass
 class _Spectral:
     spectrum: torch.Tensor  # complex (N, C, H, W//2+1), rfft2 of the input
-    weights: torch.Tensor  # real (N, C, K+1): the factor applied to each band
-    degenerate: torch.Tensor  # bool (N,)
+    weights: torch.Tensor  # real (N, C, K+1): the factor applied to each band (1 where degenerate)
+    degenerate: torch.Tensor  # bool (N, C): channels left unchanged
     tie_images: torch.Tensor  # int64 (S,): images where a non-DC position reaches the maximum amplitude
     tie_mask: torch.Tensor  # bool (S, C, H, W//2+1): the maximum positions of those images (factor 1)
 
@@ -210,28 +212,34 @@ def _spectral_weights(
         sums = sums.index_copy(0, tie_images, _band_sums(tied * tied if power else tied, layout))
 
     k_outer = layout.num_bands - 1
-    unit = scale * scale if power else scale
-    # Band means of bands 1 .. K-1 on the 0..255 scale, (N*C, K-1).
-    means = (sums[..., 1:k_outer] / layout.counts[1:k_outer] * unit).reshape(n * c, -1)
+    # The profile p[k] of bands 1 .. K-1 on the 0..255 scale, (N*C, K-1): band means of |F|
+    # (published) or band sums of |F|^2 (Eq. 1's AI, profile="power").
+    if power:
+        profile_values = sums[..., 1:k_outer] * (scale * scale)
+    else:
+        profile_values = sums[..., 1:k_outer] / layout.counts[1:k_outer] * scale
+    profile_values = profile_values.reshape(n * c, -1)
 
     with torch.no_grad():
-        log_means = means.log()
-        trial = (log_means / log_means.sum(1, keepdim=True)) / (means / means.sum(1, keepdim=True))
-        valid = (means > 1.0).all(1) & torch.isfinite(trial).all(1) & (trial > 0).all(1)
-        degenerate = ~valid.view(n, c).all(1)
+        logs = profile_values.log()
+        trial = (logs / logs.sum(1, keepdim=True)) / (profile_values / profile_values.sum(1, keepdim=True))
+        valid = (profile_values > 1.0).all(1) & torch.isfinite(trial).all(1) & (trial > 0).all(1)
+        degenerate = ~valid
     if k_outer < 2:  # no band to re-weight (images of 3 x 3 pixels or fewer)
-        degenerate = torch.ones(n, dtype=torch.bool, device=x.device)
-    # Degenerate images get a flat stand-in profile (weights 1) so no NaN reaches the backward pass;
-    # their output is replaced by the input anyway.
-    safe_means = torch.where(degenerate.repeat_interleave(c)[:, None], math.e, means)
-    log_means = safe_means.log()
-    weights = (log_means / log_means.sum(1, keepdim=True)) / (safe_means / safe_means.sum(1, keepdim=True))
+        degenerate = torch.ones(n * c, dtype=torch.bool, device=x.device)
+    # Degenerate channels get a flat stand-in profile so that no NaN reaches the forward or the
+    # backward pass; their factor is then set to exactly 1 (and their output to the input).
+    safe = torch.where(degenerate[:, None], math.e, profile_values)
+    logs = safe.log()
+    weights = (logs / logs.sum(1, keepdim=True)) / (safe / safe.sum(1, keepdim=True))
+    # Power: the spectrum is multiplied by sqrt(w), so that w multiplies the band's power.
     exponent = strength / 2.0 if power else strength
     if exponent != 1.0:
         weights = weights.pow(exponent)
+    weights = weights.masked_fill(degenerate[:, None], 1.0)
     ones = torch.ones(n * c, 1, dtype=x.dtype, device=x.device)
     full = torch.cat([ones, weights, ones], dim=1) if k_outer >= 1 else ones.expand(n * c, layout.num_bands)
-    return _Spectral(spectrum, full.view(n, c, -1), degenerate, tie_images, tie_mask)
+    return _Spectral(spectrum, full.view(n, c, -1), degenerate.view(n, c), tie_images, tie_mask)
 
 
 def _prepare(
@@ -253,22 +261,22 @@ def bass_weights(
     Args:
         x: float (N, C, H, W); ``x * scale`` is on the 0..255 intensity scale.
         strength: exponent in [0, 1] applied to the weights (1 = published BaSS).
-        profile: ``"amplitude"`` (published) or ``"power"`` (see the package docstring).
+        profile: ``"amplitude"`` (published: band means of ``|F|``) or ``"power"`` (band sums of
+            ``|F|^2``, Eq. 1's AI); see the package docstring.
         scale: multiplier taking ``x`` to 0..255 (255 for [0, 1] images, 1 for 0..255 values).
 
     Returns:
         ``(weights, degenerate)``: weights float (N, C, K+1), the factor multiplying the spectrum
-        in band k = 0..K (1 for bands 0 and K, and for all bands of degenerate images);
-        degenerate bool (N,). A non-DC position that ties with the maximum amplitude also keeps
-        factor 1; that per-position exception is not part of this per-band table.
+        (the amplitude) in band k = 0..K: ``w[k] ** strength`` for ``"amplitude"``,
+        ``w[k] ** (strength / 2)`` for ``"power"``, exactly 1 for bands 0 and K and for every band
+        of a degenerate channel; degenerate bool (N, C), the channels left unchanged. A non-DC
+        position that ties with the maximum amplitude also keeps factor 1; that per-position
+        exception is not part of this per-band table.
     """
     x, _ = _prepare(x, strength, profile, scale)
     layout = band_layout(x.shape[-2], x.shape[-1], x.device, x.dtype)
     spectral = _spectral_weights(x, float(strength), profile, float(scale), layout)
-    weights = spectral.weights
-    if bool(spectral.degenerate.any()):
-        weights = torch.where(spectral.degenerate[:, None, None], torch.ones_like(weights), weights)
-    return weights, spectral.degenerate
+    return spectral.weights, spectral.degenerate
 
 
 def balance_spectrum_tensor(
@@ -277,6 +285,7 @@ def balance_spectrum_tensor(
     *,
     profile: str = "amplitude",
     scale: float = 255.0,
+    per_channel: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Balanced Spectrum Sampling of a float batch, on its device and dtype, differentiable.
 
@@ -284,22 +293,26 @@ def balance_spectrum_tensor(
         x: float (N, C, H, W), finite; ``x * scale`` is on the 0..255 intensity scale (the log in
             Eq. 4 makes the result depend on the scale). Any H, W; any C (channels are independent).
         strength: exponent in [0, 1] applied to the weights; 1 = published BaSS, 0 = identity.
-        profile: ``"amplitude"`` (published) or ``"power"``.
+        profile: ``"amplitude"`` (published) or ``"power"`` (see the package docstring).
         scale: 255 for images in [0, 1] (default); 1 for float images holding 0..255 values.
+        per_channel: return the degenerate mask per channel, (N, C), instead of per image, (N,).
 
     Returns:
         ``(out, degenerate)``: out has x's shape, device and dtype, clipped to [0, 255 / scale]
-        (not rounded); degenerate is bool (N,): those images are returned unchanged
-        (see the package docstring for the rule).
+        (not rounded); a degenerate channel is returned exactly as it came in (gradient: identity)
+        while the other channels of its image are transformed (see the package docstring for the
+        rule). degenerate is bool (N,), True for images with at least one degenerate channel, or
+        bool (N, C) with ``per_channel=True``.
 
     Raises:
         InputError: x is not a float (N, C, H, W) tensor, holds NaN/Inf, or an option is invalid.
     """
     original_dtype = x.dtype
     x, work_dtype = _prepare(x, strength, profile, scale)
-    n, _, h, w = x.shape
+    n, c, h, w = x.shape
     if float(strength) == 0.0:
-        return x.clone().to(original_dtype), torch.zeros(n, dtype=torch.bool, device=x.device)
+        none = torch.zeros((n, c) if per_channel else (n,), dtype=torch.bool, device=x.device)
+        return x.clone().to(original_dtype), none
     layout = band_layout(h, w, x.device, work_dtype)
     spectral = _spectral_weights(x, float(strength), profile, float(scale), layout)
     spectrum = spectral.spectrum
@@ -315,7 +328,8 @@ def balance_spectrum_tensor(
         weighted.index_copy_(0, spectral.tie_images, patched)
     out = torch.fft.irfft2(weighted, s=(h, w))
     out = out.clamp(0.0, 255.0 / scale) if spectrum.requires_grad else out.clamp_(0.0, 255.0 / scale)
-    degenerate_images = spectral.degenerate.nonzero().flatten()
-    if degenerate_images.numel():  # returned unchanged
-        out.index_copy_(0, degenerate_images, x.index_select(0, degenerate_images))
-    return out.to(original_dtype), spectral.degenerate
+    unchanged = spectral.degenerate.nonzero(as_tuple=True)  # (image, channel) indices
+    if unchanged[0].numel():  # degenerate channels are returned exactly as they came in
+        out.index_put_(unchanged, x[unchanged])
+    degenerate = spectral.degenerate if per_channel else spectral.degenerate.any(1)
+    return out.to(original_dtype), degenerate

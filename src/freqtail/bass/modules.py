@@ -83,12 +83,14 @@ class BaSSModule(nn.Module):
         round_mode: ``"none"`` returns the clipped float result; ``"straight-through"`` returns
             ``floor(255 * result) / 255`` (the uint8 truncation of the published pipeline) in the
             forward pass with the gradient of the unrounded result (identity through the rounding).
-            Degenerate images are returned unchanged in both modes.
+            Degenerate channels are returned unchanged (not rounded) in both modes.
         profile: ``"amplitude"`` (published) or ``"power"``.
 
     Attributes:
-        last_degenerate: bool (N,) tensor of the images of the last batch that hit the degenerate
-            rule (False for samples not selected by p), or None before the first call.
+        last_degenerate: bool (N,) tensor of the images of the last batch with at least one
+            channel left unchanged by the degenerate rule (False for samples not selected by p),
+            or None before the first call.
+        last_degenerate_channels: bool (N, C) tensor of those channels, or None before the first call.
 
     Example:
         >>> module = BaSSModule(round_mode="straight-through")
@@ -109,30 +111,33 @@ class BaSSModule(nn.Module):
         self.round_mode = round_mode
         self.profile = check_profile(profile)
         self.last_degenerate: torch.Tensor | None = None
+        self.last_degenerate_channels: torch.Tensor | None = None
 
     def _transform(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out, degenerate = balance_spectrum_tensor(x, self.strength, profile=self.profile)
+        """float (N, C, H, W) -> (out (N, C, H, W), degenerate channels bool (N, C))."""
+        out, degenerate = balance_spectrum_tensor(x, self.strength, profile=self.profile, per_channel=True)
         if self.round_mode == "straight-through":
             rounded = torch.floor(out.detach() * 255.0) / 255.0
-            rounded = torch.where(degenerate[:, None, None, None], out.detach(), rounded)
+            rounded = torch.where(degenerate[:, :, None, None], out.detach(), rounded)
             out = out + (rounded - out.detach())
         return out, degenerate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """float (N, C, H, W) in [0, 1] -> float (N, C, H, W) in [0, 1]."""
         check_float_images(x, "BaSSModule input")
-        n = x.shape[0]
+        n, c = x.shape[:2]
         if self.p >= 1.0:
             out, degenerate = self._transform(x)
         else:
             chosen = (torch.rand(n, device=x.device) < self.p).nonzero().flatten()
-            degenerate = torch.zeros(n, dtype=torch.bool, device=x.device)
+            degenerate = torch.zeros(n, c, dtype=torch.bool, device=x.device)
             out = x
             if chosen.numel():
                 part, part_degenerate = self._transform(x.index_select(0, chosen))
                 out = x.index_copy(0, chosen, part)
                 degenerate = degenerate.index_copy(0, chosen, part_degenerate)
-        self.last_degenerate = degenerate
+        self.last_degenerate_channels = degenerate
+        self.last_degenerate = degenerate.any(1)
         return out
 
     def extra_repr(self) -> str:
