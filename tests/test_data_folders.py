@@ -118,12 +118,11 @@ def test_imagenet_folder_layout(imagenet):
     assert [label for _, label in test.samples] == [0, 1, 2]
     image, _ = test[0]
     assert image.shape == (3, 224, 224) and test.image_size == (224, 224)
-    # deterministic test transform: Resize(shorter side 256) + CenterCrop(224), as torchvision computes it
-    from torchvision.transforms import v2
-
-    source = torch.from_numpy(_image(1, (300, 280))).permute(2, 0, 1)  # wnid n1 = the k=1 image
-    reference = v2.CenterCrop(224)(v2.Resize(256, antialias=True)(source))
-    assert torch.equal((image * 255).round().to(torch.uint8), reference)
+    # deterministic test transform: PIL bilinear Resize(shorter side 256) + CenterCrop(224)
+    source = Image.fromarray(_image(1, (300, 280)))  # wnid n1 = the k=1 image, 280 wide
+    resized = np.asarray(source.resize((256, int(256 * 300 / 280)), Image.BILINEAR))  # 274 x 256
+    top, left = round((274 - 224) / 2), round((256 - 224) / 2)
+    assert np.array_equal(_as_uint8(image), resized[top : top + 224, left : left + 224])
     train = build_dataset("imagenet", "train", imagenet, augment=True)
     assert train[1][0].shape == (3, 224, 224)
     with pytest.raises(ConfigError, match="cannot be downloaded"):
@@ -176,3 +175,78 @@ def test_imagenet_missing_is_one_sentence(tmp_path):
             build_dataset(name, "train", tmp_path)
         message = str(err.value)
         assert str(tmp_path) in message and "image-net.org" in message and "\n" not in message
+
+
+def restricted_tree(root, split: str, images: dict[int, list[np.ndarray]]):
+    """A full ImageNet ``split/`` tree of 1000 class folders; ``images[k]`` go into folder ``k``."""
+    for k in range(1000):
+        (root / split / f"n{k:08d}").mkdir(parents=True, exist_ok=True)
+    for k, arrays in images.items():
+        for j, array in enumerate(arrays):
+            _save(root / split / f"n{k:08d}" / f"{j}.JPEG", array, "JPEG")
+    return root
+
+
+def _pil(path) -> Image.Image:
+    with Image.open(path) as handle:
+        return handle.convert("RGB")
+
+
+def _resize_128(path) -> np.ndarray:
+    """The authors' test transform before BaSS: PIL's bilinear Resize((128, 128))."""
+    return np.asarray(_pil(path).resize((128, 128), Image.BILINEAR))
+
+
+def test_restricted_imagenet_bass_is_applied_at_128_after_the_resize(tmp_path, natural_crops):
+    from freqtail.bass import balance_spectrum
+
+    crops = natural_crops((150, 110), 1, seed=3)
+    restricted_tree(tmp_path, "val", {151: [crops[0], crops[1]], 300: [crops[2]]})
+    restricted_tree(tmp_path, "train", {151: [crops[3]], 33: [crops[4]]})
+    test = build_dataset("restricted-imagenet", "test", tmp_path, bass="dataset")
+    assert test.image_size == (128, 128) and len(test) == 3
+    for i, (path, _) in enumerate(test.samples):
+        got = _as_uint8(test[i][0]).astype(int)
+        expected = balance_spectrum(_resize_128(path)).astype(int)
+        assert got.shape == (128, 128, 3) and np.abs(got - expected).max() <= 1
+        # the old order (BaSS at the stored 150 x 110, then resize) is a visibly different image
+        late = Image.fromarray(balance_spectrum(np.asarray(_pil(path)))).resize((128, 128), Image.BILINEAR)
+        assert np.abs(got - np.asarray(late).astype(int)).mean() > 3.0
+    plain = build_dataset("restricted-imagenet", "test", tmp_path)
+    assert all(
+        np.array_equal(_as_uint8(plain[i][0]), _resize_128(p)) for i, (p, _) in enumerate(plain.samples)
+    )
+    # augmentation "none": the dataset's own test part on the train split too, no randomness
+    still = build_dataset("restricted-imagenet", "train", tmp_path, augment=True, augmentation="none")
+    assert all(
+        np.array_equal(_as_uint8(still[i][0]), _resize_128(p)) for i, (p, _) in enumerate(still.samples)
+    )
+    # bass="augment" with gamma 1, train split without the random part: resize -> BaSS as well
+    train = build_dataset("restricted-imagenet", "train", tmp_path, bass="augment", gamma=1.0)
+    for i, (path, _) in enumerate(train.samples):
+        expected = balance_spectrum(_resize_128(path)).astype(int)
+        assert np.abs(_as_uint8(train[i][0]).astype(int) - expected).max() <= 1
+
+
+def test_restricted_imagenet_train_pipeline_is_the_authors(tmp_path, natural_crops):
+    """Resize((128, 128)) -> flip -> ColorJitter(0.1, 0.1, 0.1) -> to tensor -> lighting, same RNG draws."""
+    from torchvision import transforms as T
+
+    restricted_tree(tmp_path, "train", {80: list(natural_crops((150, 110), 1, seed=4)[:2])})
+    train = build_dataset("restricted-imagenet", "train", tmp_path, augment=True)
+    eigval = np.array([0.2175, 0.0188, 0.0045])
+    eigvec = np.array([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]])
+    authors = T.Compose([T.RandomHorizontalFlip(), T.ColorJitter(0.1, 0.1, 0.1), T.ToTensor()])
+    outside = 0
+    for seed in range(6):
+        index = seed % 2
+        torch.manual_seed(seed)
+        ours = train[index][0]
+        torch.manual_seed(seed)
+        reference = authors(Image.fromarray(_resize_128(train.samples[index][0])))
+        alpha = torch.empty(3).normal_(0, 0.05).double().numpy()  # the lighting's draw comes last
+        reference = reference.double().numpy() + (eigvec @ (alpha * eigval))[:, None, None]
+        assert ours.dtype == torch.float32 and ours.shape == (3, 128, 128)
+        assert np.abs(ours.double().numpy() - reference).max() < 1e-6
+        outside += int((ours < 0).any() or (ours > 1).any())
+    assert outside > 0  # the reference does not clamp the lighting noise, and neither does freqtail

@@ -153,9 +153,15 @@ def test_write_imagenet_variant_keeps_the_tree(tmp_path):
     result = write_bass_dataset("imagenet", tmp_path / "src", tmp_path / "out", progress=False)
     assert result["splits"] == {"train": 2, "test": 2}
     assert sorted(p.name for p in (tmp_path / "out" / "train").iterdir()) == ["n1", "n2", "n3"]
-    source = np.asarray(Image.open(tmp_path / "src" / "val" / "n2" / "a.JPEG"))
+    source = Image.open(tmp_path / "src" / "val" / "n2" / "a.JPEG")
+    # converted at the working resolution: PIL bilinear shorter side 256 (40 x 50 -> 256 x 320)
+    resized = np.asarray(source.resize((320, 256), Image.BILINEAR))
     written = np.asarray(Image.open(tmp_path / "out" / "val" / "n2" / "a.png"))
-    assert np.array_equal(written, convert_uint8_images(source[None])[0][0])
+    assert np.array_equal(written, convert_uint8_images(resized[None])[0][0])
+    # read back, the copy gives the items of bass="dataset" on the source
+    copy = build_dataset("imagenet", "test", tmp_path / "out")
+    cached = build_dataset("imagenet", "test", tmp_path / "src", bass="dataset")
+    assert all(torch.equal(copy[i][0], cached[i][0]) for i in range(2))
 
 
 def test_cli_bass_dataset_mode_writes_cifar_batches(tmp_path, natural_crops, capsys):
@@ -201,3 +207,40 @@ def test_cli_missing_dataset_is_one_sentence(tmp_path, capsys):
     code = main(["bass", "--dataset", "cifar100", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "cifar-100-python" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_file_cache_key_includes_the_resize_and_a_hit_does_not_decode(tmp_path, count_conversions):
+    from freqtail.data.variants import FileVariantCache
+
+    source = tmp_path / "a.png"
+    array = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    Image.fromarray(array).save(source)
+    small, large = FileVariantCache("x", 1.0, "resize-a"), FileVariantCache("x", 1.0, "resize-b")
+    assert small.folder != large.folder and FileVariantCache("x", 1.0, "resize-a").folder == small.folder
+    first = small(str(source), lambda: array)
+    assert np.array_equal(first, convert_uint8_images(array[None])[0][0]) and count_conversions == [1]
+
+    def must_not_decode():
+        raise AssertionError("a cache hit decoded the source")
+
+    assert np.array_equal(small(str(source), must_not_decode), first)
+    large(str(source), lambda: array[:10])
+    assert count_conversions == [1, 1]  # another resize: its own entry
+
+
+def test_write_restricted_imagenet_variant_at_128(tmp_path, natural_crops):
+    from test_data_folders import restricted_tree
+
+    crops = natural_crops((150, 110), 1, seed=6)
+    for split in ("train", "val"):
+        restricted_tree(tmp_path / "src", split, {151: [crops[0]], 300: [crops[1]], 999: [crops[2]]})
+    result = write_bass_dataset("restricted-imagenet", tmp_path / "src", tmp_path / "out", progress=False)
+    assert result["splits"] == {"train": 2, "test": 2}  # class 999 is not a Restricted-ImageNet class
+    written = Image.open(tmp_path / "out" / "val" / "n00000151" / "0.png")
+    assert written.size == (128, 128)
+    source = Image.open(tmp_path / "src" / "val" / "n00000151" / "0.JPEG")
+    resized = np.asarray(source.resize((128, 128), Image.BILINEAR))
+    assert np.array_equal(np.asarray(written), convert_uint8_images(resized[None])[0][0])
+    copy = build_dataset("restricted-imagenet", "test", tmp_path / "out")
+    cached = build_dataset("restricted-imagenet", "test", tmp_path / "src", bass="dataset")
+    assert len(copy) == 2 and all(torch.equal(copy[i][0], cached[i][0]) for i in range(2))

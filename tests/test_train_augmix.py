@@ -89,32 +89,68 @@ def test_augmix_image_is_a_reproducible_convex_mix(image):
     assert float(out.max()) <= 77 / 255 + 1e-6
 
 
-class _Items(torch.utils.data.Dataset):
-    def __init__(self, images):
-        self.images = images
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
-        return torch.from_numpy(self.images[i]).permute(2, 0, 1).float() / 255, i
+def _uint8_hwc(x: torch.Tensor) -> np.ndarray:
+    return (x * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def test_bass_branch_applies_bass_to_exactly_the_first_augmented_branch(natural_crops):
-    images = natural_crops(32, 1)[:3]
+def _window(padded: np.ndarray, top: int, left: int, flipped: bool) -> np.ndarray:
+    window = padded[top : top + 32, left : left + 32]
+    return window[:, ::-1] if flipped else window
+
+
+def _find_window(crop: np.ndarray, padded: np.ndarray) -> tuple[int, int, bool]:
+    """The (top, left, flipped) of the one window of ``padded`` that ``crop`` is."""
+    found = [
+        (top, left, flipped)
+        for top in range(9)
+        for left in range(9)
+        for flipped in (False, True)
+        if np.array_equal(_window(padded, top, left, flipped), crop)
+    ]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_bass_branch_crops_the_bass_of_the_whole_image_like_the_clean_image(small_embedded):
+    """BaSS branch before AugMix = the clean image's crop and flip of BaSS(stored image); padding stays 0."""
+    from freqtail.data import build_dataset
+
+    root, arrays = small_embedded
+    base = build_dataset("embedded", "train", root, augment=True)  # crop-flip with zero padding
+    twin = build_dataset("embedded", "train", root, bass="dataset", augment=True)
     identity = lambda u: u.float() / 255  # noqa: E731 - AugMix replaced by the identity to see the branches
-    with_bass = AugMixDataset(_Items(images), bass_branch=True, mixer=identity)
-    without = AugMixDataset(_Items(images), bass_branch=False, mixer=identity)
-    for i, raw in enumerate(images):
-        u = torch.from_numpy(raw).permute(2, 0, 1)
-        (clean, first, second), label = with_bass[i]
-        assert label == i
-        assert torch.equal(clean, u.float() / 255)
-        assert torch.equal(second, u.float() / 255)
-        assert torch.equal(first, balance_spectrum(u).float() / 255)
-        assert not torch.equal(first, clean)
-        (clean0, first0, second0), _ = without[i]
-        assert torch.equal(first0, clean0) and torch.equal(second0, clean0)
+    with_bass = AugMixDataset(base, bass_base=twin, mixer=identity)
+    without = AugMixDataset(base, mixer=identity)
+    pad = ((4, 4), (4, 4), (0, 0))
+    padded_items = 0
+    for index in range(16):
+        torch.manual_seed(index)
+        (clean, first, second), label = with_bass[index]
+        assert label == arrays["train_labels"][index]
+        full = arrays["train_images"][index]
+        top, left, flipped = _find_window(_uint8_hwc(clean), np.pad(full, pad))
+        branch = _uint8_hwc(first)
+        assert np.array_equal(branch, _window(np.pad(balance_spectrum(full), pad), top, left, flipped))
+        assert torch.equal(second, clean)
+        inside = np.zeros((40, 40), dtype=bool)
+        inside[4:36, 4:36] = True
+        outside = ~_window(inside, top, left, flipped)
+        assert (branch[outside] == 0).all()  # padding pixels were never BaSS-processed
+        if outside.any():
+            padded_items += 1
+            # the previous behaviour, BaSS of the padded crop, re-weights the black edges
+            assert not np.array_equal(branch, balance_spectrum(_uint8_hwc(clean)))
+        torch.manual_seed(index)
+        (clean0, first0, second0), _ = without[index]
+        assert torch.equal(clean0, clean) and torch.equal(first0, clean0) and torch.equal(second0, clean0)
+    assert padded_items >= 8
+    # the twin's draws are replayed, not added: the RNG after an item is the same with and without BaSS
+    torch.manual_seed(3)
+    with_bass[3]
+    after_bass = torch.rand(4)
+    torch.manual_seed(3)
+    without[3]
+    assert torch.equal(after_bass, torch.rand(4))
 
 
 def test_operation_list_is_the_published_one():

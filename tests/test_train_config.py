@@ -78,6 +78,7 @@ def test_presets_carry_the_papers_hyper_parameters():
     )
     assert (augmix.schedule, augmix.lr, augmix.epochs, augmix.nesterov) == ("cosine", 0.1, 200, True)
     assert not load("t4-cifar100-densenet-bc-augmix").uses_bass_branch
+    assert load("t3-restricted-imagenet-resnet50-pgd-at").augmentation == "flip-jitter-lighting"
     assert [load(f"fig3-cifar10-resnet18-gamma{g}").gamma for g in ("0", "0.25", "0.5", "0.75", "1")] == [
         0.0,
         0.25,
@@ -85,6 +86,32 @@ def test_presets_carry_the_papers_hyper_parameters():
         0.75,
         1.0,
     ]
+
+
+def test_presets_state_padding_and_selection_as_the_authors_code_does():
+    expected_padding = {"pgd-at": "reflect", "trades": "reflect", "mart": "zeros"}
+    for stem in preset_configs():
+        config = load_config(CONFIGS / f"{stem}.yaml")
+        header = (CONFIGS / f"{stem}.yaml").read_text().split("\ndataset:")[0]
+        assert config.selection == "test" and "chosen on test images" in header, stem
+        if stem.startswith("t1-"):
+            objective = stem.split("-resnet18-")[-1].split("-wrn-34-10-")[-1].removesuffix("-bass")
+            assert config.pad_mode == expected_padding[objective], stem
+            source = "MART's code" if objective == "mart" else "Bag-of-Tricks utils.py"
+            assert f"Padding: {config.pad_mode} (" in header and source in header, stem
+        elif stem.startswith("t3-"):
+            assert config.augmentation == "flip-jitter-lighting" and "no padding" in header, stem
+        else:
+            assert config.augmentation == "crop-flip" and config.pad_mode == "zeros", stem
+            assert "Padding: zeros (" in header, stem
+
+
+def test_data_choices_repeat_the_data_modules():
+    from freqtail.data.augment import PAD_MODES, PRESETS
+    from freqtail.train.config import AUGMENTATIONS
+    from freqtail.train.config import PAD_MODES as CONFIG_PAD_MODES
+
+    assert AUGMENTATIONS == PRESETS and CONFIG_PAD_MODES == PAD_MODES
 
 
 def test_unknown_keys_are_errors_with_close_matches(tmp_path):
@@ -117,6 +144,11 @@ def test_unknown_keys_are_errors_with_close_matches(tmp_path):
         ("augmix_severity=11", "1..10"),
         ("amp=fp8", "'amp' must be one of none, bf16, fp16"),
         ("nesterov=yes please", "must be true or false"),
+        ("pad_mode=mirror", "'pad_mode' must be one of zeros, reflect"),
+        ("augmentation=autoaugment", "'augmentation' must be one of crop-flip, resized-crop-flip"),
+        ("selection=train", "'selection' must be one of test, val"),
+        ("selection=val", "selection: val needs val_subset: N"),
+        ("val_subset=100", "set selection: val or val_subset: null"),
     ],
 )
 def test_bad_values_give_one_sentence(override, message):
@@ -136,6 +168,17 @@ def test_combination_rules():
     assert load_config(overrides={"objective": "trades"}).beta_value == 6.0
     assert load_config(overrides={"objective": "mart"}).beta_value == 5.0
     assert load_config(overrides={"objective": "mart", "beta": 2.5}).beta_value == 2.5
+    with pytest.raises(ConfigError, match="BaSS branch .* use it with bass: null, not bass: dataset"):
+        load_config(overrides={"objective": "augmix-bass", "bass": "dataset"})
+    with pytest.raises(ConfigError, match="pad_mode reflect applies to the crop-flip preset, but "):
+        load_config(overrides={"dataset": "restricted-imagenet", "pad_mode": "reflect"})
+    assert load_config(overrides={"dataset": "cifar10", "pad_mode": "reflect"}).pad_mode == "reflect"
+    both = {"dataset": "restricted-imagenet", "augmentation": "crop-flip", "pad_mode": "reflect"}
+    assert load_config(overrides=both).pad_mode == "reflect"
+    with pytest.raises(ConfigError, match="uses flip-jitter-lighting"):
+        load_config(overrides={"augmentation": "flip-jitter-lighting", "pad_mode": "reflect"})
+    val = load_config(overrides={"selection": "val", "val_subset": 500})
+    assert (val.selection, val.val_subset) == ("val", 500)
 
 
 def test_overrides_are_read_as_yaml():

@@ -11,6 +11,7 @@ import torch
 
 from freqtail.errors import ConfigError
 from freqtail.train import load_checkpoint, load_config, load_model_from_run
+from freqtail.train.checkpoint import LAST_EPOCH
 from freqtail.train.trainer import TIMING_KEYS, train
 from test_train_support import tiny_root  # noqa: F401
 
@@ -75,18 +76,30 @@ def _assert_same_run(a, b):
     assert first.info["best"] == second.info["best"]
 
 
+_SELECT_ON_VAL = {"selection": "val", "val_subset": 12}
+
+
 @pytest.mark.parametrize(
-    ("objective", "stop"),
+    ("objective", "stop", "extra"),
     [
-        ("pgd-at", StopAt(1)),
-        ("pgd-at", StopAt(1, step=2)),
-        ("augmix-bass", StopAt(1, step=3)),
-        ("trades", StopAt(2)),
+        ("pgd-at", StopAt(1), {}),
+        ("pgd-at", StopAt(1, step=2), {}),
+        ("augmix-bass", StopAt(1, step=3), {}),
+        ("trades", StopAt(2), {}),
+        ("pgd-at", StopAt(1, step=2), _SELECT_ON_VAL),
+        ("augmix-bass", StopAt(1), _SELECT_ON_VAL),
     ],
-    ids=["pgd-at-after-epoch-1", "pgd-at-mid-epoch-2", "augmix-bass-mid-epoch-2", "trades-after-epoch-2"],
+    ids=[
+        "pgd-at-after-epoch-1",
+        "pgd-at-mid-epoch-2",
+        "augmix-bass-mid-epoch-2",
+        "trades-after-epoch-2",
+        "pgd-at-select-on-val-mid-epoch-2",
+        "augmix-bass-select-on-val-after-epoch-1",
+    ],
 )
-def test_stop_and_resume_equals_uninterrupted_training(tmp_path, tiny_root, objective, stop):
-    config = _config(tiny_root, objective=objective)
+def test_stop_and_resume_equals_uninterrupted_training(tmp_path, tiny_root, objective, stop, extra):
+    config = _config(tiny_root, objective=objective, **extra)
     reference = train(config, tmp_path / "reference", log=_quiet)
     assert reference.status == "complete" and reference.epochs_completed == 3
 
@@ -97,6 +110,42 @@ def test_stop_and_resume_equals_uninterrupted_training(tmp_path, tiny_root, obje
     _assert_same_run(tmp_path / "reference", tmp_path / "resumed")
     again = train(config, tmp_path / "resumed", resume=True, log=_quiet)
     assert again.status == "already-complete"
+
+
+def test_selection_on_val_chooses_best_on_held_out_images_and_says_so(tmp_path, tiny_root):
+    config = _config(tiny_root, epochs=3, selection="val", val_subset=12, robust_eval_examples=8)
+    result = train(config, tmp_path / "run", log=_quiet)
+    history = result.history
+    assert all(r["train_images"] == 80 for r in history)  # 96 - 12 held out, drop_last at batch 16
+    assert all(r["val_images"] == 12 and r["val_robust_examples"] == 8 for r in history)
+    assert all(r["test_images"] == 48 and r["robust_examples"] == 8 for r in history)  # test still logged
+    values = [r["val_robust_acc"] for r in history]
+    assert result.best["metric"] == "val_robust_acc" and result.best["value"] == max(values)
+    assert result.best["epoch"] == values.index(max(values)) + 1  # ties keep the earlier epoch
+    selected = {"rule": "best", "split": "val", "n": 8, "metric": "val_robust_acc"}
+    best, last = load_checkpoint(tmp_path / "run", "best"), load_checkpoint(tmp_path / "run", "last")
+    assert best.info["selected_on"] == selected
+    pointers = {
+        w: json.loads((tmp_path / "run" / "checkpoints" / f"{w}.json").read_text()) for w in ("best", "last")
+    }
+    assert pointers["best"]["selected_on"] == selected
+    assert (
+        pointers["last"]["selected_on"]
+        == LAST_EPOCH
+        == {
+            "rule": "last-epoch",
+            "split": None,
+            "n": None,
+            "metric": None,
+        }
+    )
+    if best.path != last.path:  # the last epoch did not improve: its checkpoint is no selection
+        assert last.info["selected_on"] == LAST_EPOCH
+    assert load_model_from_run(tmp_path / "run")[1]["selected_on"] == selected
+    assert load_model_from_run(tmp_path / "run", "last")[1]["selected_on"] == LAST_EPOCH
+    clean = train(config.replace(objective="erm"), tmp_path / "erm", log=_quiet)
+    assert clean.best["metric"] == "val_acc"
+    assert load_checkpoint(tmp_path / "erm").info["selected_on"]["n"] == 12
 
 
 def test_workers_do_not_change_the_result(tmp_path, tiny_root):
@@ -131,6 +180,7 @@ def test_best_checkpoint_reproduces_its_recorded_metrics(tmp_path, tiny_root):
     result = train(config, tmp_path / "run", log=_quiet)
     model, info = load_model_from_run(tmp_path / "run")  # best by test_acc for erm
     assert info["best"]["metric"] == "test_acc" and info["best"]["epoch"] == info["epoch"]
+    assert info["selected_on"] == {"rule": "best", "split": "test", "n": 48, "metric": "test_acc"}
     record = result.history[info["epoch"] - 1]
     assert record["best"] and info["best"]["value"] == max(r["test_acc"] for r in result.history)
     from freqtail.data import build_dataset

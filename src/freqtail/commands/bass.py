@@ -27,7 +27,15 @@ def register(subparsers) -> None:
         metavar="IN.npy",
         help="uint8 image array (N, H, W, C) or (H, W, C), C = 1 or 3, saved with numpy.save",
     )
-    mode.add_argument("--dataset", metavar="NAME", help="a registered dataset to convert (e.g. cifar10)")
+    mode.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help=(
+            "a registered dataset to convert (e.g. cifar10), written in its own format; folder datasets "
+            "are converted at their working resolution (Tiny-ImageNet 64x64, ImageNet shorter side 256, "
+            "Restricted-ImageNet 128x128): resized first, then BaSS, as in training"
+        ),
+    )
     parser.add_argument(
         "--output", metavar="OUT.npy", help="where to write the converted array (with --input)"
     )

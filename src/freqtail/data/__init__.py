@@ -8,7 +8,14 @@ the corruption suite. Everything that trains or evaluates gets its data from her
 from __future__ import annotations
 
 from freqtail.data.arrays import ArrayDataset
-from freqtail.data.augment import augmentation_preset, default_preset, standard_augmentation
+from freqtail.data.augment import (
+    PAD_MODES,
+    PRESETS,
+    augmentation_preset,
+    default_preset,
+    preset_parts,
+    standard_augmentation,
+)
 from freqtail.data.registry import (
     DatasetInfo,
     build_dataset,
@@ -19,6 +26,8 @@ from freqtail.data.registry import (
 )
 
 __all__ = [
+    "PAD_MODES",
+    "PRESETS",
     "ArrayDataset",
     "DatasetInfo",
     "augmentation_preset",
@@ -28,5 +37,6 @@ __all__ = [
     "dataset_names",
     "default_preset",
     "iter_uint8_batches",
+    "preset_parts",
     "standard_augmentation",
 ]

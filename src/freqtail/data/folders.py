@@ -8,7 +8,9 @@ Layouts under ``root`` (``root`` may also be the named folder itself for Tiny-Im
 
 Labels follow the sorted wnids (torchvision ``ImageFolder`` order). Restricted-ImageNet keeps the 9
 super-classes of Tsipras et al. 2019 over the sorted 1000 ImageNet wnids (inclusive index ranges
-of the ``robustness`` library). Images are decoded with torchvision's ``default_loader`` (RGB).
+of the ``robustness`` library). Images are decoded with torchvision's ``default_loader`` (RGB),
+then resized to the working resolution of the augmentation preset
+(:class:`freqtail.data.augment.WorkingResize`) before anything else sees them, BaSS included.
 """
 
 from __future__ import annotations
@@ -52,14 +54,19 @@ Sample = tuple[str, int]
 class FolderImageDataset(Dataset):
     """Image files with integer labels; items ``(float32 (C, H, W) in [0, 1], int)``.
 
+    One item: decode (RGB) -> ``resize`` (working resolution) -> ``source_hook`` -> ``transform``.
+
     Args:
         samples: ``(path, label)`` pairs.
         classes: class names, index = label.
         transform: callable on a uint8 (C, H, W) tensor (must produce ``image_size``).
         image_size: (H, W) of the items after ``transform``.
         name: dataset name for messages.
-        source_hook: optional ``(path, uint8 (H, W, 3)) -> uint8 (H, W, 3)`` applied to the decoded
-            file before ``transform`` (the BaSS "dataset" variant uses it).
+        source_hook: optional ``(path, load) -> uint8 (H, W, 3)`` that replaces the working-resolution
+            image; ``load()`` decodes and resizes the file (the BaSS "dataset" variant's cache calls
+            it only on a cache miss).
+        resize: optional ``uint8 (H, W, 3) -> uint8 (H', W', 3)`` deterministic resize to the
+            working resolution (:class:`freqtail.data.augment.WorkingResize`).
     """
 
     def __init__(
@@ -69,7 +76,8 @@ class FolderImageDataset(Dataset):
         transform: Callable[[torch.Tensor], torch.Tensor] | None,
         image_size: tuple[int, int],
         name: str,
-        source_hook: Callable[[str, np.ndarray], np.ndarray] | None = None,
+        source_hook: Callable[[str, Callable[[], np.ndarray]], np.ndarray] | None = None,
+        resize: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.samples = list(samples)
         self.targets = [label for _, label in self.samples]
@@ -78,6 +86,7 @@ class FolderImageDataset(Dataset):
         self.image_size = tuple(image_size)
         self.name = name
         self.source_hook = source_hook
+        self.resize = resize
 
     @property
     def num_classes(self) -> int:
@@ -86,13 +95,16 @@ class FolderImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def decode(self, index: int) -> np.ndarray:
+        """The decoded file resized to the working resolution: uint8 (H, W, 3)."""
+        image = read_rgb(self.samples[index][0], self.name)
+        return self.resize(image) if self.resize is not None else image
+
     def load_uint8(self, index: int) -> np.ndarray:
-        """The decoded file (after ``source_hook``) as uint8 (H, W, 3), before ``transform``."""
-        path = self.samples[index][0]
-        image = read_rgb(path, self.name)
-        if self.source_hook is not None:
-            image = self.source_hook(path, image)
-        return image
+        """The working-resolution image (after ``source_hook``) as uint8 (H, W, 3), before ``transform``."""
+        if self.source_hook is None:
+            return self.decode(index)
+        return self.source_hook(self.samples[index][0], lambda: self.decode(index))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image = torch.from_numpy(np.ascontiguousarray(self.load_uint8(index))).permute(2, 0, 1)

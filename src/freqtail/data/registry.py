@@ -2,11 +2,17 @@
 :func:`iter_uint8_batches`.
 
 Items are ``(float32 (C, H, W) in [0, 1], int label)``; datasets carry ``classes``, ``num_classes``,
-``image_size`` (H, W) and ``name``. The pipeline of one item is::
+``image_size`` (H, W) and ``name``. The pipeline of one item (:mod:`freqtail.data.augment`)::
 
-    stored image (uint8) -> [BaSS "dataset" variant] -> [BaSS(p=gamma), train split, "augment"]
-                         -> augmentation preset (train, augment=True) or deterministic resize/crop
-                         -> float32 in [0, 1]
+    stored image (uint8) -> working resize (folder datasets; PIL bilinear, deterministic)
+        -> [BaSS "dataset" variant: the converted working-resolution image, cached]
+        -> [BaSS(p=gamma): train split, bass="augment"]
+        -> rest of the augmentation preset (train split with augment=True: random; else deterministic)
+        -> float32 in [0, 1]
+
+Array datasets (embedded, CIFAR) are stored at their working resolution, so their resize is the
+identity and costs nothing. Normalisation is not done here: it is inside the model
+(:class:`freqtail.models.wrappers.FreqtailModel`).
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ class DatasetInfo:
         name: canonical name.
         num_classes: number of classes.
         image_size: (H, W) of the items.
-        preset: default augmentation preset (:mod:`freqtail.data.augment`).
+        preset: default augmentation preset (:mod:`freqtail.data.augment`); with ``image_size`` it
+            fixes the working resolution (the image BaSS sees).
         mean, std: per-channel RGB mean and standard deviation of the train images in [0, 1], for
             optional model-side normalisation.
         kind: "array" (held in memory) or "folder" (image files read on demand).
@@ -108,11 +115,12 @@ _REGISTRY: dict[str, DatasetInfo] = {
             "folder",
             "ILSVRC2012 train/ and val/ class folders from https://image-net.org",
         ),
+        # the authors' BaSS_imagenet.py: Resize((128, 128)) -> BaSS -> flip, jitter, lighting
         DatasetInfo(
             "restricted-imagenet",
             9,
-            (224, 224),
-            "resized-crop-flip",
+            (128, 128),
+            "flip-jitter-lighting",
             (0.4717, 0.4499, 0.3837),
             (0.2600, 0.2516, 0.2575),
             "folder",
@@ -225,6 +233,8 @@ def build_dataset(
     gamma: float = 1.0,
     strength: float = 1.0,
     augment: bool = False,
+    augmentation: str | None = None,
+    pad_mode: str = "zeros",
     download: bool = False,
 ):
     """Build a dataset by name: a ``torch.utils.data.Dataset`` of ``(float32 (C, H, W) in [0, 1], int)``.
@@ -234,19 +244,26 @@ def build_dataset(
         split: "train" or "test" ("val" is accepted for Tiny-ImageNet, ImageNet, Restricted-ImageNet).
         root: data folder (``--data-root``); None for the embedded set (or a folder written by
             :func:`freqtail.data.variants.write_bass_dataset` for it). Never downloads unless ``download``.
-        bass: None (original data), "dataset" (train and test converted once with BaSS and cached,
-            the paper's "new dataset" protocol) or "augment" (BaSS with probability ``gamma`` on the fly
-            on the train split, before geometric augmentation; the test split stays original).
+        bass: None (original data), "dataset" (train and test converted once with BaSS at the working
+            resolution and cached, the paper's "new dataset" protocol) or "augment" (BaSS with
+            probability ``gamma`` on the fly on the train split, at the working resolution, before the
+            rest of the augmentation; the test split stays original).
         gamma: BaSS probability in [0, 1] for ``bass="augment"``.
         strength: BaSS weight exponent in [0, 1] (1 = published).
-        augment: apply the dataset's default augmentation preset to the train split.
+        augment: apply the augmentation preset's train part to the train split (else its test part).
+        augmentation: preset name (:data:`freqtail.data.augment.PRESETS`); None = the dataset's default
+            (:attr:`DatasetInfo.preset`); "none" = the default preset's deterministic test part on both
+            splits. Array datasets take only presets whose working resize keeps their stored size
+            (not ``resized-crop-flip``).
+        pad_mode: padding of ``crop-flip``'s random crop, "zeros" or "reflect"
+            (:data:`freqtail.data.augment.PAD_MODES`).
         download: fetch CIFAR / Tiny-ImageNet with torchvision's downloader if missing.
 
     Returns:
         a dataset with attributes ``classes``, ``num_classes``, ``image_size`` (H, W) and ``name``.
 
     Raises:
-        ConfigError: unknown name, split, BaSS mode or value.
+        ConfigError: unknown name, split, BaSS mode, preset, pad mode or value.
         DatasetNotFoundError: missing or damaged data (one sentence: what, where, how to get it).
 
     Example:
@@ -257,7 +274,7 @@ def build_dataset(
     """
     from torchvision.transforms import v2
 
-    from freqtail.data.augment import augmentation_preset
+    from freqtail.data.augment import check_preset, preset_parts
     from freqtail.data.variants import check_strength
 
     name = canonical_name(name)
@@ -265,20 +282,26 @@ def build_dataset(
     bass = _check_bass(bass, gamma)
     strength = check_strength(strength)
     info = _REGISTRY[name]
+    preset = info.preset if augmentation is None else check_preset(augmentation)
+    if preset == "none":  # no randomness, at the dataset's own working resolution
+        preset, augment = info.preset, False
     train = split == "train"
+    resize, rest = preset_parts(preset, info.image_size, train=train and augment, pad_mode=pad_mode)
     steps = []
     if bass == "augment" and train:
         from freqtail.bass import BaSS
 
         steps.append(BaSS(p=float(gamma), strength=strength))
-    steps.append(
-        augmentation_preset(
-            info.preset, info.image_size, train=train and augment, resize_small=info.kind == "folder"
-        )
-    )
+    steps.append(rest)
     transform = v2.Compose(steps)
 
     if info.kind == "array":
+        if resize.output_size(*info.image_size) != info.image_size:
+            raise ConfigError(
+                f"The {preset} preset resizes images before BaSS and cropping; the {name} images are "
+                f"stored at {info.image_size[0]}x{info.image_size[1]}, so use crop-flip, "
+                "flip-jitter-lighting or none."
+            )
         images, labels, classes = _array_images(name, split, root, bass, strength, download)
         if images.shape[1:3] != info.image_size:
             raise ConfigError(
@@ -294,8 +317,10 @@ def build_dataset(
     if bass == "dataset":
         from freqtail.data.variants import FileVariantCache
 
-        hook = FileVariantCache(name, strength)
-    return FolderImageDataset(samples, classes, transform, info.image_size, name, source_hook=hook)
+        hook = FileVariantCache(name, strength, resize.key)
+    return FolderImageDataset(
+        samples, classes, transform, info.image_size, name, source_hook=hook, resize=resize
+    )
 
 
 def iter_uint8_batches(
@@ -308,10 +333,12 @@ def iter_uint8_batches(
 ) -> Iterator[np.ndarray]:
     """Stream a dataset as uint8 (N, H, W, C) batches, without augmentation (for spectrum statistics).
 
-    Array datasets yield slices of the stored arrays; folder datasets yield their items after the
-    deterministic resize / centre crop to ``image_size`` (ImageNet: 224 x 224), decoded by
-    ``num_workers`` DataLoader workers. ``bass`` is None or "dataset" ("augment" is random and
-    has no place in statistics).
+    Array datasets yield slices of the stored arrays; folder datasets yield their test-transform
+    items (the default preset's working resize, [BaSS], then its deterministic rest: Tiny-ImageNet
+    64 x 64, ImageNet ``Resize(256)`` + ``CenterCrop(224)``, Restricted-ImageNet ``Resize((128, 128))``),
+    so with ``bass="dataset"`` they are exactly the images a BaSS model is trained and tested on;
+    decoded by ``num_workers`` DataLoader workers. ``bass`` is None or "dataset" ("augment" is random
+    and has no place in statistics).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"The batch size must be a positive integer, not {batch_size!r}.")

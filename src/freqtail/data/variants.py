@@ -6,10 +6,13 @@
   settings and the BaSS implementation version, so a changed source, strength or implementation
   makes a new entry and an unchanged one is reused.
 * :class:`FileVariantCache` does the same per image file for folder datasets (Tiny-ImageNet,
-  ImageNet): an image is converted at its stored resolution on first read and cached as a lossless
-  PNG keyed by its path, size and modification time.
+  ImageNet, Restricted-ImageNet): an image is resized to the working resolution of the augmentation
+  preset first (BaSS is not resolution-invariant: BaSS-then-resize would remove much of what BaSS
+  adds), converted on first read and cached as a lossless PNG keyed by its path, size, modification
+  time and the resize.
 * :func:`write_bass_dataset` writes a converted copy of a dataset in its source format, so
-  ``--data-root OUT`` then loads the converted set with the ordinary loader.
+  ``--data-root OUT`` then loads the converted set with the ordinary loader (folder datasets are
+  written at their working resolution).
 """
 
 from __future__ import annotations
@@ -135,15 +138,22 @@ def cached_bass_arrays(
 class FileVariantCache:
     """Per-file BaSS conversion with an on-disk cache (``source_hook`` of folder datasets).
 
-    Converted images are stored losslessly as PNG under
-    ``cache_dir()/variants/<name>-files-<settings key>/<xx>/<file key>.png``; the file key hashes the
-    source's absolute path, size and modification time, so an edited source is converted again.
-    Safe with several DataLoader workers (atomic writes; identical content).
+    Converted working-resolution images are stored losslessly as PNG under
+    ``cache_dir()/variants/<name>-files-<settings key>/<xx>/<file key>.png``; the settings key hashes
+    the BaSS settings and ``resize_key`` (the working resize: a cached image is the BaSS of the
+    *resized* image), the file key the source's absolute path, size and modification time, so an
+    edited source is converted again. Safe with several DataLoader workers (atomic writes; identical
+    content).
+
+    Args:
+        name: dataset name (folder name of the cache entry).
+        strength: BaSS weight exponent in [0, 1].
+        resize_key: :attr:`freqtail.data.augment.WorkingResize.key` of the resize applied before BaSS.
     """
 
-    def __init__(self, name: str, strength: float = 1.0) -> None:
+    def __init__(self, name: str, strength: float = 1.0, resize_key: str = "stored") -> None:
         self.strength = check_strength(strength)
-        settings = _settings(self.strength)
+        settings = {**_settings(self.strength), "resize": str(resize_key)}
         key = hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()[:16]
         self.folder = cache_dir() / "variants" / f"{name}-files-{key}"
 
@@ -154,7 +164,12 @@ class FileVariantCache:
         ).hexdigest()
         return self.folder / key[:2] / f"{key[2:34]}.png"
 
-    def __call__(self, source: str, image: np.ndarray) -> np.ndarray:
+    def __call__(self, source: str, load) -> np.ndarray:
+        """The BaSS image of file ``source``: uint8 (H, W, 3) from the cache, or ``_convert(load())``.
+
+        ``load()`` returns the decoded file at the working resolution, uint8 (H, W, 3); it is only
+        called on a cache miss.
+        """
         from PIL import Image
 
         target = self.path_for(source)
@@ -164,7 +179,7 @@ class FileVariantCache:
                     return np.array(cached.convert("RGB"), dtype=np.uint8)
             except OSError:
                 pass  # damaged cache file: convert again
-        converted, _ = _convert(image[None], self.strength, progress=False)
+        converted, _ = _convert(load()[None], self.strength, progress=False)
         with atomic_path(target) as tmp:
             Image.fromarray(converted[0]).save(tmp, format="PNG")
         return converted[0]
@@ -188,9 +203,14 @@ def write_bass_dataset(
     * embedded: the embedded npy layout (``out_dir`` then works as ``root`` for ``"embedded"``);
     * cifar10 / cifar100: the official python batches under ``out_dir/cifar-10-batches-py`` /
       ``cifar-100-python`` (every key of the source batches kept, only ``data`` replaced);
-    * tiny-imagenet / imagenet / restricted-imagenet: the same folder tree, every image converted at
-      its stored resolution and saved as lossless PNG (JPEG would erase the high frequencies BaSS
-      adds), with annotation files rewritten to the new file names.
+    * tiny-imagenet / imagenet / restricted-imagenet: the same folder tree, every image first resized
+      to the **working resolution** of the dataset's default augmentation preset (the image BaSS sees
+      in training: Tiny-ImageNet 64 x 64, ImageNet shorter side 256, Restricted-ImageNet 128 x 128;
+      :func:`freqtail.data.augment.working_resize`), then converted and saved as lossless PNG (JPEG
+      would erase the high frequencies BaSS adds), with annotation files rewritten to the new file
+      names. Loading the copy applies the same resize, which is then the identity, so the copy gives
+      the same items as ``build_dataset(name, ..., bass="dataset")``. A copy serves the dataset it
+      was written for: an ``imagenet`` copy read as ``restricted-imagenet`` would be BaSS-then-resize.
 
     Returns:
         ``{"dataset", "out_dir", "strength", "images", "degenerate", "splits": {split: count},
@@ -277,8 +297,19 @@ def _write_cifar(name: str, root, out: Path, strength: float, progress: bool) ->
     return splits, degenerate
 
 
-def _convert_files(pairs: list[tuple[str, Path]], strength: float, progress: bool, desc: str) -> int:
-    """Convert image files ``source -> target.png``; returns the number of degenerate images."""
+def _folder_resize(name: str):
+    from freqtail.data.augment import working_resize
+    from freqtail.data.registry import dataset_info
+
+    info = dataset_info(name)
+    return working_resize(info.preset, info.image_size)
+
+
+def _convert_files(pairs: list[tuple[str, Path]], strength: float, progress: bool, desc: str, resize) -> int:
+    """Resize image files to the working resolution, convert them and write ``target.png``.
+
+    Returns the number of degenerate images.
+    """
     from PIL import Image
     from tqdm.auto import tqdm
 
@@ -286,7 +317,7 @@ def _convert_files(pairs: list[tuple[str, Path]], strength: float, progress: boo
 
     degenerate = 0
     for source, target in tqdm(pairs, desc=desc, unit="img", disable=not progress, dynamic_ncols=True):
-        converted, n = _convert(read_rgb(source)[None], strength, progress=False)
+        converted, n = _convert(resize(read_rgb(source))[None], strength, progress=False)
         degenerate += n
         with atomic_path(target) as tmp:
             Image.fromarray(converted[0]).save(tmp, format="PNG")
@@ -310,9 +341,10 @@ def _write_tiny_imagenet(root, out: Path, strength: float, progress: bool) -> tu
             with atomic_path(target / meta_file) as tmp:
                 shutil.copyfile(source / meta_file, tmp)
     pairs = [(p, target / "train" / wnids[label] / "images" / _png_name(p)) for p, label in train]
-    degenerate = _convert_files(pairs, strength, progress, "BaSS train")
+    resize = _folder_resize("tiny-imagenet")
+    degenerate = _convert_files(pairs, strength, progress, "BaSS train", resize)
     val_pairs = [(p, target / "val" / "images" / _png_name(p)) for p, _ in val]
-    degenerate += _convert_files(val_pairs, strength, progress, "BaSS val")
+    degenerate += _convert_files(val_pairs, strength, progress, "BaSS val", resize)
     lines = [f"{_png_name(p)}\t{wnids[label]}" for p, label in val]
     atomic_write_text(target / "val" / "val_annotations.txt", "\n".join(lines) + "\n")
     return {"train": len(train), "test": len(val)}, degenerate
@@ -322,6 +354,7 @@ def _write_imagenet(name: str, root, out: Path, strength: float, progress: bool)
     from freqtail.data.folders import imagenet_samples, imagenet_split_folder, restricted_imagenet_samples
 
     splits, degenerate = {}, 0
+    resize = _folder_resize(name)
     for split, part in (("train", "train"), ("test", "val")):
         folder = imagenet_split_folder(root, split, name)
         if name == "restricted-imagenet":
@@ -333,7 +366,7 @@ def _write_imagenet(name: str, root, out: Path, strength: float, progress: bool)
             if entry.is_dir():
                 (out / part / entry.name).mkdir(parents=True, exist_ok=True)
         pairs = [(p, out / part / Path(p).relative_to(folder).parent / _png_name(p)) for p, _ in samples]
-        degenerate += _convert_files(pairs, strength, progress, f"BaSS {part}")
+        degenerate += _convert_files(pairs, strength, progress, f"BaSS {part}", resize)
         splits[split] = len(samples)
     root_path = Path(root).expanduser()
     for names_file in ("LOC_synset_mapping.txt", "words.txt", "synset_words.txt"):

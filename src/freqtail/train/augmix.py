@@ -140,15 +140,22 @@ class AugMixDataset(Dataset):
     """Items ``((x, x_augmix1, x_augmix2), label)`` for the JSD objective, from any freqtail dataset.
 
     ``x`` is the base item (after the base dataset's own augmentation: crop + flip), float (C, H, W)
-    in [0, 1]; each ``x_augmix`` mixes independent AugMix chains of ``x``. With ``bass_branch``, the
-    first branch is ``AugMix(BaSS(x))`` (BaSS as published, on the uint8 image) and the clean and
-    second branches are untouched: the consistency of (x, AugMix(BaSS(x)), AugMix(x)), paper §4.4.
+    in [0, 1]; each ``x_augmix`` mixes independent AugMix chains of ``x``.
+
+    With ``bass_base`` (paper §4.4), the first branch is ``AugMix(crop_flip(BaSS(image)))``: BaSS is
+    applied to the whole stored image (``bass_base`` is the same dataset converted once with BaSS,
+    ``build_dataset(..., bass="dataset")``, like :class:`freqtail.train.data.BaSSMixture`), and the
+    crop and flip are **the clean image's**: ``bass_base[index]`` is drawn from the same RNG state
+    as ``base[index]``, so the two transforms draw the same parameters. AugMix's reference code
+    shares the crop and flip between all three branches too (they are applied before the AugMix
+    chains). BaSS therefore never sees the crop's padding, and padded pixels stay exactly as the
+    crop made them. The clean and second branches are untouched: the consistency of
+    (x, AugMix(BaSS(x)), AugMix(x)).
 
     Args:
         base: dataset of ``(float (C, H, W) in [0, 1], int)`` whose images are uint8-valued.
         width, depth, severity, alpha: AugMix settings (:func:`augmix_image`).
-        bass_branch: BaSS before AugMix on the first branch.
-        bass_strength: BaSS weight exponent for that branch (1 = published).
+        bass_base: the BaSS-converted twin of ``base`` (same length, same transform), or None.
         mixer: replaces :func:`augmix_image` (uint8 (C, H, W) -> float (C, H, W)); for tests.
     """
 
@@ -160,28 +167,36 @@ class AugMixDataset(Dataset):
         depth: int = 0,
         severity: int = 3,
         alpha: float = 1.0,
-        bass_branch: bool = False,
-        bass_strength: float = 1.0,
+        bass_base: Dataset | None = None,
         mixer: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
+        if bass_base is not None and len(bass_base) != len(base):
+            raise ConfigError(
+                f"The BaSS twin of the AugMix dataset has {len(bass_base)} items, not {len(base)}."
+            )
         self.base = base
+        self.bass_base = bass_base
         self.mixer = mixer or partial(augmix_image, width=width, depth=depth, severity=severity, alpha=alpha)
-        self.bass_branch = bass_branch
-        self.bass_strength = bass_strength
         for attribute in ("classes", "num_classes", "image_size", "name"):
             if hasattr(base, attribute):
                 setattr(self, attribute, getattr(base, attribute))
+
+    @property
+    def bass_branch(self) -> bool:
+        return self.bass_base is not None
 
     def __len__(self) -> int:
         return len(self.base)
 
     def __getitem__(self, index: int) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], int]:
+        before = torch.get_rng_state() if self.bass_base is not None else None
         x, label = self.base[index]
         image = _to_uint8(x)
         first = image
-        if self.bass_branch:
-            from freqtail.bass import balance_spectrum
-
-            first = balance_spectrum(image, self.bass_strength)
+        if self.bass_base is not None:
+            after = torch.get_rng_state()
+            torch.set_rng_state(before)  # the same crop and flip as the clean image
+            first = _to_uint8(self.bass_base[index][0])
+            torch.set_rng_state(after)
         clean = x if x.dtype != torch.uint8 else x.to(torch.float32).div_(255.0)
         return (clean, self.mixer(first), self.mixer(image)), label

@@ -10,9 +10,18 @@ Layout of a run folder's ``checkpoints/``::
         optimizer.safetensors    the optimiser state's tensors (momentum buffers)
         checkpoint.json          everything else: format, freqtail version, full config, model
                                  spec, epoch / step, optimiser param groups, schedule, GradScaler,
-                                 RNG states, metrics history, best-so-far, SHA-256 of both files
+                                 RNG states, metrics history, best-so-far, selected_on, SHA-256 of
+                                 both files
       last.json                  pointer {"checkpoint": "step-00001234", ...}: the latest
       best.json                  pointer to the best checkpoint by the run's best metric
+
+``selected_on`` says which images chose a checkpoint. In ``checkpoint.json`` and ``best.json`` of a
+checkpoint written as the new best: ``{"rule": "best", "split": "test" | "val", "n": <images>,
+"metric": <record field, e.g. "val_robust_acc">}`` (``n`` counts the images of that metric: the
+robust-evaluation subset for a robust metric). A checkpoint written without improving the best (and
+``last.json`` always) holds :data:`LAST_EPOCH`: the last epoch (or an interrupted step), not a
+selection. Checkpoints of older freqtail versions have no ``selected_on`` (their ``best`` was chosen
+on test images).
 
 A checkpoint folder is written under a temporary name and renamed into place when complete; the
 pointers are then replaced atomically (:mod:`freqtail.io`) and folders no pointer names are removed.
@@ -54,6 +63,8 @@ INFO_FILE = "checkpoint.json"
 WHICH = ("best", "last")
 _FOREIGN_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 _STEP_DIR = re.compile(r"^step-\d+(-\d+)?$")
+#: ``selected_on`` of a checkpoint that no selection chose: the last epoch (or an interrupted step).
+LAST_EPOCH = {"rule": "last-epoch", "split": None, "n": None, "metric": None}
 
 
 # ----------------------------------------------------------------------------- tensors <-> files
@@ -166,6 +177,7 @@ def save_checkpoint(
     optimizer_state: Mapping[str, Any] | None = None,
     pointers: tuple[str, ...] = ("last",),
     pointer_extra: Mapping[str, Any] | None = None,
+    pointer_fields: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write one checkpoint folder atomically, point ``pointers`` at it and prune unreferenced ones.
 
@@ -177,6 +189,8 @@ def save_checkpoint(
         optimizer_state: an optimiser ``state_dict()`` or None.
         pointers: which of ``"last"``/``"best"`` to point at the new checkpoint.
         pointer_extra: JSON-ready values copied into the pointers (e.g. the best metric).
+        pointer_fields: JSON-ready values for one pointer only, ``{"best": {...}, "last": {...}}``
+            (e.g. ``selected_on``); entries for pointers not written are ignored.
 
     Returns:
         the checkpoint folder.
@@ -233,7 +247,8 @@ def save_checkpoint(
     for which in pointers:
         if which not in WHICH:
             raise ValueError(f"unknown pointer {which!r}")
-        atomic_write_json(_pointer_path(root, which), pointer)
+        fields = dict((pointer_fields or {}).get(which) or {})
+        atomic_write_json(_pointer_path(root, which), {**pointer, **fields})
     prune_checkpoints(root)
     return root / name
 
@@ -516,8 +531,10 @@ def load_model_from_run(
     Returns:
         ``(model, info)``; ``info`` holds ``path``, ``which``, ``format`` ("freqtail-checkpoint" or
         "foreign"), ``epoch``, ``global_step``, ``complete``, ``config``, ``model_spec``, ``metrics``
-        (the checkpoint epoch's record), ``best``, ``data`` (dataset, bass, gamma, bass_strength),
-        ``objective`` and ``freqtail_version`` (None where unknown).
+        (the checkpoint epoch's record), ``best``, ``selected_on`` (which images chose the
+        checkpoint; :data:`LAST_EPOCH` for ``which="last"``; see the module docstring), ``data``
+        (dataset, bass, gamma, bass_strength), ``objective`` and ``freqtail_version`` (None where
+        unknown).
 
     Raises:
         CheckpointError: anything missing, corrupt, foreign without ``spec`` or mismatching.
@@ -557,6 +574,7 @@ _SUMMARY_KEYS = (
     "model_spec",
     "metrics",
     "best",
+    "selected_on",
     "data",
     "objective",
     "freqtail_version",
@@ -579,6 +597,7 @@ def checkpoint_summary(checkpoint: Checkpoint) -> dict[str, Any]:
         "model_spec": info.get("model_spec"),
         "metrics": history[-1] if history else None,
         "best": info.get("best"),
+        "selected_on": dict(LAST_EPOCH) if checkpoint.which == "last" else info.get("selected_on"),
         "data": {k: config.get(k) for k in ("dataset", "data_root", "bass", "gamma", "bass_strength")},
         "objective": config.get("objective"),
         "freqtail_version": info.get("freqtail_version"),

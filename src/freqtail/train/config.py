@@ -32,6 +32,12 @@ SCHEDULES = ("piecewise", "cosine", "constant")
 AMP_MODES = ("none", "bf16", "fp16")
 ATTACK_BN_MODES = ("eval", "train")
 BEST_METRICS = ("auto", "test_acc", "test_robust_acc")
+#: Which images choose the "best" checkpoint: the test images (the authors' protocol) or held-out
+#: training images (``val_subset`` of them).
+SELECTIONS = ("test", "val")
+#: Augmentation presets (freqtail.data.augment.PRESETS; repeated so this module does not import torch).
+AUGMENTATIONS = ("crop-flip", "resized-crop-flip", "flip-jitter-lighting", "none")
+PAD_MODES = ("zeros", "reflect")
 #: TRADES / MART beta when the config leaves ``beta`` null (Zhang et al. 2019; Wang et al. 2020).
 DEFAULT_BETA = {"trades": 6.0, "mart": 5.0}
 #: Keys that may differ when a run is resumed: they change how a run executes, not what it computes.
@@ -60,7 +66,21 @@ class TrainConfig:
     )
     gamma: float = _key("BaSS probability for bass='augment', in [0, 1]", 1.0, "float")
     bass_strength: float = _key("BaSS weight exponent in [0, 1] (1 = published)", 1.0, "float")
-    augment: bool = _key("the dataset's standard augmentation (crop+flip) on the train split", True, "bool")
+    augment: bool = _key("the augmentation preset's random part on the train split", True, "bool")
+    augmentation: str | None = _key(
+        "augmentation preset: crop-flip, resized-crop-flip, flip-jitter-lighting or none "
+        "(null: the dataset's default; Restricted-ImageNet: flip-jitter-lighting at 128x128)",
+        None,
+        "choice?",
+        AUGMENTATIONS,
+    )
+    pad_mode: str = _key(
+        "padding of crop-flip's random crop: zeros (torchvision padding_mode 'constant', fill 0) "
+        "or reflect (padding_mode 'reflect', edge not repeated)",
+        "zeros",
+        "choice",
+        PAD_MODES,
+    )
     train_subset: int | None = _key("train on a fixed random subset of this many images", None, "int?")
     test_subset: int | None = _key("evaluate on a fixed random subset of this many test images", None, "int?")
     # --- model
@@ -116,10 +136,22 @@ class TrainConfig:
     )
     robust_eval_steps: int = _key("steps of that PGD (eps and step_size as in training)", 10, "int")
     best_metric: str = _key(
-        "metric that picks 'best': auto = test_robust_acc if measured, else test_acc",
+        "metric that picks 'best': auto = test_robust_acc if measured, else test_acc "
+        "(with selection: val, its val_ counterpart on the held-out images)",
         "auto",
         "choice",
         BEST_METRICS,
+    )
+    selection: str = _key(
+        "images that choose 'best': test (the authors' protocol) or val (val_subset held-out train images)",
+        "test",
+        "choice",
+        SELECTIONS,
+    )
+    val_subset: int | None = _key(
+        "selection: val: this many train images (seeded, class-stratified) held out from training",
+        None,
+        "int?",
     )
     # --- execution
     seed: int = _key("seed of every random choice (data order, augmentation, attacks, init)", 0, "int0")
@@ -308,6 +340,17 @@ def _check_ranges(c: TrainConfig) -> None:
         raise ConfigError("The training attack's step_size is 0; give a positive step such as 2/255.")
     if c.bass_branch and c.objective_name != "augmix":
         raise ConfigError(f"bass_branch applies to the augmix objective only, not to {c.objective!r}.")
+    if c.uses_bass_branch and c.bass is not None:
+        raise ConfigError(
+            f"The AugMix BaSS branch takes BaSS from the converted training images; use it with bass: null, "
+            f"not bass: {c.bass}."
+        )
+    if c.selection == "val" and c.val_subset is None:
+        raise ConfigError("selection: val needs val_subset: N, the number of training images to hold out.")
+    if c.selection == "test" and c.val_subset is not None:
+        raise ConfigError(
+            "val_subset holds out images for selection: val; set selection: val or val_subset: null."
+        )
     if c.bass is None and c.gamma != 1.0:
         raise ConfigError(
             "gamma is the probability of bass='augment'; set bass: augment or leave gamma at 1."
@@ -318,9 +361,24 @@ def _check_ranges(c: TrainConfig) -> None:
         from freqtail.data import canonical_name
 
         canonical_name(c.dataset)  # raises ConfigError listing the valid names
+        _check_pad_mode(c)
     from freqtail.models import check_model_arguments
 
     check_model_arguments(c.model, 2, 32, 3, c.model_options)
+
+
+def _check_pad_mode(c: TrainConfig) -> None:
+    """Refuse a pad_mode that the chosen augmentation preset would ignore (it has no padded crop)."""
+    if c.pad_mode == "zeros":
+        return
+    from freqtail.data.registry import dataset_info
+
+    preset = c.augmentation or dataset_info(c.dataset).preset
+    if preset != "crop-flip":
+        raise ConfigError(
+            f"pad_mode {c.pad_mode} applies to the crop-flip preset, but {c.dataset} uses {preset} "
+            "(no padded crop); leave pad_mode: zeros or set augmentation: crop-flip."
+        )
 
 
 def config_from_dict(values: Mapping[str, Any], where: str = "the configuration") -> TrainConfig:

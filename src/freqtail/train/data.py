@@ -9,16 +9,30 @@ Reproducibility contract (what makes ``--resume`` bit-exact and N processes equa
   sample ``index`` in epoch ``e`` from torch's RNG seeded with ``(seed, e, index)``, saving and
   restoring the RNG around it — independent of workers, processes and batches;
 * each item also carries a per-sample seed for the attack's random start.
+
+Model selection on held-out images (``selection: val``): :func:`held_out_indices` picks
+``val_subset`` training images, seeded and class-stratified; :func:`build_train_data` trains on the
+others and :func:`build_val_data` serves the held-out ones with the test transform.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler, Subset
 
 from freqtail.train.rng import derive_seed, derive_seeds
+
+
+def take(dataset: Dataset, indices: Sequence[int]) -> Subset:
+    """``Subset(dataset, indices)`` that keeps ``classes``, ``num_classes``, ``image_size`` and ``name``."""
+    subset = Subset(dataset, list(indices))
+    for attribute in ("classes", "num_classes", "image_size", "name"):
+        if hasattr(dataset, attribute):
+            setattr(subset, attribute, getattr(dataset, attribute))
+    return subset
 
 
 def fixed_subset(dataset: Dataset, size: int | None, seed: int, stream_key: int) -> Dataset:
@@ -27,11 +41,59 @@ def fixed_subset(dataset: Dataset, size: int | None, seed: int, stream_key: int)
         return dataset
     generator = torch.Generator().manual_seed(derive_seed(seed, "subset", stream_key))
     indices = torch.randperm(len(dataset), generator=generator)[:size].sort().values.tolist()
-    subset = Subset(dataset, indices)
-    for attribute in ("classes", "num_classes", "image_size", "name"):
-        if hasattr(dataset, attribute):
-            setattr(subset, attribute, getattr(dataset, attribute))
-    return subset
+    return take(dataset, indices)
+
+
+def dataset_labels(dataset: Dataset) -> np.ndarray:
+    """int (N,) labels of a freqtail dataset without decoding images (``labels`` / ``targets``)."""
+    source = getattr(dataset, "original", dataset)  # BaSSMixture
+    for attribute in ("labels", "targets"):
+        if hasattr(source, attribute):
+            return np.asarray(getattr(source, attribute), dtype=np.int64)
+    return np.asarray([int(dataset[i][1]) for i in range(len(dataset))], dtype=np.int64)
+
+
+def stratified_choice(labels: Sequence[int], size: int, seed: int) -> list[int]:
+    """``size`` indices into ``labels`` (int (N,)), class-stratified and seeded; sorted.
+
+    Class ``c`` with ``n_c`` of the ``N`` images gets ``floor(size * n_c / N)`` places; the places
+    left go one each to the classes with the largest remainders ``size * n_c mod N`` (ties: the
+    smaller label). Within a class the images are the first of a random permutation drawn from a
+    torch generator seeded with ``seed`` (classes in label order).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    total = len(labels)
+    if not 0 <= size <= total:
+        raise ValueError(f"cannot choose {size} of {total} images")
+    classes, counts = np.unique(labels, return_counts=True)
+    quota, remainder = np.divmod(size * counts, total)
+    extra = np.lexsort((classes, -remainder))[: size - int(quota.sum())]
+    quota[extra] += 1
+    generator = torch.Generator().manual_seed(seed)
+    chosen: list[int] = []
+    for label, places in zip(classes, quota, strict=True):
+        members = np.flatnonzero(labels == label)
+        order = torch.randperm(len(members), generator=generator).numpy()
+        chosen.extend(members[order[:places]].tolist())
+    return sorted(chosen)
+
+
+def held_out_indices(config, labels: Sequence[int]) -> list[int] | None:
+    """Indices of the training images held out for ``selection: val`` (None for ``selection: test``).
+
+    Raises:
+        ConfigError: ``val_subset`` leaves no training image.
+    """
+    if config.selection != "val":
+        return None
+    from freqtail.errors import ConfigError
+
+    if config.val_subset >= len(labels):
+        raise ConfigError(
+            f"val_subset {config.val_subset} must be smaller than the {len(labels)} training images of "
+            f"{config.dataset}, so that some are left to train on."
+        )
+    return stratified_choice(labels, config.val_subset, derive_seed(config.seed, "val", 0))
 
 
 class BaSSMixture(Dataset):
@@ -144,30 +206,47 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
+def _train_split(config, bass: str | None, augment: bool):
+    from freqtail.data import build_dataset
+
+    return build_dataset(
+        config.dataset,
+        "train",
+        config.data_root,
+        bass=bass,
+        gamma=config.gamma if bass == "augment" else 1.0,
+        strength=config.bass_strength,
+        augment=augment,
+        augmentation=config.augmentation,
+        pad_mode=config.pad_mode,
+    )
+
+
 def build_train_data(config):
-    """The training dataset (before seeding): build_dataset + subset + AugMix branches if needed.
+    """The training dataset (before seeding): build_dataset, minus held-out images, subset, AugMix.
 
     ``bass="augment"`` on in-memory datasets (embedded, CIFAR) uses :class:`BaSSMixture` (the same
-    images as the on-the-fly transform, converted once); folder datasets convert on the fly.
+    images as the on-the-fly transform, converted once); folder datasets convert on the fly. The
+    AugMix BaSS branch takes its images from the BaSS-converted twin of the training split
+    (``bass="dataset"``), with the same held-out images and subset removed.
     """
-    from freqtail.data import build_dataset, dataset_info
-
-    def train_split(bass: str | None):
-        return build_dataset(
-            config.dataset,
-            "train",
-            config.data_root,
-            bass=bass,
-            gamma=config.gamma if bass == "augment" else 1.0,
-            strength=config.bass_strength,
-            augment=config.augment,
-        )
+    from freqtail.data import dataset_info
 
     if config.bass == "augment" and dataset_info(config.dataset).kind == "array":
-        base = BaSSMixture(train_split(None), train_split("dataset"), config.gamma)
+        original = _train_split(config, None, config.augment)
+        base = BaSSMixture(original, _train_split(config, "dataset", config.augment), config.gamma)
     else:
-        base = train_split(config.bass)
-    base = fixed_subset(base, config.train_subset, config.seed, 0)
+        base = _train_split(config, config.bass, config.augment)
+    twin = _train_split(config, "dataset", config.augment) if config.uses_bass_branch else None
+    held_out = held_out_indices(config, dataset_labels(base)) if config.selection == "val" else None
+
+    def restrict(dataset: Dataset) -> Dataset:
+        if held_out is not None:
+            dropped = set(held_out)
+            dataset = take(dataset, [i for i in range(len(dataset)) if i not in dropped])
+        return fixed_subset(dataset, config.train_subset, config.seed, 0)
+
+    base = restrict(base)
     if config.objective_name == "augmix":
         from freqtail.train.augmix import AugMixDataset
 
@@ -177,10 +256,21 @@ def build_train_data(config):
             depth=config.augmix_depth,
             severity=config.augmix_severity,
             alpha=config.augmix_alpha,
-            bass_branch=config.uses_bass_branch,
-            bass_strength=config.bass_strength,
+            bass_base=restrict(twin) if twin is not None else None,
         )
     return base
+
+
+def build_val_data(config):
+    """The held-out training images of ``selection: val`` with the test transform, or None.
+
+    No augmentation; BaSS-converted when ``bass == "dataset"`` (the images the model trains on),
+    original otherwise (like the test split).
+    """
+    if config.selection != "val":
+        return None
+    plain = _train_split(config, "dataset" if config.bass == "dataset" else None, augment=False)
+    return take(plain, held_out_indices(config, dataset_labels(plain)))
 
 
 def build_test_data(config):
@@ -188,7 +278,14 @@ def build_test_data(config):
     from freqtail.data import build_dataset
 
     bass = "dataset" if config.bass == "dataset" else None
-    test = build_dataset(config.dataset, "test", config.data_root, bass=bass, strength=config.bass_strength)
+    test = build_dataset(
+        config.dataset,
+        "test",
+        config.data_root,
+        bass=bass,
+        strength=config.bass_strength,
+        augmentation=config.augmentation,
+    )
     return fixed_subset(test, config.test_subset, config.seed, 1)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 #: Streams derived from one run seed; the number is mixed into the seed so streams never collide.
-STREAMS = {"init": 1, "sampler": 2, "sample": 3, "epoch": 5, "eval": 6, "subset": 7, "loader": 8}
+STREAMS = {"init": 1, "sampler": 2, "sample": 3, "epoch": 5, "eval": 6, "subset": 7, "loader": 8, "val": 9}
 
 
 def derive_seeds(seed: int, stream: str, *keys: int, count: int = 1) -> list[int]:

@@ -6,6 +6,10 @@ run's best metric) and rewrites ``metrics.jsonl`` (one JSON record per epoch). A
 (Ctrl-C / SIGTERM, or :meth:`Trainer.request_stop`) finishes the current optimiser step and writes
 an ``interrupted`` checkpoint at that step; ``resume=True`` continues from ``last`` and reaches the
 same final weights and metrics as an uninterrupted run (bit for bit on CPU, one process).
+
+Model selection: ``best`` is chosen on the test images by default (``selection: test``, as the
+authors' code does) or on ``val_subset`` held-out training images (``selection: val``); every
+checkpoint records which images chose it (``selected_on``, see :mod:`freqtail.train.checkpoint`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import torch
 from freqtail.errors import CheckpointError, ConfigError, FreqtailError
 from freqtail.io import atomic_write_text
 from freqtail.train import distributed as D
-from freqtail.train.checkpoint import load_checkpoint, read_pointer, save_checkpoint
+from freqtail.train.checkpoint import LAST_EPOCH, load_checkpoint, read_pointer, save_checkpoint
 from freqtail.train.config import (
     RUNTIME_KEYS,
     TrainConfig,
@@ -270,6 +274,7 @@ class Trainer:
             SeededItems,
             build_test_data,
             build_train_data,
+            build_val_data,
             train_loader,
         )
         from freqtail.train.objectives import Branches, build_objective
@@ -279,6 +284,7 @@ class Trainer:
         base_train = self._main_first(lambda: build_train_data(c))
         self.train_data = SeededItems(base_train, c.seed)
         self.test_data = self._main_first(lambda: build_test_data(c))
+        self.val_data = self._main_first(lambda: build_val_data(c))
         num_classes = base_train.num_classes
         image_size = int(base_train.image_size[0])
         normalize = c.normalize
@@ -339,7 +345,13 @@ class Trainer:
         self.total_epochs = -(-self.total_steps // self.steps_per_epoch)
         self.lr_at = schedule_from_config(c, self.steps_per_epoch, self.total_steps)
         self.best_metric = self._best_metric_name()
-        self.robust_indices = self._robust_indices()
+        self.robust_indices = self._robust_indices(self.test_data, derive_seed(c.seed, "eval"))
+        self.val_robust_indices = (
+            self._robust_indices(self.val_data, derive_seed(c.seed, "val", 1))
+            if self.val_data is not None
+            else []
+        )
+        self.selected_on = self._selected_on()
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
@@ -371,27 +383,42 @@ class Trainer:
         return result if self.dist.is_main else build()
 
     def _best_metric_name(self) -> str:
+        """The record field that picks ``best``: ``test_*``, or ``val_*`` with ``selection: val``."""
         c = self.config
         if c.best_metric != "auto":
             if c.best_metric == "test_robust_acc" and not self._robust_enabled():
                 raise ConfigError(
                     "best_metric test_robust_acc needs an adversarial objective and robust_eval_examples > 0."
                 )
-            return c.best_metric
-        return "test_robust_acc" if self._robust_enabled() else "test_acc"
+            name = c.best_metric
+        else:
+            name = "test_robust_acc" if self._robust_enabled() else "test_acc"
+        return "val_" + name.removeprefix("test_") if c.selection == "val" else name
 
     def _robust_enabled(self) -> bool:
         return self.config.adversarial and self.config.robust_eval_examples > 0
 
-    def _robust_indices(self) -> list[int]:
+    def _robust_indices(self, dataset, seed: int) -> list[int]:
+        """A fixed random choice of ``robust_eval_examples`` positions of ``dataset`` (or all of them)."""
         if not self._robust_enabled():
             return []
-        generator = torch.Generator().manual_seed(derive_seed(self.config.seed, "eval"))
-        order = torch.randperm(len(self.test_data), generator=generator)
+        generator = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(dataset), generator=generator)
         return order[: self.config.robust_eval_examples].tolist()
 
+    def _selected_on(self) -> dict[str, Any]:
+        """``{"rule": "best", "split", "n", "metric"}``: the images that choose this run's ``best``."""
+        val = self.config.selection == "val"
+        if self.best_metric.endswith("robust_acc"):
+            n = len(self.val_robust_indices if val else self.robust_indices)
+        else:
+            n = len(self.val_data if val else self.test_data)
+        return {"rule": "best", "split": self.config.selection, "n": n, "metric": self.best_metric}
+
     # --------------------------------------------------------------- checkpoints
-    def _checkpoint_info(self, *, complete: bool, accumulator: _Accumulator | None) -> dict[str, Any]:
+    def _checkpoint_info(
+        self, *, complete: bool, improved: bool, accumulator: _Accumulator | None
+    ) -> dict[str, Any]:
         return {
             "kind": "interrupted" if accumulator is not None else "epoch",
             "epoch": self.epoch,  # completed epochs
@@ -416,6 +443,7 @@ class Trainer:
             "rng": capture_rng_state(),
             "history": self.history,
             "best": self.best,
+            "selected_on": self.selected_on if improved else LAST_EPOCH,
         }
 
     def _save(self, *, complete: bool, improved: bool, accumulator: _Accumulator | None = None) -> None:
@@ -426,10 +454,14 @@ class Trainer:
         save_checkpoint(
             self.checkpoints_dir,
             model_state=self.model.state_dict(),
-            info=self._checkpoint_info(complete=complete, accumulator=accumulator),
+            info=self._checkpoint_info(complete=complete, improved=improved, accumulator=accumulator),
             optimizer_state=self.optimizer.state_dict(),
             pointers=pointers,
             pointer_extra=extra,
+            pointer_fields={
+                "best": {"selected_on": self.selected_on},
+                "last": {"selected_on": LAST_EPOCH},
+            },
         )
 
     def _write_metrics(self) -> None:
@@ -476,17 +508,21 @@ class Trainer:
         return bool(info.get("complete")), accumulator
 
     # --------------------------------------------------------------- evaluation
-    def _evaluate(self) -> dict[str, Any]:
-        from freqtail.attacks import PGDConfig, robust_accuracy
+    def _measure(self, dataset, robust_indices: list[int], attack, attack_seeds: Callable[[int], int]):
+        """``[correct, total, robust correct, robust total]`` over ``dataset``, summed over ranks.
+
+        Clean accuracy on every image (this rank's shard); ``attack`` (a ``PGDConfig``) robust
+        accuracy on ``robust_indices`` in chunks of ``eval_batch_size`` (chunk ``k`` on rank
+        ``k mod world``, attack seed ``attack_seeds(k)``).
+        """
+        from freqtail.attacks import robust_accuracy
         from freqtail.train.data import ShardSampler
 
         c, device = self.config, self.dist.device
-        D.broadcast_module_state(self.model, self.dist)
-        self.model.eval()
         loader = torch.utils.data.DataLoader(
-            self.test_data,
+            dataset,
             batch_size=c.eval_batch_size,
-            sampler=ShardSampler(len(self.test_data), self.dist.rank, self.dist.world_size),
+            sampler=ShardSampler(len(dataset), self.dist.rank, self.dist.world_size),
             num_workers=c.num_workers,
         )
         correct = total = 0
@@ -495,41 +531,56 @@ class Trainer:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 correct += int((self.model(x).argmax(dim=1) == y).sum())
                 total += int(y.shape[0])
-        result: dict[str, Any] = {}
         robust_correct = robust_total = 0
+        chunks = [
+            robust_indices[i : i + c.eval_batch_size]
+            for i in range(0, len(robust_indices), c.eval_batch_size)
+        ]
+        for number, chunk in enumerate(chunks):
+            if number % self.dist.world_size != self.dist.rank:
+                continue
+            items = [dataset[i] for i in chunk]
+            x = torch.stack([item[0] for item in items])
+            y = torch.tensor([item[1] for item in items])
+            ok, n = robust_accuracy(
+                self.model, (x, y), attack, batch_size=len(chunk), generator=attack_seeds(number)
+            )
+            robust_correct += ok
+            robust_total += n
+        return D.all_reduce_sum([correct, total, robust_correct, robust_total], self.dist)
+
+    def _evaluate(self) -> dict[str, Any]:
+        """Test metrics (``test_acc``, ...) and, with ``selection: val``, held-out ones (``val_acc``, ...)."""
+        from freqtail.attacks import PGDConfig
+
+        c = self.config
+        D.broadcast_module_state(self.model, self.dist)
+        self.model.eval()
+        seed = c.seed
+        attack = PGDConfig(eps=c.eps_value, step_size=c.step_size_value, steps=c.robust_eval_steps)
+        correct, total, robust_correct, robust_total = self._measure(
+            self.test_data, self.robust_indices, attack, lambda number: derive_seed(seed, "eval", number)
+        )
+        result: dict[str, Any] = {"test_acc": correct / total, "test_images": int(total)}
         if self.robust_indices:
-            attack = PGDConfig(eps=c.eps_value, step_size=c.step_size_value, steps=c.robust_eval_steps)
-            chunks = [
-                self.robust_indices[i : i + c.eval_batch_size]
-                for i in range(0, len(self.robust_indices), c.eval_batch_size)
-            ]
-            for number, chunk in enumerate(chunks):
-                if number % self.dist.world_size != self.dist.rank:
-                    continue
-                items = [self.test_data[i] for i in chunk]
-                x = torch.stack([item[0] for item in items])
-                y = torch.tensor([item[1] for item in items])
-                ok, n = robust_accuracy(
-                    self.model,
-                    (x, y),
-                    attack,
-                    batch_size=len(chunk),
-                    generator=derive_seed(c.seed, "eval", number),
-                )
-                robust_correct += ok
-                robust_total += n
+            result["test_robust_acc"] = robust_correct / robust_total
+            result["robust_examples"] = int(robust_total)
             result["robust_attack"] = (
                 f"{attack.name} eps={c.eps} step={c.step_size} "
                 f"on {len(self.robust_indices)} fixed test images"
             )
-        correct, total, robust_correct, robust_total = D.all_reduce_sum(
-            [correct, total, robust_correct, robust_total], self.dist
-        )
-        result["test_acc"] = correct / total
-        result["test_images"] = int(total)
-        if self.robust_indices:
-            result["test_robust_acc"] = robust_correct / robust_total
-            result["robust_examples"] = int(robust_total)
+        if self.val_data is not None:
+            correct, total, robust_correct, robust_total = self._measure(
+                self.val_data,
+                self.val_robust_indices,
+                attack,
+                lambda number: derive_seed(seed, "val", 2, number),
+            )
+            result.update(val_acc=correct / total, val_images=int(total))
+            if self.val_robust_indices:
+                result.update(
+                    val_robust_acc=robust_correct / robust_total, val_robust_examples=int(robust_total)
+                )
         self.model.train()
         return result
 
@@ -714,6 +765,12 @@ class Trainer:
             record["test_robust_acc"] = evaluation.get("test_robust_acc")
             record["robust_examples"] = evaluation.get("robust_examples")
             record["robust_attack"] = evaluation.get("robust_attack")
+        if self.val_data is not None:
+            record["val_acc"] = evaluation.get("val_acc")
+            record["val_images"] = evaluation.get("val_images")
+            if self._robust_enabled():
+                record["val_robust_acc"] = evaluation.get("val_robust_acc")
+                record["val_robust_examples"] = evaluation.get("val_robust_examples")
         improved = False
         value = record.get(self.best_metric)
         if value is not None and (self.best is None or value > self.best["value"]):
