@@ -101,9 +101,12 @@ def test_bass_runs_use_the_domain_protocol_unless_end_to_end(bass_run_dir, tmp_p
     assert "domain" in first["source"] and "end-to-end" in second["source"]
     # The domain run measured its boundary on BaSS-converted images, the end-to-end run on raw ones.
     from freqtail.data.embedded import read_embedded_folder
+    from freqtail.data.subsets import stratified_subset
 
-    chosen = np.sort(np.random.default_rng(0).choice(32, size=6, replace=False))  # the documented subset
-    raw = read_embedded_folder(_data_root(bass_run_dir), "test")[0][chosen]
+    images, labels, _ = read_embedded_folder(_data_root(bass_run_dir), "test")
+    chosen = stratified_subset(labels, 6, seed=0)  # the documented subset
+    assert first["indices"] == second["indices"] == chosen.tolist()
+    raw = images[chosen]
     assert first["spectrum"]["boundary_band"] == summarize(balance_spectrum(raw)).boundary_band
     assert second["spectrum"]["boundary_band"] == summarize(raw).boundary_band
 
@@ -111,6 +114,27 @@ def test_bass_runs_use_the_domain_protocol_unless_end_to_end(bass_run_dir, tmp_p
 def _data_root(run_dir):
     info = json.loads(next((run_dir / "checkpoints").glob("step-*/checkpoint.json")).read_text())
     return info["config"]["data_root"]
+
+
+def test_every_analysis_and_evaluate_use_the_same_images_for_the_same_n_and_seed(run_dir, tmp_path, capsys):
+    from freqtail.data.embedded import read_embedded_folder
+    from freqtail.data.subsets import SUBSET_RULE, stratified_subset
+
+    labels = read_embedded_folder(_data_root(run_dir), "test")[1]
+    expected = stratified_subset(labels, 8, seed=2).tolist()
+    assert len(set(labels[expected].tolist())) == 8  # 8 of 16 classes, one image each
+    common = ["--n", "8", "--subset-seed", "2", "--out", str(tmp_path)]
+    assert main(["sensitivity", str(run_dir), *common]) == 0
+    assert main(["landscape", str(run_dir), *common, "--grid", "1"]) == 0
+    assert main(["heatmap", str(run_dir), *common, "--batch-size", "512"]) == 0
+    assert main(["evaluate", str(run_dir), "--suite", "clean", "--no-progress", *common]) == 0
+    capsys.readouterr()
+    for name in ("sensitivity", "landscape", "heatmap"):
+        data = json.loads((tmp_path / f"{name}.json").read_text())
+        assert data["indices"] == expected, name
+        assert data["subset"] == SUBSET_RULE and data["subset_seed"] == 2 and data["n_requested"] == 8
+    records = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert [r["data"]["indices"] for r in records] == [expected]
 
 
 def test_sensitivity_json_and_out_folder(run_dir, tmp_path, capsys):

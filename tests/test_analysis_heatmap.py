@@ -95,6 +95,13 @@ def test_save_load_and_json(tmp_path):
     assert (loaded.eps, loaded.sign, loaded.num_images) == (1.0, "image", 4)
     data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert np.array(data["error_rate"]).shape == (8, 8)
+    assert data["indices"] == [0, 1, 2, 3] and data["subset"] == "all"
+    from freqtail.data.subsets import stratified_subset
+
+    model, images, labels = _low_pass_case(n=16)
+    picked = fourier_heatmap(model, (images, labels), eps=1.0, n=5, subset_seed=3).to_dict()
+    assert picked["indices"] == stratified_subset(labels.numpy(), 5, seed=3).tolist()
+    assert picked["num_images"] == 5 and picked["subset_seed"] == 3
 
 
 def test_bad_input_sentences():

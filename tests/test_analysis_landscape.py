@@ -179,6 +179,13 @@ def test_save_load_round_trip_and_json(data, tmp_path):
     assert (loaded.boundary_band, loaded.seed, loaded.span) == (result.boundary_band, 2, 0.5)
     data_dict = json.loads(json.dumps(result.to_dict(grids=True), allow_nan=False))
     assert len(data_dict["loss_lfc"]) == 3 and data_dict["center"]["loss_lfc"] == result.loss_lfc[1, 1]
+    # The images used are recorded: n of them by the one subset rule (subset seed, not direction seed).
+    from freqtail.data.subsets import stratified_subset
+
+    subset = loss_landscape(tiny_net(), (images, labels), grid=1, seed=2, n=5, subset_seed=4).to_dict()
+    assert subset["indices"] == stratified_subset(labels.numpy(), 5, seed=4).tolist()
+    assert subset["subset_seed"] == 4 and subset["num_images"] == 5
+    assert data_dict["indices"] == list(range(12)) and data_dict["subset"] == "all"
 
 
 class Exploding(nn.Module):

@@ -199,23 +199,42 @@ def test_default_boundary_is_measured_on_the_same_images(cnn_case):
     result = frequency_sensitivity(model, (images, labels), n=8)
     assert result.num_images == 8
     assert result.spectrum is not None
-    # The documented subset: 8 of 10 indices drawn without replacement by default_rng(0), sorted.
-    chosen = np.sort(np.random.default_rng(0).choice(10, size=8, replace=False))
+    # The documented subset: the class-stratified rule on the labels, seed 0.
+    from freqtail.data.subsets import stratified_subset
+
+    chosen = stratified_subset(labels.numpy(), 8, seed=0)
     assert result.boundary_band == summarize(images[chosen]).boundary_band
-    assert json.loads(json.dumps(result.to_dict(), allow_nan=False))["spectrum"]["num_images"] == 8
+    data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert data["spectrum"]["num_images"] == 8 and data["indices"] == chosen.tolist()
 
 
-def test_n_selects_a_fixed_subset_across_a_class_sorted_set():
-    from freqtail.analysis._data import collect
+def test_n_selects_a_fixed_stratified_subset_across_a_class_sorted_set():
+    from freqtail.analysis._data import collect, select_images
+    from freqtail.data import ArrayDataset
+    from freqtail.data.subsets import FIRST_N_RULE, SUBSET_RULE, stratified_subset
 
     images = torch.arange(40, dtype=torch.float32).reshape(40, 1, 1, 1).expand(40, 1, 2, 2) / 40
     labels = torch.arange(40) // 10  # class-sorted: 4 classes of 10
     x, y = collect((images, labels), n=8)
     picked = (x[:, 0, 0, 0] * 40).round().long()
-    assert picked.tolist() == np.sort(np.random.default_rng(0).choice(40, size=8, replace=False)).tolist()
-    assert len(set(y.tolist())) > 1  # not just the first class
+    assert picked.tolist() == stratified_subset(labels.numpy(), 8, 0).tolist()
+    assert np.bincount(y.numpy(), minlength=4).tolist() == [2, 2, 2, 2]  # every class, evenly
     assert torch.equal(collect((images, labels), n=8)[0], x)  # the same images every time
     assert collect((images, labels), n=100)[0].shape[0] == 40
+    other_seed = collect((images, labels), n=8, selection=select_images((images, labels), 8, seed=5))[0]
+    assert not torch.equal(other_seed, x)
+    # A dataset selects by its labels, the same rule; an iterable takes its first n and says so.
+    uint8 = (np.arange(40, dtype=np.uint8) * 6).reshape(40, 1, 1, 1).repeat(2, 1).repeat(2, 2).repeat(3, 3)
+    dataset = ArrayDataset(uint8, labels.numpy(), list("abcd"))
+    chosen = select_images(dataset, 8, seed=0)
+    assert chosen.rule == SUBSET_RULE and chosen.indices.tolist() == picked.tolist()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4)
+    assert select_images(loader, 8).to_dict() == {
+        "subset": FIRST_N_RULE,
+        "subset_seed": 0,
+        "n_requested": 8,
+        "indices": None,
+    }
 
 
 def test_accepts_a_dataset_and_a_loader(cnn_case):

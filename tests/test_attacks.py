@@ -541,21 +541,25 @@ def masking_problem(quantise: bool):
     return model, x, y, eps
 
 
+#: The masking problem has 24 images; the tests lower the verdict's minimum to fit it.
+JUDGE_24 = {"min_judged": 20}
+
+
 def test_masking_check_does_not_flag_an_honest_linear_model():
     model, x, y, eps = masking_problem(quantise=False)
-    report = gradient_masking_check(model, x, y, eps=eps, square_queries=300, large_eps_steps=20)
-    assert not report.masked and report.flags == []
+    report = gradient_masking_check(model, x, y, eps=eps, square_queries=300, large_eps_steps=20, **JUDGE_24)
+    assert not report.masked and report.flags == [] and report.state == "no-sign"
     assert report.considered == 24 and report.square_only == [] and report.zero_gradient == 0
     assert report.large_eps_still_correct == 0
     assert 8 <= report.pgd_fooled <= 16
-    assert report.summary.startswith("No sign of gradient masking")
+    assert report.summary.startswith("No sign of gradient masking on 24 correctly classified of 24")
     json.dumps(report.to_dict())
 
 
 def test_masking_check_flags_a_quantised_zero_gradient_model():
     model, x, y, eps = masking_problem(quantise=True)
-    report = gradient_masking_check(model, x, y, eps=eps, square_queries=300, large_eps_steps=20)
-    assert report.masked
+    report = gradient_masking_check(model, x, y, eps=eps, square_queries=300, large_eps_steps=20, **JUDGE_24)
+    assert report.masked and report.state == "possible-masking"
     assert FLAG_SQUARE in report.flags and FLAG_ZERO_GRADIENT in report.flags
     assert report.zero_gradient == 24
     assert len(report.square_only) > report.allowed_count
@@ -563,6 +567,43 @@ def test_masking_check_flags_a_quantised_zero_gradient_model():
     assert report.summary.startswith("Possible gradient masking")
     assert "PGD misses" in report.summary
     assert report.to_dict()["masked"] is True
+    # Without a BaSS front the advice is generic: no straight-through, no end-to-end.
+    assert "straight-through" not in report.summary and "end-to-end" not in report.summary
+    assert "AutoAttack standard" in report.summary
+    fronted = gradient_masking_check(
+        model, x, y, eps=eps, square_queries=300, large_eps_steps=20, bass_front=True, **JUDGE_24
+    )
+    assert fronted.masked and fronted.flags == report.flags
+    assert "BaSS front" in fronted.summary and "end-to-end with differentiable" in fronted.summary
+    assert "straight-through" in fronted.summary
+
+
+def test_masking_check_on_too_few_images_gives_no_verdict():
+    """The quantised model masks gradients, but 24 judged images (minimum 50) are too few to say so."""
+    model, x, y, eps = masking_problem(quantise=True)
+    report = gradient_masking_check(model, x, y, eps=eps, square_queries=300, large_eps_steps=20)
+    assert report.state == "too-few-images" and report.minimum == 50 and report.considered == 24
+    assert not report.masked and not report.judged and report.flags == []
+    assert report.pgd_fooled is None and report.square_only is None  # the probes did not run
+    assert report.summary.startswith("Too few images to judge: 24 correctly classified of 24 checked")
+    assert "at least 50" in report.summary and "masking" not in report.summary.lower()
+    json.dumps(report.to_dict())
+    # Wrong predictions do not count: half the labels flipped leaves 12 judged of 24.
+    flipped = y.clone()
+    flipped[::2] = 1
+    few = gradient_masking_check(
+        model, x, flipped, eps=eps, square_queries=10, large_eps_steps=2, min_judged=13
+    )
+    assert few.considered == 12 and few.total == 24 and few.state == "too-few-images"
+
+
+def test_masking_check_shows_progress_over_its_three_probes(capsys):
+    model, x, y, eps = masking_problem(quantise=False)
+    gradient_masking_check(
+        model, x, y, eps=eps, square_queries=20, large_eps_steps=2, progress=True, **JUDGE_24
+    )
+    err = capsys.readouterr().err
+    assert "gradient-masking check" in err and "3/3" in err
 
 
 def test_masking_check_large_eps_probe_flags_a_model_that_never_changes_its_mind():
@@ -573,7 +614,9 @@ def test_masking_check_large_eps_probe_flags_a_model_that_never_changes_its_mind
         small = 1e-3 * images.flatten(1).sum(dim=1)
         return torch.stack([5.0 + small, torch.full_like(small, -5.0)], dim=1)
 
-    report = gradient_masking_check(saturated, x, y, eps=eps, square_queries=50, large_eps_steps=10)
+    report = gradient_masking_check(
+        saturated, x, y, eps=eps, square_queries=50, large_eps_steps=10, **JUDGE_24
+    )
     assert FLAG_LARGE_EPS in report.flags
     assert report.large_eps_still_correct == 24
 
@@ -584,4 +627,6 @@ def test_masking_check_validates_options():
         gradient_masking_check(model, x, y, eps=0.1, large_eps=0.05)
     with pytest.raises(FreqtailError, match="fraction"):
         gradient_masking_check(model, x, y, eps=eps, tolerance=2)
+    with pytest.raises(FreqtailError, match="minimum number of judged images"):
+        gradient_masking_check(model, x, y, eps=eps, min_judged=0)
     assert math.isclose(check_eps(0.5), 0.5)

@@ -46,3 +46,14 @@ def test_bass_default_chunk_size_matches_the_library():
 def test_no_command_prints_help_and_fails(capsys):
     assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().out
+
+
+def test_evaluate_help_states_the_masking_minimum_and_the_suite_aliases():
+    from freqtail.attacks.masking import MIN_JUDGED_IMAGES
+    from freqtail.evaluate.suites import SUITE_ALIASES
+
+    evaluate = build_parser()._subparsers._group_actions[0].choices["evaluate"]
+    helps = {a.dest: a.help for a in evaluate._actions}
+    assert f"MIN_JUDGED_IMAGES, {MIN_JUDGED_IMAGES})" in helps["masking_min"]
+    assert all(f"{alias} = {name}" in helps["suite"] for alias, name in SUITE_ALIASES.items())
+    assert "stratified" in helps["n"]

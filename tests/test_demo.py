@@ -156,6 +156,35 @@ def test_report_evaluation_tables_match_each_runs_records(demo):
     assert checked == 6
 
 
+def test_demo_numbers_name_their_images_budget_and_masking_verdict(demo):
+    from freqtail.data import build_dataset
+    from freqtail.data.subsets import stratified_subset
+
+    out, _, cache = demo
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FREQTAIL_CACHE", str(cache))
+        labels = build_dataset("embedded", "test").labels
+    expected = stratified_subset(labels, QUICK.eval_n, seed=0).tolist()
+    assert QUICK.sensitivity_n == QUICK.landscape_n == QUICK.eval_n  # so all of them share the images
+    for name, *_ in RUNS:
+        for record in json.loads((out / name / "results.json").read_text())["results"]:
+            if record["metric"] == "gradient-masking":
+                # 16 images cannot hold the 50 correctly classified ones a verdict needs.
+                assert record["state"] == "too-few-images" and len(record["data"]["indices"]) == 16
+                continue
+            assert record["data"]["indices"] == expected, (name, record["id"])
+            if record["metric"] == "pgd-20-ce":
+                assert record["gradient_masking"]["state"] == "too-few-images"
+                assert "--eps" not in record["settings"]["budget_source"]  # the demo passes no --eps
+    for name in ("erm", "erm-bass"):
+        for kind in ("sensitivity", "landscape"):
+            assert json.loads((out / name / f"{kind}.json").read_text())["indices"] == expected
+    page = html.unescape((out / "report.html").read_text(encoding="utf-8"))
+    assert "Too few images to judge" in page and "POSSIBLE GRADIENT MASKING" not in page
+    assert "(budget: --eps)" not in page
+    assert f"Per corruption: accuracy at severity {QUICK.severities}:" in page
+
+
 def test_markdown_figures_exist_relative_to_the_report(demo):
     out, _, _ = demo
     markdown = (out / "report.md").read_text(encoding="utf-8")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from freqtail.cli import main
-from test_evaluate_support import eval_cache, shared_cache, tiny_runs  # noqa: F401
+from test_evaluate_support import eval_cache, make_run, shared_cache, tiny_runs  # noqa: F401
 
 FAST = ["--n", "24", "--batch-size", "12", "--masking-n", "8", "--masking-queries", "20", "--no-progress"]
 
@@ -55,10 +55,33 @@ def test_evaluate_writes_and_merges_results(tiny_runs, shared_cache, tmp_path, c
     domain_row = next(line for line in markdown.splitlines() if line.startswith("| best | domain |"))
     clean = next(r for r in merged["results"] if r["id"] == "best|domain|clean|")
     assert f"{100 * clean['accuracy']:.2f}" in domain_row
-    assert "Gradient-masking check (`best`, domain, 8 images)" in markdown
+    # 8 masking images hold fewer than 50 correctly classified ones: no verdict, said so.
+    assert "Gradient-masking check (`best`, domain; PGD-20, checked " in markdown
+    assert "Too few images to judge" in markdown and "‡" in domain_row
+    assert "POSSIBLE GRADIENT MASKING" not in out and "too few images to judge" in out
+    for record in merged["results"]:
+        if record["metric"] != "gradient-masking":
+            assert len(record["data"]["indices"]) == record["data"]["n"] == 24
     # --resume skips what is already there with the same settings.
     assert main(["evaluate", str(run), "--suite", "clean", *FAST, "--resume"]) == 0
     assert "already there" in capsys.readouterr().out
+    # Replacing numbers with ones on fewer images is allowed, and said.
+    fewer = ["--suite", "clean", "--threat-model", "domain", "--n", "12", "--batch-size", "12"]
+    assert main(["evaluate", str(run), *fewer, "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: Replaced best|domain|clean| measured on 24 images with one measured on 12" in err
+    markdown = (run / "results.md").read_text(encoding="utf-8")
+    domain_row = next(line for line in markdown.splitlines() if line.startswith("| best | domain |"))
+    assert "(n=12)" in domain_row and "(n=24)" in domain_row
+
+
+def test_a_run_trained_with_bass_strength_zero_is_evaluated_at_strength_zero(shared_cache, tmp_path, capsys):
+    run = make_run(tmp_path / "strength-0", "dataset", steps=5, bass_strength=0.0)
+    argv = ["evaluate", str(run), "--suite", "clean", "--n", "16", "--no-progress", "--json"]
+    assert main(argv) == 0
+    records = {r["threat_model"]: r for r in json.loads(capsys.readouterr().out)}
+    assert records["domain"]["data"]["bass_strength"] == 0.0  # the BaSS test set of strength 0
+    assert records["end-to-end"]["threat_model_setup"]["front"]["strength"] == 0.0
 
 
 def test_evaluate_json_and_corruptions_for_a_standard_run(tiny_runs, shared_cache, tmp_path, capsys):
@@ -104,7 +127,13 @@ def test_bad_input_is_one_sentence(tiny_runs, shared_cache, tmp_path, capsys):
     out = ["--out", str(tmp_path / "out")]
     assert "0..255 scale; use 8/255" in _error(capsys, ["evaluate", std, "--eps", "8", *out])
     message = _error(capsys, ["evaluate", std, "--suite", "clean,pgd30", *out])
-    assert "Unknown suite 'pgd30'; valid suites are: clean, pgd20, cw, aa, aa-fast, corruptions." in message
+    assert (
+        "Unknown suite 'pgd30'; valid suites are: clean, pgd20, cw, aa, aa-fast, corruptions, all" in message
+    )
+    assert "pgd20 (PGD-20, cross-entropy)" in _error(capsys, ["evaluate", std, "--suite", "pgd", *out])
+    assert "--masking-min must be a positive integer" in _error(
+        capsys, ["evaluate", std, "--masking-min", "0", *out]
+    )
     assert "its only threat model is standard" in _error(
         capsys, ["evaluate", std, "--threat-model", "end-to-end", *out]
     )

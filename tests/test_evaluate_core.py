@@ -21,7 +21,7 @@ from freqtail.evaluate import (
     resolve_budget,
     resolve_threat_models,
     results_markdown,
-    subset_indices,
+    stratified_subset,
     threat_model_setup,
     write_results,
 )
@@ -92,6 +92,13 @@ def test_suites_parse_in_order_and_unknown_ones_list_the_valid_ones():
     )
     with pytest.raises(ConfigError):
         parse_suites(" , ")
+
+
+def test_documented_suite_aliases_are_read_and_a_bare_pgd_is_refused():
+    assert parse_suites("pgd-20,autoattack,aafast,AA_FAST") == ["pgd20", "aa", "aa-fast"]
+    with pytest.raises(ConfigError) as err:
+        parse_suites("clean,pgd")
+    assert "pgd20" in str(err.value) and "steps" in str(err.value)
 
 
 def test_budgets_by_image_size_flag_and_run_config():
@@ -202,17 +209,92 @@ def test_end_to_end_attack_stays_in_the_raw_eps_ball_and_gradients_flow(natural_
 # ------------------------------------------------------------------------------------ subsets, ranks
 
 
-def test_subset_is_seeded_sorted_and_spread_over_a_class_ordered_set():
+def _rule_by_hand(labels, n, seed):
+    """The documented rule, step by step, with plain Python loops (an independent re-implementation)."""
+    labels = list(labels)
+    rng = np.random.default_rng(seed)
+    classes = sorted(set(labels))
+    shuffled = {}
+    for c in classes:  # step 1: each class's ascending positions, shuffled, in ascending label order
+        positions = [i for i, label in enumerate(labels) if label == c]
+        shuffled[c] = [positions[j] for j in rng.permutation(len(positions))]
+    visit = [classes[j] for j in rng.permutation(len(classes))]  # step 2
+    taken, rank = [], 0
+    while len(taken) < n:  # step 3: round r takes the rank-r image of every class that has one
+        for c in visit:
+            if rank < len(shuffled[c]) and len(taken) < n:
+                taken.append(shuffled[c][rank])
+        rank += 1
+    return sorted(taken)  # step 4
+
+
+def test_stratified_subset_small_case_covers_every_class():
+    labels = [0, 0, 0, 1, 1, 2]
+    chosen = stratified_subset(labels, 3, seed=0)
+    assert chosen.dtype == np.int64 and sorted({labels[i] for i in chosen}) == [0, 1, 2]
+    assert 5 in chosen  # the only image of class 2
+    for seed in range(5):
+        for n in range(1, 7):
+            assert stratified_subset(labels, n, seed).tolist() == _rule_by_hand(labels, n, seed)
+    assert len({labels[i] for i in stratified_subset(labels, 2, seed=0)}) == 2  # two classes, not one twice
+
+
+def test_stratified_subset_invariants_on_a_class_ordered_set():
     labels = np.repeat(np.arange(16), 100)  # stored class by class, like the embedded test set
-    chosen = subset_indices(1600, 64, seed=0)
-    assert len(chosen) == 64 and len(set(chosen.tolist())) == 64 and np.all(np.diff(chosen) > 0)
-    assert np.array_equal(chosen, subset_indices(1600, 64, seed=0))
-    assert not np.array_equal(chosen, subset_indices(1600, 64, seed=1))
-    assert len(np.unique(labels[chosen])) >= 12
-    assert np.array_equal(subset_indices(10, None), np.arange(10))
-    assert np.array_equal(subset_indices(10, 50), np.arange(10))
-    with pytest.raises(ConfigError):
-        subset_indices(10, 0)
+    chosen = stratified_subset(labels, 64, seed=0)
+    assert len(chosen) == 64 and np.all(np.diff(chosen) > 0)
+    assert np.array_equal(chosen, stratified_subset(labels, 64, seed=0))
+    assert not np.array_equal(chosen, stratified_subset(labels, 64, seed=1))
+    for n in (1, 15, 17, 64, 100, 799):
+        counts = np.bincount(labels[stratified_subset(labels, n, seed=3)], minlength=16)
+        assert counts.sum() == n and counts.max() - counts.min() <= 1
+    small, large = stratified_subset(labels, 40, seed=2), stratified_subset(labels, 90, seed=2)
+    assert set(small.tolist()) <= set(large.tolist())  # one seed: nested subsets
+    uneven = np.array([0] * 3 + [1] * 50 + [2] * 50)  # a class runs out: the others share the rest
+    counts = np.bincount(uneven[stratified_subset(uneven, 30, seed=0)], minlength=3)
+    assert counts.tolist()[0] == 3 and abs(counts[1] - counts[2]) <= 1 and counts.sum() == 30
+    assert np.array_equal(stratified_subset(labels[:10], None), np.arange(10))
+    assert np.array_equal(stratified_subset(labels[:10], 50), np.arange(10))
+    one_class = np.zeros(30, dtype=int)  # one class: the first n of a seeded permutation, sorted
+    expected = np.sort(np.random.default_rng(7).permutation(30)[:5])
+    assert np.array_equal(stratified_subset(one_class, 5, seed=7), expected)
+    with pytest.raises(InputError):
+        stratified_subset(labels, 0)
+    with pytest.raises(InputError):
+        stratified_subset(labels, 5, seed=-1)
+
+
+def test_dataset_labels_are_read_without_loading_images():
+    from freqtail.data import ArrayDataset
+    from freqtail.data.subsets import UNLABELLED_RULE, choose_subset, dataset_labels
+
+    images = np.zeros((6, 2, 2, 3), dtype=np.uint8)
+    arrays = ArrayDataset(images, np.array([0, 0, 0, 1, 1, 2]), ["a", "b", "c"])
+    assert dataset_labels(arrays).tolist() == [0, 0, 0, 1, 1, 2]
+
+    class Folder(torch.utils.data.Dataset):
+        targets = [2, 1, 0]
+
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, index):
+            raise AssertionError("labels must not load images")
+
+    assert dataset_labels(Folder()).tolist() == [2, 1, 0]
+    subset = torch.utils.data.Subset(arrays, [5, 0, 3])
+    assert dataset_labels(subset).tolist() == [2, 0, 1]
+    both = torch.utils.data.ConcatDataset([arrays, Folder()])
+    assert dataset_labels(both).tolist() == [0, 0, 0, 1, 1, 2, 2, 1, 0]
+    bare = torch.utils.data.TensorDataset(torch.zeros(6, 3, 2, 2), torch.zeros(6))
+    assert dataset_labels(bare) is None
+    choice = choose_subset(bare, 3, seed=1)  # no labels: one class, and the record says so
+    assert choice.rule == UNLABELLED_RULE
+    assert choice.indices.tolist() == sorted(np.random.default_rng(1).permutation(6)[:3].tolist())
+    assert (
+        choose_subset(arrays, 3, seed=0).indices.tolist() == stratified_subset(arrays.labels, 3, 0).tolist()
+    )
+    assert choose_subset(arrays, None).to_dict()["subset"] == "all"
 
 
 def test_ranks_share_the_global_batches_round_robin():
@@ -281,10 +363,31 @@ def _corruption_record(rid: str, threat: str, order: str, noise: float, mean: fl
     }
 
 
+def _verdict(state: str, summary: str, created: str, judged: int = 80) -> dict:
+    return {
+        "state": state,
+        "checked": state != "not-run",
+        "judged": judged,
+        "images": 100,
+        "minimum": 50,
+        "flags": ["square-beats-pgd"] if state == "possible-masking" else [],
+        "summary": summary,
+        "indices": list(range(100)),
+        "record": "best|domain|gradient-masking|eps=8/255",
+        "created": created,
+    }
+
+
 def test_results_markdown_has_the_papers_columns_and_notes():
     records = [
         _record("best|domain|clean|", 0.8922, "domain", "clean"),
-        _record("best|domain|pgd-20-ce|eps=8/255", 0.5961, "domain", "pgd-20-ce"),
+        _record(
+            "best|domain|pgd-20-ce|eps=8/255",
+            0.5961,
+            "domain",
+            "pgd-20-ce",
+            gradient_masking=_verdict("no-sign", "All fine.", "t1"),
+        ),
         _record("best|end-to-end|clean|", 0.89, "end-to-end", "clean"),
         _corruption_record(
             "best|domain|corruptions|bass-then-corrupt", "domain", "bass-then-corrupt", 0.6, 0.7
@@ -293,7 +396,7 @@ def test_results_markdown_has_the_papers_columns_and_notes():
     records.append(
         {
             **_record("best|domain|gradient-masking|eps=8/255", None, "domain", "gradient-masking"),
-            "summary": "All fine.",
+            "summary": "The check's own record is not what the table quotes.",
         }
     )
     text = results_markdown({"results": records, "updated": "now"})
@@ -301,9 +404,203 @@ def test_results_markdown_has_the_papers_columns_and_notes():
     assert "| best | domain | 89.22 | 59.61 |" in text
     assert "| best | end-to-end | 89.00 | – |" in text
     assert "| Clean | Noise | Blur | Weather | Digital | Mean |" in text
-    assert "| best | domain | bass-then-corrupt | 89.22 | 60.00 | 50.00 | 50.00 | 50.00 | 70.00 |" in text
-    assert "Gradient-masking check (`best`, domain" in text and "All fine." in text
+    # Clean on 100 images, corruptions on 50 per cell: the row says so in every cell.
+    assert (
+        "| best | domain | bass-then-corrupt | 89.22 (n=100) | 60.00 (n=50) | 50.00 (n=50) | 50.00 (n=50) "
+        "| 50.00 (n=50) | 70.00 (n=50) |"
+    ) in text
+    assert "Gradient-masking check (`best`, domain; PGD-20, checked t1): All fine." in text
+    assert "not what the table quotes" not in text
     assert "n = 100 of 1600" in text
+
+
+def _masking_results(tmp_path):
+    """results.json after two evaluations: PGD-20 with a first check (possible masking), then CW-20
+    with a second check whose record replaces the first one's."""
+    path = tmp_path / "results.json"
+    first = _verdict("possible-masking", "Possible gradient masking on 80 images (first check).", "t1")
+    second = _verdict("no-sign", "No sign of gradient masking on 90 images (second check).", "t2", 90)
+    check = "best|domain|gradient-masking|eps=8/255"
+    write_results(
+        path,
+        [
+            _record(check, None, "domain", "gradient-masking", state="possible-masking", summary="first"),
+            _record("best|domain|clean|", 0.8, "domain", "clean"),
+            _record("best|domain|pgd-20-ce|eps=8/255", 0.4, "domain", "pgd-20-ce", gradient_masking=first),
+        ],
+    )
+    data = write_results(
+        path,
+        [
+            _record(check, None, "domain", "gradient-masking", state="no-sign", summary="second"),
+            _record("best|domain|pgd-20-cw|eps=8/255", 0.35, "domain", "pgd-20-cw", gradient_masking=second),
+        ],
+    )
+    return path, data
+
+
+def test_a_later_masking_check_never_hides_an_earlier_verdict(tmp_path):
+    path, data = _masking_results(tmp_path)
+    stored = {r["id"]: r for r in data["results"]}
+    assert stored["best|domain|gradient-masking|eps=8/255"]["summary"] == "second"  # replaced
+    text = results_markdown(data)
+    row = next(line for line in text.splitlines() if line.startswith("| best | domain |"))
+    assert row == "| best | domain | 80.00 | 40.00 † | 35.00 |"
+    assert "† Gradient-masking check (`best`, domain; PGD-20, checked t1): Possible gradient masking" in text
+    assert "Gradient-masking check (`best`, domain; CW-20, checked t2): No sign of gradient masking" in text
+    assert "† = the number's own gradient-masking check found possible gradient masking" in text
+    other = tmp_path / "other"
+    other.mkdir()
+    write_results(other / "results.json", [_record("best|standard|clean|", 0.7, "standard", "clean")])
+    from freqtail.evaluate import load_run_results
+
+    comparison = compare_runs([load_run_results(other, "ERM"), load_run_results(tmp_path, "BaSS")])
+    domain = next(r for r in comparison["adversarial"]["rows"] if r["run"] == "BaSS")
+    assert domain["masking"]["PGD-20"]["state"] == "possible-masking"
+    assert domain["masking"]["CW-20"]["state"] == "no-sign"
+    markdown = compare_markdown(comparison)
+    assert "| BaSS | domain | 80.00 | 40.00 † | 35.00 |" in markdown
+    assert (
+        "Gradient-masking check of BaSS (domain; PGD-20, checked t1): Possible gradient masking" in markdown
+    )
+    assert "Gradient-masking check of BaSS (domain; CW-20, checked t2): No sign" in markdown
+
+
+def test_verdict_states_and_older_records():
+    from freqtail.attacks.masking import verdict_state
+    from freqtail.evaluate.tables import record_verdict
+
+    assert verdict_state(None, []) == "not-run"
+    assert verdict_state(8, ["square-beats-pgd"]) == "too-few-images"  # 8 images: no verdict
+    assert verdict_state(49, [], minimum=50) == "too-few-images"
+    assert verdict_state(50, [], minimum=50) == "no-sign"
+    assert verdict_state(50, ["zero-input-gradients"], minimum=50) == "possible-masking"
+    assert verdict_state(3, [], minimum=1) == "no-sign"
+    assert record_verdict({"metric": "pgd-20-ce"})["state"] == "not-run"
+    old = record_verdict(
+        {"gradient_masking": {"checked": True, "record": "x", "masked": True, "summary": "S"}}
+    )
+    assert old["state"] == "possible-masking" and "older freqtail" in old["summary"]
+    assert record_verdict({"gradient_masking": {"checked": True, "record": "x"}})["state"] == "unknown"
+    assert record_verdict({"gradient_masking": {"checked": False}})["state"] == "not-run"
+    few = record_verdict({"gradient_masking": _verdict("too-few-images", "Too few images to judge.", "t")})
+    assert few["words"] == "too few images to judge"
+    text = results_markdown(
+        {
+            "results": [
+                _record("best|standard|clean|", 0.5, "standard", "clean", n=8),
+                _record(
+                    "best|standard|pgd-20-ce|eps=8/255",
+                    0.25,
+                    "standard",
+                    "pgd-20-ce",
+                    n=8,
+                    gradient_masking=_verdict("too-few-images", "Too few images to judge: 4.", "t", 4),
+                ),
+            ]
+        }
+    )
+    assert "| best | standard | 50.00 | 25.00 ‡ |" in text and "Too few images to judge: 4." in text
+    assert "POSSIBLE GRADIENT MASKING" not in text and "†" not in text
+
+
+def test_a_row_of_mixed_image_counts_shows_n_per_column():
+    records = [
+        _record("best|standard|clean|", 0.5, "standard", "clean", n=500),
+        _record("best|standard|pgd-20-ce|eps=8/255", 0.25, "standard", "pgd-20-ce", n=100),
+        _record("last|standard|clean|", 0.5, "standard", "clean", n=100),
+        _record("last|standard|pgd-20-ce|eps=8/255", 0.2, "standard", "pgd-20-ce", n=100),
+    ]
+    text = results_markdown({"results": records})
+    assert "| best | standard | 50.00 (n=500) | 25.00 (n=100) |" in text
+    assert "| last | standard | 50.00 | 20.00 |" in text  # one n: no clutter
+    assert "Rows `best` standard mix numbers measured on different numbers of images" in text
+    base = _run("A", [dict(r) for r in records[:2]], bass=False)
+    other = _run("B", [dict(r) for r in records[2:]], bass=False)
+    markdown = compare_markdown(compare_runs([base, other]))
+    assert "| A | standard | 50.00 (n=500) | 25.00 (n=100) |" in markdown
+    assert "| B | standard | 50.00 | 20.00 |" in markdown
+
+
+def test_replacing_a_record_measured_on_other_images_warns(tmp_path):
+    from freqtail.evaluate.results import replacement_warnings
+
+    path = tmp_path / "results.json"
+    first = _record("best|standard|pgd-20-ce|eps=8/255", 0.2, "standard", "pgd-20-ce", n=500)
+    first["data"]["indices"] = list(range(500))
+    warnings: list[str] = []
+    write_results(path, [first], warn=warnings.append)
+    assert warnings == []
+    smaller = _record("best|standard|pgd-20-ce|eps=8/255", 0.3, "standard", "pgd-20-ce", n=100)
+    write_results(path, [smaller], warn=warnings.append)
+    assert len(warnings) == 1
+    assert "measured on 500 images with one measured on 100 images" in warnings[0]
+    same_n = {**first, "data": {**first["data"], "indices": list(range(1, 501))}}
+    assert "different set of 500 images" in replacement_warnings([first], [same_n])[0]
+    assert replacement_warnings([first], [dict(first)]) == []
+    assert replacement_warnings([first], [_record("other", 0.1, "standard", "clean", n=3)]) == []
+    check = _record("best|standard|gradient-masking|eps=8/255", None, "standard", "gradient-masking", n=100)
+    smaller_check = {**check, "data": {**check["data"], "n": 16}}
+    assert replacement_warnings([check], [smaller_check]) == []  # not a table's number
+
+
+def test_corruption_detail_header_names_the_severities_shown():
+    def corruption(rid, threat, levels):
+        record = _corruption_record(rid, threat, "none", 0.6, 0.7)
+        record["per_corruption"] = {
+            "gaussian_noise": {str(s): {"accuracy": 0.5, "correct": 1, "total": 2} for s in levels}
+        }
+        record["settings"]["severities"] = list(levels)
+        return record
+
+    three = results_markdown(
+        {"results": [corruption("best|standard|corruptions|none", "standard", [1, 3, 5])]}
+    )
+    assert "Per corruption: mean over severities 1, 3, 5 (accuracy at severity 1 / 3 / 5):" in three
+    assert "severities 1, 3, 5, n = 50 images per cell" in three
+    one = results_markdown({"results": [corruption("best|standard|corruptions|none", "standard", [3])]})
+    assert "Per corruption: accuracy at severity 3:" in one and "1 / 2" not in one
+    mixed = results_markdown(
+        {
+            "results": [
+                corruption("best|standard|corruptions|none", "standard", [3]),
+                corruption("last|standard|corruptions|none", "standard", [1, 2]),
+            ]
+        }
+    )
+    assert "mean over the severities named in each column" in mixed
+    assert "best standard (none), severities 3" in mixed and "last standard (none), severities 1/2" in mixed
+
+
+def test_the_budget_source_is_quoted_from_each_record():
+    def pgd(rid, source):
+        record = _record(rid, 0.3, "standard", "pgd-20-ce")
+        record["settings"] = {
+            "attack": "pgd",
+            "name": "pgd-20-ce",
+            "eps_255": 8.0,
+            "step_size_255": 2.0,
+            "steps": 20,
+            "loss": "ce",
+            "restarts": 1,
+            "random_start": True,
+            "seed": 0,
+            "budget_source": source,
+        }
+        return record
+
+    default = results_markdown({"results": [pgd("best|standard|pgd-20-ce|eps=8/255", "paper default")]})
+    assert "(budget: paper default)" in default and "--eps" not in default
+    given = results_markdown(
+        {
+            "results": [
+                pgd("best|standard|pgd-20-ce|eps=8/255", "--eps"),
+                pgd("last|standard|pgd-20-ce|eps=8/255", "paper default"),
+            ]
+        }
+    )
+    assert "(budget: --eps) [`best` standard]" in given
+    assert "(budget: paper default) [`last` standard]" in given
 
 
 def _run(label: str, records: list[dict], bass: bool) -> RunResults:

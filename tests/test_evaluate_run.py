@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from freqtail.errors import CheckpointError, DatasetNotFoundError, InputError
-from freqtail.evaluate import evaluate_model, plan_evaluation, run_evaluation, subset_indices
+from freqtail.evaluate import evaluate_model, plan_evaluation, run_evaluation, stratified_subset
 from freqtail.evaluate.distributed import DistContext
 from test_evaluate_support import eval_cache, load_run, shared_cache, tiny_runs  # noqa: F401
 
@@ -26,7 +26,7 @@ def _accuracy_count(model, x, y) -> int:
 
 def _subset(images_labels, n, seed=0):
     x, y = images_labels
-    chosen = torch.from_numpy(subset_indices(len(y), n, seed))
+    chosen = torch.from_numpy(stratified_subset(y.numpy(), n, seed))
     return x[chosen], y[chosen]
 
 
@@ -35,6 +35,7 @@ def test_records_carry_threat_model_settings_n_and_checkpoint(tiny_runs, shared_
     from freqtail.data import build_dataset
 
     model, _ = load_run(tiny_runs["bass"])
+    labels = build_dataset("embedded", "test").labels
     records = evaluate_model(
         model,
         dataset="embedded",
@@ -56,6 +57,9 @@ def test_records_carry_threat_model_settings_n_and_checkpoint(tiny_runs, shared_
         assert record["threat_model"] in ("domain", "end-to-end")
         assert record["checkpoint"] == {"path": "somewhere", "digest": "abc"}
         assert record["data"]["dataset"] == "embedded" and record["data"]["of"] == 1600
+        if record["metric"] != "gradient-masking":  # every number stores the rule's images
+            assert record["data"]["indices"] == stratified_subset(labels, 32, 0).tolist()
+            assert record["data"]["subset_seed"] == 0 and "stratified" in record["data"]["subset"]
         expected_bass = "dataset" if record["threat_model"] == "domain" else None
         assert record["data"]["bass"] == expected_bass
         assert record["threat_model_setup"]["data_bass"] == expected_bass
@@ -66,10 +70,21 @@ def test_records_carry_threat_model_settings_n_and_checkpoint(tiny_runs, shared_
         assert robust["settings"]["step_size"] == pytest.approx(2 / 255) and robust["settings"]["seed"] == 3
         assert robust["settings"]["loss"] == "ce" and "paper default" in robust["settings"]["budget_source"]
         assert robust["correct"] <= robust["clean_correct"] == clean["correct"]
-        assert robust["gradient_masking"]["checked"] is True
-        assert robust["gradient_masking"]["record"] == f"best|{tm}|gradient-masking|eps=8/255"
         masking = by_id[f"best|{tm}|gradient-masking|eps=8/255"]
-        assert masking["data"]["n"] == 16 and isinstance(masking["masked"], bool) and masking["summary"]
+        verdict = robust["gradient_masking"]  # the whole verdict, not a pointer to the check's record
+        assert verdict["checked"] is True and verdict["record"] == masking["id"]
+        assert masking["data"]["n"] == 16 and verdict["images"] == 16
+        # 16 images cannot hold the 50 correctly classified images a verdict needs.
+        assert verdict["state"] == masking["state"] == "too-few-images" and verdict["masked"] is False
+        assert verdict["judged"] == masking["report"]["considered"] < 50
+        assert verdict["summary"] == masking["summary"] and verdict["summary"].startswith("Too few images")
+        # The checked images: 16 of the evaluated 32, chosen from them by the same rule.
+        assert verdict["indices"] == masking["data"]["indices"]
+        assert set(verdict["indices"]) <= set(robust["data"]["indices"])
+        evaluated = np.asarray(robust["data"]["indices"])
+        assert verdict["indices"] == evaluated[stratified_subset(labels[evaluated], 16, 0)].tolist()
+        assert len(set(labels[verdict["indices"]].tolist())) == 16  # one image of each class
+        assert masking["settings"]["bass_front"] is (tm == "end-to-end")
         assert json.loads(json.dumps(record, allow_nan=False))  # JSON-ready, no NaN
     # Independent clean counts: domain = the bare model on offline BaSS images; end-to-end = the
     # model behind a BaSS front on raw images.
@@ -171,8 +186,10 @@ def test_both_corruption_orders_for_a_bass_model(tiny_runs, shared_cache, tmp_pa
         assert record["mean"] == pytest.approx(np.mean(cells))
         assert record["categories"]["weather"] is None and record["categories"]["blur"] is None
     # Recompute gaussian noise at severity 5 in each order, independently of the evaluation code.
-    chosen = subset_indices(1600, 48, 0)
     raw = build_dataset("embedded", "test")
+    chosen = stratified_subset(raw.labels, 48, 0)
+    for record in records:  # the generated -C files hold exactly the evaluated test images
+        assert record["data"]["indices"] == chosen.tolist() and record["data"]["of"] == 1600
     bass_images = build_dataset("embedded", "test", bass="dataset").images[chosen]
     labels = torch.from_numpy(raw.labels[chosen])
     bare = model.without_front().eval()
@@ -279,3 +296,25 @@ def test_autoattack_fast_is_labelled_and_bounded_by_pgd_free_clean(tiny_runs, sh
     assert fast["settings"]["package"].startswith("pyautoattack")
     assert fast["correct"] <= clean["correct"] and fast["total"] == 8
     assert (tmp_path / "autoattack").is_dir()  # per-batch progress kept for resuming
+
+
+def test_a_given_c_folder_counts_the_rule_s_positions_in_every_cell(tiny_runs, shared_cache, tmp_path):
+    from freqtail.data import build_dataset
+    from freqtail.data.corrupted_sets import write_corrupted_set
+
+    test = build_dataset("embedded", "test")
+    folder = tmp_path / "embedded-C"
+    meta = {"dataset": "embedded", "split": "test", "bass": None, "classes": list(test.classes)}
+    write_corrupted_set(test.images, test.labels, folder, ["contrast"], [1, 4], progress=False, meta=meta)
+    model, _ = load_run(tiny_runs["standard"])
+    (record,) = evaluate_model(
+        model, dataset="embedded", suites="corruptions", n=24, c_root=folder, batch_size=24, subset_seed=3
+    )
+    chosen = stratified_subset(test.labels, 24, seed=3)
+    assert record["data"]["indices"] == chosen.tolist() and record["data"]["n"] == 24
+    assert record["data"]["of"] == 1600 and "each corruption file" in record["data"]["indices_of"]
+    bare = model.without_front().eval()
+    for severity in (1, 4):
+        x = _as_float(_corrupted_cell(test.images, "contrast", severity)[chosen])
+        expected = _accuracy_count(bare, x, torch.from_numpy(test.labels[chosen]))
+        assert record["per_corruption"]["contrast"][str(severity)]["correct"] == expected

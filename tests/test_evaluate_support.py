@@ -14,8 +14,9 @@ import torch
 STEPS = 150
 
 
-def make_run(folder, bass: str | None, steps: int = STEPS):
-    """Train a tiny model on the embedded set (BaSS-converted for ``bass="dataset"``) and save a run."""
+def make_run(folder, bass: str | None, steps: int = STEPS, **config_keys):
+    """Train a tiny model on the embedded set (BaSS-converted for ``bass="dataset"``) and save a run
+    (``config_keys`` go into its training config, e.g. ``bass_strength=0.0``)."""
     from freqtail.data import build_dataset, dataset_info
     from freqtail.models import build_model_from_spec, model_spec
     from freqtail.train import config_from_dict, save_checkpoint
@@ -43,7 +44,13 @@ def make_run(folder, bass: str | None, steps: int = STEPS):
         optimizer.step()
     model.eval()
     config = config_from_dict(
-        {"dataset": "embedded", "bass": bass, "model": "small-cnn", "model_options": {"width": 8}}
+        {
+            "dataset": "embedded",
+            "bass": bass,
+            "model": "small-cnn",
+            "model_options": {"width": 8},
+            **config_keys,
+        }
     )
     save_checkpoint(
         folder / "checkpoints",

@@ -430,10 +430,14 @@ def test_results_tables_and_comparison_match_the_json(tmp_path, two_runs):
     # Side by side: the BaSS run's delta rows are its accuracy minus the baseline's (hand-computed).
     delta = _table_with(parsed, ["run", "threat model"], ["Δ vs erm", "end-to-end − standard"])
     assert delta[2:4] == [f"{64 - 70:+.2f}", f"{9 - 12:+.2f}"]
-    # The corruption table: Mean over the 4 cells, Noise over its 2, by hand.
+    # The corruption table: Mean over the 4 cells, Noise over its 2, by hand; Clean is on 100 images and
+    # the corruption cells on 50, so each cell names its n.
     row = _table_with(parsed, ["checkpoint", "threat model"], ["best", "standard", "none"])
-    assert row[3] == "70.00" and row[4] == f"{100 * (0.5 + 0.25) / 2:.2f}"
-    assert row[-1] == f"{100 * (0.5 + 0.25 + 0.75 + 0.5) / 4:.2f}"
+    assert row[3] == "70.00 (n=100)" and row[4] == f"{100 * (0.5 + 0.25) / 2:.2f} (n=50)"
+    assert row[-1] == f"{100 * (0.5 + 0.25 + 0.75 + 0.5) / 4:.2f} (n=50)"
+    page = html.unescape(text)
+    assert "Per corruption: mean over severities 1, 3 (accuracy at severity 1 / 3):" in page
+    assert "severities 1-5" not in page and "(budget: paper default)" in page and "--eps" not in page
     # Config: differing keys side by side.
     assert _table_with(parsed, ["key"], ["lr"])[1:] == ["0.1", "0.05"]
     # Figures outside the output folder are copied beside the Markdown.
@@ -497,3 +501,116 @@ def test_metrics_without_numbers_give_a_note_instead_of_curves(tmp_path):
     text = html.unescape(result.html.read_text(encoding="utf-8"))
     assert "Training" in result.sections and "hold no loss or accuracy to plot" in text
     assert not (run / "figures" / "report-training.png").exists()
+
+
+# ----------------------------------------------------------------------------- honest texts
+def _verdict(state: str, summary: str, created: str) -> dict:
+    return {
+        "state": state,
+        "checked": True,
+        "judged": 80,
+        "images": 100,
+        "minimum": 50,
+        "flags": [],
+        "summary": summary,
+        "indices": list(range(100)),
+        "record": "best|domain|gradient-masking|eps=8/255",
+        "created": created,
+    }
+
+
+def test_each_robust_number_keeps_its_own_masking_verdict_in_the_report(tmp_path, two_runs):
+    from freqtail.evaluate import write_results
+
+    base, bass = two_runs
+    check = "best|domain|gradient-masking|eps=8/255"
+    first = _record("domain", "pgd-20-ce", 40, 100, "eps=8/255")
+    first["gradient_masking"] = _verdict("possible-masking", "Possible gradient masking (first check).", "t1")
+    write_results(
+        bass / "results.json", [{**_record("domain", "gradient-masking", 0, 100, "eps=8/255")}, first]
+    )
+    later = _record("domain", "pgd-20-cw", 35, 100, "eps=8/255")
+    later["gradient_masking"] = _verdict("no-sign", "No sign of gradient masking (second check).", "t2")
+    data = write_results(
+        bass / "results.json", [{**_record("domain", "gradient-masking", 0, 100, "eps=8/255")}, later]
+    )
+    assert sum(r["id"] == check for r in data["results"]) == 1  # the second check replaced the first's record
+    for result in (build_report([bass]), build_report([base, bass], out=tmp_path / "cmp")):
+        text = result.html.read_text(encoding="utf-8")
+        page = html.unescape(text)
+        assert "Possible gradient masking (first check)." in page
+        assert "No sign of gradient masking (second check)." in page
+        row = _table_with(parse_page(text), ["checkpoint", "threat model"], ["best", "domain"])
+        assert row[3:5] == ["40.00 †", "35.00"]
+    side = _table_with(parse_page(text), ["run", "threat model"], ["erm-bass", "domain"])
+    assert side[3:5] == ["40.00 †", "35.00"]
+
+
+def test_bass_power_shares_are_compared_at_common_boundaries(tmp_path):
+    run = tmp_path / "bass"
+    run.mkdir()
+    before = [0.0, 0.4, 0.2, 0.1, 0.1, 0.1, 0.05, 0.05]
+    after = [0.0, 0.1, 0.1, 0.1, 0.2, 0.2, 0.2, 0.1]
+    spectrum = {"entropy": 1.0, "entropy_normalized": 0.5, "alpha": 2.0}
+    (run / "bass.json").write_text(
+        json.dumps(
+            {
+                "images": 10,
+                "degenerate": 0,
+                "strength": 1.0,
+                "spectrum_before": {**spectrum, "boundary_band": 3, "lfc_power_share": 0.6, "pi": before},
+                "spectrum_after": {**spectrum, "boundary_band": 5, "lfc_power_share": 0.5, "pi": after},
+            }
+        )
+    )
+    parsed = parse_page(build_report([run]).html.read_text(encoding="utf-8"))
+    at_original = _table_with(
+        parsed, ["long tail"], ["LFC power share (%) below band 3 (boundary: original)"]
+    )
+    assert at_original[1:] == [f"{100 * sum(before[:3]):.1f}", f"{100 * sum(after[:3]):.1f}"]
+    at_after = _table_with(parsed, ["long tail"], ["LFC power share (%) below band 5 (boundary: after BaSS)"])
+    assert at_after[1:] == [f"{100 * sum(before[:5]):.1f}", f"{100 * sum(after[:5]):.1f}"]
+    # Without the band proportions the two own-boundary shares are labelled as not comparable.
+    data = json.loads((run / "bass.json").read_text())
+    for part in ("spectrum_before", "spectrum_after"):
+        del data[part]["pi"]
+    (run / "bass.json").write_text(json.dumps(data))
+    page = html.unescape(build_report([run]).html.read_text(encoding="utf-8"))
+    assert "each below its own b (different boundaries: not comparable)" in page
+
+
+def test_sensitivity_shares_of_two_runs_are_compared_at_each_boundary(tmp_path):
+    shares = {"erm": [0.0, 0.5, 0.2, 0.1, 0.1, 0.1], "erm-bass": [0.0, 0.1, 0.1, 0.2, 0.3, 0.3]}
+    tops = {"erm": [0, 6, 2, 1, 1, 0], "erm-bass": [0, 1, 1, 2, 3, 3]}
+    bands = {"erm": 2, "erm-bass": 4}
+    for name in shares:
+        run = tmp_path / name
+        run.mkdir()
+        (run / "sensitivity.json").write_text(
+            json.dumps(
+                {
+                    "num_images": 10,
+                    "boundary_band": bands[name],
+                    "hfc_energy_share": sum(shares[name][bands[name] :]),
+                    "top_fraction": 0.1,
+                    "top_hfc_share": sum(tops[name][bands[name] :]) / sum(tops[name]),
+                    "band_energy_share": shares[name],
+                    "top_band_counts": tops[name],
+                    "source": "embedded test split",
+                    "subset": "all",
+                }
+            )
+        )
+    result = build_report([tmp_path / "erm", tmp_path / "erm-bass"], out=tmp_path / "cmp")
+    parsed = parse_page(result.html.read_text(encoding="utf-8"))
+    header = [
+        "run",
+        "own boundary b",
+        "HFC energy share (%) at b = 2 (erm)",
+        "HFC energy share (%) at b = 4 (erm-bass)",
+    ]
+    for name in shares:
+        row = _table_with(parsed, header, [name])
+        expected = [f"{100 * sum(shares[name][b:]):.1f}" for b in (2, 4)]
+        expected += [f"{100 * sum(tops[name][b:]) / sum(tops[name]):.1f}" for b in (2, 4)]
+        assert row[1:] == [str(bands[name]), *expected]

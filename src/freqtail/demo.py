@@ -325,8 +325,9 @@ def _bass_stage(out: Path, settings: DemoSettings) -> str:
             "source": f"the {len(images)} training images of the embedded dataset",
             "example_indices": chosen,
             "example_classes": [classes[int(labels[i])] for i in chosen],
-            "spectrum_before": {k: before.to_dict()[k] for k in SPECTRUM_KEYS},
-            "spectrum_after": {k: after.to_dict()[k] for k in SPECTRUM_KEYS},
+            # pi (band proportions) lets the report compare both spectra at one boundary.
+            "spectrum_before": {k: before.to_dict()[k] for k in (*SPECTRUM_KEYS, "pi")},
+            "spectrum_after": {k: after.to_dict()[k] for k in (*SPECTRUM_KEYS, "pi")},
         },
     )
     return (
@@ -396,8 +397,8 @@ def _evaluate_stage(run_dir: Path, settings: DemoSettings) -> str:
             "clean,pgd20,corruptions",
             "--n",
             str(settings.eval_n),
-            "--eps",
-            PGD_EPS,
+            # No --eps: every run's budget is 8/255 anyway (the paper default for 32x32 images, and
+            # PGD-AT's training budget), and the records then name where it came from.
             "--step-size",
             PGD_STEP,
             "--generate-c",
@@ -531,8 +532,11 @@ def _evaluation_summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         entry["n"] = (record.get("data") or {}).get("n")
         if record.get("metric") == "gradient-masking":
+            entry["state"] = record.get("state")
             entry["masked"] = record.get("masked")
             entry["summary"] = record.get("summary")
+        elif isinstance(record.get("gradient_masking"), dict):
+            entry["masking_state"] = record["gradient_masking"].get("state")
         out.append(entry)
     return out
 

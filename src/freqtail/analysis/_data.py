@@ -8,26 +8,30 @@ Every analysis accepts ``data`` as one of
   :func:`freqtail.data.build_dataset` returns);
 * any other iterable of ``(images (N, C, H, W), labels (N,))`` batches, e.g. a ``DataLoader``.
 
-With ``n`` smaller than the number of images, a pair or a dataset contributes a fixed subset:
-:func:`subset_indices` (``n`` indices drawn without replacement with seed 0, in increasing order), so
-that class-sorted test sets (the embedded set, ImageFolder datasets) are sampled across classes and
-every analysis of the same data sees the same images. An iterable contributes its first ``n`` images.
+With ``n`` smaller than the number of images, a pair or a dataset contributes the images that
+:func:`select_images` names: the one subset rule of :func:`freqtail.data.subsets.stratified_subset`
+(seeded, stratified across classes by the pair's labels or the dataset's ``labels`` / ``targets``),
+so class-sorted test sets are sampled across classes and every analysis, and ``freqtail evaluate``,
+sees the same images for the same ``n`` and seed. An iterable has no labels to stratify by: it
+contributes its first ``n`` images, and its selection says so (``indices`` None).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from freqtail.data.subsets import ALL_RULE, FIRST_N_RULE, choose_subset
 from freqtail.errors import InputError
 from freqtail.images import check_float_images, check_uint8_images, uint8_to_float
 
-#: Seed of the fixed image subset (:func:`subset_indices`).
+#: Default seed of the image subset (the same default as ``freqtail evaluate --subset-seed``).
 SUBSET_SEED = 0
 
 
@@ -104,41 +108,88 @@ def _is_pair(data: Any) -> bool:
     )
 
 
-def subset_indices(total: int, n: int | None, seed: int = SUBSET_SEED) -> np.ndarray:
-    """The images used out of ``total`` when ``n`` are asked for: all of them if ``n`` is None or
-    ``n >= total``, else ``n`` distinct indices drawn with ``numpy.random.default_rng(seed)``, sorted."""
-    if n is None or n >= total:
-        return np.arange(total)
-    return np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+def _is_dataset(data: Any) -> bool:
+    return hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, bytes))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which images of ``data`` an analysis uses.
+
+    Attributes:
+        indices: sorted int64 positions in the pair or dataset; None for an iterable of batches (its
+            first ``n`` images, whatever they are).
+        rule: the rule in words (:data:`freqtail.data.subsets.SUBSET_RULE`, ``"all"``, ...).
+        seed: the subset seed.
+        n_requested: the ``n`` asked for (None = all).
+    """
+
+    indices: np.ndarray | None
+    rule: str
+    seed: int
+    n_requested: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"subset", "subset_seed", "n_requested", "indices"}`` for an analysis JSON."""
+        return {
+            "subset": self.rule,
+            "subset_seed": int(self.seed),
+            "n_requested": self.n_requested,
+            "indices": None if self.indices is None else [int(i) for i in self.indices],
+        }
+
+
+def select_images(data: Any, n: int | None = None, seed: int = SUBSET_SEED) -> Selection:
+    """The images of ``data`` an analysis with ``n`` images uses (module docstring), without loading them.
+
+    Raises:
+        InputError: ``n`` < 1, a bad seed, an empty dataset, or a pair whose labels do not fit.
+    """
+    n = check_count(n)
+    if _is_pair(data) or _is_dataset(data):
+        if _is_pair(data):
+            images = data[0]
+            labels = _as_labels(data[1], int(images.shape[0])).numpy()
+        else:
+            images, labels = data, None
+            if len(data) == 0:
+                raise InputError("The dataset is empty.")
+        choice = choose_subset(images, n, seed, labels=labels)
+        return Selection(choice.indices, choice.rule, choice.seed, n)
+    return Selection(None, ALL_RULE if n is None else FIRST_N_RULE, int(seed), n)
 
 
 def labelled_batches(
-    data: Any, n: int | None = None, batch_size: int = 128
+    data: Any, n: int | None = None, batch_size: int = 128, selection: Selection | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield ``(float32 (B, C, H, W), int64 (B,))`` CPU batches of ``n`` images (all if None; see the
     module docstring for which).
+
+    Args:
+        data: see the module docstring.
+        n: images wanted (None = all).
+        batch_size: images per batch.
+        selection: from :func:`select_images` (default: computed here with the default seed).
 
     Raises:
         InputError: unsupported ``data``, bad images or labels, or no images at all.
     """
     n = check_count(n)
     batch_size = check_batch_size(batch_size)
+    if selection is None and (_is_pair(data) or _is_dataset(data)):
+        selection = select_images(data, n)
     if _is_pair(data):
         images = _as_images(data[0])
         labels = _as_labels(data[1], images.shape[0])
-        chosen = torch.from_numpy(subset_indices(images.shape[0], n))
+        chosen = torch.from_numpy(selection.indices)
         if chosen.numel() < images.shape[0]:
             images, labels = images[chosen], labels[chosen]
         for start in range(0, images.shape[0], batch_size):
             yield images[start : start + batch_size], labels[start : start + batch_size]
         return
-    if hasattr(data, "__getitem__") and hasattr(data, "__len__") and not isinstance(data, (str, bytes)):
-        total = len(data)
-        if total == 0:
-            raise InputError("The dataset is empty.")
-        indices = subset_indices(total, n).tolist()
+    if _is_dataset(data):
         loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(data, indices), batch_size=batch_size, shuffle=False
+            torch.utils.data.Subset(data, selection.indices.tolist()), batch_size=batch_size, shuffle=False
         )
         data = loader
     elif not hasattr(data, "__iter__") or isinstance(data, (str, bytes)):
@@ -161,15 +212,17 @@ def labelled_batches(
             return
 
 
-def collect(data: Any, n: int | None = None, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """All (or ``n``, see :func:`subset_indices`) images and labels in memory, on the CPU:
+def collect(
+    data: Any, n: int | None = None, batch_size: int = 256, selection: Selection | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All (or ``n``, see :func:`select_images`) images and labels in memory, on the CPU:
     float32 (N, C, H, W) and int64 (N,).
 
     Raises:
         InputError: as :func:`labelled_batches`, or images of different sizes.
     """
     images, labels = [], []
-    for x, y in labelled_batches(data, n, batch_size):
+    for x, y in labelled_batches(data, n, batch_size, selection):
         if images and x.shape[1:] != images[0].shape[1:]:
             raise InputError(
                 f"All images must share one shape, but {tuple(x.shape[1:])} "

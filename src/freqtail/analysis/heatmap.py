@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,14 @@ import torch
 from torch import nn
 
 from freqtail.analysis._data import (
+    SUBSET_SEED,
     check_batch_size,
     check_count,
     check_logits,
     collect,
     eval_mode,
     model_device,
+    select_images,
 )
 from freqtail.analysis.constants import DEFAULT_EPS, SIGN_MODES
 from freqtail.analysis.fourier import conjugate_half_plane, fourier_basis
@@ -58,13 +60,15 @@ class HeatmapResult:
     sign: str
     seed: int
     num_images: int
+    selection: Any = field(default=None, repr=False)  # analysis._data.Selection: which images were used
 
     @property
     def image_size(self) -> tuple[int, int]:
         return (int(self.error_rate.shape[0]), int(self.error_rate.shape[1]))
 
     def to_dict(self, grid: bool = True) -> dict[str, Any]:
-        """JSON-safe summary (``grid=True`` adds the error map as nested lists, rows = du)."""
+        """JSON-safe summary with the images used (``indices``, ``subset``, ``subset_seed``); ``grid=True``
+        adds the error map as nested lists, rows = du."""
         h, w = self.image_size
         peak = np.unravel_index(int(np.argmax(self.error_rate)), self.error_rate.shape)
         out: dict[str, Any] = {
@@ -78,6 +82,8 @@ class HeatmapResult:
             "max_error": float(self.error_rate.max()),
             "max_error_frequency": [int(peak[0] - h // 2), int(peak[1] - w // 2)],
         }
+        if self.selection is not None:
+            out.update(self.selection.to_dict())
         if grid:
             out["error_rate"] = self.error_rate.tolist()
         return out
@@ -92,6 +98,8 @@ class HeatmapResult:
             "seed": np.int64(self.seed),
             "num_images": np.int64(self.num_images),
         }
+        if self.selection is not None and self.selection.indices is not None:
+            arrays["indices"] = np.asarray(self.selection.indices, dtype=np.int64)
         return atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
     @classmethod
@@ -133,6 +141,7 @@ def fourier_heatmap(
     sign: str = "image",
     seed: int = 0,
     progress: bool = False,
+    subset_seed: int = SUBSET_SEED,
 ) -> HeatmapResult:
     """Error rate of the model under every single-frequency Fourier-basis perturbation of norm ``eps``.
 
@@ -141,11 +150,14 @@ def fourier_heatmap(
         data: ``(images, labels)``, a dataset or an iterable of batches (the first ``n`` images are held
             in memory).
         eps: L2 norm of the perturbation per channel, [0, 1] scale.
-        n: number of images (default all). Cost: ``n * M`` forward passes, M ~ H * W / 2 frequencies.
+        n: number of images (default all; of a pair or dataset, the seeded class-stratified subset of
+            :func:`freqtail.data.subsets.stratified_subset`, recorded in ``result.selection``). Cost:
+            ``n * M`` forward passes, M ~ H * W / 2 frequencies.
         batch_size: perturbed images per forward pass.
         sign: ``"image"`` (one random sign per image and frequency) or ``"channel"`` (one per channel).
         seed: seeds the signs.
         progress: tqdm bar on stderr.
+        subset_seed: seed of the ``n``-image subset (not of the signs: that is ``seed``).
 
     Returns:
         a :class:`HeatmapResult` with the (H, W) error map, mirrored across conjugate frequencies.
@@ -157,7 +169,8 @@ def fourier_heatmap(
         raise InputError(f"The sign mode must be one of {', '.join(SIGN_MODES)}, not {sign!r}.")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise InputError(f"The heat-map seed must be an integer, not {seed!r}.")
-    images, labels = collect(data, n, batch_size)
+    selection = select_images(data, n, subset_seed)
+    images, labels = collect(data, n, batch_size, selection)
     count, channels, h, w = images.shape
     plane = conjugate_half_plane(h, w)
     device = model_device(model)
@@ -201,4 +214,5 @@ def fourier_heatmap(
         sign=sign,
         seed=int(seed),
         num_images=int(count),
+        selection=selection,
     )

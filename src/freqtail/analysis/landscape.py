@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from freqtail.analysis._data import (
+    SUBSET_SEED,
     check_batch_size,
     check_count,
     check_logits,
     collect,
     eval_mode,
     model_device,
+    select_images,
 )
 from freqtail.errors import InputError
 from freqtail.io import atomic_write
@@ -106,6 +108,7 @@ class LandscapeResult:
     span: float
     num_images: int
     image_size: tuple[int, int]
+    selection: Any = field(default=None, repr=False)  # analysis._data.Selection: which images were used
 
     @property
     def grid(self) -> int:
@@ -126,7 +129,8 @@ class LandscapeResult:
         }
 
     def to_dict(self, grids: bool = False) -> dict[str, Any]:
-        """JSON-safe summary; ``grids=True`` adds the loss and accuracy grids as nested lists."""
+        """JSON-safe summary (with the images used: ``indices``, ``subset``, ``subset_seed``);
+        ``grids=True`` adds the loss and accuracy grids as nested lists."""
         out: dict[str, Any] = {
             "grid": self.grid,
             "span": float(self.span),
@@ -139,6 +143,8 @@ class LandscapeResult:
             "loss_hfc_range": [float(self.loss_hfc.min()), float(self.loss_hfc.max())],
             "nonfinite_points": int(self.nonfinite_lfc.sum() + self.nonfinite_hfc.sum()),
         }
+        if self.selection is not None:
+            out.update(self.selection.to_dict())
         if grids:
             out["alphas"] = [float(v) for v in self.alphas]
             out["betas"] = [float(v) for v in self.betas]
@@ -166,6 +172,8 @@ class LandscapeResult:
             "num_images": np.int64(self.num_images),
             "image_size": np.asarray(self.image_size, dtype=np.int64),
         }
+        if self.selection is not None and self.selection.indices is not None:
+            arrays["indices"] = np.asarray(self.selection.indices, dtype=np.int64)
         return atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
     @classmethod
@@ -269,6 +277,7 @@ def loss_landscape(
     batch_size: int = 256,
     partial_path: str | os.PathLike | None = None,
     progress: bool = False,
+    subset_seed: int = SUBSET_SEED,
 ) -> LandscapeResult:
     """Loss and accuracy of the model around its weights on the LFC-only and HFC-only data.
 
@@ -281,11 +290,13 @@ def loss_landscape(
         grid: points per axis (odd grids contain the trained point alpha = beta = 0 exactly).
         span: the grid covers ``[-span, span]`` on both axes, in units of the filter-normalised directions.
         seed: seeds the two directions (drawn on the CPU: same directions on every device).
-        n: number of images (default all).
+        n: number of images (default all; of a pair or dataset, the seeded class-stratified subset of
+            :func:`freqtail.data.subsets.stratified_subset`, recorded in ``result.selection``).
         batch_size: images per forward pass.
         partial_path: if given, completed rows are saved there after each row, and a later call with the
             same model, data and settings resumes from them; the file is removed on completion.
         progress: tqdm bar over grid rows on stderr.
+        subset_seed: seed of the ``n``-image subset (not of the directions: that is ``seed``).
 
     Cost: ``grid ** 2 * 2 * n`` image forward passes; linear in the number of grid points.
     """
@@ -297,7 +308,8 @@ def loss_landscape(
         raise InputError(f"The landscape seed must be an integer, not {seed!r}.")
     n = check_count(n)
     batch_size = check_batch_size(batch_size)
-    images, labels = collect(data, n, batch_size)
+    selection = select_images(data, n, subset_seed)
+    images, labels = collect(data, n, batch_size, selection)
     if boundary_band is None:
         boundary_band = summarize(images, ratio=ratio, batch_size=batch_size).boundary_band
     lfc, hfc = split_frequencies(images, boundary_band)
@@ -372,6 +384,7 @@ def loss_landscape(
         span=span,
         num_images=int(images.shape[0]),
         image_size=(int(images.shape[2]), int(images.shape[3])),
+        selection=selection,
     )
 
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from freqtail.commands._common import positive_int
+from freqtail.commands._common import non_negative_int, positive_int
 from freqtail.errors import ConfigError, InputError
 
 
@@ -33,7 +33,14 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_n: int, default_b
         "--n",
         type=positive_int,
         default=default_n,
-        help=f"number of test images, a fixed subset drawn with seed 0 (default {default_n})",
+        help=f"number of test images (default {default_n}): a seeded subset stratified across classes, the "
+        "same images 'freqtail evaluate --n N' uses for the same N and --subset-seed",
+    )
+    parser.add_argument(
+        "--subset-seed",
+        type=non_negative_int,
+        default=0,
+        help="seed of the --n subset (default 0, as freqtail evaluate's)",
     )
     parser.add_argument(
         "--batch-size",

@@ -33,12 +33,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from freqtail.analysis._data import (
+    SUBSET_SEED,
     check_batch_size,
     check_count,
     check_logits,
     eval_mode,
     labelled_batches,
     model_device,
+    select_images,
 )
 from freqtail.analysis.constants import DEFAULT_RANK_FRACTIONS, DEFAULT_TOP_FRACTION
 from freqtail.analysis.fourier import conjugate_half_plane
@@ -158,6 +160,7 @@ class SensitivityResult:
     top_fraction: float
     top_band_counts: np.ndarray  # (K + 1,) bands of each image's top ceil(top_fraction * M) coefficients
     spectrum: Any = field(default=None, repr=False)  # SpectrumSummary of the data, when computed here
+    selection: Any = field(default=None, repr=False)  # analysis._data.Selection: which images were used
 
     @property
     def num_coefficients(self) -> int:
@@ -173,6 +176,15 @@ class SensitivityResult:
     def top_hfc_share(self) -> float:
         """Share of the top ``top_fraction`` coefficients (by magnitude, all images) lying in HFC."""
         return float(self.top_band_counts[self.boundary_band :].sum() / self.top_band_counts.sum())
+
+    def hfc_energy_share_at(self, band: int) -> float:
+        """Like :attr:`hfc_energy_share` with the LFC/HFC boundary at ``band`` (to compare two results
+        at one common boundary)."""
+        return float(self.band_energy_share[int(band) :].sum())
+
+    def top_hfc_share_at(self, band: int) -> float:
+        """Like :attr:`top_hfc_share` with the LFC/HFC boundary at ``band``."""
+        return float(self.top_band_counts[int(band) :].sum() / self.top_band_counts.sum())
 
     @property
     def rank_hfc_share(self) -> np.ndarray:
@@ -191,7 +203,9 @@ class SensitivityResult:
         return [radius_density(samples, grid) for samples in self.rank_radius_samples]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe summary: scalars, the rank curve, per-rank radius statistics and densities."""
+        """JSON-safe summary: scalars, the rank curve, per-band energy shares and top-coefficient band
+        counts (to recompute the HFC shares at another boundary), per-rank radius statistics and
+        densities, and which images were used (``indices``, ``subset``, ``subset_seed``)."""
         grid = self.density_grid()
         densities = self.radius_densities(grid)
         h, w = self.image_size
@@ -221,9 +235,12 @@ class SensitivityResult:
             "top_hfc_share": self.top_hfc_share,
             "mean_sorted_magnitude": [float(v) for v in self.mean_sorted_magnitude],
             "band_energy_share": [float(v) for v in self.band_energy_share],
+            "top_band_counts": [float(v) for v in self.top_band_counts],
             "density_grid": [float(v) for v in grid],
             "ranks": ranks,
         }
+        if self.selection is not None:
+            out.update(self.selection.to_dict())
         if self.spectrum is not None:
             out["spectrum"] = self.spectrum.to_dict()
         return out
@@ -244,6 +261,8 @@ class SensitivityResult:
             "top_fraction": np.float64(self.top_fraction),
             "top_band_counts": self.top_band_counts,
         }
+        if self.selection is not None and self.selection.indices is not None:
+            arrays["indices"] = np.asarray(self.selection.indices, dtype=np.int64)
         return atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
     @classmethod
@@ -409,6 +428,7 @@ def frequency_sensitivity(
     rank_fractions: Sequence[float] = DEFAULT_RANK_FRACTIONS,
     top_fraction: float = DEFAULT_TOP_FRACTION,
     progress: bool = False,
+    subset_seed: int = SUBSET_SEED,
 ) -> SensitivityResult:
     """Measure a model's sensitivity to frequency components on labelled images (paper Fig. 2).
 
@@ -423,11 +443,13 @@ def frequency_sensitivity(
         boundary_band: the LFC/HFC boundary; None measures the 80/20 boundary of the same images with
             :class:`freqtail.spectrum.SpectrumAccumulator` during the pass (``result.spectrum``).
         ratio: the 80/20 ratio when the boundary is measured here.
-        n: number of images (default all; a fixed seeded subset of a pair or dataset, see
-            :func:`freqtail.analysis._data.subset_indices`).
+        n: number of images (default all; of a pair or dataset, the seeded class-stratified subset of
+            :func:`freqtail.data.subsets.stratified_subset`, recorded in ``result.selection``).
         batch_size: images per forward/backward pass.
         rank_fractions, top_fraction: see :class:`SensitivityAccumulator`.
         progress: show a tqdm bar on stderr.
+        subset_seed: seed of the ``n``-image subset (the same images ``freqtail evaluate --n n
+            --subset-seed`` evaluates).
 
     Returns:
         a :class:`SensitivityResult`.
@@ -443,7 +465,8 @@ def frequency_sensitivity(
     accumulator = SensitivityAccumulator(rank_fractions, top_fraction)
     spectrum = SpectrumAccumulator(ratio=ratio) if boundary_band is None else None
     device = model_device(model)
-    batches = labelled_batches(data, n, batch_size)
+    selection = select_images(data, n, subset_seed)
+    batches = labelled_batches(data, n, batch_size, selection)
     if progress:
         from tqdm.auto import tqdm
 
@@ -460,4 +483,5 @@ def frequency_sensitivity(
         boundary_band = summary.boundary_band
     result = accumulator.result(boundary_band)
     result.spectrum = summary
+    result.selection = selection
     return result

@@ -12,6 +12,15 @@ gradient attack fails, and that an unbounded-looking budget does not drive accur
     fall to about zero;
 (c) the input gradient of the CW margin at the clean images: flagged when it is exactly zero for
     more than a small count of images.
+
+The verdict is one of four states (:func:`verdict_state`, the only place that decides it):
+
+* ``"too-few-images"`` — fewer than ``min_judged`` (default :data:`MIN_JUDGED_IMAGES`) correctly
+  classified images: the probes are not run and there is no verdict (a few flipped images out of 8
+  say nothing);
+* ``"possible-masking"`` — enough images and at least one probe fired;
+* ``"no-sign"`` — enough images and no probe fired;
+* ``"not-run"`` — the check was not run at all (used by callers that skip it).
 """
 
 from __future__ import annotations
@@ -40,36 +49,75 @@ FLAG_SQUARE = "square-beats-pgd"
 FLAG_LARGE_EPS = "large-eps-accuracy-not-zero"
 FLAG_ZERO_GRADIENT = "zero-input-gradients"
 
+STATE_MASKED = "possible-masking"
+STATE_NO_SIGN = "no-sign"
+STATE_TOO_FEW = "too-few-images"
+STATE_NOT_RUN = "not-run"
+#: Verdict state -> the words tables and the command line show.
+VERDICT_WORDS: dict[str, str] = {
+    STATE_MASKED: "POSSIBLE GRADIENT MASKING",
+    STATE_NO_SIGN: "no sign of gradient masking",
+    STATE_TOO_FEW: "too few images to judge",
+    STATE_NOT_RUN: "not run",
+}
+#: Fewest correctly classified images the check judges on: below it there is no verdict.
+MIN_JUDGED_IMAGES = 50
+#: The probes, in the order they run (the progress bar's stages).
+PROBES = ("PGD vs Square", "large-eps PGD", "input gradients")
+
+
+def verdict_state(judged: int | None, flags: list[str], minimum: int = MIN_JUDGED_IMAGES) -> str:
+    """The verdict of a check that judged ``judged`` correctly classified images and raised ``flags``.
+
+    ``judged`` None means the check did not run. Fewer than ``minimum`` judged images give
+    ``"too-few-images"`` whatever the flags say; otherwise any flag gives ``"possible-masking"``.
+    """
+    if judged is None:
+        return STATE_NOT_RUN
+    if judged < minimum:
+        return STATE_TOO_FEW
+    return STATE_MASKED if flags else STATE_NO_SIGN
+
 
 @dataclass
 class MaskingReport:
     """What the gradient-masking check found; ``summary`` says it in words, ``to_dict()`` for JSON.
 
-    Counts are over the ``considered`` images: those the model classifies correctly when clean.
+    Counts are over the ``considered`` images: those the model classifies correctly when clean (the
+    images the check *judges*). When ``state`` is ``"too-few-images"`` the probes did not run and
+    their counts are None.
     """
 
     eps: float
     total: int
     considered: int
+    minimum: int
+    state: str
+    bass_front: bool
     pgd_steps: int
-    pgd_fooled: int
+    pgd_fooled: int | None
     square_queries: int
-    square_fooled: int
-    square_only: list[int]
-    allowed_count: int
+    square_fooled: int | None
+    square_only: list[int] | None
+    allowed_count: int | None
     large_eps: float
     large_eps_steps: int
-    large_eps_still_correct: int
-    large_eps_allowed: int
-    zero_gradient: int
+    large_eps_still_correct: int | None
+    large_eps_allowed: int | None
+    zero_gradient: int | None
     flags: list[str] = field(default_factory=list)
     summary: str = ""
     seconds: float = 0.0
 
     @property
     def masked(self) -> bool:
-        """True when any probe found a sign of gradient masking."""
-        return bool(self.flags)
+        """True when enough images were judged and a probe found a sign of gradient masking."""
+        return self.state == STATE_MASKED
+
+    @property
+    def judged(self) -> bool:
+        """True when the check reached a verdict (enough correctly classified images)."""
+        return self.state in (STATE_MASKED, STATE_NO_SIGN)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "masked": self.masked, "seconds": round(self.seconds, 3)}
@@ -91,36 +139,52 @@ def _budget(eps: float) -> str:
     return f"{eps:.4g} ({eps * 255:.3g}/255)"
 
 
-def _summary(report: MaskingReport) -> str:
-    if report.considered == 0:
+def _advice(bass_front: bool) -> str:
+    if bass_front:
         return (
-            f"Nothing to check: the model classifies none of the {report.total} images correctly, "
-            "so no attack can lower its accuracy."
+            "Gradient-based robustness numbers for this model are not trustworthy: this model has a BaSS "
+            "front, so attack it end-to-end with differentiable components (straight-through rounding) "
+            "and check with AutoAttack standard."
+        )
+    return (
+        "Gradient-based robustness numbers for this model are not trustworthy: check them with "
+        "AutoAttack standard and an attack adapted to the defence."
+    )
+
+
+def _summary(report: MaskingReport) -> str:
+    judged = (
+        f"{report.considered} correctly classified of {report.total} checked images "
+        f"(eps {_budget(report.eps)})"
+    )
+    if report.state == STATE_TOO_FEW:
+        return (
+            f"Too few images to judge: {judged}; the check needs at least {report.minimum} correctly "
+            "classified images, so it gives no verdict (check more images)."
         )
     findings = [
-        f"PGD-{report.pgd_steps} fooled {report.pgd_fooled} of {report.considered} correctly "
-        f"classified images at eps {_budget(report.eps)} and Square ({report.square_queries} queries) "
-        f"fooled {report.square_fooled}, "
-        f"{len(report.square_only)} of them missed by PGD (allowed {report.allowed_count})",
+        f"PGD-{report.pgd_steps} fooled {report.pgd_fooled} and Square ({report.square_queries} queries) "
+        f"fooled {report.square_fooled}, {len(report.square_only or [])} of them missed by PGD "
+        f"(allowed {report.allowed_count})",
         f"PGD-{report.large_eps_steps} at eps {report.large_eps:g} "
         f"left {report.large_eps_still_correct} correct "
         f"(allowed {report.large_eps_allowed})",
         f"{report.zero_gradient} images have an all-zero input gradient",
     ]
     if not report.flags:
-        return "No sign of gradient masking: " + "; ".join(findings) + "."
+        return f"No sign of gradient masking on {judged}: " + "; ".join(findings) + "."
     reasons = {
         FLAG_SQUARE: "a gradient-free attack finds adversarial examples that PGD misses",
         FLAG_LARGE_EPS: "a huge budget does not drive accuracy to zero",
         FLAG_ZERO_GRADIENT: "input gradients vanish",
     }
     return (
-        "Possible gradient masking ("
+        f"Possible gradient masking on {judged} ("
         + "; ".join(reasons[flag] for flag in report.flags)
         + "): "
         + "; ".join(findings)
-        + ". Gradient-based robustness numbers for this model are not trustworthy: attack it end-to-end "
-        "with differentiable (e.g. straight-through) components and check with AutoAttack standard."
+        + ". "
+        + _advice(report.bass_front)
     )
 
 
@@ -138,12 +202,16 @@ def gradient_masking_check(
     tolerance: float = 0.01,
     large_eps_tolerance: float = 0.05,
     seed: int = 0,
+    min_judged: int = MIN_JUDGED_IMAGES,
+    bass_front: bool = False,
+    progress: bool = False,
 ) -> MaskingReport:
     """Look for gradient masking on one batch (a few hundred images is plenty).
 
     Args:
         model: classifier in eval mode, float (N, C, H, W) in [0, 1] -> logits (N, K).
-        x: float (N, C, H, W) clean images in [0, 1].
+        x: float (N, C, H, W) clean images in [0, 1]; give images of every class (a seeded,
+            class-stratified subset: :func:`freqtail.data.subsets.stratified_subset`).
         y: integer (N,) labels.
         eps: the budget whose robustness claim is being checked (on the [0, 1] scale).
         pgd_steps: steps of the PGD (cross-entropy) run compared with Square.
@@ -155,15 +223,22 @@ def gradient_masking_check(
             without raising a flag (at least 1 image is always allowed).
         large_eps_tolerance: fraction of the considered images that may stay correct in probe (b).
         seed: seed of PGD's random starts and of Square.
+        min_judged: fewest correctly classified images to give a verdict; below it the probes are
+            skipped and the state is ``"too-few-images"``.
+        bass_front: the model has a BaSS front (the advice then names end-to-end, straight-through
+            attacks).
+        progress: a tqdm bar over the three probes (stderr).
 
     Returns:
-        :class:`MaskingReport`; ``report.masked`` is True when any probe fired.
+        :class:`MaskingReport`; ``report.state`` is the verdict (module docstring), ``report.masked``
+        is True only for ``"possible-masking"``.
 
     Example:
         >>> report = gradient_masking_check(model.eval(), x[:200], y[:200], eps=8 / 255)
-        >>> print(report.summary)
+        >>> print(report.state, report.considered, report.summary)
     """
     from pyautoattack.square import SquareAttack
+    from tqdm.auto import tqdm
 
     eps = check_eps(eps)
     large_eps = check_eps(large_eps, "large eps")
@@ -172,6 +247,7 @@ def gradient_masking_check(
     _count(square_queries, "number of Square queries", 1)
     _count(large_eps_steps, "number of large-eps PGD steps", 1)
     _count(seed, "seed", 0)
+    _count(min_judged, "minimum number of judged images", 1)
     tolerance = _fraction(tolerance, "tolerance")
     large_eps_tolerance = _fraction(large_eps_tolerance, "large-eps tolerance")
     if large_eps <= eps:
@@ -192,43 +268,73 @@ def gradient_masking_check(
     check_logits(logits, y)
     clean = logits.argmax(dim=1) == y
     considered = int(clean.sum())
-
-    x_pgd = pgd(model, x, y, eps=eps, step_size=step_size, steps=pgd_steps, generator=seed)
-    pgd_fooled = clean & ~correct(x_pgd)
-
-    rng_devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.no_grad(), torch.random.fork_rng(devices=rng_devices):
-        square = SquareAttack(
-            model,
-            norm="Linf",
-            n_queries=square_queries,
-            eps=eps,
-            p_init=0.8,
-            n_restarts=1,
-            seed=seed,
-            verbose=False,
-            device=device,
-            resc_schedule=True,
-        )
-        x_square = square.perturb(x, y).clamp(0, 1)
-    square_fooled = clean & ~correct(x_square)
-    square_only = (square_fooled & ~pgd_fooled).nonzero().squeeze(1).tolist()
-
-    x_large = pgd(
-        model,
-        x,
-        y,
-        eps=large_eps,
-        step_size=min(2.5 * large_eps / large_eps_steps, 0.999),
-        steps=large_eps_steps,
-        generator=seed,
+    report = MaskingReport(
+        eps=eps,
+        total=int(y.shape[0]),
+        considered=considered,
+        minimum=min_judged,
+        state=verdict_state(considered, [], min_judged),
+        bass_front=bool(bass_front),
+        pgd_steps=pgd_steps,
+        pgd_fooled=None,
+        square_queries=square_queries,
+        square_fooled=None,
+        square_only=None,
+        allowed_count=None,
+        large_eps=large_eps,
+        large_eps_steps=large_eps_steps,
+        large_eps_still_correct=None,
+        large_eps_allowed=None,
+        zero_gradient=None,
     )
-    still_correct = int((clean & correct(x_large)).sum())
+    if report.state == STATE_TOO_FEW:
+        report.summary = _summary(report)
+        report.seconds = time.perf_counter() - began
+        return report
 
-    probe = x.clone().requires_grad_(True)
-    with torch.enable_grad():
-        (gradient,) = torch.autograd.grad(margin_loss(model(probe), y).sum(), probe)
-    zero_gradient = int((clean & (gradient.flatten(1).abs().amax(dim=1) == 0)).sum())
+    bar = tqdm(total=len(PROBES), desc="gradient-masking check", unit="probe", disable=not progress)
+    with bar:
+        bar.set_postfix_str(PROBES[0])
+        x_pgd = pgd(model, x, y, eps=eps, step_size=step_size, steps=pgd_steps, generator=seed)
+        pgd_fooled = clean & ~correct(x_pgd)
+        rng_devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=rng_devices):
+            square = SquareAttack(
+                model,
+                norm="Linf",
+                n_queries=square_queries,
+                eps=eps,
+                p_init=0.8,
+                n_restarts=1,
+                seed=seed,
+                verbose=False,
+                device=device,
+                resc_schedule=True,
+            )
+            x_square = square.perturb(x, y).clamp(0, 1)
+        square_fooled = clean & ~correct(x_square)
+        square_only = (square_fooled & ~pgd_fooled).nonzero().squeeze(1).tolist()
+        bar.update(1)
+
+        bar.set_postfix_str(PROBES[1])
+        x_large = pgd(
+            model,
+            x,
+            y,
+            eps=large_eps,
+            step_size=min(2.5 * large_eps / large_eps_steps, 0.999),
+            steps=large_eps_steps,
+            generator=seed,
+        )
+        still_correct = int((clean & correct(x_large)).sum())
+        bar.update(1)
+
+        bar.set_postfix_str(PROBES[2])
+        probe = x.clone().requires_grad_(True)
+        with torch.enable_grad():
+            (gradient,) = torch.autograd.grad(margin_loss(model(probe), y).sum(), probe)
+        zero_gradient = int((clean & (gradient.flatten(1).abs().amax(dim=1) == 0)).sum())
+        bar.update(1)
 
     allowed = max(1, math.floor(tolerance * considered))
     large_allowed = math.floor(large_eps_tolerance * considered)
@@ -239,23 +345,15 @@ def gradient_masking_check(
         flags.append(FLAG_LARGE_EPS)
     if zero_gradient > allowed:
         flags.append(FLAG_ZERO_GRADIENT)
-    report = MaskingReport(
-        eps=eps,
-        total=int(y.shape[0]),
-        considered=considered,
-        pgd_steps=pgd_steps,
-        pgd_fooled=int(pgd_fooled.sum()),
-        square_queries=square_queries,
-        square_fooled=int(square_fooled.sum()),
-        square_only=square_only,
-        allowed_count=allowed,
-        large_eps=large_eps,
-        large_eps_steps=large_eps_steps,
-        large_eps_still_correct=still_correct,
-        large_eps_allowed=large_allowed,
-        zero_gradient=zero_gradient,
-        flags=flags,
-    )
+    report.pgd_fooled = int(pgd_fooled.sum())
+    report.square_fooled = int(square_fooled.sum())
+    report.square_only = square_only
+    report.allowed_count = allowed
+    report.large_eps_still_correct = still_correct
+    report.large_eps_allowed = large_allowed
+    report.zero_gradient = zero_gradient
+    report.flags = flags
+    report.state = verdict_state(considered, flags, min_judged)
     report.summary = _summary(report)
     report.seconds = time.perf_counter() - began
     return report

@@ -22,7 +22,9 @@ def register(subparsers) -> None:
             "kind of number — Clean / PGD-20 / CW-20 / AA, and Clean / Noise / Blur / Weather / Digital / "
             "Mean — with a row per run and threat model. Each run trained with BaSS gets a Δ row: its "
             "accuracy minus that of the nearest run before it trained without BaSS (else the first run), "
-            "in percentage points; --baseline picks one run for all."
+            "in percentage points; --baseline picks one run for all. A row whose numbers come from different "
+            "numbers of images shows n in every cell; each robust number keeps the mark and note of its own "
+            "gradient-masking check (possible masking, or too few images to judge)."
         ),
     )
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or results.json files)")

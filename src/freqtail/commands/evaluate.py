@@ -29,8 +29,9 @@ def register(subparsers) -> None:
             "protocol: BaSS-converted test set, attacks in the BaSS domain) and 'end-to-end' (raw "
             "images, differentiable BaSS inside the model, eps on raw pixels). Other models, including "
             "bass=augment and AugMix+BaSS runs, have one threat model: 'standard' (raw images). "
-            "Robust suites include a gradient-masking check on a small subset. Runs under torchrun "
-            "split the images across processes and sum exact counts."
+            "Robust suites include a gradient-masking check on a class-stratified subset of the evaluated "
+            "images; each robust number stores that check's verdict. Runs under torchrun split the images "
+            "across processes and sum exact counts."
         ),
     )
     parser.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT", help="run folder or checkpoint file/folder")
@@ -38,7 +39,8 @@ def register(subparsers) -> None:
         "--suite",
         default="clean,pgd20",
         metavar="LIST",
-        help="comma-separated suites: clean, pgd20, cw, aa, aa-fast, corruptions, all (default clean,pgd20)",
+        help="comma-separated suites: clean, pgd20, cw, aa, aa-fast, corruptions, all (default clean,pgd20); "
+        "aliases: pgd-20 = pgd20, autoattack = aa, aafast = aa-fast ('pgd' alone is refused: say pgd20)",
     )
     parser.add_argument(
         "--threat-model",
@@ -52,13 +54,19 @@ def register(subparsers) -> None:
         dest="n",
         type=int,
         metavar="N",
-        help="evaluate a seeded subset of N test images (default: all)",
+        help="evaluate N test images: a seeded subset stratified across classes, the same images the "
+        "sensitivity / landscape / heatmap commands take for the same N and seed (default: all)",
     )
     parser.add_argument("--eps", metavar="EPS", help="L-inf budget, e.g. 8/255 (default: run config / paper)")
     parser.add_argument("--step-size", metavar="STEP", help="PGD step (default: eps/4 or the run config's)")
     parser.add_argument("--batch-size", type=int, default=128, help="images per batch (default 128)")
     parser.add_argument("--seed", type=int, default=0, help="attack seed (default 0)")
-    parser.add_argument("--subset-seed", type=int, default=0, help="seed of the --n subset (default 0)")
+    parser.add_argument(
+        "--subset-seed",
+        type=int,
+        default=0,
+        help="seed of the --n subset and of the masking check's (default 0)",
+    )
     parser.add_argument(
         "--which", choices=("best", "last"), default="best", help="checkpoint of a run folder"
     )
@@ -88,7 +96,15 @@ def register(subparsers) -> None:
         type=int,
         default=100,
         metavar="N",
-        help="images for the gradient-masking check of robust suites (default 100; 0 skips it)",
+        help="images for the gradient-masking check of robust suites, drawn class-stratified from the "
+        "evaluated images (default 100; 0 skips it)",
+    )
+    parser.add_argument(
+        "--masking-min",
+        type=int,
+        metavar="M",
+        help="fewest correctly classified images the masking check judges on; with fewer it says 'too few "
+        "images to judge' (default: freqtail.attacks.masking.MIN_JUDGED_IMAGES, 50)",
     )
     parser.add_argument(
         "--masking-queries", type=int, default=1000, metavar="Q", help="Square queries of that check"
@@ -214,13 +230,19 @@ def _parse_list_options(args: argparse.Namespace) -> tuple[list[str] | None, lis
 
 
 def _summary_line(record: dict[str, Any]) -> str:
+    from freqtail.attacks.masking import STATE_TOO_FEW, VERDICT_WORDS
     from freqtail.evaluate.tables import pct
 
     if record["metric"] == "gradient-masking":
-        verdict = "POSSIBLE GRADIENT MASKING" if record.get("masked") else "no sign of gradient masking"
-        return (
-            f"{record['threat_model']:<11} gradient-masking check on {record['data']['n']} images: {verdict}"
+        state = record.get("state")
+        judged = (record.get("report") or {}).get("considered")
+        line = (
+            f"{record['threat_model']:<11} gradient-masking check on {record['data']['n']} images "
+            f"({judged} correctly classified judged): {VERDICT_WORDS.get(state, state)}"
         )
+        if state == STATE_TOO_FEW:
+            line += " (raise --masking-n, or --n, for a verdict)"
+        return line
     variant = str(record["id"]).split("|")[3]
     n = record["data"].get("n")
     if record["metric"] == "corruptions":
@@ -236,6 +258,17 @@ def _summary_line(record: dict[str, Any]) -> str:
     )
 
 
+def _masking_min(args: argparse.Namespace) -> int:
+    from freqtail.attacks.masking import MIN_JUDGED_IMAGES
+
+    return MIN_JUDGED_IMAGES if args.masking_min is None else args.masking_min
+
+
+def _first_set(*values: Any, default: Any) -> Any:
+    """The first value that is set: None means "not set"; 0 (a BaSS strength of 0) is a value."""
+    return next((value for value in values if value is not None), default)
+
+
 def _check_options(args: argparse.Namespace) -> tuple[list[str] | None, list[int] | None]:
     """Refuse bad options before anything is loaded; return the parsed corruption lists."""
     from freqtail.evaluate import parse_suites
@@ -244,6 +277,7 @@ def _check_options(args: argparse.Namespace) -> tuple[list[str] | None, list[int
     for name, value, minimum in (
         ("--n", args.n, 1),
         ("--masking-n", args.masking_n, 0),
+        ("--masking-min", args.masking_min, 1),  # None: the library's minimum
         ("--num-workers", args.num_workers, 0),
         ("--batch-size", args.batch_size, 1),
     ):
@@ -294,7 +328,7 @@ def _evaluate(args: argparse.Namespace, context, corruptions, severities) -> int
     _check_architecture(spec, dataset)
     training_bass = data.get("bass")
     front = spec.get("bass_front")
-    strength = data.get("bass_strength") or (front or {}).get("strength") or 1.0
+    strength = _first_set(data.get("bass_strength"), (front or {}).get("strength"), default=1.0)
     resolve_threat_models(args.threat_model, training_bass, front is not None)
     out = Path(args.out) if args.out else _run_folder(path, info)
     results_path = out / RESULTS_FILE
@@ -316,6 +350,7 @@ def _evaluate(args: argparse.Namespace, context, corruptions, severities) -> int
         subset_seed=args.subset_seed,
         masking_n=args.masking_n,
         masking_queries=args.masking_queries,
+        masking_min=_masking_min(args),
         c_root=args.c_root,
         bc_root=args.bc_root,
         generate_c=args.generate_c,
@@ -332,8 +367,10 @@ def _evaluate(args: argparse.Namespace, context, corruptions, severities) -> int
     def skip(record_id: str, fingerprint: str) -> bool:
         return bool(args.resume) and done.get(record_id) == fingerprint
 
+    replaced: list[str] = []
+
     def save(record: dict[str, Any]) -> None:
-        merged = write_results(results_path, [record])
+        merged = write_results(results_path, [record], warn=replaced.append)
         atomic_write_text(out / RESULTS_MD, results_markdown(merged, title=f"Evaluation results: {out.name}"))
 
     records = run_evaluation(
@@ -341,6 +378,8 @@ def _evaluate(args: argparse.Namespace, context, corruptions, severities) -> int
     )
     if not context.is_main:
         return 0
+    for message in replaced:
+        print(f"freqtail evaluate: warning: {message}", file=sys.stderr)
     if args.json:
         print_json(records)
         return 0

@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         dataset,
         eps=eps,
         n=args.n,
+        subset_seed=args.subset_seed,
         batch_size=args.batch_size,
         sign=args.sign,
         seed=args.seed,

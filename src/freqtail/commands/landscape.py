@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         span=span,
         seed=args.seed,
         n=args.n,
+        subset_seed=args.subset_seed,
         batch_size=args.batch_size,
         partial_path=out / "landscape.partial.npz",
         progress=True,

@@ -57,7 +57,13 @@ def run(args: argparse.Namespace) -> int:
     model, info = load_run(args.run, device, end_to_end=args.end_to_end)
     dataset, source = analysis_data(args, info)
     result = frequency_sensitivity(
-        model, dataset, n=args.n, batch_size=args.batch_size, top_fraction=top, progress=True
+        model,
+        dataset,
+        n=args.n,
+        subset_seed=args.subset_seed,
+        batch_size=args.batch_size,
+        top_fraction=top,
+        progress=True,
     )
     data = result.to_dict()
     data["source"] = source

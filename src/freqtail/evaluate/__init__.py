@@ -17,6 +17,7 @@ Modules: :mod:`~freqtail.evaluate.threat_models` (which model and data each thre
 
 from __future__ import annotations
 
+from freqtail.data.subsets import stratified_subset
 from freqtail.evaluate.compare import RunResults, compare_markdown, compare_runs, load_run_results
 from freqtail.evaluate.corruption_eval import (
     BASS_THEN_CORRUPT,
@@ -25,12 +26,7 @@ from freqtail.evaluate.corruption_eval import (
     aggregate_corruptions,
     corruption_counts,
 )
-from freqtail.evaluate.distributed import (
-    DistContext,
-    all_reduce_counts,
-    init_distributed,
-    subset_indices,
-)
+from freqtail.evaluate.distributed import DistContext, all_reduce_counts, init_distributed
 from freqtail.evaluate.results import load_results, merge_records, write_results
 from freqtail.evaluate.runner import EvaluationPlan, evaluate_model, plan_evaluation, run_evaluation
 from freqtail.evaluate.suites import SUITES, Budget, default_budget, parse_suites, resolve_budget
@@ -72,7 +68,7 @@ __all__ = [
     "resolve_threat_models",
     "results_markdown",
     "run_evaluation",
-    "subset_indices",
+    "stratified_subset",
     "threat_model_setup",
     "write_results",
 ]

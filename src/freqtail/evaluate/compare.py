@@ -9,7 +9,9 @@ nearest run before it on the command line that was trained without BaSS (so ``PG
 baseline row is the baseline run's row with the same threat model, else its first row.
 
 A delta is only computed between numbers measured with the same metric and budget (the column);
-when the two numbers come from different numbers of images, the table notes it.
+when the two numbers come from different numbers of images, the table notes it. A row whose numbers
+come from different numbers of images shows ``(n=...)`` in each cell, and each robust number keeps the
+mark and note of its own gradient-masking verdict (:func:`freqtail.evaluate.tables.record_verdict`).
 """
 
 from __future__ import annotations
@@ -26,12 +28,20 @@ from freqtail.evaluate.tables import (
     CATEGORY_TITLES,
     CORRUPTION_COLUMNS,
     MISSING,
+    VERDICT_MARKS,
     adversarial_columns,
+    cell_text,
+    mark_legend,
     markdown_table,
-    pct,
+    mixed_n,
+    record_n,
+    record_verdict,
     signed_pp,
 )
 from freqtail.evaluate.threat_models import THREAT_MODELS
+
+#: The verdict keys a comparison row keeps per robust column (see :func:`record_verdict`).
+VERDICT_KEYS = ("state", "words", "summary", "judged", "images", "created")
 
 
 @dataclass
@@ -124,7 +134,7 @@ def _adversarial_rows(run: RunResults, records: list[dict], columns) -> list[dic
         key=lambda t: THREAT_MODELS.index(t) if t in THREAT_MODELS else 99,
     )
     for threat in threat_models:
-        values, sizes = {}, {}
+        values, sizes, masking = {}, {}, {}
         for metric, variant, title in columns:
             match = [
                 r
@@ -133,9 +143,19 @@ def _adversarial_rows(run: RunResults, records: list[dict], columns) -> list[dic
             ]
             if match:
                 values[title] = match[0]["accuracy"]
-                sizes[title] = match[0].get("data", {}).get("n")
+                sizes[title] = record_n(match[0])
+                if metric != "clean":
+                    verdict = record_verdict(match[0])
+                    masking[title] = {key: verdict.get(key) for key in VERDICT_KEYS}
         rows.append(
-            {"run": run.label, "path": run.path, "threat_model": threat, "values": values, "n": sizes}
+            {
+                "run": run.label,
+                "path": run.path,
+                "threat_model": threat,
+                "values": values,
+                "n": sizes,
+                "masking": masking,
+            }
         )
     return rows
 
@@ -151,9 +171,9 @@ def _corruption_rows(run: RunResults, records: list[dict]) -> list[dict]:
             if record.get("categories", {}).get(key) is not None:
                 values[title] = record["categories"][key]
         values["Mean"] = record.get("mean")
-        sizes = {title: record.get("data", {}).get("n") for title in values}
+        sizes = {title: record_n(record) for title in values}
         if clean:
-            sizes["Clean"] = clean[0].get("data", {}).get("n")
+            sizes["Clean"] = record_n(clean[0])
         rows.append(
             {
                 "run": run.label,
@@ -213,8 +233,8 @@ def compare_runs(
     Returns:
         ``{"runs": [...], "adversarial": {"columns": [...], "rows": [...]}, "corruptions": {...}}``; a
         row is ``{"run", "path", "threat_model", ("order"), "values": {column: fraction}, "n":
-        {column: images}, ("delta": {"vs", "vs_threat_model", "values": {column: difference},
-        "n_differs": [...]})}``.
+        {column: images}, ("masking": {robust column: its own verdict, keys :data:`VERDICT_KEYS`}),
+        ("delta": {"vs", "vs_threat_model", "values": {column: difference}, "n_differs": [...]})}``.
 
     Raises:
         InputError: fewer than two runs, a run without results, an unknown baseline or checkpoint.
@@ -255,7 +275,19 @@ def _render(section: Mapping[str, Any], with_order: bool) -> tuple[str, list[str
     lines, notes = [], []
     for row in section["rows"]:
         lead = [row["run"], row["threat_model"], *([row.get("order", "")] if with_order else [])]
-        lines.append([*lead, *(pct(row["values"].get(c)) for c in columns)])
+        mixed = mixed_n(row["n"].values())
+        masking = row.get("masking") or {}
+        cells = [
+            cell_text(row["values"].get(c), row["n"].get(c) if mixed else None, masking.get(c))
+            for c in columns
+        ]
+        lines.append([*lead, *cells])
+        if mixed:
+            notes.append(
+                f"- {row['run']} ({row['threat_model']}): its numbers come from different numbers of "
+                "images; each cell shows its n."
+            )
+        notes += _verdict_lines(row)
         delta = row.get("delta")
         if delta:
             lead = [f"Δ vs {delta['vs']}", f"{row['threat_model']} − {delta['vs_threat_model']}"]
@@ -267,8 +299,30 @@ def _render(section: Mapping[str, Any], with_order: bool) -> tuple[str, list[str
                     f"- Δ of {row['run']} ({row['threat_model']}) vs {delta['vs']}: different numbers of "
                     f"evaluated images in {', '.join(delta['n_differs'])}."
                 )
+    legend = mark_legend(
+        v.get("state") for row in section["rows"] for v in (row.get("masking") or {}).values()
+    )
+    if legend:
+        notes.append(f"- {legend}")
     fixed = 3 if with_order else 2
     return markdown_table(header, lines, numeric_from=fixed), notes
+
+
+def _verdict_lines(row: Mapping[str, Any]) -> list[str]:
+    """One note per distinct gradient-masking verdict of a row's robust numbers (columns named)."""
+    groups: dict[tuple, list[str]] = {}
+    for title, verdict in (row.get("masking") or {}).items():
+        key = (verdict.get("state"), verdict.get("created"), verdict.get("summary"))
+        groups.setdefault(key, []).append(title)
+    lines = []
+    for (state, created, summary), titles in groups.items():
+        mark = VERDICT_MARKS.get(state)
+        when = f", checked {created}" if created else ""
+        lines.append(
+            f"- {mark + ' ' if mark else ''}Gradient-masking check of {row['run']} ({row['threat_model']}; "
+            f"{', '.join(titles)}{when}): {summary}"
+        )
+    return lines
 
 
 def compare_markdown(comparison: Mapping[str, Any]) -> str:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from freqtail.data.corruptions import CATEGORIES, CORRUPTIONS
+from freqtail.data.subsets import SubsetChoice, choose_subset
 from freqtail.errors import ConfigError, DatasetNotFoundError, InputError
 
 ORDER_NONE = "none"
@@ -367,20 +368,21 @@ def corruption_counts(
     context=None,
     progress: bool = False,
     desc: str = "corruptions",
-) -> tuple[dict[str, dict[int, Cell]], int]:
+) -> tuple[dict[str, dict[int, Cell]], SubsetChoice]:
     """Count correct predictions per corruption and severity (summed over ranks).
 
     Args:
         model: classifier in eval mode (with the BaSS front for :data:`CORRUPT_THEN_BASS`).
         source: the -C folder and what to evaluate in it.
-        n: evaluate a seeded subset of n images per cell (the same positions in every cell).
-        subset_seed: seed of the subset (see :func:`freqtail.evaluate.distributed.subset_indices`).
+        n: evaluate n images per cell, chosen by :func:`freqtail.data.subsets.stratified_subset` from the
+            labels of the first cell (the same positions in every cell).
+        subset_seed: seed of the subset.
         batch_size: images per forward pass (global batches, round robin over ranks).
         context: :class:`~freqtail.evaluate.distributed.DistContext` or None (one process).
         progress: show a progress bar on rank 0.
 
     Returns:
-        ``({corruption: {severity: (correct, total)}}, images per cell)``.
+        ``({corruption: {severity: (correct, total)}}, the positions counted in every cell)``.
     """
     from freqtail.data.corrupted_sets import load_corrupted_set
     from freqtail.evaluate.distributed import (
@@ -388,25 +390,34 @@ def corruption_counts(
         all_reduce_counts,
         global_batches,
         rank_batches,
-        subset_indices,
     )
 
     context = context or DistContext()
     device = context.device
     cells = [(name, severity) for name in source.corruptions for severity in source.severities]
+    if not cells:
+        raise InputError(
+            f"No corruption and severity of {source.c_dir} was chosen, so there is nothing to count."
+        )
     counts = np.zeros((len(cells), 2), dtype=np.int64)
-    per_cell = None
+    cell_choice: SubsetChoice | None = None
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(cells), desc=desc, unit="set", disable=not (progress and context.is_main))
     with torch.no_grad(), bar:
         for position, (name, severity) in enumerate(cells):
             block = load_corrupted_set(source.c_dir, name, severity)
-            indices = subset_indices(len(block), n, subset_seed)
-            if per_cell is None:
-                per_cell = len(indices)
-            if len(indices) == 0:
+            if len(block) == 0:
                 raise InputError(f"The corrupted set {source.c_dir}/{name}.npy holds no images.")
+            if cell_choice is None:
+                cell_choice = choose_subset(block, n, subset_seed, labels=block.labels)
+            elif len(block) != cell_choice.total:
+                raise InputError(
+                    f"The corrupted set {source.c_dir} holds {len(block)} images of {name} at severity "
+                    f"{severity} but {cell_choice.total} in its first file; every file must hold the same "
+                    "images."
+                )
+            indices = cell_choice.indices
             for _, batch in rank_batches(global_batches(indices, batch_size), context):
                 images = _float_batch(block.images[batch], device)
                 labels = torch.from_numpy(block.labels[batch]).to(device)
@@ -418,7 +429,7 @@ def corruption_counts(
     table: dict[str, dict[int, Cell]] = {}
     for (name, severity), (correct, total) in zip(cells, counts, strict=True):
         table.setdefault(name, {})[severity] = (int(correct), int(total))
-    return table, int(per_cell or 0)
+    return table, cell_choice
 
 
 def corruption_table_record(table: Mapping[str, Mapping[int, Cell]]) -> dict[str, Any]:

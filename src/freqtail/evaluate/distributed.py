@@ -2,7 +2,8 @@
 
 Evaluation under ``torchrun --nproc_per_node N freqtail evaluate ...`` works like this:
 
-* the evaluated images (the whole test set or a seeded subset) are cut into *global* batches of
+* the evaluated images (the whole test set or the seeded, class-stratified subset of
+  :func:`freqtail.data.subsets.stratified_subset`) are cut into *global* batches of
   ``batch_size`` images, the same for every number of processes;
 * global batch ``b`` goes to rank ``b % world_size``; each rank attacks only its batches, and the
   random starts of batch ``b`` are seeded from ``(seed, b)`` — so every image meets exactly the same
@@ -55,24 +56,6 @@ def init_distributed(device: str | torch.device | None = None) -> DistContext:
 
     info = join_process_group("auto" if device is None else str(device))
     return DistContext(info.rank, info.world_size, info.device)
-
-
-def subset_indices(total: int, n: int | None, seed: int = 0) -> np.ndarray:
-    """Indices of the images to evaluate: all of ``range(total)``, or ``n`` of them.
-
-    A subset is the first ``n`` entries of a seeded permutation (``numpy.random.default_rng(seed)``),
-    sorted, so it is spread over the classes even when a test set is stored class by class, and it
-    is the same images for every suite and threat model.
-
-    Raises:
-        ConfigError: ``n`` < 1.
-    """
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ConfigError(f"The number of images to evaluate must be a positive integer, not {n!r}.")
-    if n is None or n >= total:
-        return np.arange(total, dtype=np.int64)
-    chosen = np.random.default_rng(seed).permutation(total)[:n]
-    return np.sort(chosen).astype(np.int64)
 
 
 def global_batches(indices: Sequence[int] | np.ndarray, batch_size: int) -> list[np.ndarray]:

@@ -13,12 +13,22 @@ A *record* is one number (or one corruption table) under one threat model. Every
 * ``correct``, ``total``, ``accuracy`` (fraction in [0, 1]) — counts are exact integers;
 * ``settings`` — the attack's exact configuration (eps, step, steps, loss, seed, package version, ...);
 * ``data`` — dataset, split, BaSS conversion of the test data, ``n`` evaluated, ``of`` available,
-  subset rule and seed;
+  ``subset`` (the rule in words, :data:`freqtail.data.subsets.SUBSET_RULE`), ``subset_seed`` and
+  ``indices`` (the sorted test-set indices of the evaluated images; corruption records say in
+  ``indices_of`` what they index);
 * ``checkpoint`` — path, which (best / last), epoch, weights digest, training objective and BaSS mode;
 * ``world_size``, ``seconds``, ``created``, ``freqtail_version``.
 
-Corruption records add ``order``, ``per_corruption``, ``categories`` and ``mean`` (see
-:mod:`freqtail.evaluate.corruption_eval`); gradient-masking records hold the check's report.
+Robust records (PGD-20, CW-20, AutoAttack) add ``gradient_masking``: the whole verdict of the
+gradient-masking check that ran with them (``state``, ``judged``, ``images``, ``flags``, ``summary``,
+``indices``, ...; :func:`freqtail.evaluate.runner.masking_verdict`), so a later check, which replaces
+the check's own record, never changes the verdict shown for an earlier number. Corruption records add
+``order``, ``per_corruption``, ``categories`` and ``mean`` (see :mod:`freqtail.evaluate.corruption_eval`);
+gradient-masking records hold the check's report.
+
+Replacing a stored record with one measured on a different number (or set) of images is allowed, but
+:func:`write_results` reports it (:func:`replacement_warnings`): a table row could otherwise mix image
+counts silently.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -102,16 +112,64 @@ def merge_records(existing: Iterable[Mapping[str, Any]], new: Iterable[Mapping[s
     return list(merged.values())
 
 
-def write_results(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def _images(record: Mapping[str, Any]) -> tuple[Any, Any]:
+    data = record.get("data") or {}
+    return data.get("n"), data.get("indices")
+
+
+def replacement_warnings(
+    existing: Iterable[Mapping[str, Any]], new: Iterable[Mapping[str, Any]]
+) -> list[str]:
+    """One sentence per record of ``new`` that replaces a stored number measured on other images: a
+    different ``n``, or (both storing ``indices``) the same ``n`` of different images.
+
+    Gradient-masking records are left out: they are no table's number, and every robust number keeps
+    its own check's verdict.
+    """
+    stored = {str(record.get("id")): record for record in existing}
+    messages = []
+    for record in new:
+        old = stored.get(str(record.get("id")))
+        if old is None or record.get("metric") == "gradient-masking":
+            continue
+        (old_n, old_indices), (new_n, new_indices) = _images(old), _images(record)
+        if old_n != new_n:
+            messages.append(
+                f"Replaced {record['id']} measured on {old_n} images with one measured on {new_n} images; "
+                "other numbers of its table row may use the other count (the tables show n per column)."
+            )
+        elif old_indices is not None and new_indices is not None and list(old_indices) != list(new_indices):
+            messages.append(
+                f"Replaced {record['id']} with one measured on a different set of {new_n} images "
+                "(another subset seed or subset rule); compare it with its row's other numbers with care."
+            )
+    return messages
+
+
+def write_results(
+    path: str | os.PathLike,
+    records: Iterable[Mapping[str, Any]],
+    warn: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Merge ``records`` into the results file at ``path`` (created if missing), atomically.
 
     A damaged existing file is never overwritten: :class:`InputError` says so instead.
+
+    Args:
+        path: the results file.
+        records: the new records.
+        warn: called with each :func:`replacement_warnings` sentence (a stored record replaced by one
+            on a different number or set of images).
 
     Returns:
         the whole merged file content.
     """
     p = Path(path)
+    records = list(records)
     data = load_results(p) if p.exists() else empty_results()
+    if warn is not None:
+        for message in replacement_warnings(data["results"], records):
+            warn(message)
     data["results"] = merge_records(data["results"], records)
     data["updated"] = utc_now()
     atomic_write_json(p, data)

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from freqtail.attacks.masking import MIN_JUDGED_IMAGES, STATE_NOT_RUN, VERDICT_WORDS
+from freqtail.data.subsets import SubsetChoice, choose_subset, dataset_labels
 from freqtail.errors import CheckpointError, ConfigError, InputError
 from freqtail.evaluate import corruption_eval as ce
 from freqtail.evaluate.distributed import (
@@ -27,7 +29,6 @@ from freqtail.evaluate.distributed import (
     batch_seed,
     global_batches,
     rank_batches,
-    subset_indices,
 )
 from freqtail.evaluate.results import eps_label, record_id, utc_now
 from freqtail.evaluate.suites import (
@@ -40,9 +41,51 @@ from freqtail.evaluate.suites import (
 )
 from freqtail.evaluate.threat_models import resolve_threat_models, threat_model_setup
 
-SUBSET_RULE = "first n of numpy.random.default_rng(subset_seed).permutation(len(test set)), sorted"
 SEED_RULE = "global batch b uses seed numpy.random.SeedSequence([seed, b]) (independent of process count)"
 MASKING_RECORD = "gradient-masking"
+
+
+def masking_verdict(report, record: str, indices: Sequence[int], created: str) -> dict[str, Any]:
+    """The verdict of one gradient-masking check, as every robust record of that check stores it.
+
+    Keys: ``state`` (:func:`freqtail.attacks.masking.verdict_state`), ``words`` (the state in words),
+    ``checked`` (True), ``masked`` (state is "possible-masking"), ``judged`` (correctly classified
+    images judged), ``images`` (images checked), ``minimum`` (fewest judged images for a verdict),
+    ``flags``, ``summary``, ``indices`` (test-set indices of the checked images), ``record`` (id of
+    the check's own record) and ``created`` (when the check ran).
+    """
+    return {
+        "state": report.state,
+        "words": VERDICT_WORDS[report.state],
+        "checked": True,
+        "masked": report.masked,
+        "judged": int(report.considered),
+        "images": int(report.total),
+        "minimum": int(report.minimum),
+        "flags": list(report.flags),
+        "summary": report.summary,
+        "indices": [int(i) for i in indices],
+        "record": record,
+        "created": created,
+    }
+
+
+def not_run_verdict(reason: str = "no check was run for this number") -> dict[str, Any]:
+    """The verdict stored when no gradient-masking check ran (same keys as :func:`masking_verdict`)."""
+    return {
+        "state": STATE_NOT_RUN,
+        "words": VERDICT_WORDS[STATE_NOT_RUN],
+        "checked": False,
+        "masked": False,
+        "judged": None,
+        "images": 0,
+        "minimum": None,
+        "flags": [],
+        "summary": f"Gradient-masking check not run ({reason}).",
+        "indices": [],
+        "record": None,
+        "created": utc_now(),
+    }
 
 
 @dataclass
@@ -73,6 +116,7 @@ class EvaluationPlan:
     subset_seed: int = 0
     masking_n: int = 100
     masking_queries: int = 1000
+    masking_min: int = MIN_JUDGED_IMAGES
     corruption_sources: dict[str, ce.CorruptionSource | None] = field(default_factory=dict)
     corruptions: list[str] | None = None
     severities: list[int] | None = None
@@ -122,6 +166,7 @@ def plan_evaluation(
     subset_seed: int = 0,
     masking_n: int = 100,
     masking_queries: int = 1000,
+    masking_min: int = MIN_JUDGED_IMAGES,
     c_root: str | os.PathLike | None = None,
     bc_root: str | os.PathLike | None = None,
     generate_c: bool = False,
@@ -145,11 +190,16 @@ def plan_evaluation(
         training_bass, has_front, bass_strength: how the model was trained with BaSS.
         data_root: the dataset folder (None for the embedded set).
         eps, step_size, run_config: the budget (see :func:`~freqtail.evaluate.suites.resolve_budget`).
-        n: evaluate a seeded subset of n test images (None = all); always recorded.
         batch_size: images per batch (and per global batch across processes).
         seed: attack seed; subset_seed: seed of the subset.
-        masking_n: images for the gradient-masking check of robust suites (0 = skip, recorded).
+        n: evaluate ``n`` test images chosen by :func:`freqtail.data.subsets.stratified_subset` (seeded
+            by ``subset_seed``, stratified across classes; None = all); every record stores them
+            (``data["indices"]``).
+        masking_n: images for the gradient-masking check of robust suites, chosen from the evaluated
+            images by the same rule (0 = skip, recorded as "not-run").
         masking_queries: Square queries of that check.
+        masking_min: fewest correctly classified images the check judges on; below it the verdict is
+            "too-few-images" (:data:`freqtail.attacks.masking.MIN_JUDGED_IMAGES`).
         c_root, bc_root: -C folders (raw; BaSS-then-corrupt). generate_c: generate missing ones into
             ``work_dir/corrupted`` from the evaluated images.
         corruptions, severities: restrict the corruption suite (default: all in the folder).
@@ -201,6 +251,7 @@ def plan_evaluation(
     _count(subset_seed, "subset seed", 0)
     _count(masking_n, "number of gradient-masking images", 0)
     _count(masking_queries, "number of Square queries", 1)
+    _count(masking_min, "minimum number of images the gradient-masking check judges", 1)
     _count(num_workers, "number of data-loader workers", 0)
     plan = EvaluationPlan(
         dataset=dataset,
@@ -218,6 +269,7 @@ def plan_evaluation(
         subset_seed=subset_seed,
         masking_n=masking_n,
         masking_queries=masking_queries,
+        masking_min=masking_min,
         corruptions=None if corruptions is None else list(corruptions),
         severities=None if severities is None else list(severities),
         corruption_seed=corruption_seed,
@@ -295,6 +347,7 @@ class _Evaluation:
         self.on_record = on_record
         self.skip = skip
         self.records: list[dict] = []
+        self._label_cache: dict[int, np.ndarray | None] = {}
 
     # -- shared pieces ------------------------------------------------------------------------------
     def _bar(self, total: int, desc: str):
@@ -328,7 +381,8 @@ class _Evaluation:
             "freqtail_version": __version__,
         }
 
-    def _data(self, setup, dataset, indices: np.ndarray) -> dict:
+    def _data(self, setup, choice: SubsetChoice) -> dict:
+        """The ``data`` of a record: the test data and exactly which images (``indices``)."""
         plan = self.plan
         return {
             "dataset": plan.dataset,
@@ -336,11 +390,19 @@ class _Evaluation:
             "bass": setup.data_bass,
             "bass_strength": plan.bass_strength if setup.data_bass else None,
             "data_root": plan.data_root,
-            "n": int(len(indices)),
-            "of": int(len(dataset)),
-            "subset": "all" if len(indices) == len(dataset) else SUBSET_RULE,
-            "subset_seed": plan.subset_seed,
+            **choice.to_dict(),
         }
+
+    def _labels(self, dataset) -> np.ndarray | None:
+        """The test set's labels (read once per dataset; None when not at hand)."""
+        key = id(dataset)
+        if key not in self._label_cache:
+            self._label_cache[key] = dataset_labels(dataset)
+        return self._label_cache[key]
+
+    def choose(self, dataset) -> SubsetChoice:
+        """The evaluated images of a test set: ``plan.n`` of them by the one subset rule."""
+        return choose_subset(dataset, self.plan.n, self.plan.subset_seed, labels=self._labels(dataset))
 
     def _emit(self, record: dict) -> None:
         self.records.append(record)
@@ -353,7 +415,7 @@ class _Evaluation:
     # -- suites ---------------------------------------------------------------------------------------
     def _counts(self, setup, dataset, indices, desc: str, attack) -> tuple[int, int, int, list[str]]:
         """Run ``attack(model, x, y, batch number) -> (clean_ok, robust_ok, warnings)`` over this rank's
-        batches and sum ``(clean correct, robust correct, total)`` over ranks."""
+        batches of the test-set ``indices`` and sum ``(clean correct, robust correct, total)`` over ranks."""
         batches = rank_batches(global_batches(indices, self.plan.batch_size), self.context)
         clean = robust = total = 0
         warnings_seen: list[str] = []
@@ -445,17 +507,17 @@ class _Evaluation:
     def _variant(self, suite: str) -> str:
         return "" if suite == "clean" else f"eps={eps_label(self.plan.budget.eps)}"
 
-    def run_suite(self, suite: str, setup, dataset, indices, masking: dict | None) -> None:
+    def run_suite(self, suite: str, setup, dataset, choice: SubsetChoice, masking: dict | None) -> None:
         metric = metric_name(suite)
         settings = self._settings(suite)
-        data = self._data(setup, dataset, indices)
+        data = self._data(setup, choice)
         record = self._base(setup, suite, metric, self._variant(suite), data, settings)
         if self._skipped(record["id"], record["fingerprint"]):
             return
         began = time.perf_counter()
         attack = self._attack_fn(suite, setup, record["fingerprint"])
         clean, robust, total, messages = self._counts(
-            setup, dataset, indices, f"{setup.name} {metric}", attack
+            setup, dataset, choice.indices, f"{setup.name} {metric}", attack
         )
         record.update(
             {
@@ -470,17 +532,26 @@ class _Evaluation:
             }
         )
         if suite in ROBUST_SUITES:
-            record["gradient_masking"] = masking
+            # A copy of the whole verdict: a later check replacing the masking record changes nothing here.
+            record["gradient_masking"] = dict(masking) if masking is not None else not_run_verdict()
         self._emit(record)
 
-    def run_masking(self, setup, dataset, indices) -> dict | None:
-        """The gradient-masking check on the first ``masking_n`` evaluated images (rank 0 only)."""
-        from freqtail.attacks import gradient_masking_check
+    def run_masking(self, setup, dataset, choice: SubsetChoice) -> dict:
+        """The gradient-masking check on ``masking_n`` of the evaluated images (rank 0 only).
+
+        The images are drawn from the evaluated subset by the same seeded, class-stratified rule.
+
+        Returns:
+            the verdict every robust record of this threat model stores (``gradient_masking``): see
+            :func:`masking_verdict`.
+        """
+        from freqtail.attacks.masking import gradient_masking_check
 
         plan = self.plan
         if plan.masking_n == 0:
-            return {"checked": False, "summary": "Gradient-masking check skipped (masking_n = 0)."}
-        chosen = indices[: plan.masking_n]
+            return not_run_verdict("masking_n = 0")
+        chosen = choice.within(plan.masking_n, self._labels(dataset))
+        front = setup.front is not None
         settings = {
             "eps": plan.budget.eps,
             "eps_255": round(plan.budget.eps * 255, 4),
@@ -490,17 +561,19 @@ class _Evaluation:
             "large_eps": 0.5,
             "large_eps_steps": 50,
             "seed": plan.seed,
+            "min_judged": plan.masking_min,
+            "bass_front": front,
         }
-        data = {**self._data(setup, dataset, chosen), "subset": f"the first {len(chosen)} evaluated images"}
+        data = self._data(setup, chosen)
         record = self._base(
             setup, "masking", MASKING_RECORD, f"eps={eps_label(plan.budget.eps)}", data, settings
         )
-        summary_of = {"checked": True, "record": record["id"]}
         if not self.context.is_main:
-            return summary_of
+            # Other ranks never write records; rank 0 holds the verdict.
+            return {"checked": True, "record": record["id"], "state": None, "indices": data["indices"]}
         began = time.perf_counter()
         images, labels = [], []
-        for _, x, y in _loader(plan, dataset, [(0, chosen)]):
+        for _, x, y in _loader(plan, dataset, [(0, chosen.indices)]):
             images.append(x)
             labels.append(y)
         x = torch.cat(images).to(self.context.device)
@@ -513,16 +586,14 @@ class _Evaluation:
             step_size=plan.budget.step_size,
             square_queries=plan.masking_queries,
             seed=plan.seed,
+            min_judged=plan.masking_min,
+            bass_front=front,
+            progress=self.progress,
         )
-        verdict = {
-            **summary_of,
-            "masked": report.masked,
-            "flags": list(report.flags),
-            "summary": report.summary,
-        }
         record.update(
             {
                 "report": report.to_dict(),
+                "state": report.state,
                 "masked": report.masked,
                 "flags": list(report.flags),
                 "summary": report.summary,
@@ -531,16 +602,20 @@ class _Evaluation:
                 "created": utc_now(),
             }
         )
+        verdict = masking_verdict(report, record["id"], data["indices"], record["created"])
         self._emit(record)
         return verdict
 
-    def run_corruptions(self, setup, indices: np.ndarray | None) -> None:
+    def run_corruptions(self, setup, choice: SubsetChoice | None) -> None:
+        """The corruption suite of one threat model; ``choice`` = the evaluated test images (None: the
+        suite runs alone, so they are chosen here from the raw test set's labels)."""
         plan = self.plan
         order = ce.ORDER_OF_THREAT_MODEL[setup.name]
         source = plan.corruption_sources.get(setup.name)
+        if choice is None and (source is None or source.origin == "generated"):
+            choice = self.choose(_test_set(plan, None))
         if source is None:
-            if indices is None:
-                indices = subset_indices(len(_test_set(plan, None)), plan.n, plan.subset_seed)
+            indices = choice.indices
             if self.context.is_main:
                 source = ce.generate_corruption_source(
                     order,
@@ -574,6 +649,7 @@ class _Evaluation:
                 source = ce.CorruptionSource(order, folder, "generated", names, levels, {})
             plan.corruption_sources[setup.name] = source
         settings = {"attack": None, "batch_size": plan.batch_size, **source.to_dict()}
+        generated = source.origin == "generated"
         data = {
             "dataset": plan.dataset,
             "split": "test",
@@ -581,17 +657,14 @@ class _Evaluation:
             "bass_strength": plan.bass_strength if order != ce.ORDER_NONE else None,
             "corruption_order": order,
             "n_requested": plan.n,
-            "subset": "all images of each corruption file"
-            if plan.n is None or source.origin == "generated"
-            else SUBSET_RULE.replace("test set", "corruption block"),
             "subset_seed": plan.subset_seed,
         }
         record = self._base(setup, "corruptions", "corruptions", order, data, settings)
         if self._skipped(record["id"], record["fingerprint"]):
             return
         began = time.perf_counter()
-        n = None if source.origin == "generated" else plan.n
-        table, per_cell = ce.corruption_counts(
+        n = None if generated else plan.n
+        table, cells = ce.corruption_counts(
             setup.model,
             source,
             n=n,
@@ -601,7 +674,11 @@ class _Evaluation:
             progress=self.progress,
             desc=f"{setup.name} corruptions ({order})",
         )
-        record["data"]["n"] = per_cell
+        if generated:
+            # A generated set holds exactly the evaluated test images, in order, and all are counted.
+            record["data"].update(choice.to_dict(), indices_of="test set (the images the -C files hold)")
+        else:
+            record["data"].update(cells.to_dict(), indices_of="each corruption file (same positions in all)")
         record["order"] = order
         record.update(ce.corruption_table_record(table))
         record["seconds"] = round(time.perf_counter() - began, 3)
@@ -644,36 +721,34 @@ def run_evaluation(
     for name in plan.threat_models:
         setup = threat_model_setup(model, name, bass_strength=plan.bass_strength)
         sample_suites = [s for s in plan.suites if s != "corruptions"]
-        dataset = indices = None
+        dataset = choice = None
         if sample_suites:
             dataset = _test_set(plan, setup.data_bass)
-            indices = subset_indices(len(dataset), plan.n, plan.subset_seed)
-            first = next(_loader(plan, dataset, [(0, indices[:2])]))[1].to(context.device)
+            choice = evaluation.choose(dataset)
+            first = next(_loader(plan, dataset, [(0, choice.indices[:2])]))[1].to(context.device)
             _check_logits(setup.model, first, plan)
         masking = None
         robust = [s for s in plan.suites if s in ROBUST_SUITES]
         if robust:
             pending = [
-                s
-                for s in robust
-                if not (skip and skip(*_probe_identity(evaluation, s, setup, dataset, indices)))
+                s for s in robust if not (skip and skip(*_probe_identity(evaluation, s, setup, choice)))
             ]
             if pending:
-                masking = evaluation.run_masking(setup, dataset, indices)
+                masking = evaluation.run_masking(setup, dataset, choice)
         for suite in plan.suites:
             if suite == "corruptions":
-                evaluation.run_corruptions(setup, indices)
+                evaluation.run_corruptions(setup, choice)
             else:
-                evaluation.run_suite(suite, setup, dataset, indices, masking)
+                evaluation.run_suite(suite, setup, dataset, choice, masking)
     return evaluation.records
 
 
-def _probe_identity(evaluation: _Evaluation, suite: str, setup, dataset, indices) -> tuple[str, str]:
+def _probe_identity(evaluation: _Evaluation, suite: str, setup, choice: SubsetChoice) -> tuple[str, str]:
     """(id, fingerprint) a suite's record will have, without running it."""
     metric = metric_name(suite)
     settings = evaluation._settings(suite)
     record = evaluation._base(
-        setup, suite, metric, evaluation._variant(suite), evaluation._data(setup, dataset, indices), settings
+        setup, suite, metric, evaluation._variant(suite), evaluation._data(setup, choice), settings
     )
     return record["id"], record["fingerprint"]
 

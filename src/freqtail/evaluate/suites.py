@@ -12,6 +12,10 @@ suite           what is measured
                 means and the overall mean
 ==============  =====================================================================================
 
+Names are case-insensitive and ``_`` reads as ``-``. Accepted aliases (:data:`SUITE_ALIASES`):
+``pgd-20`` = ``pgd20``, ``autoattack`` = ``aa``, ``aafast`` = ``aa-fast``. A bare ``pgd`` is refused:
+it does not say how many steps.
+
 Budgets (paper §4.3): eps 8/255 with step 2/255 for CIFAR-size images; 4/255 with step 1/255 for
 ImageNet-size images (the smaller image side at least :data:`IMAGENET_SIZE`). A run whose config
 names its training budget is evaluated at that budget unless ``--eps`` says otherwise.
@@ -35,10 +39,19 @@ SUITES: dict[str, str] = {
     "aa-fast": "APGD-CE + APGD-T only, labelled autoattack-fast, L-inf",
     "corruptions": "common corruptions (-C set): per corruption and severity, category means, mean",
 }
+#: Other accepted spellings of suite names (documented in ``freqtail evaluate --help`` and the README).
+SUITE_ALIASES: dict[str, str] = {"pgd-20": "pgd20", "autoattack": "aa", "aafast": "aa-fast"}
+#: Names refused with a sentence of their own (ambiguous).
+REFUSED_SUITES: dict[str, str] = {
+    "pgd": "Suite 'pgd' does not say how many steps; the PGD suite is pgd20 (PGD-20, cross-entropy), and "
+    "cw is PGD-20 on the CW margin loss.",
+}
 #: Suites that attack the model (they get a gradient-masking check).
 ROBUST_SUITES: tuple[str, ...] = ("pgd20", "cw", "aa", "aa-fast")
 #: Steps of the PGD suites.
 PGD_STEPS = 20
+#: Appended to a budget's source when ``--step-size`` set the step of a budget from elsewhere.
+STEP_GIVEN = "; step from --step-size"
 #: Images whose smaller side is at least this are "ImageNet-size" (budget 4/255, step 1/255).
 IMAGENET_SIZE = 128
 
@@ -46,10 +59,12 @@ IMAGENET_SIZE = 128
 def parse_suites(text: str | Iterable[str]) -> list[str]:
     """``"clean,pgd20"`` (or a list) -> ``["clean", "pgd20"]`` in the order given, without repeats.
 
-    ``"all"`` means every suite except ``aa-fast`` (which only makes sense instead of ``aa``).
+    ``"all"`` means every suite except ``aa-fast`` (which only makes sense instead of ``aa``);
+    :data:`SUITE_ALIASES` are read as the suites they name.
 
     Raises:
-        ConfigError: an empty list or an unknown name (the sentence lists the valid ones).
+        ConfigError: an empty list, an unknown name (the sentence lists the valid ones) or ``pgd``
+            (ambiguous: the sentence names pgd20).
     """
     parts = text.split(",") if isinstance(text, str) else list(text)
     names: list[str] = []
@@ -57,14 +72,18 @@ def parse_suites(text: str | Iterable[str]) -> list[str]:
         key = str(part).strip().lower().replace("_", "-")
         if not key:
             continue
-        aliases = {"pgd-20": "pgd20", "pgd": "pgd20", "autoattack": "aa", "aafast": "aa-fast"}
-        key = aliases.get(key, key)
+        if key in REFUSED_SUITES:
+            raise ConfigError(REFUSED_SUITES[key])
+        key = SUITE_ALIASES.get(key, key)
         if key == "all":
             names.extend(name for name in SUITES if name != "aa-fast")
         elif key in SUITES:
             names.append(key)
         else:
-            raise ConfigError(f"Unknown suite {str(part).strip()!r}; valid suites are: {', '.join(SUITES)}.")
+            raise ConfigError(
+                f"Unknown suite {str(part).strip()!r}; valid suites are: {', '.join(SUITES)}, all "
+                f"(aliases: {', '.join(f'{a} = {b}' for a, b in SUITE_ALIASES.items())})."
+            )
     if not names:
         raise ConfigError(f"No suite given; valid suites are: {', '.join(SUITES)}.")
     return list(dict.fromkeys(names))
@@ -77,7 +96,9 @@ class Budget:
     Attributes:
         eps: budget on the [0, 1] scale.
         step_size: PGD step on the [0, 1] scale.
-        source: ``"--eps"``, ``"run config"`` or ``"paper default for HxW images"``.
+        source: where eps came from: ``"--eps"`` (given by the caller), ``"run config (...)"`` or
+            ``"paper default for HxW images (...)"``; ``"; step from --step-size"`` is appended when
+            the step was given separately from a budget it does not come with.
     """
 
     eps: float
@@ -148,10 +169,11 @@ def resolve_budget(
             step = parse_eps(configured[1], "step size")
         else:
             step = value / 4
-        return Budget(value, step, f"run config ({run_config['objective']} training budget)")
+        source = f"run config ({run_config['objective']} training budget)"
+        return Budget(value, step, source + (STEP_GIVEN if step_size is not None else ""))
     budget = default_budget(image_size)
     if step_size is not None:
-        return Budget(budget.eps, parse_eps(step_size, "step size"), budget.source)
+        return Budget(budget.eps, parse_eps(step_size, "step size"), budget.source + STEP_GIVEN)
     return budget
 
 

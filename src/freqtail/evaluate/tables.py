@@ -7,6 +7,14 @@
   images, the threat models' meaning and the gradient-masking verdicts.
 
 Accuracies are shown in percent with two decimals; JSON keeps the exact fractions and counts.
+
+Two rules keep a table from misleading:
+
+* each robust number shows the verdict of *its own* gradient-masking check (stored in the number's
+  record, :func:`record_verdict`): a cell is marked † (possible gradient masking) or ‡ (too few images
+  to judge), and the notes quote each check with the columns it covers;
+* a row whose numbers come from different numbers of images shows ``(n=...)`` in every cell of it
+  (:func:`cell_text`).
 """
 
 from __future__ import annotations
@@ -14,7 +22,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from freqtail.attacks.masking import (
+    STATE_MASKED,
+    STATE_NO_SIGN,
+    STATE_NOT_RUN,
+    STATE_TOO_FEW,
+    VERDICT_WORDS,
+)
 from freqtail.data.corruptions import CORRUPTIONS
+from freqtail.data.subsets import FIRST_N_RULE, SUBSET_RULE, UNLABELLED_RULE
 from freqtail.evaluate.threat_models import DESCRIPTIONS, THREAT_MODELS
 
 #: Column titles of the adversarial table, in order.
@@ -28,6 +44,22 @@ ADVERSARIAL_METRICS: dict[str, str] = {
 CATEGORY_TITLES = {"noise": "Noise", "blur": "Blur", "weather": "Weather", "digital": "Digital"}
 CORRUPTION_COLUMNS = ("Clean", *CATEGORY_TITLES.values(), "Mean")
 MISSING = "–"
+#: A robust number whose own check stored no verdict (results.json of an older freqtail).
+STATE_UNKNOWN = "unknown"
+#: Cell marks of the masking verdicts (states without a mark leave the cell as it is).
+VERDICT_MARKS = {STATE_MASKED: "†", STATE_TOO_FEW: "‡"}
+_MARK_MEANINGS = {
+    STATE_MASKED: "the number's own gradient-masking check found possible gradient masking",
+    STATE_TOO_FEW: "the number's own gradient-masking check had too few correctly classified images to judge",
+}
+
+
+def mark_legend(states: Iterable[Any]) -> str | None:
+    """A note explaining the marks of ``states`` that have one, or None when none has."""
+    present = [state for state in VERDICT_MARKS if state in set(states)]
+    if not present:
+        return None
+    return "; ".join(f"{VERDICT_MARKS[state]} = {_MARK_MEANINGS[state]}" for state in present) + "."
 
 
 def pct(fraction: float | None) -> str:
@@ -93,12 +125,91 @@ def _index(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str, st
     return table
 
 
+def record_n(record: Mapping[str, Any] | None) -> Any:
+    """The number of images a record's number was measured on (per cell for corruption records)."""
+    return None if record is None else (record.get("data") or {}).get("n")
+
+
+def cell_text(value: float | None, n: Any = None, verdict: Mapping[str, Any] | None = None) -> str:
+    """A table cell: the percentage, ``(n=...)`` when ``n`` is given (a row of mixed image counts), and
+    the verdict's mark (:data:`VERDICT_MARKS`)."""
+    if value is None:
+        return MISSING
+    text = pct(value)
+    if n is not None:
+        text += f" (n={n})"
+    mark = VERDICT_MARKS.get((verdict or {}).get("state"))
+    return f"{text} {mark}" if mark else text
+
+
+def mixed_n(sizes: Iterable[Any]) -> bool:
+    """True when the image counts of one row's numbers differ."""
+    return len({n for n in sizes if n is not None}) > 1
+
+
+def record_verdict(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The gradient-masking verdict stored in a robust record, with ``state``, ``words`` and ``summary``.
+
+    Records written before verdicts were stored whole are read too: a stored ``masked`` flag gives
+    "possible-masking" / "no-sign" (said to be from an older freqtail), a bare pointer to a check
+    gives :data:`STATE_UNKNOWN`, no entry gives "not-run".
+    """
+    stored = record.get("gradient_masking")
+    if not isinstance(stored, Mapping):
+        return {
+            "state": STATE_NOT_RUN,
+            "words": VERDICT_WORDS[STATE_NOT_RUN],
+            "summary": "Gradient-masking check not run for this number.",
+        }
+    verdict = dict(stored)
+    state = verdict.get("state")
+    if state in VERDICT_WORDS:
+        verdict.setdefault("words", VERDICT_WORDS[state])
+        verdict.setdefault("summary", f"Gradient-masking check: {VERDICT_WORDS[state]}.")
+        return verdict
+    if verdict.get("checked") is False:
+        state = STATE_NOT_RUN
+        summary = verdict.get("summary") or "Gradient-masking check not run for this number."
+    elif "masked" in verdict:
+        state = STATE_MASKED if verdict["masked"] else STATE_NO_SIGN
+        summary = (
+            f"{verdict.get('summary') or VERDICT_WORDS[state]} (verdict stored by an older freqtail, "
+            "which had no minimum image count)"
+        )
+    else:
+        state = STATE_UNKNOWN
+        summary = (
+            "The verdict of this number's check was not stored with it (results.json of an older "
+            "freqtail); evaluate again to attach one."
+        )
+    return {
+        **verdict,
+        "state": state,
+        "words": VERDICT_WORDS.get(state, "verdict not stored"),
+        "summary": summary,
+    }
+
+
+def subset_words(data: Mapping[str, Any]) -> str:
+    """How a record's (or an analysis's) images were chosen, in a few words."""
+    rule = str(data.get("subset"))
+    if rule.startswith(SUBSET_RULE):
+        kind = "class-stratified seeded subset"
+    elif rule.startswith(UNLABELLED_RULE):
+        kind = "seeded subset, not class-stratified (labels not at hand)"
+    elif rule == FIRST_N_RULE:
+        return "the first images of an iterable, not a seeded subset"
+    else:
+        kind = "seeded subset"
+    return f"{kind}, subset seed {data.get('subset_seed')}"
+
+
 def _n_words(record: Mapping[str, Any]) -> str:
     data = record.get("data", {})
     n, of = data.get("n"), data.get("of")
     if of is None or n == of:
         return f"n = {n}"
-    return f"n = {n} of {of} (seeded subset, subset seed {data.get('subset_seed')})"
+    return f"n = {n} of {of} ({subset_words(data)})"
 
 
 def _settings_words(record: Mapping[str, Any]) -> str:
@@ -110,14 +221,20 @@ def _settings_words(record: Mapping[str, Any]) -> str:
         return (
             f"{s.get('name')}: L-inf eps {s.get('eps_255'):g}/255, step {s.get('step_size_255'):g}/255, "
             f"{s.get('steps')} steps, {s.get('loss')} loss, {s.get('restarts')} restart(s), {start}, "
-            f"seed {s.get('seed')} ({s.get('budget_source')})"
+            f"seed {s.get('seed')}{_budget_words(s)}"
         )
     if s.get("attack") == "autoattack":
         return (
             f"{s.get('name')}: {' + '.join(s.get('attacks', []))} ({s.get('package')}), L-inf eps "
-            f"{s.get('eps_255'):g}/255, seed {s.get('seed')} ({s.get('budget_source')})"
+            f"{s.get('eps_255'):g}/255, seed {s.get('seed')}{_budget_words(s)}"
         )
     return str(s)
+
+
+def _budget_words(settings: Mapping[str, Any]) -> str:
+    """Where the budget came from, as the record says (``--eps`` only when the caller gave it)."""
+    source = settings.get("budget_source")
+    return f" (budget: {source})" if source else ""
 
 
 def _checkpoint_words(records: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -146,18 +263,99 @@ def _threat_model_notes(records: Sequence[Mapping[str, Any]]) -> list[str]:
     return [f"- Threat model `{name}`: {DESCRIPTIONS[name]}." for name in present]
 
 
+def _rows_label(keys: Iterable[tuple[str, str]]) -> str:
+    return ", ".join(f"`{tag}` {threat}" for tag, threat in keys)
+
+
+def _column_settings_notes(title: str, examples: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One note per column: its settings (per row when rows differ) and image counts."""
+    by_words: dict[str, list[tuple[str, str]]] = {}
+    for record in examples:
+        key = (str(record["id"]).split("|")[0], record["threat_model"])
+        by_words.setdefault(_settings_words(record), []).append(key)
+    if len(by_words) == 1:
+        settings = next(iter(by_words))
+    else:
+        settings = "; ".join(f"{words} [{_rows_label(keys)}]" for words, keys in by_words.items())
+    sizes = sorted({_n_words(r) for r in examples})
+    notes = [f"- {title}: {settings}; {'; '.join(sizes)}."]
+    for message in sorted({w for r in examples for w in r.get("check_warnings", [])}):
+        notes.append(f"  - AutoAttack check warning: {message}")
+    return notes
+
+
+def verdict_notes(records: Sequence[Mapping[str, Any]], title_of: Mapping[tuple[str, str], str]) -> list[str]:
+    """Notes quoting the gradient-masking verdict of each robust record, one per distinct check.
+
+    Args:
+        records: robust records of one table.
+        title_of: ``(metric, variant) -> column title``.
+
+    Returns:
+        Markdown bullet lines, grouped by (checkpoint tag, threat model, check), each naming the columns
+        whose numbers carry that verdict; a later check never hides an earlier one because every
+        record is read on its own.
+    """
+    groups: dict[tuple, list[str]] = {}
+    verdicts: dict[tuple, dict[str, Any]] = {}
+    for record in records:
+        verdict = record_verdict(record)
+        parts = str(record["id"]).split("|")
+        key = (
+            parts[0],
+            record["threat_model"],
+            verdict.get("state"),
+            verdict.get("created"),
+            verdict.get("summary"),
+        )
+        verdicts[key] = verdict
+        groups.setdefault(key, []).append(title_of.get((record["metric"], parts[3]), record["metric"]))
+    order = {name: i for i, name in enumerate(THREAT_MODELS)}
+    lines = []
+    for key in sorted(groups, key=lambda k: (k[0], order.get(k[1], 99), str(k[3]))):
+        tag, threat = key[0], key[1]
+        verdict = verdicts[key]
+        columns = ", ".join(dict.fromkeys(groups[key]))
+        if verdict["state"] == STATE_NOT_RUN:
+            lines.append(
+                f"- Gradient-masking check (`{tag}`, {threat}; {columns}): not run for these numbers."
+            )
+            continue
+        when = f", checked {verdict['created']}" if verdict.get("created") else ""
+        mark = VERDICT_MARKS.get(verdict["state"])
+        lead = f"{mark} " if mark else ""
+        lines.append(
+            f"- {lead}Gradient-masking check (`{tag}`, {threat}; {columns}{when}): {verdict['summary']}"
+        )
+    return lines
+
+
 def adversarial_table(records: Sequence[Mapping[str, Any]]) -> str | None:
-    """The Table-1-style Markdown (table and notes), or None when there is no such record."""
+    """The Table-1-style Markdown (table and notes), or None when there is no such record.
+
+    Each robust cell carries the mark of its own record's gradient-masking verdict; a row whose numbers
+    come from different image counts shows ``(n=...)`` in each cell.
+    """
     chosen = [r for r in records if r.get("metric") in ADVERSARIAL_METRICS]
     if not chosen:
         return None
     columns = adversarial_columns(chosen)
     index = _index(chosen)
-    rows = []
+    rows, mixed_rows = [], []
     for tag, threat in _row_keys(chosen):
+        present = [index.get((tag, threat, m, v)) for m, v, _ in columns]
+        mixed = mixed_n(record_n(r) for r in present if r is not None)
+        if mixed:
+            mixed_rows.append((tag, threat))
         cells = [
-            pct(index[(tag, threat, m, v)]["accuracy"]) if (tag, threat, m, v) in index else MISSING
-            for m, v, _ in columns
+            MISSING
+            if r is None
+            else cell_text(
+                r["accuracy"],
+                record_n(r) if mixed else None,
+                record_verdict(r) if r.get("metric") != "clean" else None,
+            )
+            for r in present
         ]
         rows.append([tag, threat, *cells])
     parts = [
@@ -166,29 +364,18 @@ def adversarial_table(records: Sequence[Mapping[str, Any]]) -> str | None:
     notes = ["", "Notes (accuracy in %; robust = correct on the clean and on the adversarial image):"]
     for metric, variant, title in columns:
         examples = [r for key, r in index.items() if key[2] == metric and key[3] == variant]
-        sizes = sorted({_n_words(r) for r in examples})
-        notes.append(f"- {title}: {_settings_words(examples[0])}; {'; '.join(sizes)}.")
-        warned = sorted({w for r in examples for w in r.get("check_warnings", [])})
-        for message in warned:
-            notes.append(f"  - AutoAttack check warning: {message}")
-    notes += _threat_model_notes(chosen)
-    verdicts = [r for r in records if r.get("metric") == "gradient-masking"]
-    for record in sorted(verdicts, key=lambda r: r["id"]):
-        tag = str(record["id"]).split("|")[0]
+        notes += _column_settings_notes(title, examples)
+    if mixed_rows:
         notes.append(
-            f"- Gradient-masking check (`{tag}`, {record['threat_model']}, "
-            f"{record['data'].get('n')} images): {record.get('summary', '')}"
+            f"- Rows {_rows_label(mixed_rows)} mix numbers measured on different numbers of images: "
+            "each cell shows its n."
         )
+    notes += _threat_model_notes(chosen)
     robust = [r for r in chosen if r.get("metric") != "clean"]
-    unchecked = sorted(
-        {
-            (str(r["id"]).split("|")[0], r["threat_model"])
-            for r in robust
-            if not (r.get("gradient_masking") or {}).get("checked")
-        }
-    )
-    for tag, threat in unchecked:
-        notes.append(f"- Gradient-masking check (`{tag}`, {threat}): not run for these numbers.")
+    notes += verdict_notes(robust, {(m, v): t for m, v, t in columns})
+    legend = mark_legend(record_verdict(r)["state"] for r in robust)
+    if legend:
+        notes.append(f"- {legend}")
     notes += _checkpoint_words(chosen)
     return "\n".join(parts + notes)
 
@@ -197,63 +384,98 @@ def _clean_for(index, tag: str, threat: str) -> Mapping[str, Any] | None:
     return index.get((tag, threat, "clean", ""))
 
 
+def corruption_severities(record: Mapping[str, Any]) -> list[int]:
+    """The severities a corruption record holds numbers for (from its cells), ascending."""
+    found = {int(level) for row in (record.get("per_corruption") or {}).values() for level in row}
+    return sorted(found) or [int(v) for v in (record.get("settings") or {}).get("severities", [])]
+
+
+def _levels_words(levels: Sequence[int]) -> str:
+    return ", ".join(map(str, levels))
+
+
 def corruption_table(records: Sequence[Mapping[str, Any]]) -> str | None:
-    """The Table-4-style Markdown (summary, per-corruption detail, notes), or None."""
+    """The Table-4-style Markdown (summary, per-corruption detail, notes), or None.
+
+    The detail table's header names the severities it shows; a row whose Clean number and corruption
+    cells come from different image counts shows ``(n=...)`` in each cell.
+    """
     chosen = [r for r in records if r.get("metric") == "corruptions"]
     if not chosen:
         return None
     index = _index(records)
     order = {name: i for i, name in enumerate(THREAT_MODELS)}
     chosen = sorted(chosen, key=lambda r: (str(r["id"]).split("|")[0], order.get(r["threat_model"], 99)))
-    rows = []
+    rows, mixed_rows = [], []
     for record in chosen:
         tag = str(record["id"]).split("|")[0]
         clean = _clean_for(index, tag, record["threat_model"])
+        mixed = mixed_n([record_n(clean), record_n(record)])
+        if mixed:
+            mixed_rows.append((tag, record["threat_model"]))
+        shown = record_n(record) if mixed else None
         categories = record.get("categories", {})
         rows.append(
             [
                 tag,
                 record["threat_model"],
                 record.get("order", ""),
-                pct(clean["accuracy"]) if clean else MISSING,
-                *(pct(categories.get(c)) for c in CATEGORY_TITLES),
-                pct(record.get("mean")),
+                cell_text(clean["accuracy"], record_n(clean) if mixed else None) if clean else MISSING,
+                *(cell_text(categories.get(c), shown) for c in CATEGORY_TITLES),
+                cell_text(record.get("mean"), shown),
             ]
         )
     header = ["checkpoint", "threat model", "order", *CORRUPTION_COLUMNS]
     parts = [markdown_table(header, rows, numeric_from=3)]
+    levels_of = [corruption_severities(record) for record in chosen]
+    same_levels = all(levels == levels_of[0] for levels in levels_of)
     detail_header = ["corruption", "category"]
     detail_rows: dict[str, list[str]] = {name: [name, CORRUPTIONS[name]] for name in CORRUPTIONS}
-    for record in chosen:
+    for record, levels in zip(chosen, levels_of, strict=True):
         tag = str(record["id"]).split("|")[0]
-        detail_header.append(f"{tag} {record['threat_model']} ({record.get('order')})")
+        title = f"{tag} {record['threat_model']} ({record.get('order')})"
+        if not same_levels:
+            title += f", severities {'/'.join(map(str, levels))}"
+        detail_header.append(title)
         for name in CORRUPTIONS:
             cells = (record.get("per_corruption") or {}).get(name)
             if not cells:
                 detail_rows[name].append(MISSING)
                 continue
             by_severity = [cells[s]["accuracy"] for s in sorted(cells, key=int)]
+            mean = pct(sum(by_severity) / len(by_severity))
             detail_rows[name].append(
-                f"{pct(sum(by_severity) / len(by_severity))} ({' / '.join(pct(a) for a in by_severity)})"
+                mean if len(by_severity) == 1 else f"{mean} ({' / '.join(pct(a) for a in by_severity)})"
             )
     used = [row for row in detail_rows.values() if any(cell != MISSING for cell in row[2:])]
-    parts += [
-        "",
-        "Per corruption: mean over severities (severity 1 / 2 / ... accuracies):",
-        "",
-        markdown_table(detail_header, used, numeric_from=2),
-    ]
+    if not same_levels:
+        lead = "Per corruption: mean over the severities named in each column (accuracy per severity):"
+    elif len(levels_of[0]) == 1:
+        lead = f"Per corruption: accuracy at severity {levels_of[0][0]}:"
+    else:
+        levels = levels_of[0]
+        lead = (
+            f"Per corruption: mean over severities {_levels_words(levels)} "
+            f"(accuracy at severity {' / '.join(map(str, levels))}):"
+        )
+    parts += ["", lead, "", markdown_table(detail_header, used, numeric_from=2)]
     notes = ["", "Notes (accuracy in %):"]
     notes.append(
         "- Noise / Blur / Weather / Digital: mean accuracy over the category's corruptions x severities; "
-        "Mean: over all corruption x severity cells (paper: 19 x 5), not the mean of the four categories."
+        "Mean: over all corruption x severity cells shown (the paper's tables: 19 x 5 = 95), not the "
+        "mean of the four categories."
     )
     notes.append(
         "- Orders: `bass-then-corrupt` = corruptions generated from the BaSS test set (the paper's "
         "CIFAR10-B-C), model without BaSS front; `corrupt-then-bass` = the ordinary -C set with BaSS "
         "applied to each corrupted image (front inside the model, as deployed); `none` = no BaSS."
     )
-    for record in chosen:
+    if mixed_rows:
+        notes.append(
+            f"- Rows {_rows_label(mixed_rows)}: the Clean number and the corruption cells come from "
+            "different numbers of images; each cell shows its n (per corruption cell)."
+        )
+    for record, levels in zip(chosen, levels_of, strict=True):
         tag = str(record["id"]).split("|")[0]
         s = record.get("settings", {})
         missing = record.get("missing_corruptions") or []
@@ -266,7 +488,7 @@ def corruption_table(records: Sequence[Mapping[str, Any]]) -> str | None:
         notes.append(
             f"- `{tag}` {record['threat_model']} ({record.get('order')}): "
             f"-C folder {s.get('c_dir')} ({origin}); "
-            f"{record.get('cells')} cells, severities {', '.join(map(str, s.get('severities', [])))}, "
+            f"{record.get('cells')} cells, severities {_levels_words(levels)}, "
             f"n = {record['data'].get('n')} images per cell{extra}{clean_words}."
         )
     notes += _threat_model_notes(chosen)

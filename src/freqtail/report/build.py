@@ -205,13 +205,29 @@ def _bass_blocks(data: Mapping[str, Any]) -> list:
     )
     before, after = data.get("spectrum_before") or {}, data.get("spectrum_after") or {}
     if before and after:
-        rows = [
-            ["80/20 boundary band b", _num(before.get("boundary_band")), _num(after.get("boundary_band"))],
-            [
-                "LFC power share (%)",
-                percent(before.get("lfc_power_share"), 1),
-                percent(after.get("lfc_power_share"), 1),
-            ],
+        b_before, b_after = before.get("boundary_band"), after.get("boundary_band")
+        rows = [["80/20 boundary band b", _num(b_before), _num(b_after)]]
+        # A share below a boundary depends on the boundary: both spectra are compared at each b.
+        bands = [b for b in dict.fromkeys((b_before, b_after)) if isinstance(b, int)]
+        if bands and all(_share_below(part, b) is not None for part in (before, after) for b in bands):
+            for band in bands:
+                whose = "both" if b_before == b_after else ("original" if band == b_before else "after BaSS")
+                rows.append(
+                    [
+                        f"LFC power share (%) below band {band} (boundary: {whose})",
+                        percent(_share_below(before, band), 1),
+                        percent(_share_below(after, band), 1),
+                    ]
+                )
+        else:
+            rows.append(
+                [
+                    "LFC power share (%), each below its own b (different boundaries: not comparable)",
+                    percent(before.get("lfc_power_share"), 1),
+                    percent(after.get("lfc_power_share"), 1),
+                ]
+            )
+        rows += [
             ["spectral entropy (nats)", _num(before.get("entropy")), _num(after.get("entropy"))],
             [
                 "normalised entropy",
@@ -224,6 +240,19 @@ def _bass_blocks(data: Mapping[str, Any]) -> list:
             Table(["long tail", "original", "after BaSS"], rows, caption="The spectrum before and after BaSS")
         )
     return blocks
+
+
+def _share_below(spectrum: Mapping[str, Any], band: Any) -> float | None:
+    """The power share of the bands below ``band`` from a spectrum dict: its ``pi`` summed, or its
+    own ``lfc_power_share`` when ``band`` is its own boundary; None when neither is stored."""
+    if not isinstance(band, int):
+        return None
+    pi = spectrum.get("pi")
+    if isinstance(pi, list) and pi:
+        return float(sum(pi[:band]))
+    if band == spectrum.get("boundary_band"):
+        return spectrum.get("lfc_power_share")
+    return None
 
 
 def _training_table(units: Sequence[RunArtefacts]) -> Table:
@@ -311,9 +340,19 @@ def _comparison_parts(units: Sequence[RunArtefacts]) -> dict[str, list]:
     return parts
 
 
+def _images_words(data: Mapping[str, Any]) -> str:
+    """``"500 images (embedded test split; class-stratified seeded subset, subset seed 0)"``."""
+    from freqtail.evaluate.tables import subset_words
+
+    what = [str(data.get("source", "test images"))]
+    if data.get("subset") not in (None, "all"):
+        what.append(subset_words(data))
+    return f"{_num(data.get('num_images'))} images ({'; '.join(what)})"
+
+
 def _sensitivity_blocks(data: Mapping[str, Any]) -> list:
     rows = [
-        ["images", f"{_num(data.get('num_images'))} ({data.get('source', 'test images')})"],
+        ["images", _images_words(data)],
         ["LFC/HFC boundary band", _num(data.get("boundary_band"))],
         ["HFC share of the gradient's spectral energy", f"{percent(data.get('hfc_energy_share'), 1)}%"],
         [
@@ -333,6 +372,60 @@ def _sensitivity_blocks(data: Mapping[str, Any]) -> list:
     return [Table(["quantity", "value"], rows, numeric_from=2)]
 
 
+def _shares_at(values: Any, band: int) -> float | None:
+    """Share of ``values`` (per band, 0 .. K) in the bands at or above ``band``; None without values."""
+    if not isinstance(values, list) or not values:
+        return None
+    total = float(sum(values))
+    return float(sum(values[band:])) / total if total > 0 else None
+
+
+def _sensitivity_comparison(units: Sequence[RunArtefacts]) -> list:
+    """Side by side, the HFC shares of several sensitivity analyses at every boundary any of them used.
+
+    Each analysis splits LFC/HFC at the 80/20 boundary of its own images (BaSS images have a higher
+    one), so their own shares are not comparable; the shares are recomputed from the stored per-band
+    values at each boundary, labelled with whose boundary it is.
+    """
+    with_bands = [
+        u for u in units if u.sensitivity and isinstance(u.sensitivity.get("band_energy_share"), list)
+    ]
+    if len(with_bands) < 2:
+        return []
+    owners: dict[int, list[str]] = {}
+    for unit in with_bands:
+        band = unit.sensitivity.get("boundary_band")
+        if isinstance(band, int):
+            owners.setdefault(band, []).append(unit.label)
+    if len(owners) < 2:
+        return []
+    bands = sorted(owners)
+    header = ["run", "own boundary b"]
+    for band in bands:
+        whose = ", ".join(owners[band])
+        header.append(f"HFC energy share (%) at b = {band} ({whose})")
+    has_top = all(isinstance(u.sensitivity.get("top_band_counts"), list) for u in with_bands)
+    if has_top:
+        header += [f"top-coefficient HFC share (%) at b = {band}" for band in bands]
+    rows = []
+    for unit in with_bands:
+        data = unit.sensitivity
+        row = [unit.label, _num(data.get("boundary_band"))]
+        row += [percent(_shares_at(data["band_energy_share"], band), 1) for band in bands]
+        if has_top:
+            row += [percent(_shares_at(data["top_band_counts"], band), 1) for band in bands]
+        rows.append(row)
+    return [
+        Heading("Side by side, at common boundaries", 3),
+        Paragraph(
+            "Each analysis reports its shares at the 80/20 boundary of its own images (BaSS images have a "
+            "higher one), so those are not comparable across runs; here every run's shares are computed "
+            "at each boundary, named with the runs whose boundary it is."
+        ),
+        Table(header, rows, numeric_from=1),
+    ]
+
+
 def _landscape_blocks(data: Mapping[str, Any]) -> list:
     center = data.get("center") or {}
     lfc_range, hfc_range = (
@@ -349,8 +442,8 @@ def _landscape_blocks(data: Mapping[str, Any]) -> list:
         Paragraph(
             f"{_num(data.get('grid'))}x{_num(data.get('grid'))} grid over [-{_num(data.get('span'), 2)}, "
             f"{_num(data.get('span'), 2)}]² along two filter-normalised directions (seed "
-            f"{_num(data.get('seed'))}), {_num(data.get('num_images'))} images "
-            f"({data.get('source', 'test images')}), boundary band {_num(data.get('boundary_band'))}."
+            f"{_num(data.get('seed'))}), {_images_words(data)}, boundary band "
+            f"{_num(data.get('boundary_band'))}."
         ),
         Table(
             ["data", "loss at the weights", "accuracy (%)", "loss range on the grid"], rows, numeric_from=1
@@ -365,7 +458,7 @@ def _heatmap_blocks(data: Mapping[str, Any]) -> list:
     worst = data.get("max_error_frequency") or [None, None]
     rows = [
         ["perturbation", f"L2 norm {_num(data.get('eps'), 2)} per channel, sign per {data.get('sign', '?')}"],
-        ["images", f"{_num(data.get('num_images'))} ({data.get('source', 'test images')})"],
+        ["images", _images_words(data)],
         ["clean error", f"{percent(data.get('clean_error'), 1)}%"],
         ["mean error over frequencies", f"{percent(data.get('mean_error'), 1)}%"],
         [
@@ -451,7 +544,7 @@ def _demo_blocks(demo: Mapping[str, Any]) -> list:
     items = [
         f"PGD-20: L-inf eps {attack.get('eps', '8/255')}, step {attack.get('step_size', '2/255')}, "
         f"{attack.get('steps', 20)} steps, cross-entropy, random start, on {settings.get('eval_n')} test "
-        f"images (seeded subset of {settings.get('test_images')}).",
+        f"images (a seeded subset of {settings.get('test_images')}, stratified across classes).",
         f"Corruptions: {corr.get('description', MISSING)}, generated from the same evaluated images "
         "(freqtail's re-implementation of CIFAR-10-C).",
         "Threat models: `standard` = raw images, model as trained; `domain` = the paper's protocol "
@@ -679,7 +772,8 @@ def build_page(units: Sequence[RunArtefacts], out: Path, title: str | None = Non
     add(
         "Frequency sensitivity",
         "sensitivity",
-        analysis(
+        _sensitivity_comparison(units)
+        + analysis(
             "sensitivity",
             _sensitivity_blocks,
             [
