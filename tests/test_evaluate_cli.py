@@ -42,6 +42,7 @@ def test_evaluate_writes_and_merges_results(tiny_runs, shared_cache, tmp_path, c
         assert record["data"]["n"] in (8, 24) and record["data"]["dataset"] == "embedded"
         assert record["checkpoint"]["which"] == "best" and record["checkpoint"]["bass"] == "dataset"
         assert len(record["checkpoint"]["digest"]) == 64 and record["checkpoint"]["model"] == "small-cnn"
+        assert "selected_on" in record["checkpoint"]  # None: this hand-made checkpoint predates it
     pgd = next(r for r in data["results"] if r["id"] == "best|domain|pgd-20-ce|eps=8/255")
     assert pgd["settings"]["eps"] == pytest.approx(8 / 255) and pgd["settings"]["steps"] == 20
     # A second evaluation adds its numbers and keeps the earlier ones.
@@ -55,6 +56,7 @@ def test_evaluate_writes_and_merges_results(tiny_runs, shared_cache, tmp_path, c
     domain_row = next(line for line in markdown.splitlines() if line.startswith("| best | domain |"))
     clean = next(r for r in merged["results"] if r["id"] == "best|domain|clean|")
     assert f"{100 * clean['accuracy']:.2f}" in domain_row
+    assert "Checkpoint `best`: " in markdown and "chosen as best on test images" in markdown
     # 8 masking images hold fewer than 50 correctly classified ones: no verdict, said so.
     assert "Gradient-masking check (`best`, domain; PGD-20, checked " in markdown
     assert "Too few images to judge" in markdown and "‡" in domain_row

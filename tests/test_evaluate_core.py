@@ -683,3 +683,28 @@ def test_compare_corruption_deltas_and_bad_requests():
         compare_runs([base, plus], baseline="nope")
     with pytest.raises(FreqtailError, match="no checkpoint 'last'"):
         compare_runs([base, plus], checkpoint="last")
+
+
+def test_every_table_says_which_images_chose_the_checkpoint():
+    on_val = {"rule": "best", "split": "val", "n": 500, "metric": "val_robust_acc"}
+    on_test = {"rule": "best", "split": "test", "n": 1000, "metric": "test_robust_acc"}
+    last = {"rule": "last-epoch", "split": None, "n": None, "metric": None}
+    records = [
+        _record("best|standard|clean|", 0.8, "standard", "clean", checkpoint={"selected_on": on_val}),
+        _record("last|standard|clean|", 0.7, "standard", "clean", checkpoint={"selected_on": last}),
+    ]
+    text = results_markdown({"results": records})
+    assert (
+        "Checkpoint `best`: chosen as best on 500 held-out training images (selection: val) "
+        "by val_robust_acc." in text
+    )
+    assert "Checkpoint `last`: the last epoch's weights (no checkpoint selection)." in text
+    # The authors' protocol says so; a run from before selected_on was recorded still names test images.
+    tested = _run("ERM", [_record("best|standard|clean|", 0.8, "standard", "clean")], bass=False)
+    tested.records[0]["checkpoint"]["selected_on"] = on_test
+    older = _run("Old", [_record("best|standard|clean|", 0.7, "standard", "clean")], bass=False)
+    older.records[0]["checkpoint"]["which"] = "best"
+    compared = compare_markdown(compare_runs([tested, older]))
+    assert "Checkpoint `best` of ERM: chosen as best on 1000 test images by test_robust_acc" in compared
+    assert "the authors' protocol" in compared
+    assert "Checkpoint `best` of Old: chosen as best on test images (recorded before" in compared

@@ -210,6 +210,7 @@ def _checkpoint_facts(info: dict[str, Any], spec: dict[str, Any], digest: str) -
         "bass_strength": data.get("bass_strength"),
         "bass_branch": bool(objective == "augmix-bass" or config.get("bass_branch")),
         "digest": digest,
+        "selected_on": info.get("selected_on"),
     }
 
 

@@ -36,12 +36,13 @@ from freqtail.evaluate.tables import (
     mixed_n,
     record_n,
     record_verdict,
+    selection_words,
     signed_pp,
 )
 from freqtail.evaluate.threat_models import THREAT_MODELS
 
 #: The verdict keys a comparison row keeps per robust column (see :func:`record_verdict`).
-VERDICT_KEYS = ("state", "words", "summary", "judged", "images", "created")
+VERDICT_KEYS = ("state", "words", "summary", "judged", "images", "created", "check")
 
 
 @dataclass
@@ -255,8 +256,15 @@ def compare_runs(
     _attach_deltas(corruption, baselines, labels)
     return {
         "runs": [
-            {"label": run.label, "path": run.path, "bass": flag, "baseline": None if b is None else labels[b]}
-            for run, flag, b in zip(runs, flags, baselines, strict=True)
+            {
+                "label": run.label,
+                "path": run.path,
+                "bass": flag,
+                "baseline": None if b is None else labels[b],
+                "checkpoint": _tag(records[0]),
+                "selection": selection_words(records[0].get("checkpoint") or {}),
+            }
+            for run, records, flag, b in zip(runs, selected, flags, baselines, strict=True)
         ],
         "adversarial": {
             "columns": [title for _, _, title in columns],
@@ -312,10 +320,10 @@ def _verdict_lines(row: Mapping[str, Any]) -> list[str]:
     """One note per distinct gradient-masking verdict of a row's robust numbers (columns named)."""
     groups: dict[tuple, list[str]] = {}
     for title, verdict in (row.get("masking") or {}).items():
-        key = (verdict.get("state"), verdict.get("created"), verdict.get("summary"))
+        key = (verdict.get("state"), verdict.get("created"), verdict.get("summary"), verdict.get("check"))
         groups.setdefault(key, []).append(title)
     lines = []
-    for (state, created, summary), titles in groups.items():
+    for (state, created, summary, _), titles in groups.items():
         mark = VERDICT_MARKS.get(state)
         when = f", checked {created}" if created else ""
         lines.append(
@@ -338,6 +346,11 @@ def compare_markdown(comparison: Mapping[str, Any]) -> str:
         )
         + "."
     )
+    parts += [""] + [
+        f"- Checkpoint `{r['checkpoint']}` of {r['label']}: {r['selection']}."
+        for r in runs
+        if r.get("selection")
+    ]
     any_table = False
     for key, title, with_order in (
         ("adversarial", "Clean and adversarial accuracy (%)", False),

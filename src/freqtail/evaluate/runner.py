@@ -52,8 +52,11 @@ def masking_verdict(report, record: str, indices: Sequence[int], created: str) -
     ``checked`` (True), ``masked`` (state is "possible-masking"), ``judged`` (correctly classified
     images judged), ``images`` (images checked), ``minimum`` (fewest judged images for a verdict),
     ``flags``, ``summary``, ``indices`` (test-set indices of the checked images), ``record`` (id of
-    the check's own record) and ``created`` (when the check ran).
+    the check's own record), ``check`` (a random id unique to this run of the check, so that two
+    checks of one record id in the same second stay apart) and ``created`` (when the check ran).
     """
+    import uuid
+
     return {
         "state": report.state,
         "words": VERDICT_WORDS[report.state],
@@ -66,6 +69,7 @@ def masking_verdict(report, record: str, indices: Sequence[int], created: str) -
         "summary": report.summary,
         "indices": [int(i) for i in indices],
         "record": record,
+        "check": uuid.uuid4().hex[:16],
         "created": created,
     }
 

@@ -237,6 +237,33 @@ def _budget_words(settings: Mapping[str, Any]) -> str:
     return f" (budget: {source})" if source else ""
 
 
+def selection_words(checkpoint: Mapping[str, Any]) -> str:
+    """Which images chose a checkpoint, in words, from its ``selected_on`` record.
+
+    ``selected_on`` is written by the trainer (:mod:`freqtail.train.checkpoint`): ``{"rule": "best",
+    "split": "test" | "val", "n", "metric"}`` or ``{"rule": "last-epoch", ...}``. Checkpoints of older
+    versions have none; their ``best`` was chosen on test images, as the authors' code does.
+    """
+    selected = checkpoint.get("selected_on") or {}
+    rule, split = selected.get("rule"), selected.get("split")
+    count = f"{selected['n']} " if selected.get("n") is not None else ""
+    metric = f" by {selected['metric']}" if selected.get("metric") else ""
+    if rule == "last-epoch":
+        return "the last epoch's weights (no checkpoint selection)"
+    if rule == "best" and split == "val":
+        return f"chosen as best on {count}held-out training images (selection: val){metric}"
+    if rule == "best" and split == "test":
+        return (
+            f"chosen as best on {count}test images{metric} (selection: test, the authors' protocol; "
+            "test numbers of this checkpoint are not independent of that choice)"
+        )
+    if checkpoint.get("which") == "best":
+        return "chosen as best on test images (recorded before freqtail recorded how many)"
+    if checkpoint.get("which") == "last":
+        return "the last epoch's weights (no checkpoint selection)"
+    return "selection not recorded (a checkpoint file from outside a freqtail run)"
+
+
 def _checkpoint_words(records: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = []
     seen = set()
@@ -254,7 +281,8 @@ def _checkpoint_words(records: Sequence[Mapping[str, Any]]) -> list[str]:
         digest = info.get("digest")
         if digest:
             facts.append(f"weights sha256 {str(digest)[:12]}")
-        lines.append(f"- Checkpoint `{tag}`: " + (", ".join(facts) if facts else "no details recorded") + ".")
+        facts.append(selection_words(info))
+        lines.append(f"- Checkpoint `{tag}`: " + ", ".join(facts) + ".")
     return lines
 
 
@@ -307,6 +335,7 @@ def verdict_notes(records: Sequence[Mapping[str, Any]], title_of: Mapping[tuple[
             verdict.get("state"),
             verdict.get("created"),
             verdict.get("summary"),
+            verdict.get("check"),
         )
         verdicts[key] = verdict
         groups.setdefault(key, []).append(title_of.get((record["metric"], parts[3]), record["metric"]))
