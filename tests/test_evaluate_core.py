@@ -708,3 +708,19 @@ def test_every_table_says_which_images_chose_the_checkpoint():
     assert "Checkpoint `best` of ERM: chosen as best on 1000 test images by test_robust_acc" in compared
     assert "the authors' protocol" in compared
     assert "Checkpoint `best` of Old: chosen as best on test images (recorded before" in compared
+
+
+def test_generated_corruption_sets_are_keyed_by_the_implementation_versions(tmp_path, monkeypatch):
+    import freqtail.bass as bass
+    from freqtail.data import corrupted_sets
+    from freqtail.evaluate.corruption_eval import generated_folder
+
+    def folder():
+        return generated_folder(tmp_path, "embedded", "corrupt", np.arange(4), [1, 3], 0, 1.0)
+
+    first = folder()
+    assert folder() == first  # same inputs, same folder (resumable)
+    monkeypatch.setattr(corrupted_sets, "FORMAT_VERSION", corrupted_sets.FORMAT_VERSION + 1)
+    newer_format = folder()
+    monkeypatch.setattr(bass, "BASS_VERSION", bass.BASS_VERSION + "-next")
+    assert len({first, newer_format, folder()}) == 3

@@ -331,7 +331,7 @@ def _bass_stage(out: Path, settings: DemoSettings) -> str:
         },
     )
     return (
-        f"{len(images)} images, {n_degenerate} degenerate (unchanged); spectral entropy "
+        f"{len(images)} images, {n_degenerate} with a degenerate channel (left unchanged); spectral entropy "
         f"{before.entropy:.2f} -> {after.entropy:.2f} nats, LFC share {100 * before.lfc_power_share:.1f}% -> "
         f"{100 * after.lfc_power_share:.1f}%"
     )

@@ -16,9 +16,10 @@ def register(subparsers) -> None:
         example=EXAMPLE,
         description=(
             "Apply Balanced Spectrum Sampling (BaSS, paper §4.1, Eq. 4) exactly as published: "
-            "uint8 images in, uint8 images out. Images whose spectrum makes Eq. 4 undefined "
-            "(flat, black or near-black images, images of at most 3x3 pixels) are copied unchanged "
-            "and counted as degenerate."
+            "uint8 images in, uint8 images out. As in the published code the rule is decided per "
+            "channel: a channel whose spectrum makes Eq. 4 undefined (flat, black or near-black) is "
+            "copied unchanged and the image's other channels are converted; images of at most 3x3 "
+            "pixels are copied whole. Images with such a channel are counted as degenerate."
         ),
     )
     mode = parser.add_mutually_exclusive_group(required=True)
@@ -71,8 +72,12 @@ def _convert_file(args) -> dict:
         raise InputError("--out and --data-root belong to --dataset; with --input give --output OUT.npy.")
     images = load_npy(args.input, "image array", mmap=True)
     check_uint8_images(images, f"images in {args.input}")
-    converted, n_degenerate = convert_uint8_images(
-        images, strength=args.strength, chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE, progress=True
+    converted, n_degenerate, n_channels = convert_uint8_images(
+        images,
+        strength=args.strength,
+        chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE,
+        progress=True,
+        count_channels=True,
     )
     atomic_save_npy(args.output, converted)
     count = 1 if converted.ndim == 3 else int(converted.shape[0])
@@ -81,6 +86,7 @@ def _convert_file(args) -> dict:
         "output": str(args.output),
         "images": count,
         "degenerate": n_degenerate,
+        "degenerate_channels": n_channels,
         "strength": args.strength,
     }
 
@@ -108,13 +114,14 @@ def run(args) -> int:
     elif args.input is not None:
         print(
             f"Converted {result['images']} images with BaSS (strength {result['strength']:g}); "
-            f"{result['degenerate']} hit the degenerate rule and were copied unchanged; "
-            f"wrote {result['output']}."
+            f"{result['degenerate']} had a channel that hit the degenerate rule "
+            f"({result['degenerate_channels']} channels copied unchanged); wrote {result['output']}."
         )
     else:
         images, degenerate = result.get("images", "all"), result.get("degenerate", "an unknown number of")
         print(
             f"Converted {images} images of dataset {args.dataset} with BaSS (strength {args.strength:g}); "
-            f"{degenerate} hit the degenerate rule and were copied unchanged; wrote {args.out}."
+            f"{degenerate} had a channel that hit the degenerate rule (copied unchanged); "
+            f"wrote {args.out}."
         )
     return 0

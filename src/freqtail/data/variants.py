@@ -214,7 +214,8 @@ def write_bass_dataset(
 
     Returns:
         ``{"dataset", "out_dir", "strength", "images", "degenerate", "splits": {split: count},
-        "seconds"}``; ``degenerate`` counts images that hit BaSS's degenerate rule (copied unchanged).
+        "seconds"}``; ``degenerate`` counts images with a channel that hit BaSS's degenerate rule (that
+        channel copied unchanged, the others converted).
     """
     from freqtail.data.registry import canonical_name
 

@@ -289,9 +289,17 @@ def generated_folder(
     seed: int,
     bass_strength: float,
 ) -> Path:
-    """Folder for a generated -C set of the evaluated images, keyed by what it was made from."""
+    """Folder for a generated -C set of the evaluated images, keyed by what it was made from.
+
+    The key includes the -C format version and the BaSS implementation version, so a set made by an
+    older corruption or BaSS implementation is generated anew instead of being reused.
+    """
+    from freqtail.data.corrupted_sets import FORMAT_VERSION
+    from freqtail.data.variants import bass_implementation_version
+
     digest = hashlib.sha256()
-    digest.update(repr((dataset, order, list(severities), int(seed), float(bass_strength))).encode())
+    made_by = (FORMAT_VERSION, bass_implementation_version())
+    digest.update(repr((dataset, order, list(severities), int(seed), float(bass_strength), made_by)).encode())
     digest.update(np.asarray(indices, dtype=np.int64).tobytes())
     return Path(generate_dir) / f"{dataset}-{order}-{digest.hexdigest()[:12]}"
 

@@ -33,8 +33,8 @@ def plot_bass_examples(
 
     Rows: the original images, their BaSS versions (:func:`freqtail.bass.balance_spectrum`, uint8 as
     published), and the log-amplitude spectra of both (channel mean, DC at the centre, one colour scale
-    for both rows so the lifted high frequencies show). Images that hit BaSS's degenerate rule (returned
-    unchanged) are labelled.
+    for both rows so the lifted high frequencies show). Channels that hit BaSS's degenerate rule (returned
+    unchanged while the image's other channels are converted) are named above the BaSS image.
 
     Args:
         images_uint8: uint8 (N, H, W, C) or (H, W, C), C in {1, 3}; the first ``max_images`` are drawn.
@@ -58,7 +58,9 @@ def plot_bass_examples(
     batch = check_uint8_images(images_uint8, "images to show")[:max_images]
     path = Path(out)
     fmt = check_figure_path(path)
-    balanced, degenerate = balance_spectrum(np.ascontiguousarray(batch), strength, return_degenerate=True)
+    balanced, degenerate = balance_spectrum(
+        np.ascontiguousarray(batch), strength, return_degenerate="channels"
+    )  # degenerate: bool (N, C)
     before, after = log_amplitude_spectrum(batch), log_amplitude_spectrum(balanced)
     vmin, vmax = float(min(before.min(), after.min())), float(max(before.max(), after.max()))
     count = batch.shape[0]
@@ -85,8 +87,8 @@ def plot_bass_examples(
             ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(label, fontsize=9)
-            if r == 1 and bool(degenerate[c]):
-                ax.set_title("degenerate: unchanged", fontsize=8)
+            if r == 1 and bool(degenerate[c].any()):
+                ax.set_title(_unchanged_channels_label(degenerate[c]), fontsize=8)
     if shown is not None:
         fig.colorbar(shown, ax=axes[2:, :].ravel().tolist(), shrink=0.8, label="log(1 + |F|)")
     fig.suptitle(title or "Balanced Spectrum Sampling: images and spectra before and after")
@@ -96,3 +98,11 @@ def plot_bass_examples(
     finally:
         plt.close(fig)
     return path
+
+
+def _unchanged_channels_label(channels: np.ndarray) -> str:
+    """``"unchanged: all channels"`` or e.g. ``"unchanged: G"`` for one image's degenerate channels (C,)."""
+    if channels.all():
+        return "unchanged: all channels"
+    names = "RGB" if channels.size == 3 else [str(i) for i in range(channels.size)]
+    return "unchanged: " + ", ".join(names[i] for i in np.flatnonzero(channels))

@@ -199,8 +199,9 @@ def _bass_blocks(data: Mapping[str, Any]) -> list:
     blocks.append(
         Paragraph(
             f"BaSS (strength {_num(data.get('strength'), 2)}) converted {_num(images)} images; "
-            f"**{_num(degenerate)}** ({percent(share, 2)}%) hit the degenerate rule and were returned "
-            "unchanged (a profiled band with mean amplitude <= 1: flat or near-black images)."
+            f"**{_num(degenerate)}** ({percent(share, 2)}%) had a channel that hit the degenerate rule "
+            "(a profiled band with mean amplitude <= 1: a flat or near-black channel), which BaSS returns "
+            "unchanged while converting the image's other channels, as the published code does."
         )
     )
     before, after = data.get("spectrum_before") or {}, data.get("spectrum_after") or {}
