@@ -1,4 +1,4 @@
-"""BaSS (paper Eq. 4) against a plain numpy implementation written here from DESIGN.md.
+"""BaSS (paper Eq. 4) against a plain numpy implementation written here from docs/design.md.
 
 The reference works per image and per channel on the full centred spectrum (np.fft.fft2 +
 fftshift), with explicit loops over bands; the library works batched on the rfft2 half plane.
@@ -26,6 +26,7 @@ from freqtail.bass import (
     convert_uint8_images,
 )
 from freqtail.errors import InputError
+from freqtail.spectrum import band_map, band_power, num_bands
 
 # ----------------------------------------------------------------------------- the reference
 
@@ -207,6 +208,27 @@ def test_band_layout_half_plane_bookkeeping(size):
     full = np.floor(np.sqrt((rows - h // 2) ** 2 + (cols - w // 2) ** 2)).astype(int)
     unshifted = np.fft.ifftshift(full)[:, : w // 2 + 1]
     np.testing.assert_array_equal(layout.band.numpy(), unshifted.ravel())
+
+
+@pytest.mark.parametrize(
+    "size", [(1, 1), (1, 8), (1, 9), (6, 1), (3, 3), (4, 4), (5, 8), (8, 5), (7, 6), (32, 32)]
+)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_band_layout_agrees_with_the_spectrum_band_map(size, dtype):
+    # Invariant: BaSS re-weights exactly the bands that freqtail.spectrum measures.
+    h, w = size
+    layout = band_layout(h, w, dtype=dtype)
+    centred = band_map(h, w)
+    assert layout.num_bands == num_bands(h, w) == int(centred.max()) + 1
+    unshifted = torch.fft.ifftshift(centred)[:, : w // 2 + 1]
+    assert torch.equal(layout.band.view(h, -1), unshifted)
+    assert layout.counts.dtype == layout.multiplicity.dtype == dtype
+    assert torch.equal(layout.counts, torch.bincount(centred.flatten(), minlength=layout.num_bands).to(dtype))
+    # Band sums over BaSS's half plane equal the spectrum's band power (Eq. 1) of the same image.
+    x = torch.rand(2, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(h * 100 + w))
+    power = torch.fft.rfft2(x).abs().square().flatten(-2) * layout.multiplicity.double()
+    sums = torch.zeros(2, layout.num_bands, dtype=torch.float64).index_add_(1, layout.band, power)
+    torch.testing.assert_close(sums, band_power(x), rtol=1e-10, atol=1e-9)
 
 
 # ----------------------------------------------------------------------------- options

@@ -61,14 +61,8 @@ Entry points (one implementation underneath, :func:`balance_spectrum_tensor`):
 from __future__ import annotations
 
 from freqtail.bass.convert import balance_spectrum, convert_uint8_images
-from freqtail.bass.core import (
-    PROFILES,
-    SPECTRUM_EPSILON,
-    BandLayout,
-    balance_spectrum_tensor,
-    band_layout,
-    bass_weights,
-)
+from freqtail.bass.core import PROFILES, SPECTRUM_EPSILON, balance_spectrum_tensor, bass_weights
+from freqtail.spectrum.bands import BandLayout, band_layout
 
 #: Version of BaSS's output: bump it whenever any conversion's result changes, so that cached
 #: BaSS datasets (keyed on it by :mod:`freqtail.data.variants`) are rebuilt.

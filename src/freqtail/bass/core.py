@@ -8,7 +8,8 @@ how it is computed fast:
   The per-band weights are Hermitian-symmetric, so ``irfft2`` of the weighted half-spectrum equals
   ``real(ifft2(ifftshift(weighted fftshift(fft2(x)))))`` of the published full-plane algorithm.
 * ``fftshift`` is never applied to data: the band of every unshifted rfft position is
-  precomputed once per (H, W, device) in :class:`BandLayout`.
+  precomputed once per (H, W, device, dtype) in a :class:`~freqtail.spectrum.bands.BandLayout`,
+  the band geometry the spectrum measurements use too.
 * Band sums (and means) of the full plane come from the half plane by counting every rfft column
   whose conjugate partner is not stored (all but column 0 and, for even W, column W/2) twice.
 * The degenerate rule is decided per channel on the (N * C, K - 1) profile table, and degenerate
@@ -24,13 +25,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
-import numpy as np
 import torch
 
 from freqtail.errors import InputError
 from freqtail.images import check_float_images
+from freqtail.spectrum.bands import BandLayout, band_layout
 
 #: Added to the complex spectrum before taking its amplitude, as the published code does (on the
 #: 0..255 scale). It only matters for exactly-zero spectral coefficients.
@@ -38,76 +38,6 @@ SPECTRUM_EPSILON = 1e-8
 
 #: Profiles the weights can be computed from.
 PROFILES = ("amplitude", "power")
-
-
-@dataclass(frozen=True)
-class BandLayout:
-    """Where each half-plane (``rfft2``) coefficient of an H x W image sits in the centred spectrum.
-
-    Attributes:
-        height, width: image size (H, W).
-        band: int64 (H * (W//2 + 1),) band ``floor(distance to the centre (H//2, W//2))`` of each
-            rfft2 position, flattened row-major; the distance is measured in the fftshift-ed plane.
-        multiplicity: float64 (H * (W//2 + 1),) how many full-plane positions each rfft2 position
-            stands for (1 for column 0 and, for even W, column W/2; 2 otherwise).
-        counts: float64 (K + 1,) number of full-plane positions in each band 0..K.
-        num_bands: K + 1, the number of bands (band K is the outermost, the corner).
-    """
-
-    height: int
-    width: int
-    band: torch.Tensor
-    multiplicity: torch.Tensor
-    counts: torch.Tensor
-    num_bands: int
-
-
-def _isqrt_floor(d2: np.ndarray) -> np.ndarray:
-    """Exact ``floor(sqrt(d2))`` for non-negative integer arrays (no float rounding at perfect squares)."""
-    root = np.floor(np.sqrt(d2.astype(np.float64))).astype(np.int64)
-    root -= (root * root > d2).astype(np.int64)
-    root += ((root + 1) * (root + 1) <= d2).astype(np.int64)
-    return root
-
-
-def _signed_frequency(n: int, size: int) -> np.ndarray:
-    """Offset from the centre ``size // 2`` of unshifted FFT index ``0 .. n-1`` after fftshift."""
-    index = np.arange(n)
-    return (index + size // 2) % size - size // 2
-
-
-@lru_cache(maxsize=64)
-def _band_layout_cached(height: int, width: int, device: str, dtype: torch.dtype) -> BandLayout:
-    half = width // 2 + 1
-    du = _signed_frequency(height, height)[:, None]
-    dv = _signed_frequency(half, width)[None, :]
-    band = _isqrt_floor(du * du + dv * dv)
-    columns = np.arange(half)
-    multiplicity = np.where((columns == 0) | (2 * columns == width), 1.0, 2.0)
-    multiplicity = np.broadcast_to(multiplicity[None, :], (height, half))
-    # Counts from the full centred plane, independently of the half-plane bookkeeping.
-    full_u = np.arange(height)[:, None] - height // 2
-    full_v = np.arange(width)[None, :] - width // 2
-    full_band = _isqrt_floor(full_u * full_u + full_v * full_v)
-    counts = np.bincount(full_band.ravel())
-    return BandLayout(
-        height=height,
-        width=width,
-        band=torch.as_tensor(band.ravel(), device=device),
-        multiplicity=torch.as_tensor(multiplicity.ravel().copy(), dtype=dtype, device=device),
-        counts=torch.as_tensor(counts, dtype=dtype, device=device),
-        num_bands=int(counts.size),
-    )
-
-
-def band_layout(
-    height: int,
-    width: int,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float64,
-) -> BandLayout:
-    """The cached :class:`BandLayout` of an H x W image on ``device`` (float fields in ``dtype``)."""
-    return _band_layout_cached(int(height), int(width), str(torch.device(device)), dtype)
 
 
 def check_strength(strength: float) -> float:
