@@ -165,4 +165,8 @@ def test_dataset_mode_calls_write_bass_dataset(monkeypatch, tmp_path, capsys):
     assert calls == [("cifar10", "data", str(tmp_path), 0.25, True)]
     assert json.loads(out) == {"images": 3, "degenerate": 0}
     code, out, _ = run_cli(argv, capsys)
-    assert code == 0 and "Converted 3 images of dataset cifar10" in out and "0 had a channel that hit the degenerate" in out
+    assert (
+        code == 0
+        and "Converted 3 images of dataset cifar10" in out
+        and "0 had a channel that hit the degenerate" in out
+    )
