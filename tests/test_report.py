@@ -614,3 +614,20 @@ def test_sensitivity_shares_of_two_runs_are_compared_at_each_boundary(tmp_path):
         expected = [f"{100 * sum(shares[name][b:]):.1f}" for b in (2, 4)]
         expected += [f"{100 * sum(tops[name][b:]) / sum(tops[name]):.1f}" for b in (2, 4)]
         assert row[1:] == [str(bands[name]), *expected]
+
+
+def test_spectrum_section_shows_both_boundaries(tmp_path, natural_crops):
+    from freqtail.spectrum import summarize
+
+    summary = summarize(natural_crops(16, 4, seed=0)).to_dict()
+    run = tmp_path / "spectrum-only"
+    run.mkdir()
+    (run / "spectrum.json").write_text(json.dumps(summary))
+    parsed = parse_page(build_report([run]).html.read_text(encoding="utf-8"))
+    corner = _table_with(parsed, ["quantity"], ["80/20 boundary band b"])
+    assert corner[1].startswith(f"{summary['boundary_band']} (")
+    inscribed = _table_with(
+        parsed, ["quantity"], ["80/20 boundary over the inscribed bands k <= 8 (the paper's range)"]
+    )
+    assert inscribed[1].startswith(f"{summary['boundary_band_inscribed']} (")
+    assert f"{100 * summary['inscribed_power_share']:.1f}% of the non-DC power" in inscribed[1]

@@ -147,6 +147,25 @@ class _Figures:
 
 
 # ----------------------------------------------------------------------------- sections
+def _inscribed_rows(data: Mapping[str, Any]) -> list[list[str]]:
+    """The boundary over the inscribed bands (the paper's range, up to min(H, W) // 2), when recorded."""
+    if "boundary_band_inscribed" not in data:
+        return []
+    top = data.get("inscribed_max_band")
+    label = f"80/20 boundary over the inscribed bands k <= {_num(top)} (the paper's range)"
+    if data.get("boundary_band_inscribed") is None:
+        return [[label, "none: those bands carry no power"]]
+    return [
+        [
+            label,
+            f"{_num(data.get('boundary_band_inscribed'))} (= "
+            f"{_num(data.get('boundary_fraction_nyquist_inscribed'))} of the Nyquist radius; LFC share "
+            f"{percent(data.get('lfc_power_share_inscribed'), 1)}% of the inscribed bands' power, which "
+            f"hold {percent(data.get('inscribed_power_share'), 1)}% of the non-DC power)",
+        ]
+    ]
+
+
 def _spectrum_blocks(data: Mapping[str, Any]) -> list:
     size = data.get("image_size") or [None, None]
     dist = data.get("per_image_boundary") or {}
@@ -160,6 +179,7 @@ def _spectrum_blocks(data: Mapping[str, Any]) -> list:
         ],
         ["LFC power share (bands < b)", f"{percent(lfc, 1)}% of the non-DC power"],
         ["HFC power share (bands >= b)", f"{percent(None if lfc is None else 1 - lfc, 1)}%"],
+        *_inscribed_rows(data),
         [
             "power-law exponent alpha, all bands",
             f"{_num(data.get('alpha'))} (R² {_num(data.get('alpha_r2'))})",
