@@ -119,9 +119,13 @@ def _densenet_bc_count(classes, depth=100, k=12):
     return total + _bn(c) + _fc(c, classes)
 
 
-def _small_cnn_count(classes, width=32, in_channels=3):
+def _small_cnn_count(classes, width=32, in_channels=3, norm="batch"):
     widths = (in_channels, width, 2 * width, 4 * width, 8 * width)
-    convs = sum(_conv(a, b) + _bn(b) for a, b in zip(widths[:-1], widths[1:], strict=True))
+    # BatchNorm and GroupNorm both learn a scale and a shift per channel; without a norm the
+    # convolutions have a bias (one per channel) instead
+    convs = sum(
+        _conv(a, b) + (b if norm == "none" else _bn(b)) for a, b in zip(widths[:-1], widths[1:], strict=True)
+    )
     return convs + _fc(8 * width, classes)
 
 
@@ -254,6 +258,34 @@ def test_small_cnn_options_and_tiny_inputs():
     assert count_parameters(model) == _small_cnn_count(5, width=8)
     with torch.no_grad():  # odd and very small sizes still reach the classifier
         assert model(torch.rand(2, 3, 7, 5)).shape == (2, 5)
+
+
+@pytest.mark.parametrize("norm", ["batch", "group", "none"])
+def test_small_cnn_norm_option(norm):
+    model = create_model("small-cnn", 5, width=4, norm=norm)
+    assert count_parameters(model) == _small_cnn_count(5, width=4, norm=norm)
+    kinds = {type(m) for m in model.modules()}
+    assert (nn.BatchNorm2d in kinds) == (norm == "batch") and (nn.GroupNorm in kinds) == (norm == "group")
+    assert model_entry("small-cnn").options == {"width": 32, "norm": "batch"}
+    groups = [m.num_groups for m in model.modules() if isinstance(m, nn.GroupNorm)]
+    assert groups == ([4, 8, 8, 8] if norm == "group" else [])  # gcd(channels, 8) for 4, 8, 16, 32
+
+
+@pytest.mark.parametrize("norm", ["group", "none"])
+def test_small_cnn_without_batchnorm_does_not_mix_images_of_a_batch(norm):
+    torch.manual_seed(0)
+    model = create_model("small-cnn", 5, width=4, norm=norm).train()  # training mode: no running stats
+    x = torch.rand(6, 3, 32, 32)
+    together = model(x)
+    halves = torch.cat([model(x[:3]), model(x[3:])])
+    torch.testing.assert_close(halves, together, rtol=0, atol=1e-5)
+    batchnorm = create_model("small-cnn", 5, width=4).train()
+    assert not torch.allclose(torch.cat([batchnorm(x[:3]), batchnorm(x[3:])]), batchnorm(x), atol=1e-3)
+
+
+def test_small_cnn_bad_norm_is_a_config_error():
+    with pytest.raises(ConfigError, match="small-cnn norm must be one of batch, group, none, got 'layer'"):
+        create_model("small-cnn", 10, norm="layer")
 
 
 def test_names_are_case_and_separator_insensitive_and_aliases_work():

@@ -71,3 +71,28 @@ def test_default_run_folder_names(capsys, tmp_path, tiny_root, monkeypatch):
     assert main([*base, "--name", "mine", "--runs-dir", "elsewhere"]) == 0
     assert (tmp_path / "elsewhere" / "mine" / "checkpoints" / "last.json").exists()
     capsys.readouterr()
+
+
+def test_numbers_and_flow_mappings_reach_the_config(capsys, tmp_path):
+    argv = ["train", "--print-config", "--set", "lr=1e-3", "--set", "epochs=1e9", "--set", "eps=8/255"]
+    assert main([*argv, "--set", "model_options={width:16}", "--set", "weight_decay=5e-4"]) == 0
+    text = capsys.readouterr().out
+    for line in ("lr: 0.001", "epochs: 1000000000", "eps: 8/255", 'model_options: {"width": 16}'):
+        assert f"\n{line}\n" in text, line
+    assert "\nweight_decay: 0.0005\n" in text
+    assert main(["train", "--print-config", "--set", "model_options={width: 16, norm: group}"]) == 0
+    assert 'model_options: {"width": 16, "norm": "group"}' in capsys.readouterr().out
+    assert main(["train", "--print-config", "--epochs", "1e3", "--lr", "1e-3", "--seed", "7.0"]) == 0
+    text = capsys.readouterr().out
+    assert "\nepochs: 1000\n" in text and "\nlr: 0.001\n" in text and "\nseed: 7\n" in text
+
+    config = tmp_path / "c.yaml"
+    config.write_text("lr: 1e-3\nweight_decay: 5e-4\nepochs: 1e2\nmodel_options: {width:8}\nbatch_size: 64\n")
+    assert main(["train", "--print-config", "--config", str(config)]) == 0
+    text = capsys.readouterr().out
+    for line in ("lr: 0.001", "weight_decay: 0.0005", "epochs: 100", 'model_options: {"width": 8}'):
+        assert f"\n{line}\n" in text, line
+
+    assert _error(capsys, ["train", "--print-config", "--set", "epochs=1.5"]) == (
+        "freqtail train: error: Config key 'epochs' must be an integer, not 1.5."
+    )

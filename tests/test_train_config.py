@@ -15,6 +15,7 @@ from freqtail.train.config import (
     config_to_yaml,
     load_config,
     parse_override,
+    yaml_load,
 )
 from freqtail.train.presets import preset_configs, preset_yaml
 from freqtail.train.schedules import learning_rate
@@ -220,3 +221,78 @@ def test_schedules_by_hand():
     assert cosine == pytest.approx([0.1, 0.05, 0.0])
     warm = learning_rate(4, schedule="constant", warmup_epochs=1, **common)
     assert warm == pytest.approx(0.1 * 5 / 10)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1e-3", 1e-3),
+        ("5e-4", 5e-4),
+        ("1e9", 1e9),
+        ("1.5E+2", 150.0),
+        ("-1e-4", -1e-4),
+        ("+2e1", 20.0),
+        ("0.05", 0.05),
+        ("8/255", "8/255"),
+        ("[1e-3, 2]", [1e-3, 2]),
+        ("1e", "1e"),
+        ("1e-3x", "1e-3x"),
+    ],
+)
+def test_numbers_in_exponent_form_are_numbers(text, value):
+    loaded = yaml_load(text)
+    assert loaded == value and type(loaded) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("{width:16}", {"width": 16}),
+        ("{width: 16}", {"width": 16}),
+        ("{width:16,norm:group}", {"width": 16, "norm": "group"}),
+        ("{width:16, norm: group}", {"width": 16, "norm": "group"}),
+        ("{eps:8/255, lr:1e-3}", {"eps": "8/255", "lr": 1e-3}),
+        ("{url: http://x.org/a:b}", {"url": "http://x.org/a:b"}),
+        ("{url:http://x.org}", {"url": "http://x.org"}),
+        ("{http://x.org}", {"http://x.org": None}),  # a lone URL stays a key
+        ('{"a:1"}', {"a:1": None}),  # quoted: taken as written
+        ("{mean:[0.5, 0.5, 0.5], std:[0.25, 0.25, 0.25]}", {"mean": [0.5] * 3, "std": [0.25] * 3}),
+        ("/data/a:b", "/data/a:b"),
+    ],
+)
+def test_flow_mappings_with_and_without_a_space(text, value):
+    assert yaml_load(text) == value
+
+
+def test_numbers_and_flow_mappings_in_files_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 1e-3\nweight_decay: 5e-4\nepochs: 1e2\nmodel_options: {width:8}\neps: 8/255\n")
+    config = load_config(path)
+    assert (config.lr, config.weight_decay, config.epochs) == (1e-3, 5e-4, 100)
+    assert type(config.epochs) is int and config.model_options == {"width": 8}
+    assert config.eps_value == pytest.approx(8 / 255)
+    config = load_config(
+        overrides=["lr=1e-3", "weight_decay=5e-4", "epochs=1e9", "milestones=[1e2, 105]", "lr_min=1.5E-5"]
+    )
+    assert (config.lr, config.weight_decay, config.epochs, config.lr_min) == (1e-3, 5e-4, 10**9, 1.5e-5)
+    assert config.milestones == [100, 105] and type(config.epochs) is int
+    assert load_config(overrides=["model_options={width:16}"]).model_options == {"width": 16}
+    assert load_config(overrides=["model_options={width: 16}"]).model_options == {"width": 16}
+    again = tmp_path / "again.yaml"
+    again.write_text(config_to_yaml(config))
+    assert load_config(again) == config
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("epochs=1.5", "Config key 'epochs' must be an integer, not 1.5."),
+        ("epochs=1e400", "Config key 'epochs' must be an integer, not inf."),
+        ("lr=-1e-4", "Config key 'lr' must be positive, not -0.0001."),
+        ("seed=2.5", "Config key 'seed' must be an integer, not 2.5."),
+    ],
+)
+def test_numbers_that_do_not_fit_their_key_are_one_sentence(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=[override])
+    assert str(info.value) == message

@@ -13,19 +13,52 @@ import pytest
 
 CLASSES = ("astronaut", "coffee", "brick", "moon")
 
-#: A script that registers a BatchNorm-free model (so one process and N processes agree exactly up
-#: to float summation order) and then runs the freqtail command line with its arguments.
+#: A script that runs the freqtail command line with its arguments. With ``TEST_GATE=DIR`` in the
+#: environment, rank 0 pauses at the end of epoch ``TEST_GATE_EPOCH`` (default 1) — after that
+#: epoch's checkpoint and metrics are written, while the run folder's lock is held — or, with
+#: ``TEST_GATE_STEP=S``, after step S of that epoch; it writes ``DIR/holding`` (its pid) and waits
+#: until ``DIR/release`` exists or a stop was requested (Ctrl-C): a deterministic way for a test to
+#: act while a real training process is at a known point.
+#: With ``TEST_IGNORE_SIGTERM=1`` the process ignores SIGTERM until training installs its own handler,
+#: so torchrun cannot stop a worker (after another one failed) before it has said why it stops.
 WORKER_SCRIPT = """
+import os
+import signal
 import sys
-from torch import nn
-from freqtail.models import register_model
+import time
+from pathlib import Path
 
+if os.environ.get("TEST_IGNORE_SIGTERM"):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
-@register_model("test-mlp", summary="two-layer perceptron without BatchNorm (tests)")
-def test_mlp(num_classes, *, image_size, in_channels, hidden=32):
-    features = in_channels * image_size * image_size
-    return nn.Sequential(nn.Flatten(), nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+gate = os.environ.get("TEST_GATE")
+if gate:
+    import freqtail.train.trainer as trainer
 
+    original = trainer.train
+
+    epoch = int(os.environ.get("TEST_GATE_EPOCH", "1"))
+    step = int(os.environ.get("TEST_GATE_STEP", "0"))
+
+    class Gate:
+        def on_step(self, run):
+            if step and run.epoch + 1 == epoch and run.step_in_epoch == step:
+                self.hold(run)
+
+        def on_epoch_end(self, run, record):
+            if not step and record["epoch"] == epoch:
+                self.hold(run)
+
+        def hold(self, run):
+            if run.dist.is_main:
+                Path(gate, "holding").write_text(str(os.getpid()))
+                while not Path(gate, "release").exists() and not run.stop.requested:
+                    time.sleep(0.01)
+
+    def train(*args, **kwargs):
+        return original(*args, callbacks=[Gate()], **kwargs)
+
+    trainer.train = train
 
 from freqtail.cli import main
 

@@ -26,3 +26,32 @@ class CheckpointError(FreqtailError):
 
 class ConfigError(FreqtailError, ValueError):
     """A configuration key or value is unknown or invalid."""
+
+
+class OutputError(FreqtailError, OSError):
+    """A destination cannot be written: a missing, read-only or full disk, a file in the way."""
+
+
+def os_error_sentence(err: OSError, action: str = "write") -> str:
+    """One sentence for an operating-system error: what failed, on which path, and why.
+
+    Example: ``Could not write runs/x/results.json: No space left on device.``
+    """
+    path = err.filename if err.filename is not None else "the destination"
+    reason = err.strerror or type(err).__name__
+    target = f" (to {err.filename2})" if getattr(err, "filename2", None) else ""
+    return f"Could not {action} {path}{target}: {reason}."
+
+
+class LockedError(FreqtailError):
+    """A path is locked by another process (:mod:`freqtail.locks`); the message names the holder.
+
+    Attributes:
+        path: the lock file.
+        holder: the holder's record (:class:`freqtail.locks.Holder`), or None when it is unknown.
+    """
+
+    def __init__(self, message: str, path=None, holder=None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.holder = holder

@@ -13,6 +13,23 @@ EXAMPLE = (
     "  torchrun --nproc_per_node 4 -m freqtail.cli train --config configs/t4-cifar10-wrn-40-2-augmix.yaml"
 )
 
+
+def whole_number(text: str) -> int:
+    """argparse type: an integer, also written as a whole float (``1e9``, ``100.0``)."""
+    import argparse
+    import math
+
+    try:
+        value = float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if isinstance(value, float):
+        if not (math.isfinite(value) and value.is_integer()):
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+        value = int(value)
+    return value
+
+
 #: Named options and the config key each one sets (every other key: --set KEY=VALUE).
 NAMED_OPTIONS = {
     "dataset": ("NAME", str),
@@ -21,14 +38,14 @@ NAMED_OPTIONS = {
     "objective": ("NAME", str),
     "bass": ("MODE", str),
     "gamma": ("G", float),
-    "epochs": ("E", int),
-    "steps": ("S", int),
-    "batch_size": ("B", int),
+    "epochs": ("E", whole_number),
+    "steps": ("S", whole_number),
+    "batch_size": ("B", whole_number),
     "lr": ("LR", float),
-    "seed": ("SEED", int),
+    "seed": ("SEED", whole_number),
     "device": ("DEVICE", str),
     "amp": ("MODE", str),
-    "num_workers": ("N", int),
+    "num_workers": ("N", whole_number),
 }
 
 
@@ -42,8 +59,11 @@ def register(subparsers) -> None:
             "Train a model into a run folder runs/NAME/{config.yaml, metrics.jsonl, checkpoints/}. "
             "Settings come from the defaults, then --config FILE, then the named options, then --set "
             "KEY=VALUE (any config key; the value is read as YAML: --set milestones=[100,105], --set "
-            "bass=null, --set eps=8/255). 'freqtail train --list-keys' lists every key. Under torchrun "
-            "the same command trains with DistributedDataParallel; batch_size is the global batch."
+            "bass=null, --set eps=8/255, --set lr=1e-3, --set model_options={width:16}). 'freqtail train "
+            "--list-keys' lists every key. Under torchrun the same command trains with "
+            "DistributedDataParallel; batch_size is the global batch ('python -m freqtail.train.torchrun' "
+            "takes torchrun's arguments and exits 130 on Ctrl-C, without torchrun's traceback). One "
+            "training process per run folder: a second one is refused, naming the first."
         ),
     )
     parser.add_argument(

@@ -42,6 +42,7 @@ _EXPORTS = {
     "linf_ascent": "objectives",
     "mart_terms": "objectives",
     "trades_terms": "objectives",
+    "TRAIN_LOCK": "trainer",
     "TrainResult": "trainer",
     "Trainer": "trainer",
     "train": "trainer",

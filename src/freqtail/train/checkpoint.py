@@ -24,9 +24,15 @@ selection. Checkpoints of older freqtail versions have no ``selected_on`` (their
 on test images).
 
 A checkpoint folder is written under a temporary name and renamed into place when complete; the
-pointers are then replaced atomically (:mod:`freqtail.io`) and folders no pointer names are removed.
-A crash at any moment leaves ``last.json`` naming a complete checkpoint. ``best`` and ``last`` share
-one folder when they are the same step.
+pointers are then replaced atomically (:mod:`freqtail.io`) and the folders the pointers named before
+and name no longer are removed (rotation; a folder no pointer ever named — a damaged one, one left
+by a deleted pointer — is left alone, and nothing is removed while a pointer cannot be read). A crash
+at any moment leaves ``last.json`` naming a complete checkpoint. ``best`` and ``last`` share one
+folder when they are the same step.
+
+Resuming after damage (:func:`choose_resume_checkpoint`): when ``last.json`` is missing, empty, not
+valid JSON, or names a missing or incomplete folder, the newest complete checkpoint (by global step;
+files present with their recorded sizes and SHA-256) is used instead, and the caller says so.
 
 Loading (:func:`load_checkpoint`, :func:`load_model_from_run`) accepts a run folder, a
 ``checkpoints/`` folder, a checkpoint folder, a pointer or ``checkpoint.json`` file, a
@@ -53,6 +59,7 @@ import torch
 
 from freqtail.errors import CheckpointError, ConfigError
 from freqtail.io import atomic_write_json
+from freqtail.runs.layout import RunLayout
 
 CHECKPOINT_FORMAT = "freqtail-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -244,12 +251,13 @@ def save_checkpoint(
         "global_step": step,
         **dict(pointer_extra or {}),
     }
+    previous = _pointer_targets(root)
     for which in pointers:
         if which not in WHICH:
             raise ValueError(f"unknown pointer {which!r}")
         fields = dict((pointer_fields or {}).get(which) or {})
         atomic_write_json(_pointer_path(root, which), {**pointer, **fields})
-    prune_checkpoints(root)
+    _rotate(root, previous)
     return root / name
 
 
@@ -259,25 +267,192 @@ def _umask() -> int:
     return mask
 
 
-def prune_checkpoints(checkpoints_dir: str | os.PathLike) -> list[str]:
-    """Remove checkpoint folders (and leftover temporary folders) that no pointer names."""
-    root = Path(checkpoints_dir)
-    keep = set()
+def _pointer_targets(root: Path) -> set[str] | None:
+    """The folder names the pointers of ``root`` name, or None if a pointer file cannot be read."""
+    names = set()
     for which in WHICH:
         try:
             pointer = read_pointer(root, which)
         except CheckpointError:
-            continue
+            return None
         if pointer is not None:
-            keep.add(pointer["checkpoint"])
+            names.add(pointer["checkpoint"])
+    return names
+
+
+def _remove_temporary_folders(root: Path) -> list[str]:
     removed = []
     for entry in root.iterdir():
-        if not entry.is_dir() or entry.name in keep:
-            continue
-        if _STEP_DIR.match(entry.name) or entry.name.startswith(".tmp-step-"):
+        if entry.is_dir() and entry.name.startswith(".tmp-step-"):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry.name)
     return removed
+
+
+def _rotate(root: Path, previous: set[str] | None) -> list[str]:
+    """Remove the folders the pointers named before (``previous``) and no longer name, and leftovers
+    of interrupted writes; nothing else, and no checkpoint at all while a pointer is unreadable."""
+    removed = _remove_temporary_folders(root)
+    now = _pointer_targets(root)
+    if previous is None or now is None:
+        return removed
+    for name in sorted(previous - now):
+        folder = root / name
+        if _STEP_DIR.match(name) and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
+def prune_checkpoints(checkpoints_dir: str | os.PathLike) -> list[str]:
+    """Remove checkpoint folders (and leftover temporary folders) that no pointer names.
+
+    Checkpoints are only removed when ``last.json`` exists and every pointer can be read: a damaged
+    or missing pointer would otherwise make its checkpoint look unreferenced. Returns the removed names.
+    """
+    root = Path(checkpoints_dir)
+    removed = _remove_temporary_folders(root)
+    keep = _pointer_targets(root)
+    if keep is None or not _pointer_path(root, "last").exists():
+        return removed
+    for entry in root.iterdir():
+        if entry.is_dir() and entry.name not in keep and _STEP_DIR.match(entry.name):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    return removed
+
+
+# ----------------------------------------------------------------------------- damage
+def checkpoint_problem(folder: str | os.PathLike, *, verify: bool = False) -> str | None:
+    """Why ``folder`` is not a complete checkpoint, as a phrase ("is incomplete (model.safetensors is
+    missing)"), or None when it is complete.
+
+    Complete: ``checkpoint.json`` readable and of this format, and every file it lists present with
+    its recorded size (and, with ``verify``, its SHA-256).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "does not exist"
+    info_path = folder / INFO_FILE
+    if not info_path.is_file():
+        return f"is incomplete ({INFO_FILE} is missing)"
+    try:
+        info = _read_json(info_path, "checkpoint")
+        _check_format(info, info_path)
+    except CheckpointError:
+        return f"is incomplete ({INFO_FILE} is damaged)"
+    files = info.get("files")
+    if not isinstance(files, dict) or MODEL_FILE not in files:
+        return f"is incomplete ({INFO_FILE} lists no {MODEL_FILE})"
+    for name, record in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"is incomplete ({name} is missing)"
+        size = path.stat().st_size
+        expected = record.get("bytes") if isinstance(record, dict) else None
+        if size != expected:
+            return f"is incomplete ({name} has {size} bytes, {expected} expected)"
+        if verify and _sha256(path) != record.get("sha256"):
+            return f"is damaged ({name} does not match its SHA-256)"
+    return None
+
+
+def _step_order(name: str) -> tuple[int, int]:
+    parts = name.split("-")
+    return int(parts[1]), int(parts[2]) if len(parts) > 2 else 0
+
+
+@dataclass(frozen=True)
+class ResumeChoice:
+    """Which checkpoint a resumed run continues from (:func:`choose_resume_checkpoint`).
+
+    Attributes:
+        folder: the checkpoint folder, or None when no complete checkpoint exists.
+        problem: what is wrong with ``last.json`` (``"checkpoints/last.json is missing"``), or None
+            when it names a complete checkpoint (then ``folder`` is that checkpoint).
+        epoch, global_step: of ``folder`` (completed epochs; optimiser steps), or None.
+        damaged: ``(name, problem)`` of every checkpoint folder found incomplete or damaged.
+    """
+
+    folder: Path | None
+    problem: str | None
+    epoch: int | None = None
+    global_step: int | None = None
+    damaged: tuple[tuple[str, str], ...] = ()
+
+
+def _last_pointer_problem(root: Path) -> tuple[str | None, str | None]:
+    """``(named folder, problem)`` of ``root/last.json``; the problem is None when it names a
+    complete checkpoint (sizes checked, not digests)."""
+    where = f"{root.name}/last.json"
+    path = _pointer_path(root, "last")
+    if not path.is_file():
+        return None, f"{where} is missing"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None, f"{where} cannot be read"
+    if not text.strip():
+        return None, f"{where} is empty"
+    try:
+        pointer = json.loads(text)
+    except json.JSONDecodeError:
+        return None, f"{where} is not valid JSON"
+    name = pointer.get("checkpoint") if isinstance(pointer, dict) else None
+    if not isinstance(pointer, dict) or pointer.get("format") != POINTER_FORMAT or not isinstance(name, str):
+        return None, f"{where} is not a checkpoint pointer"
+    if not _STEP_DIR.match(name):
+        return None, f"{where} names {name!r}, which is not a checkpoint folder"
+    problem = checkpoint_problem(root / name)
+    if problem is not None:
+        return name, f"{where} names {name}, which {problem}"
+    return name, None
+
+
+def choose_resume_checkpoint(checkpoints_dir: str | os.PathLike) -> ResumeChoice:
+    """The checkpoint to resume a run from: ``last`` if it is complete, else the newest complete one.
+
+    Nothing is changed on disk. With a sound ``last.json`` the result has ``problem=None``;
+    otherwise ``problem`` says what is wrong with it and ``folder`` is the checkpoint folder with the
+    highest global step that passes :func:`checkpoint_problem` with digests verified (None if none
+    does).
+    """
+    root = Path(checkpoints_dir)
+    name, problem = _last_pointer_problem(root)
+    if problem is None:
+        info = _read_json(root / name / INFO_FILE, "checkpoint")
+        return ResumeChoice(root / name, None, info.get("epoch"), int(info["global_step"]))
+    candidates = (
+        sorted(
+            (entry for entry in root.iterdir() if entry.is_dir() and _STEP_DIR.match(entry.name)),
+            key=lambda entry: _step_order(entry.name),
+            reverse=True,
+        )
+        if root.is_dir()
+        else []
+    )
+    damaged = []
+    for folder in candidates:
+        trouble = checkpoint_problem(folder, verify=True)
+        if trouble is None:
+            info = _read_json(folder / INFO_FILE, "checkpoint")
+            return ResumeChoice(folder, problem, info.get("epoch"), int(info["global_step"]), tuple(damaged))
+        damaged.append((folder.name, trouble))
+    return ResumeChoice(None, problem, damaged=tuple(damaged))
+
+
+def point_last_at(checkpoints_dir: str | os.PathLike, folder: str | os.PathLike) -> None:
+    """Rewrite ``last.json`` (atomically) to name the complete checkpoint ``folder``."""
+    root, folder = Path(checkpoints_dir), Path(folder)
+    info = _read_json(folder / INFO_FILE, "checkpoint")
+    pointer = {
+        "format": POINTER_FORMAT,
+        "checkpoint": folder.name,
+        "epoch": info.get("epoch"),
+        "global_step": int(info["global_step"]),
+        "selected_on": dict(LAST_EPOCH),
+    }
+    atomic_write_json(_pointer_path(root, "last"), pointer)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -339,7 +514,7 @@ def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> tuple[Pa
         )
     if (p / INFO_FILE).exists():
         return p, None
-    for root in (p / "checkpoints", p):
+    for root in (RunLayout.of(p).checkpoints, p):
         if (root / "last.json").exists() or (root / "best.json").exists():
             pointer = read_pointer(root, which)
             if pointer is None:
@@ -349,7 +524,7 @@ def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> tuple[Pa
                     f"load which={other!r} instead."
                 )
             return _follow(root, pointer, which)
-    if (p / "config.yaml").exists():
+    if RunLayout.of(p).config.exists():
         raise CheckpointError(f"The run at {p} has no checkpoint yet (it stopped before finishing an epoch).")
     raise CheckpointError(
         f"No freqtail checkpoint found at {p} "

@@ -7,6 +7,12 @@ A configuration is a :class:`TrainConfig` (a frozen dataclass). It is built from
 3. overrides ``key=value`` (``--set lr=0.05``), whose value is read as YAML (``--set bass=null``,
    ``--set milestones=[100,105]``, ``--set eps=8/255``).
 
+Files and overrides are read by :func:`yaml_load`, PyYAML's safe loader with two corrections:
+numbers in exponent form without a dot (``1e-3``, ``5e-4``, ``1e9``, ``-1e-4``) are floats, as in
+YAML 1.2 and Python (YAML 1.1 reads them as strings), and ``key:value`` without a space inside a
+flow mapping (``{width:16}``) is the pair ``key: value`` (YAML reads it as one key with no value).
+Integer keys accept whole floats (``epochs: 1e9`` is 1000000000).
+
 Every key must exist: an unknown key raises :class:`ConfigError` naming the close matches, never
 a silent default. Budgets (``eps``, ``step_size``) are written on the [0, 1] image scale, as numbers
 or fractions ("8/255"); they are kept as written so that the saved ``config.yaml`` stays readable.
@@ -18,6 +24,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -263,6 +270,8 @@ def _check_value(name: str, value: Any, kind: str, choices: tuple | None) -> Any
             return None
         raise fail("set (null is not allowed)")
     if base in ("int", "int0"):
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            value = int(value)  # 1e9 and 100.0 are whole numbers
         if isinstance(value, bool) or not isinstance(value, int):
             raise fail("an integer")
         minimum = 0 if base == "int0" else 1
@@ -292,6 +301,10 @@ def _check_value(name: str, value: Any, kind: str, choices: tuple | None) -> Any
         valid = ", ".join(choices) + (" or null" if optional else "")
         raise ConfigError(f"Config key {name!r} must be one of {valid}, not {value!r}.")
     if base == "int_list":
+        if isinstance(value, (list, tuple)):
+            value = [
+                int(v) if isinstance(v, float) and math.isfinite(v) and v.is_integer() else v for v in value
+            ]
         if not isinstance(value, (list, tuple)) or any(
             isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value
         ):
@@ -405,8 +418,84 @@ def config_from_dict(values: Mapping[str, Any], where: str = "the configuration"
     return config
 
 
+# YAML 1.1's float pattern (PyYAML's) requires a dot; this one, YAML 1.2's, also takes 1e-3 and 1e9.
+_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+# ``name:value`` glued in a flow mapping; the value may not start with "/" (``{http://x}`` stays a key).
+_GLUED_PAIR = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*):([^/\s].*)$")
+_LOADER = None
+
+
+def _config_loader() -> type:
+    """PyYAML's SafeLoader with YAML 1.2 floats and ``{key:value}`` pairs (built once, lazily)."""
+    global _LOADER
+    if _LOADER is not None:
+        return _LOADER
+    import yaml
+    from yaml.nodes import ScalarNode
+
+    class ConfigLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode) and node.flow_style:
+                node.value = [self._split_glued(key, value) for key, value in node.value]
+            return super().construct_mapping(node, deep=deep)
+
+        def _split_glued(self, key, value):
+            glued = (
+                isinstance(key, ScalarNode)
+                and key.style is None
+                and key.tag == "tag:yaml.org,2002:str"
+                and isinstance(value, ScalarNode)
+                and value.tag == "tag:yaml.org,2002:null"
+                and value.value == ""
+            )
+            match = _GLUED_PAIR.match(key.value) if glued else None
+            if match is None:
+                return key, value
+            name, text = match.groups()
+            tag = self.resolve(ScalarNode, text, (True, False))
+            return (
+                ScalarNode("tag:yaml.org,2002:str", name, key.start_mark, key.end_mark),
+                ScalarNode(tag, text, key.start_mark, key.end_mark),
+            )
+
+    resolvers = {}
+    for first, entries in yaml.SafeLoader.yaml_implicit_resolvers.items():
+        resolvers[first] = [(tag, _FLOAT if tag == _FLOAT_TAG else regexp) for tag, regexp in entries]
+    for first in "-+0123456789.":
+        entries = resolvers.setdefault(first, [])
+        if not any(tag == _FLOAT_TAG for tag, _ in entries):
+            entries.insert(0, (_FLOAT_TAG, _FLOAT))
+    ConfigLoader.yaml_implicit_resolvers = resolvers
+    _LOADER = ConfigLoader
+    return _LOADER
+
+
+def yaml_load(text: str) -> Any:
+    """Read YAML ``text`` as a config value: safe loading, YAML 1.2 numbers, ``{key:value}`` pairs.
+
+    ``1e-3``, ``5e-4``, ``1e9``, ``1.5E+2`` and ``-1e-4`` are floats; ``8/255`` stays the string a
+    budget is written as; ``{width:16}`` and ``{width: 16}`` are both ``{"width": 16}``.
+
+    Raises:
+        yaml.YAMLError: ``text`` is not valid YAML.
+    """
+    import yaml
+
+    return yaml.load(text, Loader=_config_loader())  # a SafeLoader subclass: no code runs
+
+
 def parse_override(text: str) -> tuple[str, Any]:
-    """``"key=value"`` -> ``(key, value)``; the value is read as YAML ("0.05", "null", "[1, 2]", "8/255")."""
+    """``"key=value"`` -> ``(key, value)``; the value is read as YAML ("0.05", "1e-3", "null", "[1, 2]",
+    "8/255", "{width:16}") by :func:`yaml_load`."""
     import yaml
 
     if "=" not in text:
@@ -414,21 +503,21 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, raw = text.split("=", 1)
     key = key.strip().replace("-", "_")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     return key, value
 
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """The mapping stored in a YAML config file (not yet validated)."""
+    """The mapping stored in a YAML config file (not yet validated), read by :func:`yaml_load`."""
     import yaml
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"The config file {p} does not exist.")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"The config file {p} is not valid YAML ({first}).") from None

@@ -7,6 +7,14 @@ run's best metric) and rewrites ``metrics.jsonl`` (one JSON record per epoch). A
 an ``interrupted`` checkpoint at that step; ``resume=True`` continues from ``last`` and reaches the
 same final weights and metrics as an uninterrupted run (bit for bit on CPU, one process).
 
+One run folder, one trainer: rank 0 holds an exclusive lock on ``RUN/.freqtail-train.lock``
+(:data:`TRAIN_LOCK`, :mod:`freqtail.locks`) from before it looks at the folder until training
+returns; a second trainer is refused with one sentence naming the holder (on every rank), and the
+lock of a killed trainer is taken over and reported. A run folder's work is never lost without
+``force``: ``metrics.jsonl`` is only rewritten with at least as many lines as it had, checkpoints
+are only removed by rotation (:func:`freqtail.train.checkpoint.save_checkpoint`), and a damaged
+``last.json`` makes ``resume`` continue from the newest complete checkpoint, saying so, or refuse.
+
 Model selection: ``best`` is chosen on the test images by default (``selection: test``, as the
 authors' code does) or on ``val_subset`` held-out training images (``selection: val``); every
 checkpoint records which images chose it (``selected_on``, see :mod:`freqtail.train.checkpoint`).
@@ -29,8 +37,15 @@ import torch
 
 from freqtail.errors import CheckpointError, ConfigError, FreqtailError
 from freqtail.io import atomic_write_text
+from freqtail.runs.layout import CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE, TRAIN_LOCK
 from freqtail.train import distributed as D
-from freqtail.train.checkpoint import LAST_EPOCH, load_checkpoint, read_pointer, save_checkpoint
+from freqtail.train.checkpoint import (
+    LAST_EPOCH,
+    choose_resume_checkpoint,
+    load_checkpoint,
+    point_last_at,
+    save_checkpoint,
+)
 from freqtail.train.config import (
     RUNTIME_KEYS,
     TrainConfig,
@@ -41,9 +56,9 @@ from freqtail.train.config import (
 )
 from freqtail.train.rng import capture_rng_state, derive_seed, restore_rng_state, seed_everything
 
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINTS_DIR = "checkpoints"
+# The run folder's names have one owner, freqtail.runs.layout. TRAIN_LOCK is the lock file a training
+# process holds in its run folder (its holder record: TRAIN_LOCK + ".json").
+_LOCK_FILES = (TRAIN_LOCK, TRAIN_LOCK + ".json")
 
 
 @dataclass
@@ -75,33 +90,102 @@ def _stored_config(run_dir: Path) -> TrainConfig | None:
         return None
 
 
-def prepare_run_dir(run_dir: Path, config: TrainConfig, *, resume: bool, force: bool) -> str:
-    """Decide how to use ``run_dir``: ``"fresh"`` (start over) or ``"resume"``.
+@dataclass
+class RunPlan:
+    """How :func:`plan_run` decided to use a run folder.
 
-    Rules: an empty or new folder starts fresh; a folder holding a run is never overwritten without
-    ``force`` (which removes only freqtail's files there: config.yaml, metrics.jsonl, checkpoints/);
-    ``resume`` continues a run with the same config (runtime keys such as num_workers may differ)
-    and starts fresh when the run has no checkpoint yet.
+    Attributes:
+        mode: ``"fresh"`` (start from epoch 1) or ``"resume"``.
+        checkpoint: for ``"resume"``, the checkpoint folder's name under ``checkpoints/``.
+        notes: one-line messages for the log (a damaged ``last.json`` and what replaced it, ...).
+        repair_last: ``last.json`` is damaged and should be pointed at ``checkpoint`` once it loaded.
+    """
+
+    mode: str
+    checkpoint: str | None = None
+    notes: list[str] = field(default_factory=list)
+    repair_last: bool = False
+
+
+def _looks_like_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds freqtail training output (metrics or freqtail checkpoints)."""
+    checkpoints = run_dir / CHECKPOINTS_DIR
+    if (run_dir / METRICS_FILE).exists():
+        return True
+    return checkpoints.is_dir() and any(
+        entry.name in ("last.json", "best.json") or entry.name.startswith("step-")
+        for entry in checkpoints.iterdir()
+    )
+
+
+def _remove_run_files(run_dir: Path) -> None:
+    import shutil
+
+    (run_dir / CONFIG_FILE).unlink(missing_ok=True)
+    (run_dir / METRICS_FILE).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / CHECKPOINTS_DIR, ignore_errors=True)
+
+
+def _metrics_lines(run_dir: Path) -> list[str]:
+    try:
+        text = (run_dir / METRICS_FILE).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _previous_run_evidence(run_dir: Path) -> list[str]:
+    """What in ``run_dir`` would be lost by starting the run over (phrases; empty: nothing)."""
+    evidence = []
+    lines = len(_metrics_lines(run_dir))
+    if lines:
+        evidence.append(f"{METRICS_FILE} has {lines} epoch record{'s' if lines != 1 else ''}")
+    checkpoints = run_dir / CHECKPOINTS_DIR
+    if checkpoints.is_dir():
+        folders = [e for e in checkpoints.iterdir() if e.is_dir() and e.name.startswith("step-")]
+        if folders:
+            plural = "s" if len(folders) != 1 else ""
+            evidence.append(f"{CHECKPOINTS_DIR}/ has {len(folders)} damaged checkpoint folder{plural}")
+        pointers = sorted(e.name for e in checkpoints.iterdir() if e.name in ("last.json", "best.json"))
+        if pointers and not folders:
+            evidence.append(f"{CHECKPOINTS_DIR}/ has {' and '.join(pointers)}")
+    return evidence
+
+
+def plan_run(run_dir: Path, config: TrainConfig, *, resume: bool, force: bool) -> RunPlan:
+    """Decide how to use ``run_dir`` (call it holding the folder's :data:`TRAIN_LOCK`).
+
+    Rules: an empty or new folder starts fresh (the lock files do not count); a folder holding a run
+    is never overwritten without ``force`` (which removes only freqtail's files there: config.yaml,
+    metrics.jsonl, checkpoints/); ``resume`` continues a run with the same config (runtime keys such
+    as num_workers may differ) from ``last``, or — when ``last.json`` is missing or damaged — from the
+    newest complete checkpoint, with a note saying so. With no complete checkpoint left, ``resume``
+    starts over only if nothing would be lost (no metrics record, no checkpoint folder or pointer)
+    and refuses otherwise.
 
     Raises:
         ConfigError: the folder holds a different run, the same run without ``resume``, or other files.
+        CheckpointError: ``resume`` finds no complete checkpoint but a previous run's records.
     """
-    import shutil
-
     config_path = run_dir / CONFIG_FILE
     if not config_path.exists():
-        others = [p.name for p in run_dir.iterdir()] if run_dir.is_dir() else []
+        others = [p.name for p in run_dir.iterdir() if p.name not in _LOCK_FILES] if run_dir.is_dir() else []
         if others and not force:
+            if _looks_like_run(run_dir):
+                raise ConfigError(
+                    f"The folder {run_dir} holds a freqtail run whose {CONFIG_FILE} is missing; restore "
+                    f"{CONFIG_FILE}, choose another --out, or pass --force to start over there."
+                )
             raise ConfigError(
                 f"The folder {run_dir} is not empty and holds no freqtail run; choose another --out "
                 "or pass --force to write the run there anyway."
             )
-        return "fresh"
+        if others and _looks_like_run(run_dir):
+            _remove_run_files(run_dir)
+        return RunPlan("fresh")
     if force:
-        config_path.unlink()
-        (run_dir / METRICS_FILE).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / CHECKPOINTS_DIR, ignore_errors=True)
-        return "fresh"
+        _remove_run_files(run_dir)
+        return RunPlan("fresh")
     stored = _stored_config(run_dir)
     differences = config_differences(stored, config) if stored is not None else ["(unreadable config.yaml)"]
     if differences:
@@ -114,9 +198,31 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig, *, resume: bool, force: 
             f"The folder {run_dir} already holds this run; "
             "pass --resume to continue it or --force to start over."
         )
-    if read_pointer(run_dir / CHECKPOINTS_DIR, "last") is None:
-        return "fresh"
-    return "resume"
+    choice = choose_resume_checkpoint(run_dir / CHECKPOINTS_DIR)
+    if choice.folder is not None:
+        plan = RunPlan("resume", choice.folder.name, repair_last=choice.problem is not None)
+        if choice.problem is not None:
+            plan.notes.append(
+                f"In {run_dir}, {choice.problem}; resuming from the newest complete checkpoint "
+                f"{choice.folder.name} (epoch {choice.epoch}, global step {choice.global_step})."
+            )
+        return plan
+    evidence = _previous_run_evidence(run_dir)
+    if evidence:
+        raise CheckpointError(
+            f"The run in {run_dir} cannot be resumed: {choice.problem} and no complete checkpoint is left, "
+            f"although the folder holds a previous run ({', '.join(evidence)}); nothing was changed — "
+            f"pass --force to start it over (this deletes its {METRICS_FILE} and {CHECKPOINTS_DIR}/)."
+        )
+    return RunPlan(
+        "fresh",
+        notes=[f"The run in {run_dir} stopped before its first checkpoint; starting it from the beginning."],
+    )
+
+
+def prepare_run_dir(run_dir: Path, config: TrainConfig, *, resume: bool, force: bool) -> str:
+    """:func:`plan_run`'s mode, ``"fresh"`` or ``"resume"`` (kept for callers of earlier versions)."""
+    return plan_run(run_dir, config, resume=resume, force=force).mode
 
 
 # ----------------------------------------------------------------------------- stop requests
@@ -241,6 +347,7 @@ class Trainer:
         self.epoch = 0  # index of the epoch in progress (0-based)
         self.step_in_epoch = 0
         self.global_step = 0
+        self._metrics_before: list[str] = []  # metrics.jsonl's lines when the run resumed
 
     # --------------------------------------------------------------- public helpers
     def request_stop(self) -> None:
@@ -465,15 +572,18 @@ class Trainer:
         )
 
     def _write_metrics(self) -> None:
+        """Rewrite ``metrics.jsonl``: the history, then any later lines the file held when the run
+        resumed from an older checkpoint (they stay until their epochs are recomputed)."""
         if self.dist.is_main:
             import json
 
-            text = "".join(json.dumps(record, allow_nan=False) + "\n" for record in self.history)
-            atomic_write_text(self.run_dir / METRICS_FILE, text)
+            lines = [json.dumps(record, allow_nan=False) for record in self.history]
+            lines += self._metrics_before[len(lines) :]
+            atomic_write_text(self.run_dir / METRICS_FILE, "".join(line + "\n" for line in lines))
 
-    def _restore(self) -> tuple[bool, _Accumulator | None]:
-        """Load the ``last`` checkpoint; returns (already complete, accumulator of a partial epoch)."""
-        checkpoint = load_checkpoint(self.run_dir, "last")
+    def _restore(self, name: str) -> tuple[bool, _Accumulator | None]:
+        """Load checkpoint ``name``; returns (already complete, accumulator of a partial epoch)."""
+        checkpoint = load_checkpoint(self.checkpoints_dir / name)
         info = checkpoint.info
         if info.get("config") is None or config_differences(config_from_dict(info["config"]), self.config):
             raise CheckpointError(
@@ -620,23 +730,95 @@ class Trainer:
         self.sampler.set_epoch(self.epoch, skip_batches * self.per_rank_batch)
         return iter(self.loader)
 
-    def run(self, *, resume: bool, force: bool) -> TrainResult:
-        self._check_config()
-        decision: dict[str, Any]
+    def _lock_run_dir(self):
+        """Create the run folder and take its :data:`TRAIN_LOCK` (one attempt)."""
+        from freqtail.locks import try_lock
+
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(
+                f"The run folder {self.run_dir} cannot be created ({err.strerror or err}); "
+                "choose another --out."
+            ) from None
+        where = str(self.run_dir).replace("{", "{{").replace("}", "}}")
+        return try_lock(
+            self.run_dir / TRAIN_LOCK,
+            purpose="training",
+            refusal=f"The run folder {where} is being trained by {{holder}}; "
+            "wait for it or choose another --out.",
+        )
+
+    def _decide(self, resume: bool, force: bool) -> tuple[Any, dict[str, Any]]:
+        """Rank 0 locks the folder and plans the run; every rank gets the plan or rank 0's error.
+
+        Returns ``(lock or None, decision)``; raises the same error class on every rank, so no rank
+        is left waiting in a collective for a rank 0 that has stopped.
+        """
+        lock, failure, decision = None, None, {}
         if self.dist.is_main:
             try:
-                decision = {"mode": prepare_run_dir(self.run_dir, self.config, resume=resume, force=force)}
-            except ConfigError as err:
-                decision = {"error": str(err)}
-        else:
-            decision = {}
+                lock = self._lock_run_dir()
+                plan = plan_run(self.run_dir, self.config, resume=resume, force=force)
+                notes = ([lock.stale_message()] if lock.stale is not None else []) + plan.notes
+                decision = {
+                    "mode": plan.mode,
+                    "checkpoint": plan.checkpoint,
+                    "notes": notes,
+                    "repair_last": plan.repair_last,
+                }
+            except BaseException as err:  # re-raised below, after telling the other ranks
+                if lock is not None:
+                    lock.release()
+                    lock = None
+                if not isinstance(err, Exception):  # Ctrl-C before training: the command exits 130
+                    raise
+                failure = err
+                if isinstance(err, FreqtailError):
+                    decision = {"error": str(err), "kind": type(err).__name__}
+                else:
+                    decision = {
+                        "error": f"Rank 0 failed: {type(err).__name__}: {err}",
+                        "kind": "FreqtailError",
+                    }
         decision = D.broadcast_json(decision, self.dist)
+        if failure is not None:
+            raise failure
         if "error" in decision:
-            raise ConfigError(decision["error"])
+            import freqtail.errors as errors
+
+            kind = getattr(errors, decision["kind"], None)
+            if not (isinstance(kind, type) and issubclass(kind, FreqtailError)):
+                kind = FreqtailError
+            raise kind(decision["error"])
+        return lock, decision
+
+    def run(self, *, resume: bool, force: bool) -> TrainResult:
+        self._check_config()
+        lock, decision = self._decide(resume, force)
+        try:
+            for note in decision["notes"]:
+                self.log(note)
+            return self._run(decision)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run(self, decision: dict[str, Any]) -> TrainResult:
         self._build()
         accumulator: _Accumulator | None = None
         if decision["mode"] == "resume":
-            complete, accumulator = self._restore()
+            complete, accumulator = self._restore(decision["checkpoint"])
+            if self.dist.is_main:
+                if decision["repair_last"]:
+                    point_last_at(self.checkpoints_dir, self.checkpoints_dir / decision["checkpoint"])
+                self._metrics_before = _metrics_lines(self.run_dir)
+                if len(self._metrics_before) > len(self.history):
+                    self.log(
+                        f"{self.run_dir / METRICS_FILE} holds {len(self._metrics_before)} epoch records, the "
+                        f"checkpoint {len(self.history)}; the later records stay until their epochs are "
+                        "trained again."
+                    )
             if complete:
                 self.log(
                     f"The run in {self.run_dir} is already complete ({self.epoch} epochs); nothing to do."
@@ -829,7 +1011,14 @@ def train(
         log: where one-line messages go on rank 0 (default: stderr, above the progress bar).
         callbacks: objects with optional ``on_step(trainer)`` / ``on_epoch_end(trainer, record)``.
 
-    Under ``torchrun`` every process calls this; rank 0 writes the folder.
+    Under ``torchrun`` every process calls this; rank 0 holds the folder's :data:`TRAIN_LOCK` and
+    writes the folder.
+
+    Raises:
+        LockedError: another training process holds ``run_dir`` (the message names it).
+        ConfigError: the folder holds another run, or the config is invalid.
+        CheckpointError: ``resume`` finds no complete checkpoint but a previous run's records
+            (see :func:`plan_run`), or a checkpoint that does not fit.
     """
     joined_here = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     info = D.init_distributed(config.device)
@@ -840,4 +1029,14 @@ def train(
             D.shutdown(info)
 
 
-__all__ = ["RUNTIME_KEYS", "TIMING_KEYS", "TrainResult", "Trainer", "prepare_run_dir", "train"]
+__all__ = [
+    "RUNTIME_KEYS",
+    "TIMING_KEYS",
+    "TRAIN_LOCK",
+    "RunPlan",
+    "TrainResult",
+    "Trainer",
+    "plan_run",
+    "prepare_run_dir",
+    "train",
+]

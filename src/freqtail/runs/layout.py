@@ -1,0 +1,145 @@
+"""The names of everything a run folder holds: the one place they are spelled.
+
+A run folder (``runs/NAME/``) is written by ``freqtail train`` and grows with every evaluation and
+explanation of that run::
+
+    runs/NAME/
+      config.yaml              the training configuration          (freqtail train)
+      metrics.jsonl            one JSON record per epoch           (freqtail train)
+      checkpoints/             weights, optimiser state, pointers  (freqtail train)
+      .freqtail-train.lock     held while a training process runs in the folder
+      results.json             every evaluated number with its settings (freqtail evaluate)
+      results.md               the same as paper-style tables
+      .results.lock            held while a process merges into results.json
+      eval-cache/              generated -C sets, AutoAttack progress (resumable)
+      sensitivity.json/.npz    freqtail sensitivity
+      landscape.json/.npz      freqtail landscape (landscape.partial.npz while it runs)
+      heatmap.json/.npz        freqtail heatmap
+      spectrum.json, bass.json dataset facts (freqtail spectrum --json, the demo)
+      figures/*.png            every figure
+      report.html, report.md   freqtail report
+
+This module only names paths (it imports nothing heavy), so every layer may use it: the trainer,
+evaluation, the analyses, the report and the demo. :class:`freqtail.runs.RunFolder` builds on it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINTS_DIR = "checkpoints"
+TRAIN_LOCK = ".freqtail-train.lock"
+RESULTS_FILE = "results.json"
+RESULTS_MD = "results.md"
+RESULTS_LOCK = ".results.lock"
+EVAL_CACHE_DIR = "eval-cache"
+FIGURES_DIR = "figures"
+REPORT_HTML = "report.html"
+REPORT_MD = "report.md"
+#: Analyses whose results a run folder holds as ``<kind>.json`` (+ ``<kind>.npz`` for the first three).
+ANALYSES = ("sensitivity", "landscape", "heatmap")
+#: Dataset facts a folder may hold as ``<kind>.json``.
+DATA_FACTS = ("spectrum", "bass")
+#: Figure key -> file name under ``figures/``.
+FIGURES = {
+    "spectrum": "spectrum.png",
+    "bass_examples": "bass_examples.png",
+    "sensitivity": "sensitivity.png",
+    "long_tail": "long_tail.png",
+    "landscape": "landscape.png",
+    "heatmap": "heatmap.png",
+}
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The paths of one run folder (nothing is created or read here).
+
+    Attributes:
+        folder: the run folder.
+    """
+
+    folder: Path
+
+    @classmethod
+    def of(cls, folder: str | os.PathLike) -> RunLayout:
+        return cls(Path(folder).expanduser())
+
+    @property
+    def config(self) -> Path:
+        return self.folder / CONFIG_FILE
+
+    @property
+    def metrics(self) -> Path:
+        return self.folder / METRICS_FILE
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.folder / CHECKPOINTS_DIR
+
+    @property
+    def train_lock(self) -> Path:
+        return self.folder / TRAIN_LOCK
+
+    @property
+    def results(self) -> Path:
+        return self.folder / RESULTS_FILE
+
+    @property
+    def results_md(self) -> Path:
+        return self.folder / RESULTS_MD
+
+    @property
+    def results_lock(self) -> Path:
+        return self.folder / RESULTS_LOCK
+
+    @property
+    def eval_cache(self) -> Path:
+        return self.folder / EVAL_CACHE_DIR
+
+    @property
+    def figures(self) -> Path:
+        return self.folder / FIGURES_DIR
+
+    @property
+    def report_html(self) -> Path:
+        return self.folder / REPORT_HTML
+
+    @property
+    def report_md(self) -> Path:
+        return self.folder / REPORT_MD
+
+    def figure(self, key: str) -> Path:
+        """The file of figure ``key`` (one of :data:`FIGURES`)."""
+        return self.figures / FIGURES[key]
+
+    def json(self, kind: str) -> Path:
+        """``<kind>.json`` of an analysis (:data:`ANALYSES`) or dataset fact (:data:`DATA_FACTS`)."""
+        if kind not in ANALYSES and kind not in DATA_FACTS:
+            raise ValueError(f"unknown run-folder JSON kind {kind!r}")
+        return self.folder / f"{kind}.json"
+
+    def arrays(self, kind: str) -> Path:
+        """``<kind>.npz``: the raw arrays of an analysis (:data:`ANALYSES`)."""
+        if kind not in ANALYSES:
+            raise ValueError(f"unknown analysis {kind!r}")
+        return self.folder / f"{kind}.npz"
+
+    @property
+    def landscape_partial(self) -> Path:
+        """Completed rows of a landscape that is still being computed (resumable)."""
+        return self.folder / "landscape.partial.npz"
+
+    def markers(self) -> tuple[Path, ...]:
+        """Files and folders any of which makes a folder a run folder (for the report)."""
+        return (
+            self.config,
+            self.metrics,
+            self.results,
+            self.checkpoints,
+            *(self.json(kind) for kind in (*DATA_FACTS, *ANALYSES)),
+        )
