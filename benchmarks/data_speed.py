@@ -7,7 +7,7 @@ Prints, on the CPU with one thread:
   the warm load from the cache;
 * the "dataset" protocol conversion of 50,000 32x32 RGB images (embedded images repeated) through
   :func:`freqtail.data.variants.cached_bass_arrays` (content hash + BaSS + atomic cache write), its
-  reuse on the second call, and :func:`freqtail.data.variants.write_bass_dataset` of a CIFAR-10-layout
+  reuse on the second call, and :func:`freqtail.data.bass_copies.write_bass_dataset` of a CIFAR-10-layout
   set (50,000 train + 10,000 test) into CIFAR python batches; each in a fresh process, with its peak
   resident memory (``VmHWM``) and the resident memory before the work started;
 * each corruption at 32x32 (images per second over its five severities) and the projected time for a
@@ -74,8 +74,8 @@ def child(task: str, n: int) -> dict:
             "peak_mib": peak,
             "degenerate": int(meta["degenerate"]["train"]),
         }
+    from freqtail.data.bass_copies import write_bass_dataset
     from freqtail.data.cifar import write_cifar_batches
-    from freqtail.data.variants import write_bass_dataset
 
     root = tempfile.mkdtemp(prefix="freqtail-bench-")
     labels = np.arange(len(images)) % 10

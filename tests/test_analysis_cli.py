@@ -174,7 +174,7 @@ def test_heatmap_writes_its_files(run_dir, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["sensitivity", "{missing}"], "does not exist"),
+        (["sensitivity", "{missing}"], "no run folder or checkpoint at"),
         (["sensitivity", "{run}", "--top", "2"], "top fraction"),
         (["landscape", "{run}", "--span", "0"], "span"),
         (["heatmap", "{run}", "--eps", "nan"], "eps"),
@@ -185,7 +185,7 @@ def test_heatmap_writes_its_files(run_dir, capsys):
             "device",
         ),
         (["sensitivity", "{run}", "--dataset", "mnist"], "Unknown dataset"),
-        (["sensitivity", "{run}", "--end-to-end"], "no BaSS front"),
+        (["sensitivity", "{run}", "--end-to-end"], "its only threat model is standard"),
         (["landscape", "{empty}"], "checkpoint"),
         (["sensitivity", "{run}", "--dataset", "cifar10", "--data-root", "{empty}"], "CIFAR"),
     ],

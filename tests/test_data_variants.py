@@ -12,9 +12,9 @@ from PIL import Image
 import freqtail.bass
 from freqtail.bass import convert_uint8_images
 from freqtail.data import build_dataset
+from freqtail.data.bass_copies import write_bass_dataset
 from freqtail.data.cifar import load_cifar, write_cifar_batches
 from freqtail.data.embedded import write_embedded_folder
-from freqtail.data.variants import write_bass_dataset
 
 
 @pytest.fixture()

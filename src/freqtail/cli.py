@@ -5,8 +5,9 @@ provides ``register(subparsers)`` which adds its parser and sets ``func`` (a cal
 parsed ``argparse.Namespace`` and returning an exit code or ``None``). Modules keep heavy imports
 (torch, matplotlib) inside their functions so that ``freqtail --help`` stays fast.
 
-Errors the user can fix (:class:`freqtail.errors.FreqtailError`) print one sentence and exit 2;
-Ctrl-C exits 130; anything else prints one line (the traceback only with ``FREQTAIL_DEBUG=1``).
+Errors the user can fix (:class:`freqtail.errors.FreqtailError`, and operating-system errors such as
+a full disk or a file in the way) print one sentence and exit 2; Ctrl-C exits 130; anything else
+prints one line (the traceback only with ``FREQTAIL_DEBUG=1``).
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # e.g. `freqtail spectrum | head`
         return 0
+    except OSError as err:  # a missing, unwritable or full destination the user chose: their fix
+        from freqtail.errors import os_error_sentence
+
+        print(f"freqtail {args.command}: error: {os_error_sentence(err, 'use')}", file=sys.stderr)
+        return 2
     except Exception as err:  # noqa: BLE001 - the last line of defence against tracebacks
         if os.environ.get("FREQTAIL_DEBUG"):
             raise

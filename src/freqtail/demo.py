@@ -16,9 +16,10 @@ Stages (each one line of progress with the elapsed time; finished stages are reu
 6. **report** — ``results.json`` (every run's key numbers with their settings), ``report.html`` and
    ``report.md``.
 
-Everything is done by the library's own entry points (``freqtail.train.train`` and the ``evaluate``,
-``sensitivity``, ``landscape`` and ``heatmap`` commands), so the demo's run folders are ordinary run
-folders. Their console output goes to ``demo.log``.
+Everything is done by the library's own entry points (:func:`freqtail.train.train`,
+:func:`freqtail.runs.evaluate_run` and the ``freqtail.runs.explain_*`` functions on a
+:class:`freqtail.runs.RunFolder`), so the demo's run folders are ordinary run folders. The console
+shows one line per stage and one per training epoch; everything else goes to ``demo.log``.
 
 Resuming: ``demo-state.json`` records the settings and the finished stages; a rerun skips those, the
 trainer resumes an interrupted run from its checkpoint and the evaluation skips numbers already in
@@ -41,18 +42,26 @@ from typing import Any
 
 from freqtail.errors import ConfigError, InputError
 from freqtail.io import atomic_write_json
+from freqtail.runs import layout
+from freqtail.runs.layout import RunLayout
 
 __all__ = ["FULL", "QUICK", "DemoInterrupted", "DemoResult", "DemoSettings", "format_key_numbers", "run_demo"]
 
 STATE_FILE = "demo-state.json"
-RESULTS_FILE = "results.json"
 LOG_FILE = "demo.log"
 DATASET = "embedded"
 DEMO_FORMAT = "freqtail-demo"
 STATE_FORMAT = "freqtail-demo-state"
 #: Files and folders the demo writes at the top of its folder (``force`` deletes only these).
-OWN_FILES = (STATE_FILE, RESULTS_FILE, LOG_FILE, "report.html", "report.md", "spectrum.json", "bass.json")
-OWN_FOLDERS = ("figures",)
+OWN_FILES = (
+    STATE_FILE,
+    LOG_FILE,
+    layout.RESULTS_FILE,
+    layout.REPORT_HTML,
+    layout.REPORT_MD,
+    *(RunLayout.of("").json(kind).name for kind in layout.DATA_FACTS),
+)
+OWN_FOLDERS = (layout.FIGURES_DIR,)
 
 
 @dataclass(frozen=True)
@@ -252,11 +261,26 @@ class _Stages:
         atomic_write_json(self.out / STATE_FILE, self.state)
         self.timings.append({"name": name, "what": what, "seconds": round(seconds, 2), "reused": False})
         self._line(name, f"{summary} ({seconds:.1f} s)")
+        _pause_for_a_signal_after(name, self.echo)
 
     def _line(self, name: str, text: str) -> None:
         elapsed = time.perf_counter() - self.started
         width = len(str(self.total))
         self.echo(f"[{_clock(elapsed)}] {self.count:>{width}}/{self.total} {name:<22} {text}")
+
+
+#: Test hook: ``FREQTAIL_DEMO_PAUSE_AFTER="train erm"`` makes the demo wait for a signal once that stage
+#: is finished and recorded, so that a test can interrupt it at a known point however busy the machine.
+PAUSE_VARIABLE = "FREQTAIL_DEMO_PAUSE_AFTER"
+
+
+def _pause_for_a_signal_after(stage: str, echo: Callable[[str], None]) -> None:
+    if os.environ.get(PAUSE_VARIABLE) != stage:
+        return
+    import signal
+
+    echo(f"paused after {stage} ({PAUSE_VARIABLE}); waiting for a signal")
+    signal.pause()  # Ctrl-C raises KeyboardInterrupt here, like anywhere else in the demo
 
 
 def _clock(seconds: float) -> str:
@@ -276,10 +300,9 @@ def _spectrum_stage(out: Path) -> str:
         f"the {summary.num_images} training images of the embedded dataset ({h}x{w}, 16 classes of "
         "photographs bundled with scikit-image)"
     )
-    plot_long_tail(
-        summary, out / "figures" / "spectrum.png", title=f"Long tail of {summary.num_images} images"
-    )
-    atomic_write_json(out / "spectrum.json", data)
+    files = RunLayout.of(out)
+    plot_long_tail(summary, files.figure("spectrum"), title=f"Long tail of {summary.num_images} images")
+    atomic_write_json(files.json("spectrum"), data)
     return (
         f"80/20 boundary band {summary.boundary_band} ({summary.boundary_fraction_nyquist:.3f} of Nyquist): "
         f"LFC holds {100 * summary.lfc_power_share:.1f}% of the power, alpha {summary.alpha:.2f}"
@@ -314,10 +337,11 @@ def _bass_stage(out: Path, settings: DemoSettings) -> str:
     ]
     if degenerate.any():
         chosen[-1] = int(np.flatnonzero(degenerate)[0])
-    plot_bass_examples(images[chosen], out / "figures" / "bass_examples.png", max_images=count)
+    files = RunLayout.of(out)
+    plot_bass_examples(images[chosen], files.figure("bass_examples"), max_images=count)
     n_degenerate = int(degenerate.sum())
     atomic_write_json(
-        out / "bass.json",
+        files.json("bass"),
         {
             "images": len(images),
             "degenerate": n_degenerate,
@@ -365,10 +389,28 @@ def train_config(settings: DemoSettings, objective: str, bass: str | None):
     return load_config(overrides=overrides)
 
 
-def _train_stage(run_dir: Path, settings: DemoSettings, objective: str, bass: str | None, log) -> str:
+class _EpochProgress:
+    """Trainer callback: one console line per finished epoch (the demo's per-epoch progress)."""
+
+    def __init__(self, echo: Callable[[str], None], name: str) -> None:
+        self.echo, self.name = echo, name
+
+    def on_epoch_end(self, trainer, record: dict[str, Any]) -> None:
+        text = f"epoch {record['epoch']}/{trainer.total_epochs}: loss {record['train_loss']:.3f}"
+        if record.get("test_acc") is not None:
+            text += f", test acc {100 * record['test_acc']:.1f}%"
+        if record.get("test_robust_acc") is not None:
+            text += f", robust acc {100 * record['test_robust_acc']:.1f}%"
+        self.echo(f"{'':14}{self.name:<22} {text} ({record['epoch_time']:.1f} s)")
+
+
+def _train_stage(run_dir: Path, settings: DemoSettings, objective: str, bass: str | None, log, echo) -> str:
     from freqtail.train import train
 
-    result = train(train_config(settings, objective, bass), run_dir, resume=True, log=log)
+    progress = _EpochProgress(echo, f"train {run_dir.name}")
+    result = train(
+        train_config(settings, objective, bass), run_dir, resume=True, log=log, callbacks=[progress]
+    )
     if result.status == "interrupted":
         raise DemoInterrupted(f"Training {run_dir.name} stopped after step {result.global_step}.")
     last = result.history[-1] if result.history else {}
@@ -378,44 +420,27 @@ def _train_stage(run_dir: Path, settings: DemoSettings, objective: str, bass: st
     return text + (" (bass-dataset test set)" if bass else "")
 
 
-def _command(argv: list[str]) -> None:
-    """Run one freqtail subcommand in this process (errors propagate as exceptions)."""
-    from freqtail.cli import build_parser
-
-    args = build_parser().parse_args(argv)
-    code = args.func(args)
-    if code not in (0, None):
-        raise ConfigError(f"'freqtail {' '.join(argv)}' stopped with exit code {code}.")
-
-
 def _evaluate_stage(run_dir: Path, settings: DemoSettings) -> str:
-    _command(
-        [
-            "evaluate",
-            str(run_dir),
-            "--suite",
-            "clean,pgd20,corruptions",
-            "--n",
-            str(settings.eval_n),
-            # No --eps: every run's budget is 8/255 anyway (the paper default for 32x32 images, and
-            # PGD-AT's training budget), and the records then name where it came from.
-            "--step-size",
-            PGD_STEP,
-            "--generate-c",
-            "--corruptions",
-            settings.corruptions,
-            "--severities",
-            settings.severities,
-            "--masking-n",
-            str(settings.masking_n),
-            "--masking-queries",
-            str(settings.masking_queries),
-            "--resume",
-            "--no-progress",
-        ]
+    from freqtail.data.corruptions import parse_corruptions, parse_severities
+    from freqtail.runs import RunFolder, evaluate_run
+
+    run = RunFolder.open(run_dir)
+    evaluate_run(
+        run,
+        suites="clean,pgd20,corruptions",
+        n=settings.eval_n,
+        # No eps: every run's budget is 8/255 anyway (the paper default for 32x32 images, and PGD-AT's
+        # training budget), and the records then name where it came from.
+        step_size=PGD_STEP,
+        generate_c=True,
+        corruptions=parse_corruptions(settings.corruptions),
+        severities=parse_severities(settings.severities),
+        masking_n=settings.masking_n,
+        masking_queries=settings.masking_queries,
+        resume=True,
     )
     parts = []
-    for row in run_key_numbers(run_dir.name, run_dir.name, _records(run_dir)):
+    for row in run_key_numbers(run_dir.name, run_dir.name, _best(run.results())):
         parts.append(
             f"{row['threat_model']}: clean {_pct(row['clean'])}, PGD-20 {_pct(row['pgd20'])}, "
             f"corruptions {_pct(row['corruptions_mean'])}"
@@ -428,8 +453,9 @@ def _pct(value: Any) -> str:
 
 
 def _sensitivity_stage(run_dir: Path, settings: DemoSettings) -> str:
-    _command(["sensitivity", str(run_dir), "--n", str(settings.sensitivity_n)])
-    data = json.loads((run_dir / "sensitivity.json").read_text(encoding="utf-8"))
+    from freqtail.runs import RunFolder, explain_sensitivity
+
+    data = explain_sensitivity(RunFolder.open(run_dir), n=settings.sensitivity_n).data
     return (
         f"HFC share of the input gradient's energy {100 * data['hfc_energy_share']:.1f}% "
         f"(boundary band {data['boundary_band']}, {data['num_images']} images)"
@@ -437,19 +463,11 @@ def _sensitivity_stage(run_dir: Path, settings: DemoSettings) -> str:
 
 
 def _landscape_stage(run_dir: Path, settings: DemoSettings) -> str:
-    _command(
-        [
-            "landscape",
-            str(run_dir),
-            "--n",
-            str(settings.landscape_n),
-            "--grid",
-            str(settings.landscape_grid),
-            "--span",
-            "1.0",
-        ]
-    )
-    data = json.loads((run_dir / "landscape.json").read_text(encoding="utf-8"))
+    from freqtail.runs import RunFolder, explain_landscape
+
+    data = explain_landscape(
+        RunFolder.open(run_dir), n=settings.landscape_n, grid=settings.landscape_grid, span=1.0
+    ).data
     lfc, hfc = data["loss_lfc_range"], data["loss_hfc_range"]
     return (
         f"{data['grid']}x{data['grid']} grid: LFC loss {lfc[0]:.2f}..{lfc[1]:.2f}, "
@@ -458,8 +476,9 @@ def _landscape_stage(run_dir: Path, settings: DemoSettings) -> str:
 
 
 def _heatmap_stage(run_dir: Path, settings: DemoSettings) -> str:
-    _command(["heatmap", str(run_dir), "--n", str(settings.heatmap_n)])
-    data = json.loads((run_dir / "heatmap.json").read_text(encoding="utf-8"))
+    from freqtail.runs import RunFolder, explain_heatmap
+
+    data = explain_heatmap(RunFolder.open(run_dir), n=settings.heatmap_n).data
     return (
         f"{data['num_images']} images: mean error {100 * data['mean_error']:.1f}% over frequencies "
         f"(clean {100 * data['clean_error']:.1f}%)"
@@ -467,12 +486,9 @@ def _heatmap_stage(run_dir: Path, settings: DemoSettings) -> str:
 
 
 # ----------------------------------------------------------------------------- aggregation
-def _records(run_dir: Path) -> list[dict[str, Any]]:
-    from freqtail.evaluate.results import load_results
-
-    if not (run_dir / RESULTS_FILE).is_file():
-        return []
-    return [r for r in load_results(run_dir)["results"] if str(r.get("id", "")).startswith("best|")]
+def _best(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of the ``best`` checkpoint (the one every demo run is evaluated with)."""
+    return [r for r in records if str(r.get("id", "")).startswith("best|")]
 
 
 def run_key_numbers(name: str, label: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -541,15 +557,8 @@ def _evaluation_summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def _corruption_words(settings: DemoSettings) -> str:
-    from freqtail.commands.corrupt import parse_corruptions, parse_severities
+    from freqtail.data.corruptions import parse_corruptions, parse_severities
 
     names = parse_corruptions(settings.corruptions)
     levels = parse_severities(settings.severities)
@@ -560,18 +569,15 @@ def _corruption_words(settings: DemoSettings) -> str:
 def aggregate(out: Path, settings: DemoSettings, timings: list[dict[str, Any]], total: float, load) -> dict:
     """The demo's ``results.json``: settings, stage timings, and each run's key numbers."""
     from freqtail import __version__
+    from freqtail.report.collect import collect_run
 
     runs, key_numbers = [], []
     for name, label, objective, bass in RUNS:
-        run_dir = out / name
-        records = _records(run_dir)
+        artefacts = collect_run(out / name)
+        records = _best(artefacts.records)
         rows = run_key_numbers(name, label, records)
         key_numbers += rows
-        metrics = []
-        if (run_dir / "metrics.jsonl").is_file():
-            metrics = [
-                json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line
-            ]
+        metrics = artefacts.metrics
         last = metrics[-1] if metrics else {}
         entry: dict[str, Any] = {
             "name": name,
@@ -603,12 +609,12 @@ def aggregate(out: Path, settings: DemoSettings, timings: list[dict[str, Any]], 
                 ("num_images", "eps", "clean_error", "mean_error", "max_error", "max_error_frequency"),
             ),
         ):
-            data = _read_json(run_dir / f"{kind}.json")
+            data = getattr(artefacts, kind)
             if data is not None:
                 entry[kind] = {k: data.get(k) for k in keys}
         runs.append(entry)
-    spectrum = _read_json(out / "spectrum.json") or {}
-    bass = _read_json(out / "bass.json") or {}
+    facts = collect_run(out)
+    spectrum, bass = facts.spectrum or {}, facts.bass or {}
     return {
         "format": DEMO_FORMAT,
         "version": 1,
@@ -708,8 +714,10 @@ def run_demo(
     from freqtail.report.build import build_report
 
     settings = settings or (QUICK if quick else FULL)
-    echo = echo or (lambda line: print(line, flush=True))
+    console = sys.stdout  # stages redirect stdout to the log; progress lines still go here
+    echo = echo or (lambda line: print(line, file=console, flush=True))
     out = Path(out)
+    files = RunLayout.of(out)
     state = _prepare_folder(out, settings, force)
     explained = [(name, stage) for name in EXPLAINED for stage in ("sensitivity", "landscape", "heatmap")]
     total = 2 + 2 * len(RUNS) + len(explained) + 1
@@ -720,13 +728,13 @@ def run_demo(
             "spectrum",
             "long tail of the training images",
             lambda: _spectrum_stage(out),
-            lambda: (out / "spectrum.json").is_file(),
+            lambda: files.json("spectrum").is_file(),
         )
         stages.run(
             "bass",
             "BaSS on the training images",
             lambda: _bass_stage(out, settings),
-            lambda: (out / "bass.json").is_file(),
+            lambda: files.json("bass").is_file(),
         )
         for name, label, objective, bass in RUNS:
             run_dir = out / name
@@ -735,9 +743,9 @@ def run_demo(
                 f"train {name}",
                 f"train {label}, {epochs} epoch(s)",
                 lambda run_dir=run_dir, objective=objective, bass=bass: _train_stage(
-                    run_dir, settings, objective, bass, stages.trainer_log
+                    run_dir, settings, objective, bass, stages.trainer_log, echo
                 ),
-                lambda run_dir=run_dir: (run_dir / "metrics.jsonl").is_file(),
+                lambda run_dir=run_dir: RunLayout.of(run_dir).metrics.is_file(),
             )
         for name, label, _, _ in RUNS:
             run_dir = out / name
@@ -745,7 +753,7 @@ def run_demo(
                 f"evaluate {name}",
                 f"evaluate {label}: clean, PGD-20, corruptions on {settings.eval_n} images",
                 lambda run_dir=run_dir: _evaluate_stage(run_dir, settings),
-                lambda run_dir=run_dir: (run_dir / RESULTS_FILE).is_file(),
+                lambda run_dir=run_dir: RunLayout.of(run_dir).results.is_file(),
             )
         work = {"sensitivity": _sensitivity_stage, "landscape": _landscape_stage, "heatmap": _heatmap_stage}
         for name, kind in explained:
@@ -754,12 +762,12 @@ def run_demo(
                 f"{kind} {name}",
                 f"{kind} of {name}",
                 lambda run_dir=run_dir, kind=kind: work[kind](run_dir, settings),
-                lambda run_dir=run_dir, kind=kind: (run_dir / f"{kind}.json").is_file(),
+                lambda run_dir=run_dir, kind=kind: RunLayout.of(run_dir).json(kind).is_file(),
             )
         summary = aggregate(
             out, settings, stages.timings, time.perf_counter() - stages.started, [load_start, _load()]
         )
-        atomic_write_json(out / RESULTS_FILE, summary)
+        atomic_write_json(files.results, summary)
         start = time.perf_counter()
         with contextlib.redirect_stdout(stages.log), contextlib.redirect_stderr(stages.log):
             report = build_report([out])
@@ -771,8 +779,8 @@ def run_demo(
         )
         seconds = time.perf_counter() - stages.started
         summary["timings"]["total_seconds"] = round(seconds, 1)
-        atomic_write_json(out / RESULTS_FILE, summary)
+        atomic_write_json(files.results, summary)
         stages._line("report", f"{report.html} and {report.markdown} ({report_seconds:.1f} s)")
     finally:
         stages.close()
-    return DemoResult(out, report.html, report.markdown, out / RESULTS_FILE, summary, seconds)
+    return DemoResult(out, report.html, report.markdown, files.results, summary, seconds)

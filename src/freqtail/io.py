@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from freqtail.errors import InputError
+from freqtail.errors import InputError, OutputError, os_error_sentence
 
 NPY_MAGIC = b"\x93NUMPY"
 
@@ -31,8 +31,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     removed and the destination is left untouched.
     """
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{dest.suffix}", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{dest.suffix}", dir=dest.parent)
+    except OSError as err:
+        raise OutputError(_destination_sentence(dest, err)) from None
     os.close(fd)
     tmp = Path(tmp_name)
     # mkstemp creates the file 0600; give the result the permissions a plain open() would.
@@ -40,11 +43,51 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
     try:
-        yield tmp
-        os.replace(tmp, dest)
+        try:
+            yield tmp
+            os.replace(tmp, dest)
+        except OutputError:
+            raise
+        except OSError as err:  # a full disk while writing, a folder where the file should go, ...
+            raise OutputError(_destination_sentence(dest, err)) from None
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _destination_sentence(dest: Path, err: OSError) -> str:
+    """One sentence naming the destination (not the temporary file) and the reason."""
+    for parent in dest.parents:
+        if parent.exists():
+            if not parent.is_dir():  # mkdir says "File exists", which hides what is wrong
+                return f"Could not write {dest}: {parent} is a file, not a folder."
+            break
+    return os_error_sentence(OSError(err.errno, err.strerror, str(dest)))
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create ``folder`` if needed and prove a file can be written there, before long work starts.
+
+    Raises:
+        OutputError: one sentence naming the path: a file in the way, no permission, a full or
+            read-only disk.
+    """
+    p = Path(folder).expanduser()
+    if p.exists() and not p.is_dir():
+        raise OutputError(f"The {what} {p} is a file, not a folder; choose another path.")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(prefix=".freqtail-write-test.", dir=p) as probe:
+            probe.write(b"ok")
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        where = err.filename or p
+        raise OutputError(
+            f"The {what} {p} cannot be written ({where}: {reason}); choose another path."
+        ) from None
+    return p
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
@@ -75,6 +118,21 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Pat
 def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
     """Save ``array`` as a ``.npy`` file atomically (never pickled)."""
     return atomic_write(path, lambda handle: np.save(handle, np.asarray(array), allow_pickle=False))
+
+
+def check_writable_file(path: str | os.PathLike, what: str = "output file") -> Path:
+    """Prove that ``path`` can be written (its folder is created and writable, it is not a folder).
+
+    Called before long work, so that a bad destination fails at once and not after the work is done.
+
+    Raises:
+        OutputError: one sentence naming the path.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise OutputError(f"The {what} {p} is a folder; give a file name.")
+    check_writable_folder(p.parent, f"folder of the {what} {p}")
+    return p
 
 
 def load_npy(path: str | os.PathLike, what: str = "array", mmap: bool = False) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Explaining a model in the frequency domain (paper §3.1, §3.2.2; DESIGN.md "explain").
+"""Explaining a model in the frequency domain (paper §3.1, §3.2.2; docs/design.md).
 
 * :func:`frequency_sensitivity` — the input gradient's Fourier coefficients ranked per image
   (Fig. 2): rank curve, radius densities at chosen ranks, HFC shares;
@@ -8,10 +8,11 @@
 
 Each takes an ``nn.Module`` and labelled data (``(images, labels)``, a dataset or a loader) and
 returns a result object with ``to_dict()`` and ``save(path)``; figures live in
-:mod:`freqtail.report.analysis_figures`.
+:mod:`freqtail.report.analysis_figures`. The same analyses of a trained run, written into its folder,
+are :mod:`freqtail.runs`' ``explain_*`` functions.
 
 The names below load their module on first use, so that the command line can read
-:mod:`freqtail.analysis.constants` and :mod:`freqtail.analysis.runs` without importing torch.
+:mod:`freqtail.analysis.constants` without importing torch.
 """
 
 from __future__ import annotations

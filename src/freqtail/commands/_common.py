@@ -56,3 +56,53 @@ def unit_interval(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
     return value
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, default_n: int, default_batch: int) -> None:
+    """The options every explanation command takes: RUN, data, size, device, output, threat model."""
+    parser.add_argument("run", metavar="RUN", help="a run folder written by 'freqtail train' (runs/NAME)")
+    parser.add_argument(
+        "--dataset", metavar="NAME", help="dataset to analyse (default: the run's own dataset, test split)"
+    )
+    parser.add_argument("--data-root", metavar="DIR", help="folder holding the dataset")
+    parser.add_argument(
+        "--n",
+        type=positive_int,
+        default=default_n,
+        help=f"number of test images (default {default_n}): a seeded subset stratified across classes, the "
+        "same images 'freqtail evaluate --n N' uses for the same N and --subset-seed",
+    )
+    parser.add_argument(
+        "--subset-seed",
+        type=non_negative_int,
+        default=0,
+        help="seed of the --n subset (default 0, as freqtail evaluate's)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=default_batch,
+        help=f"images per pass (default {default_batch})",
+    )
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--out", metavar="DIR", help="write results and figures here instead of into the run folder"
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    parser.add_argument(
+        "--end-to-end",
+        action="store_true",
+        help="for runs trained on BaSS-converted data: the end-to-end threat model, the model with its "
+        "differentiable BaSS front on raw test images (default: the paper's domain protocol, the bare "
+        "model on BaSS-converted test images)",
+    )
+
+
+def open_run_for_analysis(args: argparse.Namespace):
+    """``(RunFolder, device, threat model or None)`` of an explanation command's arguments."""
+    from freqtail.runs import RunFolder
+    from freqtail.train.distributed import resolve_device
+
+    device = resolve_device(args.device)
+    run = RunFolder.open(args.run, dataset=args.dataset, data_root=args.data_root, out=args.out)
+    return run, device, ("end-to-end" if args.end_to_end else None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from freqtail.commands._common import add_parser, positive_int, print_json, unit_interval
-from freqtail.errors import FreqtailError, InputError
+from freqtail.errors import InputError
 
 EXAMPLE = "freqtail bass --input train_images.npy --output train_images_bass.npy"
 
@@ -64,13 +64,14 @@ def _convert_file(args) -> dict:
     from freqtail.bass import convert_uint8_images
     from freqtail.bass.convert import DEFAULT_CHUNK_SIZE
     from freqtail.images import check_uint8_images
-    from freqtail.io import atomic_save_npy, load_npy
+    from freqtail.io import atomic_save_npy, check_writable_file, load_npy
 
     if not args.output:
         raise InputError("Give --output OUT.npy to say where the converted images go.")
     if args.out or args.data_root:
         raise InputError("--out and --data-root belong to --dataset; with --input give --output OUT.npy.")
     images = load_npy(args.input, "image array", mmap=True)
+    check_writable_file(args.output, "output file")
     check_uint8_images(images, f"images in {args.input}")
     converted, n_degenerate, n_channels = convert_uint8_images(
         images,
@@ -96,13 +97,10 @@ def _convert_dataset(args) -> dict:
         raise InputError("Give --out DIR to say where the converted dataset goes.")
     if args.output:
         raise InputError("--output belongs to --input; with --dataset give --out DIR.")
-    try:
-        from freqtail.data.variants import write_bass_dataset
-    except ImportError:
-        raise FreqtailError(
-            "The --dataset mode is not available in this version of freqtail; "
-            "convert an image array with --input IN.npy --output OUT.npy instead."
-        ) from None
+    from freqtail.data.bass_copies import write_bass_dataset
+    from freqtail.io import check_writable_folder
+
+    check_writable_folder(args.out, "output folder")
     result = write_bass_dataset(args.dataset, args.data_root, args.out, strength=args.strength, progress=True)
     return dict(result)
 

@@ -13,49 +13,6 @@ CLEAN_FILE = "clean.npy"
 EXAMPLE = "freqtail corrupt --dataset embedded --out runs/embedded-C --severities 1-5"
 
 
-def parse_severities(text: str) -> list[int]:
-    """Parse ``"1-5"``, ``"1,3,5"``, ``"2"`` or ``"1-3,5"`` into a list of distinct severities 1..5."""
-    values: list[int] = []
-    try:
-        for part in text.split(","):
-            part = part.strip()
-            if "-" in part:
-                low, high = (int(x) for x in part.split("-", 1))
-                if low > high:
-                    raise ValueError
-                values.extend(range(low, high + 1))
-            else:
-                values.append(int(part))
-    except ValueError:
-        raise InputError(
-            f"--severities must look like 1-5, 1,3,5 or 2 (integers from 1 to 5), not {text!r}."
-        ) from None
-    if not values or any(not 1 <= v <= 5 for v in values) or len(set(values)) != len(values):
-        raise InputError(f"--severities must list distinct integers from 1 to 5, not {text!r}.")
-    return values
-
-
-def parse_corruptions(text: str | None) -> list[str]:
-    """Parse a comma-separated list of corruption names and/or categories ("all" = every corruption)."""
-    from freqtail.data.corruptions import CATEGORIES, CORRUPTIONS
-
-    if text is None or text.strip().lower() == "all":
-        return list(CORRUPTIONS)
-    chosen: list[str] = []
-    for part in (p.strip() for p in text.split(",")):
-        key = part.lower().replace("-", "_")
-        if key in CORRUPTIONS:
-            chosen.append(key)
-        elif key in CATEGORIES:
-            chosen.extend(CATEGORIES[key])
-        else:
-            raise InputError(
-                f"Unknown corruption {part!r} in --corruptions; choose from {', '.join(CORRUPTIONS)} "
-                f"or a category ({', '.join(CATEGORIES)})."
-            )
-    return list(dict.fromkeys(chosen))
-
-
 def register(subparsers) -> None:
     parser = add_parser(
         subparsers,
@@ -145,6 +102,7 @@ def _clean_source(args: argparse.Namespace, bass: str | None):
 
 def run(args: argparse.Namespace) -> int:
     from freqtail.data.corrupted_sets import write_corrupted_set
+    from freqtail.data.corruptions import parse_corruptions, parse_severities
 
     severities = parse_severities(args.severities)
     corruptions = parse_corruptions(args.corruptions)
@@ -152,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--seed must be a non-negative integer, not {args.seed}.")
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be a positive number of images, not {args.limit}.")
+    from freqtail.io import check_writable_folder
+
+    check_writable_folder(args.out, "output folder")
     bass = None if args.bass == "none" else args.bass
     with _clean_source(args, bass) as (images, labels, classes):
         meta = {

@@ -11,7 +11,7 @@ EXAMPLE = "freqtail heatmap runs/demo --eps 4.0 --n 100"
 
 def register(subparsers) -> None:
     from freqtail.analysis.constants import DEFAULT_EPS, SIGN_MODES
-    from freqtail.analysis.runs import add_run_arguments
+    from freqtail.commands._common import add_run_arguments
 
     parser = add_parser(
         subparsers,
@@ -41,44 +41,40 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from freqtail.analysis.heatmap import check_eps, fourier_heatmap
-    from freqtail.analysis.runs import analysis_data, load_run, output_folder, resolve_device
-    from freqtail.io import atomic_write_json
-    from freqtail.report.analysis_figures import plot_heatmap
+    from freqtail.analysis.heatmap import check_eps
+    from freqtail.commands._common import open_run_for_analysis
+    from freqtail.runs import explain_heatmap
 
     eps = check_eps(args.eps)
-    out = output_folder(args)
-    device = resolve_device(args.device)
-    model, info = load_run(args.run, device, end_to_end=args.end_to_end)
-    dataset, source = analysis_data(args, info)
-    result = fourier_heatmap(
-        model,
-        dataset,
-        eps=eps,
+    run, device, threat_model = open_run_for_analysis(args)
+    explained = explain_heatmap(
+        run,
+        threat_model=threat_model,
         n=args.n,
         subset_seed=args.subset_seed,
         batch_size=args.batch_size,
+        eps=eps,
         sign=args.sign,
         seed=args.seed,
+        device=device,
         progress=True,
     )
-    npz = result.save(out / "heatmap.npz")
-    figure = plot_heatmap(result, out / "figures" / "heatmap.png")
-    data = result.to_dict()
-    data.update(source=source, run=str(args.run), figures=[str(figure)])
-    json_path = atomic_write_json(out / "heatmap.json", data)
+    result, data = explained.result, explained.data
     if args.json:
         summary = {k: v for k, v in data.items() if k != "error_rate"}
-        summary["files"] = [str(json_path), str(npz)]
+        summary["files"] = [str(path) for path in explained.files[:2]]
         print_json(summary)
         return 0
     h, w = result.image_size
     du, dv = data["max_error_frequency"]
-    print(f"Fourier heat map of {args.run}: eps {eps:g} on {result.num_images} images of {h}x{w} ({source})")
+    print(
+        f"Fourier heat map of {args.run}: eps {eps:g} on {result.num_images} images of {h}x{w} "
+        f"({data['source']})"
+    )
     print(
         f"  clean error {100 * result.clean_error:.1f}%; "
         f"mean error over frequencies {100 * data['mean_error']:.1f}%"
     )
     print(f"  worst frequency (du, dv) = ({du}, {dv}): error {100 * data['max_error']:.1f}%")
-    print(f"  wrote {npz}, {json_path}, {figure}")
+    print(f"  wrote {', '.join(str(path) for path in explained.files)}")
     return 0

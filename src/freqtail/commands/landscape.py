@@ -10,8 +10,7 @@ EXAMPLE = "freqtail landscape runs/demo --grid 21 --span 1.0 --n 500"
 
 
 def register(subparsers) -> None:
-    from freqtail.analysis.runs import add_run_arguments
-    from freqtail.commands._common import positive_int
+    from freqtail.commands._common import add_run_arguments, positive_int
 
     parser = add_parser(
         subparsers,
@@ -37,43 +36,34 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from freqtail.analysis.landscape import check_grid, check_span, loss_landscape
-    from freqtail.analysis.runs import analysis_data, load_run, output_folder, resolve_device
-    from freqtail.io import atomic_write_json
-    from freqtail.report.analysis_figures import plot_landscape
+    from freqtail.analysis.landscape import check_grid, check_span
+    from freqtail.commands._common import open_run_for_analysis
+    from freqtail.runs import explain_landscape
 
     check_grid(args.grid)
     span = check_span(args.span)
-    out = output_folder(args)
-    device = resolve_device(args.device)
-    model, info = load_run(args.run, device, end_to_end=args.end_to_end)
-    dataset, source = analysis_data(args, info)
-    result = loss_landscape(
-        model,
-        dataset,
-        boundary_band=args.boundary,
-        grid=args.grid,
-        span=span,
-        seed=args.seed,
+    run, device, threat_model = open_run_for_analysis(args)
+    explained = explain_landscape(
+        run,
+        threat_model=threat_model,
         n=args.n,
         subset_seed=args.subset_seed,
         batch_size=args.batch_size,
-        partial_path=out / "landscape.partial.npz",
+        grid=args.grid,
+        span=span,
+        seed=args.seed,
+        boundary_band=args.boundary,
+        device=device,
         progress=True,
     )
-    npz = result.save(out / "landscape.npz")
-    figure = plot_landscape(npz, out / "figures" / "landscape.png")
-    data = result.to_dict()
-    data.update(source=source, run=str(args.run), figures=[str(figure)])
-    json_path = atomic_write_json(out / "landscape.json", data)
+    result, data = explained.result, explained.data
     if args.json:
-        data["files"] = [str(json_path), str(npz)]
-        print_json(data)
+        print_json({**data, "files": [str(path) for path in explained.files[:2]]})
         return 0
     h, w = result.image_size
     print(
         f"Loss landscape of {args.run}: {result.grid}x{result.grid} grid over [-{span:g}, {span:g}]^2, seed "
-        f"{result.seed}, {result.num_images} images of {h}x{w} ({source}), "
+        f"{result.seed}, {result.num_images} images of {h}x{w} ({data['source']}), "
         f"boundary band {result.boundary_band}"
     )
     center = result.center()
@@ -87,5 +77,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"  HFC loss range {data['loss_hfc_range'][0]:.4f} .. {data['loss_hfc_range'][1]:.4f}")
     if data["nonfinite_points"]:
         print(f"  {data['nonfinite_points']} grid points had a non-finite loss (marked in the figure)")
-    print(f"  wrote {npz}, {json_path}, {figure}")
+    print(f"  wrote {', '.join(str(path) for path in explained.files)}")
     return 0

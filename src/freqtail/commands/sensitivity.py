@@ -11,7 +11,7 @@ EXAMPLE = "freqtail sensitivity runs/demo --n 1000"
 
 def register(subparsers) -> None:
     from freqtail.analysis.constants import DEFAULT_TOP_FRACTION
-    from freqtail.analysis.runs import add_run_arguments
+    from freqtail.commands._common import add_run_arguments
 
     parser = add_parser(
         subparsers,
@@ -45,43 +45,30 @@ def _compact(data: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from freqtail.analysis.runs import analysis_data, load_run, output_folder, resolve_device
-    from freqtail.analysis.sensitivity import check_top_fraction, frequency_sensitivity
-    from freqtail.io import atomic_write_json
-    from freqtail.report.analysis_figures import plot_sensitivity
-    from freqtail.report.spectrum_figures import plot_long_tail
+    from freqtail.analysis.sensitivity import check_top_fraction
+    from freqtail.commands._common import open_run_for_analysis
+    from freqtail.runs import explain_sensitivity
 
     top = check_top_fraction(args.top)
-    out = output_folder(args)
-    device = resolve_device(args.device)
-    model, info = load_run(args.run, device, end_to_end=args.end_to_end)
-    dataset, source = analysis_data(args, info)
-    result = frequency_sensitivity(
-        model,
-        dataset,
+    run, device, threat_model = open_run_for_analysis(args)
+    explained = explain_sensitivity(
+        run,
+        threat_model=threat_model,
         n=args.n,
         subset_seed=args.subset_seed,
         batch_size=args.batch_size,
         top_fraction=top,
+        device=device,
         progress=True,
     )
-    data = result.to_dict()
-    data["source"] = source
-    data["run"] = str(args.run)
-    figure = plot_sensitivity(result, out / "figures" / "sensitivity.png")
-    long_tail = plot_long_tail(
-        result.spectrum, out / "figures" / "long_tail.png", title=f"Long tail of the {source}"
-    )
-    data["figures"] = [str(figure), str(long_tail)]
-    npz = result.save(out / "sensitivity.npz")
-    json_path = atomic_write_json(out / "sensitivity.json", data)
+    result, data = explained.result, explained.data
     if args.json:
         compact = _compact(data)
-        compact["files"] = [str(json_path), str(npz)]
+        compact["files"] = [str(path) for path in explained.files[:2]]
         print_json(compact)
         return 0
     h, w = result.image_size
-    print(f"Frequency sensitivity of {args.run} on {result.num_images} images of {h}x{w} ({source})")
+    print(f"Frequency sensitivity of {args.run} on {result.num_images} images of {h}x{w} ({data['source']})")
     if result.num_zero_gradient:
         print(f"  skipped {result.num_zero_gradient} images whose loss gradient is exactly zero")
     print(
@@ -98,5 +85,5 @@ def run(args: argparse.Namespace) -> int:
             f"  rank {100 * rank['fraction']:5.1f}%: median radius {rank['median_radius']:.2f}, "
             f"in HFC for {100 * rank['hfc_share']:.1f}% of the images"
         )
-    print(f"  wrote {json_path}, {npz}, {figure}, {long_tail}")
+    print(f"  wrote {', '.join(str(path) for path in explained.files)}")
     return 0

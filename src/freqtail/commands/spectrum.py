@@ -173,9 +173,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--batch-size must be a positive integer, not {args.batch_size}.")
     device = _device(args.device)
     if args.plot is not None:
+        from freqtail.io import check_writable_file
         from freqtail.report.spectrum_figures import check_figure_path
 
         check_figure_path(args.plot)
+        check_writable_file(args.plot, "plot file")
     images, source = _image_source(args)
     summary = summarize(images, ratio=ratio, batch_size=args.batch_size, device=device, progress=_progress)
     plot_path = None

@@ -209,7 +209,7 @@ def _array_images(name: str, split: str, root, bass: str | None, strength: float
 
 
 def _folder_samples(name: str, split: str, root, download: bool):
-    from freqtail.data import folders
+    import freqtail.data.folders as folders
 
     if name == "tiny-imagenet":
         samples, classes, _ = folders.tiny_imagenet_samples(root, split, download=download)
@@ -243,7 +243,7 @@ def build_dataset(
         name: one of :func:`dataset_names` (case, '-' and '_' ignored).
         split: "train" or "test" ("val" is accepted for Tiny-ImageNet, ImageNet, Restricted-ImageNet).
         root: data folder (``--data-root``); None for the embedded set (or a folder written by
-            :func:`freqtail.data.variants.write_bass_dataset` for it). Never downloads unless ``download``.
+            :func:`freqtail.data.bass_copies.write_bass_dataset` for it). Never downloads unless ``download``.
         bass: None (original data), "dataset" (train and test converted once with BaSS at the working
             resolution and cached, the paper's "new dataset" protocol) or "augment" (BaSS with
             probability ``gamma`` on the fly on the train split, at the working resolution, before the

@@ -10,17 +10,14 @@
   preset first (BaSS is not resolution-invariant: BaSS-then-resize would remove much of what BaSS
   adds), converted on first read and cached as a lossless PNG keyed by its path, size, modification
   time and the resize.
-* :func:`write_bass_dataset` writes a converted copy of a dataset in its source format, so
-  ``--data-root OUT`` then loads the converted set with the ordinary loader (folder datasets are
-  written at their working resolution).
+
+Written copies of whole datasets (``freqtail bass --dataset``) are :mod:`freqtail.data.bass_copies`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +78,10 @@ def source_digest(arrays: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def _convert(images: np.ndarray, strength: float, progress: bool) -> tuple[np.ndarray, int]:
+def convert_images(images: np.ndarray, strength: float, progress: bool) -> tuple[np.ndarray, int]:
+    """BaSS of uint8 (N, H, W, C) images -> (converted, images with a degenerate channel).
+
+    The caches and written copies of datasets convert through here."""
     # Looked up at call time, so the converter can be replaced (tests count its calls).
     from freqtail import bass
 
@@ -122,7 +122,7 @@ def cached_bass_arrays(
             pass  # a damaged cache entry is converted again
     out, degenerate = {}, {}
     for split in sorted(sources, key=lambda s: SPLITS.index(s) if s in SPLITS else 99):
-        out[split], degenerate[split] = _convert(sources[split], strength, progress)
+        out[split], degenerate[split] = convert_images(sources[split], strength, progress)
         atomic_save_npy(folder / f"{split}_images.npy", out[split])
     meta = {
         "dataset": name,
@@ -165,7 +165,7 @@ class FileVariantCache:
         return self.folder / key[:2] / f"{key[2:34]}.png"
 
     def __call__(self, source: str, load) -> np.ndarray:
-        """The BaSS image of file ``source``: uint8 (H, W, 3) from the cache, or ``_convert(load())``.
+        """The BaSS image of file ``source``: uint8 (H, W, 3) from the cache, or ``convert_images(load())``.
 
         ``load()`` returns the decoded file at the working resolution, uint8 (H, W, 3); it is only
         called on a cache miss.
@@ -179,199 +179,10 @@ class FileVariantCache:
                     return np.array(cached.convert("RGB"), dtype=np.uint8)
             except OSError:
                 pass  # damaged cache file: convert again
-        converted, _ = _convert(load()[None], self.strength, progress=False)
+        converted, _ = convert_images(load()[None], self.strength, progress=False)
         with atomic_path(target) as tmp:
             Image.fromarray(converted[0]).save(tmp, format="PNG")
         return converted[0]
 
     def __getstate__(self):  # picklable for DataLoader workers
         return self.__dict__
-
-
-# ----------------------------------------------------------------------------------------- writing
-
-
-def write_bass_dataset(
-    name: str,
-    root: str | os.PathLike | None,
-    out_dir: str | os.PathLike,
-    strength: float = 1.0,
-    progress: bool = True,
-) -> dict:
-    """Write a BaSS-converted copy of dataset ``name`` to ``out_dir`` in the same format as its source.
-
-    * embedded: the embedded npy layout (``out_dir`` then works as ``root`` for ``"embedded"``);
-    * cifar10 / cifar100: the official python batches under ``out_dir/cifar-10-batches-py`` /
-      ``cifar-100-python`` (every key of the source batches kept, only ``data`` replaced);
-    * tiny-imagenet / imagenet / restricted-imagenet: the same folder tree, every image first resized
-      to the **working resolution** of the dataset's default augmentation preset (the image BaSS sees
-      in training: Tiny-ImageNet 64 x 64, ImageNet shorter side 256, Restricted-ImageNet 128 x 128;
-      :func:`freqtail.data.augment.working_resize`), then converted and saved as lossless PNG (JPEG
-      would erase the high frequencies BaSS adds), with annotation files rewritten to the new file
-      names. Loading the copy applies the same resize, which is then the identity, so the copy gives
-      the same items as ``build_dataset(name, ..., bass="dataset")``. A copy serves the dataset it
-      was written for: an ``imagenet`` copy read as ``restricted-imagenet`` would be BaSS-then-resize.
-
-    Returns:
-        ``{"dataset", "out_dir", "strength", "images", "degenerate", "splits": {split: count},
-        "seconds"}``; ``degenerate`` counts images with a channel that hit BaSS's degenerate rule (that
-        channel copied unchanged, the others converted).
-    """
-    from freqtail.data.registry import canonical_name
-
-    name = canonical_name(name)
-    strength = check_strength(strength)
-    out = Path(out_dir).expanduser()
-    start = time.perf_counter()
-    if name == "embedded":
-        splits, degenerate = _write_embedded(root, out, strength, progress)
-    elif name in ("cifar10", "cifar100"):
-        splits, degenerate = _write_cifar(name, root, out, strength, progress)
-    elif name == "tiny-imagenet":
-        splits, degenerate = _write_tiny_imagenet(root, out, strength, progress)
-    else:
-        splits, degenerate = _write_imagenet(name, root, out, strength, progress)
-    return {
-        "dataset": name,
-        "out_dir": str(out),
-        "strength": strength,
-        "images": int(sum(splits.values())),
-        "degenerate": int(degenerate),
-        "splits": splits,
-        "seconds": round(time.perf_counter() - start, 3),
-    }
-
-
-def _write_embedded(root, out: Path, strength: float, progress: bool) -> tuple[dict, int]:
-    from freqtail.data.embedded import SPLITS, ensure_embedded, read_embedded_folder, write_embedded_folder
-
-    folder = Path(root) if root is not None else ensure_embedded()
-    arrays: dict[str, np.ndarray] = {}
-    splits, degenerate = {}, 0
-    for split in SPLITS:
-        images, labels, _ = read_embedded_folder(folder, split)
-        converted, n = _convert(images, strength, progress)
-        arrays[f"{split}_images"], arrays[f"{split}_labels"] = converted, labels
-        splits[split], degenerate = len(images), degenerate + n
-    write_embedded_folder(
-        out,
-        arrays,
-        {
-            "bass": {
-                "strength": strength,
-                "degenerate": degenerate,
-                "bass_version": bass_implementation_version(),
-            }
-        },
-    )
-    return splits, degenerate
-
-
-def _write_cifar(name: str, root, out: Path, strength: float, progress: bool) -> tuple[dict, int]:
-    import pickle
-
-    from freqtail.data.cifar import CIFAR_LAYOUTS, load_cifar
-    from freqtail.data.safe_pickle import safe_load_pickle
-    from freqtail.io import atomic_write_bytes
-
-    layout = CIFAR_LAYOUTS[name]
-    load_cifar(name, "train", root)  # validates every file with a clear error before writing anything
-    load_cifar(name, "test", root)
-    from freqtail.data.cifar import cifar_folder
-
-    source = cifar_folder(name, root)
-    target = out / layout.folder
-    target.mkdir(parents=True, exist_ok=True)
-    splits, degenerate = {"train": 0, "test": 0}, 0
-    for split, files in (("train", layout.train_files), ("test", layout.test_files)):
-        for file_name in files:
-            batch = safe_load_pickle(source / file_name, f"{name} batch file")
-            key = next(k for k in batch if (k.decode("latin1") if isinstance(k, bytes) else k) == "data")
-            images = batch[key].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-            converted, n = _convert(np.ascontiguousarray(images), strength, progress)
-            batch[key] = np.ascontiguousarray(converted.transpose(0, 3, 1, 2).reshape(len(converted), -1))
-            atomic_write_bytes(target / file_name, pickle.dumps(batch, protocol=2))
-            splits[split] += len(converted)
-            degenerate += n
-    with atomic_path(target / layout.meta_file) as tmp:
-        shutil.copyfile(source / layout.meta_file, tmp)
-    return splits, degenerate
-
-
-def _folder_resize(name: str):
-    from freqtail.data.augment import working_resize
-    from freqtail.data.registry import dataset_info
-
-    info = dataset_info(name)
-    return working_resize(info.preset, info.image_size)
-
-
-def _convert_files(pairs: list[tuple[str, Path]], strength: float, progress: bool, desc: str, resize) -> int:
-    """Resize image files to the working resolution, convert them and write ``target.png``.
-
-    Returns the number of degenerate images.
-    """
-    from PIL import Image
-    from tqdm.auto import tqdm
-
-    from freqtail.data.folders import read_rgb
-
-    degenerate = 0
-    for source, target in tqdm(pairs, desc=desc, unit="img", disable=not progress, dynamic_ncols=True):
-        converted, n = _convert(resize(read_rgb(source))[None], strength, progress=False)
-        degenerate += n
-        with atomic_path(target) as tmp:
-            Image.fromarray(converted[0]).save(tmp, format="PNG")
-    return degenerate
-
-
-def _png_name(path: str) -> str:
-    return Path(path).stem + ".png"
-
-
-def _write_tiny_imagenet(root, out: Path, strength: float, progress: bool) -> tuple[dict, int]:
-    from freqtail.data.folders import TINY_IMAGENET_FOLDER, tiny_imagenet_folder, tiny_imagenet_samples
-    from freqtail.io import atomic_write_text
-
-    source = tiny_imagenet_folder(root)
-    train, _, wnids = tiny_imagenet_samples(root, "train")
-    val, _, _ = tiny_imagenet_samples(root, "test")
-    target = out / TINY_IMAGENET_FOLDER
-    for meta_file in ("wnids.txt", "words.txt"):
-        if (source / meta_file).is_file():
-            with atomic_path(target / meta_file) as tmp:
-                shutil.copyfile(source / meta_file, tmp)
-    pairs = [(p, target / "train" / wnids[label] / "images" / _png_name(p)) for p, label in train]
-    resize = _folder_resize("tiny-imagenet")
-    degenerate = _convert_files(pairs, strength, progress, "BaSS train", resize)
-    val_pairs = [(p, target / "val" / "images" / _png_name(p)) for p, _ in val]
-    degenerate += _convert_files(val_pairs, strength, progress, "BaSS val", resize)
-    lines = [f"{_png_name(p)}\t{wnids[label]}" for p, label in val]
-    atomic_write_text(target / "val" / "val_annotations.txt", "\n".join(lines) + "\n")
-    return {"train": len(train), "test": len(val)}, degenerate
-
-
-def _write_imagenet(name: str, root, out: Path, strength: float, progress: bool) -> tuple[dict, int]:
-    from freqtail.data.folders import imagenet_samples, imagenet_split_folder, restricted_imagenet_samples
-
-    splits, degenerate = {}, 0
-    resize = _folder_resize(name)
-    for split, part in (("train", "train"), ("test", "val")):
-        folder = imagenet_split_folder(root, split, name)
-        if name == "restricted-imagenet":
-            samples, _ = restricted_imagenet_samples(root, split)
-        else:
-            samples, _, _ = imagenet_samples(root, split)
-        # every class folder is recreated (empty if unused) so sorted-wnid label indices stay valid
-        for entry in os.scandir(folder):
-            if entry.is_dir():
-                (out / part / entry.name).mkdir(parents=True, exist_ok=True)
-        pairs = [(p, out / part / Path(p).relative_to(folder).parent / _png_name(p)) for p, _ in samples]
-        degenerate += _convert_files(pairs, strength, progress, f"BaSS {part}", resize)
-        splits[split] = len(samples)
-    root_path = Path(root).expanduser()
-    for names_file in ("LOC_synset_mapping.txt", "words.txt", "synset_words.txt"):
-        if (root_path / names_file).is_file():
-            with atomic_path(out / names_file) as tmp:
-                shutil.copyfile(root_path / names_file, tmp)
-    return splits, degenerate

@@ -42,9 +42,8 @@ from typing import Any
 
 from freqtail.errors import InputError
 from freqtail.io import atomic_write_json
+from freqtail.runs.layout import RunLayout
 
-RESULTS_FILE = "results.json"
-RESULTS_MD = "results.md"
 FORMAT = "freqtail-results"
 FORMAT_VERSION = 1
 
@@ -79,7 +78,7 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
     """
     p = Path(path)
     if p.is_dir():
-        p = p / RESULTS_FILE
+        p = RunLayout.of(p).results
     if not p.is_file():
         raise InputError(f"No results file at {p}; run `freqtail evaluate` on that run first.")
     try:

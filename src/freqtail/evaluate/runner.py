@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
+import freqtail.evaluate.corruption_eval as ce
 from freqtail.attacks.masking import MIN_JUDGED_IMAGES, STATE_NOT_RUN, VERDICT_WORDS
 from freqtail.data.subsets import SubsetChoice, choose_subset, dataset_labels
 from freqtail.errors import CheckpointError, ConfigError, InputError
-from freqtail.evaluate import corruption_eval as ce
 from freqtail.evaluate.distributed import (
     DistContext,
     all_reduce_counts,
@@ -375,7 +375,7 @@ class _Evaluation:
             "id": record_id(plan.checkpoint_tag, setup.name, metric, variant),
             "suite": suite,
             "metric": metric,
-            "threat_model": setup.name,
+            "threat_model": setup.name.value,
             "threat_model_setup": setup.to_dict(),
             "settings": settings,
             "data": data,

@@ -1,6 +1,6 @@
 """Threat models: which model and which test data each robustness number is measured on.
 
-DESIGN.md, "Threat models". Every result freqtail writes carries one of these names:
+docs/design.md, "Threat models". Every result freqtail writes carries one of these names:
 
 * ``standard`` — a model trained without BaSS, or with BaSS only as training augmentation
   (``bass="augment"``, or AugMix with a BaSS branch): raw test images, the model as trained (no
@@ -16,25 +16,68 @@ DESIGN.md, "Threat models". Every result freqtail writes carries one of these na
 
 A model whose spec already has a BaSS front (trained end-to-end with BaSS inside) is a BaSS model
 too: both ``domain`` and ``end-to-end`` apply.
+
+:class:`ThreatModel` is a ``str`` enum: its members compare equal to their names ("domain") and
+serialise as them, so records and JSON files hold plain strings. User text is parsed once, by
+:meth:`ThreatModel.parse` (one name) or :func:`resolve_threat_models` (a ``--threat-model`` choice).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from torch import nn
 
 from freqtail.errors import ConfigError
 
-STANDARD = "standard"
-DOMAIN = "domain"
-END_TO_END = "end-to-end"
-#: Every threat model, in report order.
-THREAT_MODELS: tuple[str, ...] = (STANDARD, DOMAIN, END_TO_END)
-#: What ``--threat-model`` accepts besides the names: "auto" (all that apply) and "both".
-THREAT_MODEL_CHOICES: tuple[str, ...] = ("auto", "both", *THREAT_MODELS)
 
-DESCRIPTIONS: dict[str, str] = {
+class ThreatModel(str, Enum):
+    """The three threat models, in report order (see the module docstring)."""
+
+    STANDARD = "standard"
+    DOMAIN = "domain"
+    END_TO_END = "end-to-end"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @property
+    def description(self) -> str:
+        """One line for tables and results.json."""
+        return DESCRIPTIONS[self]
+
+    @classmethod
+    def parse(cls, text: str | ThreatModel) -> ThreatModel:
+        """A threat model from its name; ``end2end``, ``e2e`` and ``_`` for ``-`` are accepted.
+
+        Raises:
+            ConfigError: not a threat model name (the sentence lists them).
+        """
+        if isinstance(text, cls):
+            return text
+        key = str(text).strip().lower().replace("_", "-")
+        key = {"end2end": "end-to-end", "endtoend": "end-to-end", "e2e": "end-to-end"}.get(key, key)
+        try:
+            return cls(key)
+        except ValueError:
+            raise ConfigError(
+                f"Unknown threat model {text!r}; choose one of {', '.join(m.value for m in cls)}."
+            ) from None
+
+
+STANDARD = ThreatModel.STANDARD
+DOMAIN = ThreatModel.DOMAIN
+END_TO_END = ThreatModel.END_TO_END
+#: Every threat model, in report order.
+THREAT_MODELS: tuple[ThreatModel, ...] = tuple(ThreatModel)
+#: What ``--threat-model`` accepts besides the names: "auto" (all that apply) and "both".
+THREAT_MODEL_CHOICES: tuple[str, ...] = ("auto", "both", *(m.value for m in ThreatModel))
+
+DESCRIPTIONS: dict[ThreatModel, str] = {
     STANDARD: "raw test images, the model as trained (no BaSS front); eps on raw pixels",
     DOMAIN: "BaSS-converted test set (offline, uint8), model without the BaSS front; "
     "eps on BaSS images (the paper's protocol)",
@@ -48,7 +91,7 @@ def trained_with_bass(bass_mode: str | None, has_front: bool = False) -> bool:
     return bass_mode == "dataset" or bool(has_front)
 
 
-def applicable_threat_models(bass_mode: str | None, has_front: bool = False) -> tuple[str, ...]:
+def applicable_threat_models(bass_mode: str | None, has_front: bool = False) -> tuple[ThreatModel, ...]:
     """The threat models that apply to a model trained with data mode ``bass_mode``.
 
     Args:
@@ -69,7 +112,9 @@ def _training_words(bass_mode: str | None) -> str:
     return "without BaSS"
 
 
-def resolve_threat_models(requested: str | None, bass_mode: str | None, has_front: bool = False) -> list[str]:
+def resolve_threat_models(
+    requested: str | None, bass_mode: str | None, has_front: bool = False
+) -> list[ThreatModel]:
     """Turn a ``--threat-model`` choice into the list of threat models to evaluate.
 
     Args:
@@ -82,16 +127,18 @@ def resolve_threat_models(requested: str | None, bass_mode: str | None, has_fron
             says why and what applies).
     """
     applicable = applicable_threat_models(bass_mode, has_front)
-    choice = "auto" if requested is None else str(requested).strip().lower().replace("_", "-")
-    if choice in ("end2end", "endtoend", "e2e"):
-        choice = END_TO_END
-    if choice not in THREAT_MODEL_CHOICES:
-        raise ConfigError(
-            f"Unknown threat model {requested!r}; choose one of {', '.join(THREAT_MODEL_CHOICES)}."
-        )
+    choice = "auto" if requested is None else str(requested).strip().lower()
     if choice == "auto":
         return list(applicable)
-    wanted = [DOMAIN, END_TO_END] if choice == "both" else [choice]
+    if choice == "both":
+        wanted = [DOMAIN, END_TO_END]
+    else:
+        try:
+            wanted = [ThreatModel.parse(choice)]
+        except ConfigError:
+            raise ConfigError(
+                f"Unknown threat model {requested!r}; choose one of {', '.join(THREAT_MODEL_CHOICES)}."
+            ) from None
     for name in wanted:
         if name in applicable:
             continue
@@ -119,7 +166,7 @@ class ThreatModelSetup:
         description: one line for tables and results.json.
     """
 
-    name: str
+    name: ThreatModel
     model: nn.Module
     data_bass: str | None
     front: dict | None
@@ -127,7 +174,7 @@ class ThreatModelSetup:
 
     def to_dict(self) -> dict:
         return {
-            "name": self.name,
+            "name": self.name.value,
             "data_bass": self.data_bass,
             "front": self.front,
             "description": self.description,
@@ -135,7 +182,11 @@ class ThreatModelSetup:
 
 
 def threat_model_setup(
-    model: nn.Module, threat_model: str, *, bass_strength: float = 1.0, bass_profile: str = "amplitude"
+    model: nn.Module,
+    threat_model: str | ThreatModel,
+    *,
+    bass_strength: float = 1.0,
+    bass_profile: str = "amplitude",
 ) -> ThreatModelSetup:
     """Build the model view and say which test data a threat model uses.
 
@@ -156,6 +207,7 @@ def threat_model_setup(
     """
     from freqtail.models import FreqtailModel, bass_front
 
+    threat_model = ThreatModel.parse(threat_model)
     if not isinstance(model, FreqtailModel):
         model = FreqtailModel(model)
     if threat_model == END_TO_END:
@@ -168,11 +220,9 @@ def threat_model_setup(
             "round_mode": "straight-through",
         }
         data_bass = None
-    elif threat_model in (DOMAIN, STANDARD):
+    else:
         view = model.without_front()
         front_info = None
         data_bass = "dataset" if threat_model == DOMAIN else None
-    else:
-        raise ConfigError(f"Unknown threat model {threat_model!r}; choose one of {', '.join(THREAT_MODELS)}.")
     view.eval()
     return ThreatModelSetup(threat_model, view, data_bass, front_info, DESCRIPTIONS[threat_model])

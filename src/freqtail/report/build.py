@@ -40,11 +40,12 @@ from freqtail.report.page import (
     render_markdown,
     slug,
 )
+from freqtail.runs.layout import REPORT_HTML, REPORT_MD, RunLayout
 
 __all__ = ["HTML_NAME", "MARKDOWN_NAME", "ReportResult", "build_report", "key_number_rows", "percent"]
 
-HTML_NAME = "report.html"
-MARKDOWN_NAME = "report.md"
+HTML_NAME = REPORT_HTML
+MARKDOWN_NAME = REPORT_MD
 TRAINING_FIGURE = "figures/report-training.png"
 MISSING = "–"
 
@@ -137,7 +138,7 @@ class _Figures:
         try:
             relative = source.relative_to(self.out)
         except ValueError:
-            target = self.out / "figures" / f"{slug(label)}-{source.name}"
+            target = RunLayout.of(self.out).figures / f"{slug(label)}-{source.name}"
             try:
                 atomic_write_bytes(target, source.read_bytes())
             except OSError:

@@ -31,22 +31,16 @@ from pathlib import Path
 from typing import Any
 
 from freqtail.errors import InputError
+from freqtail.runs.layout import ANALYSES, DATA_FACTS, FIGURES_DIR, RunLayout
+from freqtail.runs.layout import FIGURES as FIGURE_FILES
 
 __all__ = ["DEMO_FORMAT", "FIGURES", "RunArtefacts", "collect", "collect_run", "is_run_folder"]
 
 DEMO_FORMAT = "freqtail-demo"
 RESULTS_FORMAT = "freqtail-results"
-JSON_FILES = ("spectrum", "bass", "sensitivity", "landscape", "heatmap")
+JSON_FILES = (*DATA_FACTS, *ANALYSES)
 #: Figure key -> file under the folder.
-FIGURES = {
-    "spectrum": "figures/spectrum.png",
-    "bass_examples": "figures/bass_examples.png",
-    "sensitivity": "figures/sensitivity.png",
-    "long_tail": "figures/long_tail.png",
-    "landscape": "figures/landscape.png",
-    "heatmap": "figures/heatmap.png",
-}
-MARKERS = ("config.yaml", "metrics.jsonl", "results.json", "checkpoints", *(f"{n}.json" for n in JSON_FILES))
+FIGURES = {key: f"{FIGURES_DIR}/{name}" for key, name in FIGURE_FILES.items()}
 
 
 @dataclass
@@ -86,12 +80,12 @@ class RunArtefacts:
 
     @property
     def has_checkpoints(self) -> bool:
-        return (self.path / "checkpoints").is_dir()
+        return RunLayout.of(self.path).checkpoints.is_dir()
 
 
 def is_run_folder(path: Path) -> bool:
     """True when ``path`` holds any file the report recognises."""
-    return path.is_dir() and any((path / name).exists() for name in MARKERS)
+    return path.is_dir() and any(marker.exists() for marker in RunLayout.of(path).markers())
 
 
 def _read_json(path: Path, problems: list[str]) -> Any:
@@ -106,7 +100,7 @@ def _read_metrics(path: Path, problems: list[str]) -> list[dict[str, Any]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:
-        problems.append(f"metrics.jsonl could not be read ({type(err).__name__}); it is left out.")
+        problems.append(f"{path.name} could not be read ({type(err).__name__}); it is left out.")
         return []
     records, bad = [], 0
     for line in lines:
@@ -122,7 +116,7 @@ def _read_metrics(path: Path, problems: list[str]) -> list[dict[str, Any]]:
         else:
             bad += 1
     if bad:
-        problems.append(f"metrics.jsonl has {bad} unreadable line(s); they are left out.")
+        problems.append(f"{path.name} has {bad} unreadable line(s); they are left out.")
     return records
 
 
@@ -132,10 +126,10 @@ def _read_config(path: Path, problems: list[str]) -> dict[str, Any] | None:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        problems.append(f"config.yaml could not be read ({type(err).__name__}); it is left out.")
+        problems.append(f"{path.name} could not be read ({type(err).__name__}); it is left out.")
         return None
     if not isinstance(data, dict):
-        problems.append("config.yaml does not hold a mapping of keys; it is left out.")
+        problems.append(f"{path.name} does not hold a mapping of keys; it is left out.")
         return None
     return data
 
@@ -143,22 +137,23 @@ def _read_config(path: Path, problems: list[str]) -> dict[str, Any] | None:
 def collect_run(path: str | os.PathLike, label: str | None = None) -> RunArtefacts:
     """Read everything the report can show from one folder (see the module docstring)."""
     folder = Path(path)
+    layout = RunLayout.of(folder)
     run = RunArtefacts(folder, label or folder.resolve().name)
-    if (folder / "config.yaml").is_file():
-        run.config = _read_config(folder / "config.yaml", run.problems)
-    if (folder / "metrics.jsonl").is_file():
-        run.metrics = _read_metrics(folder / "metrics.jsonl", run.problems)
-    if (folder / "results.json").is_file():
-        data = _read_json(folder / "results.json", run.problems)
+    if layout.config.is_file():
+        run.config = _read_config(layout.config, run.problems)
+    if layout.metrics.is_file():
+        run.metrics = _read_metrics(layout.metrics, run.problems)
+    if layout.results.is_file():
+        data = _read_json(layout.results, run.problems)
         kind = data.get("format") if isinstance(data, dict) else None
         if kind == RESULTS_FORMAT and isinstance(data.get("results"), list):
             run.results = data
         elif kind == DEMO_FORMAT:
             run.demo = data
         elif data is not None:
-            run.problems.append("results.json is not a freqtail results file; it is left out.")
+            run.problems.append(f"{layout.results.name} is not a freqtail results file; it is left out.")
     for name in JSON_FILES:
-        file = folder / f"{name}.json"
+        file = layout.json(name)
         if file.is_file():
             data = _read_json(file, run.problems)
             if isinstance(data, dict):

@@ -131,6 +131,47 @@ def check_severity(severity: int) -> int:
     return int(severity)
 
 
+def parse_severities(text: str) -> list[int]:
+    """A ``--severities`` text (``"1-5"``, ``"1,3,5"``, ``"2"``, ``"1-3,5"``) -> distinct severities 1..5."""
+    values: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                low, high = (int(x) for x in part.split("-", 1))
+                if low > high:
+                    raise ValueError
+                values.extend(range(low, high + 1))
+            else:
+                values.append(int(part))
+    except ValueError:
+        raise InputError(
+            f"--severities must look like 1-5, 1,3,5 or 2 (integers from 1 to 5), not {text!r}."
+        ) from None
+    if not values or any(not 1 <= v <= 5 for v in values) or len(set(values)) != len(values):
+        raise InputError(f"--severities must list distinct integers from 1 to 5, not {text!r}.")
+    return values
+
+
+def parse_corruptions(text: str | None) -> list[str]:
+    """A ``--corruptions`` text: comma-separated names and/or categories ("all" or None = every one)."""
+    if text is None or text.strip().lower() == "all":
+        return list(CORRUPTIONS)
+    chosen: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        key = part.lower().replace("-", "_")
+        if key in CORRUPTIONS:
+            chosen.append(key)
+        elif key in CATEGORIES:
+            chosen.extend(CATEGORIES[key])
+        else:
+            raise InputError(
+                f"Unknown corruption {part!r} in --corruptions; choose from {', '.join(CORRUPTIONS)} "
+                f"or a category ({', '.join(CATEGORIES)})."
+            )
+    return list(dict.fromkeys(chosen))
+
+
 def corrupt(
     images: np.ndarray, name: str, severity: int, seed: int = 0, *, start_index: int = 0
 ) -> np.ndarray:
@@ -179,6 +220,8 @@ def corrupt(
 
 
 __all__ = [
+    "parse_corruptions",
+    "parse_severities",
     "CATEGORIES",
     "CORRUPTIONS",
     "MIN_SIDE",

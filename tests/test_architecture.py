@@ -1,0 +1,93 @@
+"""The shape of the code base: data flows one way, no import circles, one owner for run-folder names.
+
+Imports are read statically from every module of ``src/freqtail`` (module-level and function-level
+imports alike, since a lazy import still ties two modules together).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+SOURCE = Path(__file__).resolve().parents[1] / "src"
+PACKAGE = SOURCE / "freqtail"
+
+
+def _modules() -> dict[str, Path]:
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(SOURCE).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    return modules
+
+
+def _imports(path: Path, known: set[str]) -> set[str]:
+    """The freqtail modules ``path`` imports (``from a import b`` counts ``a.b`` when that is a module)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            candidates = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        elif isinstance(node, ast.Import):
+            candidates = [alias.name for alias in node.names]
+        else:
+            continue
+        found.update(name for name in candidates if name in known)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    known = set(modules)
+    return {name: _imports(path, known) - {name} for name, path in modules.items()}
+
+
+def _is_interface(name: str) -> bool:
+    return name == "freqtail.cli" or name == "freqtail.commands" or name.startswith("freqtail.commands.")
+
+
+def test_the_library_never_imports_the_command_line():
+    offenders = {
+        name: sorted(target for target in targets if _is_interface(target))
+        for name, targets in _graph().items()
+        if not _is_interface(name)
+    }
+    assert {name: targets for name, targets in offenders.items() if targets} == {}
+
+
+def test_there_is_no_import_circle():
+    graph = _graph()
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    circles = []
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for target in sorted(graph[name]):
+            if state.get(target) == 1:
+                circles.append(path[path.index(target) :] + [target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert circles == []
+
+
+def test_run_folder_file_names_are_spelled_in_one_place():
+    names = (
+        "config.yaml|metrics.jsonl|results.json|results.md|eval-cache|report.html|report.md|"
+        "sensitivity.json|landscape.json|heatmap.json|spectrum.json|bass.json|landscape.partial.npz"
+    )
+    pattern = re.compile(rf"[\"']({names}|checkpoints|figures)[\"']")
+    owner = PACKAGE / "runs" / "layout.py"
+    spelled = [
+        f"{path.relative_to(SOURCE)}:{number}"
+        for path in PACKAGE.rglob("*.py")
+        if path != owner
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert spelled == []
