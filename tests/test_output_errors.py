@@ -83,3 +83,18 @@ def test_corrupt_and_report_refuse_a_file_as_their_folder(tmp_path, blocker, cap
     (run / "spectrum.json").write_text("{}")
     line = _one_sentence(capsys, ["report", str(run), "--out", str(blocker / "report")])
     assert str(blocker) in line
+
+
+def test_train_refuses_a_run_folder_below_a_file(blocker, capsys):
+    line = _one_sentence(capsys, ["train", "--out", str(blocker / "run"), "--epochs", "1", "--no-progress"])
+    assert f"The run folder {blocker / 'run'} cannot be written ({blocker} is a file, not a folder)" in line
+    line = _one_sentence(capsys, ["train", "--out", str(blocker), "--epochs", "1", "--no-progress"])
+    assert f"The run folder {blocker} is a file, not a folder" in line
+
+
+def test_evaluate_refuses_an_output_below_a_file(blocker, tmp_path, capsys):
+    from test_evaluate_support import make_run
+
+    run = make_run(tmp_path / "run", None, steps=1)
+    line = _one_sentence(capsys, ["evaluate", str(run), "--out", str(blocker / "results"), "--n", "4"])
+    assert f"{blocker} is a file, not a folder" in line

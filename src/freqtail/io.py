@@ -82,11 +82,12 @@ def check_writable_folder(folder: str | os.PathLike, what: str = "output folder"
             probe.flush()
             os.fsync(probe.fileno())
     except OSError as err:
-        reason = err.strerror or type(err).__name__
-        where = err.filename or p
-        raise OutputError(
-            f"The {what} {p} cannot be written ({where}: {reason}); choose another path."
-        ) from None
+        blocking = next((parent for parent in p.parents if parent.exists()), None)
+        if blocking is not None and not blocking.is_dir():
+            reason = f"{blocking} is a file, not a folder"
+        else:
+            reason = f"{err.filename or p}: {err.strerror or type(err).__name__}"
+        raise OutputError(f"The {what} {p} cannot be written ({reason}); choose another path.") from None
     return p
 
 

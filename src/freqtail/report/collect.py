@@ -123,8 +123,10 @@ def _read_metrics(path: Path, problems: list[str]) -> list[dict[str, Any]]:
 def _read_config(path: Path, problems: list[str]) -> dict[str, Any] | None:
     import yaml
 
+    from freqtail.train.config import yaml_load  # the one reader of config YAML (numbers like 5e-4)
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         problems.append(f"{path.name} could not be read ({type(err).__name__}); it is left out.")
         return None

@@ -732,15 +732,10 @@ class Trainer:
 
     def _lock_run_dir(self):
         """Create the run folder and take its :data:`TRAIN_LOCK` (one attempt)."""
+        from freqtail.io import check_writable_folder
         from freqtail.locks import try_lock
 
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise ConfigError(
-                f"The run folder {self.run_dir} cannot be created ({err.strerror or err}); "
-                "choose another --out."
-            ) from None
+        check_writable_folder(self.run_dir, "run folder")
         where = str(self.run_dir).replace("{", "{{").replace("}", "}}")
         return try_lock(
             self.run_dir / TRAIN_LOCK,
