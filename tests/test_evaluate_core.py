@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from freqtail.data.corruptions import CATEGORIES, CORRUPTIONS
+from freqtail.distributed import DistContext
 from freqtail.errors import ConfigError, FreqtailError, InputError
 from freqtail.evaluate import (
     aggregate_corruptions,
@@ -26,8 +27,8 @@ from freqtail.evaluate import (
     write_results,
 )
 from freqtail.evaluate.compare import RunResults, compare_markdown
-from freqtail.evaluate.distributed import DistContext, batch_seed, global_batches, rank_batches
 from freqtail.evaluate.results import load_results
+from freqtail.evaluate.sharding import batch_seed, global_batches, rank_batches
 from freqtail.models import FreqtailModel, bass_front
 
 # ------------------------------------------------------------------------------------ aggregation

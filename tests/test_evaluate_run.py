@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from freqtail.distributed import DistContext
 from freqtail.errors import CheckpointError, DatasetNotFoundError, InputError
 from freqtail.evaluate import evaluate_model, plan_evaluation, run_evaluation, stratified_subset
-from freqtail.evaluate.distributed import DistContext
 from test_evaluate_support import eval_cache, load_run, shared_cache, tiny_runs  # noqa: F401
 
 MASKING = {"masking_n": 16, "masking_queries": 50}

@@ -100,8 +100,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_n: int, default_b
 
 def open_run_for_analysis(args: argparse.Namespace):
     """``(RunFolder, device, threat model or None)`` of an explanation command's arguments."""
+    from freqtail.distributed import resolve_device
     from freqtail.runs import RunFolder
-    from freqtail.train.distributed import resolve_device
 
     device = resolve_device(args.device)
     run = RunFolder.open(args.run, dataset=args.dataset, data_root=args.data_root, out=args.out)

@@ -182,7 +182,7 @@ def _check_options(args: argparse.Namespace) -> tuple[list[str] | None, list[int
 
 
 def run(args: argparse.Namespace) -> int:
-    from freqtail.evaluate import init_distributed
+    from freqtail.distributed import init_distributed
 
     corruptions, severities = _check_options(args)
     context = init_distributed(args.device)

@@ -1,6 +1,6 @@
 """Honest evaluation: clean, PGD-20, CW, AutoAttack and corruptions under named threat models.
 
-DESIGN.md "Threat models"; paper §4.3-4.4. Every number is a *record* that carries its threat
+docs/design.md, "Threat models"; paper §4.3-4.4. Every number is a *record* that carries its threat
 model, exact settings, number of evaluated images, dataset and checkpoint
 (:mod:`freqtail.evaluate.results`).
 
@@ -11,13 +11,15 @@ model, exact settings, number of evaluated images, dataset and checkpoint
 Modules: :mod:`~freqtail.evaluate.threat_models` (which model and data each threat model uses),
 :mod:`~freqtail.evaluate.suites` (suite names, budgets), :mod:`~freqtail.evaluate.runner` (running),
 :mod:`~freqtail.evaluate.corruption_eval` (-C sets and category means),
-:mod:`~freqtail.evaluate.distributed` (exact counts under torchrun), :mod:`~freqtail.evaluate.results`
+:mod:`~freqtail.evaluate.sharding` (which images each process evaluates; the process group is
+:mod:`freqtail.distributed`), :mod:`~freqtail.evaluate.results`
 (results.json), :mod:`~freqtail.evaluate.tables` (results.md), :mod:`~freqtail.evaluate.compare`.
 """
 
 from __future__ import annotations
 
 from freqtail.data.subsets import stratified_subset
+from freqtail.distributed import DistContext, all_reduce_counts, init_distributed
 from freqtail.evaluate.compare import RunResults, compare_markdown, compare_runs, load_run_results
 from freqtail.evaluate.corruption_eval import (
     BASS_THEN_CORRUPT,
@@ -26,7 +28,6 @@ from freqtail.evaluate.corruption_eval import (
     aggregate_corruptions,
     corruption_counts,
 )
-from freqtail.evaluate.distributed import DistContext, all_reduce_counts, init_distributed
 from freqtail.evaluate.results import load_results, merge_records, write_results
 from freqtail.evaluate.runner import EvaluationPlan, evaluate_model, plan_evaluation, run_evaluation
 from freqtail.evaluate.suites import SUITES, Budget, default_budget, parse_suites, resolve_budget

@@ -386,19 +386,15 @@ def corruption_counts(
             labels of the first cell (the same positions in every cell).
         subset_seed: seed of the subset.
         batch_size: images per forward pass (global batches, round robin over ranks).
-        context: :class:`~freqtail.evaluate.distributed.DistContext` or None (one process).
+        context: :class:`freqtail.distributed.DistContext` or None (one process).
         progress: show a progress bar on rank 0.
 
     Returns:
         ``({corruption: {severity: (correct, total)}}, the positions counted in every cell)``.
     """
     from freqtail.data.corrupted_sets import load_corrupted_set
-    from freqtail.evaluate.distributed import (
-        DistContext,
-        all_reduce_counts,
-        global_batches,
-        rank_batches,
-    )
+    from freqtail.distributed import DistContext, all_reduce_counts
+    from freqtail.evaluate.sharding import global_batches, rank_batches
 
     context = context or DistContext()
     device = context.device

@@ -22,15 +22,14 @@ import torch
 import freqtail.evaluate.corruption_eval as ce
 from freqtail.attacks.masking import MIN_JUDGED_IMAGES, STATE_NOT_RUN, VERDICT_WORDS
 from freqtail.data.subsets import SubsetChoice, choose_subset, dataset_labels
+from freqtail.distributed import DistContext, all_reduce_counts, barrier
 from freqtail.errors import CheckpointError, ConfigError, InputError
-from freqtail.evaluate.distributed import (
-    DistContext,
-    all_reduce_counts,
+from freqtail.evaluate.results import eps_label, record_id, utc_now
+from freqtail.evaluate.sharding import (
     batch_seed,
     global_batches,
     rank_batches,
 )
-from freqtail.evaluate.results import eps_label, record_id, utc_now
 from freqtail.evaluate.suites import (
     ROBUST_SUITES,
     Budget,
@@ -633,8 +632,6 @@ class _Evaluation:
                     bass_strength=plan.bass_strength,
                     progress=self.progress,
                 )
-            from freqtail.evaluate.distributed import barrier
-
             barrier(self.context)
             if source is None:  # other ranks: the folder rank 0 wrote
                 levels = plan.severities or [1, 2, 3, 4, 5]
@@ -705,8 +702,8 @@ def run_evaluation(
         plan: from :func:`plan_evaluation`.
         model: a :class:`freqtail.models.FreqtailModel` (or any classifier of [0, 1] images); each
             threat model gets its own view (with or without the BaSS front) sharing its weights.
-        context: the process's rank, world size and device (:func:`~freqtail.evaluate.distributed.
-            init_distributed`); None = one process on the model's device.
+        context: the process's rank, world size and device
+            (:func:`freqtail.distributed.init_distributed`); None = one process on the model's device.
         progress: a progress bar per attack (rank 0 only).
         on_record: called on rank 0 with each finished record (e.g. to merge it into results.json at
             once, so an interrupted evaluation keeps what it finished).

@@ -74,7 +74,7 @@ def evaluate_run(
         c_root, bc_root, generate_c, corruptions, severities: the corruption suite's -C sets.
         num_workers: data-loader workers for folder datasets.
         resume: skip numbers already stored with identical settings (same fingerprint).
-        context: the process's place under torchrun (:func:`freqtail.evaluate.init_distributed`);
+        context: the process's place under torchrun (:func:`freqtail.distributed.init_distributed`);
             None = one process on the CPU.
         progress: progress bars (rank 0).
         on_record: called with each finished record after it was merged (rank 0).
@@ -86,8 +86,8 @@ def evaluate_run(
         FreqtailError subclasses, one sentence each, before any attack runs when the request is bad.
     """
     from freqtail.attacks.masking import MIN_JUDGED_IMAGES
+    from freqtail.distributed import DistContext
     from freqtail.evaluate import plan_evaluation, run_evaluation
-    from freqtail.evaluate.distributed import DistContext
 
     settings = run.settings
     context = context or DistContext()

@@ -35,10 +35,10 @@ from typing import Any
 
 import torch
 
+from freqtail import distributed as D
 from freqtail.errors import CheckpointError, ConfigError, FreqtailError
 from freqtail.io import atomic_write_text
 from freqtail.runs.layout import CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE, TRAIN_LOCK
-from freqtail.train import distributed as D
 from freqtail.train.checkpoint import (
     LAST_EPOCH,
     choose_resume_checkpoint,
@@ -330,7 +330,7 @@ class Trainer:
         self,
         config: TrainConfig,
         run_dir: str | Path,
-        dist_info: D.DistInfo,
+        dist_info: D.DistContext,
         *,
         log: Callable[[str], None] | None = None,
         callbacks: Sequence[Any] = (),
@@ -409,10 +409,10 @@ class Trainer:
         )
         seed_everything(derive_seed(c.seed, "init"))
         self.model = build_model_from_spec(self.spec, with_front=False).to(device)
-        if c.sync_bn and self.dist.enabled:
+        if c.sync_bn and self.dist.distributed:
             self.model.backbone = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model.backbone)
         branches = Branches(self.model)
-        if self.dist.enabled:
+        if self.dist.distributed:
             ids = [device.index] if device.type == "cuda" else None
             self.forward = torch.nn.parallel.DistributedDataParallel(branches, device_ids=ids)
         else:
@@ -468,7 +468,7 @@ class Trainer:
         A failure on rank 0 is re-raised on every rank (same class for freqtail errors), so no rank
         waits forever for a rank that has stopped.
         """
-        if not self.dist.enabled:
+        if not self.dist.distributed:
             return build()
         result, failure = None, None
         if self.dist.is_main:
@@ -869,7 +869,7 @@ class Trainer:
                 images_now += int(y.shape[0]) * self.dist.world_size
                 bar.update(1)
                 sync_now = (
-                    not self.dist.enabled
+                    not self.dist.distributed
                     or self.step_in_epoch % SYNC_EVERY == 0
                     or self.step_in_epoch == steps_this_epoch
                 )

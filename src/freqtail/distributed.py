@@ -1,0 +1,149 @@
+"""One distributed setup for training and evaluation: the process group, this process's device,
+and exact reductions across processes.
+
+A command started by ``torchrun --nproc_per_node N`` sees ``RANK``, ``WORLD_SIZE`` and
+``LOCAL_RANK`` in its environment: :func:`init_distributed` joins the process group (NCCL on CUDA,
+gloo on CPU) and picks this process's device. Without them it runs as one process and every helper
+here is a no-op. ``freqtail train`` and ``freqtail evaluate`` both start here; what each one shards
+(the trainer's sampler, the evaluation's global batches) lives with them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from freqtail.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands: ``rank`` of ``world_size``, its ``device``, its ``local_rank`` on
+    the machine and the process group's backend (None when there is no process group)."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+    local_rank: int = 0
+    backend: str | None = None
+
+    @property
+    def distributed(self) -> bool:
+        """More than one process: collectives are needed."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that writes files and prints (rank 0)."""
+        return self.rank == 0
+
+
+def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
+    """``"auto"`` -> CUDA (this process's local GPU) if available, else CPU; otherwise the named device."""
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(choice)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"Unknown device {choice!r}; use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("The config asks for CUDA but no CUDA device is available; use device: cpu.")
+        if device.index is None:
+            device = torch.device("cuda", local_rank % torch.cuda.device_count())
+    return device
+
+
+def init_distributed(device_choice: str | torch.device | None = "auto") -> DistContext:
+    """Join the torchrun process group if the environment describes one; pick this process's device.
+
+    Args:
+        device_choice: ``"auto"`` / None (``cuda:LOCAL_RANK`` when CUDA is available, else the CPU),
+            ``"cpu"``, ``"cuda"``, ``"cuda:K"`` or a ``torch.device``. An already initialised process
+            group is kept.
+    """
+    device_choice = "auto" if device_choice is None else str(device_choice)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_choice, local_rank)
+    if world_size <= 1:
+        return DistContext(0, 1, device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return DistContext(dist.get_rank(), dist.get_world_size(), device, local_rank, dist.get_backend())
+
+
+def shutdown(context: DistContext) -> None:
+    """Leave the process group (if this module's caller joined one)."""
+    if context.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _tensor_device(context: DistContext) -> torch.device:
+    """Where collective tensors live: the GPU under NCCL, the CPU under gloo."""
+    return context.device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def all_reduce_sum(values: list[float], context: DistContext) -> list[float]:
+    """Sum a list of numbers over all ranks (float64, so integer counts up to 2**53 stay exact)."""
+    if not context.distributed:
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64, device=_tensor_device(context))
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.cpu().tolist()
+
+
+def any_rank(flag: bool, context: DistContext) -> bool:
+    """True on every rank if ``flag`` is true on any rank."""
+    if not context.distributed:
+        return flag
+    tensor = torch.tensor([1 if flag else 0], dtype=torch.int32, device=_tensor_device(context))
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
+
+
+def broadcast_json(obj, context: DistContext):
+    """Rank 0's JSON-serialisable ``obj`` on every rank (sent as UTF-8 bytes, never pickled)."""
+    if not context.distributed:
+        return obj
+    device = _tensor_device(context)
+    payload = json.dumps(obj).encode("utf-8") if context.is_main else b""
+    length = torch.tensor([len(payload)], dtype=torch.int64, device=device)
+    dist.broadcast(length, src=0)
+    buffer = torch.zeros(int(length.item()), dtype=torch.uint8, device=device)
+    if context.is_main:
+        buffer.copy_(torch.frombuffer(bytearray(payload), dtype=torch.uint8))
+    dist.broadcast(buffer, src=0)
+    return json.loads(buffer.cpu().numpy().tobytes().decode("utf-8"))
+
+
+def broadcast_module_state(module: torch.nn.Module, context: DistContext) -> None:
+    """Copy rank 0's parameters and buffers (e.g. BatchNorm running statistics) to every rank."""
+    if not context.distributed:
+        return
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        dist.broadcast(tensor.data, src=0)
+
+
+def barrier(context: DistContext) -> None:
+    if context.distributed:
+        dist.barrier()
+
+
+def all_reduce_counts(counts: Sequence[int] | np.ndarray, context: DistContext) -> np.ndarray:
+    """Sum integer counts over all ranks (exact: int64 ``all_reduce``); unchanged with one process."""
+    array = np.asarray(counts, dtype=np.int64)
+    if not context.distributed:
+        return array
+    tensor = torch.as_tensor(array, dtype=torch.int64, device=_tensor_device(context))
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.cpu().numpy()

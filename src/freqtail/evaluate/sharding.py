@@ -1,0 +1,43 @@
+"""Sharding an evaluation across processes: which images each rank evaluates, and their attack seeds.
+
+Evaluation under ``torchrun --nproc_per_node N freqtail evaluate ...`` works like this:
+
+* the evaluated images (the whole test set or the seeded, class-stratified subset of
+  :func:`freqtail.data.subsets.stratified_subset`) are cut into *global* batches of
+  ``batch_size`` images, the same for every number of processes;
+* global batch ``b`` goes to rank ``b % world_size``; each rank attacks only its batches, and the
+  random starts of batch ``b`` are seeded from ``(seed, b)`` — so every image meets exactly the same
+  attack whatever the number of processes, and the counts are identical to a one-process run;
+* each rank counts its correct / total images (integers) and the counts are summed with one
+  ``all_reduce`` (int64, exact) per measured quantity (:func:`freqtail.distributed.all_reduce_counts`);
+  rank 0 writes the files.
+
+The process group itself is :mod:`freqtail.distributed`, the one setup training and evaluation share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from freqtail.distributed import DistContext
+from freqtail.errors import ConfigError
+
+
+def global_batches(indices: Sequence[int] | np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """``indices`` cut into consecutive batches of ``batch_size`` (the last may be shorter)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"The batch size must be a positive integer, not {batch_size!r}.")
+    array = np.asarray(indices, dtype=np.int64)
+    return [array[start : start + batch_size] for start in range(0, len(array), batch_size)]
+
+
+def rank_batches(batches: Sequence[np.ndarray], context: DistContext) -> list[tuple[int, np.ndarray]]:
+    """``(global batch number, indices)`` of the batches this rank evaluates (round robin)."""
+    return [(b, batch) for b, batch in enumerate(batches) if b % context.world_size == context.rank]
+
+
+def batch_seed(seed: int, batch: int) -> int:
+    """The attack seed of global batch ``batch``: the same for every number of processes."""
+    return int(np.random.SeedSequence([int(seed), int(batch)]).generate_state(1, dtype=np.uint32)[0])
