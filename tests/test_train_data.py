@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from freqtail.data import build_dataset
+from freqtail.data.subsets import proportional_subset
 from freqtail.errors import ConfigError
 from freqtail.train import load_config
 from freqtail.train.data import (
@@ -17,7 +18,6 @@ from freqtail.train.data import (
     build_train_data,
     build_val_data,
     fixed_subset,
-    stratified_choice,
 )
 from test_train_support import tiny_root  # noqa: F401
 
@@ -83,13 +83,13 @@ def test_stratified_choice_by_hand():
     labels = [0] * 6 + [1] * 3 + [2] * 1
     # 4 places: floor(4 * 6 / 10) = 2, floor(4 * 3 / 10) = 1, floor(4 * 1 / 10) = 0; one place left,
     # remainders 24 % 10 = 4, 12 % 10 = 2, 4 % 10 = 4: the tie between labels 0 and 2 goes to 0
-    chosen = stratified_choice(labels, 4, seed=1)
+    chosen = proportional_subset(labels, 4, seed=1)
     assert chosen == sorted(chosen) and len(set(chosen)) == 4
     assert [sum(labels[i] == c for i in chosen) for c in (0, 1, 2)] == [3, 1, 0]
-    assert stratified_choice(labels, 4, seed=1) == chosen
-    assert {tuple(stratified_choice(labels, 4, seed=s)) for s in range(10)} != {tuple(chosen)}
-    assert stratified_choice(labels, 10, seed=0) == list(range(10))
-    assert stratified_choice(labels, 0, seed=0) == []
+    assert proportional_subset(labels, 4, seed=1) == chosen
+    assert {tuple(proportional_subset(labels, 4, seed=s)) for s in range(10)} != {tuple(chosen)}
+    assert proportional_subset(labels, 10, seed=0) == list(range(10))
+    assert proportional_subset(labels, 0, seed=0) == []
 
 
 def _indices(dataset) -> list[int]:

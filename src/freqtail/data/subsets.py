@@ -4,7 +4,11 @@
 explanations (``sensitivity``, ``landscape``, ``heatmap``) all call :func:`stratified_subset`, so the
 same ``n`` and seed select the same images everywhere, and every result stores the indices it used.
 
-The rule, exactly (also :data:`SUBSET_RULE`, the words recorded with every result):
+Training's held-out validation images (``selection: val``) are the other rule here,
+:func:`proportional_subset`: class-stratified in proportion to the class sizes, as a validation split
+usually is.
+
+The evaluation rule, exactly (also :data:`SUBSET_RULE`, the words recorded with every result):
 
 * ``n`` is None or ``n >= len(labels)``: every index, ``0 .. len(labels) - 1``;
 * otherwise, with one generator ``rng = numpy.random.default_rng(seed)``:
@@ -35,6 +39,7 @@ from freqtail.errors import InputError
 
 __all__ = [
     "ALL_RULE",
+    "proportional_subset",
     "FIRST_N_RULE",
     "SUBSET_RULE",
     "UNLABELLED_RULE",
@@ -234,3 +239,34 @@ def choose_subset(
         labels, rule = np.zeros(total, dtype=np.int64), UNLABELLED_RULE
     indices = stratified_subset(labels, n, seed)
     return SubsetChoice(indices, total, _check_seed(seed), ALL_RULE if len(indices) == total else rule)
+
+
+def proportional_subset(labels: Sequence[int], size: int, seed: int) -> list[int]:
+    """``size`` indices into ``labels`` (int (N,)), class-stratified in proportion and seeded; sorted.
+
+    Class ``c`` with ``n_c`` of the ``N`` images gets ``floor(size * n_c / N)`` places; the places
+    left go one each to the classes with the largest remainders ``size * n_c mod N`` (ties: the
+    smaller label). Within a class the images are the first of a random permutation drawn from a
+    torch generator seeded with ``seed`` (classes in label order). Used for the training images held
+    out to choose the best checkpoint (``selection: val``).
+
+    Raises:
+        ValueError: ``size`` is not in ``0 .. N``.
+    """
+    import torch
+
+    labels = np.asarray(labels, dtype=np.int64)
+    total = len(labels)
+    if not 0 <= size <= total:
+        raise ValueError(f"cannot choose {size} of {total} images")
+    classes, counts = np.unique(labels, return_counts=True)
+    quota, remainder = np.divmod(size * counts, total)
+    extra = np.lexsort((classes, -remainder))[: size - int(quota.sum())]
+    quota[extra] += 1
+    generator = torch.Generator().manual_seed(seed)
+    chosen: list[int] = []
+    for label, places in zip(classes, quota, strict=True):
+        members = np.flatnonzero(labels == label)
+        order = torch.randperm(len(members), generator=generator).numpy()
+        chosen.extend(members[order[:places]].tolist())
+    return sorted(chosen)

@@ -11,7 +11,8 @@ Reproducibility contract (what makes ``--resume`` bit-exact and N processes equa
 * each item also carries a per-sample seed for the attack's random start.
 
 Model selection on held-out images (``selection: val``): :func:`held_out_indices` picks
-``val_subset`` training images, seeded and class-stratified; :func:`build_train_data` trains on the
+``val_subset`` training images, seeded and class-stratified in proportion to the classes
+(:func:`freqtail.data.subsets.proportional_subset`); :func:`build_train_data` trains on the
 others and :func:`build_val_data` serves the held-out ones with the test transform.
 """
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler, Subset
 
+from freqtail.data.subsets import dataset_labels, proportional_subset
 from freqtail.train.rng import derive_seed, derive_seeds
 
 
@@ -44,38 +46,13 @@ def fixed_subset(dataset: Dataset, size: int | None, seed: int, stream_key: int)
     return take(dataset, indices)
 
 
-def dataset_labels(dataset: Dataset) -> np.ndarray:
-    """int (N,) labels of a freqtail dataset without decoding images (``labels`` / ``targets``)."""
-    source = getattr(dataset, "original", dataset)  # BaSSMixture
-    for attribute in ("labels", "targets"):
-        if hasattr(source, attribute):
-            return np.asarray(getattr(source, attribute), dtype=np.int64)
-    return np.asarray([int(dataset[i][1]) for i in range(len(dataset))], dtype=np.int64)
-
-
-def stratified_choice(labels: Sequence[int], size: int, seed: int) -> list[int]:
-    """``size`` indices into ``labels`` (int (N,)), class-stratified and seeded; sorted.
-
-    Class ``c`` with ``n_c`` of the ``N`` images gets ``floor(size * n_c / N)`` places; the places
-    left go one each to the classes with the largest remainders ``size * n_c mod N`` (ties: the
-    smaller label). Within a class the images are the first of a random permutation drawn from a
-    torch generator seeded with ``seed`` (classes in label order).
-    """
-    labels = np.asarray(labels, dtype=np.int64)
-    total = len(labels)
-    if not 0 <= size <= total:
-        raise ValueError(f"cannot choose {size} of {total} images")
-    classes, counts = np.unique(labels, return_counts=True)
-    quota, remainder = np.divmod(size * counts, total)
-    extra = np.lexsort((classes, -remainder))[: size - int(quota.sum())]
-    quota[extra] += 1
-    generator = torch.Generator().manual_seed(seed)
-    chosen: list[int] = []
-    for label, places in zip(classes, quota, strict=True):
-        members = np.flatnonzero(labels == label)
-        order = torch.randperm(len(members), generator=generator).numpy()
-        chosen.extend(members[order[:places]].tolist())
-    return sorted(chosen)
+def _labels(dataset: Dataset) -> np.ndarray:
+    """int (N,) labels of a training dataset: read without decoding images where the dataset keeps
+    them (:func:`freqtail.data.subsets.dataset_labels`), else item by item."""
+    labels = dataset_labels(dataset)
+    if labels is None:
+        labels = np.asarray([int(dataset[i][1]) for i in range(len(dataset))], dtype=np.int64)
+    return labels
 
 
 def held_out_indices(config, labels: Sequence[int]) -> list[int] | None:
@@ -93,7 +70,7 @@ def held_out_indices(config, labels: Sequence[int]) -> list[int] | None:
             f"val_subset {config.val_subset} must be smaller than the {len(labels)} training images of "
             f"{config.dataset}, so that some are left to train on."
         )
-    return stratified_choice(labels, config.val_subset, derive_seed(config.seed, "val", 0))
+    return proportional_subset(labels, config.val_subset, derive_seed(config.seed, "val", 0))
 
 
 class BaSSMixture(Dataset):
@@ -117,6 +94,11 @@ class BaSSMixture(Dataset):
 
     def __len__(self) -> int:
         return len(self.original)
+
+    @property
+    def targets(self) -> np.ndarray | None:
+        """The labels (the original's; BaSS does not change them)."""
+        return dataset_labels(self.original)
 
     def __getitem__(self, index: int):
         use_bass = bool(torch.rand(1) < self.gamma)
@@ -238,7 +220,7 @@ def build_train_data(config):
     else:
         base = _train_split(config, config.bass, config.augment)
     twin = _train_split(config, "dataset", config.augment) if config.uses_bass_branch else None
-    held_out = held_out_indices(config, dataset_labels(base)) if config.selection == "val" else None
+    held_out = held_out_indices(config, _labels(base)) if config.selection == "val" else None
 
     def restrict(dataset: Dataset) -> Dataset:
         if held_out is not None:
@@ -270,7 +252,7 @@ def build_val_data(config):
     if config.selection != "val":
         return None
     plain = _train_split(config, "dataset" if config.bass == "dataset" else None, augment=False)
-    return take(plain, held_out_indices(config, dataset_labels(plain)))
+    return take(plain, held_out_indices(config, _labels(plain)))
 
 
 def build_test_data(config):
