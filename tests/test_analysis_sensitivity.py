@@ -325,7 +325,7 @@ def test_bad_input_sentences():
         frequency_sensitivity(model, (images, labels[:3]), boundary_band=3)
     with pytest.raises(InputError, match="boundary band"):
         frequency_sensitivity(model, (images, labels), boundary_band=99)
-    with pytest.raises(InputError, match="positive number of images"):
+    with pytest.raises(InputError, match="number of images n must be a positive integer"):
         frequency_sensitivity(model, (images, labels), n=0)
     with pytest.raises(InputError, match="NaN"):
         frequency_sensitivity(model, (images * float("nan"), labels), boundary_band=3)

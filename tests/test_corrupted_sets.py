@@ -277,7 +277,7 @@ def test_cli_bass_dataset_corrupts_the_converted_images(fake_registry, source, t
         (["--severities", "x"], "must look like 1-5"),
         (["--corruptions", "fog,hail"], "Unknown corruption 'hail'"),
         (["--seed", "-1"], "non-negative"),
-        (["--limit", "0"], "positive number"),
+        (["--limit", "0"], "--limit must be a positive integer"),
     ],
 )
 def test_cli_bad_options_give_one_sentence(fake_registry, tmp_path, capsys, args, expected):

@@ -284,7 +284,7 @@ def test_small_cnn_without_batchnorm_does_not_mix_images_of_a_batch(norm):
 
 
 def test_small_cnn_bad_norm_is_a_config_error():
-    with pytest.raises(ConfigError, match="small-cnn norm must be one of batch, group, none, got 'layer'"):
+    with pytest.raises(ConfigError, match="small-cnn norm must be one of batch, group, none, not 'layer'"):
         create_model("small-cnn", 10, norm="layer")
 
 

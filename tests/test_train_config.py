@@ -132,7 +132,7 @@ def test_unknown_keys_are_errors_with_close_matches(tmp_path):
     ("override", "message"),
     [
         ("epochs=ten", "'epochs' must be an integer"),
-        ("epochs=0", "integer >= 1"),
+        ("epochs=0", "'epochs' must be a positive integer"),
         ("lr=-1", "'lr' must be positive"),
         ("eps=8", "0..255 scale; use 8/255"),
         ("objective=pgd", "one of erm, pgd-at, trades, mart, augmix, augmix-bass"),

@@ -27,27 +27,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from freqtail.checks import check_int, check_optional_int
 from freqtail.data.subsets import ALL_RULE, FIRST_N_RULE, choose_subset
 from freqtail.errors import InputError
 from freqtail.images import check_float_images, check_uint8_images, uint8_to_float
 
 #: Default seed of the image subset (the same default as ``freqtail evaluate --subset-seed``).
 SUBSET_SEED = 0
-
-
-def check_count(n: Any, what: str = "n") -> int | None:
-    """``None`` (all images) or a positive int; raise InputError otherwise."""
-    if n is None:
-        return None
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or int(n) < 1:
-        raise InputError(f"{what} must be a positive number of images, not {n!r}.")
-    return int(n)
-
-
-def check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or int(batch_size) < 1:
-        raise InputError(f"The batch size must be a positive integer, not {batch_size!r}.")
-    return int(batch_size)
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -145,7 +131,7 @@ def select_images(data: Any, n: int | None = None, seed: int = SUBSET_SEED) -> S
     Raises:
         InputError: ``n`` < 1, a bad seed, an empty dataset, or a pair whose labels do not fit.
     """
-    n = check_count(n)
+    n = check_optional_int(n, "The number of images n", minimum=1)
     if _is_pair(data) or _is_dataset(data):
         if _is_pair(data):
             images = data[0]
@@ -174,8 +160,8 @@ def labelled_batches(
     Raises:
         InputError: unsupported ``data``, bad images or labels, or no images at all.
     """
-    n = check_count(n)
-    batch_size = check_batch_size(batch_size)
+    n = check_optional_int(n, "The number of images n", minimum=1)
+    batch_size = check_int(batch_size, "The batch size", minimum=1)
     if selection is None and (_is_pair(data) or _is_dataset(data)):
         selection = select_images(data, n)
     if _is_pair(data):

@@ -18,7 +18,6 @@ pass (``batch_size`` perturbed images at a time). Signs come from a seeded gener
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +29,6 @@ from torch import nn
 
 from freqtail.analysis._data import (
     SUBSET_SEED,
-    check_batch_size,
-    check_count,
     check_logits,
     collect,
     eval_mode,
@@ -40,6 +37,7 @@ from freqtail.analysis._data import (
 )
 from freqtail.analysis.constants import DEFAULT_EPS, SIGN_MODES
 from freqtail.analysis.fourier import conjugate_half_plane, fourier_basis
+from freqtail.checks import check_choice, check_int, check_number, check_optional_int
 from freqtail.errors import InputError
 from freqtail.io import atomic_write
 
@@ -122,13 +120,8 @@ class HeatmapResult:
 
 
 def check_eps(eps: Any) -> float:
-    try:
-        value = float(eps)
-    except (TypeError, ValueError):
-        raise InputError(f"The perturbation norm eps must be a non-negative number, not {eps!r}.") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise InputError(f"The perturbation norm eps must be a non-negative number, not {eps!r}.")
-    return value
+    """The L2 norm of each Fourier-basis perturbation, a non-negative number."""
+    return check_number(eps, "The perturbation norm eps", minimum=0)
 
 
 def fourier_heatmap(
@@ -163,12 +156,10 @@ def fourier_heatmap(
         a :class:`HeatmapResult` with the (H, W) error map, mirrored across conjugate frequencies.
     """
     eps = check_eps(eps)
-    n = check_count(n)
-    batch_size = check_batch_size(batch_size)
-    if sign not in SIGN_MODES:
-        raise InputError(f"The sign mode must be one of {', '.join(SIGN_MODES)}, not {sign!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise InputError(f"The heat-map seed must be an integer, not {seed!r}.")
+    n = check_optional_int(n, "The number of images n", minimum=1)
+    batch_size = check_int(batch_size, "The batch size", minimum=1)
+    check_choice(sign, SIGN_MODES, "The sign mode")
+    seed = check_int(seed, "The heat-map seed")
     selection = select_images(data, n, subset_seed)
     images, labels = collect(data, n, batch_size, selection)
     count, channels, h, w = images.shape

@@ -18,7 +18,6 @@ on error or Ctrl-C).
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,14 +30,13 @@ from torch import nn
 
 from freqtail.analysis._data import (
     SUBSET_SEED,
-    check_batch_size,
-    check_count,
     check_logits,
     collect,
     eval_mode,
     model_device,
     select_images,
 )
+from freqtail.checks import check_int, check_number, check_optional_int
 from freqtail.errors import InputError
 from freqtail.io import atomic_write
 from freqtail.spectrum import DEFAULT_RATIO
@@ -207,19 +205,13 @@ class LandscapeResult:
 
 
 def check_grid(grid: Any) -> int:
-    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or int(grid) < 1:
-        raise InputError(f"The landscape grid must be a positive number of points per axis, not {grid!r}.")
-    return int(grid)
+    """The number of landscape grid points per axis, a positive integer."""
+    return check_int(grid, "The landscape grid (points per axis)", minimum=1)
 
 
 def check_span(span: Any) -> float:
-    try:
-        value = float(span)
-    except (TypeError, ValueError):
-        raise InputError(f"The landscape span must be a positive number, not {span!r}.") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise InputError(f"The landscape span must be a positive number, not {span!r}.")
-    return value
+    """The half-width of the landscape grid, a positive number: the grid covers [-span, span]^2."""
+    return check_number(span, "The landscape span", minimum=0, open_min=True)
 
 
 def _fingerprint(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: tuple) -> str:
@@ -304,10 +296,9 @@ def loss_landscape(
 
     grid = check_grid(grid)
     span = check_span(span)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise InputError(f"The landscape seed must be an integer, not {seed!r}.")
-    n = check_count(n)
-    batch_size = check_batch_size(batch_size)
+    seed = check_int(seed, "The landscape seed")
+    n = check_optional_int(n, "The number of images n", minimum=1)
+    batch_size = check_int(batch_size, "The batch size", minimum=1)
     selection = select_images(data, n, subset_seed)
     images, labels = collect(data, n, batch_size, selection)
     if boundary_band is None:

@@ -34,8 +34,6 @@ from torch import nn
 
 from freqtail.analysis._data import (
     SUBSET_SEED,
-    check_batch_size,
-    check_count,
     check_logits,
     eval_mode,
     labelled_batches,
@@ -44,6 +42,7 @@ from freqtail.analysis._data import (
 )
 from freqtail.analysis.constants import DEFAULT_RANK_FRACTIONS, DEFAULT_TOP_FRACTION
 from freqtail.analysis.fourier import conjugate_half_plane
+from freqtail.checks import check_int, check_number, check_optional_int
 from freqtail.errors import InputError
 from freqtail.io import atomic_write
 from freqtail.spectrum import DEFAULT_RATIO, nyquist_radius
@@ -113,13 +112,8 @@ def _check_rank_fractions(values: Sequence[float]) -> np.ndarray:
 
 
 def check_top_fraction(value: float) -> float:
-    try:
-        top = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"The top fraction must be a number in (0, 1], not {value!r}.") from None
-    if not 0.0 < top <= 1.0:
-        raise InputError(f"The top fraction must be a number in (0, 1], not {value!r}.")
-    return top
+    """The share of the largest-sensitivity coefficients counted, a number in (0, 1]."""
+    return check_number(value, "The top fraction", minimum=0, maximum=1, open_min=True)
 
 
 def radius_density(samples: np.ndarray, grid: np.ndarray) -> np.ndarray | None:
@@ -393,8 +387,7 @@ class SensitivityAccumulator:
                 "frequency sensitivity is undefined."
             )
         plane = self._plane
-        if isinstance(boundary_band, bool) or not isinstance(boundary_band, (int, np.integer)):
-            raise InputError(f"The boundary band must be an integer, not {boundary_band!r}.")
+        check_int(boundary_band, "The boundary band")
         if not 0 <= int(boundary_band) <= plane.num_bands:
             raise InputError(
                 f"The boundary band must be between 0 and {plane.num_bands} for "
@@ -460,8 +453,8 @@ def frequency_sensitivity(
     """
     from freqtail.spectrum import SpectrumAccumulator
 
-    n = check_count(n)
-    batch_size = check_batch_size(batch_size)
+    n = check_optional_int(n, "The number of images n", minimum=1)
+    batch_size = check_int(batch_size, "The batch size", minimum=1)
     accumulator = SensitivityAccumulator(rank_fractions, top_fraction)
     spectrum = SpectrumAccumulator(ratio=ratio) if boundary_band is None else None
     device = model_device(model)

@@ -52,6 +52,7 @@ from freqtail.attacks.common import (
     warn_if_training,
 )
 from freqtail.attacks.eps import check_eps
+from freqtail.checks import check_choice, check_int
 from freqtail.errors import InputError
 from freqtail.io import atomic_save_npy, atomic_write_json, load_npy
 
@@ -226,14 +227,9 @@ def autoattack(
     import pyautoattack
 
     eps = check_eps(eps)
-    if version not in AUTOATTACK_VERSIONS:
-        raise InputError(
-            f"The AutoAttack version must be one of {', '.join(AUTOATTACK_VERSIONS)}, not {version!r}."
-        )
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InputError(f"The AutoAttack seed must be an integer >= 0, not {seed!r}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"The AutoAttack batch size must be an integer >= 1, not {batch_size!r}.")
+    check_choice(version, AUTOATTACK_VERSIONS, "The AutoAttack version")
+    check_int(seed, "The AutoAttack seed", minimum=0)
+    check_int(batch_size, "The AutoAttack batch size", minimum=1)
     x, y = check_attack_inputs(x, y)
     require_autograd("AutoAttack")
     warn_if_training(model, "AutoAttack")

@@ -43,6 +43,7 @@ from freqtail.attacks.common import (
 )
 from freqtail.attacks.eps import check_eps
 from freqtail.attacks.pgd import pgd
+from freqtail.checks import check_int, check_number
 from freqtail.errors import InputError
 
 FLAG_SQUARE = "square-beats-pgd"
@@ -121,18 +122,6 @@ class MaskingReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "masked": self.masked, "seconds": round(self.seconds, 3)}
-
-
-def _count(value: int, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InputError(f"The {what} must be an integer >= {minimum}, not {value!r}.")
-    return value
-
-
-def _fraction(value: float, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise InputError(f"The {what} must be a fraction in [0, 1), not {value!r}.")
-    return float(value)
 
 
 def _budget(eps: float) -> str:
@@ -243,13 +232,15 @@ def gradient_masking_check(
     eps = check_eps(eps)
     large_eps = check_eps(large_eps, "large eps")
     step_size = eps / 4 if step_size is None else check_eps(step_size, "step size")
-    _count(pgd_steps, "number of PGD steps", 1)
-    _count(square_queries, "number of Square queries", 1)
-    _count(large_eps_steps, "number of large-eps PGD steps", 1)
-    _count(seed, "seed", 0)
-    _count(min_judged, "minimum number of judged images", 1)
-    tolerance = _fraction(tolerance, "tolerance")
-    large_eps_tolerance = _fraction(large_eps_tolerance, "large-eps tolerance")
+    check_int(pgd_steps, "The number of PGD steps", minimum=1)
+    check_int(square_queries, "The number of Square queries", minimum=1)
+    check_int(large_eps_steps, "The number of large-eps PGD steps", minimum=1)
+    check_int(seed, "The seed", minimum=0)
+    check_int(min_judged, "The minimum number of judged images", minimum=1)
+    tolerance = check_number(tolerance, "The tolerance fraction", minimum=0, maximum=1, open_max=True)
+    large_eps_tolerance = check_number(
+        large_eps_tolerance, "The large-eps tolerance fraction", minimum=0, maximum=1, open_max=True
+    )
     if large_eps <= eps:
         raise InputError(f"The large eps ({large_eps:g}) must be larger than eps ({eps:g}).")
     x, y = check_attack_inputs(x, y)

@@ -33,6 +33,7 @@ from freqtail.attacks.common import (
     warn_if_training,
 )
 from freqtail.attacks.eps import check_eps, parse_eps
+from freqtail.checks import check_choice, check_int, check_optional_int
 from freqtail.errors import InputError
 
 
@@ -47,16 +48,13 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 }
 
 
-def _check_count(value: int, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InputError(f"The {what} must be an integer >= {minimum}, not {value!r}.")
-    return value
-
-
-def _check_loss(loss: str) -> str:
-    if loss not in LOSSES:
-        raise InputError(f"The PGD loss must be one of {', '.join(LOSSES)}, not {loss!r}.")
-    return loss
+def _check_schedule(
+    steps: int, restarts: int, loss: str
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Check PGD's step count (>= 0), restart count (>= 1) and loss name; return the loss function."""
+    check_int(steps, "The number of PGD steps", minimum=0)
+    check_int(restarts, "The number of PGD restarts", minimum=1)
+    return LOSSES[check_choice(loss, LOSSES, "The PGD loss")]
 
 
 def as_generator(generator: torch.Generator | int | None) -> torch.Generator | None:
@@ -116,9 +114,7 @@ def pgd(
     """
     eps = check_eps(eps)
     step_size = check_eps(step_size, "step size")
-    _check_count(steps, "number of PGD steps", 0)
-    _check_count(restarts, "number of PGD restarts", 1)
-    loss_fn = LOSSES[_check_loss(loss)]
+    loss_fn = _check_schedule(steps, restarts, loss)
     x, y = check_attack_inputs(x, y)
     if eps == 0:
         return x.clone()
@@ -198,9 +194,7 @@ class PGDConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "eps", parse_eps(self.eps))
         object.__setattr__(self, "step_size", parse_eps(self.step_size, "step size"))
-        _check_count(self.steps, "number of PGD steps", 0)
-        _check_count(self.restarts, "number of PGD restarts", 1)
-        _check_loss(self.loss)
+        _check_schedule(self.steps, self.restarts, self.loss)
         if not isinstance(self.random_start, bool):
             raise InputError(f"random_start must be True or False, not {self.random_start!r}.")
 
@@ -311,9 +305,8 @@ def robust_accuracy(
     Example:
         >>> correct, total = robust_accuracy(model.eval(), (x, y), PGDConfig(eps="8/255"), generator=0)
     """
-    _check_count(batch_size, "batch size", 1)
-    if max_examples is not None:
-        _check_count(max_examples, "max_examples", 1)
+    check_int(batch_size, "The batch size", minimum=1)
+    check_optional_int(max_examples, "max_examples", minimum=1)
     generator = as_generator(generator)
     batches = _batches(data, batch_size)
     if progress:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from freqtail.bass.core import balance_spectrum_tensor
+from freqtail.checks import check_int
 from freqtail.errors import InputError
 from freqtail.images import check_uint8_images
 
@@ -168,8 +169,7 @@ def convert_uint8_images(
     from tqdm.auto import tqdm
 
     batch = check_uint8_images(images, "images to convert")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise InputError(f"The BaSS chunk size must be a positive integer, not {chunk_size!r}.")
+    chunk_size = check_int(chunk_size, "The BaSS chunk size", minimum=1)
     total = batch.shape[0]
     out = np.empty(batch.shape, dtype=np.uint8)
     n_degenerate = n_channels = 0

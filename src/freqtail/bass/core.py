@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import torch
 
-from freqtail.errors import InputError
+from freqtail.checks import check_choice, check_fraction, check_number
+from freqtail.errors import FreqtailError, InputError
 from freqtail.images import check_float_images
 from freqtail.spectrum.bands import BandLayout, band_layout
 
@@ -40,29 +41,17 @@ SPECTRUM_EPSILON = 1e-8
 PROFILES = ("amplitude", "power")
 
 
-def check_strength(strength: float) -> float:
-    """Validate a BaSS strength (a number in [0, 1]) and return it as a float."""
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
-        raise InputError(f"The BaSS strength must be a number in [0, 1], not {strength!r}.")
-    return float(strength)
+def check_strength(strength: float, *, error: type[FreqtailError] = InputError) -> float:
+    """Validate a BaSS strength (a number in [0, 1]) and return it as a float.
+
+    ``error`` is the class raised: InputError for a function argument, ConfigError for a setting.
+    """
+    return check_fraction(strength, "The BaSS strength", error=error)
 
 
 def check_profile(profile: str) -> str:
     """Validate a BaSS profile name (one of :data:`PROFILES`)."""
-    if profile not in PROFILES:
-        raise InputError(f"The BaSS profile must be one of {', '.join(PROFILES)}, not {profile!r}.")
-    return profile
-
-
-def _check_scale(scale: float) -> float:
-    if (
-        isinstance(scale, bool)
-        or not isinstance(scale, (int, float))
-        or not math.isfinite(scale)
-        or scale <= 0
-    ):
-        raise InputError(f"The BaSS intensity scale must be a positive number, not {scale!r}.")
-    return float(scale)
+    return check_choice(profile, PROFILES, "The BaSS profile")
 
 
 def _amplitude(spectrum: torch.Tensor, epsilon: float, in_place: bool) -> torch.Tensor:
@@ -177,7 +166,7 @@ def _prepare(
 ) -> tuple[torch.Tensor, torch.dtype]:
     check_strength(strength)
     check_profile(profile)
-    _check_scale(scale)
+    check_number(scale, "The BaSS intensity scale", minimum=0, open_min=True)
     check_float_images(x, "BaSS input")
     work_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     return x.to(work_dtype), work_dtype

@@ -13,17 +13,12 @@ from torchvision.transforms.v2._utils import is_pure_tensor
 
 from freqtail.bass.convert import balance_spectrum
 from freqtail.bass.core import balance_spectrum_tensor, check_profile, check_strength
+from freqtail.checks import check_choice, check_fraction
 from freqtail.errors import InputError
 from freqtail.images import check_float_images
 
 #: ``BaSSModule(round_mode=...)`` choices.
 ROUND_MODES = ("none", "straight-through")
-
-
-def _check_probability(p: float) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
-        raise InputError(f"The BaSS probability p must be a number in [0, 1], not {p!r}.")
-    return float(p)
 
 
 class BaSS(Transform):
@@ -50,7 +45,7 @@ class BaSS(Transform):
 
     def __init__(self, p: float = 1.0, strength: float = 1.0, profile: str = "amplitude") -> None:
         super().__init__()
-        self.p = _check_probability(p)
+        self.p = check_fraction(p, "The BaSS probability p")
         self.strength = check_strength(strength)
         self.profile = check_profile(profile)
 
@@ -103,12 +98,8 @@ class BaSSModule(nn.Module):
     ) -> None:
         super().__init__()
         self.strength = check_strength(strength)
-        self.p = _check_probability(p)
-        if round_mode not in ROUND_MODES:
-            raise InputError(
-                f"The BaSS round_mode must be one of {', '.join(ROUND_MODES)}, not {round_mode!r}."
-            )
-        self.round_mode = round_mode
+        self.p = check_fraction(p, "The BaSS probability p")
+        self.round_mode = check_choice(round_mode, ROUND_MODES, "The BaSS round_mode")
         self.profile = check_profile(profile)
         self.last_degenerate: torch.Tensor | None = None
         self.last_degenerate_channels: torch.Tensor | None = None

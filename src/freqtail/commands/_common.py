@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from freqtail.checks import int_argument, number_argument
+
 
 def add_parser(subparsers, name: str, help: str, example: str, description: str | None = None):
     """Add a subcommand parser whose ``--help`` ends with a copy-pasteable example."""
@@ -25,37 +27,15 @@ def print_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a positive integer."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def unit_interval(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
+# argparse types, built from freqtail.checks so that options and library arguments agree.
+#: A positive integer ("expected a positive integer, got '0'").
+positive_int = int_argument(minimum=1)
+#: An integer >= 0.
+non_negative_int = int_argument(minimum=0)
+#: Any integer, also written as a whole float (``1e9``, ``100.0``), as YAML configs allow.
+whole_number = int_argument(whole_floats=True)
+#: A finite number in [0, 1].
+unit_interval = number_argument(minimum=0, maximum=1)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, default_n: int, default_batch: int) -> None:

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import sys
 
+from freqtail.checks import check_int, check_optional_int
 from freqtail.commands._common import add_parser, print_json
 from freqtail.errors import InputError
 
@@ -106,10 +107,8 @@ def run(args: argparse.Namespace) -> int:
 
     severities = parse_severities(args.severities)
     corruptions = parse_corruptions(args.corruptions)
-    if args.seed < 0:
-        raise InputError(f"--seed must be a non-negative integer, not {args.seed}.")
-    if args.limit is not None and args.limit < 1:
-        raise InputError(f"--limit must be a positive number of images, not {args.limit}.")
+    check_int(args.seed, "--seed", minimum=0)
+    check_optional_int(args.limit, "--limit", minimum=1)
     from freqtail.io import check_writable_folder
 
     check_writable_folder(args.out, "output folder")

@@ -7,8 +7,9 @@ import argparse
 import sys
 from typing import Any
 
+from freqtail.checks import check_optional_int
 from freqtail.commands._common import add_parser, print_json
-from freqtail.errors import ConfigError, InputError
+from freqtail.errors import ConfigError
 
 EXAMPLE = "freqtail evaluate runs/demo --suite clean,pgd20,cw --threat-model both --n 500"
 
@@ -164,9 +165,7 @@ def _check_options(args: argparse.Namespace) -> tuple[list[str] | None, list[int
         ("--num-workers", args.num_workers, 0),
         ("--batch-size", args.batch_size, 1),
     ):
-        if value is not None and value < minimum:
-            kind = "a positive" if minimum == 1 else "a non-negative"
-            raise InputError(f"{name} must be {kind} integer, not {value}.")
+        check_optional_int(value, name, minimum=minimum)
     if str(args.device).startswith("cuda"):
         import torch
 

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Iterable
 from typing import Any
 
+from freqtail.checks import check_int
 from freqtail.commands._common import add_parser, print_json
 from freqtail.errors import InputError
 
@@ -169,8 +170,7 @@ def run(args: argparse.Namespace) -> int:
     from freqtail.spectrum import check_ratio, summarize
 
     ratio = check_ratio(args.ratio)
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be a positive integer, not {args.batch_size}.")
+    check_int(args.batch_size, "--batch-size", minimum=1)
     device = _device(args.device)
     if args.plot is not None:
         from freqtail.io import check_writable_file

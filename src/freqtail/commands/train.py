@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from freqtail.commands._common import add_parser, print_json
+from freqtail.commands._common import add_parser, print_json, whole_number
 
 EXAMPLE = (
     "freqtail train --dataset embedded --model small-cnn --objective erm --epochs 5\n"
@@ -12,22 +12,6 @@ EXAMPLE = (
     "  freqtail train --config configs/t1-cifar10-resnet18-pgd-at.yaml --data-root ~/data --resume\n"
     "  torchrun --nproc_per_node 4 -m freqtail.cli train --config configs/t4-cifar10-wrn-40-2-augmix.yaml"
 )
-
-
-def whole_number(text: str) -> int:
-    """argparse type: an integer, also written as a whole float (``1e9``, ``100.0``)."""
-    import argparse
-    import math
-
-    try:
-        value = float(text) if any(c in text for c in ".eE") else int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if isinstance(value, float):
-        if not (math.isfinite(value) and value.is_integer()):
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
-        value = int(value)
-    return value
 
 
 #: Named options and the config key each one sets (every other key: --set KEY=VALUE).

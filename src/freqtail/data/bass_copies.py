@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from freqtail.bass.core import check_strength
 from freqtail.data.registry import canonical_name, dataset_info
-from freqtail.data.variants import bass_implementation_version, check_strength, convert_images
+from freqtail.data.variants import bass_implementation_version, convert_images
+from freqtail.errors import ConfigError
 from freqtail.io import atomic_path
 
 
@@ -47,7 +49,7 @@ def write_bass_dataset(
         channel copied unchanged, the others converted).
     """
     name = canonical_name(name)
-    strength = check_strength(strength)
+    strength = check_strength(strength, error=ConfigError)
     out = Path(out_dir).expanduser()
     start = time.perf_counter()
     if name == "embedded":

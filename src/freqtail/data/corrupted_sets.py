@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from freqtail.checks import check_int
 from freqtail.data.arrays import ArrayDataset
 from freqtail.data.corruptions import CORRUPTIONS, check_corruption_name, check_severity, corrupt
 from freqtail.errors import ConfigError, DatasetNotFoundError, InputError
@@ -149,8 +150,7 @@ def write_corrupted_set(
         raise InputError("At least one corruption name is needed.")
     names = list(dict.fromkeys(names))
     levels = _check_severities(severities)
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise InputError(f"The corruption seed must be a non-negative integer, not {seed!r}.")
+    seed = check_int(seed, "The corruption seed", minimum=0)
     try:
         json.dumps(dict(meta or {}), allow_nan=False)
     except (TypeError, ValueError) as err:

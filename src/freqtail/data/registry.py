@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from freqtail.checks import check_fraction, check_int
 from freqtail.data.arrays import ArrayDataset
 from freqtail.errors import ConfigError
 
@@ -172,8 +173,7 @@ def _check_bass(bass: str | None, gamma: float) -> str | None:
         return None
     if bass not in BASS_MODES:
         raise ConfigError(f"Unknown BaSS mode {bass!r}; use None, 'dataset' or 'augment'.")
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0.0 <= float(gamma) <= 1.0:
-        raise ConfigError(f"The BaSS mixing ratio gamma must be a number in [0, 1], not {gamma!r}.")
+    check_fraction(gamma, "The BaSS mixing ratio gamma", error=ConfigError)
     return bass
 
 
@@ -274,13 +274,13 @@ def build_dataset(
     """
     from torchvision.transforms import v2
 
+    from freqtail.bass.core import check_strength
     from freqtail.data.augment import check_preset, preset_parts
-    from freqtail.data.variants import check_strength
 
     name = canonical_name(name)
     split = _split(name, split)
     bass = _check_bass(bass, gamma)
-    strength = check_strength(strength)
+    strength = check_strength(strength, error=ConfigError)
     info = _REGISTRY[name]
     preset = info.preset if augmentation is None else check_preset(augmentation)
     if preset == "none":  # no randomness, at the dataset's own working resolution
@@ -340,8 +340,7 @@ def iter_uint8_batches(
     decoded by ``num_workers`` DataLoader workers. ``bass`` is None or "dataset" ("augment" is random
     and has no place in statistics).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"The batch size must be a positive integer, not {batch_size!r}.")
+    batch_size = check_int(batch_size, "The batch size", minimum=1, error=ConfigError)
     if bass == "augment":
         raise ConfigError(
             "Dataset statistics use bass=None or bass='dataset'; 'augment' is random per epoch."

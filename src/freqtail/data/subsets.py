@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from freqtail.checks import check_int, check_optional_int
 from freqtail.errors import InputError
 
 __all__ = [
@@ -68,20 +69,6 @@ ALL_RULE = "all"
 FIRST_N_RULE = "the first n images of the iterable, in its order (an iterable has no labels to stratify by)"
 
 
-def _check_n(n: Any) -> int | None:
-    if n is None:
-        return None
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or int(n) < 1:
-        raise InputError(f"The number of images must be a positive integer, not {n!r}.")
-    return int(n)
-
-
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
-        raise InputError(f"The subset seed must be a non-negative integer, not {seed!r}.")
-    return int(seed)
-
-
 def stratified_subset(labels: Sequence[Any] | np.ndarray, n: int | None, seed: int = 0) -> np.ndarray:
     """Indices of ``n`` images chosen by the subset rule (module docstring): sorted int64 (n,).
 
@@ -104,8 +91,8 @@ def stratified_subset(labels: Sequence[Any] | np.ndarray, n: int | None, seed: i
     values = np.asarray(labels)
     if values.ndim != 1:
         raise InputError(f"The labels must be one label per image (1-D), not shape {values.shape}.")
-    n = _check_n(n)
-    seed = _check_seed(seed)
+    n = check_optional_int(n, "The number of images", minimum=1)
+    seed = check_int(seed, "The subset seed", minimum=0)
     total = values.shape[0]
     if n is None or n >= total:
         return np.arange(total, dtype=np.int64)
@@ -237,8 +224,8 @@ def choose_subset(
     rule = SUBSET_RULE
     if labels is None:
         labels, rule = np.zeros(total, dtype=np.int64), UNLABELLED_RULE
-    indices = stratified_subset(labels, n, seed)
-    return SubsetChoice(indices, total, _check_seed(seed), ALL_RULE if len(indices) == total else rule)
+    indices = stratified_subset(labels, n, seed)  # checks n and the seed
+    return SubsetChoice(indices, total, int(seed), ALL_RULE if len(indices) == total else rule)
 
 
 def proportional_subset(labels: Sequence[int], size: int, seed: int) -> list[int]:

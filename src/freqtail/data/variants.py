@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from freqtail.bass.core import check_strength
 from freqtail.errors import ConfigError, FreqtailError
 from freqtail.io import atomic_path, atomic_write_json, cache_dir
 
@@ -47,16 +48,6 @@ def bass_implementation_version() -> str:
         if path.is_file():
             digest.update(path.read_bytes())
     return "src-" + digest.hexdigest()[:12]
-
-
-def check_strength(strength: float) -> float:
-    if (
-        isinstance(strength, bool)
-        or not isinstance(strength, (int, float))
-        or not 0.0 <= float(strength) <= 1.0
-    ):
-        raise ConfigError(f"The BaSS strength must be a number in [0, 1], not {strength!r}.")
-    return float(strength)
 
 
 def _settings(strength: float) -> dict:
@@ -104,7 +95,7 @@ def cached_bass_arrays(
     from freqtail.data.embedded import SPLITS
     from freqtail.io import atomic_save_npy, load_npy
 
-    strength = check_strength(strength)
+    strength = check_strength(strength, error=ConfigError)
     settings = _settings(strength)
     key_source = source_digest(sources) + repr(sorted(settings.items()))
     key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
@@ -152,7 +143,7 @@ class FileVariantCache:
     """
 
     def __init__(self, name: str, strength: float = 1.0, resize_key: str = "stored") -> None:
-        self.strength = check_strength(strength)
+        self.strength = check_strength(strength, error=ConfigError)
         settings = {**_settings(self.strength), "resize": str(resize_key)}
         key = hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()[:16]
         self.folder = cache_dir() / "variants" / f"{name}-files-{key}"

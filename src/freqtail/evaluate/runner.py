@@ -21,6 +21,7 @@ import torch
 
 import freqtail.evaluate.corruption_eval as ce
 from freqtail.attacks.masking import MIN_JUDGED_IMAGES, STATE_NOT_RUN, VERDICT_WORDS
+from freqtail.checks import check_int, check_optional_int
 from freqtail.data.subsets import SubsetChoice, choose_subset, dataset_labels
 from freqtail.distributed import DistContext, all_reduce_counts, barrier
 from freqtail.errors import CheckpointError, ConfigError, InputError
@@ -129,12 +130,6 @@ class EvaluationPlan:
     checkpoint_tag: str = "model"
     num_workers: int = 0
     test_sets: dict[str | None, Any] = field(default_factory=dict)
-
-
-def _count(value: Any, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"The {what} must be an integer >= {minimum}, not {value!r}.")
-    return value
 
 
 def _test_set(plan: EvaluationPlan, data_bass: str | None):
@@ -247,15 +242,17 @@ def plan_evaluation(
             "use the pgd20 and cw suites instead."
         )
     budget = resolve_budget(image_size, eps, step_size, run_config)
-    if n is not None:
-        _count(n, "number of images to evaluate (--n)", 1)
-    _count(batch_size, "batch size", 1)
-    _count(seed, "seed", 0)
-    _count(subset_seed, "subset seed", 0)
-    _count(masking_n, "number of gradient-masking images", 0)
-    _count(masking_queries, "number of Square queries", 1)
-    _count(masking_min, "minimum number of images the gradient-masking check judges", 1)
-    _count(num_workers, "number of data-loader workers", 0)
+    check_optional_int(n, "The number of images to evaluate (--n)", minimum=1, error=ConfigError)
+    for value, what, minimum in (
+        (batch_size, "The batch size", 1),
+        (seed, "The seed", 0),
+        (subset_seed, "The subset seed", 0),
+        (masking_n, "The number of gradient-masking images", 0),
+        (masking_queries, "The number of Square queries", 1),
+        (masking_min, "The minimum number of images the gradient-masking check judges", 1),
+        (num_workers, "The number of data-loader workers", 0),
+    ):
+        check_int(value, what, minimum=minimum, error=ConfigError)
     plan = EvaluationPlan(
         dataset=dataset,
         num_classes=num_classes,

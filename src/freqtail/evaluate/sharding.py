@@ -21,14 +21,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from freqtail.checks import check_int
 from freqtail.distributed import DistContext
 from freqtail.errors import ConfigError
 
 
 def global_batches(indices: Sequence[int] | np.ndarray, batch_size: int) -> list[np.ndarray]:
     """``indices`` cut into consecutive batches of ``batch_size`` (the last may be shorter)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"The batch size must be a positive integer, not {batch_size!r}.")
+    batch_size = check_int(batch_size, "The batch size", minimum=1, error=ConfigError)
     array = np.asarray(indices, dtype=np.int64)
     return [array[start : start + batch_size] for start in range(0, len(array), batch_size)]
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.densenet import _DenseBlock, _Transition
 
+from freqtail.checks import check_int, check_number
 from freqtail.errors import ConfigError
 from freqtail.models._init import he_init_
 from freqtail.models.registry import register_model
@@ -50,12 +51,11 @@ class CifarDenseNetBC(nn.Module):
             raise ConfigError(
                 f"DenseNet-BC depth must be 6n + 4 with n >= 1 (10, 40, 100, ...), got {depth}."
             )
-        if isinstance(growth_rate, bool) or not isinstance(growth_rate, int) or growth_rate < 1:
-            raise ConfigError(f"DenseNet growth_rate must be a positive integer, got {growth_rate!r}.")
-        if not 0.0 < compression <= 1.0:
-            raise ConfigError(f"DenseNet compression must be in (0, 1], got {compression!r}.")
-        if isinstance(drop_rate, bool) or not isinstance(drop_rate, int | float) or not 0 <= drop_rate < 1:
-            raise ConfigError(f"drop_rate must be in [0, 1), got {drop_rate!r}.")
+        check_int(growth_rate, "DenseNet growth_rate", minimum=1, error=ConfigError)
+        check_number(
+            compression, "DenseNet compression", minimum=0, maximum=1, open_min=True, error=ConfigError
+        )
+        check_number(drop_rate, "drop_rate", minimum=0, maximum=1, open_max=True, error=ConfigError)
         layers_per_block = (depth - 4) // 6
         channels = 2 * growth_rate
         self.conv1 = nn.Conv2d(in_channels, channels, kernel_size=3, stride=1, padding=1, bias=False)

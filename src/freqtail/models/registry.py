@@ -9,11 +9,11 @@ its own) and returns a plain ``nn.Module`` mapping float ``(N, in_channels, H, W
 from __future__ import annotations
 
 import inspect
-import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from freqtail.checks import check_int
 from freqtail.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -106,12 +106,6 @@ def canonical_model_name(name: str) -> str:
     return model_entry(name).name
 
 
-def _check_positive_int(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ConfigError(f"{what} must be a positive integer, got {value!r}.")
-    return value
-
-
 def check_model_arguments(
     name: str, num_classes: int, image_size: int, in_channels: int, options: Mapping[str, object]
 ) -> ModelEntry:
@@ -120,9 +114,12 @@ def check_model_arguments(
     Option *values* are checked by the factory when the model is built.
     """
     entry = model_entry(name)
-    _check_positive_int(num_classes, "num_classes")
-    _check_positive_int(image_size, "image_size")
-    _check_positive_int(in_channels, "in_channels")
+    for value, what in (
+        (num_classes, "num_classes"),
+        (image_size, "image_size"),
+        (in_channels, "in_channels"),
+    ):
+        check_int(value, what, minimum=1, error=ConfigError)
     unknown = sorted(set(options) - set(entry.options))
     if unknown:
         valid = ", ".join(entry.options) or "none"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
+from freqtail.checks import check_choice
 from freqtail.errors import ConfigError
 from freqtail.models.registry import register_model
 
@@ -21,8 +22,7 @@ SMALL_IMAGE_MAX = 64
 
 
 def _resolve_stem(stem: str, image_size: int) -> str:
-    if stem not in STEMS:
-        raise ConfigError(f"stem must be one of {', '.join(STEMS)}, got {stem!r}.")
+    check_choice(stem, STEMS, "stem", error=ConfigError)
     if stem == "auto":
         return "cifar" if image_size <= SMALL_IMAGE_MAX else "imagenet"
     return stem

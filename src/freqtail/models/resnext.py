@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
+from freqtail.checks import check_int
 from freqtail.errors import ConfigError
 from freqtail.models._init import he_init_
 from freqtail.models.registry import register_model
@@ -38,8 +39,7 @@ class CifarResNeXt(nn.Module):
         if depth < 11 or (depth - 2) % 9:
             raise ConfigError(f"ResNeXt depth must be 9n + 2 with n >= 1 (11, 20, 29, 38, ...), got {depth}.")
         for value, what in ((cardinality, "cardinality"), (base_width, "base_width")):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"ResNeXt {what} must be a positive integer, got {value!r}.")
+            check_int(value, f"ResNeXt {what}", minimum=1, error=ConfigError)
         blocks_per_stage = (depth - 2) // 9
         self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)

@@ -19,6 +19,7 @@ import math
 import torch
 from torch import nn
 
+from freqtail.checks import check_choice, check_int
 from freqtail.errors import ConfigError
 from freqtail.models._init import he_init_
 from freqtail.models.registry import register_model
@@ -45,10 +46,8 @@ class SmallCNN(nn.Module):
 
     def __init__(self, num_classes: int, in_channels: int = 3, width: int = 32, norm: str = "batch") -> None:
         super().__init__()
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ConfigError(f"small-cnn width must be a positive integer, got {width!r}.")
-        if norm not in NORMS:
-            raise ConfigError(f"small-cnn norm must be one of {', '.join(NORMS)}, got {norm!r}.")
+        check_int(width, "small-cnn width", minimum=1, error=ConfigError)
+        check_choice(norm, NORMS, "small-cnn norm", error=ConfigError)
         widths = (width, 2 * width, 4 * width, 8 * width)
         layers: list[nn.Module] = []
         previous = in_channels

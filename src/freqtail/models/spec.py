@@ -14,10 +14,10 @@ fresh weights; load the checkpoint's state dict into it.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
+from freqtail.checks import check_fraction
 from freqtail.errors import ConfigError
 from freqtail.models.registry import check_model_arguments, create_model
 from freqtail.models.wrappers import FreqtailModel, as_normalize, bass_front
@@ -43,10 +43,9 @@ def _bass_front_spec(bass_front_choice: object) -> dict[str, Any] | None:
         return None
     if bass_front_choice is True:
         return dict(BASS_FRONT_DEFAULTS)
-    if isinstance(bass_front_choice, int | float) and not isinstance(bass_front_choice, bool):
-        if not math.isfinite(bass_front_choice) or not 0.0 <= bass_front_choice <= 1.0:
-            raise ConfigError(f"BaSS front strength must be in [0, 1], got {bass_front_choice!r}.")
-        return {**BASS_FRONT_DEFAULTS, "strength": float(bass_front_choice)}
+    if isinstance(bass_front_choice, int | float):  # bools were handled above
+        strength = check_fraction(bass_front_choice, "The BaSS front strength", error=ConfigError)
+        return {**BASS_FRONT_DEFAULTS, "strength": strength}
     if isinstance(bass_front_choice, Mapping):
         return {**BASS_FRONT_DEFAULTS, **dict(bass_front_choice)}
     raise ConfigError(

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from freqtail.checks import check_number
 from freqtail.errors import ConfigError
 from freqtail.models._init import he_init_
 from freqtail.models.preact_resnet import PreActBlock
@@ -33,8 +34,7 @@ class WideResNet(nn.Module):
             raise ConfigError(
                 f"WideResNet depth must be 6n + 4 with n >= 1 (10, 16, 28, 34, 40, ...), got {depth}."
             )
-        if isinstance(drop_rate, bool) or not isinstance(drop_rate, int | float) or not 0 <= drop_rate < 1:
-            raise ConfigError(f"drop_rate must be in [0, 1), got {drop_rate!r}.")
+        check_number(drop_rate, "drop_rate", minimum=0, maximum=1, open_max=True, error=ConfigError)
         blocks_per_stage = (depth - 4) // 6
         widths = (16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
         self.conv1 = nn.Conv2d(in_channels, 16, kernel_size=3, stride=1, padding=1, bias=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from freqtail.errors import InputError
+from freqtail.checks import check_int
 from freqtail.images import check_uint8_images
 from freqtail.io import atomic_path
 from freqtail.report.spectrum_figures import check_figure_path
@@ -53,8 +53,7 @@ def plot_bass_examples(
 
     from freqtail.bass import balance_spectrum
 
-    if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
-        raise InputError(f"max_images must be a positive integer, not {max_images!r}.")
+    check_int(max_images, "max_images", minimum=1)
     batch = check_uint8_images(images_uint8, "images to show")[:max_images]
     path = Path(out)
     fmt = check_figure_path(path)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from freqtail.checks import check_int, check_number
 from freqtail.errors import InputError
 from freqtail.spectrum.adapters import Converter, check_distribution
 from freqtail.spectrum.bands import check_size, corner_radius, nyquist_radius
@@ -22,19 +23,8 @@ DEFAULT_RATIO = 0.8
 
 def check_ratio(ratio: float) -> float:
     """Return ``ratio`` as a float if it is strictly between 0 and 1, else raise InputError."""
-    try:
-        value = float(ratio)
-    except (TypeError, ValueError):
-        raise InputError(f"ratio must be a number strictly between 0 and 1, not {ratio!r}.") from None
-    if not (0.0 < value < 1.0):
-        raise InputError(f"ratio must be strictly between 0 and 1 (0.8 is the paper's 80/20), not {ratio}.")
-    return value
-
-
-def _check_max_band(max_band: Any) -> int:
-    if isinstance(max_band, bool) or not isinstance(max_band, (int, np.integer)) or int(max_band) < 0:
-        raise InputError(f"max_band must be a non-negative integer band index, not {max_band!r}.")
-    return int(max_band)
+    what = "The boundary ratio (0.8 is the paper's 80/20 split)"
+    return check_number(ratio, what, minimum=0, maximum=1, open_min=True, open_max=True)
 
 
 def truncate(p: torch.Tensor, max_band: int) -> torch.Tensor:
@@ -62,7 +52,7 @@ def truncate_proportions(pi: Any, max_band: int) -> Any:
     Returns:
         (..., min(max_band, K) + 1) proportions, each row summing to 1 (or 0), in pi's float dtype.
     """
-    max_band = _check_max_band(max_band)
+    max_band = check_int(max_band, "max_band", minimum=0)
     conv = Converter(pi, "proportions pi")
     check_distribution(conv.tensor)
     return conv.out(truncate(conv.tensor, max_band))
@@ -91,7 +81,7 @@ def lfc_boundary(pi: Any, ratio: float = DEFAULT_RATIO, max_band: int | None = N
     """
     ratio = check_ratio(ratio)
     if max_band is not None:
-        max_band = _check_max_band(max_band)
+        max_band = check_int(max_band, "max_band", minimum=0)
     conv = Converter(pi, "proportions pi")
     p = conv.tensor
     check_distribution(p)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from freqtail.checks import check_choice, check_number
 from freqtail.errors import InputError
 from freqtail.spectrum.adapters import as_float_images
 from freqtail.spectrum.bands import band_layout, half_plane_radius, num_bands
@@ -34,16 +35,9 @@ def _low_mask(h: int, w: int, boundary: torch.Tensor, mask: str, width: float, d
 
 def _filtered(x: Any, boundary_band: Any, mask: str, width: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (x as float tensor, low-pass weights broadcastable to its rfft2)."""
-    if mask not in ("hard", "smooth"):
-        raise InputError(f"mask must be 'hard' or 'smooth', not {mask!r}.")
-    try:
-        width = float(width)
-    except (TypeError, ValueError):
-        raise InputError(
-            f"The smooth mask width must be a positive number of bands, not {width!r}."
-        ) from None
-    if mask == "smooth" and not (width > 0 and math.isfinite(width)):
-        raise InputError(f"The smooth mask width must be a positive number of bands, not {width}.")
+    check_choice(mask, ("hard", "smooth"), "mask")
+    if mask == "smooth":
+        width = check_number(width, "The smooth mask width (in bands)", minimum=0, open_min=True)
     x = as_float_images(x)
     h, w = x.shape[-2:]
     if isinstance(boundary_band, torch.Tensor):

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from freqtail.checks import check_int
 from freqtail.errors import InputError
 from freqtail.images import check_float_images, check_uint8_images, uint8_to_float
 from freqtail.spectrum.bands import (
@@ -55,9 +56,7 @@ class SpectrumAccumulator:
     ):
         self.ratio = check_ratio(ratio)
         self.device = None if device is None else torch.device(device)
-        if int(chunk_size) < 1:
-            raise InputError(f"chunk_size must be a positive integer, not {chunk_size}.")
-        self.chunk_size = int(chunk_size)
+        self.chunk_size = check_int(chunk_size, "chunk_size", minimum=1)
         self.image_size: tuple[int, int] | None = None
         self.num_images = 0
         self.num_skipped_constant = 0
@@ -245,10 +244,9 @@ def summarize(
         device: where the FFTs run ("cuda" for speed).
         progress: True for a tqdm bar on stderr, or a callable ``(iterable, total) -> iterable``.
     """
-    if int(batch_size) < 1:
-        raise InputError(f"batch_size must be a positive integer, not {batch_size}.")
-    accumulator = SpectrumAccumulator(ratio=ratio, device=device, chunk_size=int(batch_size))
-    batches, total = _batches(images, int(batch_size))
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    accumulator = SpectrumAccumulator(ratio=ratio, device=device, chunk_size=batch_size)
+    batches, total = _batches(images, batch_size)
     if progress is True:
         from tqdm.auto import tqdm
 

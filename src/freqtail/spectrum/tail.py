@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from freqtail.checks import check_number
 from freqtail.errors import InputError
 from freqtail.spectrum.adapters import Converter, check_distribution
 
@@ -31,12 +32,9 @@ def spectral_entropy(pi: Any, base: float = math.e, include_dc: bool = False) ->
         include_dc: whether pi includes DC; it sets the number of bands used for the normalisation
             (K + 1 with DC, K without), matching :func:`band_proportions`.
     """
-    try:
-        base = float(base)
-    except (TypeError, ValueError):
-        raise InputError(f"The entropy base must be a positive number other than 1, not {base!r}.") from None
-    if not (base > 0 and base != 1 and math.isfinite(base)):
-        raise InputError(f"The entropy base must be a positive number other than 1, not {base}.")
+    base = check_number(base, "The entropy base", minimum=0, open_min=True)
+    if base == 1:
+        raise InputError("The entropy base must be a positive number other than 1, not 1.")
     conv = Converter(pi, "proportions pi")
     p = conv.tensor
     check_distribution(p)

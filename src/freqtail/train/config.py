@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from freqtail.checks import check_int, check_number
 from freqtail.errors import ConfigError
 
 #: Training objectives; "augmix-bass" is "augmix" with ``bass_branch`` on (paper §4.4).
@@ -269,19 +270,13 @@ def _check_value(name: str, value: Any, kind: str, choices: tuple | None) -> Any
         if optional or base == "normalize":
             return None
         raise fail("set (null is not allowed)")
+    subject = f"Config key {name!r}"
     if base in ("int", "int0"):
-        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-            value = int(value)  # 1e9 and 100.0 are whole numbers
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise fail("an integer")
-        minimum = 0 if base == "int0" else 1
-        if value < minimum:
-            raise fail(f"an integer >= {minimum}")
-        return int(value)
+        # The type first, so 1.5 is told it is not an integer; 1e9 and 100.0 are whole numbers.
+        value = check_int(value, subject, whole_floats=True, error=ConfigError)
+        return check_int(value, subject, minimum=0 if base == "int0" else 1, error=ConfigError)
     if base == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise fail("a finite number")
-        return float(value)
+        return check_number(value, subject, error=ConfigError)
     if base == "bool":
         if not isinstance(value, bool):
             raise fail("true or false")

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from freqtail.checks import check_int
 from freqtail.data.corruptions import blur, digital, noise, weather
 from freqtail.data.corruptions._common import image_rngs
 from freqtail.errors import InputError
@@ -126,9 +127,7 @@ def check_corruption_name(name: str) -> str:
 
 def check_severity(severity: int) -> int:
     """Return ``severity`` as an int if it is one of 1..5, else raise one sentence."""
-    if isinstance(severity, bool) or not isinstance(severity, int | np.integer) or not 1 <= severity <= 5:
-        raise InputError(f"Corruption severity must be an integer from 1 to 5, not {severity!r}.")
-    return int(severity)
+    return check_int(severity, "Corruption severity", minimum=1, maximum=5)
 
 
 def parse_severities(text: str) -> list[int]:
@@ -195,10 +194,8 @@ def corrupt(
     """
     check_corruption_name(name)
     severity = check_severity(severity)
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise InputError(f"The corruption seed must be a non-negative integer, not {seed!r}.")
-    if isinstance(start_index, bool) or not isinstance(start_index, int | np.integer) or start_index < 0:
-        raise InputError(f"start_index must be a non-negative integer, not {start_index!r}.")
+    seed = check_int(seed, "The corruption seed", minimum=0)
+    start_index = check_int(start_index, "start_index", minimum=0)
     single = isinstance(images, np.ndarray) and images.ndim == 3
     batch = check_uint8_images(images, what="images to corrupt")
     n, h, w, c = batch.shape
@@ -214,7 +211,7 @@ def corrupt(
     out = np.empty((n, h, w, c), dtype=np.uint8)
     for begin in range(0, n, chunk):
         part = np.ascontiguousarray(batch[begin : begin + chunk])
-        rngs = image_rngs(int(seed), name, severity, int(start_index) + begin, len(part))
+        rngs = image_rngs(seed, name, severity, start_index + begin, len(part))
         out[begin : begin + len(part)] = function(part, severity, rngs)
     return out[0] if single else out
 
