@@ -66,7 +66,7 @@ OWN_FOLDERS = (layout.FIGURES_DIR,)
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """How big the demo is. :data:`FULL` (about 6 minutes on 2 CPU cores) and :data:`QUICK` (under a
+    """How big the demo is. :data:`FULL` (about 5 minutes on 2 CPU cores) and :data:`QUICK` (under a
     minute; for tests and CI) are the two the command offers.
 
     Attributes:

@@ -7,7 +7,7 @@ import sys
 
 from freqtail.commands._common import add_parser
 
-EXAMPLE = "freqtail demo            # about 6 minutes on 2 CPU cores; --quick: under a minute"
+EXAMPLE = "freqtail demo            # about 5 minutes on 2 CPU cores; --quick: under a minute"
 
 
 def register(subparsers) -> None:
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(
             "freqtail demo: small-cnn on the embedded dataset (6,400 training / 1,600 test images, "
-            "16 classes); about 6 minutes on 2 CPU cores. Details go to DIR/demo.log."
+            "16 classes); about 5 minutes on 2 CPU cores. Details go to DIR/demo.log."
         )
     try:
         result = run_demo(args.out, settings=settings, force=args.force)
