@@ -53,13 +53,21 @@ def _low_pass_case(n=32):
 
 def test_a_low_frequency_model_errs_only_under_low_frequency_perturbations():
     model, images, labels = _low_pass_case()
-    result = fourier_heatmap(model, (images, labels), eps=1.0, batch_size=100, seed=0)
+    result = fourier_heatmap(model, (images, labels), eps=1.0, batch_size=100, seed=0, sign="image")
     assert result.clean_error == 0.0
     bands = band_map(8, 8).numpy()
     assert np.all(result.error_rate[bands >= 3] == 0.0)  # removed by the filter: never an error
     # The pattern's own frequency flips every image whose random sign opposes its label: about half.
     at_pattern = result.error_rate[4 + 1, 4 + 0]
     assert 0.2 < at_pattern < 0.8
+    # With a sign per channel (the default) the shift is eps * (r_1 + r_2 + r_3) against a margin of
+    # 0.5 * 3: only images whose three signs all oppose the label flip (about 1 in 8).
+    per_channel = fourier_heatmap(model, (images, labels), eps=1.0, seed=0)
+    plane = conjugate_half_plane(8, 8)
+    k = int(np.flatnonzero((plane.du == 1) & (plane.dv == 0))[0])
+    draws = torch.randint(0, 2, (plane.size, 32, 3), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    opposed = (draws[k] == -(labels * 2 - 1)[:, None]).all(dim=1).double().mean().item()
+    assert per_channel.error_rate[4 + 1, 4 + 0] == opposed < at_pattern
     assert result.error_rate[4 - 1, 4 + 0] == at_pattern  # mirrored conjugate
     # Orthogonal low frequencies leave the score unchanged.
     assert result.error_rate[4 + 0, 4 + 1] == 0.0 and result.error_rate[4, 4] == 0.0
@@ -77,14 +85,55 @@ def test_below_the_margin_nothing_flips_and_eps_zero_gives_the_clean_error():
     np.testing.assert_allclose(zero.error_rate, 3 / 8)
 
 
+def _plain_heatmap(model, images, labels, eps, seed, channels_share_sign):
+    """The heat map written plainly from Yin et al.'s definition: for every frequency of the conjugate
+    half plane and every image, x' = clip(x + eps * r_c * U, 0, 1) with U the unit-norm cosine at that
+    frequency and r_c a random sign per channel (or one per image); the error rate per frequency,
+    mirrored to the conjugate. The signs follow the documented draw so the two can be compared exactly."""
+    n, c, h, w = images.shape
+    plane = conjugate_half_plane(h, w)
+    generator = torch.Generator().manual_seed(seed)
+    signs = torch.randint(0, 2, (plane.size, n, 1 if channels_share_sign else c), generator=generator) * 2 - 1
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    grid = np.zeros((h, w))
+    for k in range(plane.size):
+        pattern = np.cos(2 * np.pi * (plane.du[k] * rows / h + plane.dv[k] * cols / w))
+        pattern = torch.tensor(pattern / np.linalg.norm(pattern), dtype=torch.float32)
+        wrong = 0
+        for i in range(n):
+            r = signs[k, i].float().expand(c)
+            x = (images[i] + eps * r[:, None, None] * pattern).clamp(0, 1)
+            with torch.no_grad():
+                wrong += int(model(x[None]).argmax(1).item() != int(labels[i]))
+        for position in (plane.index[k], plane.conjugate_index[k]):
+            grid.flat[position] = wrong / n
+    return grid
+
+
+def test_the_default_heat_map_is_yin_et_al_s_per_channel_sign():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 6 * 6, 3)).eval()
+    images = torch.rand(5, 3, 6, 6)
+    labels = torch.tensor([0, 1, 2, 0, 1])
+    default = fourier_heatmap(model, (images, labels), eps=3.0, seed=4)
+    assert default.sign == "channel" and default.to_dict()["sign"] == "channel"
+    plain = _plain_heatmap(model, images, labels, eps=3.0, seed=4, channels_share_sign=False)
+    np.testing.assert_array_equal(default.error_rate, plain)
+    shared = fourier_heatmap(model, (images, labels), eps=3.0, seed=4, sign="image")
+    np.testing.assert_array_equal(
+        shared.error_rate, _plain_heatmap(model, images, labels, eps=3.0, seed=4, channels_share_sign=True)
+    )
+    assert not np.array_equal(default.error_rate, shared.error_rate)
+
+
 def test_signs_are_seeded_and_channel_signs_are_an_option():
     model, images, labels = _low_pass_case(n=16)
     one = fourier_heatmap(model, (images, labels), eps=1.0, seed=3)
     two = fourier_heatmap(model, (images, labels), eps=1.0, seed=3, batch_size=7)
     np.testing.assert_array_equal(one.error_rate, two.error_rate)
-    per_channel = fourier_heatmap(model, (images, labels), eps=1.0, sign="channel")
-    assert per_channel.sign == "channel" and per_channel.error_rate.shape == (8, 8)
-    assert np.all(per_channel.error_rate[band_map(8, 8).numpy() >= 3] == 0.0)
+    shared = fourier_heatmap(model, (images, labels), eps=1.0, sign="image")
+    assert shared.sign == "image" and shared.error_rate.shape == (8, 8)
+    assert np.all(shared.error_rate[band_map(8, 8).numpy() >= 3] == 0.0)
 
 
 def test_save_load_and_json(tmp_path):
@@ -92,7 +141,7 @@ def test_save_load_and_json(tmp_path):
     result = fourier_heatmap(model, (images, labels), eps=1.0, n=4)
     loaded = HeatmapResult.load(result.save(tmp_path / "heatmap.npz"))
     np.testing.assert_array_equal(loaded.error_rate, result.error_rate)
-    assert (loaded.eps, loaded.sign, loaded.num_images) == (1.0, "image", 4)
+    assert (loaded.eps, loaded.sign, loaded.num_images) == (1.0, "channel", 4)
     data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert np.array(data["error_rate"]).shape == (8, 8)
     assert data["indices"] == [0, 1, 2, 3] and data["subset"] == "all"

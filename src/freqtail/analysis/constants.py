@@ -8,5 +8,8 @@ DEFAULT_RANK_FRACTIONS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 DEFAULT_TOP_FRACTION = 0.1
 #: Yin et al.'s Fourier heat-map perturbation norm for CIFAR-10 (L2, per channel, [0, 1] scale).
 DEFAULT_EPS = 4.0
-#: Heat-map sign modes: one random sign per image (and frequency), or one per channel.
-SIGN_MODES = ("image", "channel")
+#: Heat-map sign modes: one random sign per channel (Yin et al. perturb "each channel independently",
+#: as the widely used FourierHeatmap code does), or one shared by the image's channels.
+SIGN_MODES = ("channel", "image")
+#: The default sign mode, as Yin et al. define the heat map.
+DEFAULT_SIGN = "channel"

@@ -4,7 +4,9 @@ Following Li et al., "Visualizing the loss landscape of neural nets" (NeurIPS 20
 directions ``d1, d2`` in weight space, each **filter-normalised** (every filter of a direction, i.e.
 every slice along the first axis of a weight tensor with two or more dimensions, is rescaled to the
 norm of the corresponding filter of the trained weights); parameters with at most one dimension
-(biases, batch-norm scales and shifts) get a zero direction, as in Li et al. The loss surface is
+(biases, batch-norm scales and shifts) get a zero direction. That is Li et al.'s function default
+(``ignore="biasbn"``) and the recipe of their figures (``--xignore biasbn``), not the default of their
+command line (which perturbs biases and batch-norm parameters too). The loss surface is
 ``L(theta + alpha d1 + beta d2)`` on a grid of ``(alpha, beta)`` in ``[-span, span]^2``, evaluated on
 the low-pass-only and the high-pass-only version of the data (:func:`freqtail.spectrum.split_frequencies`
 at the data's 80/20 boundary).

@@ -10,7 +10,7 @@ EXAMPLE = "freqtail heatmap runs/demo --eps 4.0 --n 100"
 
 
 def register(subparsers) -> None:
-    from freqtail.analysis.constants import DEFAULT_EPS, SIGN_MODES
+    from freqtail.analysis.constants import DEFAULT_EPS, DEFAULT_SIGN, SIGN_MODES
     from freqtail.commands._common import add_run_arguments
 
     parser = add_parser(
@@ -33,8 +33,9 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--sign",
         choices=SIGN_MODES,
-        default="image",
-        help="one random sign per image (default) or per channel",
+        default=DEFAULT_SIGN,
+        help="channel (default: one random sign per channel, as Yin et al. define the heat map) or image "
+        "(one sign shared by the image's channels)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random signs (default 0)")
     parser.set_defaults(func=run)
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     h, w = result.image_size
     du, dv = data["max_error_frequency"]
     print(
-        f"Fourier heat map of {args.run}: eps {eps:g} on {result.num_images} images of {h}x{w} "
+        f"Fourier heat map of {args.run}: eps {eps:g}, sign per {result.sign}, on {result.num_images} images "
+        f"of {h}x{w} "
         f"({data['source']})"
     )
     print(

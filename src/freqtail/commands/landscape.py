@@ -17,11 +17,15 @@ def register(subparsers) -> None:
         "landscape",
         help="loss landscape around a trained model on the low- and high-frequency parts of the test data",
         example=EXAMPLE,
-        description="Evaluate the loss around a trained model's weights along two filter-normalised random "
-        "directions (Li et al. 2018; batch-norm parameters and biases left fixed, model in eval mode) on the "
-        "low-pass-only and high-pass-only test images, split at the data's 80/20 boundary (paper §3.1, "
-        "Fig. 1 and 4). Writes landscape.npz (the raw grid), landscape.json and figures/landscape.png; an "
-        "interrupted run resumes from its completed rows (landscape.partial.npz).",
+        description=(
+            "Evaluate the loss around a trained model's weights along two filter-normalised random "
+            "directions (Li et al. 2018 with their --xignore biasbn: batch-norm parameters and biases "
+            "left fixed; model in eval mode) on the low-pass-only and high-pass-only test images, split "
+            "at the data's 80/20 boundary (paper §3.1, Fig. 1 and 4; the paper's surfaces: --span 2 "
+            "--boundary 12). Writes landscape.npz (the raw grid), landscape.json and "
+            "figures/landscape.png; an interrupted run resumes from its completed rows "
+            "(landscape.partial.npz)."
+        ),
     )
     add_run_arguments(parser, default_n=500, default_batch=256)
     parser.add_argument("--grid", type=positive_int, default=21, help="grid points per axis (default 21)")

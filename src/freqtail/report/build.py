@@ -476,10 +476,17 @@ def _landscape_blocks(data: Mapping[str, Any]) -> list:
     return blocks
 
 
+_SIGN_WORDS = {
+    "channel": "channel: one random sign per channel, image and frequency (Yin et al.'s definition)",
+    "image": "image: one random sign per image and frequency, shared by its channels (not the reference's)",
+}
+
+
 def _heatmap_blocks(data: Mapping[str, Any]) -> list:
     worst = data.get("max_error_frequency") or [None, None]
     rows = [
-        ["perturbation", f"L2 norm {_num(data.get('eps'), 2)} per channel, sign per {data.get('sign', '?')}"],
+        ["perturbation", f"L2 norm {_num(data.get('eps'), 2)} per channel"],
+        ["sign mode", _SIGN_WORDS.get(data.get("sign"), "not recorded (a heat map from before sign modes)")],
         ["images", _images_words(data)],
         ["clean error", f"{percent(data.get('clean_error'), 1)}%"],
         ["mean error over frequencies", f"{percent(data.get('mean_error'), 1)}%"],

@@ -146,14 +146,14 @@ def explain_heatmap(
     subset_seed: int = 0,
     batch_size: int = 512,
     eps: float | None = None,
-    sign: str = "image",
+    sign: str | None = None,
     seed: int = 0,
     device: Any = "cpu",
     progress: bool = False,
 ) -> Explanation:
     """Fourier heat map of the run's model (Yin et al. 2019); see
     :func:`freqtail.analysis.fourier_heatmap`."""
-    from freqtail.analysis.constants import DEFAULT_EPS
+    from freqtail.analysis.constants import DEFAULT_EPS, DEFAULT_SIGN
     from freqtail.analysis.heatmap import check_eps, fourier_heatmap
     from freqtail.report.analysis_figures import plot_heatmap
 
@@ -166,7 +166,7 @@ def explain_heatmap(
         n=n,
         subset_seed=subset_seed,
         batch_size=batch_size,
-        sign=sign,
+        sign=DEFAULT_SIGN if sign is None else sign,
         seed=seed,
         progress=progress,
     )
