@@ -40,7 +40,9 @@ unit_interval = number_argument(minimum=0, maximum=1)
 
 def add_run_arguments(parser: argparse.ArgumentParser, default_n: int, default_batch: int) -> None:
     """The options every explanation command takes: RUN, data, size, device, output, threat model."""
-    parser.add_argument("run", metavar="RUN", help="a run folder written by 'freqtail train' (runs/NAME)")
+    parser.add_argument(
+        "run", metavar="RUN", nargs="?", help="a run folder written by 'freqtail train' (runs/NAME)"
+    )
     parser.add_argument(
         "--dataset", metavar="NAME", help="dataset to analyse (default: the run's own dataset, test split)"
     )
@@ -76,13 +78,57 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_n: int, default_b
         "differentiable BaSS front on raw test images (default: the paper's domain protocol, the bare "
         "model on BaSS-converted test images)",
     )
+    add_robustbench_arguments(parser)
 
 
 def open_run_for_analysis(args: argparse.Namespace):
     """``(RunFolder, device, threat model or None)`` of an explanation command's arguments."""
     from freqtail.distributed import resolve_device
-    from freqtail.runs import RunFolder
 
     device = resolve_device(args.device)
-    run = RunFolder.open(args.run, dataset=args.dataset, data_root=args.data_root, out=args.out)
+    run = open_run(args, args.run)
     return run, device, ("end-to-end" if args.end_to_end else None)
+
+
+def add_robustbench_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--robustbench NAME`` and its companions: analyse a RobustBench model instead of a run."""
+    group = parser.add_argument_group("RobustBench models (pip install 'freqtail[robustbench]')")
+    group.add_argument(
+        "--robustbench",
+        metavar="NAME",
+        help="a model of RobustBench's zoo (e.g. Carmon2019Unlabeled) instead of a run folder; its results "
+        "go to runs/robustbench-NAME unless --out says otherwise",
+    )
+    group.add_argument(
+        "--robustbench-threat-model",
+        default="Linf",
+        metavar="TM",
+        help="RobustBench leaderboard: Linf (default), L2 or corruptions",
+    )
+    group.add_argument(
+        "--model-dir",
+        metavar="DIR",
+        help="RobustBench's model folder holding DATASET/TM/NAME.pt (default ./models); "
+        "nothing is downloaded",
+    )
+
+
+def open_run(args: argparse.Namespace, path: str | None, **options):
+    """The :class:`freqtail.runs.RunFolder` a command's arguments name: a run or a RobustBench model."""
+    from freqtail.errors import InputError
+    from freqtail.runs import RunFolder
+
+    if getattr(args, "robustbench", None):
+        if path is not None:
+            raise InputError("Give either a run folder or --robustbench NAME, not both.")
+        return RunFolder.from_robustbench(
+            args.robustbench,
+            dataset=args.dataset or "cifar10",
+            threat_model=args.robustbench_threat_model,
+            model_dir=args.model_dir,
+            data_root=args.data_root,
+            out=args.out,
+        )
+    if path is None:
+        raise InputError("Give a run folder (or checkpoint), or --robustbench NAME.")
+    return RunFolder.open(path, dataset=args.dataset, data_root=args.data_root, out=args.out, **options)

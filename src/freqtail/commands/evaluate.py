@@ -8,10 +8,14 @@ import sys
 from typing import Any
 
 from freqtail.checks import check_optional_int
-from freqtail.commands._common import add_parser, print_json
+from freqtail.commands._common import add_parser, add_robustbench_arguments, open_run, print_json
 from freqtail.errors import ConfigError
 
-EXAMPLE = "freqtail evaluate runs/demo --suite clean,pgd20,cw --threat-model both --n 500"
+EXAMPLE = (
+    "freqtail evaluate runs/demo --suite clean,pgd20,cw --threat-model both --n 500\n"
+    "  freqtail evaluate --robustbench Carmon2019Unlabeled --dataset cifar10 --data-root ~/data "
+    "--model-dir models"
+)
 
 
 def register(subparsers) -> None:
@@ -32,7 +36,9 @@ def register(subparsers) -> None:
             "across processes and sum exact counts."
         ),
     )
-    parser.add_argument("path", metavar="RUN_DIR_OR_CHECKPOINT", help="run folder or checkpoint file/folder")
+    parser.add_argument(
+        "path", metavar="RUN_DIR_OR_CHECKPOINT", nargs="?", help="run folder or checkpoint file/folder"
+    )
     parser.add_argument(
         "--suite",
         default="clean,pgd20",
@@ -121,6 +127,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print the new records as JSON on stdout")
+    add_robustbench_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -196,17 +203,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace, context, corruptions, severities) -> int:
-    from freqtail.runs import RunFolder, evaluate_run
+    from freqtail.runs import evaluate_run
 
-    run = RunFolder.open(
-        args.path,
-        which=args.which,
-        dataset=args.dataset,
-        data_root=args.data_root,
-        out=args.out,
-        model_name=args.model,
-        normalize=args.normalize,
-    )
+    run = open_run(args, args.path, which=args.which, model_name=args.model, normalize=args.normalize)
     outcome = evaluate_run(
         run,
         suites=args.suite,

@@ -9,6 +9,7 @@ Importing this package registers every architecture module listed below.
 from __future__ import annotations
 
 from freqtail.models import densenet, preact_resnet, resnet, resnext, small_cnn, wide_resnet  # noqa: F401  (register)
+from freqtail.models.external import from_robustbench
 from freqtail.models.registry import (
     ModelEntry,
     canonical_model_name,
@@ -23,6 +24,7 @@ from freqtail.models.spec import SPEC_FORMAT, SPEC_VERSION, build_model_from_spe
 from freqtail.models.wrappers import NORMALIZATIONS, FreqtailModel, Normalize, as_normalize, bass_front
 
 __all__ = [
+    "from_robustbench",
     "NORMALIZATIONS",
     "SPEC_FORMAT",
     "SPEC_VERSION",

@@ -10,42 +10,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from freqtail.checks import check_int
 from freqtail.errors import ConfigError
+from freqtail.models.entry import COMMON_OPTIONS, ModelEntry
 
 if TYPE_CHECKING:
     from torch import nn
-
-# Options every factory receives from create_model itself; they are not "extra" options.
-_COMMON_OPTIONS = ("image_size", "in_channels")
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """One registered architecture.
-
-    ``name`` is the canonical name, ``aliases`` other accepted spellings, ``summary`` one line for
-    listings, ``reference`` the paper or code whose configuration the factory follows, and
-    ``options`` the factory's own keyword options with their defaults.
-    """
-
-    name: str
-    factory: Callable[..., nn.Module]
-    aliases: tuple[str, ...]
-    summary: str
-    reference: str
-
-    @property
-    def options(self) -> dict[str, object]:
-        params = inspect.signature(self.factory).parameters.values()
-        return {
-            p.name: p.default
-            for p in params
-            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in _COMMON_OPTIONS
-        }
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -72,7 +44,7 @@ def register_model(
 
     def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         params = inspect.signature(factory).parameters
-        missing = [opt for opt in _COMMON_OPTIONS if opt not in params]
+        missing = [opt for opt in COMMON_OPTIONS if opt not in params]
         if missing:
             raise ValueError(f"model factory {factory.__name__} must accept keyword options {missing}")
         entry = ModelEntry(
@@ -95,9 +67,20 @@ def model_names(*, include_aliases: bool = False) -> list[str]:
 
 
 def model_entry(name: str) -> ModelEntry:
-    """The :class:`ModelEntry` for ``name`` or an alias; ``ConfigError`` listing valid names if unknown."""
+    """The :class:`ModelEntry` for ``name`` or an alias; ``ConfigError`` listing valid names if unknown.
+
+    ``timm:NAME`` and ``torchvision:NAME`` name any model those libraries build
+    (:mod:`freqtail.models.external`).
+    """
+    if isinstance(name, str) and ":" in name:
+        from freqtail.models.external import external_entry
+
+        return external_entry(name)
     if not isinstance(name, str) or _canonical(name) not in _LOOKUP:
-        raise ConfigError(f"Unknown model {name!r}; valid names are: {', '.join(model_names())}.")
+        raise ConfigError(
+            f"Unknown model {name!r}; valid names are: {', '.join(model_names())}, or timm:NAME / "
+            "torchvision:NAME for any model of those libraries."
+        )
     return _REGISTRY[_LOOKUP[_canonical(name)]]
 
 

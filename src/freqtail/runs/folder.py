@@ -212,6 +212,53 @@ class RunFolder:
         check_writable_folder(output, "output folder")
         return cls(given, folder, output, model, info, settings)
 
+    @classmethod
+    def from_robustbench(
+        cls,
+        name: str,
+        *,
+        dataset: str = "cifar10",
+        threat_model: str = "Linf",
+        model_dir: str | os.PathLike | None = None,
+        data_root: str | os.PathLike | None = None,
+        out: str | os.PathLike | None = None,
+    ) -> RunFolder:
+        """A RobustBench model (:func:`freqtail.models.from_robustbench`) opened like a run.
+
+        Its results and analyses go to a run-like folder, ``runs/robustbench-NAME`` by default, so that
+        ``freqtail compare`` and ``freqtail report`` place it beside trained runs. It is a standard
+        model: RobustBench models take raw images (threat model ``standard``).
+
+        Raises:
+            ConfigError / CheckpointError: robustbench missing, an unknown name, no weights on disk.
+        """
+        from freqtail.data import canonical_name, dataset_info
+        from freqtail.io import check_writable_folder
+        from freqtail.models.external import from_robustbench, robustbench_weights
+
+        dataset = canonical_name(dataset)
+        model = from_robustbench(name, dataset, threat_model, model_dir)
+        weights = robustbench_weights(name, dataset, threat_model, model_dir)
+        data = dataset_info(dataset)
+        info = {
+            "path": str(weights),
+            "which": None,
+            "format": "robustbench",
+            "model_spec": {
+                "name": f"robustbench:{name}",
+                "num_classes": data.num_classes,
+                "image_size": data.image_size[0],
+                "robustbench": {"name": name, "dataset": dataset, "threat_model": threat_model},
+            },
+            "data": {"dataset": dataset, "data_root": None if data_root is None else str(data_root)},
+            "objective": None,
+            "config": None,
+        }
+        settings = RunSettings.resolve(info, data_root=data_root)
+        output = Path(out).expanduser() if out is not None else Path("runs") / f"robustbench-{name}"
+        check_writable_folder(output, "output folder")
+        return cls(Path(weights), output, output, model, info, settings)
+
     # ------------------------------------------------------------------------------------ the model
     @property
     def name(self) -> str:
@@ -234,7 +281,8 @@ class RunFolder:
         if info.get("which"):
             return str(info["which"])
         if info.get("path"):
-            return Path(info["path"]).name if info.get("format") != "foreign" else Path(info["path"]).stem
+            path = Path(info["path"])
+            return path.stem if info.get("format") in ("foreign", "robustbench") else path.name
         return self.path.stem
 
     @property
