@@ -630,3 +630,226 @@ def test_masking_check_validates_options():
     with pytest.raises(FreqtailError, match="minimum number of judged images"):
         gradient_masking_check(model, x, y, eps=eps, min_judged=0)
     assert math.isclose(check_eps(0.5), 0.5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Band-restricted PGD
+# ---------------------------------------------------------------------------------------------
+
+
+def plain_band_mask(h: int, w: int, boundary: int, band: str) -> np.ndarray:
+    """(H, W) 0/1 mask on the centred spectrum, written from the definition: band = floor(distance to
+    (H // 2, W // 2)); lfc keeps bands < boundary, hfc the rest."""
+    du = np.arange(h)[:, None] - h // 2
+    dv = np.arange(w)[None, :] - w // 2
+    bands = np.floor(np.sqrt(du**2 + dv**2) + 1e-9).astype(int)  # exact: d2 is an integer, far from .999
+    keep = bands < boundary
+    return (keep if band == "lfc" else ~keep).astype(np.float64)
+
+
+def plain_projection(delta: np.ndarray, boundary: int, band: str) -> np.ndarray:
+    """float64 numpy P_band of (..., H, W): mask the centred spectrum of every channel, invert."""
+    h, w = delta.shape[-2:]
+    spectrum = np.fft.fftshift(np.fft.fft2(delta), axes=(-2, -1))
+    masked = spectrum * plain_band_mask(h, w, boundary, band)
+    return np.real(np.fft.ifft2(np.fft.ifftshift(masked, axes=(-2, -1))))
+
+
+def out_of_band_energy(delta: np.ndarray, boundary: int, band: str) -> np.ndarray:
+    """Per image (N,): energy of (N, C, H, W) ``delta`` outside the band (the other band's projection)."""
+    other = "hfc" if band == "lfc" else "lfc"
+    return (plain_projection(delta, boundary, other) ** 2).reshape(len(delta), -1).sum(axis=1)
+
+
+@pytest.mark.parametrize("size", [(8, 8), (7, 9), (6, 5)])
+@pytest.mark.parametrize("band", ["lfc", "hfc"])
+def test_band_projection_is_the_plain_fft_mask(size, band):
+    from freqtail.attacks import band_projection
+    from freqtail.spectrum import num_bands
+
+    generator = torch.Generator().manual_seed(1)
+    delta = torch.randn(2, 3, *size, generator=generator, dtype=torch.float64)
+    for boundary in range(num_bands(*size) + 1):
+        projected = band_projection(delta, boundary, band)
+        assert projected.shape == delta.shape and projected.dtype == delta.dtype
+        expected = plain_projection(delta.numpy(), boundary, band)
+        np.testing.assert_allclose(projected.numpy(), expected, atol=1e-12)
+        # An orthogonal projection: idempotent, and the two bands add up to the identity.
+        np.testing.assert_allclose(band_projection(projected, boundary, band).numpy(), expected, atol=1e-12)
+        other = "hfc" if band == "lfc" else "lfc"
+        total = projected + band_projection(delta, boundary, other)
+        np.testing.assert_allclose(total.numpy(), delta.numpy(), atol=1e-12)
+
+
+def test_band_pgd_at_the_extreme_boundaries_is_plain_pgd_or_no_perturbation(trained):
+    """3x8x8 images: K = floor(hypot(4, 4)) = 5, bands 0..5, so b = 6 = K + 1 is past the last band.
+    b = 0: HFC keeps every band (plain PGD), LFC none (the clean images); b = K + 1: the reverse."""
+    from freqtail.attacks import band_pgd, band_projection
+
+    model, x, y = trained
+    settings = {"eps": 8 / 255, "step_size": 2 / 255, "steps": 10, "generator": 0}
+    plain = pgd(model, x, y, **settings)
+    assert not torch.equal(plain, x)
+    for band, boundary in (("hfc", 0), ("lfc", 6)):
+        assert torch.equal(band_pgd(model, x, y, boundary_band=boundary, band=band, **settings), plain)
+        # The identity is what the FFT mask gives too (to float error).
+        torch.testing.assert_close(band_projection(x - 0.5, boundary, band), x - 0.5)
+        from freqtail.spectrum import high_pass, low_pass
+
+        mask_path = (high_pass if band == "hfc" else low_pass)(x - 0.5, boundary)
+        torch.testing.assert_close(mask_path, x - 0.5, atol=1e-6, rtol=0)
+    for band, boundary in (("lfc", 0), ("hfc", 6)):
+        assert torch.equal(band_pgd(model, x, y, boundary_band=boundary, band=band, **settings), x)
+
+
+@pytest.mark.parametrize("band", ["lfc", "hfc"])
+def test_band_pgd_without_clamping_stays_in_the_band(trained, band):
+    """Far from 0 and 1 and with a budget the steps cannot reach, no clamp binds: delta = P_band(...).
+
+    Why no clamp binds: with P the band projection of an H x W channel keeping m of its H * W
+    frequencies, |(P s)_i| <= ||row i of P||_2 ||s||_2 = sqrt(m / (H W)) * sqrt(H W) = sqrt(m) for any
+    sign vector s; without a random start delta_t = alpha * P(s_1 + ... + s_t), so
+    |delta_t| <= t * alpha * sqrt(m) <= 3 * (1/255) * sqrt(64) = 0.094 < eps = 0.1, and the images of
+    ``trained`` lie within [0.1, 0.9], so x + delta stays inside (0, 1).
+    """
+    from freqtail.attacks import band_pgd
+
+    model, x, y = trained
+    assert float(x.min()) > 0.1 and float(x.max()) < 0.9
+    eps, boundary = 0.1, 3
+    x_adv = band_pgd(
+        model,
+        x,
+        y,
+        eps=eps,
+        step_size=1 / 255,
+        steps=3,
+        boundary_band=boundary,
+        band=band,
+        random_start=False,
+    )
+    delta = (x_adv - x).double().numpy()
+    assert np.abs(delta).max() < 3 * 8 / 255 + 1e-6  # the bound above
+    energy = (delta**2).reshape(len(delta), -1).sum(axis=1)
+    moved = energy > 0
+    assert moved.sum() >= len(delta) // 2  # the attack did perturb most images
+    # Outside the band: only the float32 rounding of x + delta (measured: 3e-12 of the energy at most).
+    assert (out_of_band_energy(delta, boundary, band)[moved] <= 1e-9 * energy[moved]).all()
+
+
+def linear_band_problem(n: int = 24, seed: int = 5):
+    """2-class linear model on 3x8x8 images with pixels at 0 and 1, every image correctly classified.
+
+    For two classes the input gradient of the cross-entropy is ``p_other * (w_other - w_true)``, so
+    PGD's step direction is the constant ``sign(w_other - w_true)``; the iteration can then be replayed
+    exactly in float64 without the model.
+    """
+    rng = np.random.default_rng(seed)
+    d = 3 * 8 * 8
+    weight = rng.normal(0, 0.05, size=(2, d)).astype(np.float32)
+    bias = np.zeros(2, dtype=np.float32)
+    xs, ys = [], []
+    while len(xs) < n:
+        x = rng.uniform(0, 1, size=d)
+        edge = rng.random(d)
+        x[edge < 0.2] = 0.0
+        x[edge > 0.8] = 1.0
+        y = int(rng.integers(0, 2))
+        if (weight[y] - weight[1 - y]) @ x > 0.2:  # clean margin: correct, and never saturated
+            xs.append(x)
+            ys.append(y)
+    model = LinearClassifier(weight, bias).eval()
+    images = torch.tensor(np.stack(xs), dtype=torch.float32).reshape(n, 3, 8, 8)
+    return model, images, torch.tensor(ys), weight.astype(np.float64)
+
+
+@pytest.mark.parametrize("band", ["lfc", "hfc"])
+def test_band_pgd_follows_the_documented_iteration_and_cuts_only_what_the_clamps_remove(band):
+    """The returned perturbation is one iterate of the documented iteration (replayed in float64):
+
+        delta_0 = C(P(u)),  delta_{t+1} = C(P(delta_t + alpha * sign(g))),
+        C(p) = clip(x + clamp(p, -eps, eps), 0, 1) - x,
+
+    and its energy outside the band is at most the energy the final clamps removed:
+    ||P_out(delta)||^2 = ||P_out(delta - p)||^2 <= ||delta - p||^2, p = P(...) in the band."""
+    from freqtail.attacks import band_pgd
+
+    model, x, y, weight = linear_band_problem()
+    eps, alpha, steps, boundary, seed = 0.05, 0.02, 6, 3, 7
+    x_adv = band_pgd(
+        model, x, y, eps=eps, step_size=alpha, steps=steps, boundary_band=boundary, band=band, generator=seed
+    )
+    assert_in_ball(x_adv, x, eps)
+    delta = (x_adv - x).double().numpy()
+
+    # Replay: the same uniform draw as the attack (float32, one draw for the whole batch).
+    unit = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32)
+    u = ((unit * 2 - 1) * eps).double().numpy()
+    x64 = x.double().numpy()
+    labels = y.numpy()
+    direction = np.sign(weight[1 - labels] - weight[labels]).reshape(x64.shape)
+
+    def clamps(p):
+        return np.clip(x64 + np.clip(p, -eps, eps), 0.0, 1.0) - x64
+
+    iterates = [(np.zeros_like(x64), np.zeros_like(x64))]  # (delta, p): the clean image, p = 0
+    p = plain_projection(u, boundary, band)
+    iterates.append((clamps(p), p))
+    for _ in range(steps):
+        p = plain_projection(iterates[-1][0] + alpha * direction, boundary, band)
+        iterates.append((clamps(p), p))
+
+    ratios = []
+    for i in range(len(x64)):
+        errors = [np.abs(delta[i] - d[i]).max() for d, _ in iterates]
+        t = int(np.argmin(errors))
+        assert errors[t] < 1e-5, (i, min(errors))  # it is an iterate of the documented iteration
+        replayed, p = iterates[t]
+        removed = float(((replayed[i] - p[i]) ** 2).sum())
+        outside = float(out_of_band_energy(delta[i : i + 1], boundary, band)[0])
+        assert outside <= removed + 1e-9
+        if removed > 0:
+            ratios.append(outside / removed)
+    # The clamps do bind here (pixels at 0 and 1, projected steps beyond eps), so the bound is tested.
+    assert len(ratios) >= len(x64) // 2
+    assert max(ratios) < 1.0
+
+
+def test_band_pgd_config_records_the_band_and_the_iteration(trained):
+    from freqtail.attacks import BAND_ITERATION, BandPGDConfig, band_pgd
+
+    model, x, y = trained
+    config = BandPGDConfig(band="lfc", boundary_band=3, eps="8/255", step_size="2/255", steps=5)
+    record = config.to_dict()
+    assert config.name == record["name"] == "pgd-5-ce-lfc" and config.bands == record["bands"] == "band<3"
+    assert record["band"] == "lfc" and record["boundary_band"] == 3 and record["iteration"] == BAND_ITERATION
+    assert record["eps_255"] == 8.0 and record["attack"] == "pgd"
+    assert BandPGDConfig(band="hfc", boundary_band=7).bands == "band>=7"
+    json.dumps(record)
+    result = config.run(model, x, y, generator=0)
+    direct = band_pgd(
+        model, x, y, eps=8 / 255, step_size=2 / 255, steps=5, boundary_band=3, band="lfc", generator=0
+    )
+    assert torch.equal(result.x_adv, direct) and result.name == "pgd-5-ce-lfc"
+    expected_robust = (predictions(model, x) == y) & (predictions(model, direct) == y)
+    assert torch.equal(result.robust_correct, expected_robust)
+
+
+def test_band_pgd_bad_input_is_one_sentence(trained):
+    from freqtail.attacks import BandPGDConfig, band_pgd
+
+    model, x, y = trained
+    base = {"eps": 8 / 255, "step_size": 2 / 255, "steps": 2}
+    for kwargs, words in (
+        ({"band": "mid", "boundary_band": 3}, "must be one of lfc, hfc"),
+        ({"band": "lfc", "boundary_band": 7}, "for 8x8 images must be an integer from 0 to 6, not 7"),
+        ({"band": "hfc", "boundary_band": -1}, "from 0 to 6"),
+        ({"band": "hfc", "boundary_band": 2.5}, "from 0 to 6"),
+    ):
+        with pytest.raises(InputError) as err:
+            band_pgd(model, x, y, **base, **kwargs)
+        assert words in str(err.value) and str(err.value).count(". ") == 0
+    with pytest.raises(InputError):
+        BandPGDConfig(band="low", boundary_band=3)
+    with pytest.raises(InputError):
+        band_pgd(model, x, y, eps=8, step_size=2 / 255, steps=2, band="lfc", boundary_band=3)

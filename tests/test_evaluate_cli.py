@@ -102,6 +102,24 @@ def test_evaluate_json_and_corruptions_for_a_standard_run(tiny_runs, shared_cach
     assert "| last | standard | none |" in (run / "results.md").read_text(encoding="utf-8")
 
 
+def test_evaluate_band_suites_at_a_given_boundary(tiny_runs, shared_cache, tmp_path, capsys):
+    run = _copy(tiny_runs["standard"], tmp_path, "erm-run")
+    argv = ["evaluate", str(run), "--suite", "clean,pgd-20-lfc,PGD20_HFC", "--band-boundary", "4", *FAST]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "pgd-20-ce-lfc eps=8/255,band<4" in out and "pgd-20-ce-hfc eps=8/255,band>=4" in out
+    records = {r["metric"]: r for r in json.loads((run / "results.json").read_text())["results"]}
+    for metric, band in (("pgd-20-ce-lfc", "lfc"), ("pgd-20-ce-hfc", "hfc")):
+        settings = records[metric]["settings"]
+        assert (settings["band"], settings["boundary_band"]) == (band, 4)
+        assert "given" in settings["boundary_source"] and records[metric]["gradient_masking"]["checked"]
+    markdown = (run / "results.md").read_text(encoding="utf-8")
+    clean = 100 * records["clean"]["accuracy"]
+    lfc, hfc = 100 * records["pgd-20-ce-lfc"]["accuracy"], 100 * records["pgd-20-ce-hfc"]["accuracy"]
+    assert "## Robust accuracy by band (%)" in markdown
+    assert f"| best | standard | 4 | {clean:.2f} | – | {lfc:.2f} ‡ | {hfc:.2f} ‡ | 24 |" in markdown
+
+
 def test_compare_shows_the_deltas_of_the_results(tiny_runs, shared_cache, tmp_path, capsys):
     runs = [_copy(tiny_runs["standard"], tmp_path, "erm"), _copy(tiny_runs["bass"], tmp_path, "erm-bass")]
     for run in runs:
@@ -130,7 +148,15 @@ def test_bad_input_is_one_sentence(tiny_runs, shared_cache, tmp_path, capsys):
     assert "0..255 scale; use 8/255" in _error(capsys, ["evaluate", std, "--eps", "8", *out])
     message = _error(capsys, ["evaluate", std, "--suite", "clean,pgd30", *out])
     assert (
-        "Unknown suite 'pgd30'; valid suites are: clean, pgd20, cw, aa, aa-fast, corruptions, all" in message
+        "Unknown suite 'pgd30'; valid suites are: clean, pgd20, pgd20-lfc, pgd20-hfc, cw, aa, aa-fast, "
+        "corruptions, all" in message
+    )
+    assert "applies only to the band suites pgd20-lfc and pgd20-hfc" in _error(
+        capsys, ["evaluate", std, "--band-boundary", "7", *out]
+    )
+    assert (
+        "band boundary (--band-boundary) for 32x32 images must be an integer from 0 to 23, not 24"
+        in _error(capsys, ["evaluate", std, "--suite", "pgd20-lfc", "--band-boundary", "24", *out])
     )
     assert "pgd20 (PGD-20, cross-entropy)" in _error(capsys, ["evaluate", std, "--suite", "pgd", *out])
     assert "--masking-min must be a positive integer" in _error(

@@ -102,6 +102,46 @@ def test_documented_suite_aliases_are_read_and_a_bare_pgd_is_refused():
     assert "pgd20" in str(err.value) and "steps" in str(err.value)
 
 
+def test_band_suites_parse_are_robust_and_are_labelled_with_their_band():
+    from freqtail.evaluate.suites import ROBUST_SUITES, band_pgd_config, band_variant, metric_name
+
+    assert parse_suites("PGD_20_LFC, pgd20-hfc,pgd-20-lfc") == ["pgd20-lfc", "pgd20-hfc"]
+    assert (
+        {"pgd20-lfc", "pgd20-hfc"}
+        <= set(parse_suites("all"))
+        <= set(ROBUST_SUITES) | {"clean", "corruptions"}
+    )
+    assert {"pgd20-lfc", "pgd20-hfc"} <= set(ROBUST_SUITES)  # they get the gradient-masking verdict
+    assert (metric_name("pgd20-lfc"), metric_name("pgd20-hfc")) == ("pgd-20-ce-lfc", "pgd-20-ce-hfc")
+    assert band_variant("8/255", "pgd20-lfc", 7) == "eps=8/255,band<7"
+    assert band_variant("4/255", "pgd20-hfc", 12) == "eps=4/255,band>=12"
+    config = band_pgd_config("pgd20-hfc", default_budget((32, 32)), 7)
+    assert (config.band, config.boundary_band, config.steps, config.loss) == ("hfc", 7, 20, "ce")
+    assert (config.eps, config.step_size) == pytest.approx((8 / 255, 2 / 255))
+    with pytest.raises(ConfigError) as err:
+        parse_suites("pgd20-mfc")
+    assert "pgd20-lfc" in str(err.value) and "pgd20-hfc" in str(err.value)
+
+
+def test_a_band_boundary_is_checked_before_anything_runs():
+    from freqtail.evaluate import plan_evaluation
+
+    # 32x32 images: K = floor(hypot(16, 16)) = 22, so b runs from 0 to K + 1 = 23.
+    plan = plan_evaluation(dataset="embedded", suites="clean,pgd20-lfc", band_boundary=23)
+    assert plan.band_boundary == 23
+    assert plan_evaluation(dataset="embedded", suites="pgd20-hfc").band_boundary is None
+    for value in (24, -1, 2.5):
+        with pytest.raises(ConfigError) as err:
+            plan_evaluation(dataset="embedded", suites="pgd20-hfc", band_boundary=value)
+        assert f"for 32x32 images must be an integer from 0 to 23, not {value!r}." in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        plan_evaluation(dataset="embedded", suites="clean,pgd20", band_boundary=7)
+    assert str(err.value) == (
+        "A band boundary (--band-boundary) applies only to the band suites pgd20-lfc and pgd20-hfc; "
+        "add one of them or leave the boundary out."
+    )
+
+
 def test_budgets_by_image_size_flag_and_run_config():
     cifar, imagenet = default_budget((32, 32)), default_budget((224, 224))
     assert (cifar.eps, cifar.step_size) == pytest.approx((8 / 255, 2 / 255))
@@ -413,6 +453,124 @@ def test_results_markdown_has_the_papers_columns_and_notes():
     assert "Gradient-masking check (`best`, domain; PGD-20, checked t1): All fine." in text
     assert "not what the table quotes" not in text
     assert "n = 100 of 1600" in text
+
+
+def _band_record(tag: str, threat: str, band: str, boundary: int, accuracy: float, n: int = 100, **extra):
+    metric = f"pgd-20-ce-{band}"
+    variant = f"eps=8/255,band{'<' if band == 'lfc' else '>='}{boundary}"
+    settings = {
+        "attack": "pgd",
+        "name": metric,
+        "eps_255": 8.0,
+        "step_size_255": 2.0,
+        "steps": 20,
+        "loss": "ce",
+        "restarts": 1,
+        "random_start": True,
+        "seed": 0,
+        "band": band,
+        "boundary_band": boundary,
+        "boundary_band_inscribed": boundary - 1,
+        "boundary_lfc_share": 0.7934,
+        "boundary_source": f"measured on the {n} evaluated images",
+        "iteration": "the documented iteration",
+    }
+    return {
+        **_record(f"{tag}|{threat}|{metric}|{variant}", accuracy, threat, metric, n=n, **extra),
+        "settings": settings,
+    }
+
+
+def _band_run_records(masked: bool = False) -> list[dict]:
+    """A BaSS run: domain (b = 15) and end-to-end (b = 6), clean, PGD-20 and both band attacks."""
+    verdict = _verdict("possible-masking" if masked else "no-sign", "Checked.", "t1")
+    return [
+        _record("best|domain|clean|", 0.66, "domain", "clean"),
+        _record("best|domain|pgd-20-ce|eps=8/255", 0.09, "domain", "pgd-20-ce", gradient_masking=verdict),
+        _band_record("best", "domain", "lfc", 15, 0.13, gradient_masking=verdict),
+        _band_record("best", "domain", "hfc", 15, 0.31, gradient_masking=verdict),
+        _record("best|end-to-end|clean|", 0.65, "end-to-end", "clean"),
+        _record("best|end-to-end|pgd-20-ce|eps=8/255", 0.04, "end-to-end", "pgd-20-ce"),
+        _band_record("best", "end-to-end", "lfc", 6, 0.42),
+        _band_record("best", "end-to-end", "hfc", 6, 0.11, n=50),
+    ]
+
+
+def test_the_band_table_shows_each_rows_boundary_and_marks():
+    from freqtail.evaluate.tables import band_table
+
+    records = _band_run_records(masked=True)
+    text = results_markdown({"results": records, "updated": "now"})
+    # Table 1 keeps the paper's columns; the band numbers have their own table.
+    assert "| checkpoint | threat model | Clean | PGD-20 |" in text and "LFC |" not in text.split("##")[1]
+    assert "## Robust accuracy by band (%)" in text
+    assert (
+        "| checkpoint | threat model | boundary b | Clean | PGD-20 | PGD-20 LFC (bands < b) "
+        "| PGD-20 HFC (bands >= b) | n |"
+    ) in text
+    assert "| best | domain | 15 | 66.00 | 9.00 † | 13.00 † | 31.00 † | 100 |" in text
+    # HFC on 50 images, the rest on 100: every cell of that row names its n.
+    assert (
+        "| best | end-to-end | 6 | 65.00 (n=100) | 4.00 (n=100) | 42.00 (n=100) | 11.00 (n=50) | 50, 100 |"
+    ) in text
+    table = band_table(records)
+    assert (
+        "- `best` domain: b = 15: measured on the 100 evaluated images; the bands < b hold 79.34% of" in table
+    )
+    assert "b over the inscribed bands alone (the paper's range): 14." in table
+    assert "- Iteration: the documented iteration." in table
+    assert "perturbation in the bands < b" in table and "perturbation in the bands >= b" in table
+    assert "Gradient-masking check (`best`, domain; PGD-20, PGD-20 LFC, PGD-20 HFC, checked t1)" in table
+    assert band_table([r for r in records if "-lfc" not in r["metric"] and "-hfc" not in r["metric"]]) is None
+
+
+def test_band_rows_keep_budgets_and_boundaries_apart():
+    from freqtail.evaluate.tables import band_rows, band_table
+
+    records = [
+        _record("best|standard|clean|", 0.7, "standard", "clean"),
+        _record("best|standard|pgd-20-ce|eps=8/255", 0.1, "standard", "pgd-20-ce"),
+        _band_record("best", "standard", "lfc", 6, 0.2),
+        _band_record("best", "standard", "lfc", 9, 0.3),  # a second boundary, given explicitly
+    ]
+    records[-1]["id"] = "best|standard|pgd-20-ce-lfc|eps=4/255,band<9"  # and another budget
+    rows = band_rows(records)
+    assert [(r["eps"], r["boundary"], sorted(r["records"])) for r in rows] == [
+        ("eps=4/255", 9, ["Clean", "PGD-20 LFC"]),
+        ("eps=8/255", 6, ["Clean", "PGD-20", "PGD-20 LFC"]),
+    ]
+    text = band_table(records)
+    assert "| checkpoint | threat model | budget | boundary b |" in text
+    assert "| best | standard | 4/255 | 9 | 70.00 | – | 30.00 | – | 100 |" in text
+
+
+def test_compare_puts_band_rows_side_by_side_and_says_when_boundaries_differ():
+    erm = _run(
+        "erm",
+        [
+            _record("best|standard|clean|", 0.75, "standard", "clean"),
+            _record("best|standard|pgd-20-ce|eps=8/255", 0.07, "standard", "pgd-20-ce"),
+            _band_record("best", "standard", "lfc", 6, 0.20),
+            _band_record("best", "standard", "hfc", 6, 0.23),
+        ],
+        bass=False,
+    )
+    bass = _run("erm-bass", _band_run_records(), bass=True)
+    result = compare_runs([erm, bass])
+    assert result["bands"]["columns"] == ["Clean", "PGD-20", "PGD-20 LFC", "PGD-20 HFC"]
+    rows = {(r["run"], r["threat_model"]): r for r in result["bands"]["rows"]}
+    domain, end_to_end = rows[("erm-bass", "domain")], rows[("erm-bass", "end-to-end")]
+    assert (domain["boundary"], end_to_end["boundary"]) == (15, 6)
+    assert domain["delta"]["values"]["PGD-20 LFC"] == pytest.approx(0.13 - 0.20)
+    assert end_to_end["delta"]["values"]["PGD-20 HFC"] == pytest.approx(0.11 - 0.23)
+    assert (domain["delta"]["vs_boundary"], end_to_end["delta"]["n_differs"]) == (6, ["PGD-20 HFC"])
+    text = compare_markdown(result)
+    assert "## Robust accuracy by band (%)" in text
+    assert "| erm | standard | 6 | 75.00 | 7.00 | 20.00 | 23.00 |" in text
+    assert "| Δ vs erm | domain − standard | 15 vs 6 | -9.00 | +2.00 | -7.00 | +8.00 |" in text
+    assert "| Δ vs erm | end-to-end − standard | 6 | -10.00 | -3.00 | +22.00 | -12.00 |" in text
+    assert "Δ of erm-bass (domain, b = 15) vs erm (standard, b = 6): the LFC / HFC columns compare" in text
+    assert "(end-to-end, b = 6) vs erm" not in text  # same boundary: nothing to warn about
 
 
 def _masking_results(tmp_path):

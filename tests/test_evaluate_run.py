@@ -97,6 +97,81 @@ def test_records_carry_threat_model_settings_n_and_checkpoint(tiny_runs, shared_
     assert by_id["best|end-to-end|clean|"]["correct"] > 32 / 16  # better than chance
 
 
+def test_band_suites_split_at_each_threat_models_own_boundary(tiny_runs, shared_cache):
+    """domain attacks BaSS images, end-to-end raw ones: each gets the 80/20 boundary of its own evaluated
+    images, measured here independently with freqtail.spectrum.summarize on the same images."""
+    from freqtail.data import build_dataset
+    from freqtail.spectrum import summarize
+
+    model, _ = load_run(tiny_runs["bass"])
+    records = evaluate_model(
+        model,
+        dataset="embedded",
+        suites="clean,pgd20,pgd20-lfc,pgd20-hfc",
+        training_bass="dataset",
+        n=32,
+        batch_size=16,
+        checkpoint_tag="best",
+        **MASKING,
+    )
+    by_key = {(r["threat_model"], r["metric"]): r for r in records}
+    for threat, bass in (("domain", "dataset"), ("end-to-end", None)):
+        x, _ = _subset(build_dataset("embedded", "test", bass=bass).tensors(), 32)
+        expected = summarize(x)
+        b = expected.boundary_band
+        lfc, hfc = by_key[(threat, "pgd-20-ce-lfc")], by_key[(threat, "pgd-20-ce-hfc")]
+        assert lfc["id"] == f"best|{threat}|pgd-20-ce-lfc|eps=8/255,band<{b}"
+        assert hfc["id"] == f"best|{threat}|pgd-20-ce-hfc|eps=8/255,band>={b}"
+        for record, band in ((lfc, "lfc"), (hfc, "hfc")):
+            s = record["settings"]
+            assert (s["band"], s["boundary_band"], s["steps"], s["loss"]) == (band, b, 20, "ce")
+            assert s["boundary_band_inscribed"] == expected.boundary_band_inscribed
+            assert s["boundary_lfc_share"] == pytest.approx(expected.lfc_power_share, abs=1e-4)
+            assert (
+                s["boundary_source"].startswith("measured")
+                and "32 evaluated test images" in s["boundary_source"]
+            )
+            assert ("BaSS-converted" in s["boundary_source"]) == (threat == "domain")
+            assert s["iteration"].startswith("delta <- clip(x + clamp(P_band(delta + step * sign(grad))")
+            assert record["total"] == 32 and record["correct"] <= record["clean_correct"]
+            assert record["data"]["indices"] == by_key[(threat, "clean")]["data"]["indices"]
+            # A robust suite: the same gradient-masking verdict as PGD-20's.
+            assert (
+                record["gradient_masking"]["record"]
+                == by_key[(threat, "pgd-20-ce")]["gradient_masking"]["record"]
+            )
+    # BaSS moves power to high frequencies: the BaSS images' boundary is the higher one.
+    assert (
+        by_key[("domain", "pgd-20-ce-lfc")]["settings"]["boundary_band"]
+        > by_key[("end-to-end", "pgd-20-ce-lfc")]["settings"]["boundary_band"]
+    )
+
+
+def test_band_suites_at_the_last_boundary_are_pgd20_and_clean(tiny_runs, shared_cache):
+    """32x32 images have bands 0..22, so b = 23: LFC keeps every band and is PGD-20 exactly (the same seeds
+    draw the same starts), HFC keeps none and leaves every clean-correct image correct."""
+    model, _ = load_run(tiny_runs["standard"])
+    plan = plan_evaluation(
+        dataset="embedded",
+        suites="clean,pgd20,pgd20-lfc,pgd20-hfc",
+        n=24,
+        batch_size=8,
+        masking_n=0,
+        band_boundary=23,
+    )
+    records = run_evaluation(plan, model)
+    by_metric = {r["metric"]: r for r in records}
+    pgd, lfc, hfc = by_metric["pgd-20-ce"], by_metric["pgd-20-ce-lfc"], by_metric["pgd-20-ce-hfc"]
+    assert lfc["id"].endswith("|eps=8/255,band<23") and hfc["id"].endswith("|eps=8/255,band>=23")
+    assert lfc["settings"]["boundary_source"] == "given (band_boundary / --band-boundary)"
+    assert "boundary_band_inscribed" not in lfc["settings"]  # nothing measured
+    assert lfc["correct"] == pgd["correct"] < pgd["clean_correct"]
+    assert hfc["correct"] == hfc["clean_correct"] == by_metric["clean"]["correct"]
+    # The records are stable: a resume skips all of them.
+    done = {r["id"]: r["fingerprint"] for r in records}
+    assert run_evaluation(plan, model, skip=lambda rid, fp: done.get(rid) == fp) == []
+
+
 class _Sized(torch.utils.data.Dataset):
     """A stand-in test set of ``n`` images (to see which test set a threat model reads)."""
 
@@ -234,7 +309,7 @@ def _distributed_worker(rank, world, init_file, run_dir, cache, work_dir, out_fi
 def _distributed_request(work_dir) -> dict:
     return {
         "dataset": "embedded",
-        "suites": "clean,pgd20,cw,corruptions",
+        "suites": "clean,pgd20,pgd20-lfc,cw,corruptions",
         "training_bass": "dataset",
         "n": 40,
         "batch_size": 8,

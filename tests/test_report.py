@@ -546,6 +546,65 @@ def test_each_robust_number_keeps_its_own_masking_verdict_in_the_report(tmp_path
     assert side[3:5] == ["40.00 †", "35.00"]
 
 
+def _band_record(threat: str, band: str, boundary: int, correct: int, total: int = 100) -> dict:
+    variant = f"eps=8/255,band{'<' if band == 'lfc' else '>='}{boundary}"
+    record = _record(threat, f"pgd-20-ce-{band}", correct, total, variant)
+    record["settings"].update(
+        band=band,
+        boundary_band=boundary,
+        boundary_source=f"measured on the {total} evaluated test images",
+        iteration="the iteration",
+    )
+    return record
+
+
+def test_robust_accuracy_by_band_for_every_run_and_threat_model(tmp_path, two_runs):
+    from freqtail.evaluate import write_results
+
+    base, bass = two_runs
+    before = build_report([base])  # without band numbers: no section, and the command that makes them
+    assert "Robust accuracy by band" not in before.sections
+    assert "--suite clean,pgd20,pgd20-lfc,pgd20-hfc" in html.unescape(before.html.read_text(encoding="utf-8"))
+    write_results(
+        base / "results.json",
+        [_band_record("standard", "lfc", 6, 20), _band_record("standard", "hfc", 6, 23)],
+    )
+    write_results(
+        bass / "results.json",
+        [
+            _band_record("domain", "lfc", 15, 13),
+            _band_record("domain", "hfc", 15, 31),
+            _band_record("end-to-end", "lfc", 6, 42),
+            _band_record("end-to-end", "hfc", 6, 11),
+        ],
+    )
+    result = build_report([base, bass], out=tmp_path / "cmp")
+    assert "Robust accuracy by band" in result.sections
+    assert (
+        result.sections.index("Robust accuracy by band")
+        == result.sections.index("Evaluation: clean and adversarial accuracy") + 1
+    )
+    parsed = parse_page(result.html.read_text(encoding="utf-8"))
+    header = ["checkpoint", "threat model", "boundary b", "Clean", "PGD-20"]
+    # One row per run and threat model: b, Clean, PGD-20, LFC, HFC (the two_runs numbers), n.
+    expected = {
+        "standard": ["6", "70.00", "12.00", "20.00", "23.00", "100"],
+        "domain": ["15", "64.00", "17.00", "13.00", "31.00", "100"],
+        "end-to-end": ["6", "64.00", "9.00", "42.00", "11.00", "100"],
+    }
+    for threat, cells in expected.items():
+        assert _table_with(parsed, header, ["best", threat])[2:] == cells
+    # Side by side, the BaSS run minus the baseline, by hand (e.g. LFC 13 - 20 = -7 points).
+    deltas = {
+        "domain − standard": ["15 vs 6", "-6.00", "+5.00", "-7.00", "+8.00"],
+        "end-to-end − standard": ["6", "-6.00", "-3.00", "+22.00", "-12.00"],
+    }
+    for threats, cells in deltas.items():
+        assert _table_with(parsed, ["run", "threat model", "boundary b"], ["Δ vs erm", threats])[2:] == cells
+    page = html.unescape(result.html.read_text(encoding="utf-8"))
+    assert "compare attacks on different bands" in page and "b = 15: measured on the 100 evaluated" in page
+
+
 def test_bass_power_shares_are_compared_at_common_boundaries(tmp_path):
     run = tmp_path / "bass"
     run.mkdir()

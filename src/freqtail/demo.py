@@ -9,8 +9,10 @@ Stages (each one line of progress with the elapsed time; finished stages are reu
 3. **train** — a small CNN four times: ERM and PGD-AT, each without and with BaSS (``bass: dataset``,
    the paper's CIFAR10-B protocol), one run folder each (``erm/``, ``erm-bass/``, ``pgd-at/``,
    ``pgd-at-bass/``);
-4. **evaluate** — clean, PGD-20 and corruptions (a stated subset) on a seeded subset of the test set;
-   BaSS runs under both threat models (``domain`` and ``end-to-end``);
+4. **evaluate** — clean, PGD-20, PGD-20 restricted to the LFC and to the HFC (the bands below / at or
+   above each threat model's 80/20 boundary, measured on the evaluated images) and corruptions (a
+   stated subset) on a seeded subset of the test set; BaSS runs under both threat models (``domain``
+   and ``end-to-end``);
 5. **explain** — frequency sensitivity, a small LFC/HFC loss landscape and a Fourier heat map of the two
    ERM models;
 6. **report** — ``results.json`` (every run's key numbers with their settings), ``report.html`` and
@@ -427,7 +429,8 @@ def _evaluate_stage(run_dir: Path, settings: DemoSettings) -> str:
     run = RunFolder.open(run_dir)
     evaluate_run(
         run,
-        suites="clean,pgd20,corruptions",
+        # The band suites attack the same evaluated images, at each threat model's own 80/20 boundary.
+        suites="clean,pgd20,pgd20-lfc,pgd20-hfc,corruptions",
         n=settings.eval_n,
         # No eps: every run's budget is 8/255 anyway (the paper default for 32x32 images, and PGD-AT's
         # training budget), and the records then name where it came from.
@@ -440,12 +443,30 @@ def _evaluate_stage(run_dir: Path, settings: DemoSettings) -> str:
         resume=True,
     )
     parts = []
-    for row in run_key_numbers(run_dir.name, run_dir.name, _best(run.results())):
+    records = _best(run.results())
+    for row in run_key_numbers(run_dir.name, run_dir.name, records):
         parts.append(
-            f"{row['threat_model']}: clean {_pct(row['clean'])}, PGD-20 {_pct(row['pgd20'])}, "
-            f"corruptions {_pct(row['corruptions_mean'])}"
+            f"{row['threat_model']}: clean {_pct(row['clean'])}, PGD-20 {_pct(row['pgd20'])}"
+            f"{_band_words(records, row['threat_model'])}, corruptions {_pct(row['corruptions_mean'])}"
         )
     return "; ".join(parts)
+
+
+def _band_words(records: list[dict[str, Any]], threat_model: str) -> str:
+    """`` (LFC 20.0%, HFC 23.0% at b = 6)``: a threat model's band-restricted PGD-20, or "" without it."""
+    found = {
+        r["metric"]: r
+        for r in records
+        if r.get("threat_model") == threat_model and r.get("metric") in ("pgd-20-ce-lfc", "pgd-20-ce-hfc")
+    }
+    if not found:
+        return ""
+    lfc, hfc = found.get("pgd-20-ce-lfc"), found.get("pgd-20-ce-hfc")
+    boundary = next(iter(found.values()))["settings"].get("boundary_band")
+    return (
+        f" (LFC {_pct(lfc['accuracy'] if lfc else None)}, HFC {_pct(hfc['accuracy'] if hfc else None)} "
+        f"at b = {boundary})"
+    )
 
 
 def _pct(value: Any) -> str:
@@ -751,7 +772,7 @@ def run_demo(
             run_dir = out / name
             stages.run(
                 f"evaluate {name}",
-                f"evaluate {label}: clean, PGD-20, corruptions on {settings.eval_n} images",
+                f"evaluate {label}: clean, PGD-20 (+ LFC, HFC), corruptions on {settings.eval_n} images",
                 lambda run_dir=run_dir: _evaluate_stage(run_dir, settings),
                 lambda run_dir=run_dir: RunLayout.of(run_dir).results.is_file(),
             )

@@ -120,6 +120,58 @@ def pgd(
         return x.clone()
     require_autograd("PGD")
     warn_if_training(model, "PGD")
+    return run_pgd(
+        model,
+        x,
+        y,
+        eps=eps,
+        step_size=step_size,
+        steps=steps,
+        loss_fn=loss_fn,
+        random_start=random_start,
+        restarts=restarts,
+        generator=generator,
+    )
+
+
+#: ``project(v, x0) -> point``: maps an unconstrained point ``v`` (N, C, H, W) near the clean images
+#: ``x0`` to the point PGD clamps into the eps-ball and [0, 1] (see :func:`run_pgd`).
+Projection = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def run_pgd(
+    model: Classifier,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    step_size: float,
+    steps: int,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    random_start: bool,
+    restarts: int,
+    generator: torch.Generator | int | None,
+    project: Projection | None = None,
+) -> torch.Tensor:
+    """The PGD loop on checked inputs (:func:`pgd` checks them, refuses inference mode and warns about
+    training mode), with an optional extra projection.
+
+    With ``project`` None this is plain L-inf PGD. Otherwise every unconstrained point ``v`` — the
+    random start ``x0 + u`` and each step ``x + step_size * sign(g)`` — becomes ``project(v, x0)``
+    before the clamp into ``[max(x0 - eps, 0), min(x0 + eps, 1)]`` (freqtail.attacks.band uses it for
+    band-restricted perturbations). The rule for which iterate is returned is the module docstring's.
+
+    Args:
+        model, eps, step_size, steps, random_start, restarts, generator: as :func:`pgd`.
+        x: float (N, C, H, W) images in [0, 1], already checked; y: long (N,) labels.
+        loss_fn: per-example loss to maximise, (N, K) logits and (N,) labels -> (N,).
+        project: ``project(v, x0) -> point``, float (M, C, H, W) each, for the M images attacked.
+
+    Returns:
+        float (N, C, H, W) on ``x``'s device and dtype; ``eps == 0`` returns a copy of ``x``.
+    """
+    if eps == 0:
+        return x.clone()
     generator = as_generator(generator)
     device = model_device(model, x.device)
     x0, y0 = x.to(device), y.to(device)
@@ -144,6 +196,11 @@ def pgd(
         best_loss[chosen] = losses[take]
         found[active[open_ & fooled]] = True
 
+    def constrain(point: torch.Tensor, start: torch.Tensor, low, high) -> torch.Tensor:
+        if project is not None:
+            point = project(point, start)
+        return torch.clamp(point, low, high)
+
     for _ in range(restarts):
         active = (~found).nonzero().squeeze(1)
         if active.numel() == 0:
@@ -151,7 +208,7 @@ def pgd(
         start, labels, low, high = x0[active], y0[active], lower[active], upper[active]
         x_adv = start.clone()
         if random_start:
-            x_adv = torch.clamp(x_adv + _uniform_noise(x_adv, eps, generator), low, high)
+            x_adv = constrain(x_adv + _uniform_noise(x_adv, eps, generator), start, low, high)
         for step in range(steps + 1):
             last = step == steps
             x_adv.requires_grad_(not last)
@@ -166,7 +223,7 @@ def pgd(
                 break
             # A NaN gradient (a model that returns NaN) must never leak into the images.
             step_direction = torch.nan_to_num(grad, nan=0.0).sign_()
-            x_adv = torch.clamp(x_adv + step_size * step_direction, low, high)
+            x_adv = constrain(x_adv + step_size * step_direction, start, low, high)
     return best_x.to(x.device)
 
 

@@ -43,8 +43,18 @@ def register(subparsers) -> None:
         "--suite",
         default="clean,pgd20",
         metavar="LIST",
-        help="comma-separated suites: clean, pgd20, cw, aa, aa-fast, corruptions, all (default clean,pgd20); "
-        "aliases: pgd-20 = pgd20, autoattack = aa, aafast = aa-fast ('pgd' alone is refused: say pgd20)",
+        help="comma-separated suites: clean, pgd20, pgd20-lfc, pgd20-hfc, cw, aa, aa-fast, corruptions, all "
+        "(default clean,pgd20); pgd20-lfc / pgd20-hfc: PGD-20 perturbing only the bands below / at or above "
+        "the boundary band b (--band-boundary); aliases: pgd-20 = pgd20, pgd-20-lfc = pgd20-lfc, "
+        "pgd-20-hfc = pgd20-hfc, autoattack = aa, aafast = aa-fast ('pgd' alone is refused: say pgd20)",
+    )
+    parser.add_argument(
+        "--band-boundary",
+        type=int,
+        metavar="B",
+        help="boundary band b of the pgd20-lfc / pgd20-hfc suites, 0 .. K + 1 (default: each threat "
+        "model's 80/20 boundary over the corner bands, measured on its evaluated test images, the "
+        "BaSS-converted ones for domain)",
     )
     parser.add_argument(
         "--threat-model",
@@ -224,6 +234,7 @@ def _evaluate(args: argparse.Namespace, context, corruptions, severities) -> int
         generate_c=args.generate_c,
         corruptions=corruptions,
         severities=severities,
+        band_boundary=args.band_boundary,
         num_workers=args.num_workers,
         resume=args.resume,
         context=context,

@@ -1,17 +1,23 @@
 """Several runs side by side with the deltas of BaSS, as the paper's Tables 1 and 4 show them.
 
-Rows are (run, threat model) for the adversarial table and (run, threat model, corruption order)
-for the corruption table. A run trained with BaSS (any record under the ``domain`` / ``end-to-end``
-threat model, or a checkpoint recorded with a BaSS training mode) gets a ``Δ`` row under each of its
-rows: its accuracy minus its baseline's, in percentage points. The baseline of a BaSS run is the
-nearest run before it on the command line that was trained without BaSS (so ``PGD-AT +BaSS TRADES
-+BaSS`` pairs as the paper does), else the first run; ``baseline=`` forces one run for all. The
-baseline row is the baseline run's row with the same threat model, else its first row.
+Rows are (run, threat model) for the adversarial table, (run, threat model, corruption order) for
+the corruption table and (run, threat model, boundary band b) for the band table (Clean, PGD-20,
+PGD-20 LFC, PGD-20 HFC; :func:`freqtail.evaluate.tables.band_rows`). A run trained with BaSS (any
+record under the ``domain`` / ``end-to-end`` threat model, or a checkpoint recorded with a BaSS
+training mode) gets a ``Δ`` row under each of its rows: its accuracy minus its baseline's, in
+percentage points. The baseline of a BaSS run is the nearest run before it on the command line that
+was trained without BaSS (so ``PGD-AT +BaSS TRADES +BaSS`` pairs as the paper does), else the first
+run; ``baseline=`` forces one run for all. The baseline row is the baseline run's row with the same
+threat model, else its first row.
 
 A delta is only computed between numbers measured with the same metric and budget (the column);
-when the two numbers come from different numbers of images, the table notes it. A row whose numbers
-come from different numbers of images shows ``(n=...)`` in each cell, and each robust number keeps the
-mark and note of its own gradient-masking verdict (:func:`freqtail.evaluate.tables.record_verdict`).
+when the two numbers come from different numbers of images, the table notes it. A band row is paired
+with the baseline's row of the same threat model and boundary when there is one; when the two
+boundaries differ (each threat model's images have their own 80/20 boundary: BaSS images a higher
+one), the Δ compares attacks on different bands, and the notes say so and how to compare at one
+boundary (``--band-boundary``). A row whose numbers come from different numbers of images shows
+``(n=...)`` in each cell, and each robust number keeps the mark and note of its own gradient-masking
+verdict (:func:`freqtail.evaluate.tables.record_verdict`).
 """
 
 from __future__ import annotations
@@ -25,11 +31,14 @@ from typing import Any
 from freqtail.errors import InputError
 from freqtail.evaluate.results import load_results
 from freqtail.evaluate.tables import (
+    BAND_COLUMNS,
+    BAND_TABLE_TITLE,
     CATEGORY_TITLES,
     CORRUPTION_COLUMNS,
     MISSING,
     VERDICT_MARKS,
     adversarial_columns,
+    band_rows,
     cell_text,
     mark_legend,
     markdown_table,
@@ -188,11 +197,39 @@ def _corruption_rows(run: RunResults, records: list[dict]) -> list[dict]:
     return rows
 
 
-def _pick_base_row(rows: list[dict], threat: str) -> dict | None:
-    for row in rows:
-        if row["threat_model"] == threat:
-            return row
-    return rows[0] if rows else None
+def _band_rows(run: RunResults, records: list[dict]) -> list[dict]:
+    rows = []
+    for found in band_rows(records):
+        values, sizes, masking = {}, {}, {}
+        for title, record in found["records"].items():
+            values[title] = record["accuracy"]
+            sizes[title] = record_n(record)
+            if title != "Clean":
+                verdict = record_verdict(record)
+                masking[title] = {key: verdict.get(key) for key in VERDICT_KEYS}
+        rows.append(
+            {
+                "run": run.label,
+                "path": run.path,
+                "threat_model": found["threat_model"],
+                "eps": found["eps"],
+                "boundary": found["boundary"],
+                "values": values,
+                "n": sizes,
+                "masking": masking,
+            }
+        )
+    return rows
+
+
+def _pick_base_row(rows: list[dict], row: Mapping[str, Any]) -> dict | None:
+    """The baseline's row for ``row``: same threat model (else any), preferring the same budget and
+    boundary (band rows; other rows have neither, so the first of the threat model is taken)."""
+    pool = [r for r in rows if r["threat_model"] == row["threat_model"]] or rows
+    for candidate in pool:
+        if candidate.get("eps") == row.get("eps") and candidate.get("boundary") == row.get("boundary"):
+            return candidate
+    return pool[0] if pool else None
 
 
 def _attach_deltas(rows_by_run: list[list[dict]], baselines: list[int | None], labels: list[str]) -> None:
@@ -201,7 +238,7 @@ def _attach_deltas(rows_by_run: list[list[dict]], baselines: list[int | None], l
         if base_index is None:
             continue
         for row in rows:
-            base = _pick_base_row(rows_by_run[base_index], row["threat_model"])
+            base = _pick_base_row(rows_by_run[base_index], row)
             if base is None:
                 continue
             deltas, n_differs = {}, []
@@ -218,6 +255,8 @@ def _attach_deltas(rows_by_run: list[list[dict]], baselines: list[int | None], l
                 "values": deltas,
                 "n_differs": n_differs,
             }
+            if "boundary" in row:
+                row["delta"]["vs_boundary"] = base.get("boundary")
 
 
 def compare_runs(
@@ -232,10 +271,11 @@ def compare_runs(
             run has it, else the first one it has.
 
     Returns:
-        ``{"runs": [...], "adversarial": {"columns": [...], "rows": [...]}, "corruptions": {...}}``; a
-        row is ``{"run", "path", "threat_model", ("order"), "values": {column: fraction}, "n":
-        {column: images}, ("masking": {robust column: its own verdict, keys :data:`VERDICT_KEYS`}),
-        ("delta": {"vs", "vs_threat_model", "values": {column: difference}, "n_differs": [...]})}``.
+        ``{"runs": [...], "adversarial": {"columns": [...], "rows": [...]}, "bands": {...},
+        "corruptions": {...}}``; a row is ``{"run", "path", "threat_model", ("order"), ("eps",
+        "boundary": band rows' budget and b), "values": {column: fraction}, "n": {column: images},
+        ("masking": {robust column: its own verdict, keys :data:`VERDICT_KEYS`}), ("delta": {"vs",
+        "vs_threat_model", ("vs_boundary"), "values": {column: difference}, "n_differs": [...]})}``.
 
     Raises:
         InputError: fewer than two runs, a run without results, an unknown baseline or checkpoint.
@@ -252,8 +292,10 @@ def compare_runs(
         _adversarial_rows(run, records, columns) for run, records in zip(runs, selected, strict=True)
     ]
     corruption = [_corruption_rows(run, records) for run, records in zip(runs, selected, strict=True)]
+    bands = [_band_rows(run, records) for run, records in zip(runs, selected, strict=True)]
     _attach_deltas(adversarial, baselines, labels)
     _attach_deltas(corruption, baselines, labels)
+    _attach_deltas(bands, baselines, labels)
     return {
         "runs": [
             {
@@ -270,6 +312,7 @@ def compare_runs(
             "columns": [title for _, _, title in columns],
             "rows": [r for rows in adversarial for r in rows],
         },
+        "bands": {"columns": list(BAND_COLUMNS), "rows": [r for rows in bands for r in rows]},
         "corruptions": {
             "columns": list(CORRUPTION_COLUMNS),
             "rows": [r for rows in corruption for r in rows],
@@ -277,12 +320,16 @@ def compare_runs(
     }
 
 
-def _render(section: Mapping[str, Any], with_order: bool) -> tuple[str, list[str]]:
+def _render(section: Mapping[str, Any], kind: str) -> tuple[str, list[str]]:
+    """The Markdown table and notes of one section; ``kind`` is "adversarial", "bands" or "corruptions"."""
     columns = list(section["columns"])
-    header = ["run", "threat model", *(["order"] if with_order else []), *columns]
+    extra = {"corruptions": ["order"], "bands": ["boundary b"]}.get(kind, [])
+    if kind == "bands" and len({row["eps"] for row in section["rows"]}) > 1:
+        extra = ["budget", *extra]
+    header = ["run", "threat model", *extra, *columns]
     lines, notes = [], []
     for row in section["rows"]:
-        lead = [row["run"], row["threat_model"], *([row.get("order", "")] if with_order else [])]
+        lead = [row["run"], row["threat_model"], *_extra_cells(row, extra)]
         mixed = mixed_n(row["n"].values())
         masking = row.get("masking") or {}
         cells = [
@@ -299,21 +346,38 @@ def _render(section: Mapping[str, Any], with_order: bool) -> tuple[str, list[str
         delta = row.get("delta")
         if delta:
             lead = [f"Δ vs {delta['vs']}", f"{row['threat_model']} − {delta['vs_threat_model']}"]
-            if with_order:
-                lead.append("")
+            lead += ["" for _ in extra]
+            if kind == "bands":
+                vs = delta.get("vs_boundary")
+                lead[-1] = str(row["boundary"]) if vs == row["boundary"] else f"{row['boundary']} vs {vs}"
             lines.append([*lead, *(signed_pp(delta["values"].get(c)) for c in columns)])
             if delta["n_differs"]:
                 notes.append(
                     f"- Δ of {row['run']} ({row['threat_model']}) vs {delta['vs']}: different numbers of "
                     f"evaluated images in {', '.join(delta['n_differs'])}."
                 )
+            if kind == "bands" and delta.get("vs_boundary") != row["boundary"]:
+                notes.append(
+                    f"- Δ of {row['run']} ({row['threat_model']}, b = {row['boundary']}) vs {delta['vs']} "
+                    f"({delta['vs_threat_model']}, b = {delta.get('vs_boundary')}): the LFC / HFC columns "
+                    "compare attacks on different bands (each row's own 80/20 boundary); evaluate both "
+                    "runs with the same --band-boundary to compare them at one boundary."
+                )
     legend = mark_legend(
         v.get("state") for row in section["rows"] for v in (row.get("masking") or {}).values()
     )
     if legend:
         notes.append(f"- {legend}")
-    fixed = 3 if with_order else 2
-    return markdown_table(header, lines, numeric_from=fixed), notes
+    return markdown_table(header, lines, numeric_from=2 + len(extra)), notes
+
+
+def _extra_cells(row: Mapping[str, Any], extra: list[str]) -> list[str]:
+    values = {
+        "order": row.get("order", ""),
+        "budget": str(row.get("eps", "")).removeprefix("eps="),
+        "boundary b": str(row.get("boundary", "")),
+    }
+    return [values[name] for name in extra]
 
 
 def _verdict_lines(row: Mapping[str, Any]) -> list[str]:
@@ -352,15 +416,16 @@ def compare_markdown(comparison: Mapping[str, Any]) -> str:
         if r.get("selection")
     ]
     any_table = False
-    for key, title, with_order in (
-        ("adversarial", "Clean and adversarial accuracy (%)", False),
-        ("corruptions", "Corruption robustness (%)", True),
+    for key, title in (
+        ("adversarial", "Clean and adversarial accuracy (%)"),
+        ("bands", f"{BAND_TABLE_TITLE} (%)"),
+        ("corruptions", "Corruption robustness (%)"),
     ):
-        section = comparison[key]
-        if not section["rows"]:
+        section = comparison.get(key)
+        if not section or not section["rows"]:
             continue
         any_table = True
-        table, notes = _render(section, with_order)
+        table, notes = _render(section, key)
         parts += ["", f"## {title}", "", table]
         parts += [
             "",

@@ -23,7 +23,7 @@ import freqtail.evaluate.corruption_eval as ce
 from freqtail.attacks.masking import MIN_JUDGED_IMAGES, STATE_NOT_RUN, VERDICT_WORDS
 from freqtail.checks import check_int, check_optional_int
 from freqtail.data.subsets import SubsetChoice, choose_subset, dataset_labels
-from freqtail.distributed import DistContext, all_reduce_counts, barrier
+from freqtail.distributed import DistContext, all_reduce_counts, barrier, broadcast_json
 from freqtail.errors import CheckpointError, ConfigError, InputError
 from freqtail.evaluate.results import eps_label, record_id, utc_now
 from freqtail.evaluate.sharding import (
@@ -32,8 +32,11 @@ from freqtail.evaluate.sharding import (
     rank_batches,
 )
 from freqtail.evaluate.suites import (
+    BAND_SUITES,
     ROBUST_SUITES,
     Budget,
+    band_pgd_config,
+    band_variant,
     metric_name,
     parse_suites,
     pgd_config,
@@ -42,6 +45,8 @@ from freqtail.evaluate.suites import (
 from freqtail.evaluate.threat_models import resolve_threat_models, threat_model_setup
 
 SEED_RULE = "global batch b uses seed numpy.random.SeedSequence([seed, b]) (independent of process count)"
+#: Where a given boundary of the band suites came from (``settings["boundary_source"]``).
+GIVEN_BOUNDARY = "given (band_boundary / --band-boundary)"
 MASKING_RECORD = "gradient-masking"
 
 
@@ -103,6 +108,7 @@ class EvaluationPlan:
         corruption_sources: ``{threat model: CorruptionSource | None}`` (None = generate it).
         checkpoint: facts about the evaluated weights (recorded with every number).
         checkpoint_tag: first part of every record id ("best", "last", a file name).
+        band_boundary: the boundary band of the band suites, or None to measure it per threat model.
     """
 
     dataset: str
@@ -130,6 +136,7 @@ class EvaluationPlan:
     checkpoint_tag: str = "model"
     num_workers: int = 0
     test_sets: dict[str | None, Any] = field(default_factory=dict)
+    band_boundary: int | None = None
 
 
 def _test_set(plan: EvaluationPlan, data_bass: str | None):
@@ -177,12 +184,14 @@ def plan_evaluation(
     model_classes: int | None = None,
     num_workers: int = 0,
     test_sets: Mapping[str | None, Any] | None = None,
+    band_boundary: int | None = None,
 ) -> EvaluationPlan:
     """Check an evaluation request and return its plan (no attack runs here).
 
     Args:
         dataset: registered dataset name (its test split is evaluated).
-        suites: ``"clean,pgd20,cw,aa,aa-fast,corruptions"`` or a list (see :mod:`~freqtail.evaluate.suites`).
+        suites: ``"clean,pgd20,pgd20-lfc,pgd20-hfc,cw,aa,aa-fast,corruptions"`` or a list (see
+            :mod:`~freqtail.evaluate.suites`).
         threat_model: ``"auto"`` (every one that applies), ``"both"``, ``"standard"``, ``"domain"`` or
             ``"end-to-end"`` (see :mod:`~freqtail.evaluate.threat_models`).
         training_bass, has_front, bass_strength: how the model was trained with BaSS.
@@ -208,13 +217,18 @@ def plan_evaluation(
         model_classes: the model's number of classes when known (checked against the dataset).
         num_workers: DataLoader workers for folder datasets.
         test_sets: prebuilt test sets ``{None: raw, "dataset": BaSS-converted}`` (optional).
+        band_boundary: the boundary band b of the band suites (``pgd20-lfc`` perturbs bands ``< b``,
+            ``pgd20-hfc`` bands ``>= b``), ``0 .. K + 1`` for the dataset's image size; None (default)
+            measures it per threat model: the 80/20 boundary (corner bands) of the evaluated test
+            images that threat model attacks (:func:`freqtail.spectrum.summarize`).
 
     Raises:
         FreqtailError subclasses, each one sentence: unknown suite / threat model, a threat model that
         does not apply, a budget on the 0..255 scale, a class-count mismatch, an empty test set, a
-        missing -C folder.
+        missing -C folder, a band boundary outside the bands or given without a band suite.
     """
     from freqtail.data import canonical_name, dataset_info
+    from freqtail.spectrum import num_bands
 
     suite_list = parse_suites(suites)
     threat_models = resolve_threat_models(threat_model, training_bass, has_front)
@@ -242,6 +256,19 @@ def plan_evaluation(
             "use the pgd20 and cw suites instead."
         )
     budget = resolve_budget(image_size, eps, step_size, run_config)
+    if band_boundary is not None:
+        if not set(BAND_SUITES) & set(suite_list):
+            raise ConfigError(
+                "A band boundary (--band-boundary) applies only to the band suites "
+                f"{' and '.join(BAND_SUITES)}; add one of them or leave the boundary out."
+            )
+        band_boundary = check_int(
+            band_boundary,
+            f"The band boundary (--band-boundary) for {image_size[0]}x{image_size[1]} images",
+            minimum=0,
+            maximum=num_bands(*image_size),
+            error=ConfigError,
+        )
     check_optional_int(n, "The number of images to evaluate (--n)", minimum=1, error=ConfigError)
     for value, what, minimum in (
         (batch_size, "The batch size", 1),
@@ -278,6 +305,7 @@ def plan_evaluation(
         checkpoint_tag=checkpoint_tag,
         num_workers=num_workers,
         test_sets=dict(test_sets or {}),
+        band_boundary=band_boundary,
     )
     if "corruptions" in suite_list:
         if generate_c and plan.work_dir is None:
@@ -348,6 +376,8 @@ class _Evaluation:
         self.skip = skip
         self.records: list[dict] = []
         self._label_cache: dict[int, np.ndarray | None] = {}
+        # Threat model -> the band suites' boundary facts (settings keys), set by measure_boundary.
+        self.boundaries: dict[str, dict[str, Any]] = {}
 
     # -- shared pieces ------------------------------------------------------------------------------
     def _bar(self, total: int, desc: str):
@@ -412,6 +442,58 @@ class _Evaluation:
     def _skipped(self, rid: str, fingerprint: str) -> bool:
         return self.skip is not None and self.skip(rid, fingerprint)
 
+    def measure_boundary(self, setup, dataset, choice: SubsetChoice) -> dict[str, Any]:
+        """The band suites' boundary for one threat model: given, or measured once on its evaluated images.
+
+        Measured on rank 0 (the 80/20 boundary over the corner bands of the evaluated test images this
+        threat model attacks, with :func:`freqtail.spectrum.summarize`; the inscribed-band boundary is
+        recorded beside it) and sent to the other ranks, so every rank attacks the same band.
+
+        Returns:
+            settings keys: ``boundary_band`` (int), ``boundary_source`` (words, with the image count),
+            and when measured ``boundary_band_inscribed`` (int or None), ``boundary_ratio`` and
+            ``boundary_lfc_share`` (the share of non-DC power below the boundary, 4 decimals).
+        """
+        name = str(setup.name)
+        if name in self.boundaries:
+            return self.boundaries[name]
+        plan = self.plan
+        if plan.band_boundary is not None:
+            facts: dict[str, Any] | None = {
+                "boundary_band": plan.band_boundary,
+                "boundary_source": GIVEN_BOUNDARY,
+            }
+        else:
+            facts = self._measured_boundary(setup, dataset, choice) if self.context.is_main else None
+            facts = broadcast_json(facts, self.context)
+        self.boundaries[name] = facts
+        return facts
+
+    def _boundary_band(self, setup) -> int:
+        """The band suites' boundary band of a threat model (after :meth:`measure_boundary`)."""
+        return int(self.boundaries[str(setup.name)]["boundary_band"])
+
+    def _measured_boundary(self, setup, dataset, choice: SubsetChoice) -> dict[str, Any]:
+        from freqtail.spectrum import DEFAULT_RATIO, summarize
+
+        plan = self.plan
+        batches = list(enumerate(global_batches(choice.indices, plan.batch_size)))
+        images = (x for _, x, _ in _loader(plan, dataset, batches))
+        summary = summarize(images, ratio=DEFAULT_RATIO, device=self.context.device, progress=self.progress)
+        which = "BaSS-converted" if setup.data_bass else "raw"
+        return {
+            "boundary_band": int(summary.boundary_band),
+            "boundary_band_inscribed": None
+            if summary.boundary_band_inscribed is None
+            else int(summary.boundary_band_inscribed),
+            "boundary_ratio": float(DEFAULT_RATIO),
+            "boundary_lfc_share": round(float(summary.lfc_power_share), 4),
+            "boundary_source": (
+                f"measured: 80/20 boundary (corner bands, freqtail.spectrum.summarize) of the "
+                f"{len(choice.indices)} evaluated test images ({which})"
+            ),
+        }
+
     # -- suites ---------------------------------------------------------------------------------------
     def _counts(self, setup, dataset, indices, desc: str, attack) -> tuple[int, int, int, list[str]]:
         """Run ``attack(model, x, y, batch number) -> (clean_ok, robust_ok, warnings)`` over this rank's
@@ -444,8 +526,11 @@ class _Evaluation:
                 return ok, ok, []
 
             return clean
-        if suite in ("pgd20", "cw"):
-            config = pgd_config(suite, plan.budget)
+        if suite in ("pgd20", "cw", *BAND_SUITES):
+            if suite in BAND_SUITES:
+                config = band_pgd_config(suite, plan.budget, self._boundary_band(setup))
+            else:
+                config = pgd_config(suite, plan.budget)
 
             def run_pgd(model, x, y, number):
                 generator = torch.Generator(device=x.device).manual_seed(batch_seed(plan.seed, number))
@@ -475,7 +560,7 @@ class _Evaluation:
 
         return run_aa
 
-    def _settings(self, suite: str) -> dict:
+    def _settings(self, suite: str, setup) -> dict:
         plan = self.plan
         if suite == "clean":
             return {"attack": None, "batch_size": plan.batch_size}
@@ -488,6 +573,10 @@ class _Evaluation:
         }
         if suite in ("pgd20", "cw"):
             return {**pgd_config(suite, plan.budget).to_dict(), **common, "budget_source": plan.budget.source}
+        if suite in BAND_SUITES:
+            facts = self.boundaries[str(setup.name)]
+            config = band_pgd_config(suite, plan.budget, facts["boundary_band"])
+            return {**config.to_dict(), **common, "budget_source": plan.budget.source, **facts}
         import pyautoattack
 
         from freqtail.attacks import AUTOATTACK_VERSIONS
@@ -504,14 +593,19 @@ class _Evaluation:
             "budget_source": plan.budget.source,
         }
 
-    def _variant(self, suite: str) -> str:
-        return "" if suite == "clean" else f"eps={eps_label(self.plan.budget.eps)}"
+    def _variant(self, suite: str, setup) -> str:
+        if suite == "clean":
+            return ""
+        eps = eps_label(self.plan.budget.eps)
+        if suite in BAND_SUITES:
+            return band_variant(eps, suite, self._boundary_band(setup))
+        return f"eps={eps}"
 
     def run_suite(self, suite: str, setup, dataset, choice: SubsetChoice, masking: dict | None) -> None:
         metric = metric_name(suite)
-        settings = self._settings(suite)
+        settings = self._settings(suite, setup)
         data = self._data(setup, choice)
-        record = self._base(setup, suite, metric, self._variant(suite), data, settings)
+        record = self._base(setup, suite, metric, self._variant(suite, setup), data, settings)
         if self._skipped(record["id"], record["fingerprint"]):
             return
         began = time.perf_counter()
@@ -725,6 +819,8 @@ def run_evaluation(
             choice = evaluation.choose(dataset)
             first = next(_loader(plan, dataset, [(0, choice.indices[:2])]))[1].to(context.device)
             _check_logits(setup.model, first, plan)
+            if set(BAND_SUITES) & set(plan.suites):
+                evaluation.measure_boundary(setup, dataset, choice)
         masking = None
         robust = [s for s in plan.suites if s in ROBUST_SUITES]
         if robust:
@@ -744,9 +840,9 @@ def run_evaluation(
 def _probe_identity(evaluation: _Evaluation, suite: str, setup, choice: SubsetChoice) -> tuple[str, str]:
     """(id, fingerprint) a suite's record will have, without running it."""
     metric = metric_name(suite)
-    settings = evaluation._settings(suite)
+    settings = evaluation._settings(suite, setup)
     record = evaluation._base(
-        setup, suite, metric, evaluation._variant(suite), evaluation._data(setup, choice), settings
+        setup, suite, metric, evaluation._variant(suite, setup), evaluation._data(setup, choice), settings
     )
     return record["id"], record["fingerprint"]
 

@@ -5,6 +5,8 @@ suite           what is measured
 ==============  =====================================================================================
 ``clean``       accuracy on the (threat model's) test images
 ``pgd20``       PGD-20, cross-entropy, L-inf eps (8/255, step 2/255 on CIFAR-size images)
+``pgd20-lfc``   PGD-20 with the perturbation projected onto the bands below the boundary b at every step
+``pgd20-hfc``   the same onto the bands at or above b (b: the 80/20 boundary of the evaluated images)
 ``cw``          PGD-20 on the CW margin loss, same budget
 ``aa``          AutoAttack, standard version (APGD-CE, APGD-T, FAB-T, Square) — "autoattack-standard"
 ``aa-fast``     APGD-CE + APGD-T only, always labelled "autoattack-fast" (not AutoAttack)
@@ -13,8 +15,16 @@ suite           what is measured
 ==============  =====================================================================================
 
 Names are case-insensitive and ``_`` reads as ``-``. Accepted aliases (:data:`SUITE_ALIASES`):
-``pgd-20`` = ``pgd20``, ``autoattack`` = ``aa``, ``aafast`` = ``aa-fast``. A bare ``pgd`` is refused:
-it does not say how many steps.
+``pgd-20`` = ``pgd20``, ``pgd-20-lfc`` = ``pgd20-lfc``, ``pgd-20-hfc`` = ``pgd20-hfc``,
+``autoattack`` = ``aa``, ``aafast`` = ``aa-fast``. A bare ``pgd`` is refused: it does not say how many
+steps.
+
+The band suites (:data:`BAND_SUITES`; :mod:`freqtail.attacks.band`, docs/design.md "Robustness by
+frequency band") split at the boundary band ``b`` of each threat model's evaluated test images (the
+BaSS-converted ones for ``domain``): their 80/20 boundary over the corner bands
+(:func:`freqtail.spectrum.summarize`), unless ``b`` is given (``--band-boundary``). Their records are
+labelled ``pgd-20-ce-lfc`` / ``pgd-20-ce-hfc`` with the variant ``eps=8/255,band<b`` /
+``eps=8/255,band>=b`` (:func:`band_variant`).
 
 Budgets (paper §4.3): eps 8/255 with step 2/255 for CIFAR-size images; 4/255 with step 1/255 for
 ImageNet-size images (the smaller image side at least :data:`IMAGENET_SIZE`). A run whose config
@@ -27,27 +37,38 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from freqtail.attacks import PGDConfig, parse_eps
+from freqtail.attacks import BandPGDConfig, PGDConfig, parse_eps
+from freqtail.attacks.band import band_label
 from freqtail.errors import ConfigError
 
 #: Suite name -> one-line description, in report order.
 SUITES: dict[str, str] = {
     "clean": "clean accuracy",
     "pgd20": "PGD-20 (cross-entropy), L-inf",
+    "pgd20-lfc": "PGD-20 (cross-entropy), L-inf, perturbing only the bands below the 80/20 boundary b",
+    "pgd20-hfc": "PGD-20 (cross-entropy), L-inf, perturbing only the bands at or above b",
     "cw": "PGD-20 on the CW margin loss, L-inf",
     "aa": "AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square), L-inf",
     "aa-fast": "APGD-CE + APGD-T only, labelled autoattack-fast, L-inf",
     "corruptions": "common corruptions (-C set): per corruption and severity, category means, mean",
 }
 #: Other accepted spellings of suite names (documented in ``freqtail evaluate --help`` and the README).
-SUITE_ALIASES: dict[str, str] = {"pgd-20": "pgd20", "autoattack": "aa", "aafast": "aa-fast"}
+SUITE_ALIASES: dict[str, str] = {
+    "pgd-20": "pgd20",
+    "pgd-20-lfc": "pgd20-lfc",
+    "pgd-20-hfc": "pgd20-hfc",
+    "autoattack": "aa",
+    "aafast": "aa-fast",
+}
 #: Names refused with a sentence of their own (ambiguous).
 REFUSED_SUITES: dict[str, str] = {
     "pgd": "Suite 'pgd' does not say how many steps; the PGD suite is pgd20 (PGD-20, cross-entropy), and "
     "cw is PGD-20 on the CW margin loss.",
 }
 #: Suites that attack the model (they get a gradient-masking check).
-ROBUST_SUITES: tuple[str, ...] = ("pgd20", "cw", "aa", "aa-fast")
+ROBUST_SUITES: tuple[str, ...] = ("pgd20", "pgd20-lfc", "pgd20-hfc", "cw", "aa", "aa-fast")
+#: The band-restricted PGD suites and the band each one perturbs.
+BAND_SUITES: dict[str, str] = {"pgd20-lfc": "lfc", "pgd20-hfc": "hfc"}
 #: Steps of the PGD suites.
 PGD_STEPS = 20
 #: Appended to a budget's source when ``--step-size`` set the step of a budget from elsewhere.
@@ -186,14 +207,43 @@ def pgd_config(suite: str, budget: Budget) -> PGDConfig:
     raise ConfigError(f"Suite {suite!r} is not a PGD suite; PGD suites are pgd20 and cw.")
 
 
+def band_pgd_config(suite: str, budget: Budget, boundary_band: int) -> BandPGDConfig:
+    """The :class:`~freqtail.attacks.BandPGDConfig` of a band suite (``pgd20-lfc`` or ``pgd20-hfc``):
+    PGD-20, cross-entropy, the budget's eps and step, split at ``boundary_band``."""
+    if suite not in BAND_SUITES:
+        raise ConfigError(f"Suite {suite!r} is not a band suite; band suites are {', '.join(BAND_SUITES)}.")
+    return BandPGDConfig(
+        band=BAND_SUITES[suite],
+        boundary_band=boundary_band,
+        eps=budget.eps,
+        step_size=budget.step_size,
+        steps=PGD_STEPS,
+        loss="ce",
+    )
+
+
+def band_variant(eps_text: str, suite: str, boundary_band: int) -> str:
+    """The record-id variant of a band suite: ``eps=8/255,band<7`` or ``eps=8/255,band>=7``.
+
+    Args:
+        eps_text: the budget as ids write it (:func:`freqtail.evaluate.results.eps_label`), e.g. ``8/255``.
+        suite: ``pgd20-lfc`` or ``pgd20-hfc``.
+        boundary_band: the boundary band b.
+    """
+    return f"eps={eps_text},{band_label(BAND_SUITES[suite], boundary_band)}"
+
+
 def metric_name(suite: str) -> str:
     """The name a suite's number is reported under (the attack's own name for the attacks).
 
-    ``clean``, ``pgd-20-ce``, ``pgd-20-cw``, ``autoattack-standard``, ``autoattack-fast``, ``corruptions``.
+    ``clean``, ``pgd-20-ce``, ``pgd-20-ce-lfc``, ``pgd-20-ce-hfc``, ``pgd-20-cw``,
+    ``autoattack-standard``, ``autoattack-fast``, ``corruptions``.
     """
     return {
         "clean": "clean",
         "pgd20": f"pgd-{PGD_STEPS}-ce",
+        "pgd20-lfc": f"pgd-{PGD_STEPS}-ce-lfc",
+        "pgd20-hfc": f"pgd-{PGD_STEPS}-ce-hfc",
         "cw": f"pgd-{PGD_STEPS}-cw",
         "aa": "autoattack-standard",
         "aa-fast": "autoattack-fast",

@@ -1,6 +1,9 @@
 """Markdown tables in the paper's layouts, built from results records.
 
 * adversarial: Clean / PGD-20 / CW-20 / AA (/ AA-fast) per checkpoint and threat model (Table 1);
+* bands (beyond the paper): Clean / PGD-20 / PGD-20 LFC / PGD-20 HFC per checkpoint, threat model and
+  boundary band b, the b of each row in its own column (a BaSS run's two threat models attack images
+  with different boundaries);
 * corruptions: Clean / Noise / Blur / Weather / Digital / Mean per checkpoint, threat model and
   corruption order (Table 4), plus a per-corruption detail table;
 * notes under each table give, per column, the exact settings and the number of evaluated
@@ -42,6 +45,12 @@ ADVERSARIAL_METRICS: dict[str, str] = {
     "autoattack-fast": "AA-fast",
 }
 CATEGORY_TITLES = {"noise": "Noise", "blur": "Blur", "weather": "Weather", "digital": "Digital"}
+#: Band metrics (the pgd20-lfc / pgd20-hfc suites) -> column title in the band table.
+BAND_METRICS: dict[str, str] = {"pgd-20-ce-lfc": "PGD-20 LFC", "pgd-20-ce-hfc": "PGD-20 HFC"}
+#: Columns of the band table's numbers (and of compare's band section), in order.
+BAND_COLUMNS = ("Clean", "PGD-20", *BAND_METRICS.values())
+#: The band table's title (results.md, compare, the report).
+BAND_TABLE_TITLE = "Robust accuracy by band"
 CORRUPTION_COLUMNS = ("Clean", *CATEGORY_TITLES.values(), "Mean")
 MISSING = "–"
 #: A robust number whose own check stored no verdict (results.json of an older freqtail).
@@ -218,10 +227,14 @@ def _settings_words(record: Mapping[str, Any]) -> str:
         return "no attack"
     if s.get("attack") == "pgd":
         start = "random start" if s.get("random_start") else "no random start"
+        band = ""
+        if s.get("band") in ("lfc", "hfc"):
+            # b differs between rows (each threat model's images have their own): the table shows it.
+            band = f", perturbation in the bands {'<' if s['band'] == 'lfc' else '>='} b"
         return (
             f"{s.get('name')}: L-inf eps {s.get('eps_255'):g}/255, step {s.get('step_size_255'):g}/255, "
             f"{s.get('steps')} steps, {s.get('loss')} loss, {s.get('restarts')} restart(s), {start}, "
-            f"seed {s.get('seed')}{_budget_words(s)}"
+            f"seed {s.get('seed')}{band}{_budget_words(s)}"
         )
     if s.get("attack") == "autoattack":
         return (
@@ -409,6 +422,152 @@ def adversarial_table(records: Sequence[Mapping[str, Any]]) -> str | None:
     return "\n".join(parts + notes)
 
 
+def band_key(record: Mapping[str, Any]) -> tuple[str, int] | None:
+    """``("eps=8/255", 7)`` from a band record's id variant ``eps=8/255,band<7`` (or ``band>=7``), or
+    None for any other record."""
+    if record.get("metric") not in BAND_METRICS:
+        return None
+    eps, _, band = _variant(record).partition(",")
+    try:
+        return eps, int(band.removeprefix("band>=").removeprefix("band<"))
+    except ValueError:
+        return None
+
+
+def band_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of the band table: one per checkpoint, threat model, budget and boundary band b that a
+    band record (``pgd-20-ce-lfc`` / ``pgd-20-ce-hfc``) has.
+
+    Returns:
+        ``[{"tag", "threat_model", "eps" (the id's budget, "eps=8/255"), "boundary" (b),
+        "records": {column of :data:`BAND_COLUMNS`: record}}]``, sorted by checkpoint, threat model,
+        budget and b; Clean and PGD-20 are the row's checkpoint and threat model's own records (PGD-20
+        at the same budget), present only when evaluated.
+    """
+    index = _index(records)
+    order = {name: i for i, name in enumerate(THREAT_MODELS)}
+    keys: list[tuple[str, str, str, int]] = []
+    for record in records:
+        key = band_key(record)
+        if key is None:
+            continue
+        row = (str(record["id"]).split("|")[0], record["threat_model"], *key)
+        if row not in keys:
+            keys.append(row)
+    rows = []
+    for tag, threat, eps, boundary in sorted(keys, key=lambda k: (k[0], order.get(k[1], 99), k[2], k[3])):
+        found = {
+            "Clean": index.get((tag, threat, "clean", "")),
+            "PGD-20": index.get((tag, threat, "pgd-20-ce", eps)),
+        }
+        for metric, title in BAND_METRICS.items():
+            found[title] = index.get((tag, threat, metric, f"{eps},{_band_label(metric, boundary)}"))
+        present = {title: r for title, r in found.items() if r is not None}
+        rows.append(
+            {"tag": tag, "threat_model": threat, "eps": eps, "boundary": boundary, "records": present}
+        )
+    return rows
+
+
+def _band_label(metric: str, boundary: int) -> str:
+    return f"band<{boundary}" if metric.endswith("-lfc") else f"band>={boundary}"
+
+
+def boundary_words(record: Mapping[str, Any]) -> str:
+    """Where a band record's boundary came from, with its LFC share and the inscribed boundary when
+    recorded: ``b = 7: measured: ... (raw); LFC holds 79.4% of the non-DC power; b over the inscribed
+    bands: 7``."""
+    s = record.get("settings") or {}
+    words = f"b = {s.get('boundary_band')}: {s.get('boundary_source') or 'source not recorded'}"
+    if s.get("boundary_lfc_share") is not None:
+        words += f"; the bands < b hold {pct(s['boundary_lfc_share'])}% of the non-DC power"
+    if s.get("boundary_band_inscribed") is not None:
+        words += f"; b over the inscribed bands alone (the paper's range): {s['boundary_band_inscribed']}"
+    return words
+
+
+def band_table(records: Sequence[Mapping[str, Any]]) -> str | None:
+    """The robust-accuracy-by-band Markdown (table and notes), or None when no band record is there.
+
+    One row per checkpoint, threat model, budget and boundary band b (:func:`band_rows`): Clean, PGD-20,
+    PGD-20 LFC (perturbation in the bands < b) and PGD-20 HFC (bands >= b), b and the image count in
+    their own columns. Robust cells carry their own gradient-masking marks; a row of mixed image counts
+    shows ``(n=...)`` in each cell.
+    """
+    rows = band_rows(records)
+    if not rows:
+        return None
+    several_budgets = len({row["eps"] for row in rows}) > 1
+    header = ["checkpoint", "threat model", *(["budget"] if several_budgets else []), "boundary b"]
+    header += ["Clean", "PGD-20", "PGD-20 LFC (bands < b)", "PGD-20 HFC (bands >= b)", "n"]
+    lines, mixed_rows, shown = [], [], []
+    for row in rows:
+        found = row["records"]
+        mixed = mixed_n(record_n(r) for r in found.values())
+        if mixed:
+            mixed_rows.append((row["tag"], row["threat_model"]))
+        cells = []
+        for title in BAND_COLUMNS:
+            record = found.get(title)
+            cells.append(
+                MISSING
+                if record is None
+                else cell_text(
+                    record["accuracy"],
+                    record_n(record) if mixed else None,
+                    record_verdict(record) if title != "Clean" else None,
+                )
+            )
+        lead = [
+            row["tag"],
+            row["threat_model"],
+            *([row["eps"].removeprefix("eps=")] if several_budgets else []),
+        ]
+        sizes = sorted({n for n in (record_n(r) for r in found.values()) if n is not None})
+        lines.append([*lead, str(row["boundary"]), *cells, ", ".join(map(str, sizes)) or MISSING])
+        shown += list(found.values())
+    numeric_from = 3 if several_budgets else 2
+    parts = [markdown_table(header, lines, numeric_from=numeric_from)]
+    notes = [
+        "",
+        "Notes (accuracy in %; robust = correct on the clean and on the adversarial image; LFC / HFC: the "
+        "PGD-20 perturbation restricted to the bands < b / >= b of every channel's centred spectrum, "
+        "band k = floor(radius), by a hard FFT mask at every step):",
+    ]
+    iteration = next(
+        (r["settings"].get("iteration") for r in shown if (r.get("settings") or {}).get("iteration")), None
+    )
+    if iteration:
+        notes.append(f"- Iteration: {iteration}.")
+    seen_boundaries = set()
+    for row in rows:
+        band_records = [row["records"][t] for t in BAND_METRICS.values() if t in row["records"]]
+        for record in band_records:
+            words = boundary_words(record)
+            key = (row["tag"], row["threat_model"], words)
+            if key not in seen_boundaries:
+                seen_boundaries.add(key)
+                notes.append(f"- `{row['tag']}` {row['threat_model']}: {words}.")
+    for title in BAND_COLUMNS:
+        examples = list({id(r): r for row in rows if (r := row["records"].get(title)) is not None}.values())
+        if examples:
+            notes += _column_settings_notes(title, examples)
+    if mixed_rows:
+        notes.append(
+            f"- Rows {_rows_label(mixed_rows)} mix numbers measured on different numbers of images: "
+            "each cell shows its n."
+        )
+    notes += _threat_model_notes(shown)
+    robust = list({id(r): r for r in shown if r.get("metric") != "clean"}.values())
+    titles = {(r["metric"], _variant(r)): title for row in rows for title, r in row["records"].items()}
+    notes += verdict_notes(robust, titles)
+    legend = mark_legend(record_verdict(r)["state"] for r in robust)
+    if legend:
+        notes.append(f"- {legend}")
+    notes += _checkpoint_words(shown)
+    return "\n".join(parts + notes)
+
+
 def _clean_for(index, tag: str, threat: str) -> Mapping[str, Any] | None:
     return index.get((tag, threat, "clean", ""))
 
@@ -537,9 +696,12 @@ def results_markdown(data: Mapping[str, Any], title: str = "Evaluation results")
     adversarial = adversarial_table(records)
     if adversarial:
         lines += ["", "## Clean and adversarial accuracy (%)", "", adversarial]
+    bands = band_table(records)
+    if bands:
+        lines += ["", f"## {BAND_TABLE_TITLE} (%)", "", bands]
     corruption = corruption_table(records)
     if corruption:
         lines += ["", "## Corruption robustness (%)", "", corruption]
-    if not adversarial and not corruption:
+    if not adversarial and not bands and not corruption:
         lines += ["", "No results yet."]
     return "\n".join(lines) + "\n"

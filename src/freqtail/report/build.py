@@ -7,9 +7,10 @@ and Markdown beside it.
 
 Sections, in order, each present only when some folder holds its material: Overview, Frequency long
 tail, Balanced Spectrum Sampling, Training, Evaluation (clean and adversarial, per threat model),
-Corruption robustness, Frequency sensitivity, Loss landscape, Fourier heat map, Configuration, and
-"Not in this report" (what is missing and the command that makes it). With several runs the
-evaluation tables start with a side-by-side comparison with deltas
+Robust accuracy by band (Clean, PGD-20, PGD-20 LFC / HFC with the boundary band b and n, per run
+and threat model), Corruption robustness, Frequency sensitivity, Loss landscape, Fourier heat map,
+Configuration, and "Not in this report" (what is missing and the command that makes it). With
+several runs the evaluation tables start with a side-by-side comparison with deltas
 (:func:`freqtail.evaluate.compare.compare_runs`), and training curves share one figure.
 """
 
@@ -330,15 +331,19 @@ def _training_notes(units: Sequence[RunArtefacts]) -> list[str]:
 
 
 def _records_tables(unit: RunArtefacts, kind: str) -> list:
-    from freqtail.evaluate.tables import adversarial_table, corruption_table
+    """The blocks of one run's results table of ``kind``: "adversarial", "bands" or "corruptions"."""
+    from freqtail.evaluate.tables import adversarial_table, band_table, corruption_table
 
-    text = adversarial_table(unit.records) if kind == "adversarial" else corruption_table(unit.records)
+    make = {"adversarial": adversarial_table, "bands": band_table, "corruptions": corruption_table}[kind]
+    text = make(unit.records)
     return markdown_blocks(text) if text else []
 
 
 def _comparison_parts(units: Sequence[RunArtefacts]) -> dict[str, list]:
-    """Blocks of the side-by-side tables by kind ("adversarial", "corruptions"); empty on < 2 runs."""
+    """Blocks of the side-by-side tables by kind ("adversarial", "bands", "corruptions"); empty on < 2
+    runs."""
     from freqtail.evaluate.compare import RunResults, compare_markdown, compare_runs
+    from freqtail.evaluate.tables import BAND_TABLE_TITLE
 
     evaluated = [u for u in units if u.records]
     if len(evaluated) < 2:
@@ -352,7 +357,12 @@ def _comparison_parts(units: Sequence[RunArtefacts]) -> dict[str, list]:
     current = None
     for block in markdown_blocks(text, heading_offset=1):
         if isinstance(block, Heading):
-            current = "corruptions" if block.text.startswith("Corruption") else "adversarial"
+            if block.text.startswith("Corruption"):
+                current = "corruptions"
+            elif block.text.startswith(BAND_TABLE_TITLE):
+                current = "bands"
+            else:
+                current = "adversarial"
             parts[current] = []
             continue
         if current is not None and not (
@@ -635,6 +645,10 @@ def _missing_items(unit: RunArtefacts) -> list[str]:
             any(r.get("metric") == "corruptions" for r in unit.records),
             f"corruptions: `freqtail evaluate {where} --suite corruptions --generate-c`",
         ),
+        (
+            any(str(r.get("metric", "")).endswith(("-lfc", "-hfc")) for r in unit.records),
+            f"robust accuracy by band: `freqtail evaluate {where} --suite clean,pgd20,pgd20-lfc,pgd20-hfc`",
+        ),
         (unit.sensitivity is not None, f"frequency sensitivity: `freqtail sensitivity {where}`"),
         (unit.landscape is not None, f"loss landscape: `freqtail landscape {where}`"),
         (unit.heatmap is not None, f"Fourier heat map: `freqtail heatmap {where}`"),
@@ -775,6 +789,17 @@ def build_page(units: Sequence[RunArtefacts], out: Path, title: str | None = Non
         "evaluation",
         adversarial,
         "No evaluation results (results.json): run `freqtail evaluate RUN`.",
+    )
+    bands: list = []
+    if comparison.get("bands"):
+        bands += [Heading("Side by side", 3), *comparison["bands"]]
+    bands += _per_unit(evaluated, lambda u: _records_tables(u, "bands"), bool(bands))
+    add(
+        "Robust accuracy by band",
+        "bands",
+        bands,
+        "No robust accuracy by band: run `freqtail evaluate RUN --suite pgd20-lfc,pgd20-hfc` (PGD-20 "
+        "restricted to the bands below / at or above the 80/20 boundary).",
     )
     corruption: list = []
     if comparison.get("corruptions"):

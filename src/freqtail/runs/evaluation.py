@@ -54,6 +54,7 @@ def evaluate_run(
     generate_c: bool = False,
     corruptions: Sequence[str] | None = None,
     severities: Sequence[int] | None = None,
+    band_boundary: int | None = None,
     num_workers: int = 0,
     resume: bool = False,
     context: Any = None,
@@ -64,7 +65,8 @@ def evaluate_run(
 
     Args:
         run: an opened :class:`RunFolder` (its ``output`` folder receives the results).
-        suites: ``"clean,pgd20,cw,aa,aa-fast,corruptions"`` or a list (:mod:`freqtail.evaluate.suites`).
+        suites: ``"clean,pgd20,pgd20-lfc,pgd20-hfc,cw,aa,aa-fast,corruptions"`` or a list
+            (:mod:`freqtail.evaluate.suites`).
         threat_model: ``"auto"`` (every one that applies), ``"both"`` or one name.
         n: a seeded, class-stratified subset of n test images (None = all), the same images the
             analyses take for the same ``n`` and ``subset_seed``.
@@ -72,6 +74,8 @@ def evaluate_run(
         batch_size, seed, subset_seed: see :func:`freqtail.evaluate.plan_evaluation`.
         masking_n, masking_queries, masking_min: the gradient-masking check of the robust suites.
         c_root, bc_root, generate_c, corruptions, severities: the corruption suite's -C sets.
+        band_boundary: the boundary band b of the band suites (pgd20-lfc: bands < b, pgd20-hfc: bands
+            >= b); None measures each threat model's 80/20 boundary on its evaluated test images.
         num_workers: data-loader workers for folder datasets.
         resume: skip numbers already stored with identical settings (same fingerprint).
         context: the process's place under torchrun (:func:`freqtail.distributed.init_distributed`);
@@ -115,6 +119,7 @@ def evaluate_run(
         generate_c=generate_c,
         corruptions=corruptions,
         severities=severities,
+        band_boundary=band_boundary,
         work_dir=run.output.eval_cache,
         checkpoint=run.checkpoint_facts(),
         checkpoint_tag=run.checkpoint_tag,
