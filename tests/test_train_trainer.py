@@ -88,6 +88,7 @@ _SELECT_ON_VAL = {"selection": "val", "val_subset": 12}
         ("trades", StopAt(2), {}),
         ("pgd-at", StopAt(1, step=2), _SELECT_ON_VAL),
         ("augmix-bass", StopAt(1), _SELECT_ON_VAL),
+        ("pgd-at", StopAt(1, step=2), {"data_pipeline": "loader", "bass": "augment", "gamma": 0.5}),
     ],
     ids=[
         "pgd-at-after-epoch-1",
@@ -96,6 +97,7 @@ _SELECT_ON_VAL = {"selection": "val", "val_subset": 12}
         "trades-after-epoch-2",
         "pgd-at-select-on-val-mid-epoch-2",
         "augmix-bass-select-on-val-after-epoch-1",
+        "pgd-at-loader-pipeline-bass-augment-mid-epoch-2",
     ],
 )
 def test_stop_and_resume_equals_uninterrupted_training(tmp_path, tiny_root, objective, stop, extra):
@@ -149,7 +151,7 @@ def test_selection_on_val_chooses_best_on_held_out_images_and_says_so(tmp_path, 
 
 
 def test_workers_do_not_change_the_result(tmp_path, tiny_root):
-    config = _config(tiny_root, objective="erm", epochs=1)
+    config = _config(tiny_root, objective="erm", epochs=1, data_pipeline="loader")  # workers: loader only
     train(config, tmp_path / "zero", log=_quiet)
     train(config.replace(num_workers=2), tmp_path / "two", log=_quiet)
     _assert_same_run(tmp_path / "zero", tmp_path / "two")

@@ -46,6 +46,8 @@ SELECTIONS = ("test", "val")
 #: Augmentation presets (freqtail.data.augment.PRESETS; repeated so this module does not import torch).
 AUGMENTATIONS = ("crop-flip", "resized-crop-flip", "flip-jitter-lighting", "none")
 PAD_MODES = ("zeros", "reflect")
+#: Data pipelines (freqtail.train.pipeline): auto, on the training device, or the DataLoader.
+DATA_PIPELINES = ("auto", "device", "loader")
 #: TRADES / MART beta when the config leaves ``beta`` null (Zhang et al. 2019; Wang et al. 2020).
 DEFAULT_BETA = {"trades": 6.0, "mart": 5.0}
 #: Keys that may differ when a run is resumed: they change how a run executes, not what it computes.
@@ -88,6 +90,14 @@ class TrainConfig:
         "zeros",
         "choice",
         PAD_MODES,
+    )
+    data_pipeline: str = _key(
+        "auto, device (uint8 images on the training device, batched crop, flip and BaSS mixture) or "
+        "loader (per-item DataLoader); auto = device for in-memory datasets with the crop-flip or none "
+        "preset and erm/pgd-at/trades/mart, loader otherwise (the two draw different random crops)",
+        "auto",
+        "choice",
+        DATA_PIPELINES,
     )
     train_subset: int | None = _key("train on a fixed random subset of this many images", None, "int?")
     test_subset: int | None = _key("evaluate on a fixed random subset of this many test images", None, "int?")
@@ -370,6 +380,9 @@ def _check_ranges(c: TrainConfig) -> None:
 
         canonical_name(c.dataset)  # raises ConfigError listing the valid names
         _check_pad_mode(c)
+        from freqtail.train.pipeline import resolve_data_pipeline
+
+        resolve_data_pipeline(c)  # refuses data_pipeline: device where it does not apply
     from freqtail.models import check_model_arguments
 
     check_model_arguments(c.model, 2, 32, 3, c.model_options)
@@ -564,6 +577,28 @@ def mapping_to_yaml(values: Mapping[str, Any]) -> str:
 def config_to_yaml(config: TrainConfig) -> str:
     """The config as YAML text, one key per line, in declaration order."""
     return mapping_to_yaml(config.to_dict())
+
+
+#: The data pipeline of run folders written before ``data_pipeline`` existed: they trained with the
+#: DataLoader, so that is what their stored configs mean.
+LEGACY_DATA_PIPELINE = "loader"
+
+
+def stored_config(values: Mapping[str, Any], where: str = "the stored configuration") -> TrainConfig:
+    """The :class:`TrainConfig` a run folder or checkpoint recorded (``config.yaml``, ``checkpoint.json``).
+
+    A config written before a key existed means what freqtail did then: without ``data_pipeline`` it
+    is :data:`LEGACY_DATA_PIPELINE`.
+    """
+    return config_from_dict({"data_pipeline": LEGACY_DATA_PIPELINE, **dict(values)}, where=where)
+
+
+def adopt_stored_data_pipeline(config: TrainConfig, stored: TrainConfig | None) -> TrainConfig:
+    """``data_pipeline: auto`` continues a run with the pipeline it was trained with (so a resumed run
+    draws the same images); an explicit choice is kept (and compared like any other key)."""
+    if stored is None or config.data_pipeline != "auto":
+        return config
+    return config.replace(data_pipeline=stored.data_pipeline)
 
 
 def config_differences(a: TrainConfig, b: TrainConfig) -> list[str]:

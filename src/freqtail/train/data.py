@@ -8,7 +8,10 @@ Reproducibility contract (what makes ``--resume`` bit-exact and N processes equa
 * the sampler yields ``(epoch, index)`` keys, and :class:`SeededItems` draws the augmentation of
   sample ``index`` in epoch ``e`` from torch's RNG seeded with ``(seed, e, index)``, saving and
   restoring the RNG around it — independent of workers, processes and batches;
-* each item also carries a per-sample seed for the attack's random start.
+* each item also carries a per-sample seed for the attack's random start;
+* with ``data_pipeline: device`` the same ``(epoch, index)`` keys feed
+  :class:`freqtail.train.device_data.DeviceTrainData`, which makes whole batches on the training
+  device with its own counter-based per-sample draws (and the same attack-start seeds).
 
 Model selection on held-out images (``selection: val``): :func:`held_out_indices` picks
 ``val_subset`` training images, seeded and class-stratified in proportion to the classes

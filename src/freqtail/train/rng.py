@@ -2,9 +2,9 @@
 
 Every random choice of a run is a pure function of the run's seed and *where* it happens:
 the order of an epoch's samples of ``(seed, epoch)``, the augmentation of one sample of
-``(seed, epoch, index)``, an attack's random start of ``(seed, epoch, index)``. So a resumed run
-draws exactly what the uninterrupted run drew, whatever the number of DataLoader workers or
-(for the data) processes.
+``(seed, epoch, index)`` (on the device: the rule of :mod:`freqtail.train.device_data`), an
+attack's random start of ``(seed, epoch, index)``. So a resumed run draws exactly what the
+uninterrupted run drew, whatever the number of DataLoader workers or (for the data) processes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,17 @@ import numpy as np
 import torch
 
 #: Streams derived from one run seed; the number is mixed into the seed so streams never collide.
-STREAMS = {"init": 1, "sampler": 2, "sample": 3, "epoch": 5, "eval": 6, "subset": 7, "loader": 8, "val": 9}
+STREAMS = {
+    "init": 1,
+    "sampler": 2,
+    "sample": 3,
+    "epoch": 5,
+    "eval": 6,
+    "subset": 7,
+    "loader": 8,
+    "val": 9,
+    "augment": 10,
+}
 
 
 def derive_seeds(seed: int, stream: str, *keys: int, count: int = 1) -> list[int]:

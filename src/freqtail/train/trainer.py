@@ -49,10 +49,11 @@ from freqtail.train.checkpoint import (
 from freqtail.train.config import (
     RUNTIME_KEYS,
     TrainConfig,
+    adopt_stored_data_pipeline,
     config_differences,
-    config_from_dict,
     config_to_yaml,
     read_config_file,
+    stored_config,
 )
 from freqtail.train.rng import capture_rng_state, derive_seed, restore_rng_state, seed_everything
 
@@ -85,7 +86,7 @@ class TrainResult:
 # ----------------------------------------------------------------------------- run folder
 def _stored_config(run_dir: Path) -> TrainConfig | None:
     try:
-        return config_from_dict(read_config_file(run_dir / CONFIG_FILE), where=f"{run_dir / CONFIG_FILE}")
+        return stored_config(read_config_file(run_dir / CONFIG_FILE), where=f"{run_dir / CONFIG_FILE}")
     except ConfigError:
         return None
 
@@ -384,12 +385,18 @@ class Trainer:
             build_val_data,
             train_loader,
         )
+        from freqtail.train.device_data import build_device_train_data
         from freqtail.train.objectives import Branches, build_objective
+        from freqtail.train.pipeline import resolve_data_pipeline
         from freqtail.train.schedules import schedule_from_config
 
         c, device = self.config, self.dist.device
-        base_train = self._main_first(lambda: build_train_data(c))
-        self.train_data = SeededItems(base_train, c.seed)
+        self.data_pipeline = resolve_data_pipeline(c)
+        if self.data_pipeline == "device":  # whole batches, made on the device
+            self.train_data = base_train = self._main_first(lambda: build_device_train_data(c, device))
+        else:
+            base_train = self._main_first(lambda: build_train_data(c))
+            self.train_data = SeededItems(base_train, c.seed)
         self.test_data = self._main_first(lambda: build_test_data(c))
         self.val_data = self._main_first(lambda: build_val_data(c))
         num_classes = base_train.num_classes
@@ -435,8 +442,12 @@ class Trainer:
             seed=c.seed,
             drop_last=c.drop_last,
         )
-        self.loader = train_loader(
-            self.train_data, self.sampler, self.per_rank_batch, c, pin_memory=device.type == "cuda"
+        self.loader = (
+            train_loader(
+                self.train_data, self.sampler, self.per_rank_batch, c, pin_memory=device.type == "cuda"
+            )
+            if self.data_pipeline == "loader"
+            else None
         )
         per_rank = self.sampler.num_samples
         self.steps_per_epoch = (
@@ -585,7 +596,7 @@ class Trainer:
         """Load checkpoint ``name``; returns (already complete, accumulator of a partial epoch)."""
         checkpoint = load_checkpoint(self.checkpoints_dir / name)
         info = checkpoint.info
-        if info.get("config") is None or config_differences(config_from_dict(info["config"]), self.config):
+        if info.get("config") is None or config_differences(stored_config(info["config"]), self.config):
             raise CheckpointError(
                 f"The last checkpoint in {self.run_dir} was written by a different config; "
                 "pass --force to start over."
@@ -727,7 +738,10 @@ class Trainer:
             )
 
     def _epoch_batches(self, skip_batches: int) -> Iterator:
+        """The epoch in progress as ``(inputs, labels, attack-start seeds)`` after ``skip_batches``."""
         self.sampler.set_epoch(self.epoch, skip_batches * self.per_rank_batch)
+        if self.loader is None:
+            return self.train_data.batches(self.sampler, self.per_rank_batch, self.config.drop_last)
         return iter(self.loader)
 
     def _lock_run_dir(self):
@@ -1016,6 +1030,8 @@ def train(
             (see :func:`plan_run`), or a checkpoint that does not fit.
     """
     joined_here = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    if resume:  # continue with the data pipeline the run was trained with
+        config = adopt_stored_data_pipeline(config, _stored_config(Path(run_dir)))
     info = D.init_distributed(config.device)
     try:
         return Trainer(config, run_dir, info, log=log, callbacks=callbacks).run(resume=resume, force=force)
