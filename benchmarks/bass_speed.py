@@ -1,18 +1,29 @@
-"""How fast is BaSS, and how much memory does a CIFAR-sized conversion take?
+"""How fast is BaSS against the FFTs it cannot avoid, and how much memory does a conversion take?
 
-Prints, single-threaded on the CPU, for batches of natural-image crops at 32x32, 128x128 and
-224x224 (RGB):
+Single-threaded on the CPU, natural-image crops (RGB) at 32x32, 128x128 and 224x224. Every ratio
+is measured within one run, the compared functions timed in turn within every repeat (best of the
+repeats), so that background load on a shared machine hits both sides alike. It prints the ratios
+of the speed goals and whether each is met:
 
-* microseconds per image for an FFT round trip (``rfft2`` + ``irfft2``, the floor any BaSS pays),
-  for :func:`freqtail.bass.balance_spectrum_tensor` (float32 and float64), and for a plain
-  per-image, per-channel numpy implementation of the published algorithm;
-* BaSS / FFT round trip and numpy / BaSS ratios;
-* peak resident memory (``VmHWM``, else ``ru_maxrss``) of a fresh process converting 50,000 32x32 RGB uint8
-  images with :func:`freqtail.bass.convert_uint8_images`, and the same process's RSS before the
-  conversion (Python + torch + the input and output arrays).
+* **uint8 path / float64 FFT round trip**: :func:`freqtail.bass.balance_spectrum` on a uint8
+  numpy (N, H, W, C) array, and :func:`freqtail.bass.convert_uint8_images` on the same array,
+  per image, over a float64 ``rfft2`` + ``irfft2`` of the same images done in chunks of 256
+  (the images already float64 (N, C, H, W)); goal <= 3 at every size.
+* **published per-image code / uint8 path** at 32x32: :func:`numpy_bass`, the plain per-image,
+  per-channel numpy implementation of the published algorithm, over ``balance_spectrum``;
+  goal >= 6.
+* **float32 tensor path / float32 FFT round trip**: :func:`freqtail.bass.balance_spectrum_tensor`
+  on a float32 (N, C, H, W) batch in [0, 1] over ``rfft2`` + ``irfft2`` of the same batch in one
+  call; goal <= 2 at every size.
 
-Run: ``OMP_NUM_THREADS=1 python benchmarks/bass_speed.py`` (``--quick`` for a shorter run,
-``--skip-memory`` to leave out the 50,000-image conversion).
+It also prints the peak resident memory (``VmHWM``, else ``ru_maxrss``) of a fresh process
+converting 50,000 memory-mapped 32x32 RGB uint8 images with ``convert_uint8_images``, and that
+process's RSS before the conversion (Python + torch + nothing else).
+
+Run: ``OMP_NUM_THREADS=1 python benchmarks/bass_speed.py`` (about 40 s). ``--quick``: 6 repeats
+instead of 30 and one memory run (about 15 s); ``--json``: one JSON object instead of the text;
+``--skip-memory``: no 50,000-image conversion; ``--sweep``: also the paths at several
+:data:`freqtail.bass.core.CHUNK_BYTES`.
 """
 
 from __future__ import annotations
@@ -24,38 +35,45 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from freqtail.bass import balance_spectrum_tensor
+from freqtail.bass import balance_spectrum, balance_spectrum_tensor, convert_uint8_images
+from freqtail.bass import core as bass_core
 from freqtail.bass.convert import DEFAULT_CHUNK_SIZE
 from freqtail.sample_photos import photo_crops
 
-SIZES = ((32, 256), (128, 32), (224, 16))  # (side, batch size)
+#: (side, images for the uint8 paths, images in the float32 batch).
+SIZES = ((32, 512, 256), (128, 64, 32), (224, 32, 16))
+#: Images per float64 FFT round trip call in the uint8 goal's baseline.
+ROUND_TRIP_CHUNK = 256
+#: Crops timed with the published per-image code (it is slow).
+PUBLISHED_IMAGES = 32
+#: The goals: an upper bound on the two "over FFT" ratios, a lower bound on the published one.
+GOALS = {"uint8_over_fft64": 3.0, "published_over_uint8": 6.0, "float32_over_fft32": 2.0}
 
 
-def best_seconds(fns: dict, repeats: int, inner: int) -> dict:
-    """Best-of-``repeats`` mean wall time of ``inner`` calls of each function.
-
-    The functions are timed in turn within every repeat, so that all of them see the same
-    background load: on a shared machine the ratios stay meaningful even when the absolute
-    times wander.
-    """
+def best_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Best-of-``repeats`` wall time of one call of each function, the functions timed in turn."""
     for fn in fns.values():
         fn()
     best = dict.fromkeys(fns, float("inf"))
     for _ in range(repeats):
         for name, fn in fns.items():
             start = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            best[name] = min(best[name], (time.perf_counter() - start) / inner)
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
 def numpy_bass(image: np.ndarray) -> np.ndarray:
-    """Plain per-image, per-channel numpy BaSS (full-plane fft2/fftshift), for the speed comparison."""
+    """The published algorithm, per image and per channel in plain numpy (full-plane fft2/fftshift).
+
+    uint8 (H, W, C) -> uint8 (H, W, C). The same transcription as ``reference_channel`` in
+    ``tests/test_bass.py``, without its options.
+    """
     h, w, channels = image.shape
     rows, cols = np.indices((h, w))
     band = np.floor(np.hypot(rows - h // 2, cols - w // 2)).astype(np.int64)
@@ -79,42 +97,119 @@ def numpy_bass(image: np.ndarray) -> np.ndarray:
     return out
 
 
-def measure_size(side: int, batch: int, repeats: int, inner: int) -> dict:
-    """Time the FFT round trip, BaSS (float32, float64) and plain numpy on ``batch`` crops of ``side``."""
-    crops = photo_crops(side, max(1, batch // 16))[:batch]
-    x32 = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255.0).contiguous()
-    x64 = x32.double()
-    n = x32.shape[0]
-    times = best_seconds(
-        {
-            "fft32": lambda: torch.fft.irfft2(torch.fft.rfft2(x32), s=(side, side)),
-            "bass32": lambda: balance_spectrum_tensor(x32),
-            "fft64": lambda: torch.fft.irfft2(torch.fft.rfft2(x64), s=(side, side)),
-            "bass64": lambda: balance_spectrum_tensor(x64),
-        },
-        repeats,
-        inner,
-    )
-    fft32, bass32, fft64, bass64 = (times[k] / n for k in ("fft32", "bass32", "fft64", "bass64"))
-    few = crops[: min(n, 16)]
-    plain = best_seconds({"numpy": lambda: [numpy_bass(image) for image in few]}, 3, 1)["numpy"] / len(few)
+def crops_of(side: int, n: int) -> np.ndarray:
+    """uint8 (n, side, side, 3) natural crops (the embedded photos' crops, repeated if needed)."""
+    crops = photo_crops(side, max(1, -(-n // 16)))
+    return np.ascontiguousarray(np.resize(crops, (n, side, side, 3)))
+
+
+def round_trip(x: torch.Tensor, chunk: int | None = None) -> None:
+    """``irfft2(rfft2(x))`` of float (N, C, H, W), in calls of ``chunk`` images (all at once if None)."""
+    size = x.shape[-2:]
+    chunk = chunk or len(x)
+    for start in range(0, len(x), chunk):
+        torch.fft.irfft2(torch.fft.rfft2(x[start : start + chunk]), s=size)
+
+
+def measure_size(side: int, n_uint8: int, n_float: int, repeats: int) -> dict[str, float]:
+    """Microseconds per image at one size, every function timed in turn within every repeat.
+
+    Keys: ``fft64`` (the float64 round trip in chunks of 256), ``balance_spectrum`` (uint8 numpy),
+    ``convert_uint8_images``, ``fft32`` (the float32 round trip), ``balance_spectrum_tensor``
+    (float32), and at 32x32 ``published`` (:func:`numpy_bass`, per image).
+    """
+    images = crops_of(side, n_uint8)
+    x64 = torch.from_numpy(images).permute(0, 3, 1, 2).to(torch.float64).contiguous()
+    x32 = x64[:n_float].div(255.0).float().contiguous()
+    few = images[:PUBLISHED_IMAGES]
+    fns = {
+        "fft64": lambda: round_trip(x64, ROUND_TRIP_CHUNK),
+        "balance_spectrum": lambda: balance_spectrum(images),
+        "convert_uint8_images": lambda: convert_uint8_images(images),
+        "fft32": lambda: round_trip(x32),
+        "balance_spectrum_tensor": lambda: balance_spectrum_tensor(x32),
+    }
+    if side == 32:
+        fns["published"] = lambda: [numpy_bass(image) for image in few]
+    count = {"fft32": n_float, "balance_spectrum_tensor": n_float, "published": len(few)}
+    seconds = best_seconds(fns, repeats)
+    return {name: round(t / count.get(name, n_uint8) * 1e6, 2) for name, t in seconds.items()}
+
+
+def report_of(times: dict[str, dict[str, float]], repeats: int) -> dict:
+    """The goal ratios, whether each goal is met, and the times behind them (one JSON object)."""
+    uint8: dict[str, dict[str, float]] = {}
+    published: dict[str, float] = {}
+    float32: dict[str, float] = {}
+    for size, us in times.items():
+        uint8[size] = {
+            name: round(us[name] / us["fft64"], 2) for name in ("balance_spectrum", "convert_uint8_images")
+        }
+        float32[size] = round(us["balance_spectrum_tensor"] / us["fft32"], 2)
+        if "published" in us:
+            published[size] = round(us["published"] / us["balance_spectrum"], 1)
+    worst = {
+        "uint8_over_fft64": max(max(r.values()) for r in uint8.values()),
+        "published_over_uint8": min(published.values()),
+        "float32_over_fft32": max(float32.values()),
+    }
+    goals = {}
+    for name, bound in GOALS.items():
+        at_least = name == "published_over_uint8"
+        goals[name] = {
+            "bound": f"{'>=' if at_least else '<='} {bound:g}",
+            "worst": worst[name],
+            "met": worst[name] >= bound if at_least else worst[name] <= bound,
+        }
     return {
-        "size": f"{side}x{side}",
-        "batch": n,
-        "fft_round_trip_us": round(fft32 * 1e6, 1),
-        "bass_float32_us": round(bass32 * 1e6, 1),
-        "ratio_float32": round(bass32 / fft32, 2),
-        "fft_round_trip_float64_us": round(fft64 * 1e6, 1),
-        "bass_float64_us": round(bass64 * 1e6, 1),
-        "ratio_float64": round(bass64 / fft64, 2),
-        "numpy_per_image_us": round(plain * 1e6, 1),
-        "numpy_over_bass_float32": round(plain / bass32, 1),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "repeats": repeats,
+        "images": {f"{side}x{side}": {"uint8": nu, "float32": nf} for side, nu, nf in SIZES},
+        "ratios": {
+            "uint8_over_fft64": uint8,
+            "published_over_uint8": published,
+            "float32_over_fft32": float32,
+        },
+        "goals": goals,
+        "us_per_image": times,
     }
 
 
-def speed(quick: bool) -> list[dict]:
-    repeats, inner = (3, 2) if quick else (15, 3)
-    return [measure_size(side, batch, repeats, inner) for side, batch in SIZES]
+def sweep(repeats: int) -> list[dict]:
+    """The uint8 and float32 paths over their FFT round trips at chunk budgets of 2^18 .. 2^24 bytes."""
+    rows = []
+    default = bass_core.CHUNK_BYTES
+    try:
+        for side, n_uint8, n_float in SIZES:
+            images = crops_of(side, n_uint8)
+            x64 = torch.from_numpy(images).permute(0, 3, 1, 2).to(torch.float64).contiguous()
+            x32 = x64[:n_float].div(255.0).float().contiguous()
+            fns: dict[str, Callable[[], object]] = {
+                "fft64": lambda x64=x64: round_trip(x64, ROUND_TRIP_CHUNK),
+                "fft32": lambda x32=x32: round_trip(x32),
+            }
+            for shift in range(18, 25):
+
+                def uint8_path(images=images, shift=shift):
+                    bass_core.CHUNK_BYTES = 1 << shift
+                    balance_spectrum(images)
+
+                def float_path(x32=x32, shift=shift):
+                    bass_core.CHUNK_BYTES = 1 << shift
+                    balance_spectrum_tensor(x32)
+
+                fns[f"uint8@2^{shift}"] = uint8_path
+                fns[f"float32@2^{shift}"] = float_path
+            seconds = best_seconds(fns, repeats)
+            row = {"size": f"{side}x{side}"}
+            for name, t in seconds.items():
+                if "@" in name:
+                    row[name] = round(t / seconds["fft64" if name.startswith("uint8") else "fft32"], 2)
+            rows.append(row)
+    finally:
+        bass_core.CHUNK_BYTES = default
+    return rows
 
 
 _MEMORY_CHILD = """
@@ -166,35 +261,66 @@ def memory(chunk_size: int) -> dict:
             check=True,
             env={**os.environ, "OMP_NUM_THREADS": "1"},
         )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return {"chunk_size": chunk_size, **json.loads(result.stdout.strip().splitlines()[-1])}
+
+
+def print_text(report: dict) -> None:
+    print(
+        f"torch {report['torch']}, {report['threads']} thread, best of {report['repeats']} interleaved "
+        "repeats, natural RGB crops; µs per image"
+    )
+    print(
+        f"{'size':>8} {'fft64':>8} {'uint8':>8} {'convert':>8} {'uint8/fft64':>12} "
+        f"{'fft32':>7} {'float32':>8} {'f32/fft32':>9} {'published':>10} {'pub/uint8':>9}"
+    )
+    ratios = report["ratios"]
+    for size, us in report["us_per_image"].items():
+        uint8 = ratios["uint8_over_fft64"][size]
+        published = (
+            f"{us['published']:>10} {ratios['published_over_uint8'][size]:>9}" if "published" in us else ""
+        )
+        print(
+            f"{size:>8} {us['fft64']:>8} {us['balance_spectrum']:>8} {us['convert_uint8_images']:>8} "
+            f"{uint8['balance_spectrum']:>6}/{uint8['convert_uint8_images']:<5} {us['fft32']:>7} "
+            f"{us['balance_spectrum_tensor']:>8} {ratios['float32_over_fft32'][size]:>9} {published}"
+        )
+    print(
+        "uint8: balance_spectrum on uint8 (N, H, W, C); convert: convert_uint8_images; fft64: float64 "
+        "rfft2 + irfft2 in chunks of 256 (uint8/fft64 gives both); float32: balance_spectrum_tensor; "
+        "fft32: its batch's round trip; published: the plain per-image numpy code"
+    )
+    for name, goal in report["goals"].items():
+        print(f"goal {name} {goal['bound']}: {'met' if goal['met'] else 'NOT met'} (worst {goal['worst']})")
+    for row in report.get("sweep", []):
+        print(f"chunk sweep {row['size']}: " + " ".join(f"{k}={v}" for k, v in row.items() if "@" in k))
+    for mem in report.get("memory", []):
+        print(
+            f"convert_uint8_images(chunk_size={mem['chunk_size']}), {mem['images']} memory-mapped 32x32x3 "
+            f"uint8 images: {mem['seconds']} s, peak RSS {mem['peak_rss_mib']} MiB "
+            f"(after imports {mem['rss_after_import_mib']} MiB), {mem['degenerate']} degenerate"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats")
-    parser.add_argument("--skip-memory", action="store_true", help="skip the 50,000-image conversion")
+    parser.add_argument("--quick", action="store_true", help="6 repeats instead of 30, one memory run")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--skip-memory", action="store_true", help="skip the 50,000-image conversions")
+    parser.add_argument("--sweep", action="store_true", help="also time several chunk budgets")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, 1 thread, best of repeated runs; microseconds per RGB image")
-    header = (
-        f"{'size':>8} {'batch':>5} {'fft rt':>9} {'BaSS f32':>9} {'ratio':>6} "
-        f"{'fft rt64':>9} {'BaSS f64':>9} {'ratio':>6} {'numpy':>10} {'numpy/BaSS':>10}"
-    )
-    print(header)
-    for row in speed(args.quick):
-        print(
-            f"{row['size']:>8} {row['batch']:>5} {row['fft_round_trip_us']:>9} {row['bass_float32_us']:>9} "
-            f"{row['ratio_float32']:>6} {row['fft_round_trip_float64_us']:>9} {row['bass_float64_us']:>9} "
-            f"{row['ratio_float64']:>6} {row['numpy_per_image_us']:>10} {row['numpy_over_bass_float32']:>10}"
-        )
+    repeats = 6 if args.quick else 30
+    times = {f"{side}x{side}": measure_size(side, nu, nf, repeats) for side, nu, nf in SIZES}
+    report = report_of(times, repeats)
+    if args.sweep:
+        report["sweep"] = sweep(repeats)
     if not args.skip_memory:
-        for chunk_size in (DEFAULT_CHUNK_SIZE, 4 * DEFAULT_CHUNK_SIZE):
-            mem = memory(chunk_size)
-            print(
-                f"convert_uint8_images(chunk_size={chunk_size}), {mem['images']} memory-mapped 32x32x3 "
-                f"uint8 images: {mem['seconds']} s, peak RSS {mem['peak_rss_mib']} MiB "
-                f"(after imports {mem['rss_after_import_mib']} MiB), {mem['degenerate']} degenerate"
-            )
+        chunk_sizes = (DEFAULT_CHUNK_SIZE,) if args.quick else (16, DEFAULT_CHUNK_SIZE)
+        report["memory"] = [memory(chunk_size) for chunk_size in chunk_sizes]
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print_text(report)
 
 
 if __name__ == "__main__":

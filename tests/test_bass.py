@@ -25,6 +25,7 @@ from freqtail.bass import (
     bass_weights,
     convert_uint8_images,
 )
+from freqtail.bass import core as bass_core
 from freqtail.errors import InputError
 from freqtail.spectrum import band_map, band_power, num_bands
 
@@ -740,6 +741,178 @@ def test_convert_uint8_images_in_chunks(tmp_path, crops32, capsys):
     np.testing.assert_array_equal(single, whole[0])
     with pytest.raises(InputError):
         convert_uint8_images(images, chunk_size=0)
+
+
+# ----------------------------------------------------------------------------- chunking
+
+
+def mixed_batch(natural_crops, n, size=32, channels=3):
+    """uint8 (n, H, W, C) natural crops with, spread over the batch, every special case: a zero,
+    a flat and a dim-dot channel (degenerate), a bright dot on black (ties with DC), a step edge
+    (an amplitude above DC / 2: the tie check must not misfire), and 0/1 noise."""
+    crops = natural_crops(size, max(1, -(-n // 16)), seed=6)
+    images = np.ascontiguousarray(np.resize(crops, (n, *crops.shape[1:3], 3))[..., :channels])
+    h = images.shape[1]
+    for i in range(0, n, 7):
+        kind = (i // 7) % 6
+        if kind == 0:
+            images[i, ..., 0] = 0
+        elif kind == 1:
+            images[i, ..., -1] = 37
+        elif kind == 2:
+            images[i] = 0
+            images[i, 3, 4] = 1
+        elif kind == 3:
+            images[i] = 0
+            images[i, 5, 7] = 255
+        elif kind == 4:
+            images[i, : h // 2] = 0
+            images[i, h // 2 :] = 255
+        else:
+            images[i, ..., 0] = np.random.default_rng(i).integers(0, 2, images.shape[1:3])
+    return images
+
+
+def unchunked_uint8(images_nhwc, strength=1.0, profile="amplitude"):
+    """The core on the whole batch in one call (no chunking): uint8 (N, H, W, C), degenerate (N, C)."""
+    x = torch.from_numpy(images_nhwc).permute(0, 3, 1, 2).to(torch.float64).contiguous()
+    out, degenerate = bass_core.balance_batch(x, strength, profile, 1.0)
+    return out.to(torch.uint8).permute(0, 2, 3, 1).numpy(), degenerate.numpy()
+
+
+@pytest.fixture
+def chunk_bytes(monkeypatch):
+    """``chunk_bytes(images, image)``: make CPU chunks hold ``images`` images like ``image``."""
+
+    def set_chunk(images, image):
+        monkeypatch.setattr(bass_core, "CHUNK_BYTES", images * image.numel() * image.element_size())
+
+    return set_chunk
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_uint8_conversion_is_the_same_in_any_chunking(natural_crops, channels):
+    images = mixed_batch(natural_crops, 300, channels=channels)  # default chunks: 4 of 75 images
+    expected, expected_degenerate = unchunked_uint8(images)
+    assert expected_degenerate.any() and not expected_degenerate.all()
+    for chunk_size in (1, 2, 7, 64, 256):
+        converted, n_images, n_channels = convert_uint8_images(
+            images, chunk_size=chunk_size, count_channels=True
+        )
+        np.testing.assert_array_equal(converted, expected)
+        assert (n_images, n_channels) == (
+            int(expected_degenerate.any(1).sum()),
+            int(expected_degenerate.sum()),
+        )
+    out, degenerate = balance_spectrum(images, return_degenerate="channels")
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(degenerate, expected_degenerate)
+    for i in (0, 7, 21, 299):  # an image alone (N = 1) gives what it gives in the batch
+        alone, alone_degenerate = balance_spectrum(images[i], return_degenerate="channels")
+        np.testing.assert_array_equal(alone, expected[i])
+        np.testing.assert_array_equal(alone_degenerate[0], expected_degenerate[i])
+
+
+def test_uint8_tensors_are_the_same_in_any_chunking(natural_crops, chunk_bytes):
+    images = mixed_batch(natural_crops, 40)
+    expected, expected_degenerate = unchunked_uint8(images)
+    nchw = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    for per_chunk in (1, 3, 40, 1000):
+        chunk_bytes(per_chunk, nchw[0].double())
+        out, degenerate = balance_spectrum(nchw, return_degenerate="channels")
+        assert out.dtype == torch.uint8
+        np.testing.assert_array_equal(out.permute(0, 2, 3, 1).numpy(), expected)
+        np.testing.assert_array_equal(degenerate.numpy(), expected_degenerate)
+        np.testing.assert_array_equal(balance_spectrum(images), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "options", [{}, {"profile": "power"}, {"strength": 0.3}, {"strength": 0.5, "profile": "power"}]
+)
+def test_float_batches_are_the_same_in_any_chunking(natural_crops, chunk_bytes, dtype, options):
+    images = mixed_batch(natural_crops, 30, size=(33, 27))
+    x = to_float_nchw(images, dtype)
+    strength, profile = options.get("strength", 1.0), options.get("profile", "amplitude")
+    expected, expected_degenerate = bass_core.balance_batch(x, strength, profile, 255.0)
+    assert expected_degenerate.any()
+    for per_chunk in (1, 4, 7, 30):
+        chunk_bytes(per_chunk, x[0])
+        out, degenerate = balance_spectrum_tensor(x, per_channel=True, **options)
+        assert torch.equal(out, expected) and torch.equal(degenerate, expected_degenerate)
+    # Each image alone, and a channels-last copy of the batch, give the same bits.
+    alone = torch.cat([balance_spectrum_tensor(x[i : i + 1], **options)[0] for i in range(len(x))])
+    assert torch.equal(alone, expected)
+    channels_last = x.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(balance_spectrum_tensor(channels_last, **options)[0], expected)
+
+
+def test_single_channel_images_are_the_same_alone(natural_crops):
+    # A lone channel takes another FFT code path in MKL; BaSS transforms it beside a copy.
+    images = mixed_batch(natural_crops, 12, channels=1)
+    x = to_float_nchw(images)
+    batch, _ = balance_spectrum_tensor(x)
+    for i in range(len(x)):
+        assert torch.equal(balance_spectrum_tensor(x[i : i + 1])[0], batch[i : i + 1])
+    gray = Image.fromarray(images[2, ..., 0])
+    np.testing.assert_array_equal(np.asarray(balance_spectrum(gray)), balance_spectrum(images)[2, ..., 0])
+
+
+def test_chunked_gradients_equal_unchunked(natural_crops, chunk_bytes):
+    x = to_float_nchw(mixed_batch(natural_crops, 9))
+    upstream = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(0))
+    results = []
+    for per_chunk in (9, 2):
+        chunk_bytes(per_chunk, x[0])
+        leaf = x.clone().requires_grad_()
+        out, _ = balance_spectrum_tensor(leaf)
+        (grad,) = torch.autograd.grad((out * upstream).sum(), leaf)
+        assert torch.isfinite(grad).all()
+        results.append((out.detach(), grad))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("size, most", [(32, 85), (128, 5), (224, 1)])
+def test_chunks_bound_the_working_memory(monkeypatch, size, most):
+    # Every step transforms less than twice CHUNK_BYTES of float64 (or one image), whatever N and
+    # chunk_size; the memory benchmark shows the resulting peak (benchmarks/bass_speed.py).
+    steps = []
+    real = bass_core.balance_batch
+
+    def recording(x, *args, **kwargs):
+        steps.append(x.shape[0])
+        assert x.shape[0] == 1 or x.numel() * x.element_size() < 2 * bass_core.CHUNK_BYTES
+        return real(x, *args, **kwargs)
+
+    monkeypatch.setattr("freqtail.bass.convert.balance_batch", recording)
+    images = np.zeros((3 * most + 1, size, size, 3), dtype=np.uint8)
+    convert_uint8_images(images)
+    assert max(steps) <= most and sum(steps) == len(images)
+    steps.clear()
+    convert_uint8_images(images, chunk_size=2)
+    assert max(steps) <= 2 and sum(steps) == len(images)
+    steps.clear()
+    balance_spectrum(images)
+    assert max(steps) <= most and sum(steps) == len(images)
+
+
+def test_non_finite_values_are_found_in_any_chunk(chunk_bytes):
+    x = torch.rand(20, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    chunk_bytes(4, x[0])
+    for bad in (float("nan"), float("inf")):
+        y = x.clone()
+        y[17, 1, 3, 4] = bad
+        with pytest.raises(InputError, match="NaN or infinite"):
+            balance_spectrum_tensor(y)
+        with pytest.raises(InputError, match="NaN or infinite"):
+            bass_weights(y)
+        with pytest.raises(InputError, match="NaN or infinite"):
+            balance_spectrum_tensor(y, strength=0.0)
+    # Finite values too large for the sums are not an error: those channels are left unchanged.
+    huge = x.clone()
+    huge[3, 0] = 3e38
+    out, degenerate = balance_spectrum_tensor(huge, per_channel=True)
+    assert degenerate[3, 0] and torch.equal(out[3, 0], huge[3, 0]) and torch.isfinite(out).all()
 
 
 def test_top_level_exports_are_lazy():

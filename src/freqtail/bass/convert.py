@@ -11,31 +11,83 @@ from typing import Any
 import numpy as np
 import torch
 
-from freqtail.bass.core import balance_spectrum_tensor
+from freqtail.bass.core import (
+    balance_batch,
+    balance_spectrum_tensor,
+    check_profile,
+    check_strength,
+    chunk_length,
+)
 from freqtail.checks import check_int
 from freqtail.errors import InputError
 from freqtail.images import check_uint8_images
 
-#: Images per chunk in :func:`convert_uint8_images`: ~60 MiB of working memory at 32x32 RGB (measured).
+#: Most images per step in :func:`convert_uint8_images` (fewer for large images, see
+#: :func:`freqtail.bass.core.chunk_length`).
 DEFAULT_CHUNK_SIZE = 256
 
 
-def _balance_uint8_nchw(
-    images: torch.Tensor, strength: float, profile: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 (N, C, H, W) tensor -> (uint8 (N, C, H, W), degenerate channels bool (N, C)), float64 inside."""
-    values = images.to(torch.float64)
-    out, degenerate = balance_spectrum_tensor(values, strength, profile=profile, scale=1.0, per_channel=True)
-    # Values are already clipped to [0, 255]; the cast truncates toward zero like numpy's uint8().
-    return out.to(torch.uint8), degenerate
+def _convert_uint8(
+    images: np.ndarray | torch.Tensor,
+    strength: float,
+    profile: str,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    bar: Any = None,
+) -> tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]:
+    """BaSS of uint8 images, chunk by chunk, in float64 on the 0..255 scale: every uint8 path.
 
+    Args:
+        images: uint8 numpy (N, H, W, C), which may be a read-only memory map (one chunk at a time
+            is read), or a uint8 tensor (N, C, H, W) on any device.
+        strength: in [0, 1]. profile: one of :data:`~freqtail.bass.core.PROFILES`.
+        chunk_size: at most this many images per step on a CPU, where steps also hold less
+            than twice :data:`~freqtail.bass.core.CHUNK_BYTES` of float64 (or one image), see
+            :func:`~freqtail.bass.core.chunk_length`; the result does not depend on it. A GPU
+            tensor is converted in one step.
+        bar: a progress bar with ``update(n_images)``, or None.
 
-def _balance_uint8_numpy(images: np.ndarray, strength: float, profile: str) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 (N, H, W, C) numpy -> (uint8 (N, H, W, C), degenerate channels bool (N, C))."""
-    # A writable C-contiguous copy only when needed (read-only memory maps, views).
-    nchw = torch.from_numpy(np.require(images, requirements=("C", "W"))).permute(0, 3, 1, 2)
-    out, degenerate = _balance_uint8_nchw(nchw, strength, profile)
-    return out.permute(0, 2, 3, 1).contiguous().numpy(), degenerate.numpy()
+    Returns:
+        ``(out, degenerate)``: out a new uint8 array (N, H, W, C) or tensor (N, C, H, W), truncated
+        as the published code does (``uint8(clip(x'))``); degenerate bool (N, C), numpy or torch
+        like ``images``.
+    """
+    strength, profile = check_strength(strength), check_profile(profile)
+    channels_last = isinstance(images, np.ndarray)
+    if channels_last:
+        n, h, w, c = images.shape
+        out = np.empty(images.shape, dtype=np.uint8)
+        target = torch.from_numpy(out).permute(0, 3, 1, 2)  # (N, C, H, W) view of the output
+        device = torch.device("cpu")
+    else:
+        n, c, h, w = images.shape
+        out = target = torch.empty(images.shape, dtype=torch.uint8, device=images.device)
+        device = images.device
+    degenerate = torch.zeros((n, c), dtype=torch.bool, device=device)
+    step = chunk_length(n, c * h * w * 8, chunk_size) if device.type == "cpu" else n  # float64
+    values = torch.empty((step, c, h, w), dtype=torch.float64, device=device)
+    result = torch.empty_like(values)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        chunk = values[: stop - start]
+        if channels_last:  # numpy reads a memory map without a writable copy; the cast is exact
+            np.copyto(chunk.numpy().transpose(0, 2, 3, 1), images[start:stop], casting="unsafe")
+        else:
+            chunk.copy_(images[start:stop])
+        if strength == 0.0:
+            converted = chunk
+        else:
+            converted, degenerate[start:stop] = balance_batch(
+                chunk, strength, profile, 1.0, out=result[: stop - start], check_finite=False
+            )
+        # Values are clipped to [0, 255]: the cast truncates toward zero like numpy's uint8().
+        if channels_last:  # one plane at a time: faster than a 4-D transposing copy
+            for channel in range(c):
+                target[start:stop, channel].copy_(converted[:, channel])
+        else:
+            target[start:stop].copy_(converted)
+        if bar is not None:
+            bar.update(stop - start)
+    return out, (degenerate.numpy() if channels_last else degenerate)
 
 
 def _balance_pil(image: Any, strength: float, profile: str) -> tuple[Any, np.ndarray]:
@@ -48,7 +100,7 @@ def _balance_pil(image: Any, strength: float, profile: str) -> tuple[Any, np.nda
     array = np.asarray(image, dtype=np.uint8)
     if array.ndim == 2:
         array = array[:, :, None]
-    out, degenerate = _balance_uint8_numpy(array[None], strength, profile)
+    out, degenerate = _convert_uint8(array[None], strength, profile)
     out = out[0, :, :, 0] if image.mode == "L" else out[0]
     return Image.fromarray(out, mode=image.mode), degenerate[0]
 
@@ -60,7 +112,9 @@ def _balance_torch(x: torch.Tensor, strength: float, profile: str) -> tuple[torc
         )
     batch = x if x.ndim == 4 else x[None]
     if batch.dtype == torch.uint8:
-        out, degenerate = _balance_uint8_nchw(batch, strength, profile)
+        if not batch.numel():
+            raise InputError(f"The BaSS input tensor is empty (shape {tuple(batch.shape)}).")
+        out, degenerate = _convert_uint8(batch, strength, profile)
     elif batch.is_floating_point():
         out, degenerate = balance_spectrum_tensor(batch, strength, profile=profile, per_channel=True)
     else:
@@ -84,6 +138,9 @@ def balance_spectrum(
       rounded), on the input's device, differentiable;
     * uint8 torch (N, C, H, W) or (C, H, W) -> uint8 torch, truncated as published;
     * PIL image in mode L or RGB -> PIL image of the same mode.
+
+    Large batches are transformed in chunks on a CPU (:func:`freqtail.bass.core.chunk_length`);
+    no image's result depends on the batch it comes in, bit for bit.
 
     Args:
         x: the images.
@@ -118,7 +175,7 @@ def balance_spectrum(
         out, degenerate = _balance_torch(x, strength, profile)
     elif isinstance(x, np.ndarray):
         batch = check_uint8_images(x, "BaSS input images")
-        out, degenerate = _balance_uint8_numpy(batch, strength, profile)
+        out, degenerate = _convert_uint8(batch, strength, profile)
         out = out if x.ndim == 4 else out[0]
     else:
         raise InputError(
@@ -142,12 +199,17 @@ def convert_uint8_images(
 ) -> tuple[np.ndarray, int] | tuple[np.ndarray, int, int]:
     """Convert a large uint8 image array chunk by chunk; peak extra memory does not grow with N.
 
+    The same conversion as :func:`balance_spectrum` on the array, bit for bit.
+
     Args:
         images: uint8 (N, H, W, C) or (H, W, C), C in {1, 3}; may be a read-only memory map
             (only one chunk at a time is read into memory).
         strength: exponent in [0, 1] applied to the BaSS weights (1 = published).
-        chunk_size: images converted per step; working memory is about 80 bytes per value
-            (chunk_size * H * W * C), ~60 MiB at the default for 32x32 RGB.
+        chunk_size: at most this many images are converted per step; a step also holds at
+            most 2 MiB of float64 values (:data:`~freqtail.bass.core.CHUNK_BYTES`: 85 images of
+            32x32 RGB, one of 224x224) unless all the images hold less than 4 MiB. Peak working
+            memory is about 100 bytes per value of a step (measured: ~40 MiB for steps of 85
+            32x32 RGB images, ~20 MiB with ``chunk_size=16``). The result does not depend on it.
         progress: show a tqdm progress bar (images per second) on stderr.
         profile: ``"amplitude"`` (published) or ``"power"``.
         count_channels: also return how many channels (over all images) were left unchanged.
@@ -170,16 +232,8 @@ def convert_uint8_images(
 
     batch = check_uint8_images(images, "images to convert")
     chunk_size = check_int(chunk_size, "The BaSS chunk size", minimum=1)
-    total = batch.shape[0]
-    out = np.empty(batch.shape, dtype=np.uint8)
-    n_degenerate = n_channels = 0
-    with tqdm(total=total, unit="img", desc="BaSS", disable=not progress, dynamic_ncols=True) as bar:
-        for start in range(0, total, chunk_size):
-            stop = min(start + chunk_size, total)
-            converted, degenerate = _balance_uint8_numpy(np.asarray(batch[start:stop]), strength, profile)
-            out[start:stop] = converted
-            n_degenerate += int(degenerate.any(1).sum())
-            n_channels += int(degenerate.sum())
-            bar.update(stop - start)
+    with tqdm(total=len(batch), unit="img", desc="BaSS", disable=not progress, dynamic_ncols=True) as bar:
+        out, degenerate = _convert_uint8(batch, strength, profile, chunk_size, bar)
+    n_degenerate, n_channels = int(degenerate.any(1).sum()), int(degenerate.sum())
     converted = out if np.ndim(images) == 4 else out[0]
     return (converted, n_degenerate, n_channels) if count_channels else (converted, n_degenerate)
