@@ -1,6 +1,6 @@
 """Image layouts, validation and conversion, shared by every module.
 
-freqtail uses two layouts (DESIGN.md, Conventions):
+freqtail uses two layouts (docs/design.md, "Conventions"):
 
 * ``uint8`` channels-last, 0..255: numpy arrays (N, H, W, C) or (H, W, C), and PIL images;
 * float channels-first in [0, 1]: torch tensors (N, C, H, W).

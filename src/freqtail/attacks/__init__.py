@@ -1,4 +1,4 @@
-"""Adversarial attacks for honest robustness evaluation (DESIGN.md, "Threat models").
+"""Adversarial attacks for honest robustness evaluation (docs/design.md, "Threat models").
 
 * :func:`pgd` / :class:`PGDConfig` — L-inf PGD with cross-entropy or CW-margin loss, restarts, seeds;
 * :func:`band_pgd` / :class:`BandPGDConfig` — the same PGD with its perturbation projected onto the
