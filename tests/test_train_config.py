@@ -150,6 +150,10 @@ def test_unknown_keys_are_errors_with_close_matches(tmp_path):
         ("selection=train", "'selection' must be one of test, val"),
         ("selection=val", "selection: val needs val_subset: N"),
         ("val_subset=100", "set selection: val or val_subset: null"),
+        ("pretrained=true", "needs a timm:NAME or torchvision:NAME model; small-cnn is freqtail's own"),
+        ("model_options={pretrained: true}", "with the config key pretrained (--set pretrained=true)"),
+        ("channels_last=1", "'channels_last' must be true or false"),
+        ("compile=fast", "'compile' must be true or false"),
     ],
 )
 def test_bad_values_give_one_sentence(override, message):
@@ -203,8 +207,11 @@ def test_yaml_round_trip_and_differences(tmp_path):
     again = load_config(path)
     assert again == config
     assert list(config.to_dict()) == config_keys()
-    assert config_differences(config, config.replace(num_workers=3, progress=False, device="cpu")) == []
-    assert set(RUNTIME_KEYS) == {"num_workers", "progress", "device"}
+    runtime = {"num_workers": 3, "progress": False, "device": "cpu", "channels_last": True, "compile": True}
+    assert config_differences(config, config.replace(**runtime)) == []
+    assert set(RUNTIME_KEYS) == set(runtime)
+    library = config.replace(pretrained=True, model="timm:resnet18", model_options={})
+    assert config_differences(config, library) == ["model", "model_options", "pretrained"]
     assert config_differences(config, config.replace(lr=0.2, eps="8/255")) == [
         "lr"
     ]  # same eps, other spelling

@@ -75,7 +75,12 @@ def _records(run):
     return [{k: v for k, v in json.loads(line).items() if k not in TIMING_KEYS} for line in lines]
 
 
-def test_two_gloo_processes_match_one_process(tmp_path, tiny_root, worker_script):
+@pytest.mark.parametrize(
+    "execution", [[], ["--channels-last", "--compile"]], ids=["eager", "channels-last-compiled"]
+)
+def test_two_gloo_processes_match_one_process(tmp_path, tiny_root, worker_script, execution):
+    # With execution options, the two processes run channels-last and compiled (torch.compile of the
+    # DDP-wrapped model, as PyTorch recommends) against one eager process: the same promise holds.
     # The tolerances below hold for this setting's random draws (float rounding differences can grow
     # through max-pool near-ties and attack-gradient signs, see README); the loader pipeline's draws
     # are the ones they were measured on. The device pipeline's per-rank batches are checked exactly
@@ -90,7 +95,7 @@ def test_two_gloo_processes_match_one_process(tmp_path, tiny_root, worker_script
     )
     assert single.returncode == 0, single.stderr
     double = subprocess.run(
-        [sys.executable, *TORCHRUN, str(worker_script), *common, "--out", str(tmp_path / "two")],
+        [sys.executable, *TORCHRUN, str(worker_script), *common, *execution, "--out", str(tmp_path / "two")],
         env=_env(),
         capture_output=True,
         text=True,

@@ -89,6 +89,8 @@ _SELECT_ON_VAL = {"selection": "val", "val_subset": 12}
         ("pgd-at", StopAt(1, step=2), _SELECT_ON_VAL),
         ("augmix-bass", StopAt(1), _SELECT_ON_VAL),
         ("pgd-at", StopAt(1, step=2), {"data_pipeline": "loader", "bass": "augment", "gamma": 0.5}),
+        ("pgd-at", StopAt(1, step=2), {"channels_last": True}),
+        ("trades", StopAt(1), {"channels_last": True}),
     ],
     ids=[
         "pgd-at-after-epoch-1",
@@ -98,6 +100,8 @@ _SELECT_ON_VAL = {"selection": "val", "val_subset": 12}
         "pgd-at-select-on-val-mid-epoch-2",
         "augmix-bass-select-on-val-after-epoch-1",
         "pgd-at-loader-pipeline-bass-augment-mid-epoch-2",
+        "pgd-at-channels-last-mid-epoch-2",
+        "trades-channels-last-after-epoch-1",
     ],
 )
 def test_stop_and_resume_equals_uninterrupted_training(tmp_path, tiny_root, objective, stop, extra):
@@ -237,3 +241,60 @@ def test_a_diverging_run_stops_with_one_sentence_and_keeps_its_checkpoint(tmp_pa
     with pytest.raises(FreqtailError, match=r"training loss became nan .*lower the\s+learning rate"):
         train(config, tmp_path / "run", log=_quiet, callbacks=[Explode()])
     assert load_checkpoint(tmp_path / "run", "last").info["epoch"] == 1
+
+
+def _plain_keys_only(state):
+    return not any(
+        key.startswith(("_orig_mod.", "model.", "module.")) or "._orig_mod." in key for key in state
+    )
+
+
+def test_execution_options_change_how_a_run_runs_not_its_checkpoints(tmp_path, tiny_root):
+    # channels_last is a runtime key: a run may resume with another value. It continues within float
+    # rounding of the uninterrupted run (bit for bit only with the same value, tested above).
+    fast = _config(tiny_root, channels_last=True)
+    reference = train(fast, tmp_path / "reference", log=_quiet)
+    train(fast, tmp_path / "switched", log=_quiet, callbacks=[StopAt(1)])
+    switched = train(fast.replace(channels_last=False), tmp_path / "switched", resume=True, log=_quiet)
+    assert switched.status == "complete" and switched.global_step == reference.global_step
+    first, second = (
+        load_checkpoint(tmp_path / "reference", "last"),
+        load_checkpoint(tmp_path / "switched", "last"),
+    )
+    assert first.model_state.keys() == second.model_state.keys() and _plain_keys_only(first.model_state)
+    assert _without_timing(first.info["history"][:1]) == _without_timing(second.info["history"][:1])
+    for a, b in zip(first.info["history"], second.info["history"], strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
+    assert "channels_last: true" in (tmp_path / "switched" / "config.yaml").read_text()
+    # The checkpoint of a channels-last run is a plain model's: it loads without the option and runs
+    # as the trained one does.
+    model, _ = load_model_from_run(tmp_path / "reference", "last")
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous()
+    from freqtail.models import ExecutionOptions, build_model_from_spec, prepare_model
+
+    trained = build_model_from_spec(first.model_spec, with_front=False)
+    trained.load_state_dict(first.model_state)
+    trained = prepare_model(trained.eval(), ExecutionOptions(channels_last=True))
+    x = torch.rand(8, 3, 32, 32)
+    with torch.no_grad():
+        plain_logits, fast_logits = model(x), trained(x)
+    assert float((plain_logits - fast_logits).abs().max()) <= 1e-5 * float(plain_logits.abs().max())
+
+
+@pytest.mark.slow
+def test_compiled_training_resumes_bit_for_bit_and_matches_eager(tmp_path, tiny_root):
+    # torch.compile on the CPU (a C++ compiler; the first compilation takes tens of seconds): the
+    # training forward, the PGD-AT attack and the evaluation run compiled, channels-last.
+    compiled = _config(tiny_root, compile=True, channels_last=True)
+    reference = train(compiled, tmp_path / "reference", log=_quiet)
+    interrupted = train(compiled, tmp_path / "resumed", log=_quiet, callbacks=[StopAt(1, step=2)])
+    assert interrupted.status == "interrupted"
+    train(compiled, tmp_path / "resumed", resume=True, log=_quiet)
+    _assert_same_run(tmp_path / "reference", tmp_path / "resumed")
+    assert _plain_keys_only(load_checkpoint(tmp_path / "reference", "last").model_state)
+    eager = train(_config(tiny_root), tmp_path / "eager", log=_quiet)
+    for a, b in zip(eager.history, reference.history, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+        assert abs(b["test_acc"] - a["test_acc"]) * b["test_images"] <= 1
+        assert abs(b["test_robust_acc"] - a["test_robust_acc"]) * b["robust_examples"] <= 1

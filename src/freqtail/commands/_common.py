@@ -38,6 +38,29 @@ whole_number = int_argument(whole_floats=True)
 unit_interval = number_argument(minimum=0, maximum=1)
 
 
+def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--channels-last`` and ``--compile``: how the model runs (freqtail.models.execution)."""
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="run the model and its inputs in channels-last (NHWC) memory format: faster convolutions on "
+        "GPUs with tensor cores and, with oneDNN, on many CPUs; the same numbers up to float rounding",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model (each threat model's view once; the first batches compile, CPUs "
+        "need a C++ compiler); the same numbers up to float rounding; records state both options",
+    )
+
+
+def execution_options(args: argparse.Namespace):
+    """The :class:`freqtail.models.ExecutionOptions` of ``--channels-last`` / ``--compile``."""
+    from freqtail.models.execution import ExecutionOptions
+
+    return ExecutionOptions(channels_last=bool(args.channels_last), compile=bool(args.compile))
+
+
 def add_run_arguments(parser: argparse.ArgumentParser, default_n: int, default_batch: int) -> None:
     """The options every explanation command takes: RUN, data, size, device, output, threat model."""
     parser.add_argument(

@@ -8,7 +8,14 @@ import sys
 from typing import Any
 
 from freqtail.checks import check_optional_int
-from freqtail.commands._common import add_parser, add_robustbench_arguments, open_run, print_json
+from freqtail.commands._common import (
+    add_execution_arguments,
+    add_parser,
+    add_robustbench_arguments,
+    execution_options,
+    open_run,
+    print_json,
+)
 from freqtail.errors import ConfigError
 
 EXAMPLE = (
@@ -128,6 +135,7 @@ def register(subparsers) -> None:
         "--normalize", metavar="PRESET", help="normalisation of a foreign file's model (cifar10, ..., none)"
     )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    add_execution_arguments(parser)
     parser.add_argument("--num-workers", type=int, default=0, help="data-loader workers (folder datasets)")
     parser.add_argument(
         "--out", metavar="DIR", help="folder for results.json / results.md (default: the run)"
@@ -236,6 +244,7 @@ def _evaluate(args: argparse.Namespace, context, corruptions, severities) -> int
         severities=severities,
         band_boundary=args.band_boundary,
         num_workers=args.num_workers,
+        execution=execution_options(args),
         resume=args.resume,
         context=context,
         progress=not args.no_progress,

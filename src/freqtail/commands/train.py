@@ -31,6 +31,8 @@ NAMED_OPTIONS = {
     "amp": ("MODE", str),
     "num_workers": ("N", whole_number),
 }
+#: Switches that set a boolean config key to true.
+FLAG_OPTIONS = ("channels_last", "compile")
 
 
 def register(subparsers) -> None:
@@ -65,6 +67,15 @@ def register(subparsers) -> None:
             type=kind,
             default=None,
             help=f"{text} (key {key}, default {default!r})",
+        )
+    for key in FLAG_OPTIONS:
+        parser.add_argument(
+            "--" + key.replace("_", "-"),
+            dest=key,
+            action="store_const",
+            const=True,
+            default=None,
+            help=f"{helps[key][1]} (key {key}: true)",
         )
     parser.add_argument(
         "--set",
@@ -128,6 +139,9 @@ def resolve(args):
         value = getattr(args, key)
         if value is not None:
             overrides[key] = None if (key == "bass" and value.lower() in ("none", "null")) else value
+    for key in FLAG_OPTIONS:
+        if getattr(args, key):
+            overrides[key] = True
     from freqtail.train.config import parse_override
 
     for text in args.overrides:

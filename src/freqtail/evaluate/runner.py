@@ -3,6 +3,10 @@
 ``plan_evaluation(...)`` checks everything that can be checked cheaply (suite and threat-model
 names, the budget, the test data, the class count, the -C folders) before any attack starts;
 ``run_evaluation(plan, model)`` runs it; :func:`evaluate_model` does both.
+
+Each threat model's view of the model is prepared once with the plan's execution options
+(channels-last, ``torch.compile``: :mod:`freqtail.models.execution`), and every record's ``settings``
+says which (``execution``), so numbers measured with different options stay apart.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +47,7 @@ from freqtail.evaluate.suites import (
     resolve_budget,
 )
 from freqtail.evaluate.threat_models import resolve_threat_models, threat_model_setup
+from freqtail.models.execution import EAGER, ExecutionOptions, as_execution_options, prepare_model
 
 SEED_RULE = "global batch b uses seed numpy.random.SeedSequence([seed, b]) (independent of process count)"
 #: Where a given boundary of the band suites came from (``settings["boundary_source"]``).
@@ -109,6 +114,7 @@ class EvaluationPlan:
         checkpoint: facts about the evaluated weights (recorded with every number).
         checkpoint_tag: first part of every record id ("best", "last", a file name).
         band_boundary: the boundary band of the band suites, or None to measure it per threat model.
+        execution: how the model runs (channels-last, compiled); stated in every record's settings.
     """
 
     dataset: str
@@ -137,6 +143,7 @@ class EvaluationPlan:
     num_workers: int = 0
     test_sets: dict[str | None, Any] = field(default_factory=dict)
     band_boundary: int | None = None
+    execution: ExecutionOptions = EAGER
 
 
 def _test_set(plan: EvaluationPlan, data_bass: str | None):
@@ -185,6 +192,7 @@ def plan_evaluation(
     num_workers: int = 0,
     test_sets: Mapping[str | None, Any] | None = None,
     band_boundary: int | None = None,
+    execution: ExecutionOptions | Mapping[str, Any] | None = None,
 ) -> EvaluationPlan:
     """Check an evaluation request and return its plan (no attack runs here).
 
@@ -221,6 +229,9 @@ def plan_evaluation(
             ``pgd20-hfc`` bands ``>= b``), ``0 .. K + 1`` for the dataset's image size; None (default)
             measures it per threat model: the 80/20 boundary (corner bands) of the evaluated test
             images that threat model attacks (:func:`freqtail.spectrum.summarize`).
+        execution: :class:`~freqtail.models.ExecutionOptions` (channels-last, ``torch.compile``) each
+            threat model's view of the model runs with; None = eager. Recorded in every record's
+            settings as ``execution``.
 
     Raises:
         FreqtailError subclasses, each one sentence: unknown suite / threat model, a threat model that
@@ -232,6 +243,7 @@ def plan_evaluation(
 
     suite_list = parse_suites(suites)
     threat_models = resolve_threat_models(threat_model, training_bass, has_front)
+    execution = as_execution_options(execution)
     for prebuilt in (test_sets or {}).values():
         if len(prebuilt) == 0:
             raise InputError(f"The {dataset} test set holds no images; there is nothing to evaluate.")
@@ -306,6 +318,7 @@ def plan_evaluation(
         num_workers=num_workers,
         test_sets=dict(test_sets or {}),
         band_boundary=band_boundary,
+        execution=execution,
     )
     if "corruptions" in suite_list:
         if generate_c and plan.work_dir is None:
@@ -339,6 +352,18 @@ def _loader(plan: EvaluationPlan, dataset, batches: list[tuple[int, np.ndarray]]
     )
     for (number, _), (images, labels) in zip(batches, loader, strict=True):
         yield number, images, torch.as_tensor(labels, dtype=torch.long)
+
+
+def _fingerprinted(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings a record's fingerprint covers: all of them, except eager execution.
+
+    Records written before execution options existed ran eagerly and have no ``execution`` key;
+    leaving the eager default out keeps their fingerprints, so ``--resume`` does not measure them
+    again, while numbers measured channels-last or compiled get fingerprints of their own.
+    """
+    if settings.get("execution") == EAGER.to_dict():
+        return {k: v for k, v in settings.items() if k != "execution"}
+    return dict(settings)
 
 
 def _fingerprint(parts: Mapping[str, Any]) -> str:
@@ -393,7 +418,7 @@ class _Evaluation:
             {
                 "checkpoint": plan.checkpoint.get("digest"),
                 "data": data,
-                "settings": settings,
+                "settings": _fingerprinted(settings),
                 "threat_model": setup.to_dict(),
             }
         )
@@ -561,6 +586,9 @@ class _Evaluation:
         return run_aa
 
     def _settings(self, suite: str, setup) -> dict:
+        return {**self._suite_settings(suite, setup), "execution": self.plan.execution.to_dict()}
+
+    def _suite_settings(self, suite: str, setup) -> dict:
         plan = self.plan
         if suite == "clean":
             return {"attack": None, "batch_size": plan.batch_size}
@@ -657,6 +685,7 @@ class _Evaluation:
             "seed": plan.seed,
             "min_judged": plan.masking_min,
             "bass_front": front,
+            "execution": plan.execution.to_dict(),
         }
         data = self._data(setup, chosen)
         record = self._base(
@@ -740,7 +769,12 @@ class _Evaluation:
                 names = plan.corruptions or list(CORRUPTIONS)
                 source = ce.CorruptionSource(order, folder, "generated", names, levels, {})
             plan.corruption_sources[setup.name] = source
-        settings = {"attack": None, "batch_size": plan.batch_size, **source.to_dict()}
+        settings = {
+            "attack": None,
+            "batch_size": plan.batch_size,
+            **source.to_dict(),
+            "execution": plan.execution.to_dict(),
+        }
         generated = source.origin == "generated"
         data = {
             "dataset": plan.dataset,
@@ -792,7 +826,9 @@ def run_evaluation(
     Args:
         plan: from :func:`plan_evaluation`.
         model: a :class:`freqtail.models.FreqtailModel` (or any classifier of [0, 1] images); each
-            threat model gets its own view (with or without the BaSS front) sharing its weights.
+            threat model gets its own view (with or without the BaSS front) sharing its weights,
+            prepared once with ``plan.execution`` (with channels-last, ``model``'s weights are
+            converted to that layout in place).
         context: the process's rank, world size and device
             (:func:`freqtail.distributed.init_distributed`); None = one process on the model's device.
         progress: a progress bar per attack (rank 0 only).
@@ -812,6 +848,7 @@ def run_evaluation(
     evaluation = _Evaluation(plan, model, context, progress, on_record, skip)
     for name in plan.threat_models:
         setup = threat_model_setup(model, name, bass_strength=plan.bass_strength)
+        setup = replace(setup, model=prepare_model(setup.model, plan.execution))
         sample_suites = [s for s in plan.suites if s != "corruptions"]
         dataset = choice = None
         if sample_suites:

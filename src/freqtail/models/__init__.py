@@ -1,7 +1,8 @@
 """Model registry, CIFAR/ImageNet architectures and the wrappers freqtail trains and evaluates.
 
->>> from freqtail.models import create_model, FreqtailModel
+>>> from freqtail.models import ExecutionOptions, FreqtailModel, create_model, prepare_model
 >>> model = FreqtailModel(create_model("resnet18", num_classes=10), normalize="cifar10")
+>>> fast = prepare_model(model, ExecutionOptions(channels_last=True, compile=True))
 
 Importing this package registers every architecture module listed below.
 """
@@ -9,6 +10,7 @@ Importing this package registers every architecture module listed below.
 from __future__ import annotations
 
 from freqtail.models import densenet, preact_resnet, resnet, resnext, small_cnn, wide_resnet  # noqa: F401  (register)
+from freqtail.models.execution import EAGER, ExecutionOptions, PreparedModel, prepare_model
 from freqtail.models.external import from_robustbench
 from freqtail.models.registry import (
     ModelEntry,
@@ -24,6 +26,9 @@ from freqtail.models.spec import SPEC_FORMAT, SPEC_VERSION, build_model_from_spe
 from freqtail.models.wrappers import NORMALIZATIONS, FreqtailModel, Normalize, as_normalize, bass_front
 
 __all__ = [
+    "EAGER",
+    "ExecutionOptions",
+    "PreparedModel",
     "from_robustbench",
     "NORMALIZATIONS",
     "SPEC_FORMAT",
@@ -41,5 +46,6 @@ __all__ = [
     "model_entry",
     "model_names",
     "model_spec",
+    "prepare_model",
     "register_model",
 ]

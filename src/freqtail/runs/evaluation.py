@@ -56,6 +56,7 @@ def evaluate_run(
     severities: Sequence[int] | None = None,
     band_boundary: int | None = None,
     num_workers: int = 0,
+    execution: Any = None,
     resume: bool = False,
     context: Any = None,
     progress: bool = False,
@@ -77,6 +78,9 @@ def evaluate_run(
         band_boundary: the boundary band b of the band suites (pgd20-lfc: bands < b, pgd20-hfc: bands
             >= b); None measures each threat model's 80/20 boundary on its evaluated test images.
         num_workers: data-loader workers for folder datasets.
+        execution: :class:`freqtail.models.ExecutionOptions` (channels-last, ``torch.compile``) or a
+            mapping of them; None = eager. Every record's settings state them; with ``resume``, a
+            number measured with other options is measured again.
         resume: skip numbers already stored with identical settings (same fingerprint).
         context: the process's place under torchrun (:func:`freqtail.distributed.init_distributed`);
             None = one process on the CPU.
@@ -126,6 +130,7 @@ def evaluate_run(
         model_classes=run.num_classes,
         num_workers=num_workers,
         test_sets=run.test_sets(threat_models),
+        execution=execution,
     )
     stored = {r.get("id"): r.get("fingerprint") for r in run.results()} if resume else {}
     warnings: list[str] = []

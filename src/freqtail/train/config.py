@@ -50,8 +50,10 @@ PAD_MODES = ("zeros", "reflect")
 DATA_PIPELINES = ("auto", "device", "loader")
 #: TRADES / MART beta when the config leaves ``beta`` null (Zhang et al. 2019; Wang et al. 2020).
 DEFAULT_BETA = {"trades": 6.0, "mart": 5.0}
-#: Keys that may differ when a run is resumed: they change how a run executes, not what it computes.
-RUNTIME_KEYS = ("num_workers", "progress", "device")
+#: Keys that may differ when a run is resumed: they change how a run executes, not what it computes
+#: (``channels_last`` and ``compile`` up to float rounding: a run resumed with other values continues
+#: within the tolerances of :mod:`freqtail.models.execution`, bit for bit only with the same values).
+RUNTIME_KEYS = ("num_workers", "progress", "device", "channels_last", "compile")
 
 
 def _key(help_text: str, default: Any, kind: str, choices: tuple | None = None) -> Any:
@@ -63,7 +65,7 @@ def _key(help_text: str, default: Any, kind: str, choices: tuple | None = None) 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every setting of a training run (see README "Training" for the table of keys)."""
+    """Every setting of a training run (docs/guides/training.md, "Configuration", lists the keys)."""
 
     # --- data
     dataset: str = _key("dataset name (freqtail.data.dataset_names())", "embedded", "str")
@@ -108,6 +110,12 @@ class TrainConfig:
         "input normalisation inside the model: 'dataset', a preset (cifar10, ...), {mean, std} or null",
         "dataset",
         "normalize",
+    )
+    pretrained: bool = _key(
+        "timm:NAME / torchvision:NAME: start from the library's pretrained weights (downloaded through "
+        "its cache when training starts; checkpoints hold the weights, never this request)",
+        False,
+        "bool",
     )
     # --- objective
     objective: str = _key("erm, pgd-at, trades, mart, augmix or augmix-bass", "erm", "choice", OBJECTIVES)
@@ -178,6 +186,18 @@ class TrainConfig:
         "mixed precision on CUDA: none, bf16 or fp16 (with GradScaler)", "none", "choice", AMP_MODES
     )
     sync_bn: bool = _key("SyncBatchNorm across ranks (CUDA, torchrun only)", False, "bool")
+    channels_last: bool = _key(
+        "channels-last (NHWC) memory format for the model and its inputs: faster convolutions on GPUs "
+        "with tensor cores and, with oneDNN, on many CPUs; same numbers up to float rounding",
+        False,
+        "bool",
+    )
+    compile: bool = _key(
+        "torch.compile the model for training, the training attack and evaluation (the first steps "
+        "compile; CPUs need a C++ compiler); same numbers up to float rounding",
+        False,
+        "bool",
+    )
     num_workers: int = _key("DataLoader worker processes per rank", 0, "int0")
     progress: bool = _key("show a progress bar", True, "bool")
 
@@ -383,9 +403,24 @@ def _check_ranges(c: TrainConfig) -> None:
         from freqtail.train.pipeline import resolve_data_pipeline
 
         resolve_data_pipeline(c)  # refuses data_pipeline: device where it does not apply
+    _check_pretrained(c)
+
+
+def _check_pretrained(c: TrainConfig) -> None:
+    """The model and its options exist; ``pretrained`` only as its own key, only for library models."""
     from freqtail.models import check_model_arguments
 
-    check_model_arguments(c.model, 2, 32, 3, c.model_options)
+    if "pretrained" in c.model_options:
+        raise ConfigError(
+            "Ask for pretrained weights with the config key pretrained (--set pretrained=true), not in "
+            "model_options, so that checkpoints never ask for a download; remove it from model_options."
+        )
+    entry = check_model_arguments(c.model, 2, 32, 3, c.model_options)
+    if c.pretrained and "pretrained" not in entry.options:
+        raise ConfigError(
+            f"pretrained: true needs a timm:NAME or torchvision:NAME model; {entry.name} is freqtail's own "
+            "architecture and has no pretrained weights."
+        )
 
 
 def _check_pad_mode(c: TrainConfig) -> None:

@@ -1,6 +1,7 @@
 """One trainer for every objective: SGD, schedules, AMP on CUDA, DDP under torchrun, resumable runs.
 
-A run lives in one folder (DESIGN.md): ``runs/NAME/{config.yaml, metrics.jsonl, checkpoints/}``.
+A run lives in one folder (docs/design.md, "Architecture"; names in :mod:`freqtail.runs.layout`):
+``runs/NAME/{config.yaml, metrics.jsonl, checkpoints/}``.
 After every epoch rank 0 writes a checkpoint (``last``; also ``best`` when the epoch improved the
 run's best metric) and rewrites ``metrics.jsonl`` (one JSON record per epoch). A stop request
 (Ctrl-C / SIGTERM, or :meth:`Trainer.request_stop`) finishes the current optimiser step and writes
@@ -308,6 +309,22 @@ class _Accumulator:
 SYNC_EVERY = 10
 
 
+def _state_in_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give optimiser state tensors their parameter's memory layout (checkpoints store them contiguous).
+
+    With channels-last parameters, an update mixing layouts takes another kernel path than the
+    uninterrupted run's, whose float rounding can differ; same layouts keep a resumed run bit-exact.
+    """
+    for parameter, state in optimizer.state.items():
+        for key, value in state.items():
+            if (
+                isinstance(value, torch.Tensor)
+                and value.shape == parameter.shape
+                and value.stride() != parameter.stride()
+            ):
+                state[key] = torch.empty_like(parameter, dtype=value.dtype).copy_(value)
+
+
 def _to_device(inputs, device: torch.device):
     if isinstance(inputs, (tuple, list)):
         return tuple(x.to(device, non_blocking=True) for x in inputs)
@@ -374,9 +391,11 @@ class Trainer:
         if c.sync_bn and self.dist.device.type != "cuda":
             raise ConfigError("sync_bn needs CUDA (PyTorch's SyncBatchNorm does not run on CPU).")
 
-    def _build(self) -> None:
+    def _build(self, *, fresh: bool) -> None:
+        """Data, model, optimiser, objective and schedule; ``fresh``: the run starts at step 0 (only
+        then are ``pretrained`` weights asked for: a resumed run's weights come from its checkpoint)."""
         from freqtail.data import dataset_info
-        from freqtail.models import build_model_from_spec, model_spec
+        from freqtail.models import ExecutionOptions, model_spec, prepare_model
         from freqtail.train.data import (
             EpochSampler,
             SeededItems,
@@ -415,15 +434,26 @@ class Trainer:
             options=c.model_options,
         )
         seed_everything(derive_seed(c.seed, "init"))
-        self.model = build_model_from_spec(self.spec, with_front=False).to(device)
+        if c.pretrained and fresh:  # rank 0 first: it fills the library's download cache
+            self.model = self._main_first(self._pretrained_model).to(device)
+        else:
+            self.model = self._plain_model().to(device)
         if c.sync_bn and self.dist.distributed:
             self.model.backbone = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model.backbone)
-        branches = Branches(self.model)
+        # self.model owns the weights (checkpoints, optimiser); self.runner runs them as the execution
+        # options say: the training attack and evaluation call it, and self.forward (the training
+        # forward, through DDP under torchrun, compiled after DDP as PyTorch recommends) runs it too.
+        self.execution = ExecutionOptions(channels_last=c.channels_last, compile=c.compile)
+        self.runner = prepare_model(self.model, self.execution)
         if self.dist.distributed:
             ids = [device.index] if device.type == "cuda" else None
-            self.forward = torch.nn.parallel.DistributedDataParallel(branches, device_ids=ids)
+            self.forward = prepare_model(
+                self.model,
+                self.execution,
+                wrap=lambda model: torch.nn.parallel.DistributedDataParallel(Branches(model), device_ids=ids),
+            )
         else:
-            self.forward = branches
+            self.forward = Branches(self.runner)
         self.optimizer = torch.optim.SGD(
             self.model.parameters(),
             lr=c.lr,
@@ -472,6 +502,26 @@ class Trainer:
         self.selected_on = self._selected_on()
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+
+    def _plain_model(self):
+        from freqtail.models import build_model_from_spec
+
+        return build_model_from_spec(self.spec, with_front=False)
+
+    def _pretrained_model(self):
+        """The spec's model with the library's pretrained weights (``pretrained`` is not in the spec)."""
+        from freqtail.models import FreqtailModel, create_model
+
+        spec = self.spec
+        backbone = create_model(
+            spec["name"],
+            spec["num_classes"],
+            image_size=spec["image_size"],
+            in_channels=spec["in_channels"],
+            pretrained=True,
+            **spec["options"],
+        )
+        return FreqtailModel(backbone, normalize=spec["normalize"])
 
     def _main_first(self, build: Callable[[], Any]) -> Any:
         """Run ``build`` on rank 0 first (it fills the dataset caches), then on the other ranks.
@@ -608,6 +658,7 @@ class Trainer:
         optimizer_state = checkpoint.optimizer_state()
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)
+            _state_in_parameter_layout(self.optimizer)
         if self.scaler is not None and info.get("grad_scaler"):
             self.scaler.load_state_dict(info["grad_scaler"])
         self.history = list(info.get("history") or [])
@@ -650,7 +701,7 @@ class Trainer:
         with torch.no_grad():
             for x, y in loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                correct += int((self.model(x).argmax(dim=1) == y).sum())
+                correct += int((self.runner(x).argmax(dim=1) == y).sum())
                 total += int(y.shape[0])
         robust_correct = robust_total = 0
         chunks = [
@@ -664,7 +715,7 @@ class Trainer:
             x = torch.stack([item[0] for item in items])
             y = torch.tensor([item[1] for item in items])
             ok, n = robust_accuracy(
-                self.model, (x, y), attack, batch_size=len(chunk), generator=attack_seeds(number)
+                self.runner, (x, y), attack, batch_size=len(chunk), generator=attack_seeds(number)
             )
             robust_correct += ok
             robust_total += n
@@ -676,7 +727,7 @@ class Trainer:
 
         c = self.config
         D.broadcast_module_state(self.model, self.dist)
-        self.model.eval()
+        self.runner.eval()
         seed = c.seed
         attack = PGDConfig(eps=c.eps_value, step_size=c.step_size_value, steps=c.robust_eval_steps)
         correct, total, robust_correct, robust_total = self._measure(
@@ -702,7 +753,7 @@ class Trainer:
                 result.update(
                     val_robust_acc=robust_correct / robust_total, val_robust_examples=int(robust_total)
                 )
-        self.model.train()
+        self.runner.train()
         return result
 
     # --------------------------------------------------------------- the loop
@@ -718,7 +769,7 @@ class Trainer:
         inputs = _to_device(inputs, self.dist.device)
         y = y.to(self.dist.device, non_blocking=True)
         with self._autocast():
-            out = self.objective(self.forward, self.model, inputs, y, seeds)
+            out = self.objective(self.forward, self.runner, inputs, y, seeds)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(out.loss).backward()
@@ -814,7 +865,7 @@ class Trainer:
                 lock.release()
 
     def _run(self, decision: dict[str, Any]) -> TrainResult:
-        self._build()
+        self._build(fresh=decision["mode"] == "fresh")
         accumulator: _Accumulator | None = None
         if decision["mode"] == "resume":
             complete, accumulator = self._restore(decision["checkpoint"])
@@ -860,7 +911,7 @@ class Trainer:
                 accumulator = _Accumulator()
                 torch.manual_seed(derive_seed(c.seed, "epoch", self.epoch, self.dist.rank))
             steps_this_epoch = min(self.steps_per_epoch, self.total_steps - self.epoch * self.steps_per_epoch)
-            self.model.train()
+            self.runner.train()
             started = time.perf_counter()
             images_now = 0
             lr = self.lr_at(self.global_step)
