@@ -25,11 +25,16 @@ loop (:class:`PlainLoop`) on the same model, data, augmentation, batch size and 
 ``trainer_vs_plain``, ...). ``--pipeline`` chooses the ``data_pipeline`` of both.
 With ``--compare-pipelines`` it prints the items per second the loader and device pipelines make
 (:func:`compare_pipelines`).
+With ``--compare-execution`` it prints the trainer's throughput for ERM and PGD-AT eager, channels-last,
+compiled and both (:func:`compare_execution`: steady-state steps, the compiling first steps left out,
+interleaved rounds, ratios to eager per round).
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/train_speed.py`` (CPU); on a GPU machine
 ``python benchmarks/train_speed.py --device cuda --model resnet18 --workers 8``;
 ``OMP_NUM_THREADS=1 python benchmarks/train_speed.py --compare-plain --json``;
-``OMP_NUM_THREADS=1 python benchmarks/train_speed.py --compare-pipelines --json``.
+``OMP_NUM_THREADS=1 python benchmarks/train_speed.py --compare-pipelines --json``;
+``OMP_NUM_THREADS=1 python benchmarks/train_speed.py --compare-execution`` (on a GPU:
+``--device cuda --model resnet18 --compare-execution``, with bf16 autocast as in section 1).
 """
 
 from __future__ import annotations
@@ -41,16 +46,23 @@ import time
 from pathlib import Path
 
 
-def _run(overrides: dict, steps: int, callbacks=()) -> float:
-    """Images per second of the training part of one trainer run of ``steps`` steps."""
+def _train_seconds(overrides: dict, steps: int, callbacks=()) -> float:
+    """Seconds of the training part (evaluation excluded) of one trainer run of ``steps`` steps."""
     from freqtail.train import load_config
     from freqtail.train.trainer import train
 
     config = load_config(overrides={**overrides, "steps": steps, "test_subset": 64, "progress": False})
     with tempfile.TemporaryDirectory() as folder:
         result = train(config, Path(folder) / "run", log=lambda message: None, callbacks=callbacks)
-    seconds = sum(record["train_time"] for record in result.history)
-    return steps * config.batch_size / seconds
+    return sum(record["train_time"] for record in result.history)
+
+
+def _run(overrides: dict, steps: int, callbacks=()) -> float:
+    """Images per second of the training part of one trainer run of ``steps`` steps."""
+    from freqtail.train import load_config
+
+    batch = load_config(overrides=overrides).batch_size
+    return steps * batch / _train_seconds(overrides, steps, callbacks)
 
 
 class PlainLoop:
@@ -237,6 +249,87 @@ def compare_plain(overrides: dict, steps: int, rounds: int) -> dict:
     }
 
 
+#: Execution options compared by :func:`compare_execution` (config keys; freqtail.models.execution).
+EXECUTIONS = {
+    "eager": {},
+    "channels-last": {"channels_last": True},
+    "compiled": {"compile": True},
+    "channels-last+compiled": {"channels_last": True, "compile": True},
+}
+#: Steps left out of a run's timing: they compile (torch.compile) or warm the allocator.
+WARM_STEPS = 3
+
+
+class _StepTimes:
+    """Seconds between consecutive optimiser steps of one trainer run (an ``on_step`` callback),
+    evaluation at epoch ends left out."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self.mark: float | None = None
+
+    def on_step(self, trainer) -> None:
+        if trainer.dist.device.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        if self.mark is not None:
+            self.seconds.append(now - self.mark)
+        self.mark = now
+
+    def on_epoch_end(self, trainer, record) -> None:
+        self.mark = None
+
+
+def compare_execution(base: dict, steps: int, rounds: int, attack_steps: int) -> dict:
+    """Trainer images per second for ERM and PGD-AT with each of :data:`EXECUTIONS`.
+
+    Each round runs every option once, in turn (interleaved, so all see the machine's load of the
+    moment); a run's rate is ``batch / median step time`` over its steps after the first
+    :data:`WARM_STEPS` (which compile); ``vs_eager`` is the median over rounds of the run's rate
+    over the same round's eager rate. ``warmup_seconds``: the median training time not in the timed
+    steps (the first steps: for the compiled options, mostly compilation).
+    """
+    import torch
+
+    out: dict = {}
+    for objective, extra in (("erm", {}), ("pgd-at", {"attack_steps": attack_steps})):
+        rates: dict[str, list[float]] = {name: [] for name in EXECUTIONS}
+        first: dict[str, list[float]] = {name: [] for name in EXECUTIONS}
+        for _ in range(rounds):
+            for name, options in EXECUTIONS.items():
+                times = _StepTimes()
+                settings = {**base, "objective": objective, **extra, **options, "eval_every": 10**6}
+                total = _train_seconds(settings, steps + WARM_STEPS, callbacks=[times])
+                steady = times.seconds[WARM_STEPS - 1 :]  # seconds[k]: step k + 2
+                rates[name].append(base["batch_size"] / statistics.median(steady))
+                first[name].append(total - sum(steady))
+        out[objective] = {
+            name: {
+                "images_per_second": round(statistics.median(rates[name]), 1),
+                "vs_eager": round(
+                    statistics.median(r / e for r, e in zip(rates[name], rates["eager"], strict=True)), 3
+                ),
+                "warmup_seconds": round(statistics.median(first[name]), 2),
+            }
+            for name in EXECUTIONS
+        }
+    return {
+        "execution": out,
+        "statistic": (
+            f"{rounds} interleaved rounds; per run batch / median step time of {steps} steps after "
+            f"{WARM_STEPS} warm-up steps; vs_eager = median over rounds of the ratio to that round's eager"
+        ),
+        "model": base["model"],
+        "batch_size": base["batch_size"],
+        "device": base["device"],
+        "amp": base.get("amp", "none"),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
 def _item_cost(kind: str, n: int = 2000) -> float:
     """Microseconds per training item (embedded, crop + flip) in this process.
 
@@ -380,12 +473,38 @@ def main() -> None:
     parser.add_argument(
         "--compare-pipelines", action="store_true", help="items/s of the loader and device pipelines only"
     )
+    parser.add_argument(
+        "--compare-execution",
+        action="store_true",
+        help="trainer images/s eager, channels-last, compiled and both only",
+    )
     parser.add_argument("--json", action="store_true", help="with --compare-*: one JSON object")
     args = parser.parse_args()
 
     import torch
 
     torch.set_num_threads(1)
+    if args.compare_execution:
+        import json
+
+        base = {"model": args.model, "device": args.device, "batch_size": args.batch_size}
+        if args.device.startswith("cuda"):
+            base["amp"] = "bf16"
+        result = compare_execution(base, args.steps, args.repeats, args.attack_steps)
+        if args.json:
+            print(json.dumps(result))
+            return
+        print(
+            f"torch {result['torch']}, {args.model}, batch {args.batch_size}, device {args.device}, "
+            f"amp {result['amp']}, threads {result['threads']}; {result['statistic']}"
+        )
+        for objective, rows in result["execution"].items():
+            for name, row in rows.items():
+                print(
+                    f"   {objective:7s} {name:24s} {row['images_per_second']:8.1f} images/s  "
+                    f"{row['vs_eager']:5.2f}x eager  (first {WARM_STEPS} steps {row['warmup_seconds']:.1f} s)"
+                )
+        return
     if args.compare_plain or args.compare_pipelines:
         import json
 

@@ -713,6 +713,7 @@ def test_straight_through_leaves_degenerate_images_unchanged():
     assert torch.equal(BaSSModule(round_mode="straight-through")(x), x)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu(crops32):
     x = to_float_nchw(crops32[:4], torch.float32)
