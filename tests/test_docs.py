@@ -52,3 +52,16 @@ def test_no_file_points_to_a_document_outside_the_repository():
         if pattern.search((ROOT / name).read_text(encoding="utf-8")):
             offenders.append(name)
     assert offenders == []
+
+
+def test_the_training_guide_lists_every_config_key_with_its_default():
+    from freqtail.train.config import key_help
+
+    guide = (ROOT / "docs" / "guides" / "training.md").read_text(encoding="utf-8")
+    table = guide.split("| key | default | meaning |", 1)[1].split("\n\n", 1)[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", table, flags=re.MULTILINE))
+    spelled = {None: "null", True: "true", False: "false"}
+    for key, (default, _) in key_help().items():
+        expected = spelled.get(default, default) if isinstance(default, (bool, type(None))) else str(default)
+        assert rows.get(key) == expected, f"docs/guides/training.md: key {key} should default to {expected}"
+    assert set(rows) == set(key_help())

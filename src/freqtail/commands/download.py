@@ -41,7 +41,7 @@ def run(args) -> int:
         except (OSError, RuntimeError) as err:  # network refused, checksum mismatch, disk full
             raise DatasetNotFoundError(
                 f"Downloading {name} into {args.data_root} failed ({err}); check the network or download "
-                "the archive by hand as the README's Data section describes."
+                "the archive by hand as docs/guides/data.md describes."
             ) from None
     if args.json:
         print_json({"dataset": name, "data_root": str(args.data_root), "images": sizes})

@@ -3,7 +3,7 @@
 It is what the demo and the tests use when no data is given. It is built offline, deterministically,
 in about a second, and cached under ``cache_dir()/embedded/<EMBEDDED_VERSION>/``.
 
-Design (documented in README, "Data"):
+Design (documented in docs/guides/data.md):
 
 * 16 classes, one per bundled photograph (:data:`EMBEDDED_CLASSES`); several are confusable on
   purpose (the grey textures brick / grass / gravel; three microscopy images; two astronomy images).

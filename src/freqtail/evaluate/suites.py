@@ -52,7 +52,7 @@ SUITES: dict[str, str] = {
     "aa-fast": "APGD-CE + APGD-T only, labelled autoattack-fast, L-inf",
     "corruptions": "common corruptions (-C set): per corruption and severity, category means, mean",
 }
-#: Other accepted spellings of suite names (documented in ``freqtail evaluate --help`` and the README).
+#: Other accepted spellings of suite names (in ``freqtail evaluate --help`` and docs/guides/evaluation.md).
 SUITE_ALIASES: dict[str, str] = {
     "pgd-20": "pgd20",
     "pgd-20-lfc": "pgd20-lfc",

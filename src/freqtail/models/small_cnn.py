@@ -9,7 +9,7 @@ trains on the embedded dataset in CPU minutes while still learning real image fe
 ``"group"`` (GroupNorm with ``gcd(channels, 8)`` groups) or ``"none"`` (the convolutions get a
 bias instead). Without BatchNorm an image's output does not depend on the other images of its
 batch, so training with N processes under torchrun computes what one process computes (up to
-float summation order); see README "Training".
+float summation order); see docs/guides/training.md, "Many GPUs and machines".
 """
 
 from __future__ import annotations
