@@ -1,8 +1,8 @@
 """``python -m freqtail.train.torchrun``: torchrun with freqtail's exit codes, no traceback on Ctrl-C.
 
-It takes exactly torchrun's arguments and runs torchrun's own ``main`` in this process::
-
-    python -m freqtail.train.torchrun --nproc_per_node 8 -m freqtail.cli train --config configs/x.yaml
+It takes exactly torchrun's arguments and runs torchrun's own ``main`` in this process: put
+``python -m freqtail.train.torchrun`` where ``torchrun`` stands in a command (docs/guides/training.md,
+"Many GPUs and machines", has the full command for ``freqtail train``).
 
 Plain ``torchrun`` installs handlers for SIGINT, SIGTERM, SIGHUP and SIGQUIT that raise
 ``SignalException`` in its agent; the agent logs ``Received <n> death signal, shutting down
