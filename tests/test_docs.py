@@ -65,3 +65,10 @@ def test_the_training_guide_lists_every_config_key_with_its_default():
         expected = spelled.get(default, default) if isinstance(default, (bool, type(None))) else str(default)
         assert rows.get(key) == expected, f"docs/guides/training.md: key {key} should default to {expected}"
     assert set(rows) == set(key_help())
+
+
+def test_the_site_home_page_is_the_readme():
+    # docs/index.md is the README with its links made relative to docs/ (edit both together).
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    expected = readme.replace("](docs/", "](").replace("](CHANGELOG.md)", "](changelog.md)")
+    assert (ROOT / "docs" / "index.md").read_text(encoding="utf-8") == expected
