@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -64,12 +65,23 @@ def external_entry(name: str) -> ModelEntry:
     )
 
 
-def _timm_models() -> list[str]:
+def _import_timm():
+    """The timm module, or one sentence saying how to install it.
+
+    timm's import touches ``torch.jit.interface``, for which torch 2.14 warns (FutureWarning) on every
+    ``freqtail`` command that names a timm model; that warning is for timm's authors, so it is muted.
+    """
     try:
-        import timm
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.interface", category=FutureWarning)
+            import timm
     except ImportError:
         raise ConfigError("timm models need the timm package: pip install 'freqtail[timm]'.") from None
-    return list(timm.list_models())
+    return timm
+
+
+def _timm_models() -> list[str]:
+    return list(_import_timm().list_models())
 
 
 def _torchvision_models() -> list[str]:
@@ -80,8 +92,7 @@ def _torchvision_models() -> list[str]:
 
 def _timm_factory(model: str):
     def factory(num_classes: int, *, image_size: int, in_channels: int, pretrained: bool = False):
-        import timm
-
+        timm = _import_timm()
         try:
             return timm.create_model(
                 model, pretrained=bool(pretrained), num_classes=num_classes, in_chans=in_channels
