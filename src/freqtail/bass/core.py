@@ -37,6 +37,7 @@ import torch
 
 from freqtail.checks import check_choice, check_fraction, check_number
 from freqtail.errors import FreqtailError, InputError
+from freqtail.images import check_float_images
 from freqtail.spectrum.bands import BandLayout, band_layout
 
 #: Added to the complex spectrum before taking its amplitude, as the published code does (on the
@@ -278,16 +279,7 @@ def _prepare(x: torch.Tensor, strength: float, profile: str, scale: float) -> to
     check_strength(strength)
     check_profile(profile)
     check_number(scale, "The BaSS intensity scale", minimum=0, open_min=True)
-    # The sentences of freqtail.images.check_float_images, without its pass over every value.
-    what = "BaSS input"
-    if not isinstance(x, torch.Tensor):
-        raise InputError(f"The {what} must be a torch tensor, not {type(x).__name__}.")
-    if not x.is_floating_point():
-        raise InputError(f"The {what} tensor must be floating point in [0, 1], not {x.dtype}.")
-    if x.ndim != 4:
-        raise InputError(f"The {what} tensor must have shape (N, C, H, W), not {tuple(x.shape)}.")
-    if x.numel() == 0:
-        raise InputError(f"The {what} tensor is empty (shape {tuple(x.shape)}).")
+    check_float_images(x, "BaSS input", finite=False)  # finiteness: with the degenerate channels
     work_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     # Contiguous: MKL transforms other layouts (channels-last) with batch-dependent rounding.
     return x.to(work_dtype).contiguous()
