@@ -31,24 +31,20 @@ empty (``lfc`` with ``b = 0``, ``hfc`` with ``b = K + 1``), so those attacks ret
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
 from freqtail.attacks.common import (
-    AttackResult,
     Classifier,
     check_attack_inputs,
-    correctness,
     require_autograd,
     warn_if_training,
 )
-from freqtail.attacks.eps import check_eps, parse_eps
-from freqtail.attacks.pgd import _check_schedule, run_pgd
+from freqtail.attacks.eps import check_eps
+from freqtail.attacks.pgd import _check_schedule, _PGDSettings, run_pgd
 from freqtail.checks import check_choice, check_int
-from freqtail.errors import InputError
 from freqtail.spectrum import high_pass, low_pass, num_bands
 
 #: The two bands: "lfc" keeps the bands below the boundary b, "hfc" the bands at or above it.
@@ -187,7 +183,7 @@ def band_pgd(
 
 
 @dataclass(frozen=True)
-class BandPGDConfig:
+class BandPGDConfig(_PGDSettings):
     """Exact settings of a band-restricted PGD, recorded next to its numbers (``to_dict()``).
 
     ``band`` (``"lfc"`` / ``"hfc"``) and ``boundary_band`` are required; the rest defaults to PGD-20 at
@@ -214,17 +210,12 @@ class BandPGDConfig:
         object.__setattr__(
             self, "boundary_band", check_int(self.boundary_band, "The band boundary", minimum=0)
         )
-        object.__setattr__(self, "eps", parse_eps(self.eps))
-        object.__setattr__(self, "step_size", parse_eps(self.step_size, "step size"))
-        _check_schedule(self.steps, self.restarts, self.loss)
-        if not isinstance(self.random_start, bool):
-            raise InputError(f"random_start must be True or False, not {self.random_start!r}.")
+        self._check_pgd_fields()
 
     @property
     def name(self) -> str:
         """``pgd-<steps>-<loss>[-r<restarts>]-<band>``, e.g. ``pgd-20-ce-lfc``."""
-        suffix = f"-r{self.restarts}" if self.restarts > 1 else ""
-        return f"pgd-{self.steps}-{self.loss}{suffix}-{self.band}"
+        return f"{self._pgd_name}-{self.band}"
 
     @property
     def bands(self) -> str:
@@ -253,23 +244,3 @@ class BandPGDConfig:
     ) -> torch.Tensor:
         """:func:`band_pgd` with these settings."""
         return band_pgd(model, x, y, generator=generator, **asdict(self))
-
-    def run(
-        self,
-        model: Classifier,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        generator: torch.Generator | int | None = None,
-    ) -> AttackResult:
-        """Attack and return an :class:`AttackResult` (per-example correctness, settings, time)."""
-        began = time.perf_counter()
-        x_adv = self(model, x, y, generator=generator)
-        clean_correct, robust_correct = correctness(model, x, x_adv, y)
-        return AttackResult(
-            name=self.name,
-            x_adv=x_adv,
-            clean_correct=clean_correct,
-            robust_correct=robust_correct,
-            params=self.to_dict(),
-            seconds=time.perf_counter() - began,
-        )

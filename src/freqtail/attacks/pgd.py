@@ -227,8 +227,45 @@ def run_pgd(
     return best_x.to(x.device)
 
 
+class _PGDSettings:
+    """What the frozen PGD settings (:class:`PGDConfig`, ``freqtail.attacks.BandPGDConfig``) share:
+    the checks of the PGD fields, the name's PGD part and :meth:`run`."""
+
+    def _check_pgd_fields(self) -> None:
+        object.__setattr__(self, "eps", parse_eps(self.eps))
+        object.__setattr__(self, "step_size", parse_eps(self.step_size, "step size"))
+        _check_schedule(self.steps, self.restarts, self.loss)
+        if not isinstance(self.random_start, bool):
+            raise InputError(f"random_start must be True or False, not {self.random_start!r}.")
+
+    @property
+    def _pgd_name(self) -> str:
+        suffix = f"-r{self.restarts}" if self.restarts > 1 else ""
+        return f"pgd-{self.steps}-{self.loss}{suffix}"
+
+    def run(
+        self,
+        model: Classifier,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        generator: torch.Generator | int | None = None,
+    ) -> AttackResult:
+        """Attack and return an :class:`AttackResult` (per-example correctness, settings, time)."""
+        began = time.perf_counter()
+        x_adv = self(model, x, y, generator=generator)
+        clean_correct, robust_correct = correctness(model, x, x_adv, y)
+        return AttackResult(
+            name=self.name,
+            x_adv=x_adv,
+            clean_correct=clean_correct,
+            robust_correct=robust_correct,
+            params=self.to_dict(),
+            seconds=time.perf_counter() - began,
+        )
+
+
 @dataclass(frozen=True)
-class PGDConfig:
+class PGDConfig(_PGDSettings):
     """Exact PGD settings, recorded next to the numbers they produce (``to_dict()``).
 
     Defaults are the paper's CIFAR evaluation: eps 8/255, step 2/255, 20 steps, CE, one restart.
@@ -249,17 +286,12 @@ class PGDConfig:
     random_start: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "eps", parse_eps(self.eps))
-        object.__setattr__(self, "step_size", parse_eps(self.step_size, "step size"))
-        _check_schedule(self.steps, self.restarts, self.loss)
-        if not isinstance(self.random_start, bool):
-            raise InputError(f"random_start must be True or False, not {self.random_start!r}.")
+        self._check_pgd_fields()
 
     @property
     def name(self) -> str:
         """``pgd-<steps>-<loss>``, with ``-r<restarts>`` when more than one restart is used."""
-        suffix = f"-r{self.restarts}" if self.restarts > 1 else ""
-        return f"pgd-{self.steps}-{self.loss}{suffix}"
+        return self._pgd_name
 
     def to_dict(self) -> dict[str, Any]:
         """Settings as JSON-ready values, with eps and step size also on the 0..255 scale for reading."""
@@ -281,26 +313,6 @@ class PGDConfig:
     ) -> torch.Tensor:
         """:func:`pgd` with these settings."""
         return pgd(model, x, y, generator=generator, **asdict(self))
-
-    def run(
-        self,
-        model: Classifier,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        generator: torch.Generator | int | None = None,
-    ) -> AttackResult:
-        """Attack and return an :class:`AttackResult` (per-example correctness, settings, time)."""
-        began = time.perf_counter()
-        x_adv = self(model, x, y, generator=generator)
-        clean_correct, robust_correct = correctness(model, x, x_adv, y)
-        return AttackResult(
-            name=self.name,
-            x_adv=x_adv,
-            clean_correct=clean_correct,
-            robust_correct=robust_correct,
-            params=self.to_dict(),
-            seconds=time.perf_counter() - began,
-        )
 
 
 #: What :func:`robust_accuracy` takes: settings, or ``attack(model, x, y) -> x_adv | AttackResult``.
