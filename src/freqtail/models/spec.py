@@ -99,10 +99,15 @@ def model_spec(
     }
 
 
-def build_model_from_spec(spec: Mapping[str, Any], *, with_front: bool = True) -> FreqtailModel:
+def build_model_from_spec(
+    spec: Mapping[str, Any], *, with_front: bool = True, pretrained: bool = False
+) -> FreqtailModel:
     """Rebuild the :class:`FreqtailModel` a spec from :func:`model_spec` describes (fresh weights).
 
     ``with_front=False`` leaves the BaSS front out even if the spec has one (the state dict is the same).
+    ``pretrained=True`` asks a ``timm:`` / ``torchvision:`` model's library for its pretrained weights
+    (a download through the library's cache); it is never part of a spec, so that loading a
+    checkpoint never downloads.
 
     Raises:
         ConfigError: not a freqtail model spec, a newer spec version, or invalid contents.
@@ -127,6 +132,7 @@ def build_model_from_spec(spec: Mapping[str, Any], *, with_front: bool = True) -
         image_size=spec["image_size"],
         in_channels=spec["in_channels"],
         **options,
+        **({"pretrained": True} if pretrained else {}),
     )
     front_options = _bass_front_spec(spec["bass_front"])
     front = bass_front(**front_options) if (with_front and front_options is not None) else None

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -395,7 +396,7 @@ class Trainer:
         """Data, model, optimiser, objective and schedule; ``fresh``: the run starts at step 0 (only
         then are ``pretrained`` weights asked for: a resumed run's weights come from its checkpoint)."""
         from freqtail.data import dataset_info
-        from freqtail.models import ExecutionOptions, model_spec, prepare_model
+        from freqtail.models import ExecutionOptions, build_model_from_spec, model_spec, prepare_model
         from freqtail.train.data import (
             EpochSampler,
             SeededItems,
@@ -435,9 +436,10 @@ class Trainer:
         )
         seed_everything(derive_seed(c.seed, "init"))
         if c.pretrained and fresh:  # rank 0 first: it fills the library's download cache
-            self.model = self._main_first(self._pretrained_model).to(device)
+            build = partial(build_model_from_spec, self.spec, with_front=False, pretrained=True)
+            self.model = self._main_first(build).to(device)
         else:
-            self.model = self._plain_model().to(device)
+            self.model = build_model_from_spec(self.spec, with_front=False).to(device)
         if c.sync_bn and self.dist.distributed:
             self.model.backbone = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model.backbone)
         # self.model owns the weights (checkpoints, optimiser); self.runner runs them as the execution
@@ -502,26 +504,6 @@ class Trainer:
         self.selected_on = self._selected_on()
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-
-    def _plain_model(self):
-        from freqtail.models import build_model_from_spec
-
-        return build_model_from_spec(self.spec, with_front=False)
-
-    def _pretrained_model(self):
-        """The spec's model with the library's pretrained weights (``pretrained`` is not in the spec)."""
-        from freqtail.models import FreqtailModel, create_model
-
-        spec = self.spec
-        backbone = create_model(
-            spec["name"],
-            spec["num_classes"],
-            image_size=spec["image_size"],
-            in_channels=spec["in_channels"],
-            pretrained=True,
-            **spec["options"],
-        )
-        return FreqtailModel(backbone, normalize=spec["normalize"])
 
     def _main_first(self, build: Callable[[], Any]) -> Any:
         """Run ``build`` on rank 0 first (it fills the dataset caches), then on the other ranks.
