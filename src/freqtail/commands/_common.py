@@ -38,19 +38,25 @@ whole_number = int_argument(whole_floats=True)
 unit_interval = number_argument(minimum=0, maximum=1)
 
 
-def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--channels-last`` and ``--compile``: how the model runs (freqtail.models.execution)."""
+def add_execution_arguments(parser: argparse.ArgumentParser, *, config_keys: bool = False) -> None:
+    """``--channels-last`` and ``--compile``: how the model runs (freqtail.models.execution).
+
+    ``config_keys``: the options set ``freqtail train``'s config keys of the same names (the help says so).
+    """
+    key = " (config key {}: true)" if config_keys else ""
     parser.add_argument(
         "--channels-last",
         action="store_true",
         help="run the model and its inputs in channels-last (NHWC) memory format: faster convolutions on "
-        "GPUs with tensor cores and, with oneDNN, on many CPUs; the same numbers up to float rounding",
+        "GPUs with tensor cores and, with oneDNN, on many CPUs; the same numbers up to float rounding"
+        + key.format("channels_last"),
     )
     parser.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile the model (each threat model's view once; the first batches compile, CPUs "
-        "need a C++ compiler); the same numbers up to float rounding; records state both options",
+        help="torch.compile the model (the first batches compile, CPUs need a C++ compiler); the same "
+        "numbers up to float rounding; evaluation records and run configs state the options"
+        + key.format("compile"),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from freqtail.commands._common import add_parser, print_json, whole_number
+from freqtail.commands._common import add_execution_arguments, add_parser, print_json, whole_number
 
 EXAMPLE = (
     "freqtail train --dataset embedded --model small-cnn --objective erm --epochs 5\n"
@@ -31,7 +31,7 @@ NAMED_OPTIONS = {
     "amp": ("MODE", str),
     "num_workers": ("N", whole_number),
 }
-#: Switches that set a boolean config key to true.
+#: Switches (add_execution_arguments) that set the boolean config key of the same name to true.
 FLAG_OPTIONS = ("channels_last", "compile")
 
 
@@ -68,15 +68,7 @@ def register(subparsers) -> None:
             default=None,
             help=f"{text} (key {key}, default {default!r})",
         )
-    for key in FLAG_OPTIONS:
-        parser.add_argument(
-            "--" + key.replace("_", "-"),
-            dest=key,
-            action="store_const",
-            const=True,
-            default=None,
-            help=f"{helps[key][1]} (key {key}: true)",
-        )
+    add_execution_arguments(parser, config_keys=True)
     parser.add_argument(
         "--set",
         dest="overrides",
