@@ -414,6 +414,7 @@ class _Evaluation:
         from freqtail import __version__
 
         plan = self.plan
+        settings = {**settings, "execution": plan.execution.to_dict()}  # every record states how it ran
         fingerprint = _fingerprint(
             {
                 "checkpoint": plan.checkpoint.get("digest"),
@@ -586,9 +587,6 @@ class _Evaluation:
         return run_aa
 
     def _settings(self, suite: str, setup) -> dict:
-        return {**self._suite_settings(suite, setup), "execution": self.plan.execution.to_dict()}
-
-    def _suite_settings(self, suite: str, setup) -> dict:
         plan = self.plan
         if suite == "clean":
             return {"attack": None, "batch_size": plan.batch_size}
@@ -685,7 +683,6 @@ class _Evaluation:
             "seed": plan.seed,
             "min_judged": plan.masking_min,
             "bass_front": front,
-            "execution": plan.execution.to_dict(),
         }
         data = self._data(setup, chosen)
         record = self._base(
@@ -773,7 +770,6 @@ class _Evaluation:
             "attack": None,
             "batch_size": plan.batch_size,
             **source.to_dict(),
-            "execution": plan.execution.to_dict(),
         }
         generated = source.origin == "generated"
         data = {
