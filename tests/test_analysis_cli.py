@@ -8,11 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from freqtail import train
 from freqtail.cli import main
-
-train = pytest.importorskip("freqtail.train", reason="the trainer's run loader is not available")
-if not hasattr(train, "load_model_from_run") or not hasattr(train, "save_checkpoint"):  # pragma: no cover
-    pytest.skip("the trainer's run loader is not available", allow_module_level=True)
 
 NUM_CLASSES = 16  # the embedded dataset's classes
 

@@ -41,8 +41,9 @@ def test_the_device_pipeline_gives_the_cpu_batches_on_cuda():
 
 
 def test_bf16_channels_last_training_runs_and_its_checkpoint_loads_on_the_cpu(tmp_path):
-    from freqtail.train import load_config, load_model_from_run
+    from freqtail.train import load_config
     from freqtail.train.trainer import train
+    from freqtail.workflows import load_model_from_run
 
     config = load_config(
         overrides={
@@ -63,14 +64,15 @@ def test_bf16_channels_last_training_runs_and_its_checkpoint_loads_on_the_cpu(tm
 
 
 def test_evaluation_counts_on_cuda_match_the_cpu():
-    from freqtail.evaluate import evaluate_model
+    from freqtail.evaluate import EvaluationRequest, EvaluationTarget, evaluate_model
     from freqtail.models import FreqtailModel, create_model
 
     torch.manual_seed(0)
     model = FreqtailModel(create_model("small-cnn", 16, width=8)).eval()
-    request = {"dataset": "embedded", "suites": "clean,pgd20", "n": 64, "masking_n": 0, "batch_size": 32}
-    cpu = {r["metric"]: r["correct"] for r in evaluate_model(model, **request)}
-    gpu = {r["metric"]: r["correct"] for r in evaluate_model(model.cuda(), **request)}
+    request = EvaluationRequest.of(suites="clean,pgd20", n=64, masking_n=0, batch_size=32)
+    target = EvaluationTarget("embedded")
+    cpu = {r["metric"]: r["correct"] for r in evaluate_model(model, request, target)}
+    gpu = {r["metric"]: r["correct"] for r in evaluate_model(model.cuda(), request, target)}
     assert gpu["clean"] == cpu["clean"]
     # Sign-gradient steps may flip on float rounding near zero: a couple of images may differ.
     assert abs(gpu["pgd-20-ce"] - cpu["pgd-20-ce"]) <= 2

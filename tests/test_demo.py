@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from freqtail.cli import main
-from freqtail.demo import QUICK, RUNS, STATE_FILE, _prepare_folder, run_demo
 from freqtail.errors import ConfigError
 from freqtail.report.build import build_report
 from freqtail.report.page import Table, markdown_blocks
+from freqtail.workflows.demo import QUICK, RUNS, STATE_FILE, _prepare_folder, run_demo
 from test_report import assert_self_contained, browser_check, parse_page
 
 SECTIONS = (

@@ -13,6 +13,7 @@ from freqtail.data.corruptions import CATEGORIES, CORRUPTIONS
 from freqtail.distributed import DistContext
 from freqtail.errors import ConfigError, FreqtailError, InputError
 from freqtail.evaluate import (
+    EvaluationRequest,
     aggregate_corruptions,
     applicable_threat_models,
     compare_runs,
@@ -30,6 +31,7 @@ from freqtail.evaluate.compare import RunResults, compare_markdown
 from freqtail.evaluate.results import load_results
 from freqtail.evaluate.sharding import batch_seed, global_batches, rank_batches
 from freqtail.models import FreqtailModel, bass_front
+from freqtail.workflows import RunSettings
 
 # ------------------------------------------------------------------------------------ aggregation
 
@@ -124,18 +126,18 @@ def test_band_suites_parse_are_robust_and_are_labelled_with_their_band():
 
 
 def test_a_band_boundary_is_checked_before_anything_runs():
-    from freqtail.evaluate import plan_evaluation
+    from test_evaluate_support import make_plan
 
     # 32x32 images: K = floor(hypot(16, 16)) = 22, so b runs from 0 to K + 1 = 23.
-    plan = plan_evaluation(dataset="embedded", suites="clean,pgd20-lfc", band_boundary=23)
+    plan = make_plan(dataset="embedded", suites="clean,pgd20-lfc", band_boundary=23)
     assert plan.band_boundary == 23
-    assert plan_evaluation(dataset="embedded", suites="pgd20-hfc").band_boundary is None
+    assert make_plan(dataset="embedded", suites="pgd20-hfc").band_boundary is None
     for value in (24, -1, 2.5):
         with pytest.raises(ConfigError) as err:
-            plan_evaluation(dataset="embedded", suites="pgd20-hfc", band_boundary=value)
+            make_plan(dataset="embedded", suites="pgd20-hfc", band_boundary=value)
         assert f"for 32x32 images must be an integer from 0 to 23, not {value!r}." in str(err.value)
     with pytest.raises(ConfigError) as err:
-        plan_evaluation(dataset="embedded", suites="clean,pgd20", band_boundary=7)
+        make_plan(dataset="embedded", suites="clean,pgd20", band_boundary=7)
     assert str(err.value) == (
         "A band boundary (--band-boundary) applies only to the band suites pgd20-lfc and pgd20-hfc; "
         "add one of them or leave the boundary out."
@@ -146,20 +148,26 @@ def test_budgets_by_image_size_flag_and_run_config():
     cifar, imagenet = default_budget((32, 32)), default_budget((224, 224))
     assert (cifar.eps, cifar.step_size) == pytest.approx((8 / 255, 2 / 255))
     assert (imagenet.eps, imagenet.step_size) == pytest.approx((4 / 255, 1 / 255))
-    given = resolve_budget((32, 32), eps="4/255")
+    given = resolve_budget((32, 32), eps=EvaluationRequest(eps="4/255").eps)
     assert (given.eps, given.step_size, given.source) == pytest.approx((4 / 255, 1 / 255, "--eps"))
     adversarial = {"objective": "trades", "eps": "2/255", "step_size": "0.5/255"}
-    from_config = resolve_budget((32, 32), run_config=adversarial)
+    from_config = resolve_budget((32, 32), training_budget=_training_budget(adversarial))
     assert (from_config.eps, from_config.step_size) == pytest.approx((2 / 255, 0.5 / 255))
     assert "run config" in from_config.source
     # An ERM run's eps key is an unused default: the paper default for the image size applies.
-    erm = resolve_budget((224, 224), run_config={"objective": "erm", "eps": "8/255"})
+    erm = resolve_budget((224, 224), training_budget=_training_budget({"objective": "erm", "eps": "8/255"}))
     assert erm.eps == pytest.approx(4 / 255)
+
+
+def _training_budget(config):
+    """The training budget a run with ``config`` is evaluated at by default (read once when it opens)."""
+    info = {"path": "weights.pt", "data": {"dataset": "embedded"}, "config": config}
+    return RunSettings.resolve(info).training_budget
 
 
 def test_an_eps_on_the_wrong_scale_is_one_sentence():
     with pytest.raises(InputError, match=r"0\.\.255 scale; use 8/255"):
-        resolve_budget((32, 32), eps="8")
+        EvaluationRequest(eps="8")
 
 
 # ------------------------------------------------------------------------------------ threat models

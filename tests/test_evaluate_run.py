@@ -13,8 +13,8 @@ import torch
 
 from freqtail.distributed import DistContext
 from freqtail.errors import CheckpointError, DatasetNotFoundError, InputError
-from freqtail.evaluate import evaluate_model, plan_evaluation, run_evaluation, stratified_subset
-from test_evaluate_support import eval_cache, load_run, shared_cache, tiny_runs  # noqa: F401
+from freqtail.evaluate import run_evaluation, stratified_subset
+from test_evaluate_support import eval_cache, evaluate, load_run, make_plan, shared_cache, tiny_runs  # noqa: F401
 
 MASKING = {"masking_n": 16, "masking_queries": 50}
 
@@ -36,7 +36,7 @@ def test_records_carry_threat_model_settings_n_and_checkpoint(tiny_runs, shared_
 
     model, _ = load_run(tiny_runs["bass"])
     labels = build_dataset("embedded", "test").labels
-    records = evaluate_model(
+    records = evaluate(
         model,
         dataset="embedded",
         suites="clean,pgd20",
@@ -104,7 +104,7 @@ def test_band_suites_split_at_each_threat_models_own_boundary(tiny_runs, shared_
     from freqtail.spectrum import summarize
 
     model, _ = load_run(tiny_runs["bass"])
-    records = evaluate_model(
+    records = evaluate(
         model,
         dataset="embedded",
         suites="clean,pgd20,pgd20-lfc,pgd20-hfc",
@@ -151,7 +151,7 @@ def test_band_suites_at_the_last_boundary_are_pgd20_and_clean(tiny_runs, shared_
     """32x32 images have bands 0..22, so b = 23: LFC keeps every band and is PGD-20 exactly (the same seeds
     draw the same starts), HFC keeps none and leaves every clean-correct image correct."""
     model, _ = load_run(tiny_runs["standard"])
-    plan = plan_evaluation(
+    plan = make_plan(
         dataset="embedded",
         suites="clean,pgd20,pgd20-lfc,pgd20-hfc",
         n=24,
@@ -192,7 +192,7 @@ class _Sized(torch.utils.data.Dataset):
 
 def test_each_threat_model_reads_its_own_test_set(tiny_runs, shared_cache):
     model, _ = load_run(tiny_runs["bass"])
-    records = evaluate_model(
+    records = evaluate(
         model,
         dataset="embedded",
         suites="clean",
@@ -202,24 +202,24 @@ def test_each_threat_model_reads_its_own_test_set(tiny_runs, shared_cache):
     sizes = {r["threat_model"]: (r["total"], r["data"]["of"]) for r in records}
     assert sizes == {"domain": (24, 24), "end-to-end": (40, 40)}
     standard, _ = load_run(tiny_runs["standard"])
-    only = evaluate_model(standard, dataset="embedded", suites="clean", test_sets={None: _Sized(40)})
+    only = evaluate(standard, dataset="embedded", suites="clean", test_sets={None: _Sized(40)})
     assert [(r["threat_model"], r["total"]) for r in only] == [("standard", 40)]
 
 
 def test_bad_input_is_one_sentence(tiny_runs, shared_cache):
     model, _ = load_run(tiny_runs["standard"])
     with pytest.raises(InputError, match="holds no images"):
-        evaluate_model(model, dataset="embedded", suites="clean", test_sets={None: _Sized(0)})
+        evaluate(model, dataset="embedded", suites="clean", test_sets={None: _Sized(0)})
     with pytest.raises(CheckpointError, match="16 output classes but the cifar10 test set has 10"):
-        plan_evaluation(dataset="cifar10", suites="clean", model_classes=16)
+        make_plan(dataset="cifar10", suites="clean", model_classes=16)
     with pytest.raises(CheckpointError, match="does not match the dataset"):
-        evaluate_model(model, dataset="embedded", suites="clean", test_sets={None: _Sized(8, classes=40)})
+        evaluate(model, dataset="embedded", suites="clean", test_sets={None: _Sized(8, classes=40)})
     with pytest.raises(InputError, match="at least 4 classes and embedded has 3"):
-        plan_evaluation(dataset="embedded", suites="clean,aa", test_sets={None: _Sized(8, classes=3)})
+        make_plan(dataset="embedded", suites="clean,aa", test_sets={None: _Sized(8, classes=3)})
     with pytest.raises(DatasetNotFoundError, match="--c-root"):
-        plan_evaluation(dataset="embedded", suites="corruptions")
+        make_plan(dataset="embedded", suites="corruptions")
     with pytest.raises(DatasetNotFoundError, match="--bc-root"):
-        plan_evaluation(dataset="embedded", suites="corruptions", training_bass="dataset", c_root=None)
+        make_plan(dataset="embedded", suites="corruptions", training_bass="dataset", c_root=None)
 
 
 def _corrupted_cell(images_uint8, name, severity, seed=0):
@@ -237,7 +237,7 @@ def test_both_corruption_orders_for_a_bass_model(tiny_runs, shared_cache, tmp_pa
     from freqtail.data import build_dataset
 
     model, _ = load_run(tiny_runs["bass"])
-    records = evaluate_model(
+    records = evaluate(
         model,
         dataset="embedded",
         suites="corruptions",
@@ -279,12 +279,12 @@ def test_both_corruption_orders_for_a_bass_model(tiny_runs, shared_cache, tmp_pa
 
 def test_resume_skips_records_with_the_same_fingerprint(tiny_runs, shared_cache):
     model, _ = load_run(tiny_runs["standard"])
-    plan = plan_evaluation(dataset="embedded", suites="clean,pgd20", n=16, masking_n=0)
+    plan = make_plan(dataset="embedded", suites="clean,pgd20", n=16, masking_n=0)
     first = run_evaluation(plan, model)
     done = {r["id"]: r["fingerprint"] for r in first}
     again = run_evaluation(plan, model, skip=lambda rid, fp: done.get(rid) == fp)
     assert again == []
-    other = plan_evaluation(dataset="embedded", suites="clean,pgd20", n=16, masking_n=0, seed=1)
+    other = make_plan(dataset="embedded", suites="clean,pgd20", n=16, masking_n=0, seed=1)
     changed = run_evaluation(other, model, skip=lambda rid, fp: done.get(rid) == fp)
     assert [r["metric"] for r in changed] == ["pgd-20-ce"]  # clean does not depend on the attack seed
 
@@ -297,7 +297,7 @@ def _distributed_worker(rank, world, init_file, run_dir, cache, work_dir, out_fi
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         model, _ = load_run(run_dir)
-        plan = plan_evaluation(**_distributed_request(work_dir))
+        plan = make_plan(**_distributed_request(work_dir))
         records = run_evaluation(plan, model, context=DistContext(rank, world, torch.device("cpu")))
         if rank == 0:
             with open(out_file, "w", encoding="utf-8") as handle:
@@ -327,7 +327,7 @@ def test_two_gloo_processes_count_exactly_like_one(tiny_runs, shared_cache, tmp_
     import torch.multiprocessing as mp
 
     model, _ = load_run(tiny_runs["bass"])
-    single = run_evaluation(plan_evaluation(**_distributed_request(tmp_path / "work")), model)
+    single = run_evaluation(make_plan(**_distributed_request(tmp_path / "work")), model)
     out_file = tmp_path / "records.json"
     mp.spawn(
         _distributed_worker,
@@ -362,7 +362,7 @@ def test_two_gloo_processes_count_exactly_like_one(tiny_runs, shared_cache, tmp_
 @pytest.mark.slow
 def test_autoattack_fast_is_labelled_and_bounded_by_pgd_free_clean(tiny_runs, shared_cache, tmp_path):
     model, _ = load_run(tiny_runs["standard"])
-    records = evaluate_model(
+    records = evaluate(
         model, dataset="embedded", suites="clean,aa-fast", n=8, batch_size=8, masking_n=0, work_dir=tmp_path
     )
     clean, fast = records
@@ -382,7 +382,7 @@ def test_a_given_c_folder_counts_the_rule_s_positions_in_every_cell(tiny_runs, s
     meta = {"dataset": "embedded", "split": "test", "bass": None, "classes": list(test.classes)}
     write_corrupted_set(test.images, test.labels, folder, ["contrast"], [1, 4], progress=False, meta=meta)
     model, _ = load_run(tiny_runs["standard"])
-    (record,) = evaluate_model(
+    (record,) = evaluate(
         model, dataset="embedded", suites="corruptions", n=24, c_root=folder, batch_size=24, subset_seed=3
     )
     chosen = stratified_subset(test.labels, 24, seed=3)

@@ -8,10 +8,33 @@ different, meaningful numbers.
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 import torch
 
+from freqtail.evaluate import EvaluationRequest, EvaluationTarget, evaluate_model, plan_evaluation
+
 STEPS = 150
+_TARGET_FIELDS = {f.name for f in fields(EvaluationTarget)}
+
+
+def request_and_target(**options) -> tuple[EvaluationRequest, EvaluationTarget]:
+    """Flat keyword options of a test split into the request (what is asked) and the target (what
+    is evaluated), as a caller builds them."""
+    target = {key: value for key, value in options.items() if key in _TARGET_FIELDS}
+    asked = {key: value for key, value in options.items() if key not in _TARGET_FIELDS}
+    return EvaluationRequest.of(**asked), EvaluationTarget(**target)
+
+
+def make_plan(**options):
+    """``plan_evaluation`` of flat keyword options (see :func:`request_and_target`)."""
+    return plan_evaluation(*request_and_target(**options))
+
+
+def evaluate(model, **options) -> list[dict]:
+    """``evaluate_model`` of flat keyword options (see :func:`request_and_target`)."""
+    return evaluate_model(model, *request_and_target(**options))
 
 
 def make_run(folder, bass: str | None, steps: int = STEPS, **config_keys):
@@ -95,6 +118,6 @@ def tiny_runs(tmp_path_factory, eval_cache):
 
 def load_run(folder):
     """(model without front, info) of a tiny run, via the trainer's loader."""
-    from freqtail.train import load_model_from_run
+    from freqtail.workflows import load_model_from_run
 
     return load_model_from_run(folder, with_front=False)

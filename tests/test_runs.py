@@ -19,7 +19,8 @@ import pytest
 
 from freqtail.errors import ConfigError, OutputError
 from freqtail.evaluate.threat_models import DOMAIN, END_TO_END, STANDARD, ThreatModel
-from freqtail.runs import RunFolder, RunLayout, RunSettings
+from freqtail.runs import RunLayout
+from freqtail.workflows import RunFolder, RunSettings
 from test_evaluate_support import eval_cache, make_run, shared_cache, tiny_runs  # noqa: F401
 
 # ------------------------------------------------------------------------------------ settings
@@ -117,7 +118,7 @@ def test_an_unwritable_output_is_refused_before_any_work(tiny_runs, shared_cache
 def _merge_many(folder: str, worker: int, count: int) -> None:
     """One process: ``count`` merges of one new record each (what an evaluation does per number)."""
     from freqtail.runs.layout import RunLayout as Layout
-    from freqtail.runs.store import ResultsStore
+    from freqtail.workflows.results_store import ResultsStore
 
     store = ResultsStore(Layout.of(folder))
     for i in range(count):

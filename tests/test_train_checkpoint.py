@@ -15,12 +15,12 @@ from freqtail.train.checkpoint import (
     MODEL_FILE,
     OPTIMIZER_FILE,
     load_checkpoint,
-    load_model_from_run,
     optimizer_state_from_parts,
     optimizer_state_to_parts,
     resolve_checkpoint,
     save_checkpoint,
 )
+from freqtail.workflows import load_model_from_run
 
 
 def _spec(bass_front=None):

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from freqtail.errors import ConfigError
-from freqtail.train import load_checkpoint, load_config, load_model_from_run
+from freqtail.train import load_checkpoint, load_config
 from freqtail.train.checkpoint import LAST_EPOCH
 from freqtail.train.trainer import TIMING_KEYS, train
+from freqtail.workflows import load_model_from_run
 from test_train_support import tiny_root  # noqa: F401
 
 

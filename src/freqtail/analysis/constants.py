@@ -13,3 +13,9 @@ DEFAULT_EPS = 4.0
 SIGN_MODES = ("channel", "image")
 #: The default sign mode, as Yin et al. define the heat map.
 DEFAULT_SIGN = "channel"
+#: Test images and batch size each analysis of a run takes by default (``freqtail sensitivity`` etc.).
+SENSITIVITY_IMAGES, SENSITIVITY_BATCH = 1000, 128
+LANDSCAPE_IMAGES, LANDSCAPE_BATCH = 500, 256
+HEATMAP_IMAGES, HEATMAP_BATCH = 100, 512
+#: Landscape grid points per axis and half-width of the grid ([-span, span]^2).
+LANDSCAPE_GRID, LANDSCAPE_SPAN = 21, 1.0

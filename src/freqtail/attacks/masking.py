@@ -63,6 +63,8 @@ VERDICT_WORDS: dict[str, str] = {
 }
 #: Fewest correctly classified images the check judges on: below it there is no verdict.
 MIN_JUDGED_IMAGES = 50
+#: Square queries of probe (a), the default of every caller.
+SQUARE_QUERIES = 1000
 #: The probes, in the order they run (the progress bar's stages).
 PROBES = ("PGD vs Square", "large-eps PGD", "input gradients")
 
@@ -185,7 +187,7 @@ def gradient_masking_check(
     eps: float,
     pgd_steps: int = 20,
     step_size: float | None = None,
-    square_queries: int = 1000,
+    square_queries: int = SQUARE_QUERIES,
     large_eps: float = 0.5,
     large_eps_steps: int = 50,
     tolerance: float = 0.01,

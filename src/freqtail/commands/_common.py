@@ -110,13 +110,19 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_n: int, default_b
     add_robustbench_arguments(parser)
 
 
-def open_run_for_analysis(args: argparse.Namespace):
-    """``(RunFolder, device, threat model or None)`` of an explanation command's arguments."""
+def explain_request(args: argparse.Namespace):
+    """The :class:`freqtail.workflows.explain.ExplainRequest` of an explanation command's arguments."""
     from freqtail.distributed import resolve_device
+    from freqtail.workflows.explain import ExplainRequest
 
-    device = resolve_device(args.device)
-    run = open_run(args, args.run)
-    return run, device, ("end-to-end" if args.end_to_end else None)
+    return ExplainRequest(
+        n=args.n,
+        batch_size=args.batch_size,
+        threat_model="end-to-end" if args.end_to_end else None,
+        subset_seed=args.subset_seed,
+        device=resolve_device(args.device),
+        progress=True,
+    )
 
 
 def add_robustbench_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,9 +149,9 @@ def add_robustbench_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def open_run(args: argparse.Namespace, path: str | None, **options):
-    """The :class:`freqtail.runs.RunFolder` a command's arguments name: a run or a RobustBench model."""
+    """The :class:`freqtail.workflows.RunFolder` a command's arguments name: a run or a RobustBench model."""
     from freqtail.errors import InputError
-    from freqtail.runs import RunFolder
+    from freqtail.workflows import RunFolder
 
     if getattr(args, "robustbench", None):
         if path is not None:

@@ -38,7 +38,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from freqtail.demo import FULL, QUICK, DemoInterrupted, format_key_numbers, run_demo
+    from freqtail.workflows.demo import FULL, QUICK, DemoInterrupted, format_key_numbers, run_demo
 
     settings = QUICK if args.quick else FULL
     if args.quick:

@@ -7,7 +7,6 @@ import argparse
 import sys
 from typing import Any
 
-from freqtail.checks import check_optional_int
 from freqtail.commands._common import (
     add_execution_arguments,
     add_parser,
@@ -80,12 +79,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--eps", metavar="EPS", help="L-inf budget, e.g. 8/255 (default: run config / paper)")
     parser.add_argument("--step-size", metavar="STEP", help="PGD step (default: eps/4 or the run config's)")
-    parser.add_argument("--batch-size", type=int, default=128, help="images per batch (default 128)")
-    parser.add_argument("--seed", type=int, default=0, help="attack seed (default 0)")
+    parser.add_argument("--batch-size", type=int, help="images per batch (default 128)")
+    parser.add_argument("--seed", type=int, help="attack seed (default 0)")
     parser.add_argument(
         "--subset-seed",
         type=int,
-        default=0,
         help="seed of the --n subset and of the masking check's (default 0)",
     )
     parser.add_argument(
@@ -115,7 +113,6 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--masking-n",
         type=int,
-        default=100,
         metavar="N",
         help="images for the gradient-masking check of robust suites, drawn class-stratified from the "
         "evaluated images (default 100; 0 skips it)",
@@ -128,7 +125,7 @@ def register(subparsers) -> None:
         "images to judge' (default: freqtail.attacks.masking.MIN_JUDGED_IMAGES, 50)",
     )
     parser.add_argument(
-        "--masking-queries", type=int, default=1000, metavar="Q", help="Square queries of that check"
+        "--masking-queries", type=int, metavar="Q", help="Square queries of that check (default 1000)"
     )
     parser.add_argument("--model", metavar="NAME", help="architecture of a foreign .pt/.safetensors file")
     parser.add_argument(
@@ -136,7 +133,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     add_execution_arguments(parser)
-    parser.add_argument("--num-workers", type=int, default=0, help="data-loader workers (folder datasets)")
+    parser.add_argument("--num-workers", type=int, help="data-loader workers (folder datasets; default 0)")
     parser.add_argument(
         "--out", metavar="DIR", help="folder for results.json / results.md (default: the run)"
     )
@@ -178,19 +175,11 @@ def _summary_line(record: dict[str, Any]) -> str:
     )
 
 
-def _check_options(args: argparse.Namespace) -> tuple[list[str] | None, list[int] | None]:
-    """Refuse bad options before anything is loaded; return the parsed corruption lists."""
-    from freqtail.evaluate import parse_suites
+def _request(args: argparse.Namespace):
+    """The :class:`freqtail.evaluate.EvaluationRequest` of the options, checked before anything is
+    loaded; options left out take the request's defaults."""
+    from freqtail.evaluate import EvaluationRequest
 
-    parse_suites(args.suite)
-    for name, value, minimum in (
-        ("--n", args.n, 1),
-        ("--masking-n", args.masking_n, 0),
-        ("--masking-min", args.masking_min, 1),  # None: the library's minimum
-        ("--num-workers", args.num_workers, 0),
-        ("--batch-size", args.batch_size, 1),
-    ):
-        check_optional_int(value, name, minimum=minimum)
     if str(args.device).startswith("cuda"):
         import torch
 
@@ -198,20 +187,38 @@ def _check_options(args: argparse.Namespace) -> tuple[list[str] | None, list[int
             raise ConfigError(
                 f"--device {args.device} was given, but PyTorch sees no CUDA GPU here; use --device cpu."
             )
-    from freqtail.data.corruptions import parse_corruptions, parse_severities
-
-    corruptions = None if args.corruptions is None else parse_corruptions(args.corruptions)
-    severities = None if args.severities is None else parse_severities(args.severities)
-    return corruptions, severities
+    given = {
+        "suites": args.suite,
+        "threat_model": args.threat_model,
+        "n": args.n,
+        "eps": args.eps,
+        "step_size": args.step_size,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "subset_seed": args.subset_seed,
+        "masking_n": args.masking_n,
+        "masking_queries": args.masking_queries,
+        "masking_min": args.masking_min,
+        "c_root": args.c_root,
+        "bc_root": args.bc_root,
+        "generate_c": args.generate_c,
+        "corruptions": args.corruptions,
+        "severities": args.severities,
+        "band_boundary": args.band_boundary,
+        "num_workers": args.num_workers,
+        "execution": execution_options(args),
+        "resume": args.resume,
+    }
+    return EvaluationRequest.of(**{key: value for key, value in given.items() if value is not None})
 
 
 def run(args: argparse.Namespace) -> int:
     from freqtail.distributed import init_distributed
 
-    corruptions, severities = _check_options(args)
+    request = _request(args)
     context = init_distributed(args.device)
     try:
-        return _evaluate(args, context, corruptions, severities)
+        return _evaluate(args, context, request)
     finally:
         if context.distributed:
             import torch.distributed as dist
@@ -220,35 +227,11 @@ def run(args: argparse.Namespace) -> int:
                 dist.destroy_process_group()
 
 
-def _evaluate(args: argparse.Namespace, context, corruptions, severities) -> int:
-    from freqtail.runs import evaluate_run
+def _evaluate(args: argparse.Namespace, context, request) -> int:
+    from freqtail.workflows import evaluate_run
 
     run = open_run(args, args.path, which=args.which, model_name=args.model, normalize=args.normalize)
-    outcome = evaluate_run(
-        run,
-        suites=args.suite,
-        threat_model=args.threat_model,
-        n=args.n,
-        eps=args.eps,
-        step_size=args.step_size,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        subset_seed=args.subset_seed,
-        masking_n=args.masking_n,
-        masking_queries=args.masking_queries,
-        masking_min=args.masking_min,
-        c_root=args.c_root,
-        bc_root=args.bc_root,
-        generate_c=args.generate_c,
-        corruptions=corruptions,
-        severities=severities,
-        band_boundary=args.band_boundary,
-        num_workers=args.num_workers,
-        execution=execution_options(args),
-        resume=args.resume,
-        context=context,
-        progress=not args.no_progress,
-    )
+    outcome = evaluate_run(run, request, context=context, progress=not args.no_progress)
     if not context.is_main:
         return 0
     for message in outcome.warnings:

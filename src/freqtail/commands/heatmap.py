@@ -10,7 +10,13 @@ EXAMPLE = "freqtail heatmap runs/demo --eps 4.0 --n 100"
 
 
 def register(subparsers) -> None:
-    from freqtail.analysis.constants import DEFAULT_EPS, DEFAULT_SIGN, SIGN_MODES
+    from freqtail.analysis.constants import (
+        DEFAULT_EPS,
+        DEFAULT_SIGN,
+        HEATMAP_BATCH,
+        HEATMAP_IMAGES,
+        SIGN_MODES,
+    )
     from freqtail.commands._common import add_run_arguments
 
     parser = add_parser(
@@ -23,7 +29,7 @@ def register(subparsers) -> None:
         "(Yin et al. 2019). Writes heatmap.npz, heatmap.json and figures/heatmap.png. Cost: about "
         "n * H * W / 2 forward passes.",
     )
-    add_run_arguments(parser, default_n=100, default_batch=512)
+    add_run_arguments(parser, default_n=HEATMAP_IMAGES, default_batch=HEATMAP_BATCH)
     parser.add_argument(
         "--eps",
         type=float,
@@ -42,24 +48,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from freqtail.analysis.heatmap import check_eps
-    from freqtail.commands._common import open_run_for_analysis
-    from freqtail.runs import explain_heatmap
+    from freqtail.commands._common import explain_request, open_run
+    from freqtail.workflows.explain import HeatmapAnalysis, explain
 
-    eps = check_eps(args.eps)
-    run, device, threat_model = open_run_for_analysis(args)
-    explained = explain_heatmap(
-        run,
-        threat_model=threat_model,
-        n=args.n,
-        subset_seed=args.subset_seed,
-        batch_size=args.batch_size,
-        eps=eps,
-        sign=args.sign,
-        seed=args.seed,
-        device=device,
-        progress=True,
-    )
+    analysis = HeatmapAnalysis(eps=args.eps, sign=args.sign, seed=args.seed)
+    request = explain_request(args)
+    explained = explain(open_run(args, args.run), analysis, request)
+    eps = analysis.eps
     result, data = explained.result, explained.data
     if args.json:
         summary = {k: v for k, v in data.items() if k != "error_rate"}

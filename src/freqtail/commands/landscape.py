@@ -10,6 +10,7 @@ EXAMPLE = "freqtail landscape runs/demo --grid 21 --span 1.0 --n 500"
 
 
 def register(subparsers) -> None:
+    from freqtail.analysis.constants import LANDSCAPE_BATCH, LANDSCAPE_GRID, LANDSCAPE_IMAGES, LANDSCAPE_SPAN
     from freqtail.commands._common import add_run_arguments, positive_int
 
     parser = add_parser(
@@ -27,10 +28,18 @@ def register(subparsers) -> None:
             "(landscape.partial.npz)."
         ),
     )
-    add_run_arguments(parser, default_n=500, default_batch=256)
-    parser.add_argument("--grid", type=positive_int, default=21, help="grid points per axis (default 21)")
+    add_run_arguments(parser, default_n=LANDSCAPE_IMAGES, default_batch=LANDSCAPE_BATCH)
     parser.add_argument(
-        "--span", type=float, default=1.0, help="the grid covers [-span, span]^2 (default 1.0)"
+        "--grid",
+        type=positive_int,
+        default=LANDSCAPE_GRID,
+        help=f"grid points per axis (default {LANDSCAPE_GRID})",
+    )
+    parser.add_argument(
+        "--span",
+        type=float,
+        default=LANDSCAPE_SPAN,
+        help=f"the grid covers [-span, span]^2 (default {LANDSCAPE_SPAN})",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the two random directions (default 0)")
     parser.add_argument(
@@ -40,26 +49,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from freqtail.analysis.landscape import check_grid, check_span
-    from freqtail.commands._common import open_run_for_analysis
-    from freqtail.runs import explain_landscape
+    from freqtail.commands._common import explain_request, open_run
+    from freqtail.workflows.explain import LandscapeAnalysis, explain
 
-    check_grid(args.grid)
-    span = check_span(args.span)
-    run, device, threat_model = open_run_for_analysis(args)
-    explained = explain_landscape(
-        run,
-        threat_model=threat_model,
-        n=args.n,
-        subset_seed=args.subset_seed,
-        batch_size=args.batch_size,
-        grid=args.grid,
-        span=span,
-        seed=args.seed,
-        boundary_band=args.boundary,
-        device=device,
-        progress=True,
-    )
+    analysis = LandscapeAnalysis(grid=args.grid, span=args.span, seed=args.seed, boundary_band=args.boundary)
+    request = explain_request(args)
+    explained = explain(open_run(args, args.run), analysis, request)
+    span = analysis.span
     result, data = explained.result, explained.data
     if args.json:
         print_json({**data, "files": [str(path) for path in explained.files[:2]]})

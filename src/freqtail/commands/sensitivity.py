@@ -10,7 +10,7 @@ EXAMPLE = "freqtail sensitivity runs/demo --n 1000"
 
 
 def register(subparsers) -> None:
-    from freqtail.analysis.constants import DEFAULT_TOP_FRACTION
+    from freqtail.analysis.constants import DEFAULT_TOP_FRACTION, SENSITIVITY_BATCH, SENSITIVITY_IMAGES
     from freqtail.commands._common import add_run_arguments
 
     parser = add_parser(
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
         "(HFC, beyond the data's 80/20 boundary). Writes figures/sensitivity.png, figures/long_tail.png, "
         "sensitivity.json and sensitivity.npz into the run folder.",
     )
-    add_run_arguments(parser, default_n=1000, default_batch=128)
+    add_run_arguments(parser, default_n=SENSITIVITY_IMAGES, default_batch=SENSITIVITY_BATCH)
     parser.add_argument(
         "--top",
         type=float,
@@ -45,22 +45,12 @@ def _compact(data: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from freqtail.analysis.sensitivity import check_top_fraction
-    from freqtail.commands._common import open_run_for_analysis
-    from freqtail.runs import explain_sensitivity
+    from freqtail.commands._common import explain_request, open_run
+    from freqtail.workflows.explain import SensitivityAnalysis, explain
 
-    top = check_top_fraction(args.top)
-    run, device, threat_model = open_run_for_analysis(args)
-    explained = explain_sensitivity(
-        run,
-        threat_model=threat_model,
-        n=args.n,
-        subset_seed=args.subset_seed,
-        batch_size=args.batch_size,
-        top_fraction=top,
-        device=device,
-        progress=True,
-    )
+    analysis = SensitivityAnalysis(top_fraction=args.top)
+    request = explain_request(args)
+    explained = explain(open_run(args, args.run), analysis, request)
     result, data = explained.result, explained.data
     if args.json:
         compact = _compact(data)

@@ -4,11 +4,12 @@ docs/design.md, "Threat models"; paper §4.3-4.4. Every number is a *record* tha
 model, exact settings, number of evaluated images, dataset and checkpoint
 (:mod:`freqtail.evaluate.results`).
 
->>> from freqtail.evaluate import evaluate_model
->>> records = evaluate_model(model, dataset="embedded", suites="clean,pgd20", n=200,
-...                          training_bass="dataset", threat_model="both")
+>>> from freqtail.evaluate import EvaluationRequest, EvaluationTarget, evaluate_model
+>>> request = EvaluationRequest(suites="clean,pgd20", n=200, threat_model="both")
+>>> records = evaluate_model(model, request, EvaluationTarget("embedded", training_bass="dataset"))
 
-Modules: :mod:`~freqtail.evaluate.threat_models` (which model and data each threat model uses),
+Modules: :mod:`~freqtail.evaluate.request` (what a caller asks for, checked once),
+:mod:`~freqtail.evaluate.threat_models` (which model and data each threat model uses),
 :mod:`~freqtail.evaluate.suites` (suite names, budgets), :mod:`~freqtail.evaluate.runner` (running),
 :mod:`~freqtail.evaluate.corruption_eval` (-C sets and category means),
 :mod:`~freqtail.evaluate.sharding` (which images each process evaluates; the process group is
@@ -28,6 +29,7 @@ from freqtail.evaluate.corruption_eval import (
     aggregate_corruptions,
     corruption_counts,
 )
+from freqtail.evaluate.request import CorruptionOptions, EvaluationRequest, EvaluationTarget, MaskingOptions
 from freqtail.evaluate.results import load_results, merge_records, write_results
 from freqtail.evaluate.runner import EvaluationPlan, evaluate_model, plan_evaluation, run_evaluation
 from freqtail.evaluate.suites import SUITES, Budget, default_budget, parse_suites, resolve_budget
@@ -47,8 +49,12 @@ __all__ = [
     "SUITES",
     "THREAT_MODELS",
     "Budget",
+    "CorruptionOptions",
     "DistContext",
     "EvaluationPlan",
+    "EvaluationRequest",
+    "EvaluationTarget",
+    "MaskingOptions",
     "RunResults",
     "ThreatModelSetup",
     "aggregate_corruptions",

@@ -1,7 +1,9 @@
 """Run evaluation suites under threat models and return one record per number.
 
-``plan_evaluation(...)`` checks everything that can be checked cheaply (suite and threat-model
-names, the budget, the test data, the class count, the -C folders) before any attack starts;
+An :class:`~freqtail.evaluate.request.EvaluationRequest` checks the caller's choices when it is
+built; ``plan_evaluation(request, target)`` checks them against the evaluated model and data (the
+threat models that apply, the class count, the band boundary's range, the -C folders) before any
+attack starts;
 ``run_evaluation(plan, model)`` runs it; :func:`evaluate_model` does both.
 
 Each threat model's view of the model is prepared once with the plan's execution options
@@ -13,22 +15,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 import freqtail.evaluate.corruption_eval as ce
-from freqtail.attacks.masking import MIN_JUDGED_IMAGES, STATE_NOT_RUN, VERDICT_WORDS
-from freqtail.checks import check_int, check_optional_int
+from freqtail.attacks.masking import STATE_NOT_RUN, VERDICT_WORDS
+from freqtail.checks import check_int
+from freqtail.data import build_dataset, canonical_name, dataset_info
 from freqtail.data.subsets import SubsetChoice, choose_subset, dataset_labels
 from freqtail.distributed import DistContext, all_reduce_counts, barrier, broadcast_json
 from freqtail.errors import CheckpointError, ConfigError, InputError
+from freqtail.evaluate.request import EvaluationRequest, EvaluationTarget
 from freqtail.evaluate.results import eps_label, record_id, utc_now
 from freqtail.evaluate.sharding import (
     batch_seed,
@@ -42,12 +44,12 @@ from freqtail.evaluate.suites import (
     band_pgd_config,
     band_variant,
     metric_name,
-    parse_suites,
     pgd_config,
     resolve_budget,
 )
 from freqtail.evaluate.threat_models import resolve_threat_models, threat_model_setup
-from freqtail.models.execution import EAGER, ExecutionOptions, as_execution_options, prepare_model
+from freqtail.models.execution import EAGER, prepare_model
+from freqtail.spectrum import num_bands
 
 SEED_RULE = "global batch b uses seed numpy.random.SeedSequence([seed, b]) (independent of process count)"
 #: Where a given boundary of the band suites came from (``settings["boundary_source"]``).
@@ -104,55 +106,41 @@ def not_run_verdict(reason: str = "no check was run for this number") -> dict[st
 
 @dataclass
 class EvaluationPlan:
-    """Everything an evaluation will do, checked before it starts (see :func:`plan_evaluation`).
+    """An evaluation checked before it starts: the request, its target and what they resolve to.
 
-    Attributes (the main ones):
+    Attributes:
+        request: the caller's :class:`~freqtail.evaluate.request.EvaluationRequest`.
+        target: the evaluated model's :class:`~freqtail.evaluate.request.EvaluationTarget`.
         dataset, num_classes, image_size: the test data.
-        suites, threat_models: what runs, in order.
+        threat_models: the threat models that run, in order (the request's choice resolved against
+            how the model was trained).
         budget: L-inf budget of the robust suites.
-        corruption_sources: ``{threat model: CorruptionSource | None}`` (None = generate it).
-        checkpoint: facts about the evaluated weights (recorded with every number).
-        checkpoint_tag: first part of every record id ("best", "last", a file name).
         band_boundary: the boundary band of the band suites, or None to measure it per threat model.
-        execution: how the model runs (channels-last, compiled); stated in every record's settings.
+        corruption_sources: ``{threat model: CorruptionSource | None}`` (None = generate it).
+        test_sets: the test sets built so far ``{None: raw, "dataset": BaSS-converted}``.
     """
 
+    request: EvaluationRequest
+    target: EvaluationTarget
     dataset: str
     num_classes: int
     image_size: tuple[int, int]
-    suites: list[str]
     threat_models: list[str]
     budget: Budget
-    data_root: str | None = None
-    training_bass: str | None = None
-    bass_strength: float = 1.0
-    n: int | None = None
-    batch_size: int = 128
-    seed: int = 0
-    subset_seed: int = 0
-    masking_n: int = 100
-    masking_queries: int = 1000
-    masking_min: int = MIN_JUDGED_IMAGES
-    corruption_sources: dict[str, ce.CorruptionSource | None] = field(default_factory=dict)
-    corruptions: list[str] | None = None
-    severities: list[int] | None = None
-    corruption_seed: int = 0
-    work_dir: Path | None = None
-    checkpoint: dict[str, Any] = field(default_factory=dict)
-    checkpoint_tag: str = "model"
-    num_workers: int = 0
-    test_sets: dict[str | None, Any] = field(default_factory=dict)
     band_boundary: int | None = None
-    execution: ExecutionOptions = EAGER
+    corruption_sources: dict[str, ce.CorruptionSource | None] = field(default_factory=dict)
+    test_sets: dict[str | None, Any] = field(default_factory=dict)
+
+    @property
+    def suites(self) -> tuple[str, ...]:
+        return self.request.suites
 
 
 def _test_set(plan: EvaluationPlan, data_bass: str | None):
     """The test split the threat model uses (cached in ``plan.test_sets``)."""
     if data_bass not in plan.test_sets:
-        from freqtail.data import build_dataset
-
         plan.test_sets[data_bass] = build_dataset(
-            plan.dataset, "test", plan.data_root, bass=data_bass, strength=plan.bass_strength
+            plan.dataset, "test", plan.target.data_root, bass=data_bass, strength=plan.target.bass_strength
         )
     dataset = plan.test_sets[data_bass]
     if len(dataset) == 0:
@@ -160,116 +148,47 @@ def _test_set(plan: EvaluationPlan, data_bass: str | None):
     return dataset
 
 
-def plan_evaluation(
-    *,
-    dataset: str,
-    suites: str | Sequence[str] = ("clean",),
-    threat_model: str | None = "auto",
-    training_bass: str | None = None,
-    has_front: bool = False,
-    bass_strength: float = 1.0,
-    data_root: str | os.PathLike | None = None,
-    eps: str | float | None = None,
-    step_size: str | float | None = None,
-    run_config: Mapping[str, Any] | None = None,
-    n: int | None = None,
-    batch_size: int = 128,
-    seed: int = 0,
-    subset_seed: int = 0,
-    masking_n: int = 100,
-    masking_queries: int = 1000,
-    masking_min: int = MIN_JUDGED_IMAGES,
-    c_root: str | os.PathLike | None = None,
-    bc_root: str | os.PathLike | None = None,
-    generate_c: bool = False,
-    corruptions: Sequence[str] | None = None,
-    severities: Sequence[int] | None = None,
-    corruption_seed: int = 0,
-    work_dir: str | os.PathLike | None = None,
-    checkpoint: Mapping[str, Any] | None = None,
-    checkpoint_tag: str = "model",
-    model_classes: int | None = None,
-    num_workers: int = 0,
-    test_sets: Mapping[str | None, Any] | None = None,
-    band_boundary: int | None = None,
-    execution: ExecutionOptions | Mapping[str, Any] | None = None,
-) -> EvaluationPlan:
-    """Check an evaluation request and return its plan (no attack runs here).
+def plan_evaluation(request: EvaluationRequest, target: EvaluationTarget) -> EvaluationPlan:
+    """Check a request against what it evaluates and return the plan (no attack runs here).
 
-    Args:
-        dataset: registered dataset name (its test split is evaluated).
-        suites: ``"clean,pgd20,pgd20-lfc,pgd20-hfc,cw,aa,aa-fast,corruptions"`` or a list (see
-            :mod:`~freqtail.evaluate.suites`).
-        threat_model: ``"auto"`` (every one that applies), ``"both"``, ``"standard"``, ``"domain"`` or
-            ``"end-to-end"`` (see :mod:`~freqtail.evaluate.threat_models`).
-        training_bass, has_front, bass_strength: how the model was trained with BaSS.
-        data_root: the dataset folder (None for the embedded set).
-        eps, step_size, run_config: the budget (see :func:`~freqtail.evaluate.suites.resolve_budget`).
-        batch_size: images per batch (and per global batch across processes).
-        seed: attack seed; subset_seed: seed of the subset.
-        n: evaluate ``n`` test images chosen by :func:`freqtail.data.subsets.stratified_subset` (seeded
-            by ``subset_seed``, stratified across classes; None = all); every record stores them
-            (``data["indices"]``).
-        masking_n: images for the gradient-masking check of robust suites, chosen from the evaluated
-            images by the same rule (0 = skip, recorded as "not-run").
-        masking_queries: Square queries of that check.
-        masking_min: fewest correctly classified images the check judges on; below it the verdict is
-            "too-few-images" (:data:`freqtail.attacks.masking.MIN_JUDGED_IMAGES`).
-        c_root, bc_root: -C folders (raw; BaSS-then-corrupt). generate_c: generate missing ones into
-            ``work_dir/corrupted`` from the evaluated images.
-        corruptions, severities: restrict the corruption suite (default: all in the folder).
-        corruption_seed: seed of generated -C sets.
-        work_dir: folder for generated -C sets and AutoAttack progress (resumable); None = no
-            AutoAttack resume and no generation.
-        checkpoint, checkpoint_tag: facts recorded with every number, and the id prefix.
-        model_classes: the model's number of classes when known (checked against the dataset).
-        num_workers: DataLoader workers for folder datasets.
-        test_sets: prebuilt test sets ``{None: raw, "dataset": BaSS-converted}`` (optional).
-        band_boundary: the boundary band b of the band suites (``pgd20-lfc`` perturbs bands ``< b``,
-            ``pgd20-hfc`` bands ``>= b``), ``0 .. K + 1`` for the dataset's image size; None (default)
-            measures it per threat model: the 80/20 boundary (corner bands) of the evaluated test
-            images that threat model attacks (:func:`freqtail.spectrum.summarize`).
-        execution: :class:`~freqtail.models.ExecutionOptions` (channels-last, ``torch.compile``) each
-            threat model's view of the model runs with; None = eager. Recorded in every record's
-            settings as ``execution``.
+    The request's own values were checked when it was built; here come the checks that need the
+    target: threat models that apply to how the model was trained, the class count, AutoAttack's
+    class minimum, the band boundary's range for the image size, an empty test set, the -C folders.
 
     Raises:
-        FreqtailError subclasses, each one sentence: unknown suite / threat model, a threat model that
-        does not apply, a budget on the 0..255 scale, a class-count mismatch, an empty test set, a
-        missing -C folder, a band boundary outside the bands or given without a band suite.
+        FreqtailError subclasses, each one sentence: a threat model that does not apply, a
+        class-count mismatch, an empty test set, a missing -C folder, a band boundary outside the
+        bands or given without a band suite.
     """
-    from freqtail.data import canonical_name, dataset_info
-    from freqtail.spectrum import num_bands
-
-    suite_list = parse_suites(suites)
-    threat_models = resolve_threat_models(threat_model, training_bass, has_front)
-    execution = as_execution_options(execution)
-    for prebuilt in (test_sets or {}).values():
+    suites = request.suites
+    threat_models = resolve_threat_models(request.threat_model, target.training_bass, target.has_front)
+    dataset = target.dataset
+    for prebuilt in target.test_sets.values():
         if len(prebuilt) == 0:
             raise InputError(f"The {dataset} test set holds no images; there is nothing to evaluate.")
-    if test_sets and None in test_sets:
-        reference = test_sets[None]
-        name = getattr(reference, "name", dataset)
+    if None in target.test_sets:
+        reference = target.test_sets[None]
+        dataset = getattr(reference, "name", dataset)
         num_classes = int(getattr(reference, "num_classes", len(reference.classes)))
         image_size = tuple(reference[0][0].shape[-2:])
-        dataset = name
     else:
         dataset = canonical_name(dataset)
         info = dataset_info(dataset)
         num_classes, image_size = info.num_classes, tuple(info.image_size)
-    if model_classes is not None and int(model_classes) != num_classes:
+    if target.model_classes is not None and int(target.model_classes) != num_classes:
         raise CheckpointError(
-            f"The model has {model_classes} output classes but the {dataset} test set has {num_classes}; "
-            "evaluate it on the dataset it was trained on."
+            f"The model has {target.model_classes} output classes but the {dataset} test set has "
+            f"{num_classes}; evaluate it on the dataset it was trained on."
         )
-    if num_classes < 4 and {"aa", "aa-fast"} & set(suite_list):
+    if num_classes < 4 and {"aa", "aa-fast"} & set(suites):
         raise InputError(
             f"AutoAttack's targeted attacks need at least 4 classes and {dataset} has {num_classes}; "
             "use the pgd20 and cw suites instead."
         )
-    budget = resolve_budget(image_size, eps, step_size, run_config)
+    budget = resolve_budget(image_size, request.eps, request.step_size, target.training_budget)
+    band_boundary = request.band_boundary
     if band_boundary is not None:
-        if not set(BAND_SUITES) & set(suite_list):
+        if not set(BAND_SUITES) & set(suites):
             raise ConfigError(
                 "A band boundary (--band-boundary) applies only to the band suites "
                 f"{' and '.join(BAND_SUITES)}; add one of them or leave the boundary out."
@@ -281,47 +200,20 @@ def plan_evaluation(
             maximum=num_bands(*image_size),
             error=ConfigError,
         )
-    check_optional_int(n, "The number of images to evaluate (--n)", minimum=1, error=ConfigError)
-    for value, what, minimum in (
-        (batch_size, "The batch size", 1),
-        (seed, "The seed", 0),
-        (subset_seed, "The subset seed", 0),
-        (masking_n, "The number of gradient-masking images", 0),
-        (masking_queries, "The number of Square queries", 1),
-        (masking_min, "The minimum number of images the gradient-masking check judges", 1),
-        (num_workers, "The number of data-loader workers", 0),
-    ):
-        check_int(value, what, minimum=minimum, error=ConfigError)
     plan = EvaluationPlan(
+        request=request,
+        target=target,
         dataset=dataset,
         num_classes=num_classes,
         image_size=image_size,
-        suites=suite_list,
         threat_models=threat_models,
         budget=budget,
-        data_root=None if data_root is None else str(data_root),
-        training_bass=training_bass,
-        bass_strength=float(bass_strength),
-        n=n,
-        batch_size=batch_size,
-        seed=seed,
-        subset_seed=subset_seed,
-        masking_n=masking_n,
-        masking_queries=masking_queries,
-        masking_min=masking_min,
-        corruptions=None if corruptions is None else list(corruptions),
-        severities=None if severities is None else list(severities),
-        corruption_seed=corruption_seed,
-        work_dir=None if work_dir is None else Path(work_dir),
-        checkpoint=dict(checkpoint or {}),
-        checkpoint_tag=checkpoint_tag,
-        num_workers=num_workers,
-        test_sets=dict(test_sets or {}),
         band_boundary=band_boundary,
-        execution=execution,
+        test_sets=dict(target.test_sets),
     )
-    if "corruptions" in suite_list:
-        if generate_c and plan.work_dir is None:
+    if "corruptions" in suites:
+        corruption = request.corruption
+        if corruption.generate and target.work_dir is None:
             raise ConfigError(
                 "Generating -C sets needs a folder to write them to (work_dir / the run folder)."
             )
@@ -331,12 +223,12 @@ def plan_evaluation(
                 dataset=dataset,
                 num_classes=num_classes,
                 image_size=image_size,
-                corruptions=plan.corruptions,
-                severities=plan.severities,
-                c_root=c_root,
-                bc_root=bc_root,
-                data_root=data_root,
-                generate_dir=(plan.work_dir / "corrupted") if generate_c else None,
+                corruptions=None if corruption.corruptions is None else list(corruption.corruptions),
+                severities=None if corruption.severities is None else list(corruption.severities),
+                c_root=corruption.c_root,
+                bc_root=corruption.bc_root,
+                data_root=target.data_root,
+                generate_dir=(target.work_dir / "corrupted") if corruption.generate else None,
             )
     return plan
 
@@ -348,7 +240,7 @@ def _loader(plan: EvaluationPlan, dataset, batches: list[tuple[int, np.ndarray]]
     if not batches:
         return
     loader = DataLoader(
-        dataset, batch_sampler=[batch.tolist() for _, batch in batches], num_workers=plan.num_workers
+        dataset, batch_sampler=[batch.tolist() for _, batch in batches], num_workers=plan.request.num_workers
     )
     for (number, _), (images, labels) in zip(batches, loader, strict=True):
         yield number, images, torch.as_tensor(labels, dtype=torch.long)
@@ -414,24 +306,27 @@ class _Evaluation:
         from freqtail import __version__
 
         plan = self.plan
-        settings = {**settings, "execution": plan.execution.to_dict()}  # every record states how it ran
+        settings = {
+            **settings,
+            "execution": plan.request.execution.to_dict(),
+        }  # every record states how it ran
         fingerprint = _fingerprint(
             {
-                "checkpoint": plan.checkpoint.get("digest"),
+                "checkpoint": plan.target.checkpoint.get("digest"),
                 "data": data,
                 "settings": _fingerprinted(settings),
                 "threat_model": setup.to_dict(),
             }
         )
         return {
-            "id": record_id(plan.checkpoint_tag, setup.name, metric, variant),
+            "id": record_id(plan.target.checkpoint_tag, setup.name, metric, variant),
             "suite": suite,
             "metric": metric,
             "threat_model": setup.name.value,
             "threat_model_setup": setup.to_dict(),
             "settings": settings,
             "data": data,
-            "checkpoint": dict(plan.checkpoint),
+            "checkpoint": dict(plan.target.checkpoint),
             "world_size": self.context.world_size,
             "fingerprint": fingerprint,
             "freqtail_version": __version__,
@@ -444,8 +339,8 @@ class _Evaluation:
             "dataset": plan.dataset,
             "split": "test",
             "bass": setup.data_bass,
-            "bass_strength": plan.bass_strength if setup.data_bass else None,
-            "data_root": plan.data_root,
+            "bass_strength": plan.target.bass_strength if setup.data_bass else None,
+            "data_root": plan.target.data_root,
             **choice.to_dict(),
         }
 
@@ -457,8 +352,10 @@ class _Evaluation:
         return self._label_cache[key]
 
     def choose(self, dataset) -> SubsetChoice:
-        """The evaluated images of a test set: ``plan.n`` of them by the one subset rule."""
-        return choose_subset(dataset, self.plan.n, self.plan.subset_seed, labels=self._labels(dataset))
+        """The evaluated images of a test set: ``plan.request.n`` of them by the one subset rule."""
+        return choose_subset(
+            dataset, self.plan.request.n, self.plan.request.subset_seed, labels=self._labels(dataset)
+        )
 
     def _emit(self, record: dict) -> None:
         self.records.append(record)
@@ -503,7 +400,7 @@ class _Evaluation:
         from freqtail.spectrum import DEFAULT_RATIO, summarize
 
         plan = self.plan
-        batches = list(enumerate(global_batches(choice.indices, plan.batch_size)))
+        batches = list(enumerate(global_batches(choice.indices, plan.request.batch_size)))
         images = (x for _, x, _ in _loader(plan, dataset, batches))
         summary = summarize(images, ratio=DEFAULT_RATIO, device=self.context.device, progress=self.progress)
         which = "BaSS-converted" if setup.data_bass else "raw"
@@ -524,7 +421,7 @@ class _Evaluation:
     def _counts(self, setup, dataset, indices, desc: str, attack) -> tuple[int, int, int, list[str]]:
         """Run ``attack(model, x, y, batch number) -> (clean_ok, robust_ok, warnings)`` over this rank's
         batches of the test-set ``indices`` and sum ``(clean correct, robust correct, total)`` over ranks."""
-        batches = rank_batches(global_batches(indices, self.plan.batch_size), self.context)
+        batches = rank_batches(global_batches(indices, self.plan.request.batch_size), self.context)
         clean = robust = total = 0
         warnings_seen: list[str] = []
         device = self.context.device
@@ -559,7 +456,9 @@ class _Evaluation:
                 config = pgd_config(suite, plan.budget)
 
             def run_pgd(model, x, y, number):
-                generator = torch.Generator(device=x.device).manual_seed(batch_seed(plan.seed, number))
+                generator = torch.Generator(device=x.device).manual_seed(
+                    batch_seed(plan.request.seed, number)
+                )
                 x_adv = config(model, x, y, generator=generator)
                 clean_ok, robust_ok = correctness(model, x, x_adv, y)
                 return clean_ok, robust_ok, []
@@ -567,8 +466,8 @@ class _Evaluation:
             return run_pgd
         version = "standard" if suite == "aa" else "fast"
         state_root = None
-        if plan.work_dir is not None:
-            state_root = plan.work_dir / "autoattack" / f"{setup.name}-{version}-{state_key}"
+        if plan.target.work_dir is not None:
+            state_root = plan.target.work_dir / "autoattack" / f"{setup.name}-{version}-{state_key}"
 
         def run_aa(model, x, y, number):
             result = autoattack(
@@ -577,7 +476,7 @@ class _Evaluation:
                 y,
                 eps=plan.budget.eps,
                 version=version,
-                seed=batch_seed(plan.seed, number),
+                seed=batch_seed(plan.request.seed, number),
                 batch_size=max(1, x.shape[0]),
                 state_path=None if state_root is None else state_root / f"batch-{number:05d}",
                 log_path=None if state_root is None else state_root / f"rank-{self.context.rank}.log",
@@ -589,12 +488,12 @@ class _Evaluation:
     def _settings(self, suite: str, setup) -> dict:
         plan = self.plan
         if suite == "clean":
-            return {"attack": None, "batch_size": plan.batch_size}
+            return {"attack": None, "batch_size": plan.request.batch_size}
         common = {
             **plan.budget.to_dict(),
-            "seed": plan.seed,
+            "seed": plan.request.seed,
             "seed_rule": SEED_RULE,
-            "batch_size": plan.batch_size,
+            "batch_size": plan.request.batch_size,
             "norm": "Linf",
         }
         if suite in ("pgd20", "cw"):
@@ -668,20 +567,20 @@ class _Evaluation:
         from freqtail.attacks.masking import gradient_masking_check
 
         plan = self.plan
-        if plan.masking_n == 0:
+        if plan.request.masking.images == 0:
             return not_run_verdict("masking_n = 0")
-        chosen = choice.within(plan.masking_n, self._labels(dataset))
+        chosen = choice.within(plan.request.masking.images, self._labels(dataset))
         front = setup.front is not None
         settings = {
             "eps": plan.budget.eps,
             "eps_255": round(plan.budget.eps * 255, 4),
             "step_size": plan.budget.step_size,
             "pgd_steps": 20,
-            "square_queries": plan.masking_queries,
+            "square_queries": plan.request.masking.queries,
             "large_eps": 0.5,
             "large_eps_steps": 50,
-            "seed": plan.seed,
-            "min_judged": plan.masking_min,
+            "seed": plan.request.seed,
+            "min_judged": plan.request.masking.min_judged,
             "bass_front": front,
         }
         data = self._data(setup, chosen)
@@ -704,9 +603,9 @@ class _Evaluation:
             y,
             eps=plan.budget.eps,
             step_size=plan.budget.step_size,
-            square_queries=plan.masking_queries,
-            seed=plan.seed,
-            min_judged=plan.masking_min,
+            square_queries=plan.request.masking.queries,
+            seed=plan.request.seed,
+            min_judged=plan.request.masking.min_judged,
             bass_front=front,
             progress=self.progress,
         )
@@ -740,35 +639,35 @@ class _Evaluation:
                 source = ce.generate_corruption_source(
                     order,
                     dataset=plan.dataset,
-                    data_root=plan.data_root,
+                    data_root=plan.target.data_root,
                     indices=indices,
-                    generate_dir=plan.work_dir / "corrupted",
-                    corruptions=plan.corruptions,
-                    severities=plan.severities,
-                    seed=plan.corruption_seed,
-                    bass_strength=plan.bass_strength,
+                    generate_dir=plan.target.work_dir / "corrupted",
+                    corruptions=plan.request.corruption.corruptions,
+                    severities=plan.request.corruption.severities,
+                    seed=plan.request.corruption.seed,
+                    bass_strength=plan.target.bass_strength,
                     progress=self.progress,
                 )
             barrier(self.context)
             if source is None:  # other ranks: the folder rank 0 wrote
-                levels = plan.severities or [1, 2, 3, 4, 5]
+                levels = plan.request.corruption.severities or [1, 2, 3, 4, 5]
                 folder = ce.generated_folder(
-                    plan.work_dir / "corrupted",
+                    plan.target.work_dir / "corrupted",
                     plan.dataset,
                     order,
                     indices,
                     levels,
-                    plan.corruption_seed,
-                    plan.bass_strength,
+                    plan.request.corruption.seed,
+                    plan.target.bass_strength,
                 )
                 from freqtail.data.corruptions import CORRUPTIONS
 
-                names = plan.corruptions or list(CORRUPTIONS)
+                names = plan.request.corruption.corruptions or list(CORRUPTIONS)
                 source = ce.CorruptionSource(order, folder, "generated", names, levels, {})
             plan.corruption_sources[setup.name] = source
         settings = {
             "attack": None,
-            "batch_size": plan.batch_size,
+            "batch_size": plan.request.batch_size,
             **source.to_dict(),
         }
         generated = source.origin == "generated"
@@ -776,22 +675,22 @@ class _Evaluation:
             "dataset": plan.dataset,
             "split": "test",
             "bass": "dataset" if order == ce.BASS_THEN_CORRUPT else None,
-            "bass_strength": plan.bass_strength if order != ce.ORDER_NONE else None,
+            "bass_strength": plan.target.bass_strength if order != ce.ORDER_NONE else None,
             "corruption_order": order,
-            "n_requested": plan.n,
-            "subset_seed": plan.subset_seed,
+            "n_requested": plan.request.n,
+            "subset_seed": plan.request.subset_seed,
         }
         record = self._base(setup, "corruptions", "corruptions", order, data, settings)
         if self._skipped(record["id"], record["fingerprint"]):
             return
         began = time.perf_counter()
-        n = None if generated else plan.n
+        n = None if generated else plan.request.n
         table, cells = ce.corruption_counts(
             setup.model,
             source,
             n=n,
-            subset_seed=plan.subset_seed,
-            batch_size=plan.batch_size,
+            subset_seed=plan.request.subset_seed,
+            batch_size=plan.request.batch_size,
             context=self.context,
             progress=self.progress,
             desc=f"{setup.name} corruptions ({order})",
@@ -823,7 +722,7 @@ def run_evaluation(
         plan: from :func:`plan_evaluation`.
         model: a :class:`freqtail.models.FreqtailModel` (or any classifier of [0, 1] images); each
             threat model gets its own view (with or without the BaSS front) sharing its weights,
-            prepared once with ``plan.execution`` (with channels-last, ``model``'s weights are
+            prepared once with ``plan.request.execution`` (with channels-last, ``model``'s weights are
             converted to that layout in place).
         context: the process's rank, world size and device
             (:func:`freqtail.distributed.init_distributed`); None = one process on the model's device.
@@ -843,8 +742,8 @@ def run_evaluation(
     model = model.to(context.device)
     evaluation = _Evaluation(plan, model, context, progress, on_record, skip)
     for name in plan.threat_models:
-        setup = threat_model_setup(model, name, bass_strength=plan.bass_strength)
-        setup = replace(setup, model=prepare_model(setup.model, plan.execution))
+        setup = threat_model_setup(model, name, bass_strength=plan.target.bass_strength)
+        setup = replace(setup, model=prepare_model(setup.model, plan.request.execution))
         sample_suites = [s for s in plan.suites if s != "corruptions"]
         dataset = choice = None
         if sample_suites:
@@ -882,18 +781,19 @@ def _probe_identity(evaluation: _Evaluation, suite: str, setup, choice: SubsetCh
 
 def evaluate_model(
     model: torch.nn.Module,
+    request: EvaluationRequest,
+    target: EvaluationTarget,
     *,
     context: DistContext | None = None,
     progress: bool = False,
     on_record: Callable[[dict], None] | None = None,
-    **request: Any,
 ) -> list[dict]:
-    """Plan and run an evaluation in one call: ``plan_evaluation(**request)`` then :func:`run_evaluation`.
+    """Plan and run an evaluation in one call: :func:`plan_evaluation` then :func:`run_evaluation`.
 
     Example:
-        >>> records = evaluate_model(model, dataset="embedded", suites="clean,pgd20", n=200,
-        ...                          training_bass="dataset", threat_model="both")
+        >>> request = EvaluationRequest(suites="clean,pgd20", n=200, threat_model="both")
+        >>> records = evaluate_model(model, request, EvaluationTarget("embedded", training_bass="dataset"))
         >>> [(r["threat_model"], r["metric"], r["accuracy"], r["total"]) for r in records]
     """
-    plan = plan_evaluation(**request)
+    plan = plan_evaluation(request, target)
     return run_evaluation(plan, model, context=context, progress=progress, on_record=on_record)

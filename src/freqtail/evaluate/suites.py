@@ -33,11 +33,11 @@ names its training budget is evaluated at that budget unless ``--eps`` says othe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from freqtail.attacks import BandPGDConfig, PGDConfig, parse_eps
+from freqtail.attacks import BandPGDConfig, PGDConfig
 from freqtail.attacks.band import band_label
 from freqtail.errors import ConfigError
 
@@ -144,57 +144,28 @@ def default_budget(image_size: tuple[int, int] | int) -> Budget:
     return Budget(8 / 255, 2 / 255, f"paper default for {h}x{w} images (CIFAR-size)")
 
 
-def _adversarial_budget(run_config: Mapping[str, Any] | None) -> tuple[Any, Any] | None:
-    """``(eps, step_size)`` of an adversarially trained run's config, else None.
-
-    Only adversarial objectives (PGD-AT, TRADES, MART) define a budget; the ``eps`` key of any
-    other run is an unused default and is ignored.
-    """
-    from freqtail.train.config import ADVERSARIAL_OBJECTIVES
-
-    if not run_config or run_config.get("objective") not in ADVERSARIAL_OBJECTIVES:
-        return None
-    if run_config.get("eps") is None:
-        return None
-    return run_config["eps"], run_config.get("step_size")
-
-
 def resolve_budget(
     image_size: tuple[int, int] | int,
-    eps: str | float | None = None,
-    step_size: str | float | None = None,
-    run_config: Mapping[str, Any] | None = None,
+    eps: float | None = None,
+    step_size: float | None = None,
+    training_budget: Budget | None = None,
 ) -> Budget:
-    """The budget to evaluate at: ``eps`` if given, else the run config's, else the paper default.
+    """The budget to evaluate at: ``eps`` if given, else the run's training budget, else the paper's.
 
     Args:
         image_size: (H, W) of the test images.
-        eps: ``"8/255"``, a float on the [0, 1] scale, or None. ``8`` is refused with a sentence.
-        step_size: PGD step; default ``eps / 4`` when eps is given (2/255 at 8/255, as in the paper).
-        run_config: the training config (``freqtail.train`` keys); the ``eps`` and ``step_size`` of
-            an adversarial objective (pgd-at, trades, mart) are used when ``eps`` is not given.
-
-    Raises:
-        InputError: a budget on the wrong scale or unreadable (from :func:`freqtail.attacks.parse_eps`).
+        eps: a budget on the [0, 1] scale already checked at the door
+            (:func:`freqtail.attacks.parse_eps`), or None.
+        step_size: PGD step on the [0, 1] scale; default ``eps / 4`` when eps is given (2/255 at
+            8/255, as in the paper), else the training budget's or the paper's step.
+        training_budget: the budget an adversarially trained run (pgd-at, trades, mart) was trained
+            at, used when ``eps`` is not given; None for any other run.
     """
     if eps is not None:
-        value = parse_eps(eps)
-        step = parse_eps(step_size, "step size") if step_size is not None else value / 4
-        return Budget(value, step, "--eps")
-    configured = _adversarial_budget(run_config)
-    if configured is not None:
-        value = parse_eps(configured[0])
-        if step_size is not None:
-            step = parse_eps(step_size, "step size")
-        elif configured[1] is not None:
-            step = parse_eps(configured[1], "step size")
-        else:
-            step = value / 4
-        source = f"run config ({run_config['objective']} training budget)"
-        return Budget(value, step, source + (STEP_GIVEN if step_size is not None else ""))
-    budget = default_budget(image_size)
+        return Budget(eps, step_size if step_size is not None else eps / 4, "--eps")
+    budget = training_budget if training_budget is not None else default_budget(image_size)
     if step_size is not None:
-        return Budget(budget.eps, parse_eps(step_size, "step size"), budget.source + STEP_GIVEN)
+        return Budget(budget.eps, step_size, budget.source + STEP_GIVEN)
     return budget
 
 

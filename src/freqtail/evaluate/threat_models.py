@@ -112,6 +112,25 @@ def _training_words(bass_mode: str | None) -> str:
     return "without BaSS"
 
 
+def check_threat_model_choice(requested: str | ThreatModel | None) -> str:
+    """A ``--threat-model`` choice in its one spelling: ``"auto"``, ``"both"`` or a threat model's name.
+
+    ``None`` means ``"auto"``; names are parsed as :meth:`ThreatModel.parse` does (``e2e`` = ``end-to-end``).
+
+    Raises:
+        ConfigError: an unknown choice (one sentence listing :data:`THREAT_MODEL_CHOICES`).
+    """
+    choice = "auto" if requested is None else str(requested).strip().lower()
+    if choice in ("auto", "both"):
+        return choice
+    try:
+        return ThreatModel.parse(choice).value
+    except ConfigError:
+        raise ConfigError(
+            f"Unknown threat model {requested!r}; choose one of {', '.join(THREAT_MODEL_CHOICES)}."
+        ) from None
+
+
 def resolve_threat_models(
     requested: str | None, bass_mode: str | None, has_front: bool = False
 ) -> list[ThreatModel]:
@@ -127,18 +146,10 @@ def resolve_threat_models(
             says why and what applies).
     """
     applicable = applicable_threat_models(bass_mode, has_front)
-    choice = "auto" if requested is None else str(requested).strip().lower()
+    choice = check_threat_model_choice(requested)
     if choice == "auto":
         return list(applicable)
-    if choice == "both":
-        wanted = [DOMAIN, END_TO_END]
-    else:
-        try:
-            wanted = [ThreatModel.parse(choice)]
-        except ConfigError:
-            raise ConfigError(
-                f"Unknown threat model {requested!r}; choose one of {', '.join(THREAT_MODEL_CHOICES)}."
-            ) from None
+    wanted = [DOMAIN, END_TO_END] if choice == "both" else [ThreatModel(choice)]
     for name in wanted:
         if name in applicable:
             continue

@@ -20,7 +20,8 @@ explanation of that run::
       report.html, report.md   freqtail report
 
 This module only names paths (it imports nothing heavy), so every layer may use it: the trainer,
-evaluation, the analyses, the report and the demo. :class:`freqtail.runs.RunFolder` builds on it.
+evaluation, the analyses, the report and the workflows (:class:`freqtail.workflows.RunFolder` builds
+on it).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ trainer (SGD, schedules, AMP on CUDA, DDP under torchrun), resumable runs and sa
 
 >>> from freqtail.train import load_config, train
 >>> result = train(load_config(overrides=["epochs=2"]), "runs/demo")
->>> from freqtail.train import load_model_from_run
->>> model, info = load_model_from_run("runs/demo")           # best checkpoint, eval mode
+>>> from freqtail.train import load_checkpoint
+>>> model = load_checkpoint("runs/demo").build_model()       # best checkpoint, eval mode
 
 Names load on first use, so ``import freqtail.train.config`` (the command line's option help) does
 not import torch.
@@ -22,7 +22,6 @@ _EXPORTS = {
     "CHECKPOINT_VERSION": "checkpoint",
     "Checkpoint": "checkpoint",
     "load_checkpoint": "checkpoint",
-    "load_model_from_run": "checkpoint",
     "resolve_checkpoint": "checkpoint",
     "save_checkpoint": "checkpoint",
     "OBJECTIVES": "config",

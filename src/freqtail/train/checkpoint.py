@@ -34,7 +34,8 @@ Resuming after damage (:func:`choose_resume_checkpoint`): when ``last.json`` is 
 valid JSON, or names a missing or incomplete folder, the newest complete checkpoint (by global step;
 files present with their recorded sizes and SHA-256) is used instead, and the caller says so.
 
-Loading (:func:`load_checkpoint`, :func:`load_model_from_run`) accepts a run folder, a
+Loading (:func:`load_checkpoint`; ``freqtail.workflows.load_model_from_run`` for whole runs and
+bare weights) accepts a run folder, a
 ``checkpoints/`` folder, a checkpoint folder, a pointer or ``checkpoint.json`` file, a
 ``model.safetensors`` file, or — given the architecture (``spec=``) — a foreign state dict in
 ``.safetensors`` or ``.pt``/``.pth`` (read with ``torch.load(weights_only=True)``: tensors only, no
@@ -68,7 +69,6 @@ MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 INFO_FILE = "checkpoint.json"
 WHICH = ("best", "last")
-_FOREIGN_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 _STEP_DIR = re.compile(r"^step-\d+(-\d+)?$")
 #: ``selected_on`` of a checkpoint that no selection chose: the last epoch (or an interrupted step).
 LAST_EPOCH = {"rule": "last-epoch", "split": None, "n": None, "metric": None}
@@ -98,7 +98,7 @@ def _write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata
         os.fsync(handle.fileno())
 
 
-def _read_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def read_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     from safetensors import safe_open
 
     try:
@@ -569,12 +569,12 @@ class Checkpoint:
             return None
         path = self.path / OPTIMIZER_FILE
         _verify_file(path, self.info["files"].get(OPTIMIZER_FILE), "optimiser state", self._verified)
-        tensors, _ = _read_safetensors(path, "optimiser state")
+        tensors, _ = read_safetensors(path, "optimiser state")
         return optimizer_state_from_parts(self.info["optimizer"], tensors)
 
     def build_model(self, *, with_front: bool = True, device: str | torch.device = "cpu") -> torch.nn.Module:
         """The :class:`~freqtail.models.FreqtailModel` with these weights, in eval mode, on ``device``."""
-        return _model_with_state(self.model_spec, self.model_state, str(self.path), with_front, device)
+        return model_with_state(self.model_spec, self.model_state, str(self.path), with_front, device)
 
 
 def _verify_file(path: Path, record: Mapping[str, Any] | None, what: str, verify: bool) -> None:
@@ -612,11 +612,11 @@ def load_checkpoint(path: str | os.PathLike, which: str = "best", *, verify: boo
     _check_format(info, folder / INFO_FILE)
     model_path = folder / MODEL_FILE
     _verify_file(model_path, info["files"].get(MODEL_FILE), "model weights", verify)
-    tensors, _ = _read_safetensors(model_path, "model weights")
+    tensors, _ = read_safetensors(model_path, "model weights")
     return Checkpoint(folder, info, tensors, followed, verify)
 
 
-def _model_with_state(
+def model_with_state(
     spec: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str, with_front: bool, device
 ) -> torch.nn.Module:
     from freqtail.models import build_model_from_spec
@@ -658,87 +658,7 @@ def _load_state_into(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
     del result
 
 
-def _load_foreign_state(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from a ``.safetensors`` or ``torch.save`` file, without running any code."""
-    if path.suffix == ".safetensors":
-        tensors, _ = _read_safetensors(path, "weights")
-        return tensors
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # UnpicklingError for disallowed objects, RuntimeError / EOFError for damage
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"The file {path} cannot be loaded safely as tensors only (torch.load with weights_only=True "
-            f"refused it: {message[:160]})."
-        ) from None
-    for key in ("state_dict", "model_state_dict", "model", "net", "ema"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"The file {path} does not hold a state dict of tensors.")
-    return obj
-
-
-def load_model_from_run(
-    path: str | os.PathLike,
-    which: str = "best",
-    *,
-    device: str | torch.device = "cpu",
-    with_front: bool = True,
-    spec: Mapping[str, Any] | None = None,
-    verify: bool = True,
-) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild a trained model, in eval mode, and describe where it came from.
-
-    Args:
-        path: a run folder (``runs/NAME``), a checkpoint folder or file (see :func:`load_checkpoint`),
-            a standalone ``model.safetensors`` written by freqtail, or a foreign state dict
-            (``.safetensors``, ``.pt``, ``.pth``) together with ``spec``.
-        which: ``"best"`` (default) or ``"last"`` for a run folder.
-        device: where to put the model.
-        with_front: keep the BaSS front if the model spec has one (runs trained with
-            ``bass="dataset"`` record it: the model then takes raw images, the end-to-end threat
-            model). ``False`` gives the bare model for BaSS-converted inputs (the paper's domain).
-        spec: a model spec (:func:`freqtail.models.model_spec`) for files that carry none.
-        verify: check SHA-256 digests of freqtail checkpoints.
-
-    Returns:
-        ``(model, info)``; ``info`` holds ``path``, ``which``, ``format`` ("freqtail-checkpoint" or
-        "foreign"), ``epoch``, ``global_step``, ``complete``, ``config``, ``model_spec``, ``metrics``
-        (the checkpoint epoch's record), ``best``, ``selected_on`` (which images chose the
-        checkpoint; :data:`LAST_EPOCH` for ``which="last"``; see the module docstring), ``data``
-        (dataset, bass, gamma, bass_strength), ``objective`` and ``freqtail_version`` (None where
-        unknown).
-
-    Raises:
-        CheckpointError: anything missing, corrupt, foreign without ``spec`` or mismatching.
-    """
-    p = Path(path).expanduser()
-    standalone = p.is_file() and (
-        p.suffix in _FOREIGN_SUFFIXES or (p.suffix == ".safetensors" and not (p.parent / INFO_FILE).exists())
-    )
-    if not standalone:
-        checkpoint = load_checkpoint(p, which, verify=verify)
-        model = checkpoint.build_model(with_front=with_front, device=device)
-        return model, checkpoint_summary(checkpoint)
-    if spec is None and p.suffix == ".safetensors":
-        _, metadata = _read_safetensors(p, "weights")
-        if metadata.get("format") == CHECKPOINT_FORMAT and "model_spec" in metadata:
-            spec = json.loads(metadata["model_spec"])
-    if spec is None:
-        raise CheckpointError(
-            f"The file {p} carries no freqtail model spec; pass spec=model_spec(name, num_classes, ...) "
-            "so the architecture is known."
-        )
-    state = _load_foreign_state(p)
-    model = _model_with_state(spec, state, str(p), with_front, device)
-    info = {key: None for key in _SUMMARY_KEYS}
-    info.update(path=str(p), format="foreign", model_spec=dict(spec))
-    return model, info
-
-
-_SUMMARY_KEYS = (
+SUMMARY_KEYS = (
     "path",
     "which",
     "format",
@@ -757,7 +677,7 @@ _SUMMARY_KEYS = (
 
 
 def checkpoint_summary(checkpoint: Checkpoint) -> dict[str, Any]:
-    """The ``info`` dict of :func:`load_model_from_run` for a loaded freqtail checkpoint."""
+    """What a loaded freqtail checkpoint is (the ``info`` of ``freqtail.workflows.load_model_from_run``)."""
     info = checkpoint.info
     config = info.get("config") or {}
     history = info.get("history") or []

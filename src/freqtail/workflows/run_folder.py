@@ -8,18 +8,25 @@ test data of each threat model, and reads and merges ``results.json`` under a lo
 evaluations of one run at once never lose a record.
 
 Files are named by :mod:`freqtail.runs.layout`; results are the records of
-:mod:`freqtail.evaluate.results`.
+:mod:`freqtail.evaluate.results`, merged by :class:`~freqtail.workflows.results_store.ResultsStore`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from freqtail.attacks.eps import parse_eps
+from freqtail.data import build_dataset, canonical_name, dataset_info
 from freqtail.errors import CheckpointError, ConfigError
+from freqtail.evaluate.request import EvaluationRequest, EvaluationTarget
+from freqtail.evaluate.suites import Budget
 from freqtail.evaluate.threat_models import (
     DOMAIN,
     ThreatModel,
@@ -28,11 +35,13 @@ from freqtail.evaluate.threat_models import (
     threat_model_setup,
     trained_with_bass,
 )
+from freqtail.io import check_writable_folder
+from freqtail.models import model_spec
+from freqtail.models.external import from_robustbench, robustbench_weights
 from freqtail.runs.layout import RunLayout
-from freqtail.runs.store import ResultsStore
-
-#: Files that hold bare weights from elsewhere (they need ``model`` and ``dataset`` to be rebuilt).
-FOREIGN_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+from freqtail.train.config import ADVERSARIAL_OBJECTIVES
+from freqtail.workflows.results_store import ResultsStore
+from freqtail.workflows.run_model import is_bare_weights, load_model_from_run
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,9 @@ class RunSettings:
         front: the BaSS front recorded in the model spec (trained with BaSS inside), else None.
         objective: the training objective (``erm``, ``pgd-at``, ...), None when unknown.
         bass_branch: AugMix with BaSS on one branch.
+        training_budget: the L-inf budget an adversarially trained run (pgd-at, trades, mart) was
+            trained at, read once from its config; None for every other run (the ``eps`` key of an
+            ERM or AugMix config is an unused default).
         config: the run's whole training configuration (None for files from elsewhere).
     """
 
@@ -64,6 +76,7 @@ class RunSettings:
     front: dict[str, Any] | None
     objective: str | None
     bass_branch: bool
+    training_budget: Budget | None = None
     config: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
@@ -108,8 +121,6 @@ class RunSettings:
         Raises:
             ConfigError: the checkpoint does not say its dataset and none is given, or a name is unknown.
         """
-        from freqtail.data import canonical_name
-
         config = dict(info.get("config") or {})
         data = info.get("data") or {}
         spec = info.get("model_spec") or {}
@@ -139,8 +150,19 @@ class RunSettings:
             front=dict(front) if front else None,
             objective=objective,
             bass_branch=bool(objective == "augmix-bass" or config.get("bass_branch")),
+            training_budget=_training_budget(config),
             config=config or None,
         )
+
+
+def _training_budget(config: Mapping[str, Any]) -> Budget | None:
+    """The budget an adversarial objective's config was trained at (step: its own, else eps / 4)."""
+    if config.get("objective") not in ADVERSARIAL_OBJECTIVES or config.get("eps") is None:
+        return None
+    eps = parse_eps(config["eps"])
+    step = config.get("step_size")
+    step_size = parse_eps(step, "step size") if step is not None else eps / 4
+    return Budget(eps, step_size, f"run config ({config['objective']} training budget)")
 
 
 def _first_set(*values: Any, default: Any) -> Any:
@@ -155,7 +177,8 @@ class RunFolder:
         path: what was opened (a run folder, a checkpoint folder or file).
         layout: the run folder's paths (where its results and analyses are read).
         output: where results, analyses and figures are written (``layout`` unless ``out`` was given).
-        info: the checkpoint loader's description (see ``freqtail.train.load_model_from_run``).
+        info: the checkpoint loader's description
+            (:func:`~freqtail.workflows.run_model.load_model_from_run`).
         model: the bare trained model (no BaSS front), on the CPU, in eval mode.
         settings: :class:`RunSettings`.
     """
@@ -198,9 +221,6 @@ class RunFolder:
         Raises:
             InputError / CheckpointError / ConfigError: one sentence on anything missing or mismatched.
         """
-        from freqtail.io import check_writable_folder
-        from freqtail.train import load_model_from_run
-
         given = Path(path).expanduser()
         spec = _foreign_spec(given, model_name, dataset, normalize)
         model, info = load_model_from_run(given, which, device="cpu", with_front=False, spec=spec)
@@ -232,10 +252,6 @@ class RunFolder:
         Raises:
             ConfigError / CheckpointError: robustbench missing, an unknown name, no weights on disk.
         """
-        from freqtail.data import canonical_name, dataset_info
-        from freqtail.io import check_writable_folder
-        from freqtail.models.external import from_robustbench, robustbench_weights
-
         dataset = canonical_name(dataset)
         model = from_robustbench(name, dataset, threat_model, model_dir)
         weights = robustbench_weights(name, dataset, threat_model, model_dir)
@@ -325,8 +341,6 @@ class RunFolder:
     # ------------------------------------------------------------------------------------ the data
     def test_data(self, threat_model: str | ThreatModel):
         """The test split ``threat_model`` uses: BaSS-converted for ``domain``, raw otherwise (cached)."""
-        from freqtail.data import build_dataset
-
         bass = "dataset" if ThreatModel.parse(threat_model) == DOMAIN else None
         if bass not in self._test_sets:
             s = self.settings
@@ -356,6 +370,25 @@ class RunFolder:
             return label + " (raw images through the model's BaSS front: end-to-end)"
         return label
 
+    def evaluation_target(self, request: EvaluationRequest) -> EvaluationTarget:
+        """What an evaluation of this run evaluates: its training facts, its test sets for the
+        threat models ``request`` asks for, and its output folder's cache (``eval-cache/``)."""
+        s = self.settings
+        threat_models = self.threat_models(request.threat_model)
+        return EvaluationTarget(
+            dataset=s.dataset,
+            data_root=s.data_root,
+            training_bass=s.bass,
+            has_front=s.has_front,
+            bass_strength=s.bass_strength,
+            training_budget=s.training_budget,
+            work_dir=self.output.eval_cache,
+            checkpoint=self.checkpoint_facts(),
+            checkpoint_tag=self.checkpoint_tag,
+            model_classes=self.num_classes,
+            test_sets=self.test_sets(threat_models),
+        )
+
     # ------------------------------------------------------------------------------------ results
     @property
     def store(self) -> ResultsStore:
@@ -376,10 +409,6 @@ class RunFolder:
 # ---------------------------------------------------------------------------------------- helpers
 def state_digest(model: Any) -> str:
     """SHA-256 of a model's state dict (names, dtypes and raw bytes, sorted by name)."""
-    import hashlib
-
-    import torch
-
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
@@ -391,14 +420,8 @@ def state_digest(model: Any) -> str:
 
 def _foreign_spec(path: Path, model_name: str | None, dataset: str | None, normalize: str | None):
     """The model spec of bare weights from elsewhere (None for freqtail's own checkpoints)."""
-    from freqtail.train.checkpoint import INFO_FILE
-
-    foreign = path.is_file() and path.suffix in FOREIGN_SUFFIXES and not (path.parent / INFO_FILE).exists()
-    if not foreign or (model_name is None and path.suffix == ".safetensors"):
+    if not is_bare_weights(path) or (model_name is None and path.suffix == ".safetensors"):
         return None
-    from freqtail.data import dataset_info
-    from freqtail.models import model_spec
-
     if not model_name or not dataset:
         raise CheckpointError(
             f"The file {path} holds bare weights; say which architecture and dataset with --model NAME "
@@ -411,8 +434,6 @@ def _foreign_spec(path: Path, model_name: str | None, dataset: str | None, norma
 
 def _check_architecture(spec: Mapping[str, Any], dataset: str) -> None:
     """Refuse a model built for another image size or class count than ``dataset`` has."""
-    from freqtail.data import dataset_info
-
     data = dataset_info(dataset)
     size = tuple(data.image_size)
     trained = (int(spec.get("image_size", size[0])), int(spec.get("num_classes", data.num_classes)))

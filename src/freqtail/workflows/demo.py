@@ -19,8 +19,8 @@ Stages (each one line of progress with the elapsed time; finished stages are reu
    ``report.md``.
 
 Everything is done by the library's own entry points (:func:`freqtail.train.train`,
-:func:`freqtail.runs.evaluate_run` and the ``freqtail.runs.explain_*`` functions on a
-:class:`freqtail.runs.RunFolder`), so the demo's run folders are ordinary run folders. The console
+:func:`freqtail.workflows.evaluate_run` and :func:`freqtail.workflows.explain` on a
+:class:`freqtail.workflows.RunFolder`), so the demo's run folders are ordinary run folders. The console
 shows one line per stage and one per training epoch; everything else goes to ``demo.log``.
 
 Resuming: ``demo-state.json`` records the settings and the finished stages; a rerun skips those, the
@@ -35,6 +35,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -42,10 +43,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from freqtail import __version__
+from freqtail.bass import balance_spectrum
+from freqtail.data import iter_uint8_batches
+from freqtail.data.corruptions import parse_corruptions, parse_severities
+from freqtail.data.registry import load_arrays
 from freqtail.errors import ConfigError, InputError
+from freqtail.evaluate import EvaluationRequest
+from freqtail.evaluate.threat_models import THREAT_MODELS
 from freqtail.io import atomic_write_json
+from freqtail.report.bass_figures import plot_bass_examples
+from freqtail.report.build import build_report
+from freqtail.report.collect import collect_run
+from freqtail.report.spectrum_figures import plot_long_tail
 from freqtail.runs import layout
 from freqtail.runs.layout import RunLayout
+from freqtail.spectrum import summarize
+from freqtail.train import load_config, train
+from freqtail.workflows.evaluation import evaluate_run
+from freqtail.workflows.explain import (
+    ExplainRequest,
+    HeatmapAnalysis,
+    LandscapeAnalysis,
+    SensitivityAnalysis,
+    explain,
+)
+from freqtail.workflows.run_folder import RunFolder
 
 __all__ = ["FULL", "QUICK", "DemoInterrupted", "DemoResult", "DemoSettings", "format_key_numbers", "run_demo"]
 
@@ -279,7 +304,6 @@ PAUSE_VARIABLE = "FREQTAIL_DEMO_PAUSE_AFTER"
 def _pause_for_a_signal_after(stage: str, echo: Callable[[str], None]) -> None:
     if os.environ.get(PAUSE_VARIABLE) != stage:
         return
-    import signal
 
     echo(f"paused after {stage} ({PAUSE_VARIABLE}); waiting for a signal")
     signal.pause()  # Ctrl-C raises KeyboardInterrupt here, like anywhere else in the demo
@@ -291,9 +315,6 @@ def _clock(seconds: float) -> str:
 
 # ----------------------------------------------------------------------------- stages
 def _spectrum_stage(out: Path) -> str:
-    from freqtail.data import iter_uint8_batches
-    from freqtail.report.spectrum_figures import plot_long_tail
-    from freqtail.spectrum import summarize
 
     summary = summarize(iter_uint8_batches(DATASET, "train", batch_size=512))
     data = summary.to_dict()
@@ -315,12 +336,6 @@ SPECTRUM_KEYS = ("boundary_band", "lfc_power_share", "entropy", "entropy_normali
 
 
 def _bass_stage(out: Path, settings: DemoSettings) -> str:
-    import numpy as np
-
-    from freqtail.bass import balance_spectrum
-    from freqtail.data.registry import load_arrays
-    from freqtail.report.bass_figures import plot_bass_examples
-    from freqtail.spectrum import summarize
 
     images, labels, classes = load_arrays(DATASET, "train")
     outputs, masks = [], []
@@ -365,7 +380,6 @@ def _bass_stage(out: Path, settings: DemoSettings) -> str:
 
 def train_config(settings: DemoSettings, objective: str, bass: str | None):
     """The :class:`freqtail.train.TrainConfig` of one demo run."""
-    from freqtail.train import load_config
 
     overrides: dict[str, Any] = {
         "dataset": DATASET,
@@ -407,7 +421,6 @@ class _EpochProgress:
 
 
 def _train_stage(run_dir: Path, settings: DemoSettings, objective: str, bass: str | None, log, echo) -> str:
-    from freqtail.train import train
 
     progress = _EpochProgress(echo, f"train {run_dir.name}")
     result = train(
@@ -423,12 +436,8 @@ def _train_stage(run_dir: Path, settings: DemoSettings, objective: str, bass: st
 
 
 def _evaluate_stage(run_dir: Path, settings: DemoSettings) -> str:
-    from freqtail.data.corruptions import parse_corruptions, parse_severities
-    from freqtail.runs import RunFolder, evaluate_run
-
     run = RunFolder.open(run_dir)
-    evaluate_run(
-        run,
+    request = EvaluationRequest.of(
         # The band suites attack the same evaluated images, at each threat model's own 80/20 boundary.
         suites="clean,pgd20,pgd20-lfc,pgd20-hfc,corruptions",
         n=settings.eval_n,
@@ -436,12 +445,13 @@ def _evaluate_stage(run_dir: Path, settings: DemoSettings) -> str:
         # training budget), and the records then name where it came from.
         step_size=PGD_STEP,
         generate_c=True,
-        corruptions=parse_corruptions(settings.corruptions),
-        severities=parse_severities(settings.severities),
+        corruptions=settings.corruptions,
+        severities=settings.severities,
         masking_n=settings.masking_n,
         masking_queries=settings.masking_queries,
         resume=True,
     )
+    evaluate_run(run, request)
     parts = []
     records = _best(run.results())
     for row in run_key_numbers(run_dir.name, run_dir.name, records):
@@ -474,9 +484,8 @@ def _pct(value: Any) -> str:
 
 
 def _sensitivity_stage(run_dir: Path, settings: DemoSettings) -> str:
-    from freqtail.runs import RunFolder, explain_sensitivity
-
-    data = explain_sensitivity(RunFolder.open(run_dir), n=settings.sensitivity_n).data
+    request = ExplainRequest.default(SensitivityAnalysis, n=settings.sensitivity_n)
+    data = explain(RunFolder.open(run_dir), SensitivityAnalysis(), request).data
     return (
         f"HFC share of the input gradient's energy {100 * data['hfc_energy_share']:.1f}% "
         f"(boundary band {data['boundary_band']}, {data['num_images']} images)"
@@ -484,11 +493,9 @@ def _sensitivity_stage(run_dir: Path, settings: DemoSettings) -> str:
 
 
 def _landscape_stage(run_dir: Path, settings: DemoSettings) -> str:
-    from freqtail.runs import RunFolder, explain_landscape
-
-    data = explain_landscape(
-        RunFolder.open(run_dir), n=settings.landscape_n, grid=settings.landscape_grid, span=1.0
-    ).data
+    analysis = LandscapeAnalysis(grid=settings.landscape_grid, span=1.0)
+    request = ExplainRequest.default(LandscapeAnalysis, n=settings.landscape_n)
+    data = explain(RunFolder.open(run_dir), analysis, request).data
     lfc, hfc = data["loss_lfc_range"], data["loss_hfc_range"]
     return (
         f"{data['grid']}x{data['grid']} grid: LFC loss {lfc[0]:.2f}..{lfc[1]:.2f}, "
@@ -497,9 +504,8 @@ def _landscape_stage(run_dir: Path, settings: DemoSettings) -> str:
 
 
 def _heatmap_stage(run_dir: Path, settings: DemoSettings) -> str:
-    from freqtail.runs import RunFolder, explain_heatmap
-
-    data = explain_heatmap(RunFolder.open(run_dir), n=settings.heatmap_n).data
+    request = ExplainRequest.default(HeatmapAnalysis, n=settings.heatmap_n)
+    data = explain(RunFolder.open(run_dir), HeatmapAnalysis(), request).data
     return (
         f"{data['num_images']} images: mean error {100 * data['mean_error']:.1f}% over frequencies "
         f"(clean {100 * data['clean_error']:.1f}%)"
@@ -515,7 +521,6 @@ def _best(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def run_key_numbers(name: str, label: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per threat model of a run: clean, PGD-20 and corruption-mean accuracy (fractions), the
     counts behind them and the number of evaluated images."""
-    from freqtail.evaluate.threat_models import THREAT_MODELS
 
     rows = []
     for threat in THREAT_MODELS:
@@ -579,7 +584,6 @@ def _evaluation_summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _corruption_words(settings: DemoSettings) -> str:
-    from freqtail.data.corruptions import parse_corruptions, parse_severities
 
     names = parse_corruptions(settings.corruptions)
     levels = parse_severities(settings.severities)
@@ -589,8 +593,6 @@ def _corruption_words(settings: DemoSettings) -> str:
 
 def aggregate(out: Path, settings: DemoSettings, timings: list[dict[str, Any]], total: float, load) -> dict:
     """The demo's ``results.json``: settings, stage timings, and each run's key numbers."""
-    from freqtail import __version__
-    from freqtail.report.collect import collect_run
 
     runs, key_numbers = [], []
     for name, label, objective, bass in RUNS:
@@ -732,7 +734,6 @@ def run_demo(
         DemoInterrupted: Ctrl-C / SIGTERM stopped a training run (its checkpoint is written).
         KeyboardInterrupt: Ctrl-C elsewhere (finished numbers are kept).
     """
-    from freqtail.report.build import build_report
 
     settings = settings or (QUICK if quick else FULL)
     console = sys.stdout  # stages redirect stdout to the log; progress lines still go here

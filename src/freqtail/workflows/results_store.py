@@ -11,6 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from freqtail.evaluate.results import load_results, write_results
+from freqtail.evaluate.tables import results_markdown
+from freqtail.io import atomic_write_text
+from freqtail.locks import exclusive
 from freqtail.runs.layout import RunLayout
 
 #: Seconds a process waits for another one to finish merging into ``results.json``.
@@ -29,8 +33,6 @@ class ResultsStore:
         Raises:
             InputError: the file exists but is damaged (it is never overwritten then).
         """
-        from freqtail.evaluate.results import load_results
-
         path = self.layout.results
         return list(load_results(path)["results"]) if path.exists() else []
 
@@ -44,11 +46,6 @@ class ResultsStore:
         Returns:
             the whole merged ``results.json`` content.
         """
-        from freqtail.evaluate.results import write_results
-        from freqtail.evaluate.tables import results_markdown
-        from freqtail.io import atomic_write_text
-        from freqtail.locks import exclusive
-
         layout = self.layout
         with exclusive(layout.results_lock, purpose="merging results.json", timeout=RESULTS_LOCK_TIMEOUT):
             merged = write_results(layout.results, records, warn=warn)

@@ -1,0 +1,55 @@
+"""The orchestration floor: the only library package that knows a run as a whole.
+
+Above ``train``, ``evaluate``, ``analysis`` and ``report`` (which never import it), below the command
+line (``freqtail ...``), which parses options into the requests here and prints what comes back:
+
+* :mod:`~freqtail.workflows.run_folder` — :class:`RunFolder`: a trained run opened once, its settings
+  resolved (:class:`RunSettings`), the model as each threat model sees it, each threat model's test
+  data, ``results.json`` merged under a lock (:class:`ResultsStore`);
+* :mod:`~freqtail.workflows.run_model` — :func:`load_model_from_run`: a model rebuilt from a run
+  folder, a checkpoint or bare weights (the one "bare weights?" rule);
+* :mod:`~freqtail.workflows.evaluation` — :func:`evaluate_run`: an
+  :class:`~freqtail.evaluate.EvaluationRequest` evaluated on a run, into its folder;
+* :mod:`~freqtail.workflows.explain` — :func:`explain`: one template for the sensitivity, landscape
+  and heat-map analyses of a run;
+* :mod:`~freqtail.workflows.demo` — ``freqtail demo``: the whole pipeline on the embedded dataset.
+
+Example:
+    >>> from freqtail.evaluate import EvaluationRequest
+    >>> from freqtail.workflows import RunFolder, evaluate_run
+    >>> run = RunFolder.open("runs/erm-bass")
+    >>> outcome = evaluate_run(run, EvaluationRequest(suites="clean,pgd20", n=500))
+    >>> [(r["threat_model"], r["metric"], r["accuracy"]) for r in outcome.records]
+"""
+
+from __future__ import annotations
+
+from freqtail.workflows.evaluation import RunEvaluation, evaluate_run
+from freqtail.workflows.explain import (
+    ExplainRequest,
+    Explanation,
+    HeatmapAnalysis,
+    LandscapeAnalysis,
+    SensitivityAnalysis,
+    explain,
+)
+from freqtail.workflows.results_store import ResultsStore
+from freqtail.workflows.run_folder import RunFolder, RunSettings, state_digest
+from freqtail.workflows.run_model import is_bare_weights, load_model_from_run
+
+__all__ = [
+    "ExplainRequest",
+    "Explanation",
+    "HeatmapAnalysis",
+    "LandscapeAnalysis",
+    "ResultsStore",
+    "RunEvaluation",
+    "RunFolder",
+    "RunSettings",
+    "SensitivityAnalysis",
+    "evaluate_run",
+    "explain",
+    "is_bare_weights",
+    "load_model_from_run",
+    "state_digest",
+]

@@ -1,0 +1,270 @@
+"""Run-level explanations: frequency sensitivity, LFC/HFC loss landscape and Fourier heat map of a run.
+
+One template, :func:`explain`, takes an opened :class:`~freqtail.workflows.run_folder.RunFolder`, an
+analysis (:class:`SensitivityAnalysis`, :class:`LandscapeAnalysis`, :class:`HeatmapAnalysis`: the
+analysis' own options, checked when it is built) and an :class:`ExplainRequest` (which images,
+under which threat model, on which device). It analyses the model as one threat model sees it
+(default: the paper's ``domain`` protocol for BaSS runs — the bare model on the BaSS-converted test
+images — and ``standard`` otherwise; ``end-to-end`` keeps the differentiable BaSS front and feeds raw
+images), on the same class-stratified subset ``evaluate`` takes for the same ``n`` and
+``subset_seed``, and writes into the run's output folder::
+
+    <kind>.npz              the raw arrays (reload with the result class's ``load``)
+    figures/<kind>.png      the figure (sensitivity also figures/long_tail.png)
+    <kind>.json             the summary, written last: its presence means the analysis finished
+
+The commands ``freqtail sensitivity | landscape | heatmap`` and the demo call it.
+
+Example:
+    >>> run = RunFolder.open("runs/demo/erm")
+    >>> explained = explain(run, LandscapeAnalysis(grid=11), ExplainRequest.default(LandscapeAnalysis))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from freqtail.analysis.constants import (
+    DEFAULT_EPS,
+    DEFAULT_SIGN,
+    DEFAULT_TOP_FRACTION,
+    HEATMAP_BATCH,
+    HEATMAP_IMAGES,
+    LANDSCAPE_BATCH,
+    LANDSCAPE_GRID,
+    LANDSCAPE_IMAGES,
+    LANDSCAPE_SPAN,
+    SENSITIVITY_BATCH,
+    SENSITIVITY_IMAGES,
+    SIGN_MODES,
+)
+from freqtail.analysis.heatmap import check_eps, fourier_heatmap
+from freqtail.analysis.landscape import check_grid, check_span, loss_landscape
+from freqtail.analysis.sensitivity import check_top_fraction, frequency_sensitivity
+from freqtail.checks import check_choice, check_int, check_optional_int
+from freqtail.errors import ConfigError
+from freqtail.evaluate.threat_models import ThreatModel
+from freqtail.io import atomic_write_json
+from freqtail.report.analysis_figures import plot_heatmap, plot_landscape, plot_sensitivity
+from freqtail.report.spectrum_figures import plot_long_tail
+from freqtail.runs.layout import RunLayout
+from freqtail.workflows.run_folder import RunFolder
+
+
+def _set(obj: Any, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)  # frozen dataclasses store their parsed values this way
+
+
+class Analysis(Protocol):
+    """One kind of explanation: its name, default image count and batch, how it measures and saves."""
+
+    kind: ClassVar[str]
+    default_images: ClassVar[int]
+    default_batch: ClassVar[int]
+
+    def measure(self, model: Any, data: Any, request: ExplainRequest, output: RunLayout) -> Any: ...
+
+    def save(self, result: Any, output: RunLayout, source: str) -> list[Path]:
+        """Write the arrays and return the figures written."""
+        ...
+
+
+@dataclass(frozen=True)
+class ExplainRequest:
+    """Which images an analysis of a run takes, and where it runs.
+
+    Attributes:
+        n: test images, a seeded class-stratified subset (None = all); the same images
+            ``freqtail evaluate --n N`` takes for the same ``n`` and ``subset_seed``.
+        batch_size: images per pass.
+        threat_model: the model and images as this threat model sees them; None = the run's default
+            (``domain`` for BaSS runs, else ``standard``).
+        subset_seed: seed of the subset.
+        device: where the model runs (a torch device or its name).
+        progress: progress bars.
+    """
+
+    n: int | None
+    batch_size: int
+    threat_model: ThreatModel | None = None
+    subset_seed: int = 0
+    device: Any = "cpu"
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        check_optional_int(self.n, "The image count --n", minimum=1, error=ConfigError)
+        check_int(self.batch_size, "The batch size --batch-size", minimum=1, error=ConfigError)
+        check_int(self.subset_seed, "The subset seed --subset-seed", minimum=0, error=ConfigError)
+        if self.threat_model is not None:
+            _set(self, "threat_model", ThreatModel.parse(self.threat_model))
+
+    @classmethod
+    def default(cls, analysis: type[Analysis] | Analysis, **given: Any) -> ExplainRequest:
+        """A request with ``analysis``' default image count and batch size, and ``given`` on top."""
+        return cls(**{"n": analysis.default_images, "batch_size": analysis.default_batch, **given})
+
+
+@dataclass(frozen=True)
+class SensitivityAnalysis:
+    """Frequency sensitivity (paper §3.2.2, Fig. 2; :func:`freqtail.analysis.frequency_sensitivity`).
+
+    Attributes:
+        top_fraction: share of the largest coefficients whose HFC share is reported, in (0, 1].
+    """
+
+    kind: ClassVar[str] = "sensitivity"
+    default_images: ClassVar[int] = SENSITIVITY_IMAGES
+    default_batch: ClassVar[int] = SENSITIVITY_BATCH
+    top_fraction: float = DEFAULT_TOP_FRACTION
+
+    def __post_init__(self) -> None:
+        _set(self, "top_fraction", check_top_fraction(self.top_fraction))
+
+    def measure(self, model: Any, data: Any, request: ExplainRequest, output: RunLayout) -> Any:
+        return frequency_sensitivity(
+            model,
+            data,
+            n=request.n,
+            subset_seed=request.subset_seed,
+            batch_size=request.batch_size,
+            top_fraction=self.top_fraction,
+            progress=request.progress,
+        )
+
+    def save(self, result: Any, output: RunLayout, source: str) -> list[Path]:
+        result.save(output.arrays(self.kind))
+        return [
+            plot_sensitivity(result, output.figure(self.kind)),
+            plot_long_tail(result.spectrum, output.figure("long_tail"), title=f"Long tail of the {source}"),
+        ]
+
+
+@dataclass(frozen=True)
+class LandscapeAnalysis:
+    """Loss landscapes on the LFC and HFC test images (paper §3.1, Fig. 1 and 4;
+    :func:`freqtail.analysis.loss_landscape`); resumes from ``landscape.partial.npz``.
+
+    Attributes:
+        grid: points per axis; span: the grid covers [-span, span]^2; seed: of the two directions;
+        boundary_band: the LFC/HFC boundary band (None = the 80/20 rule on the images).
+    """
+
+    kind: ClassVar[str] = "landscape"
+    default_images: ClassVar[int] = LANDSCAPE_IMAGES
+    default_batch: ClassVar[int] = LANDSCAPE_BATCH
+    grid: int = LANDSCAPE_GRID
+    span: float = LANDSCAPE_SPAN
+    seed: int = 0
+    boundary_band: int | None = None
+
+    def __post_init__(self) -> None:
+        _set(self, "grid", check_grid(self.grid))
+        _set(self, "span", check_span(self.span))
+
+    def measure(self, model: Any, data: Any, request: ExplainRequest, output: RunLayout) -> Any:
+        return loss_landscape(
+            model,
+            data,
+            boundary_band=self.boundary_band,
+            grid=self.grid,
+            span=self.span,
+            seed=self.seed,
+            n=request.n,
+            subset_seed=request.subset_seed,
+            batch_size=request.batch_size,
+            partial_path=output.landscape_partial,
+            progress=request.progress,
+        )
+
+    def save(self, result: Any, output: RunLayout, source: str) -> list[Path]:
+        arrays = result.save(output.arrays(self.kind))
+        return [plot_landscape(arrays, output.figure(self.kind))]
+
+
+@dataclass(frozen=True)
+class HeatmapAnalysis:
+    """Fourier heat map (Yin et al. 2019; :func:`freqtail.analysis.fourier_heatmap`).
+
+    Attributes:
+        eps: L2 norm of each basis perturbation per channel ([0, 1] scale); sign: ``channel`` or
+        ``image`` (:data:`freqtail.analysis.constants.SIGN_MODES`); seed: of the random signs.
+    """
+
+    kind: ClassVar[str] = "heatmap"
+    default_images: ClassVar[int] = HEATMAP_IMAGES
+    default_batch: ClassVar[int] = HEATMAP_BATCH
+    eps: float = DEFAULT_EPS
+    sign: str = DEFAULT_SIGN
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _set(self, "eps", check_eps(self.eps))
+        _set(self, "sign", check_choice(self.sign, SIGN_MODES, "The heat-map sign mode", error=ConfigError))
+
+    def measure(self, model: Any, data: Any, request: ExplainRequest, output: RunLayout) -> Any:
+        return fourier_heatmap(
+            model,
+            data,
+            eps=self.eps,
+            n=request.n,
+            subset_seed=request.subset_seed,
+            batch_size=request.batch_size,
+            sign=self.sign,
+            seed=self.seed,
+            progress=request.progress,
+        )
+
+    def save(self, result: Any, output: RunLayout, source: str) -> list[Path]:
+        result.save(output.arrays(self.kind))
+        return [plot_heatmap(result, output.figure(self.kind))]
+
+
+@dataclass
+class Explanation:
+    """One finished analysis of a run.
+
+    Attributes:
+        kind: ``"sensitivity"``, ``"landscape"`` or ``"heatmap"``.
+        result: the analysis result object (``FrequencySensitivity``, ``LossLandscape``, ``FourierHeatmap``).
+        data: the JSON summary written to ``<kind>.json``.
+        threat_model: the threat model the model and images were taken under.
+        files: every file written (JSON, arrays, figures).
+    """
+
+    kind: str
+    result: Any
+    data: dict[str, Any]
+    threat_model: ThreatModel
+    files: list[Path]
+
+    @property
+    def json_path(self) -> Path:
+        return self.files[0]
+
+
+def explain(run: RunFolder, analysis: Analysis, request: ExplainRequest | None = None) -> Explanation:
+    """Run ``analysis`` on ``run`` and write its arrays, figures and summary (see the module docstring).
+
+    Raises:
+        FreqtailError subclasses (one sentence): a threat model that does not apply to the run, bad
+        data, an unwritable output folder.
+    """
+    request = request or ExplainRequest.default(analysis)
+    if request.threat_model is None:
+        threat = run.settings.explanation_threat_model
+    else:
+        (threat,) = run.threat_models(request.threat_model.value)
+    model, data = run.model_for(threat, request.device), run.test_data(threat)
+    source = run.describe_data(threat)
+    result = analysis.measure(model, data, request, run.output)
+    figures = analysis.save(result, run.output, source)
+    summary = result.to_dict()
+    summary.update(
+        source=source, run=str(run.path), threat_model=threat.value, figures=[str(f) for f in figures]
+    )
+    json_path = atomic_write_json(run.output.json(analysis.kind), summary)
+    return Explanation(
+        analysis.kind, result, summary, threat, [json_path, run.output.arrays(analysis.kind), *figures]
+    )
