@@ -1,5 +1,9 @@
 """The shape of the code base: data flows one way, no import circles, one owner for run-folder names.
 
+The package layering (docs/design.md, "Architecture") is :data:`LAYERS`: a package may import the
+packages of the layers below its own and nothing above or beside it; the ground modules (errors,
+checks, io, ...) may import one another (the circle test keeps that acyclic).
+
 Imports are read statically from every module of ``src/freqtail`` (module-level and function-level
 imports alike, since a lazy import still ties two modules together).
 """
@@ -41,6 +45,71 @@ def _graph() -> dict[str, set[str]]:
     modules = _modules()
     known = set(modules)
     return {name: _imports(path, known) - {name} for name, path in modules.items()}
+
+
+#: The floors, bottom first. Same-layer packages may not import each other.
+LAYERS: tuple[frozenset[str], ...] = tuple(
+    frozenset(layer)
+    for layer in (
+        {"freqtail", "errors", "checks", "io", "locks", "images", "sample_photos", "distributed", "runs"},
+        {"spectrum"},
+        {"bass"},
+        {"data", "models"},
+        {"attacks"},
+        {"evaluate", "analysis"},
+        {"train"},
+        {"report"},
+        {"workflows"},
+        {"commands"},
+        {"cli"},
+    )
+)
+GROUND = LAYERS[0]
+
+
+def _package(module: str) -> str:
+    """``freqtail.evaluate.runner`` -> ``evaluate``; ``freqtail`` (the package itself) -> ``freqtail``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def _layer(package: str) -> int:
+    return next(number for number, layer in enumerate(LAYERS) if package in layer)
+
+
+def test_every_package_has_a_floor():
+    packages = {_package(name) for name in _modules()}
+    placed = set().union(*LAYERS)
+    assert packages - placed == set()
+    assert placed - packages == set()  # no layer names a package that is gone
+
+
+def test_packages_import_only_the_floors_below_them():
+    offenders = sorted(
+        f"{name} -> {target}"
+        for name, targets in _graph().items()
+        for target in targets
+        if _package(name) != _package(target)
+        and not (_package(name) in GROUND and _package(target) in GROUND)
+        and _layer(_package(target)) >= _layer(_package(name))
+    )
+    assert offenders == []
+
+
+def test_runs_is_only_the_layout():
+    """runs/ names files and nothing else: the run as a whole belongs to workflows/."""
+    modules = {name for name in _modules() if _package(name) == "runs"}
+    assert modules == {"freqtail.runs", "freqtail.runs.layout"}
+    assert _graph()["freqtail.runs.layout"] == set()
+
+
+def test_only_the_command_line_imports_the_workflows():
+    importers = {
+        name
+        for name, targets in _graph().items()
+        if _package(name) != "workflows" and any(_package(t) == "workflows" for t in targets)
+    }
+    assert {_package(name) for name in importers} <= {"commands", "cli"}
 
 
 def _is_interface(name: str) -> bool:
