@@ -186,3 +186,26 @@ def test_bad_input_is_one_sentence(tiny_runs, shared_cache, tmp_path, capsys):
     assert not (tmp_path / "out" / "results.json").exists()  # nothing half-written
     assert "run `freqtail evaluate` on that run first" in _error(capsys, ["compare", std, bass])
     assert "at least two runs" in _error(capsys, ["compare", std])
+
+
+def test_the_help_states_the_request_defaults(capsys):
+    """Options left out take EvaluationRequest's defaults (their one home); the help names the same values."""
+    import re
+
+    from freqtail.evaluate import EvaluationRequest
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split()).split(" options: ", 1)[1]
+    default = EvaluationRequest()
+    stated = {
+        "--batch-size": default.batch_size,
+        "--seed": default.seed,
+        "--masking-n": default.masking.images,
+        "--masking-queries": default.masking.queries,
+        "--masking-min": default.masking.min_judged,
+        "--num-workers": default.num_workers,
+    }
+    for option, value in stated.items():
+        help_text = text.split(f"{option} ", 1)[1].split(" --", 1)[0]
+        assert re.search(rf"\b{value}\b", help_text), (option, help_text)
