@@ -21,7 +21,7 @@ def test_the_site_builds_in_strict_mode(tmp_path):
         env=env,
     )
     assert build.returncode == 0, build.stderr[-3000:]
-    reference = (tmp_path / "site" / "reference" / "runs" / "index.html").read_text(encoding="utf-8")
+    reference = (tmp_path / "site" / "reference" / "workflows" / "index.html").read_text(encoding="utf-8")
     assert "evaluate_run" in reference  # the API reference is generated from the docstrings
 
 
