@@ -172,6 +172,21 @@ class PerImage:
         return out
 
 
+def check_shape(data: Any, source: str | os.PathLike | None = None) -> None:
+    """Check that a stored record is a JSON object with an id (what every reader relies on).
+
+    Raises:
+        InputError: one sentence naming the file ``source``.
+    """
+    where = f"The results file {source}" if source is not None else "A results file"
+    if not isinstance(data, Mapping):
+        raise InputError(
+            f"{where} holds a record that is not a JSON object; move it away and evaluate again."
+        )
+    if "id" not in data:
+        raise InputError(f"{where} holds a record without an id; move it away and evaluate again.")
+
+
 #: Stored key -> Record attribute, in the order records are written.
 _BASE_KEYS = {
     "suite": "suite",
@@ -250,13 +265,8 @@ class Record:
         Raises:
             InputError: not a JSON object, no id, or a malformed id (one sentence naming the file).
         """
+        check_shape(data, source)
         where = f"The results file {source}" if source is not None else "A results file"
-        if not isinstance(data, Mapping):
-            raise InputError(
-                f"{where} holds a record that is not a JSON object; move it away and evaluate again."
-            )
-        if "id" not in data:
-            raise InputError(f"{where} holds a record without an id; move it away and evaluate again.")
         try:
             rid = RecordId.parse(data["id"])
             per_image = None if data.get("per_image") is None else PerImage.from_dict(data["per_image"])

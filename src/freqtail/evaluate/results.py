@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from freqtail.errors import InputError
-from freqtail.evaluate.records import Record, RecordId
+from freqtail.evaluate.records import Record, RecordId, check_shape
 from freqtail.io import atomic_write_json
 from freqtail.runs.layout import RunLayout
 
@@ -107,7 +107,7 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
             f"{FORMAT_VERSION}."
         )
     for record in data["results"]:
-        Record.from_dict(record, p)  # the shape, checked once: one sentence naming the file
+        check_shape(record, p)  # once, here: every reader relies on objects with an id
     return data
 
 
@@ -135,7 +135,8 @@ def merge_records(
         stored = as_dict(record)
         merged[str(stored.get("id"))] = stored
     for record in new:
-        merged[str(RecordId.of(record))] = as_dict(record)
+        stored = as_dict(record)
+        merged[str(stored["id"])] = stored
     return list(merged.values())
 
 
@@ -192,10 +193,10 @@ def write_results(
         the whole merged file content.
     """
     p = Path(path)
+    data = load_results(p) if p.exists() else empty_results()
     records = [as_dict(record) for record in records]
     for record in records:
-        Record.from_dict(record, p)
-    data = load_results(p) if p.exists() else empty_results()
+        check_shape(record, p)
     if warn is not None:
         for message in replacement_warnings(data["results"], records):
             warn(message)
@@ -205,7 +206,7 @@ def write_results(
     return data
 
 
-def find_record(records: Iterable[Mapping[str, Any]], record_id_: str | RecordId) -> dict | None:
+def find_record(records: Iterable[Mapping[str, Any]], record_id_: Any) -> dict | None:
     """The record with id ``record_id_``, or None."""
     wanted = str(record_id_)
     for record in records:
