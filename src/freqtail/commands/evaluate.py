@@ -127,9 +127,7 @@ def register(subparsers) -> None:
         help="fewest correctly classified images the masking check judges on; with fewer it says 'too few "
         "images to judge' (default: freqtail.attacks.masking.MIN_JUDGED_IMAGES, 50)",
     )
-    parser.add_argument(
-        "--masking-queries", type=int, default=1000, metavar="Q", help="Square queries of that check"
-    )
+    parser.add_argument("--masking-queries", type=int, metavar="Q", help="Square queries of that check")
     parser.add_argument("--model", metavar="NAME", help="architecture of a foreign .pt/.safetensors file")
     parser.add_argument(
         "--normalize", metavar="PRESET", help="normalisation of a foreign file's model (cifar10, ..., none)"
@@ -151,7 +149,8 @@ def register(subparsers) -> None:
 
 def _summary_line(record: dict[str, Any]) -> str:
     from freqtail.attacks.masking import STATE_TOO_FEW, VERDICT_WORDS
-    from freqtail.evaluate.tables import pct
+    from freqtail.evaluate.records import RecordId
+    from freqtail.formatting import percent
 
     if record["metric"] == "gradient-masking":
         state = record.get("state")
@@ -163,17 +162,17 @@ def _summary_line(record: dict[str, Any]) -> str:
         if state == STATE_TOO_FEW:
             line += " (raise --masking-n, or --n, for a verdict)"
         return line
-    variant = str(record["id"]).split("|")[3]
+    variant = RecordId.of(record).variant
     n = record["data"].get("n")
     if record["metric"] == "corruptions":
-        cats = " ".join(f"{k} {pct(v)}" for k, v in record["categories"].items())
+        cats = " ".join(f"{k} {percent(v)}" for k, v in record["categories"].items())
         return (
-            f"{record['threat_model']:<11} corruptions ({record['order']}): mean {pct(record['mean'])}% "
+            f"{record['threat_model']:<11} corruptions ({record['order']}): mean {percent(record['mean'])}% "
             f"[{cats}] over {record['cells']} cells x {n} images"
         )
     label = f"{record['metric']} {variant}".strip()
     return (
-        f"{record['threat_model']:<11} {label:<28} {pct(record['accuracy'])}% "
+        f"{record['threat_model']:<11} {label:<28} {percent(record['accuracy'])}% "
         f"({record['correct']}/{record['total']})"
     )
 
@@ -221,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace, context, corruptions, severities) -> int:
+    from freqtail.attacks.masking import DEFAULT_SQUARE_QUERIES  # the check's one default
     from freqtail.runs import evaluate_run
 
     run = open_run(args, args.path, which=args.which, model_name=args.model, normalize=args.normalize)
@@ -235,7 +235,7 @@ def _evaluate(args: argparse.Namespace, context, corruptions, severities) -> int
         seed=args.seed,
         subset_seed=args.subset_seed,
         masking_n=args.masking_n,
-        masking_queries=args.masking_queries,
+        masking_queries=DEFAULT_SQUARE_QUERIES if args.masking_queries is None else args.masking_queries,
         masking_min=args.masking_min,
         c_root=args.c_root,
         bc_root=args.bc_root,
