@@ -82,7 +82,8 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
     """Read a ``results.json`` (or a run folder holding one).
 
     Raises:
-        InputError: missing, unreadable, damaged or not a freqtail results file (one sentence).
+        InputError: missing, unreadable, damaged or not a freqtail results file, or holding a record
+            that is not a JSON object with an id (one sentence naming the file).
     """
     p = Path(path)
     if p.is_dir():

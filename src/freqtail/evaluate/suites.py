@@ -274,8 +274,6 @@ class SuiteSpec:
         loss: the PGD loss (``ce`` / ``cw``) of the PGD suites.
         band: ``lfc`` / ``hfc`` for the band suites (they split at a boundary band), else None.
         autoattack_version: ``standard`` / ``fast`` for the AutoAttack suites.
-        samples: it counts the evaluated test images (every suite but ``corruptions``, which counts
-            the -C files' cells).
     """
 
     name: str
@@ -285,7 +283,6 @@ class SuiteSpec:
     loss: str = "ce"
     band: str | None = None
     autoattack_version: str | None = None
-    samples: bool = True
 
     def config(self, budget: Budget, boundary_band: int | None = None, num_classes: int = 10) -> AttackConfig:
         """The configuration of what this suite runs at ``budget`` (None for no attack)."""
@@ -312,7 +309,7 @@ SUITE_SPECS: dict[str, SuiteSpec] = {
         SuiteSpec("cw", f"pgd-{PGD_STEPS}-cw", _pgd, robust=True, loss="cw"),
         SuiteSpec("aa", "autoattack-standard", _autoattack, robust=True, autoattack_version="standard"),
         SuiteSpec("aa-fast", "autoattack-fast", _autoattack, robust=True, autoattack_version="fast"),
-        SuiteSpec("corruptions", "corruptions", samples=False),
+        SuiteSpec("corruptions", "corruptions"),
     )
 }
 #: Suites that attack the model (they get a gradient-masking check).
