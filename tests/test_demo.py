@@ -51,7 +51,8 @@ def demo(tmp_path_factory):
 
 
 def _results(out: Path) -> dict:
-    return json.loads((out / "results.json").read_text(encoding="utf-8"))
+    """The demo's summary (``demo-summary.json``; the demo folder holds no ``results.json``)."""
+    return json.loads((out / "demo-summary.json").read_text(encoding="utf-8"))
 
 
 def _pct(value) -> str:
@@ -63,7 +64,7 @@ def test_demo_prints_progress_key_numbers_and_where_the_report_is(demo):
     assert "--quick" in printed and "smoke test" in printed
     stage_lines = [line for line in printed.splitlines() if re.match(r"\[\s*\d+:\d\d\.\d\] +\d+/17 ", line)]
     assert len(stage_lines) == 17  # one line per stage, each with the elapsed time
-    assert str(out / "report.html") in printed and str(out / "results.json") in printed
+    assert str(out / "report.html") in printed and str(out / "demo-summary.json") in printed
     for entry in _results(out)["key_numbers"]:
         clean = "–" if entry["clean"] is None else f"{100 * entry['clean']:.1f}%"
         assert re.search(
@@ -74,7 +75,8 @@ def test_demo_prints_progress_key_numbers_and_where_the_report_is(demo):
 def test_results_json_aggregates_every_run_under_its_threat_models(demo):
     out, _, _ = demo
     data = _results(out)
-    assert data["format"] == "freqtail-demo" and data["quick"] is True
+    assert data["format"] == "freqtail-demo-summary" and data["quick"] is True
+    assert not (out / "results.json").exists()  # results.json always means a run's evaluation records
     rows = {(r["run"], r["threat_model"]) for r in data["key_numbers"]}
     assert rows == {
         ("erm", "standard"),

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from freqtail.attacks.masking import MIN_JUDGED_IMAGES, SQUARE_QUERIES
+from freqtail.attacks.masking import DEFAULT_SQUARE_QUERIES, MIN_JUDGED_IMAGES
 from freqtail.errors import ConfigError, InputError
 from freqtail.evaluate import EvaluationRequest, EvaluationTarget, MaskingOptions, plan_evaluation
 from freqtail.evaluate.request import MASKING_IMAGES
@@ -27,7 +27,7 @@ def test_an_evaluation_request_parses_its_values_once():
     with pytest.raises(dataclasses.FrozenInstanceError):
         request.eps = 0.1  # type: ignore[misc]
     # The defaults have one home each: the masking check's come from the attack module.
-    assert request.masking == MaskingOptions(MASKING_IMAGES, SQUARE_QUERIES, MIN_JUDGED_IMAGES)
+    assert request.masking == MaskingOptions(MASKING_IMAGES, DEFAULT_SQUARE_QUERIES, MIN_JUDGED_IMAGES)
     assert EvaluationRequest.of(masking_queries=7).masking.queries == 7
 
 

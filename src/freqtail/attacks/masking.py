@@ -8,8 +8,8 @@ gradient attack fails, and that an unbounded-looking budget does not drive accur
 
 (a) PGD at ``eps`` versus Square (``pyautoattack.square.SquareAttack``, gradient-free) at the same
     ``eps``: flagged when Square fools more than a small count of images that PGD misses;
-(b) PGD at a large budget (``large_eps``, default 0.5, more steps): flagged when accuracy does not
-    fall to about zero;
+(b) PGD at a large budget (``large_eps``, default :data:`DEFAULT_LARGE_EPS`, more steps): flagged
+    when accuracy does not fall to about zero;
 (c) the input gradient of the CW margin at the clean images: flagged when it is exactly zero for
     more than a small count of images.
 
@@ -63,10 +63,15 @@ VERDICT_WORDS: dict[str, str] = {
 }
 #: Fewest correctly classified images the check judges on: below it there is no verdict.
 MIN_JUDGED_IMAGES = 50
-#: Square queries of probe (a), the default of every caller.
-SQUARE_QUERIES = 1000
 #: The probes, in the order they run (the progress bar's stages).
 PROBES = ("PGD vs Square", "large-eps PGD", "input gradients")
+#: The check's defaults (their one home: :func:`gradient_masking_check` and :class:`MaskingCheckConfig`).
+DEFAULT_PGD_STEPS = 20
+DEFAULT_SQUARE_QUERIES = 1000
+DEFAULT_LARGE_EPS = 0.5
+DEFAULT_LARGE_EPS_STEPS = 50
+DEFAULT_TOLERANCE = 0.01
+DEFAULT_LARGE_EPS_TOLERANCE = 0.05
 
 
 def verdict_state(judged: int | None, flags: list[str], minimum: int = MIN_JUDGED_IMAGES) -> str:
@@ -124,6 +129,46 @@ class MaskingReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "masked": self.masked, "seconds": round(self.seconds, 3)}
+
+
+@dataclass(frozen=True)
+class MaskingCheckConfig:
+    """The settings of one gradient-masking check (the arguments of :func:`gradient_masking_check`).
+
+    A check run from a config records exactly what ran with :meth:`to_settings`, so a record can
+    never restate a default that differs from the one the check used.
+    """
+
+    eps: float
+    step_size: float | None = None
+    pgd_steps: int = DEFAULT_PGD_STEPS
+    square_queries: int = DEFAULT_SQUARE_QUERIES
+    large_eps: float = DEFAULT_LARGE_EPS
+    large_eps_steps: int = DEFAULT_LARGE_EPS_STEPS
+    tolerance: float = DEFAULT_TOLERANCE
+    large_eps_tolerance: float = DEFAULT_LARGE_EPS_TOLERANCE
+    seed: int = 0
+    min_judged: int = MIN_JUDGED_IMAGES
+    bass_front: bool = False
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`gradient_masking_check`."""
+        return asdict(self)
+
+    def to_settings(self) -> dict[str, Any]:
+        """The ``settings`` of a gradient-masking record (the keys results.json has always stored)."""
+        return {
+            "eps": self.eps,
+            "eps_255": round(self.eps * 255, 4),
+            "step_size": self.step_size,
+            "pgd_steps": self.pgd_steps,
+            "square_queries": self.square_queries,
+            "large_eps": self.large_eps,
+            "large_eps_steps": self.large_eps_steps,
+            "seed": self.seed,
+            "min_judged": self.min_judged,
+            "bass_front": self.bass_front,
+        }
 
 
 def _budget(eps: float) -> str:
@@ -185,13 +230,13 @@ def gradient_masking_check(
     y: torch.Tensor,
     *,
     eps: float,
-    pgd_steps: int = 20,
+    pgd_steps: int = DEFAULT_PGD_STEPS,
     step_size: float | None = None,
-    square_queries: int = SQUARE_QUERIES,
-    large_eps: float = 0.5,
-    large_eps_steps: int = 50,
-    tolerance: float = 0.01,
-    large_eps_tolerance: float = 0.05,
+    square_queries: int = DEFAULT_SQUARE_QUERIES,
+    large_eps: float = DEFAULT_LARGE_EPS,
+    large_eps_steps: int = DEFAULT_LARGE_EPS_STEPS,
+    tolerance: float = DEFAULT_TOLERANCE,
+    large_eps_tolerance: float = DEFAULT_LARGE_EPS_TOLERANCE,
     seed: int = 0,
     min_judged: int = MIN_JUDGED_IMAGES,
     bass_front: bool = False,

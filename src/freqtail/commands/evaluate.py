@@ -148,7 +148,8 @@ def register(subparsers) -> None:
 
 def _summary_line(record: dict[str, Any]) -> str:
     from freqtail.attacks.masking import STATE_TOO_FEW, VERDICT_WORDS
-    from freqtail.evaluate.tables import pct
+    from freqtail.evaluate.records import RecordId
+    from freqtail.formatting import percent
 
     if record["metric"] == "gradient-masking":
         state = record.get("state")
@@ -160,17 +161,17 @@ def _summary_line(record: dict[str, Any]) -> str:
         if state == STATE_TOO_FEW:
             line += " (raise --masking-n, or --n, for a verdict)"
         return line
-    variant = str(record["id"]).split("|")[3]
+    variant = RecordId.of(record).variant
     n = record["data"].get("n")
     if record["metric"] == "corruptions":
-        cats = " ".join(f"{k} {pct(v)}" for k, v in record["categories"].items())
+        cats = " ".join(f"{k} {percent(v)}" for k, v in record["categories"].items())
         return (
-            f"{record['threat_model']:<11} corruptions ({record['order']}): mean {pct(record['mean'])}% "
+            f"{record['threat_model']:<11} corruptions ({record['order']}): mean {percent(record['mean'])}% "
             f"[{cats}] over {record['cells']} cells x {n} images"
         )
     label = f"{record['metric']} {variant}".strip()
     return (
-        f"{record['threat_model']:<11} {label:<28} {pct(record['accuracy'])}% "
+        f"{record['threat_model']:<11} {label:<28} {percent(record['accuracy'])}% "
         f"({record['correct']}/{record['total']})"
     )
 

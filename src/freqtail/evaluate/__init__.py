@@ -13,8 +13,9 @@ Modules: :mod:`~freqtail.evaluate.request` (what a caller asks for, checked once
 :mod:`~freqtail.evaluate.suites` (suite names, budgets), :mod:`~freqtail.evaluate.runner` (running),
 :mod:`~freqtail.evaluate.corruption_eval` (-C sets and category means),
 :mod:`~freqtail.evaluate.sharding` (which images each process evaluates; the process group is
-:mod:`freqtail.distributed`), :mod:`~freqtail.evaluate.results`
-(results.json), :mod:`~freqtail.evaluate.tables` (results.md), :mod:`~freqtail.evaluate.compare`.
+:mod:`freqtail.distributed`), :mod:`~freqtail.evaluate.records` (the record schema:
+``RecordId``, ``Record``, per-image bits), :mod:`~freqtail.evaluate.results` (results.json),
+:mod:`~freqtail.evaluate.tables` (results.md), :mod:`~freqtail.evaluate.compare`.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from freqtail.evaluate.corruption_eval import (
     aggregate_corruptions,
     corruption_counts,
 )
+from freqtail.evaluate.records import Record, RecordId
 from freqtail.evaluate.request import CorruptionOptions, EvaluationRequest, EvaluationTarget, MaskingOptions
-from freqtail.evaluate.results import load_results, merge_records, write_results
+from freqtail.evaluate.results import load_records, load_results, merge_records, write_results
 from freqtail.evaluate.runner import EvaluationPlan, evaluate_model, plan_evaluation, run_evaluation
 from freqtail.evaluate.suites import SUITES, Budget, default_budget, parse_suites, resolve_budget
 from freqtail.evaluate.tables import results_markdown
@@ -55,6 +57,8 @@ __all__ = [
     "EvaluationRequest",
     "EvaluationTarget",
     "MaskingOptions",
+    "Record",
+    "RecordId",
     "RunResults",
     "ThreatModelSetup",
     "aggregate_corruptions",
@@ -66,6 +70,7 @@ __all__ = [
     "default_budget",
     "evaluate_model",
     "init_distributed",
+    "load_records",
     "load_results",
     "load_run_results",
     "merge_records",

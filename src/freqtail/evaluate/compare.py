@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from freqtail.errors import InputError
+from freqtail.evaluate.records import RecordId
 from freqtail.evaluate.results import load_results
 from freqtail.evaluate.tables import (
     BAND_COLUMNS,
@@ -72,11 +73,11 @@ def load_run_results(path: str | os.PathLike, label: str | None = None) -> RunRe
 
 
 def _tag(record: Mapping[str, Any]) -> str:
-    return str(record["id"]).split("|")[0]
+    return RecordId.of(record).checkpoint
 
 
 def _variant(record: Mapping[str, Any]) -> str:
-    return str(record["id"]).split("|")[3]
+    return RecordId.of(record).variant
 
 
 def uses_bass(records: Sequence[Mapping[str, Any]]) -> bool:

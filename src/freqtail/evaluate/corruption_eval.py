@@ -392,9 +392,41 @@ def corruption_counts(
     Returns:
         ``({corruption: {severity: (correct, total)}}, the positions counted in every cell)``.
     """
+    table, choice, _ = corruption_outcomes(
+        model,
+        source,
+        n=n,
+        subset_seed=subset_seed,
+        batch_size=batch_size,
+        context=context,
+        progress=progress,
+        desc=desc,
+    )
+    return table, choice
+
+
+def corruption_outcomes(
+    model: torch.nn.Module,
+    source: CorruptionSource,
+    *,
+    n: int | None = None,
+    subset_seed: int = 0,
+    batch_size: int = 256,
+    context=None,
+    progress: bool = False,
+    desc: str = "corruptions",
+) -> tuple[dict[str, dict[int, Cell]], SubsetChoice, dict[str, dict[int, np.ndarray]]]:
+    """:func:`corruption_counts` with the per-image outcomes of every cell.
+
+    Returns:
+        ``(table, positions, {corruption: {severity: bool (n,)}})``: the last says which of the counted
+        positions (in their order) were classified correctly, gathered from every rank in global-batch
+        order (:func:`freqtail.evaluate.sharding.gather_outcomes`).
+    """
+
     from freqtail.data.corrupted_sets import load_corrupted_set
     from freqtail.distributed import DistContext, all_reduce_counts
-    from freqtail.evaluate.sharding import global_batches, rank_batches
+    from freqtail.evaluate.sharding import gather_outcomes, global_batches, rank_batches
 
     context = context or DistContext()
     device = context.device
@@ -404,6 +436,7 @@ def corruption_counts(
             f"No corruption and severity of {source.c_dir} was chosen, so there is nothing to count."
         )
     counts = np.zeros((len(cells), 2), dtype=np.int64)
+    outcomes: list[list[tuple[int, np.ndarray]]] = [[] for _ in cells]
     cell_choice: SubsetChoice | None = None
     from tqdm.auto import tqdm
 
@@ -422,18 +455,21 @@ def corruption_counts(
                     "images."
                 )
             indices = cell_choice.indices
-            for _, batch in rank_batches(global_batches(indices, batch_size), context):
+            for number, batch in rank_batches(global_batches(indices, batch_size), context):
                 images = _float_batch(block.images[batch], device)
                 labels = torch.from_numpy(block.labels[batch]).to(device)
-                predictions = model(images).argmax(dim=1)
-                counts[position, 0] += int((predictions == labels).sum())
+                right = model(images).argmax(dim=1) == labels
+                counts[position, 0] += int(right.sum())
                 counts[position, 1] += len(batch)
+                outcomes[position].append((number, right.cpu().numpy()))
             bar.update(1)
     counts = all_reduce_counts(counts.reshape(-1), context).reshape(-1, 2)
     table: dict[str, dict[int, Cell]] = {}
-    for (name, severity), (correct, total) in zip(cells, counts, strict=True):
+    masks: dict[str, dict[int, np.ndarray]] = {}
+    for (name, severity), (correct, total), found in zip(cells, counts, outcomes, strict=True):
         table.setdefault(name, {})[severity] = (int(correct), int(total))
-    return table, cell_choice
+        masks.setdefault(name, {})[severity] = gather_outcomes(found, cell_choice.n, batch_size, context)
+    return table, cell_choice, masks
 
 
 def corruption_table_record(table: Mapping[str, Mapping[int, Cell]]) -> dict[str, Any]:

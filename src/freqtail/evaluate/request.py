@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from freqtail.attacks.eps import parse_eps
-from freqtail.attacks.masking import MIN_JUDGED_IMAGES, SQUARE_QUERIES
+from freqtail.attacks.masking import DEFAULT_SQUARE_QUERIES, MIN_JUDGED_IMAGES
 from freqtail.checks import check_int, check_optional_int
 from freqtail.data.corruptions import parse_corruptions, parse_severities
 from freqtail.errors import ConfigError
@@ -52,7 +52,7 @@ class MaskingOptions:
     """
 
     images: int = MASKING_IMAGES
-    queries: int = SQUARE_QUERIES
+    queries: int = DEFAULT_SQUARE_QUERIES
     min_judged: int = MIN_JUDGED_IMAGES
 
     def __post_init__(self) -> None:

@@ -5,19 +5,26 @@ File layout::
     {"format": "freqtail-results", "version": 1, "updated": "2025-...Z",
      "results": [record, record, ...]}
 
-A *record* is one number (or one corruption table) under one threat model. Every record has:
+A *record* is one number (or one corruption table) under one threat model; its schema (the
+fields, the id, the per-image bits) is owned by :mod:`freqtail.evaluate.records`
+(:class:`~freqtail.evaluate.records.Record`, :class:`~freqtail.evaluate.records.RecordId`). This
+module is the file: it reads ``results.json`` (checking every record's shape once, through
+:meth:`Record.from_dict <freqtail.evaluate.records.Record.from_dict>`), merges new records into it
+and writes it back atomically. In short, every record has:
 
 * ``id`` — ``"<checkpoint>|<threat model>|<metric>|<variant>"``, e.g. ``"best|domain|pgd-20-ce|eps=8/255"``;
   a new record replaces the stored one with the same id, every other stored record is kept;
 * ``suite``, ``metric``, ``threat_model``, ``threat_model_setup`` (data, front, description);
 * ``correct``, ``total``, ``accuracy`` (fraction in [0, 1]) — counts are exact integers;
-* ``settings`` — the attack's exact configuration (eps, step, steps, loss, seed, package version, ...);
+* ``settings`` — the exact configuration of what ran (eps, step, steps, loss, seed, package version, ...);
 * ``data`` — dataset, split, BaSS conversion of the test data, ``n`` evaluated, ``of`` available,
   ``subset`` (the rule in words, :data:`freqtail.data.subsets.SUBSET_RULE`), ``subset_seed`` and
   ``indices`` (the sorted test-set indices of the evaluated images; corruption records say in
   ``indices_of`` what they index);
 * ``checkpoint`` — path, which (best / last), epoch, weights digest, training objective and BaSS mode;
-* ``world_size``, ``seconds``, ``created``, ``freqtail_version``.
+* ``world_size``, ``seconds``, ``created``, ``freqtail_version``;
+* ``per_image`` — which of the ``indices`` were classified correctly, bit-packed (counted records;
+  per corruption and severity for corruption records; absent in files of older versions).
 
 Robust records (PGD-20, CW-20, AutoAttack) add ``gradient_masking``: the whole verdict of the
 gradient-masking check that ran with them (``state``, ``judged``, ``images``, ``flags``, ``summary``,
@@ -41,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from freqtail.errors import InputError
+from freqtail.evaluate.records import Record, check_shape
 from freqtail.io import atomic_write_json
 from freqtail.runs.layout import RunLayout
 
@@ -61,11 +69,6 @@ def eps_label(eps: float) -> str:
     return f"{eps:.6g}"
 
 
-def record_id(checkpoint: str, threat_model: str, metric: str, variant: str = "") -> str:
-    """The identity a record is merged on (see the module docstring)."""
-    return "|".join([checkpoint, threat_model, metric, variant])
-
-
 def empty_results() -> dict[str, Any]:
     return {"format": FORMAT, "version": FORMAT_VERSION, "updated": None, "results": []}
 
@@ -74,7 +77,8 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
     """Read a ``results.json`` (or a run folder holding one).
 
     Raises:
-        InputError: missing, unreadable, damaged or not a freqtail results file (one sentence).
+        InputError: missing, unreadable, damaged or not a freqtail results file, or holding a record
+            that is not a JSON object with an id (one sentence naming the file).
     """
     p = Path(path)
     if p.is_dir():
@@ -98,16 +102,37 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
             f"The results file {p} has version {data.get('version')!r}; this freqtail reads version "
             f"{FORMAT_VERSION}."
         )
+    for record in data["results"]:
+        check_shape(record, p)  # once, here: every reader relies on objects with an id
     return data
 
 
-def merge_records(existing: Iterable[Mapping[str, Any]], new: Iterable[Mapping[str, Any]]) -> list[dict]:
+def load_records(path: str | os.PathLike) -> list[Record]:
+    """The records of a ``results.json`` (or a run folder holding one) as :class:`Record` objects.
+
+    Raises:
+        InputError: as :func:`load_results`.
+    """
+    p = Path(path)
+    return [Record.from_dict(record, p) for record in load_results(p)["results"]]
+
+
+def as_dict(record: Record | Mapping[str, Any]) -> dict[str, Any]:
+    """A record as the JSON object the file stores."""
+    return record.to_dict() if isinstance(record, Record) else dict(record)
+
+
+def merge_records(
+    existing: Iterable[Mapping[str, Any] | Record], new: Iterable[Mapping[str, Any] | Record]
+) -> list[dict]:
     """Stored records updated with ``new``: same id -> replaced in place, new ids appended in order."""
     merged: dict[str, dict] = {}
     for record in existing:
-        merged[str(record.get("id"))] = dict(record)
+        stored = as_dict(record)
+        merged[str(stored.get("id"))] = stored
     for record in new:
-        merged[str(record["id"])] = dict(record)
+        stored = as_dict(record)
+        merged[str(stored["id"])] = stored
     return list(merged.values())
 
 
@@ -147,7 +172,7 @@ def replacement_warnings(
 
 def write_results(
     path: str | os.PathLike,
-    records: Iterable[Mapping[str, Any]],
+    records: Iterable[Mapping[str, Any] | Record],
     warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Merge ``records`` into the results file at ``path`` (created if missing), atomically.
@@ -164,8 +189,10 @@ def write_results(
         the whole merged file content.
     """
     p = Path(path)
-    records = list(records)
     data = load_results(p) if p.exists() else empty_results()
+    records = [as_dict(record) for record in records]
+    for record in records:
+        check_shape(record, p)
     if warn is not None:
         for message in replacement_warnings(data["results"], records):
             warn(message)
@@ -175,9 +202,10 @@ def write_results(
     return data
 
 
-def find_record(records: Iterable[Mapping[str, Any]], record_id_: str) -> dict | None:
+def find_record(records: Iterable[Mapping[str, Any]], record_id_: Any) -> dict | None:
     """The record with id ``record_id_``, or None."""
+    wanted = str(record_id_)
     for record in records:
-        if record.get("id") == record_id_:
+        if record.get("id") == wanted:
             return dict(record)
     return None

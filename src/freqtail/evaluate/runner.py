@@ -24,27 +24,37 @@ import numpy as np
 import torch
 
 import freqtail.evaluate.corruption_eval as ce
-from freqtail.attacks.masking import STATE_NOT_RUN, VERDICT_WORDS
+from freqtail import __version__
+from freqtail.attacks import autoattack
+from freqtail.attacks.common import correctness
+from freqtail.attacks.masking import (
+    STATE_NOT_RUN,
+    VERDICT_WORDS,
+    MaskingCheckConfig,
+    gradient_masking_check,
+)
 from freqtail.checks import check_int
 from freqtail.data import build_dataset, canonical_name, dataset_info
 from freqtail.data.subsets import SubsetChoice, choose_subset, dataset_labels
 from freqtail.distributed import DistContext, all_reduce_counts, barrier, broadcast_json
 from freqtail.errors import CheckpointError, ConfigError, InputError
+from freqtail.evaluate.records import PerImage, Record, RecordId
 from freqtail.evaluate.request import EvaluationRequest, EvaluationTarget
-from freqtail.evaluate.results import eps_label, record_id, utc_now
+from freqtail.evaluate.results import eps_label, utc_now
 from freqtail.evaluate.sharding import (
     batch_seed,
+    gather_outcomes,
     global_batches,
     rank_batches,
 )
 from freqtail.evaluate.suites import (
     BAND_SUITES,
     ROBUST_SUITES,
+    SUITE_SPECS,
+    AttackConfig,
+    AutoAttackSuiteConfig,
     Budget,
-    band_pgd_config,
-    band_variant,
-    metric_name,
-    pgd_config,
+    SuiteSpec,
     resolve_budget,
 )
 from freqtail.evaluate.threat_models import resolve_threat_models, threat_model_setup
@@ -302,9 +312,8 @@ class _Evaluation:
 
         return tqdm(total=total, desc=desc, unit="batch", disable=not self.progress, dynamic_ncols=True)
 
-    def _base(self, setup, suite: str, metric: str, variant: str, data: dict, settings: dict) -> dict:
-        from freqtail import __version__
-
+    def _base(self, setup, suite: str, metric: str, variant: str, data: dict, settings: dict) -> Record:
+        """A record of ``suite`` before it runs: identity, settings, data, checkpoint, fingerprint."""
         plan = self.plan
         settings = {
             **settings,
@@ -318,19 +327,19 @@ class _Evaluation:
                 "threat_model": setup.to_dict(),
             }
         )
-        return {
-            "id": record_id(plan.target.checkpoint_tag, setup.name, metric, variant),
-            "suite": suite,
-            "metric": metric,
-            "threat_model": setup.name.value,
-            "threat_model_setup": setup.to_dict(),
-            "settings": settings,
-            "data": data,
-            "checkpoint": dict(plan.target.checkpoint),
-            "world_size": self.context.world_size,
-            "fingerprint": fingerprint,
-            "freqtail_version": __version__,
-        }
+        return Record(
+            id=RecordId(plan.target.checkpoint_tag, setup.name.value, metric, variant),
+            suite=suite,
+            metric=metric,
+            threat_model=setup.name.value,
+            threat_model_setup=setup.to_dict(),
+            settings=settings,
+            data=data,
+            checkpoint=dict(plan.target.checkpoint),
+            world_size=self.context.world_size,
+            fingerprint=fingerprint,
+            version=__version__,
+        )
 
     def _data(self, setup, choice: SubsetChoice) -> dict:
         """The ``data`` of a record: the test data and exactly which images (``indices``)."""
@@ -357,13 +366,14 @@ class _Evaluation:
             dataset, self.plan.request.n, self.plan.request.subset_seed, labels=self._labels(dataset)
         )
 
-    def _emit(self, record: dict) -> None:
-        self.records.append(record)
+    def _emit(self, record: Record) -> None:
+        stored = record.to_dict()
+        self.records.append(stored)
         if self.on_record is not None and self.context.is_main:
-            self.on_record(record)
+            self.on_record(stored)
 
-    def _skipped(self, rid: str, fingerprint: str) -> bool:
-        return self.skip is not None and self.skip(rid, fingerprint)
+    def _skipped(self, record: Record) -> bool:
+        return self.skip is not None and self.skip(str(record.id), record.fingerprint)
 
     def measure_boundary(self, setup, dataset, choice: SubsetChoice) -> dict[str, Any]:
         """The band suites' boundary for one threat model: given, or measured once on its evaluated images.
@@ -418,12 +428,19 @@ class _Evaluation:
         }
 
     # -- suites ---------------------------------------------------------------------------------------
-    def _counts(self, setup, dataset, indices, desc: str, attack) -> tuple[int, int, int, list[str]]:
+    def _counts(
+        self, setup, dataset, indices, desc: str, attack
+    ) -> tuple[int, int, int, list[str], np.ndarray]:
         """Run ``attack(model, x, y, batch number) -> (clean_ok, robust_ok, warnings)`` over this rank's
-        batches of the test-set ``indices`` and sum ``(clean correct, robust correct, total)`` over ranks."""
-        batches = rank_batches(global_batches(indices, self.plan.request.batch_size), self.context)
+        batches of the test-set ``indices`` and sum ``(clean correct, robust correct, total)`` over ranks.
+
+        The last element is ``robust_ok`` of every image of ``indices``, in their order, gathered from
+        every rank (:func:`freqtail.evaluate.sharding.gather_outcomes`)."""
+        batch_size = self.plan.request.batch_size
+        batches = rank_batches(global_batches(indices, batch_size), self.context)
         clean = robust = total = 0
         warnings_seen: list[str] = []
+        outcomes: list[tuple[int, np.ndarray]] = []
         device = self.context.device
         with self._bar(len(batches), desc) as bar:
             for number, images, labels in _loader(self.plan, dataset, batches):
@@ -432,62 +449,65 @@ class _Evaluation:
                 clean += int(clean_ok.sum())
                 robust += int(robust_ok.sum())
                 total += int(labels.shape[0])
+                outcomes.append((number, torch.as_tensor(robust_ok).detach().cpu().numpy().astype(bool)))
                 warnings_seen.extend(messages)
                 bar.update(1)
         summed = all_reduce_counts([clean, robust, total], self.context)
-        return int(summed[0]), int(summed[1]), int(summed[2]), list(dict.fromkeys(warnings_seen))
+        mask = gather_outcomes(outcomes, len(indices), batch_size, self.context)
+        return int(summed[0]), int(summed[1]), int(summed[2]), list(dict.fromkeys(warnings_seen)), mask
 
-    def _attack_fn(self, suite: str, setup, state_key: str):
-        from freqtail.attacks import autoattack
-        from freqtail.attacks.common import correctness
+    def _config(self, spec: SuiteSpec, setup) -> AttackConfig:
+        """What a suite runs under this threat model (the band suites at its boundary band)."""
+        boundary = self._boundary_band(setup) if spec.band is not None else None
+        return spec.config(self.plan.budget, boundary, self.plan.num_classes)
 
+    def _attack_fn(self, spec: SuiteSpec, setup, state_key: str):
+        """``attack(model, x, y, batch number) -> (clean_ok, robust_ok, warnings)`` of a suite."""
         plan = self.plan
-        if suite == "clean":
+        config = self._config(spec, setup)
+        if config is None:
 
             def clean(model, x, y, number):
                 ok, _ = correctness(model, x, x, y)
                 return ok, ok, []
 
             return clean
-        if suite in ("pgd20", "cw", *BAND_SUITES):
-            if suite in BAND_SUITES:
-                config = band_pgd_config(suite, plan.budget, self._boundary_band(setup))
-            else:
-                config = pgd_config(suite, plan.budget)
-
-            def run_pgd(model, x, y, number):
-                generator = torch.Generator(device=x.device).manual_seed(
-                    batch_seed(plan.request.seed, number)
+        if isinstance(config, AutoAttackSuiteConfig):
+            state_root = None
+            if plan.target.work_dir is not None:
+                state_root = (
+                    plan.target.work_dir / "autoattack" / f"{setup.name}-{config.version}-{state_key}"
                 )
-                x_adv = config(model, x, y, generator=generator)
-                clean_ok, robust_ok = correctness(model, x, x_adv, y)
-                return clean_ok, robust_ok, []
 
-            return run_pgd
-        version = "standard" if suite == "aa" else "fast"
-        state_root = None
-        if plan.target.work_dir is not None:
-            state_root = plan.target.work_dir / "autoattack" / f"{setup.name}-{version}-{state_key}"
+            def run_aa(model, x, y, number):
+                result = autoattack(
+                    model,
+                    x,
+                    y,
+                    eps=config.eps,
+                    version=config.version,
+                    seed=batch_seed(plan.request.seed, number),
+                    batch_size=max(1, x.shape[0]),
+                    state_path=None if state_root is None else state_root / f"batch-{number:05d}",
+                    log_path=None if state_root is None else state_root / f"rank-{self.context.rank}.log",
+                )
+                return result.clean_correct, result.robust_correct, result.check_warnings
 
-        def run_aa(model, x, y, number):
-            result = autoattack(
-                model,
-                x,
-                y,
-                eps=plan.budget.eps,
-                version=version,
-                seed=batch_seed(plan.request.seed, number),
-                batch_size=max(1, x.shape[0]),
-                state_path=None if state_root is None else state_root / f"batch-{number:05d}",
-                log_path=None if state_root is None else state_root / f"rank-{self.context.rank}.log",
-            )
-            return result.clean_correct, result.robust_correct, result.check_warnings
+            return run_aa
 
-        return run_aa
+        def run_pgd(model, x, y, number):
+            generator = torch.Generator(device=x.device).manual_seed(batch_seed(plan.request.seed, number))
+            x_adv = config(model, x, y, generator=generator)
+            clean_ok, robust_ok = correctness(model, x, x_adv, y)
+            return clean_ok, robust_ok, []
 
-    def _settings(self, suite: str, setup) -> dict:
+        return run_pgd
+
+    def _settings(self, spec: SuiteSpec, setup) -> dict:
+        """A suite's ``settings``: its attack config's own record, the budget, seed and batch size."""
         plan = self.plan
-        if suite == "clean":
+        config = self._config(spec, setup)
+        if config is None:
             return {"attack": None, "batch_size": plan.request.batch_size}
         common = {
             **plan.budget.to_dict(),
@@ -496,63 +516,49 @@ class _Evaluation:
             "batch_size": plan.request.batch_size,
             "norm": "Linf",
         }
-        if suite in ("pgd20", "cw"):
-            return {**pgd_config(suite, plan.budget).to_dict(), **common, "budget_source": plan.budget.source}
-        if suite in BAND_SUITES:
-            facts = self.boundaries[str(setup.name)]
-            config = band_pgd_config(suite, plan.budget, facts["boundary_band"])
-            return {**config.to_dict(), **common, "budget_source": plan.budget.source, **facts}
-        import pyautoattack
+        facts = self.boundaries[str(setup.name)] if spec.band is not None else {}
+        return {**config.to_dict(), **common, "budget_source": plan.budget.source, **facts}
 
-        from freqtail.attacks import AUTOATTACK_VERSIONS
+    def _variant(self, spec: SuiteSpec, setup) -> str:
+        boundary = self._boundary_band(setup) if spec.band is not None else None
+        return spec.variant(eps_label(self.plan.budget.eps), boundary)
 
-        version = "standard" if suite == "aa" else "fast"
-        return {
-            "attack": "autoattack",
-            "name": metric_name(suite),
-            "version": version,
-            "attacks": list(AUTOATTACK_VERSIONS[version]),
-            "package": f"pyautoattack {pyautoattack.__version__}",
-            "target_classes": min(9, plan.num_classes - 1),
-            **common,
-            "budget_source": plan.budget.source,
-        }
-
-    def _variant(self, suite: str, setup) -> str:
-        if suite == "clean":
-            return ""
-        eps = eps_label(self.plan.budget.eps)
-        if suite in BAND_SUITES:
-            return band_variant(eps, suite, self._boundary_band(setup))
-        return f"eps={eps}"
+    def _planned(self, suite: str, setup, choice: SubsetChoice) -> Record:
+        """The record a sample suite will have (identity, settings, data), before it runs."""
+        spec = SUITE_SPECS[suite]
+        return self._base(
+            setup,
+            suite,
+            spec.metric,
+            self._variant(spec, setup),
+            self._data(setup, choice),
+            self._settings(spec, setup),
+        )
 
     def run_suite(self, suite: str, setup, dataset, choice: SubsetChoice, masking: dict | None) -> None:
-        metric = metric_name(suite)
-        settings = self._settings(suite, setup)
-        data = self._data(setup, choice)
-        record = self._base(setup, suite, metric, self._variant(suite, setup), data, settings)
-        if self._skipped(record["id"], record["fingerprint"]):
+        spec = SUITE_SPECS[suite]
+        record = self._planned(suite, setup, choice)
+        if self._skipped(record):
             return
         began = time.perf_counter()
-        attack = self._attack_fn(suite, setup, record["fingerprint"])
-        clean, robust, total, messages = self._counts(
-            setup, dataset, choice.indices, f"{setup.name} {metric}", attack
+        attack = self._attack_fn(spec, setup, record.fingerprint)
+        clean, robust, total, messages, mask = self._counts(
+            setup, dataset, choice.indices, f"{setup.name} {spec.metric}", attack
         )
-        record.update(
-            {
-                "correct": robust,
-                "total": total,
-                "accuracy": robust / total,
-                "clean_correct": clean,
-                "clean_accuracy": clean / total,
-                "check_warnings": messages,
-                "seconds": round(time.perf_counter() - began, 3),
-                "created": utc_now(),
-            }
+        record = record.replace(
+            correct=robust,
+            total=total,
+            accuracy=robust / total,
+            clean_correct=clean,
+            clean_accuracy=clean / total,
+            check_warnings=messages,
+            seconds=round(time.perf_counter() - began, 3),
+            created=utc_now(),
+            per_image=PerImage.of_mask(mask),
         )
-        if suite in ROBUST_SUITES:
+        if spec.robust:
             # A copy of the whole verdict: a later check replacing the masking record changes nothing here.
-            record["gradient_masking"] = dict(masking) if masking is not None else not_run_verdict()
+            record.gradient_masking = dict(masking) if masking is not None else not_run_verdict()
         self._emit(record)
 
     def run_masking(self, setup, dataset, choice: SubsetChoice) -> dict:
@@ -564,32 +570,25 @@ class _Evaluation:
             the verdict every robust record of this threat model stores (``gradient_masking``): see
             :func:`masking_verdict`.
         """
-        from freqtail.attacks.masking import gradient_masking_check
-
         plan = self.plan
         if plan.request.masking.images == 0:
             return not_run_verdict("masking_n = 0")
         chosen = choice.within(plan.request.masking.images, self._labels(dataset))
-        front = setup.front is not None
-        settings = {
-            "eps": plan.budget.eps,
-            "eps_255": round(plan.budget.eps * 255, 4),
-            "step_size": plan.budget.step_size,
-            "pgd_steps": 20,
-            "square_queries": plan.request.masking.queries,
-            "large_eps": 0.5,
-            "large_eps_steps": 50,
-            "seed": plan.request.seed,
-            "min_judged": plan.request.masking.min_judged,
-            "bass_front": front,
-        }
+        config = MaskingCheckConfig(
+            eps=plan.budget.eps,
+            step_size=plan.budget.step_size,
+            square_queries=plan.request.masking.queries,
+            seed=plan.request.seed,
+            min_judged=plan.request.masking.min_judged,
+            bass_front=setup.front is not None,
+        )
         data = self._data(setup, chosen)
         record = self._base(
-            setup, "masking", MASKING_RECORD, f"eps={eps_label(plan.budget.eps)}", data, settings
+            setup, "masking", MASKING_RECORD, f"eps={eps_label(plan.budget.eps)}", data, config.to_settings()
         )
         if not self.context.is_main:
             # Other ranks never write records; rank 0 holds the verdict.
-            return {"checked": True, "record": record["id"], "state": None, "indices": data["indices"]}
+            return {"checked": True, "record": str(record.id), "state": None, "indices": data["indices"]}
         began = time.perf_counter()
         images, labels = [], []
         for _, x, y in _loader(plan, dataset, [(0, chosen.indices)]):
@@ -597,31 +596,20 @@ class _Evaluation:
             labels.append(y)
         x = torch.cat(images).to(self.context.device)
         y = torch.cat(labels).to(self.context.device)
-        report = gradient_masking_check(
-            setup.model,
-            x,
-            y,
-            eps=plan.budget.eps,
-            step_size=plan.budget.step_size,
-            square_queries=plan.request.masking.queries,
-            seed=plan.request.seed,
-            min_judged=plan.request.masking.min_judged,
-            bass_front=front,
-            progress=self.progress,
-        )
-        record.update(
-            {
+        report = gradient_masking_check(setup.model, x, y, **config.kwargs(), progress=self.progress)
+        record = record.replace(
+            total=int(report.total),
+            seconds=round(time.perf_counter() - began, 3),
+            created=utc_now(),
+            extras={
                 "report": report.to_dict(),
                 "state": report.state,
                 "masked": report.masked,
                 "flags": list(report.flags),
                 "summary": report.summary,
-                "total": int(report.total),
-                "seconds": round(time.perf_counter() - began, 3),
-                "created": utc_now(),
-            }
+            },
         )
-        verdict = masking_verdict(report, record["id"], data["indices"], record["created"])
+        verdict = masking_verdict(report, str(record.id), data["indices"], record.created)
         self._emit(record)
         return verdict
 
@@ -680,12 +668,12 @@ class _Evaluation:
             "n_requested": plan.request.n,
             "subset_seed": plan.request.subset_seed,
         }
-        record = self._base(setup, "corruptions", "corruptions", order, data, settings)
-        if self._skipped(record["id"], record["fingerprint"]):
+        record = self._base(setup, "corruptions", SUITE_SPECS["corruptions"].metric, order, data, settings)
+        if self._skipped(record):
             return
         began = time.perf_counter()
         n = None if generated else plan.request.n
-        table, cells = ce.corruption_counts(
+        table, cells, masks = ce.corruption_outcomes(
             setup.model,
             source,
             n=n,
@@ -697,13 +685,19 @@ class _Evaluation:
         )
         if generated:
             # A generated set holds exactly the evaluated test images, in order, and all are counted.
-            record["data"].update(choice.to_dict(), indices_of="test set (the images the -C files hold)")
+            record.data.update(choice.to_dict(), indices_of="test set (the images the -C files hold)")
         else:
-            record["data"].update(cells.to_dict(), indices_of="each corruption file (same positions in all)")
-        record["order"] = order
-        record.update(ce.corruption_table_record(table))
-        record["seconds"] = round(time.perf_counter() - began, 3)
-        record["created"] = utc_now()
+            record.data.update(cells.to_dict(), indices_of="each corruption file (same positions in all)")
+        counted = ce.corruption_table_record(table)
+        record = record.replace(
+            correct=counted.pop("correct"),
+            total=counted.pop("total"),
+            accuracy=counted.pop("accuracy"),
+            extras={"order": order, **counted},
+            seconds=round(time.perf_counter() - began, 3),
+            created=utc_now(),
+            per_image=PerImage.of_cells(cells.n, masks),
+        )
         self._emit(record)
 
 
@@ -771,12 +765,8 @@ def run_evaluation(
 
 def _probe_identity(evaluation: _Evaluation, suite: str, setup, choice: SubsetChoice) -> tuple[str, str]:
     """(id, fingerprint) a suite's record will have, without running it."""
-    metric = metric_name(suite)
-    settings = evaluation._settings(suite, setup)
-    record = evaluation._base(
-        setup, suite, metric, evaluation._variant(suite, setup), evaluation._data(setup, choice), settings
-    )
-    return record["id"], record["fingerprint"]
+    record = evaluation._planned(suite, setup, choice)
+    return str(record.id), record.fingerprint
 
 
 def evaluate_model(

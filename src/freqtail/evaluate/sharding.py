@@ -10,7 +10,10 @@ Evaluation under ``torchrun --nproc_per_node N freqtail evaluate ...`` works lik
   attack whatever the number of processes, and the counts are identical to a one-process run;
 * each rank counts its correct / total images (integers) and the counts are summed with one
   ``all_reduce`` (int64, exact) per measured quantity (:func:`freqtail.distributed.all_reduce_counts`);
-  rank 0 writes the files.
+  rank 0 writes the files;
+* the per-image outcomes (which images were classified correctly) are put back in global-batch
+  order by :func:`gather_outcomes` (each rank fills the positions of its own batches, one exact
+  ``all_reduce`` sums them), so every number of processes gives the same bits as one.
 
 The process group itself is :mod:`freqtail.distributed`, the one setup training and evaluation share.
 """
@@ -22,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from freqtail.checks import check_int
-from freqtail.distributed import DistContext
+from freqtail.distributed import DistContext, all_reduce_counts
 from freqtail.errors import ConfigError
 
 
@@ -41,3 +44,25 @@ def rank_batches(batches: Sequence[np.ndarray], context: DistContext) -> list[tu
 def batch_seed(seed: int, batch: int) -> int:
     """The attack seed of global batch ``batch``: the same for every number of processes."""
     return int(np.random.SeedSequence([int(seed), int(batch)]).generate_state(1, dtype=np.uint32)[0])
+
+
+def gather_outcomes(
+    outcomes: Sequence[tuple[int, np.ndarray]], n: int, batch_size: int, context: DistContext
+) -> np.ndarray:
+    """The per-image outcomes of all ranks, in the order of the evaluated images.
+
+    Args:
+        outcomes: this rank's ``(global batch number, bools of its images)``.
+        n: the number of evaluated images (all ranks together).
+        batch_size: the global batch size (batch ``b`` holds images ``b * batch_size ...``).
+        context: this process's rank and world size.
+
+    Returns:
+        bool (n,): image ``i``'s outcome, whichever rank measured it.
+    """
+    filled = np.zeros(int(n), dtype=np.int64)
+    for number, bits in outcomes:
+        start = int(number) * int(batch_size)
+        values = np.asarray(bits, dtype=bool).reshape(-1)
+        filled[start : start + values.shape[0]] = values
+    return all_reduce_counts(filled, context).astype(bool)

@@ -34,7 +34,9 @@ from freqtail.attacks.masking import (
 )
 from freqtail.data.corruptions import CORRUPTIONS
 from freqtail.data.subsets import FIRST_N_RULE, SUBSET_RULE, UNLABELLED_RULE
+from freqtail.evaluate.records import Record, RecordId
 from freqtail.evaluate.threat_models import DESCRIPTIONS, THREAT_MODELS
+from freqtail.formatting import MISSING, percent
 
 #: Column titles of the adversarial table, in order.
 ADVERSARIAL_METRICS: dict[str, str] = {
@@ -52,7 +54,6 @@ BAND_COLUMNS = ("Clean", "PGD-20", *BAND_METRICS.values())
 #: The band table's title (results.md, compare, the report).
 BAND_TABLE_TITLE = "Robust accuracy by band"
 CORRUPTION_COLUMNS = ("Clean", *CATEGORY_TITLES.values(), "Mean")
-MISSING = "–"
 #: A robust number whose own check stored no verdict (results.json of an older freqtail).
 STATE_UNKNOWN = "unknown"
 #: Cell marks of the masking verdicts (states without a mark leave the cell as it is).
@@ -71,11 +72,6 @@ def mark_legend(states: Iterable[Any]) -> str | None:
     return "; ".join(f"{VERDICT_MARKS[state]} = {_MARK_MEANINGS[state]}" for state in present) + "."
 
 
-def pct(fraction: float | None) -> str:
-    """``0.5272 -> "52.72"``; None -> "–"."""
-    return MISSING if fraction is None else f"{100 * fraction:.2f}"
-
-
 def signed_pp(delta: float | None) -> str:
     """A difference of fractions in percentage points with its sign: ``+5.72``, ``-0.10``, ``–``."""
     return MISSING if delta is None else f"{100 * delta:+.2f}"
@@ -90,8 +86,13 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric
     return "\n".join(lines)
 
 
+def record_key(record: Record | Mapping[str, Any]) -> RecordId:
+    """The named parts of a record's id (:class:`~freqtail.evaluate.records.RecordId`)."""
+    return RecordId.of(record)
+
+
 def _variant(record: Mapping[str, Any]) -> str:
-    return str(record.get("id", "|||")).split("|")[3] if "id" in record else ""
+    return record_key(record).variant if "id" in record else ""
 
 
 def adversarial_columns(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
@@ -119,7 +120,7 @@ def _row_keys(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
     keys: list[tuple[str, str]] = []
     order = {name: i for i, name in enumerate(THREAT_MODELS)}
     for record in records:
-        key = (str(record["id"]).split("|")[0], record["threat_model"])
+        key = (record_key(record).checkpoint, record["threat_model"])
         if key not in keys:
             keys.append(key)
     return sorted(keys, key=lambda k: (k[0], order.get(k[1], 99)))
@@ -129,8 +130,8 @@ def _index(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str, st
     """``(checkpoint tag, threat model, metric, variant) -> record``."""
     table = {}
     for record in records:
-        parts = str(record["id"]).split("|")
-        table[(parts[0], record["threat_model"], record["metric"], parts[3])] = record
+        key = record_key(record)
+        table[(key.checkpoint, record["threat_model"], record["metric"], key.variant)] = record
     return table
 
 
@@ -144,7 +145,7 @@ def cell_text(value: float | None, n: Any = None, verdict: Mapping[str, Any] | N
     the verdict's mark (:data:`VERDICT_MARKS`)."""
     if value is None:
         return MISSING
-    text = pct(value)
+    text = percent(value)
     if n is not None:
         text += f" (n={n})"
     mark = VERDICT_MARKS.get((verdict or {}).get("state"))
@@ -281,7 +282,7 @@ def _checkpoint_words(records: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = []
     seen = set()
     for record in records:
-        tag = str(record["id"]).split("|")[0]
+        tag = record_key(record).checkpoint
         info = record.get("checkpoint") or {}
         if tag in seen:
             continue
@@ -312,7 +313,7 @@ def _column_settings_notes(title: str, examples: Sequence[Mapping[str, Any]]) ->
     """One note per column: its settings (per row when rows differ) and image counts."""
     by_words: dict[str, list[tuple[str, str]]] = {}
     for record in examples:
-        key = (str(record["id"]).split("|")[0], record["threat_model"])
+        key = (record_key(record).checkpoint, record["threat_model"])
         by_words.setdefault(_settings_words(record), []).append(key)
     if len(by_words) == 1:
         settings = next(iter(by_words))
@@ -341,9 +342,9 @@ def verdict_notes(records: Sequence[Mapping[str, Any]], title_of: Mapping[tuple[
     verdicts: dict[tuple, dict[str, Any]] = {}
     for record in records:
         verdict = record_verdict(record)
-        parts = str(record["id"]).split("|")
+        rid = record_key(record)
         key = (
-            parts[0],
+            rid.checkpoint,
             record["threat_model"],
             verdict.get("state"),
             verdict.get("created"),
@@ -351,7 +352,7 @@ def verdict_notes(records: Sequence[Mapping[str, Any]], title_of: Mapping[tuple[
             verdict.get("check"),
         )
         verdicts[key] = verdict
-        groups.setdefault(key, []).append(title_of.get((record["metric"], parts[3]), record["metric"]))
+        groups.setdefault(key, []).append(title_of.get((record["metric"], rid.variant), record["metric"]))
     order = {name: i for i, name in enumerate(THREAT_MODELS)}
     lines = []
     for key in sorted(groups, key=lambda k: (k[0], order.get(k[1], 99), str(k[3]))):
@@ -451,7 +452,7 @@ def band_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         key = band_key(record)
         if key is None:
             continue
-        row = (str(record["id"]).split("|")[0], record["threat_model"], *key)
+        row = (record_key(record).checkpoint, record["threat_model"], *key)
         if row not in keys:
             keys.append(row)
     rows = []
@@ -480,7 +481,7 @@ def boundary_words(record: Mapping[str, Any]) -> str:
     s = record.get("settings") or {}
     words = f"b = {s.get('boundary_band')}: {s.get('boundary_source') or 'source not recorded'}"
     if s.get("boundary_lfc_share") is not None:
-        words += f"; the bands < b hold {pct(s['boundary_lfc_share'])}% of the non-DC power"
+        words += f"; the bands < b hold {percent(s['boundary_lfc_share'])}% of the non-DC power"
     if s.get("boundary_band_inscribed") is not None:
         words += f"; b over the inscribed bands alone (the paper's range): {s['boundary_band_inscribed']}"
     return words
@@ -593,10 +594,10 @@ def corruption_table(records: Sequence[Mapping[str, Any]]) -> str | None:
         return None
     index = _index(records)
     order = {name: i for i, name in enumerate(THREAT_MODELS)}
-    chosen = sorted(chosen, key=lambda r: (str(r["id"]).split("|")[0], order.get(r["threat_model"], 99)))
+    chosen = sorted(chosen, key=lambda r: (record_key(r).checkpoint, order.get(r["threat_model"], 99)))
     rows, mixed_rows = [], []
     for record in chosen:
-        tag = str(record["id"]).split("|")[0]
+        tag = record_key(record).checkpoint
         clean = _clean_for(index, tag, record["threat_model"])
         mixed = mixed_n([record_n(clean), record_n(record)])
         if mixed:
@@ -620,7 +621,7 @@ def corruption_table(records: Sequence[Mapping[str, Any]]) -> str | None:
     detail_header = ["corruption", "category"]
     detail_rows: dict[str, list[str]] = {name: [name, CORRUPTIONS[name]] for name in CORRUPTIONS}
     for record, levels in zip(chosen, levels_of, strict=True):
-        tag = str(record["id"]).split("|")[0]
+        tag = record_key(record).checkpoint
         title = f"{tag} {record['threat_model']} ({record.get('order')})"
         if not same_levels:
             title += f", severities {'/'.join(map(str, levels))}"
@@ -631,9 +632,9 @@ def corruption_table(records: Sequence[Mapping[str, Any]]) -> str | None:
                 detail_rows[name].append(MISSING)
                 continue
             by_severity = [cells[s]["accuracy"] for s in sorted(cells, key=int)]
-            mean = pct(sum(by_severity) / len(by_severity))
+            mean = percent(sum(by_severity) / len(by_severity))
             detail_rows[name].append(
-                mean if len(by_severity) == 1 else f"{mean} ({' / '.join(pct(a) for a in by_severity)})"
+                mean if len(by_severity) == 1 else f"{mean} ({' / '.join(percent(a) for a in by_severity)})"
             )
     used = [row for row in detail_rows.values() if any(cell != MISSING for cell in row[2:])]
     if not same_levels:
@@ -664,7 +665,7 @@ def corruption_table(records: Sequence[Mapping[str, Any]]) -> str | None:
             "different numbers of images; each cell shows its n (per corruption cell)."
         )
     for record, levels in zip(chosen, levels_of, strict=True):
-        tag = str(record["id"]).split("|")[0]
+        tag = record_key(record).checkpoint
         s = record.get("settings", {})
         missing = record.get("missing_corruptions") or []
         extra = f"; missing corruptions: {', '.join(missing)}" if missing else ""

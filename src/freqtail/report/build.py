@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from freqtail.errors import InputError
+from freqtail.formatting import MISSING, percent
 from freqtail.io import atomic_write_bytes, atomic_write_text
 from freqtail.report.collect import RunArtefacts, collect
+from freqtail.report.key_numbers import key_number_table
 from freqtail.report.page import (
     Bullets,
     Code,
@@ -48,7 +50,6 @@ __all__ = ["HTML_NAME", "MARKDOWN_NAME", "ReportResult", "build_report", "key_nu
 HTML_NAME = REPORT_HTML
 MARKDOWN_NAME = REPORT_MD
 TRAINING_FIGURE = "figures/report-training.png"
-MISSING = "–"
 
 #: Config keys shown in the configuration table (others appear when they differ between runs).
 CONFIG_KEYS = (
@@ -101,13 +102,6 @@ class ReportResult:
 
 
 # ----------------------------------------------------------------------------- formatting
-def percent(fraction: Any, digits: int = 2) -> str:
-    """``0.5272 -> "52.72"``; None or not a number -> "–"."""
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
-        return MISSING
-    return f"{100 * float(fraction):.{digits}f}"
-
-
 def _num(value: Any, digits: int = 3) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return MISSING if value is None else str(value)
@@ -541,23 +535,12 @@ def _config_value(value: Any) -> str:
 
 # ----------------------------------------------------------------------------- the demo overview
 def key_number_rows(demo: Mapping[str, Any]) -> list[list[str]]:
-    """Rows of the key-number table of a demo ``results.json`` (also printed by ``freqtail demo``)."""
-    rows = []
-    for entry in demo.get("key_numbers") or []:
-        rows.append(
-            [
-                str(entry.get("label") or entry.get("run")),
-                str(entry.get("threat_model")),
-                percent(entry.get("clean")),
-                percent(entry.get("pgd20")),
-                percent(entry.get("corruptions_mean")),
-                _num(entry.get("n")),
-            ]
-        )
-    return rows
+    """Rows of the key-number table of a demo summary (:mod:`freqtail.report.key_numbers`, the table
+    ``freqtail demo`` prints too)."""
+    return key_number_table(demo.get("key_numbers") or [])[1]
 
 
-KEY_NUMBER_HEADER = ["run", "threat model", "Clean", "PGD-20", "Corruptions (mean)", "images (n)"]
+KEY_NUMBER_HEADER = key_number_table([])[0]
 
 
 def _demo_blocks(demo: Mapping[str, Any]) -> list:

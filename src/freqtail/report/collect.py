@@ -6,8 +6,10 @@ Recognised files (all relative to the folder; written by the commands named):
 =========================  ==========================================================================
 ``config.yaml``            the training config (``freqtail train``)
 ``metrics.jsonl``          one record per epoch (``freqtail train``)
-``results.json``           evaluation records (``freqtail evaluate``), or a demo's key numbers
-                           (``freqtail demo``, format ``freqtail-demo``)
+``results.json``           evaluation records (``freqtail evaluate``); a demo folder of an older
+                           freqtail may hold its summary here (format ``freqtail-demo``), still read
+``demo-summary.json``      a demo's key numbers and settings (``freqtail demo``, format
+                           ``freqtail-demo-summary``, :mod:`freqtail.report.key_numbers`)
 ``spectrum.json``          a :class:`freqtail.spectrum.SpectrumSummary` dict (``freqtail spectrum --json``
                            or the demo); figure ``figures/spectrum.png``
 ``bass.json``              BaSS conversion facts (the demo); figure ``figures/bass_examples.png``
@@ -18,8 +20,8 @@ Recognised files (all relative to the folder; written by the commands named):
 =========================  ==========================================================================
 
 A folder is a *run* when it holds any of these; a folder holding none but with sub-folders that do
-(``runs/``, or a demo folder) is a *collection* of those runs, in the order its demo ``results.json``
-lists them, else by name.
+(``runs/``, or a demo folder) is a *collection* of those runs, in the order its demo summary lists
+them, else by name.
 """
 
 from __future__ import annotations
@@ -31,12 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from freqtail.errors import InputError
+from freqtail.report.key_numbers import DEMO_SUMMARY_FORMAT, LEGACY_DEMO_FORMAT
 from freqtail.runs.layout import ANALYSES, DATA_FACTS, FIGURES_DIR, RunLayout
 from freqtail.runs.layout import FIGURES as FIGURE_FILES
 
 __all__ = ["DEMO_FORMAT", "FIGURES", "RunArtefacts", "collect", "collect_run", "is_run_folder"]
 
-DEMO_FORMAT = "freqtail-demo"
+DEMO_FORMAT = DEMO_SUMMARY_FORMAT
 RESULTS_FORMAT = "freqtail-results"
 JSON_FILES = (*DATA_FACTS, *ANALYSES)
 #: Figure key -> file under the folder.
@@ -53,7 +56,8 @@ class RunArtefacts:
         config: ``config.yaml`` as a dict.
         metrics: the ``metrics.jsonl`` records, in order.
         results: an evaluation ``results.json`` (format ``freqtail-results``).
-        demo: a demo's ``results.json`` (format ``freqtail-demo``).
+        demo: a demo's summary (``demo-summary.json``, format ``freqtail-demo-summary``; or the
+            ``results.json`` of an older demo, format ``freqtail-demo``).
         spectrum, bass, sensitivity, landscape, heatmap: the JSON files of the same names.
         figures: figure key (:data:`FIGURES`) -> existing file.
         problems: one sentence per file that exists but could not be read.
@@ -150,10 +154,16 @@ def collect_run(path: str | os.PathLike, label: str | None = None) -> RunArtefac
         kind = data.get("format") if isinstance(data, dict) else None
         if kind == RESULTS_FORMAT and isinstance(data.get("results"), list):
             run.results = data
-        elif kind == DEMO_FORMAT:
+        elif kind == LEGACY_DEMO_FORMAT:
             run.demo = data
         elif data is not None:
             run.problems.append(f"{layout.results.name} is not a freqtail results file; it is left out.")
+    if layout.demo_summary.is_file():
+        data = _read_json(layout.demo_summary, run.problems)
+        if isinstance(data, dict) and data.get("format") == DEMO_SUMMARY_FORMAT:
+            run.demo = data
+        elif data is not None:
+            run.problems.append(f"{layout.demo_summary.name} is not a freqtail demo summary; it is left out.")
     for name in JSON_FILES:
         file = layout.json(name)
         if file.is_file():

@@ -19,6 +19,10 @@ explanation of that run::
       figures/*.png            every figure
       report.html, report.md   freqtail report
 
+A demo folder (``freqtail demo``) holds the four run folders and, at its top, the demo's own
+summary ``demo-summary.json`` (every run's key numbers with their settings; never a
+``results.json``, which always means one run's evaluation records).
+
 This module only names paths (it imports nothing heavy), so every layer may use it: the trainer,
 evaluation, the analyses, the report and the workflows (:class:`freqtail.workflows.RunFolder` builds
 on it).
@@ -41,6 +45,8 @@ EVAL_CACHE_DIR = "eval-cache"
 FIGURES_DIR = "figures"
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
+#: The demo's summary at the top of a demo folder (format ``freqtail-demo-summary``).
+DEMO_SUMMARY_FILE = "demo-summary.json"
 #: Analyses whose results a run folder holds as ``<kind>.json`` (+ ``<kind>.npz`` for the first three).
 ANALYSES = ("sensitivity", "landscape", "heatmap")
 #: Dataset facts a folder may hold as ``<kind>.json``.
@@ -114,6 +120,11 @@ class RunLayout:
     def report_md(self) -> Path:
         return self.folder / REPORT_MD
 
+    @property
+    def demo_summary(self) -> Path:
+        """A demo folder's summary (:data:`DEMO_SUMMARY_FILE`)."""
+        return self.folder / DEMO_SUMMARY_FILE
+
     def figure(self, key: str) -> Path:
         """The file of figure ``key`` (one of :data:`FIGURES`)."""
         return self.figures / FIGURES[key]
@@ -141,6 +152,7 @@ class RunLayout:
             self.config,
             self.metrics,
             self.results,
+            self.demo_summary,
             self.checkpoints,
             *(self.json(kind) for kind in (*DATA_FACTS, *ANALYSES)),
         )

@@ -15,8 +15,8 @@ Stages (each one line of progress with the elapsed time; finished stages are reu
    and ``end-to-end``);
 5. **explain** — frequency sensitivity, a small LFC/HFC loss landscape and a Fourier heat map of the two
    ERM models;
-6. **report** — ``results.json`` (every run's key numbers with their settings), ``report.html`` and
-   ``report.md``.
+6. **report** — ``demo-summary.json`` (every run's key numbers with their settings; format
+   ``freqtail-demo-summary``, :mod:`freqtail.report.key_numbers`), ``report.html`` and ``report.md``.
 
 Everything is done by the library's own entry points (:func:`freqtail.train.train`,
 :func:`freqtail.workflows.evaluate_run` and :func:`freqtail.workflows.explain` on a
@@ -52,11 +52,17 @@ from freqtail.data.corruptions import parse_corruptions, parse_severities
 from freqtail.data.registry import load_arrays
 from freqtail.errors import ConfigError, InputError
 from freqtail.evaluate import EvaluationRequest
-from freqtail.evaluate.threat_models import THREAT_MODELS
+from freqtail.formatting import percent
 from freqtail.io import atomic_write_json
 from freqtail.report.bass_figures import plot_bass_examples
 from freqtail.report.build import build_report
 from freqtail.report.collect import collect_run
+from freqtail.report.key_numbers import (
+    DEMO_SUMMARY_FORMAT,
+    checkpoint_records,
+    key_number_table,
+    run_key_numbers,
+)
 from freqtail.report.spectrum_figures import plot_long_tail
 from freqtail.runs import layout
 from freqtail.runs.layout import RunLayout
@@ -77,13 +83,14 @@ __all__ = ["FULL", "QUICK", "DemoInterrupted", "DemoResult", "DemoSettings", "fo
 STATE_FILE = "demo-state.json"
 LOG_FILE = "demo.log"
 DATASET = "embedded"
-DEMO_FORMAT = "freqtail-demo"
+DEMO_FORMAT = DEMO_SUMMARY_FORMAT
 STATE_FORMAT = "freqtail-demo-state"
 #: Files and folders the demo writes at the top of its folder (``force`` deletes only these).
 OWN_FILES = (
     STATE_FILE,
     LOG_FILE,
-    layout.RESULTS_FILE,
+    layout.DEMO_SUMMARY_FILE,
+    layout.RESULTS_FILE,  # the summary of a demo of an older freqtail
     layout.REPORT_HTML,
     layout.REPORT_MD,
     *(RunLayout.of("").json(kind).name for kind in layout.DATA_FACTS),
@@ -195,7 +202,10 @@ class DemoInterrupted(Exception):
 
 @dataclass
 class DemoResult:
-    """What :func:`run_demo` produced: the folder, its files and the aggregated numbers."""
+    """What :func:`run_demo` produced: the folder, its files and the aggregated numbers.
+
+    ``results`` is the demo's summary file (``demo-summary.json``); ``summary`` its content.
+    """
 
     out: Path
     report_html: Path
@@ -480,7 +490,8 @@ def _band_words(records: list[dict[str, Any]], threat_model: str) -> str:
 
 
 def _pct(value: Any) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
+    """A fraction as the demo's console lines write it (``52.7%``)."""
+    return percent(value, 1, "%")
 
 
 def _sensitivity_stage(run_dir: Path, settings: DemoSettings) -> str:
@@ -515,39 +526,7 @@ def _heatmap_stage(run_dir: Path, settings: DemoSettings) -> str:
 # ----------------------------------------------------------------------------- aggregation
 def _best(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records of the ``best`` checkpoint (the one every demo run is evaluated with)."""
-    return [r for r in records if str(r.get("id", "")).startswith("best|")]
-
-
-def run_key_numbers(name: str, label: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per threat model of a run: clean, PGD-20 and corruption-mean accuracy (fractions), the
-    counts behind them and the number of evaluated images."""
-
-    rows = []
-    for threat in THREAT_MODELS:
-        mine = [r for r in records if r.get("threat_model") == threat]
-        if not mine:
-            continue
-
-        def find(metric: str, mine=mine) -> dict[str, Any] | None:
-            return next((r for r in mine if r.get("metric") == metric), None)
-
-        clean, pgd, corr = find("clean"), find("pgd-20-ce"), find("corruptions")
-        rows.append(
-            {
-                "run": name,
-                "label": label,
-                "threat_model": threat,
-                "clean": clean["accuracy"] if clean else None,
-                "clean_counts": [clean["correct"], clean["total"]] if clean else None,
-                "pgd20": pgd["accuracy"] if pgd else None,
-                "pgd20_counts": [pgd["correct"], pgd["total"]] if pgd else None,
-                "corruptions_mean": corr["mean"] if corr else None,
-                "corruption_order": corr.get("order") if corr else None,
-                "corruption_cells": corr.get("cells") if corr else None,
-                "n": (clean or pgd or corr or {}).get("data", {}).get("n"),
-            }
-        )
-    return rows
+    return checkpoint_records(records)
 
 
 def _evaluation_summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -592,7 +571,7 @@ def _corruption_words(settings: DemoSettings) -> str:
 
 
 def aggregate(out: Path, settings: DemoSettings, timings: list[dict[str, Any]], total: float, load) -> dict:
-    """The demo's ``results.json``: settings, stage timings, and each run's key numbers."""
+    """The demo's summary (``demo-summary.json``): settings, stage timings, each run's key numbers."""
 
     runs, key_numbers = [], []
     for name, label, objective, bass in RUNS:
@@ -678,19 +657,9 @@ def aggregate(out: Path, settings: DemoSettings, timings: list[dict[str, Any]], 
 
 
 def format_key_numbers(rows: list[dict[str, Any]]) -> str:
-    """The key-number table as aligned text (what ``freqtail demo`` prints)."""
-    header = ["run", "threat model", "Clean", "PGD-20", "Corruptions", "n"]
-    lines = [
-        [
-            str(r["label"]),
-            str(r["threat_model"]),
-            _pct(r["clean"]),
-            _pct(r["pgd20"]),
-            _pct(r["corruptions_mean"]),
-            str(r.get("n")),
-        ]
-        for r in rows
-    ]
+    """The key-number table as aligned text (what ``freqtail demo`` prints; the report shows the same
+    table, :func:`freqtail.report.key_numbers.key_number_table`)."""
+    header, lines = key_number_table(rows, style="console")
     widths = [max(len(x) for x in column) for column in zip(header, *lines, strict=True)]
     out = []
     for index, row in enumerate([header, *lines]):
@@ -789,20 +758,20 @@ def run_demo(
         summary = aggregate(
             out, settings, stages.timings, time.perf_counter() - stages.started, [load_start, _load()]
         )
-        atomic_write_json(files.results, summary)
+        atomic_write_json(files.demo_summary, summary)
         start = time.perf_counter()
         with contextlib.redirect_stdout(stages.log), contextlib.redirect_stderr(stages.log):
             report = build_report([out])
         report_seconds = time.perf_counter() - start
-        # The page shows the stages before it; results.json also gets the report's own time.
+        # The page shows the stages before it; the summary also gets the report's own time.
         stages.count += 1
         stages.timings.append(
             {"name": "report", "what": "report.html and report.md", "seconds": round(report_seconds, 2)}
         )
         seconds = time.perf_counter() - stages.started
         summary["timings"]["total_seconds"] = round(seconds, 1)
-        atomic_write_json(files.results, summary)
+        atomic_write_json(files.demo_summary, summary)
         stages._line("report", f"{report.html} and {report.markdown} ({report_seconds:.1f} s)")
     finally:
         stages.close()
-    return DemoResult(out, report.html, report.markdown, files.results, summary, seconds)
+    return DemoResult(out, report.html, report.markdown, files.demo_summary, summary, seconds)

@@ -1,0 +1,23 @@
+"""How numbers are written for people: the one percent formatter of tables, reports and the demo.
+
+Ground level (imports nothing of freqtail), so the evaluation tables, the report and the demo all use
+the same rule.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+#: What a missing number is shown as.
+MISSING = "–"
+
+
+def percent(fraction: Any, digits: int = 2, suffix: str = "") -> str:
+    """A fraction in percent: ``percent(0.5272) -> "52.72"``, ``percent(0.5272, 1, "%") -> "52.7%"``.
+
+    None, booleans and anything that is not a real number give :data:`MISSING` (without the suffix).
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
+        return MISSING
+    return f"{100 * float(fraction):.{digits}f}{suffix}"
