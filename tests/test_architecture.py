@@ -51,7 +51,18 @@ def _graph() -> dict[str, set[str]]:
 LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(layer)
     for layer in (
-        {"freqtail", "errors", "checks", "io", "locks", "images", "sample_photos", "distributed", "runs"},
+        {
+            "freqtail",
+            "errors",
+            "checks",
+            "io",
+            "locks",
+            "images",
+            "sample_photos",
+            "distributed",
+            "formatting",
+            "runs",
+        },
         {"spectrum"},
         {"bass"},
         {"data", "models"},

@@ -206,9 +206,9 @@ def test_per_image_bits_agree_with_independent_per_image_computations(tiny_runs,
     pgd = records["pgd-20-ce"]
     config = SUITE_SPECS["pgd20"].config(plan.budget)
     again = []
-    for number, batch in enumerate(global_batches(pgd.indices, plan.batch_size)):
+    for number, batch in enumerate(global_batches(pgd.indices, plan.request.batch_size)):
         xb, yb = _images(test, batch)
-        generator = torch.Generator().manual_seed(batch_seed(plan.seed, number))
+        generator = torch.Generator().manual_seed(batch_seed(plan.request.seed, number))
         x_adv = config(model, xb, yb, generator=generator)
         with torch.no_grad():
             again.append(((model(xb).argmax(1) == yb) & (model(x_adv).argmax(1) == yb)).numpy())
