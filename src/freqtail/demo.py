@@ -18,7 +18,7 @@ Stages (each one line of progress with the elapsed time; finished stages are reu
 6. **report** — ``results.json`` (every run's key numbers with their settings), ``report.html`` and
    ``report.md``.
 
-Everything is done by the library's own entry points (:func:`freqtail.train.train`,
+Everything is done by the library's own entry points (:func:`freqtail.workflows.training.train_run`,
 :func:`freqtail.runs.evaluate_run` and the ``freqtail.runs.explain_*`` functions on a
 :class:`freqtail.runs.RunFolder`), so the demo's run folders are ordinary run folders. The console
 shows one line per stage and one per training epoch; everything else goes to ``demo.log``.
@@ -407,11 +407,13 @@ class _EpochProgress:
 
 
 def _train_stage(run_dir: Path, settings: DemoSettings, objective: str, bass: str | None, log, echo) -> str:
-    from freqtail.train import train
+    from freqtail.workflows.training import TrainRequest, train_run
 
     progress = _EpochProgress(echo, f"train {run_dir.name}")
-    result = train(
-        train_config(settings, objective, bass), run_dir, resume=True, log=log, callbacks=[progress]
+    result = train_run(
+        TrainRequest(
+            train_config(settings, objective, bass), run_dir, resume=True, log=log, callbacks=[progress]
+        )
     )
     if result.status == "interrupted":
         raise DemoInterrupted(f"Training {run_dir.name} stopped after step {result.global_step}.")

@@ -1,5 +1,5 @@
 """The trainer's data: datasets from :func:`freqtail.data.build_dataset`, fixed subsets, AugMix
-branches, per-sample seeding, the epoch sampler and the evaluation shards.
+branches, per-sample seeding and the epoch sampler.
 
 Reproducibility contract (what makes ``--resume`` bit-exact and N processes equal to one):
 
@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, DistributedSampler, Sampler, Subset
+from torch.utils.data import Dataset, DistributedSampler, Subset
 
 from freqtail.data.subsets import dataset_labels, proportional_subset
 from freqtail.train.rng import derive_seed, derive_seeds
@@ -162,19 +162,6 @@ class EpochSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return max(self.num_samples - self.skip, 0)
-
-
-class ShardSampler(Sampler):
-    """Positions ``rank, rank + world, ...`` of ``range(n)``: an evaluation shard, no padding, no repeats."""
-
-    def __init__(self, n: int, rank: int, world: int) -> None:
-        self.n, self.rank, self.world = n, rank, world
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.n, self.world))
-
-    def __len__(self) -> int:
-        return len(range(self.rank, self.n, self.world))
 
 
 def _seed_worker(worker_id: int) -> None:

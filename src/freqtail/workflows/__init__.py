@@ -1,0 +1,1 @@
+"""The orchestration floor: workflows that know a run as a whole."""
