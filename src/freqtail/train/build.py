@@ -148,6 +148,24 @@ def _model(config: TrainConfig, spec: dict[str, Any], context: D.DistContext, *,
     return model, runner, forward
 
 
+def _sampling(
+    config: TrainConfig, context: D.DistContext, train_data: Any, pipeline: str
+) -> tuple[EpochSampler, DataLoader | None, int]:
+    """``(this rank's epoch sampler, the DataLoader of the loader pipeline or None, images per step)``."""
+    per_rank_batch = config.batch_size // context.world_size
+    sampler = EpochSampler(
+        train_data,
+        num_replicas=context.world_size,
+        rank=context.rank,
+        seed=config.seed,
+        drop_last=config.drop_last,
+    )
+    if pipeline != "loader":
+        return sampler, None, per_rank_batch
+    pin = context.device.type == "cuda"
+    return sampler, train_loader(train_data, sampler, per_rank_batch, config, pin_memory=pin), per_rank_batch
+
+
 def _steps_per_epoch(config: TrainConfig, sampler: EpochSampler, per_rank_batch: int, images: int) -> int:
     per_rank = sampler.num_samples
     steps = per_rank // per_rank_batch if config.drop_last else -(-per_rank // per_rank_batch)
@@ -180,19 +198,7 @@ def build_parts(config: TrainConfig, context: D.DistContext, *, fresh: bool) -> 
         nesterov=config.nesterov,
     )
     objective = build_objective(config)
-    per_rank_batch = config.batch_size // context.world_size
-    sampler = EpochSampler(
-        train_data,
-        num_replicas=context.world_size,
-        rank=context.rank,
-        seed=config.seed,
-        drop_last=config.drop_last,
-    )
-    loader = None
-    if pipeline == "loader":
-        loader = train_loader(
-            train_data, sampler, per_rank_batch, config, pin_memory=context.device.type == "cuda"
-        )
+    sampler, loader, per_rank_batch = _sampling(config, context, train_data, pipeline)
     steps_per_epoch = _steps_per_epoch(config, sampler, per_rank_batch, len(train_data))
     total_steps = config.steps if config.steps is not None else config.epochs * steps_per_epoch
     parts = TrainParts(
