@@ -49,11 +49,12 @@ from pathlib import Path
 def _train_seconds(overrides: dict, steps: int, callbacks=()) -> float:
     """Seconds of the training part (evaluation excluded) of one trainer run of ``steps`` steps."""
     from freqtail.train import load_config
-    from freqtail.train.trainer import train
+    from freqtail.workflows.training import TrainRequest, train_run
 
     config = load_config(overrides={**overrides, "steps": steps, "test_subset": 64, "progress": False})
     with tempfile.TemporaryDirectory() as folder:
-        result = train(config, Path(folder) / "run", log=lambda message: None, callbacks=callbacks)
+        request = TrainRequest(config, Path(folder) / "run", log=lambda message: None, callbacks=callbacks)
+        result = train_run(request)
     return sum(record["train_time"] for record in result.history)
 
 

@@ -42,8 +42,8 @@ def test_the_device_pipeline_gives_the_cpu_batches_on_cuda():
 
 def test_bf16_channels_last_training_runs_and_its_checkpoint_loads_on_the_cpu(tmp_path):
     from freqtail.train import load_config
-    from freqtail.train.trainer import train
     from freqtail.workflows import load_model_from_run
+    from freqtail.workflows.training import TrainRequest, train_run
 
     config = load_config(
         overrides={
@@ -57,7 +57,7 @@ def test_bf16_channels_last_training_runs_and_its_checkpoint_loads_on_the_cpu(tm
             "progress": False,
         }
     )
-    result = train(config, tmp_path / "run", log=lambda message: None)
+    result = train_run(TrainRequest(config, tmp_path / "run", log=lambda message: None))
     assert result.status == "complete" and np.isfinite(result.history[-1]["train_loss"])
     model, _ = load_model_from_run(tmp_path / "run", device="cpu")
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 16)

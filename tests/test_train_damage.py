@@ -12,9 +12,10 @@ import torch
 
 from freqtail.cli import main
 from freqtail.errors import CheckpointError
+from freqtail.runs.layout import TRAIN_LOCK
 from freqtail.train import load_checkpoint, load_config
-from freqtail.train.trainer import TIMING_KEYS, TRAIN_LOCK, train
-from test_train_support import tiny_root  # noqa: F401
+from freqtail.train.records import TIMING_KEYS
+from test_train_support import tiny_root, train  # noqa: F401
 
 EPOCH_1, EPOCH_2 = "step-00000006", "step-00000012"  # 6 steps per epoch (96 images, batch 16)
 

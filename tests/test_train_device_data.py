@@ -20,8 +20,7 @@ from freqtail.train.data import EpochSampler, SeededItems, build_train_data
 from freqtail.train.device_data import DeviceTrainData, build_device_train_data
 from freqtail.train.pipeline import resolve_data_pipeline
 from freqtail.train.rng import derive_seed
-from freqtail.train.trainer import train
-from test_train_support import tiny_root  # noqa: F401
+from test_train_support import tiny_root, train  # noqa: F401
 from test_train_trainer import StopAt, _assert_same_run
 
 MASK = 2**64 - 1

@@ -15,8 +15,9 @@ import time
 import pytest
 import torch
 
+from freqtail.runs.layout import TRAIN_LOCK
 from freqtail.train import load_checkpoint
-from freqtail.train.trainer import TIMING_KEYS, TRAIN_LOCK
+from freqtail.train.records import TIMING_KEYS
 from test_train_support import tiny_root, worker_script  # noqa: F401
 
 pytestmark = pytest.mark.slow

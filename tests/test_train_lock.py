@@ -17,9 +17,9 @@ import pytest
 from freqtail.cli import main
 from freqtail.errors import LockedError
 from freqtail.locks import read_holder, try_lock
+from freqtail.runs.layout import TRAIN_LOCK
 from freqtail.train import load_config
-from freqtail.train.trainer import TRAIN_LOCK, train
-from test_train_support import tiny_root, worker_script  # noqa: F401
+from test_train_support import tiny_root, train, worker_script  # noqa: F401
 
 TINY = ["--model", "small-cnn", "--set", "model_options={width: 4}", "--batch-size", "16", "--no-progress"]
 LOCK_FILES = (TRAIN_LOCK, TRAIN_LOCK + ".json")

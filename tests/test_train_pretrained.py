@@ -12,9 +12,8 @@ import sys
 import pytest
 
 from freqtail.train import load_checkpoint, load_config
-from freqtail.train.trainer import train
 from freqtail.workflows import load_model_from_run
-from test_train_support import tiny_root  # noqa: F401
+from test_train_support import tiny_root, train  # noqa: F401
 
 MODEL = "timm:test_efficientnet"  # timm's 0.1 M-parameter test network
 

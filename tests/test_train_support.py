@@ -11,6 +11,8 @@ import json
 import numpy as np
 import pytest
 
+from freqtail.workflows.training import TrainRequest, train_run
+
 CLASSES = ("astronaut", "coffee", "brick", "moon")
 
 #: A script that runs the freqtail command line with its arguments. With ``TEST_GATE=DIR`` in the
@@ -33,9 +35,11 @@ if os.environ.get("TEST_IGNORE_SIGTERM"):
 
 gate = os.environ.get("TEST_GATE")
 if gate:
-    import freqtail.train.trainer as trainer
+    import dataclasses
 
-    original = trainer.train
+    import freqtail.workflows.training as training
+
+    original = training.train_run
 
     epoch = int(os.environ.get("TEST_GATE_EPOCH", "1"))
     step = int(os.environ.get("TEST_GATE_STEP", "0"))
@@ -55,15 +59,20 @@ if gate:
                 while not Path(gate, "release").exists() and not run.stop.requested:
                     time.sleep(0.01)
 
-    def train(*args, **kwargs):
-        return original(*args, callbacks=[Gate()], **kwargs)
+    def train_run(request):
+        return original(dataclasses.replace(request, callbacks=[Gate()]))
 
-    trainer.train = train
+    training.train_run = train_run
 
 from freqtail.cli import main
 
 sys.exit(main(sys.argv[1:]))
 """
+
+
+def train(config, run_dir, **options):
+    """The training tests' shorthand: :func:`train_run` of one :class:`TrainRequest`."""
+    return train_run(TrainRequest(config, run_dir, **options))
 
 
 def write_tiny_dataset(root):

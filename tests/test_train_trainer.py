@@ -12,9 +12,9 @@ import torch
 from freqtail.errors import ConfigError
 from freqtail.train import load_checkpoint, load_config
 from freqtail.train.checkpoint import LAST_EPOCH
-from freqtail.train.trainer import TIMING_KEYS, train
+from freqtail.train.records import TIMING_KEYS
 from freqtail.workflows import load_model_from_run
-from test_train_support import tiny_root  # noqa: F401
+from test_train_support import tiny_root, train  # noqa: F401
 
 
 def _config(root, **changes):

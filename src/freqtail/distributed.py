@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from freqtail.errors import ConfigError
+from freqtail import errors
+from freqtail.errors import ConfigError, FreqtailError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -147,3 +151,49 @@ def all_reduce_counts(counts: Sequence[int] | np.ndarray, context: DistContext) 
     tensor = torch.as_tensor(array, dtype=torch.int64, device=_tensor_device(context))
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor.cpu().numpy()
+
+
+def run_on_main_and_share(work: Callable[[], Any], context: DistContext) -> Any:
+    """Run ``work`` on rank 0 and give every rank its JSON result, or make every rank raise its error.
+
+    A rank that waits in a collective for a rank 0 that has stopped would wait forever; so rank 0
+    broadcasts either ``work()``'s result (JSON-serialisable) or its error, and every rank raises the
+    same error: a :class:`FreqtailError` subclass as that class with the same sentence, anything else
+    as ``FreqtailError("Rank 0 failed: <Type>: <message>")`` (rank 0 itself re-raises the original).
+    An interruption on rank 0 (Ctrl-C: a ``BaseException`` that is no ``Exception``) is re-raised
+    there at once. With one process this is ``work()``.
+    """
+    if not context.distributed:
+        return work()
+    failure: Exception | None = None
+    message: dict[str, Any] | None = None
+    if context.is_main:
+        try:
+            message = {"result": work()}
+        except Exception as err:  # noqa: BLE001 - re-raised below, after telling the other ranks
+            failure = err
+            if isinstance(err, FreqtailError):
+                message = {"error": str(err), "kind": type(err).__name__}
+            else:
+                message = {"error": f"Rank 0 failed: {type(err).__name__}: {err}", "kind": "FreqtailError"}
+    message = broadcast_json(message, context)
+    if failure is not None:
+        raise failure
+    if "error" in message:
+        kind = getattr(errors, message["kind"], None)
+        if not (isinstance(kind, type) and issubclass(kind, FreqtailError)):
+            kind = FreqtailError
+        raise kind(message["error"])
+    return message["result"]
+
+
+def main_first(build: Callable[[], T], context: DistContext) -> T:
+    """``build()`` on rank 0 first (it fills caches: datasets, downloaded weights), then on the others.
+
+    A failure on rank 0 is raised on every rank (:func:`run_on_main_and_share`).
+    """
+    if not context.distributed:
+        return build()
+    built: list[T] = []
+    run_on_main_and_share(lambda: built.append(build()), context)
+    return built[0] if context.is_main else build()

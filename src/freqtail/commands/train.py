@@ -158,9 +158,9 @@ def run(args) -> int:
         return 0
     import os
 
-    from freqtail.train.trainer import train
+    from freqtail.workflows.training import TrainRequest, train_run
 
-    result = train(config, run_dir, resume=args.resume, force=args.force)
+    result = train_run(TrainRequest(config, run_dir, resume=args.resume, force=args.force))
     if int(os.environ.get("RANK", "0")) != 0:
         return 0 if result.status != "interrupted" else 130
     summary = {

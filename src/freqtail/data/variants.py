@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from freqtail.bass.core import check_strength
-from freqtail.errors import ConfigError, FreqtailError
+from freqtail.errors import FreqtailError
 from freqtail.io import atomic_path, atomic_write_json, cache_dir
 
 #: Layout version of the variant cache itself (bump if the cached format changes).
@@ -88,6 +87,9 @@ def cached_bass_arrays(
 ) -> tuple[dict[str, np.ndarray], dict]:
     """Converted copies of ``sources`` (``{split: uint8 (N, H, W, C)}``), from the cache or made now.
 
+    ``strength`` is an already checked BaSS strength in [0, 1] (:func:`freqtail.data.build_dataset`
+    checks it; :func:`freqtail.bass.convert_uint8_images` refuses a bad one too).
+
     Returns:
         ``({split: converted uint8 images}, meta)`` where ``meta`` holds ``key``, ``folder``,
         ``degenerate`` (per split) and ``reused`` (True when read from the cache).
@@ -95,7 +97,6 @@ def cached_bass_arrays(
     from freqtail.data.embedded import SPLITS
     from freqtail.io import atomic_save_npy, load_npy
 
-    strength = check_strength(strength, error=ConfigError)
     settings = _settings(strength)
     key_source = source_digest(sources) + repr(sorted(settings.items()))
     key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
@@ -138,12 +139,12 @@ class FileVariantCache:
 
     Args:
         name: dataset name (folder name of the cache entry).
-        strength: BaSS weight exponent in [0, 1].
+        strength: BaSS weight exponent in [0, 1], already checked (by :func:`freqtail.data.build_dataset`).
         resize_key: :attr:`freqtail.data.augment.WorkingResize.key` of the resize applied before BaSS.
     """
 
     def __init__(self, name: str, strength: float = 1.0, resize_key: str = "stored") -> None:
-        self.strength = check_strength(strength, error=ConfigError)
+        self.strength = float(strength)
         settings = {**_settings(self.strength), "resize": str(resize_key)}
         key = hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()[:16]
         self.folder = cache_dir() / "variants" / f"{name}-files-{key}"

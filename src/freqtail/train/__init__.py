@@ -1,9 +1,9 @@
 """Training: objectives (ERM, PGD-AT, TRADES, MART, AugMix with and without a BaSS branch), one
 trainer (SGD, schedules, AMP on CUDA, DDP under torchrun), resumable runs and safe checkpoints.
 
->>> from freqtail.train import load_config, train
->>> result = train(load_config(overrides=["epochs=2"]), "runs/demo")
->>> from freqtail.train import load_checkpoint
+>>> from freqtail.train import load_checkpoint, load_config
+>>> from freqtail.workflows.training import TrainRequest, train_run  # a run folder as a whole
+>>> result = train_run(TrainRequest(load_config(overrides=["epochs=2"]), "runs/demo"))
 >>> model = load_checkpoint("runs/demo").build_model()       # best checkpoint, eval mode
 
 Names load on first use, so ``import freqtail.train.config`` (the command line's option help) does
@@ -41,10 +41,9 @@ _EXPORTS = {
     "linf_ascent": "objectives",
     "mart_terms": "objectives",
     "trades_terms": "objectives",
-    "TRAIN_LOCK": "trainer",
     "TrainResult": "trainer",
+    "TrainStart": "trainer",
     "Trainer": "trainer",
-    "train": "trainer",
 }
 
 __all__ = sorted(_EXPORTS)

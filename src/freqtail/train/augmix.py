@@ -32,6 +32,8 @@ from functools import partial
 
 import torch
 from torch.utils.data import Dataset
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
 
 from freqtail.errors import ConfigError
 
@@ -71,9 +73,6 @@ def apply_operation(name: str, image: torch.Tensor, level: float, sign: float = 
     Deterministic given its arguments (the random choices are made by :func:`random_operation`).
     Geometric operations pivot on the top-left corner and fill with black, as PIL's do.
     """
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms.v2 import functional as TF
-
     bilinear = InterpolationMode.BILINEAR
     height, width = image.shape[-2:]
     if name == "autocontrast":

@@ -57,9 +57,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save
 
+from freqtail import __version__
 from freqtail.errors import CheckpointError, ConfigError
 from freqtail.io import atomic_write_json
+from freqtail.models import build_model_from_spec
 from freqtail.runs.layout import RunLayout
 
 CHECKPOINT_FORMAT = "freqtail-checkpoint"
@@ -89,7 +93,6 @@ def _cpu_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 
 def _write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    from safetensors.torch import save
 
     data = save(_cpu_tensors(tensors), metadata=metadata)
     with open(path, "wb") as handle:
@@ -99,7 +102,6 @@ def _write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata
 
 
 def read_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import safe_open
 
     try:
         tensors = {}
@@ -202,8 +204,6 @@ def save_checkpoint(
     Returns:
         the checkpoint folder.
     """
-    from freqtail import __version__
-
     root = Path(checkpoints_dir)
     root.mkdir(parents=True, exist_ok=True)
     step = int(info["global_step"])
@@ -619,8 +619,6 @@ def load_checkpoint(path: str | os.PathLike, which: str = "best", *, verify: boo
 def model_with_state(
     spec: Mapping[str, Any], state: Mapping[str, torch.Tensor], where: str, with_front: bool, device
 ) -> torch.nn.Module:
-    from freqtail.models import build_model_from_spec
-
     try:
         model = build_model_from_spec(spec, with_front=with_front)
     except ConfigError as err:

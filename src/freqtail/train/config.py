@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import os
 import re
@@ -30,8 +31,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import yaml
+from yaml.nodes import ScalarNode
+
 from freqtail.checks import check_int, check_number
-from freqtail.errors import ConfigError
+from freqtail.errors import ConfigError, InputError
+
+# freqtail.attacks, freqtail.data, freqtail.models and freqtail.train.pipeline import torch; they are
+# imported where a config is validated, so that the command line's option help (key_help) and
+# --list-keys start without torch.
 
 #: Training objectives; "augmix-bass" is "augmix" with ``bass_branch`` on (paper §4.4).
 OBJECTIVES = ("erm", "pgd-at", "trades", "mart", "augmix", "augmix-bass")
@@ -278,7 +286,6 @@ def _unknown_key_error(key: str, where: str) -> ConfigError:
 
 def _parse_budget(value: Any, what: str) -> float:
     from freqtail.attacks.eps import parse_eps
-    from freqtail.errors import InputError
 
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ConfigError(f"Config key {what!r} must be a number or a fraction such as 8/255, not {value!r}.")
@@ -482,8 +489,6 @@ def _config_loader() -> type:
     global _LOADER
     if _LOADER is not None:
         return _LOADER
-    import yaml
-    from yaml.nodes import ScalarNode
 
     class ConfigLoader(yaml.SafeLoader):
         def construct_mapping(self, node, deep=False):
@@ -531,16 +536,12 @@ def yaml_load(text: str) -> Any:
     Raises:
         yaml.YAMLError: ``text`` is not valid YAML.
     """
-    import yaml
-
     return yaml.load(text, Loader=_config_loader())  # a SafeLoader subclass: no code runs
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     """``"key=value"`` -> ``(key, value)``; the value is read as YAML ("0.05", "1e-3", "null", "[1, 2]",
     "8/255", "{width:16}") by :func:`yaml_load`."""
-    import yaml
-
     if "=" not in text:
         raise ConfigError(f"An override must look like key=value (e.g. lr=0.05), not {text!r}.")
     key, raw = text.split("=", 1)
@@ -554,8 +555,6 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """The mapping stored in a YAML config file (not yet validated), read by :func:`yaml_load`."""
-    import yaml
-
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"The config file {p} does not exist.")
@@ -596,10 +595,6 @@ def load_config(
 
 def mapping_to_yaml(values: Mapping[str, Any]) -> str:
     """One ``key: value`` line per key, lists and mappings in flow style (``[100, 105]``, ``{width: 16}``)."""
-    import json
-
-    import yaml
-
     lines = []
     for key, value in values.items():
         if isinstance(value, (list, tuple, dict)):

@@ -1,5 +1,5 @@
 """The trainer's data: datasets from :func:`freqtail.data.build_dataset`, fixed subsets, AugMix
-branches, per-sample seeding, the epoch sampler and the evaluation shards.
+branches, per-sample seeding and the epoch sampler.
 
 Reproducibility contract (what makes ``--resume`` bit-exact and N processes equal to one):
 
@@ -21,13 +21,18 @@ others and :func:`build_val_data` serves the held-out ones with the test transfo
 
 from __future__ import annotations
 
+import random
+import signal
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, DistributedSampler, Sampler, Subset
+from torch.utils.data import Dataset, DistributedSampler, Subset
 
+from freqtail.data import build_dataset, dataset_info
 from freqtail.data.subsets import dataset_labels, proportional_subset
+from freqtail.errors import ConfigError
+from freqtail.train.augmix import AugMixDataset
 from freqtail.train.rng import derive_seed, derive_seeds
 
 
@@ -66,8 +71,6 @@ def held_out_indices(config, labels: Sequence[int]) -> list[int] | None:
     """
     if config.selection != "val":
         return None
-    from freqtail.errors import ConfigError
-
     if config.val_subset >= len(labels):
         raise ConfigError(
             f"val_subset {config.val_subset} must be smaller than the {len(labels)} training images of "
@@ -164,27 +167,9 @@ class EpochSampler(DistributedSampler):
         return max(self.num_samples - self.skip, 0)
 
 
-class ShardSampler(Sampler):
-    """Positions ``rank, rank + world, ...`` of ``range(n)``: an evaluation shard, no padding, no repeats."""
-
-    def __init__(self, n: int, rank: int, world: int) -> None:
-        self.n, self.rank, self.world = n, rank, world
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.n, self.world))
-
-    def __len__(self) -> int:
-        return len(range(self.rank, self.n, self.world))
-
-
 def _seed_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: seed numpy and ``random`` from the worker's torch seed, and
     ignore Ctrl-C (the training process handles it and shuts the workers down)."""
-    import random
-    import signal
-
-    import numpy as np
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)  # noqa: NPY002 - third-party code may use the legacy global state
@@ -192,8 +177,6 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def _train_split(config, bass: str | None, augment: bool):
-    from freqtail.data import build_dataset
-
     return build_dataset(
         config.dataset,
         "train",
@@ -215,8 +198,6 @@ def build_train_data(config):
     AugMix BaSS branch takes its images from the BaSS-converted twin of the training split
     (``bass="dataset"``), with the same held-out images and subset removed.
     """
-    from freqtail.data import dataset_info
-
     if config.bass == "augment" and dataset_info(config.dataset).kind == "array":
         original = _train_split(config, None, config.augment)
         base = BaSSMixture(original, _train_split(config, "dataset", config.augment), config.gamma)
@@ -233,8 +214,6 @@ def build_train_data(config):
 
     base = restrict(base)
     if config.objective_name == "augmix":
-        from freqtail.train.augmix import AugMixDataset
-
         base = AugMixDataset(
             base,
             width=config.augmix_width,
@@ -260,8 +239,6 @@ def build_val_data(config):
 
 def build_test_data(config):
     """The test dataset: original, or BaSS-converted when ``bass == "dataset"`` (the domain protocol)."""
-    from freqtail.data import build_dataset
-
     bass = "dataset" if config.bass == "dataset" else None
     test = build_dataset(
         config.dataset,

@@ -39,8 +39,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
+from freqtail.data import dataset_info
 from freqtail.data.augment import CROP_PADDING
 from freqtail.errors import ConfigError
+from freqtail.train.data import BaSSMixture, build_train_data
 from freqtail.train.rng import derive_seed, derive_seeds
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -239,9 +241,6 @@ def build_device_train_data(config, device: torch.device | str) -> DeviceTrainDa
     The rows, labels and BaSS copy are those of :func:`freqtail.train.data.build_train_data` (the
     held-out images of ``selection: val`` and the ``train_subset`` are left out the same way).
     """
-    from freqtail.data import dataset_info
-    from freqtail.train.data import BaSSMixture, build_train_data
-
     root, rows = _root_and_rows(build_train_data(config))
     if isinstance(root, BaSSMixture):
         images, bass_images, gamma = root.original.images, root.converted.images, root.gamma

@@ -14,11 +14,12 @@
 The two pipelines draw different random crops and flips (the same distribution), so a run's
 numbers depend on which one it uses; ``data_pipeline: loader`` gives the behaviour of freqtail
 before the device pipeline existed.
-
-This module does not import torch (the configuration validates with it).
 """
 
 from __future__ import annotations
+
+from freqtail.data.registry import dataset_info
+from freqtail.errors import ConfigError
 
 #: Augmentation presets the device pipeline implements.
 DEVICE_PRESETS = ("crop-flip", "none")
@@ -32,8 +33,6 @@ def device_pipeline_obstacle(config) -> str | None:
     ``config`` is a :class:`freqtail.train.config.TrainConfig` (only its data keys and objective are
     read).
     """
-    from freqtail.data.registry import dataset_info
-
     info = dataset_info(config.dataset)
     if info.kind != "array":
         return (
@@ -62,8 +61,6 @@ def resolve_data_pipeline(config) -> str:
         ConfigError: ``data_pipeline: device`` for a configuration it does not support (one
             sentence naming why).
     """
-    from freqtail.errors import ConfigError
-
     choice = config.data_pipeline
     if choice == "loader":
         return "loader"

@@ -25,8 +25,12 @@ the authors' model selection (``selection: test``: "best" is chosen on test imag
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 from typing import Any
+
+from freqtail.io import atomic_write_text
+from freqtail.train.config import config_keys, mapping_to_yaml
 
 _ADVERSARIAL_COMMON = {
     "batch_size": 128,
@@ -209,10 +213,6 @@ def preset_configs() -> dict[str, tuple[str, dict[str, Any]]]:
 def preset_yaml(comment: str, values: dict[str, Any]) -> str:
     """The text of one preset file: a comment header (one ``#`` line per line of ``comment``, long
     lines wrapped at 100 characters) and the keys as YAML."""
-    import textwrap
-
-    from freqtail.train.config import config_keys, mapping_to_yaml
-
     order = {key: position for position, key in enumerate(config_keys())}
     body = mapping_to_yaml(dict(sorted(values.items(), key=lambda item: order[item[0]])))
     lines = [wrapped for line in comment.splitlines() for wrapped in textwrap.wrap(line, 98)]
@@ -222,8 +222,6 @@ def preset_yaml(comment: str, values: dict[str, Any]) -> str:
 
 def write_presets(folder: str | os.PathLike) -> list[Path]:
     """Write every preset as ``folder/<stem>.yaml`` (atomically); returns the paths."""
-    from freqtail.io import atomic_write_text
-
     paths = []
     for stem, (comment, values) in preset_configs().items():
         paths.append(atomic_write_text(Path(folder) / f"{stem}.yaml", preset_yaml(comment, values)))

@@ -37,13 +37,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from torch.distributed.elastic.multiprocessing.api import SignalException
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.run import main as torchrun_main
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run torchrun with ``argv`` (default ``sys.argv[1:]``); returns the exit status described above."""
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import main as torchrun_main
-
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         torchrun_main(args)

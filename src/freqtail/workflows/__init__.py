@@ -8,6 +8,8 @@ line (``freqtail ...``), which parses options into the requests here and prints 
   data, ``results.json`` merged under a lock (:class:`ResultsStore`);
 * :mod:`~freqtail.workflows.run_model` — :func:`load_model_from_run`: a model rebuilt from a run
   folder, a checkpoint or bare weights (the one "bare weights?" rule);
+* :mod:`~freqtail.workflows.training` — :func:`train_run`: a :class:`TrainRequest` trained into a run
+  folder (the run-directory policy: fresh / resume / force, the folder's lock);
 * :mod:`~freqtail.workflows.evaluation` — :func:`evaluate_run`: an
   :class:`~freqtail.evaluate.EvaluationRequest` evaluated on a run, into its folder;
 * :mod:`~freqtail.workflows.explain` — :func:`explain`: one template for the sensitivity, landscape
@@ -36,6 +38,7 @@ from freqtail.workflows.explain import (
 from freqtail.workflows.results_store import ResultsStore
 from freqtail.workflows.run_folder import RunFolder, RunSettings, state_digest
 from freqtail.workflows.run_model import is_bare_weights, load_model_from_run
+from freqtail.workflows.training import TrainRequest, train_run
 
 __all__ = [
     "ExplainRequest",
@@ -47,9 +50,11 @@ __all__ = [
     "RunFolder",
     "RunSettings",
     "SensitivityAnalysis",
+    "TrainRequest",
     "evaluate_run",
     "explain",
     "is_bare_weights",
     "load_model_from_run",
     "state_digest",
+    "train_run",
 ]

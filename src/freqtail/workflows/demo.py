@@ -18,7 +18,7 @@ Stages (each one line of progress with the elapsed time; finished stages are reu
 6. **report** — ``demo-summary.json`` (every run's key numbers with their settings; format
    ``freqtail-demo-summary``, :mod:`freqtail.report.key_numbers`), ``report.html`` and ``report.md``.
 
-Everything is done by the library's own entry points (:func:`freqtail.train.train`,
+Everything is done by the library's own entry points (:func:`freqtail.workflows.training.train_run`,
 :func:`freqtail.workflows.evaluate_run` and :func:`freqtail.workflows.explain` on a
 :class:`freqtail.workflows.RunFolder`), so the demo's run folders are ordinary run folders. The console
 shows one line per stage and one per training epoch; everything else goes to ``demo.log``.
@@ -67,7 +67,7 @@ from freqtail.report.spectrum_figures import plot_long_tail
 from freqtail.runs import layout
 from freqtail.runs.layout import RunLayout
 from freqtail.spectrum import summarize
-from freqtail.train import load_config, train
+from freqtail.train import load_config
 from freqtail.workflows.evaluation import evaluate_run
 from freqtail.workflows.explain import (
     ExplainRequest,
@@ -77,6 +77,7 @@ from freqtail.workflows.explain import (
     explain,
 )
 from freqtail.workflows.run_folder import RunFolder
+from freqtail.workflows.training import TrainRequest, train_run
 
 __all__ = ["FULL", "QUICK", "DemoInterrupted", "DemoResult", "DemoSettings", "format_key_numbers", "run_demo"]
 
@@ -433,8 +434,10 @@ class _EpochProgress:
 def _train_stage(run_dir: Path, settings: DemoSettings, objective: str, bass: str | None, log, echo) -> str:
 
     progress = _EpochProgress(echo, f"train {run_dir.name}")
-    result = train(
-        train_config(settings, objective, bass), run_dir, resume=True, log=log, callbacks=[progress]
+    result = train_run(
+        TrainRequest(
+            train_config(settings, objective, bass), run_dir, resume=True, log=log, callbacks=[progress]
+        )
     )
     if result.status == "interrupted":
         raise DemoInterrupted(f"Training {run_dir.name} stopped after step {result.global_step}.")
