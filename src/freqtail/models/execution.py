@@ -148,7 +148,12 @@ def _compiled(module: nn.Module) -> Callable[..., Any]:
 
 
 def _compile_errors() -> tuple[type[BaseException], ...]:
-    """The exception classes that mean "torch.compile failed" (private torch modules, hence guarded)."""
+    """The exception classes that mean "torch.compile failed" (private torch modules, hence guarded).
+
+    Imported here, not at module top, on purpose: private modules that differ between torch versions,
+    and ``torch._dynamo`` costs about 1.5 s to import; this runs only once ``torch.compile`` ran (which
+    has loaded both).
+    """
     errors: list[type[BaseException]] = []
     try:
         from torch._dynamo.exc import BackendCompilerFailed
