@@ -55,6 +55,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import filelock
+
 from freqtail.errors import FreqtailError, LockedError
 from freqtail.io import atomic_write_json
 
@@ -218,8 +220,6 @@ def acquire(
         LockedError: another holder kept the lock for ``timeout`` seconds.
         FreqtailError: the lock file cannot be created or locked (permissions, read-only disk).
     """
-    import filelock
-
     lock_path = Path(path)
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,9 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
+import skimage.data
+
+from freqtail.errors import InputError
 
 # scikit-image loaders whose files ship in the wheel (no pooch download). Natural photographs and
 # photographic textures/micrographs only: no synthetic drawings, text or binary masks.
@@ -34,8 +37,6 @@ PHOTO_NAMES: tuple[str, ...] = (
 
 
 def _load_raw(name: str) -> np.ndarray:
-    import skimage.data
-
     if name == "motorcycle":
         return skimage.data.stereo_motorcycle()[0]
     return getattr(skimage.data, name)()
@@ -48,8 +49,6 @@ def load_photo(name: str) -> np.ndarray:
     Grayscale photographs are replicated to three channels.
     """
     if name not in PHOTO_NAMES:
-        from freqtail.errors import InputError
-
         raise InputError(f"Unknown sample photograph {name!r}; choose one of {', '.join(PHOTO_NAMES)}.")
     image = np.asarray(_load_raw(name))
     if image.ndim == 2:
@@ -82,8 +81,6 @@ def photo_crops(
         photo = load_photo(name)
         h, w = photo.shape[:2]
         if h < ch or w < cw:
-            from freqtail.errors import InputError
-
             raise InputError(f"Crop size {ch}x{cw} is larger than the photograph {name!r} ({h}x{w}).")
         for _ in range(per_photo):
             top = int(rng.integers(0, h - ch + 1))

@@ -44,6 +44,9 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
+# Lazy on purpose, although torch is no optional dependency: ``freqtail --help`` reads
+# freqtail.analysis.constants, which runs this package first (tests/test_cli.py checks that the
+# parser imports no torch).
 def __getattr__(name: str):
     if name in _EXPORTS:
         module = importlib.import_module(f"freqtail.analysis.{_EXPORTS[name]}")

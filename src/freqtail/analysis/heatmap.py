@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from freqtail.analysis._data import (
     SUBSET_SEED,
@@ -40,6 +41,7 @@ from freqtail.analysis._data import (
 )
 from freqtail.analysis.constants import DEFAULT_EPS, DEFAULT_SIGN, SIGN_MODES
 from freqtail.analysis.fourier import conjugate_half_plane, fourier_basis
+from freqtail.analysis.sensitivity import _load_npz
 from freqtail.checks import check_choice, check_int, check_number, check_optional_int
 from freqtail.errors import InputError
 from freqtail.io import atomic_write
@@ -106,8 +108,6 @@ class HeatmapResult:
     @classmethod
     def load(cls, path: str | os.PathLike) -> HeatmapResult:
         """Read a ``heatmap.npz`` (no pickle). Raises InputError if it is not one."""
-        from freqtail.analysis.sensitivity import _load_npz
-
         data = _load_npz(path, "Fourier heat map")
         try:
             return cls(
@@ -179,8 +179,6 @@ def fourier_heatmap(
     total = plane.size * count
     starts = range(0, total, batch_size)
     if progress:
-        from tqdm.auto import tqdm
-
         starts = tqdm(starts, desc="heatmap", unit="batch", leave=False, disable=None)
     with eval_mode(model), torch.no_grad():
         clean_wrong = 0

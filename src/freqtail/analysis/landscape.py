@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from freqtail.analysis._data import (
     SUBSET_SEED,
@@ -38,10 +39,11 @@ from freqtail.analysis._data import (
     model_device,
     select_images,
 )
+from freqtail.analysis.sensitivity import _load_npz
 from freqtail.checks import check_int, check_number, check_optional_int
 from freqtail.errors import InputError
 from freqtail.io import atomic_write
-from freqtail.spectrum import DEFAULT_RATIO
+from freqtail.spectrum import DEFAULT_RATIO, split_frequencies, summarize
 
 #: Version of the landscape file layout (``landscape.npz``).
 LANDSCAPE_FORMAT = 1
@@ -183,8 +185,6 @@ class LandscapeResult:
         Raises:
             InputError: missing file or not a landscape.
         """
-        from freqtail.analysis.sensitivity import _load_npz
-
         data = _load_npz(path, "loss landscape")
         try:
             return cls(
@@ -294,8 +294,6 @@ def loss_landscape(
 
     Cost: ``grid ** 2 * 2 * n`` image forward passes; linear in the number of grid points.
     """
-    from freqtail.spectrum import split_frequencies, summarize
-
     grid = check_grid(grid)
     span = check_span(span)
     seed = check_int(seed, "The landscape seed")
@@ -335,8 +333,6 @@ def loss_landscape(
 
     rows = range(start_row, grid)
     if progress:
-        from tqdm.auto import tqdm
-
         rows = tqdm(rows, desc="landscape", unit="row", total=grid - start_row, leave=False, disable=None)
     try:
         with eval_mode(model), torch.no_grad():

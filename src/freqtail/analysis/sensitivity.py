@@ -30,7 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.stats import gaussian_kde
 from torch import nn
+from tqdm.auto import tqdm
 
 from freqtail.analysis._data import (
     SUBSET_SEED,
@@ -45,7 +47,7 @@ from freqtail.analysis.fourier import conjugate_half_plane
 from freqtail.checks import check_int, check_number, check_optional_int
 from freqtail.errors import InputError
 from freqtail.io import atomic_write
-from freqtail.spectrum import DEFAULT_RATIO, nyquist_radius
+from freqtail.spectrum import DEFAULT_RATIO, SpectrumAccumulator, nyquist_radius
 
 #: Number of radii at which the kernel densities are evaluated.
 DENSITY_POINTS = 200
@@ -122,8 +124,6 @@ def radius_density(samples: np.ndarray, grid: np.ndarray) -> np.ndarray | None:
     Returns None when the density is undefined: fewer than two samples, or all samples equal (a point
     mass; plots draw it as a vertical line at that radius).
     """
-    from scipy.stats import gaussian_kde
-
     samples = np.asarray(samples, dtype=np.float64)
     if samples.size < 2 or float(np.ptp(samples)) == 0.0:
         return None
@@ -451,8 +451,6 @@ def frequency_sensitivity(
         >>> result = frequency_sensitivity(model, (images, labels), n=256)
         >>> result.hfc_energy_share, result.top_hfc_share
     """
-    from freqtail.spectrum import SpectrumAccumulator
-
     n = check_optional_int(n, "The number of images n", minimum=1)
     batch_size = check_int(batch_size, "The batch size", minimum=1)
     accumulator = SensitivityAccumulator(rank_fractions, top_fraction)
@@ -461,8 +459,6 @@ def frequency_sensitivity(
     selection = select_images(data, n, subset_seed)
     batches = labelled_batches(data, n, batch_size, selection)
     if progress:
-        from tqdm.auto import tqdm
-
         batches = tqdm(batches, desc="sensitivity", unit="batch", leave=False, disable=None)
     with eval_mode(model):
         for images, labels in batches:

@@ -39,7 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyautoattack
 import torch
+from pyautoattack import AutoAttack
+from tqdm.auto import tqdm
 
 from freqtail.attacks.common import (
     AttackResult,
@@ -165,8 +168,6 @@ class _BatchStore:
 
 
 def _build(model: Classifier, version: str, eps: float, seed: int, device: torch.device, classes: int):
-    from pyautoattack import AutoAttack
-
     targets = min(MAX_TARGET_CLASSES, classes - 1)
     if version == "standard":
         attack = AutoAttack(model, eps=eps, norm="Linf", version="standard", device=device, seed=seed)
@@ -224,8 +225,6 @@ def autoattack(
         >>> result = autoattack(model.eval(), x, y, eps=8 / 255, version="standard", log_path="aa.log")
         >>> result.name, result.robust_accuracy
     """
-    import pyautoattack
-
     eps = check_eps(eps)
     check_choice(version, AUTOATTACK_VERSIONS, "The AutoAttack version")
     check_int(seed, "The AutoAttack seed", minimum=0)
@@ -275,8 +274,6 @@ def autoattack(
         rng_devices = [device.index if device.index is not None else torch.cuda.current_device()]
     batches = enumerate(starts)
     if progress:
-        from tqdm.auto import tqdm
-
         batches = tqdm(batches, total=len(starts), desc=name, unit="batch")
     with _routed_logging(log_path) as collector, torch.random.fork_rng(devices=rng_devices):
         attack = None

@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+from pyautoattack.square import SquareAttack
+from tqdm.auto import tqdm
 
 from freqtail.attacks.common import (
     Classifier,
@@ -273,9 +275,6 @@ def gradient_masking_check(
         >>> report = gradient_masking_check(model.eval(), x[:200], y[:200], eps=8 / 255)
         >>> print(report.state, report.considered, report.summary)
     """
-    from pyautoattack.square import SquareAttack
-    from tqdm.auto import tqdm
-
     eps = check_eps(eps)
     large_eps = check_eps(large_eps, "large eps")
     step_size = eps / 4 if step_size is None else check_eps(step_size, "step size")

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from freqtail.attacks.common import (
     AttackResult,
@@ -379,8 +380,6 @@ def robust_accuracy(
     generator = as_generator(generator)
     batches = _batches(data, batch_size)
     if progress:
-        from tqdm.auto import tqdm
-
         batches = tqdm(batches, desc="robust accuracy", unit="batch")
     correct = total = 0
     for images, labels in batches:

@@ -69,13 +69,15 @@ from freqtail.spectrum.bands import BandLayout, band_layout
 BASS_VERSION = "2"
 
 # The transform and the module need torchvision (about 170 MiB of resident memory on import);
-# they load on first use so that offline conversions stay lean.
+# they load on first use so that offline conversions (``freqtail bass``, the uint8 paths) stay lean
+# (tests/test_bass.py::test_top_level_exports_are_lazy checks ``import freqtail.bass`` leaves
+# torchvision out).
 _LAZY = {"BaSS", "BaSSModule", "ROUND_MODES"}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        from freqtail.bass import modules
+        from freqtail.bass import modules  # lazy on purpose: torchvision only when used (see above)
 
         return getattr(modules, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

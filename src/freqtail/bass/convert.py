@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
+from tqdm.auto import tqdm
 
 from freqtail.bass.core import (
     balance_batch,
@@ -91,8 +93,6 @@ def _convert_uint8(
 
 
 def _balance_pil(image: Any, strength: float, profile: str) -> tuple[Any, np.ndarray]:
-    from PIL import Image
-
     if image.mode not in ("L", "RGB"):
         raise InputError(
             f"BaSS takes PIL images in mode L or RGB, not {image.mode}; convert with image.convert('RGB')."
@@ -165,8 +165,6 @@ def balance_spectrum(
         >>> balance_spectrum(images).shape
         (4, 32, 32, 3)
     """
-    from PIL import Image
-
     if return_degenerate not in (False, True, "channels"):
         raise InputError(f'return_degenerate must be False, True or "channels", not {return_degenerate!r}.')
     if isinstance(x, Image.Image):
@@ -228,8 +226,6 @@ def convert_uint8_images(
         >>> converted.shape, n_degenerate
         ((10, 32, 32, 3), 0)
     """
-    from tqdm.auto import tqdm
-
     batch = check_uint8_images(images, "images to convert")
     chunk_size = check_int(chunk_size, "The BaSS chunk size", minimum=1)
     with tqdm(total=len(batch), unit="img", desc="BaSS", disable=not progress, dynamic_ncols=True) as bar:

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image
+from torchvision.transforms import v2
 
 from freqtail.errors import ConfigError
 
@@ -111,8 +113,6 @@ class WorkingResize:
 
         An image that already has the working size is returned unchanged (no resampling).
         """
-        from PIL import Image
-
         is_tensor = isinstance(image, torch.Tensor)
         array = image.permute(1, 2, 0).numpy() if is_tensor else image
         height, width = array.shape[:2]
@@ -172,8 +172,6 @@ def working_resize(name: str, image_size: int | tuple[int, int]) -> WorkingResiz
 
 
 def _rest(name: str, size: tuple[int, int], train: bool, pad_mode: str):
-    from torchvision.transforms import v2
-
     if name == "none":
         name, train = default_preset(size), False
     if name == "resized-crop-flip":
@@ -230,8 +228,6 @@ def augmentation_preset(
     Raises:
         ConfigError: unknown preset name or pad mode.
     """
-    from torchvision.transforms import v2
-
     first, rest = preset_parts(name, image_size, train=train, pad_mode=pad_mode)
     return v2.Compose([first, rest]) if resize else rest
 

@@ -9,17 +9,33 @@ them, so reading a copy back gives exactly the items of ``bass="dataset"``.
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
 
 from freqtail.bass.core import check_strength
+from freqtail.data.augment import working_resize
+from freqtail.data.cifar import CIFAR_LAYOUTS, cifar_folder, load_cifar
+from freqtail.data.embedded import SPLITS, ensure_embedded, read_embedded_folder, write_embedded_folder
+from freqtail.data.folders import (
+    TINY_IMAGENET_FOLDER,
+    imagenet_samples,
+    imagenet_split_folder,
+    read_rgb,
+    restricted_imagenet_samples,
+    tiny_imagenet_folder,
+    tiny_imagenet_samples,
+)
 from freqtail.data.registry import canonical_name, dataset_info
+from freqtail.data.safe_pickle import safe_load_pickle
 from freqtail.data.variants import bass_implementation_version, convert_images
 from freqtail.errors import ConfigError
-from freqtail.io import atomic_path
+from freqtail.io import atomic_path, atomic_write_bytes, atomic_write_text
 
 
 def write_bass_dataset(
@@ -72,8 +88,6 @@ def write_bass_dataset(
 
 
 def _write_embedded(root, out: Path, strength: float, progress: bool) -> tuple[dict, int]:
-    from freqtail.data.embedded import SPLITS, ensure_embedded, read_embedded_folder, write_embedded_folder
-
     folder = Path(root) if root is not None else ensure_embedded()
     arrays: dict[str, np.ndarray] = {}
     splits, degenerate = {}, 0
@@ -97,17 +111,9 @@ def _write_embedded(root, out: Path, strength: float, progress: bool) -> tuple[d
 
 
 def _write_cifar(name: str, root, out: Path, strength: float, progress: bool) -> tuple[dict, int]:
-    import pickle
-
-    from freqtail.data.cifar import CIFAR_LAYOUTS, load_cifar
-    from freqtail.data.safe_pickle import safe_load_pickle
-    from freqtail.io import atomic_write_bytes
-
     layout = CIFAR_LAYOUTS[name]
     load_cifar(name, "train", root)  # validates every file with a clear error before writing anything
     load_cifar(name, "test", root)
-    from freqtail.data.cifar import cifar_folder
-
     source = cifar_folder(name, root)
     target = out / layout.folder
     target.mkdir(parents=True, exist_ok=True)
@@ -128,8 +134,6 @@ def _write_cifar(name: str, root, out: Path, strength: float, progress: bool) ->
 
 
 def _folder_resize(name: str):
-    from freqtail.data.augment import working_resize
-
     info = dataset_info(name)
     return working_resize(info.preset, info.image_size)
 
@@ -139,11 +143,6 @@ def _convert_files(pairs: list[tuple[str, Path]], strength: float, progress: boo
 
     Returns the number of degenerate images.
     """
-    from PIL import Image
-    from tqdm.auto import tqdm
-
-    from freqtail.data.folders import read_rgb
-
     degenerate = 0
     for source, target in tqdm(pairs, desc=desc, unit="img", disable=not progress, dynamic_ncols=True):
         converted, n = convert_images(resize(read_rgb(source))[None], strength, progress=False)
@@ -158,9 +157,6 @@ def _png_name(path: str) -> str:
 
 
 def _write_tiny_imagenet(root, out: Path, strength: float, progress: bool) -> tuple[dict, int]:
-    from freqtail.data.folders import TINY_IMAGENET_FOLDER, tiny_imagenet_folder, tiny_imagenet_samples
-    from freqtail.io import atomic_write_text
-
     source = tiny_imagenet_folder(root)
     train, _, wnids = tiny_imagenet_samples(root, "train")
     val, _, _ = tiny_imagenet_samples(root, "test")
@@ -180,8 +176,6 @@ def _write_tiny_imagenet(root, out: Path, strength: float, progress: bool) -> tu
 
 
 def _write_imagenet(name: str, root, out: Path, strength: float, progress: bool) -> tuple[dict, int]:
-    from freqtail.data.folders import imagenet_samples, imagenet_split_folder, restricted_imagenet_samples
-
     splits, degenerate = {}, 0
     resize = _folder_resize(name)
     for split, part in (("train", "train"), ("test", "val")):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from torchvision.datasets.utils import download_and_extract_archive
 
 from freqtail.data.safe_pickle import safe_load_pickle
 from freqtail.errors import DatasetNotFoundError
@@ -151,8 +152,6 @@ def load_cifar(
     layout = CIFAR_LAYOUTS[name]
     folder = cifar_folder(name, root)
     if download and not folder.is_dir():
-        from torchvision.datasets.utils import download_and_extract_archive
-
         download_and_extract_archive(
             layout.archive_url, str(folder.parent), filename=layout.archive_name, md5=layout.archive_md5
         )

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from freqtail import __version__
 from freqtail.checks import check_int
 from freqtail.data.arrays import ArrayDataset
 from freqtail.data.corruptions import CORRUPTIONS, check_corruption_name, check_severity, corrupt
@@ -155,8 +157,6 @@ def write_corrupted_set(
         json.dumps(dict(meta or {}), allow_nan=False)
     except (TypeError, ValueError) as err:
         raise InputError(f"The corrupted-set meta must be JSON-serialisable ({err}).") from None
-    from freqtail import __version__
-
     settings = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -210,8 +210,6 @@ def write_corrupted_set(
     skipped = [x for x in names if x in done and _file_has_shape(out / f"{x}.npy", full_shape)]
     todo = [x for x in names if x not in skipped]
     step = max(1, _CHUNK_VALUES // (h * w * c))
-    from tqdm.auto import tqdm
-
     with tqdm(
         total=len(todo) * len(levels) * n, unit="img", disable=not progress, desc="corrupt", smoothing=0.1
     ) as bar:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from freqtail.errors import DatasetNotFoundError, InputError
 from freqtail.io import atomic_save_npy, atomic_write_json, cache_dir, load_npy
@@ -111,8 +112,6 @@ def _jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _sample_split(label: int, photo: np.ndarray, split: str, count: int, seed: int):
-    from PIL import Image
-
     rng = np.random.default_rng([seed, label, SPLITS.index(split)])
     tiles = photo_tiles(photo.shape[0], photo.shape[1], split)
     images = np.empty((count, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)

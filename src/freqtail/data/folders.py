@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torchvision.datasets.folder import default_loader, make_dataset
+from torchvision.datasets.utils import download_and_extract_archive
 
 from freqtail.errors import DatasetNotFoundError
 
@@ -127,8 +129,6 @@ def read_rgb(path: str | os.PathLike, dataset: str = "dataset") -> np.ndarray:
     Raises:
         DatasetNotFoundError: missing, truncated or not an image.
     """
-    from torchvision.datasets.folder import default_loader
-
     try:
         with_pil = default_loader(str(path))
         return np.array(with_pil, dtype=np.uint8)  # a writable copy (torch.from_numpy needs one)
@@ -189,8 +189,6 @@ def tiny_imagenet_samples(
     """``(samples, class names, wnids)`` of Tiny-ImageNet's train or val ("test") split."""
     folder = tiny_imagenet_folder(root)
     if download and not (folder / "wnids.txt").is_file():
-        from torchvision.datasets.utils import download_and_extract_archive
-
         download_and_extract_archive(TINY_IMAGENET_URL, str(folder.parent))
     part = "train" if split == "train" else "val"
     expected = ["wnids.txt", part] + (["val/val_annotations.txt"] if part == "val" else [])
@@ -261,8 +259,6 @@ def _class_folders(folder: Path) -> list[str]:
 
 
 def _scan(folder: Path, class_to_idx: dict[str, int], name: str) -> list[Sample]:
-    from torchvision.datasets.folder import make_dataset
-
     samples = make_dataset(str(folder), class_to_idx, extensions=IMAGE_EXTENSIONS, allow_empty=True)
     if not samples:
         raise DatasetNotFoundError(

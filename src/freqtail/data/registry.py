@@ -22,10 +22,20 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
+from torchvision.transforms import v2
 
+import freqtail.data.folders as folders
+from freqtail.bass.core import check_strength
+from freqtail.bass.modules import BaSS
 from freqtail.checks import check_fraction, check_int
 from freqtail.data.arrays import ArrayDataset
+from freqtail.data.augment import check_preset, preset_parts
+from freqtail.data.cifar import load_cifar
+from freqtail.data.embedded import ensure_embedded, read_embedded_folder
+from freqtail.data.variants import FileVariantCache, cached_bass_arrays
 from freqtail.errors import ConfigError
+from freqtail.images import float_to_uint8
 
 BASS_MODES = ("dataset", "augment")
 
@@ -188,19 +198,13 @@ class ImageArrayDataset(ArrayDataset):
 def load_arrays(name: str, split: str, root: str | os.PathLike | None = None, download: bool = False):
     """Stored images of an array dataset: ``(uint8 (N, H, W, 3), int64 (N,), classes)``."""
     if name == "embedded":
-        from freqtail.data.embedded import ensure_embedded, read_embedded_folder
-
         return read_embedded_folder(root if root is not None else ensure_embedded(), split)
-    from freqtail.data.cifar import load_cifar
-
     return load_cifar(name, split, root, download=download)
 
 
 def _array_images(name: str, split: str, root, bass: str | None, strength: float, download: bool):
     images, labels, classes = load_arrays(name, split, root, download)
     if bass == "dataset":
-        from freqtail.data.variants import cached_bass_arrays
-
         other = "test" if split == "train" else "train"
         sources = {split: images, other: load_arrays(name, other, root)[0]}
         converted, _ = cached_bass_arrays(name, sources, strength=strength)
@@ -209,8 +213,6 @@ def _array_images(name: str, split: str, root, bass: str | None, strength: float
 
 
 def _folder_samples(name: str, split: str, root, download: bool):
-    import freqtail.data.folders as folders
-
     if name == "tiny-imagenet":
         samples, classes, _ = folders.tiny_imagenet_samples(root, split, download=download)
     elif name == "imagenet":
@@ -272,11 +274,6 @@ def build_dataset(
         >>> image.shape, train.num_classes
         (torch.Size([3, 32, 32]), 16)
     """
-    from torchvision.transforms import v2
-
-    from freqtail.bass.core import check_strength
-    from freqtail.data.augment import check_preset, preset_parts
-
     name = canonical_name(name)
     split = _split(name, split)
     bass = _check_bass(bass, gamma)
@@ -289,8 +286,6 @@ def build_dataset(
     resize, rest = preset_parts(preset, info.image_size, train=train and augment, pad_mode=pad_mode)
     steps = []
     if bass == "augment" and train:
-        from freqtail.bass import BaSS
-
         steps.append(BaSS(p=float(gamma), strength=strength))
     steps.append(rest)
     transform = v2.Compose(steps)
@@ -310,15 +305,11 @@ def build_dataset(
             )
         return ImageArrayDataset(images, labels, classes, transform=transform, name=name)
 
-    from freqtail.data.folders import FolderImageDataset
-
     samples, classes = _folder_samples(name, split, root, download)
     hook = None
     if bass == "dataset":
-        from freqtail.data.variants import FileVariantCache
-
         hook = FileVariantCache(name, strength, resize.key)
-    return FolderImageDataset(
+    return folders.FolderImageDataset(
         samples, classes, transform, info.image_size, name, source_hook=hook, resize=resize
     )
 
@@ -351,10 +342,6 @@ def iter_uint8_batches(
         for start in range(0, len(dataset), batch_size):
             yield np.ascontiguousarray(dataset.images[start : start + batch_size])
         return
-    import torch
-
-    from freqtail.images import float_to_uint8
-
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers
     )

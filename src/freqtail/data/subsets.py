@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, Subset
 
 from freqtail.checks import check_int, check_optional_int
 from freqtail.errors import InputError
@@ -124,8 +126,6 @@ def dataset_labels(dataset: Any) -> np.ndarray | None:
     Returns:
         (len(dataset),) array of labels, or None.
     """
-    from torch.utils.data import ConcatDataset, Subset
-
     try:
         size = len(dataset)
     except TypeError:
@@ -240,8 +240,6 @@ def proportional_subset(labels: Sequence[int], size: int, seed: int) -> list[int
     Raises:
         ValueError: ``size`` is not in ``0 .. N``.
     """
-    import torch
-
     labels = np.asarray(labels, dtype=np.int64)
     total = len(labels)
     if not 0 <= size <= total:

@@ -17,13 +17,17 @@ Written copies of whole datasets (``freqtail bass --dataset``) are :mod:`freqtai
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from freqtail import bass
+from freqtail.data.embedded import SPLITS
 from freqtail.errors import FreqtailError
-from freqtail.io import atomic_path, atomic_write_json, cache_dir
+from freqtail.io import atomic_path, atomic_save_npy, atomic_write_json, cache_dir, load_npy
 
 #: Layout version of the variant cache itself (bump if the cached format changes).
 VARIANT_FORMAT = "1"
@@ -35,8 +39,6 @@ def bass_implementation_version() -> str:
     ``freqtail.bass.BASS_VERSION`` if the BaSS module declares one, else a hash of the source of the
     modules that compute the conversion (``freqtail/bass/core.py`` and ``convert.py``).
     """
-    import freqtail.bass as bass
-
     declared = getattr(bass, "BASS_VERSION", None)
     if declared:
         return str(declared)
@@ -72,9 +74,8 @@ def convert_images(images: np.ndarray, strength: float, progress: bool) -> tuple
     """BaSS of uint8 (N, H, W, C) images -> (converted, images with a degenerate channel).
 
     The caches and written copies of datasets convert through here."""
-    # Looked up at call time, so the converter can be replaced (tests count its calls).
-    from freqtail import bass
-
+    # An attribute of freqtail.bass looked up at call time, so the converter can be replaced (tests
+    # count its calls).
     return bass.convert_uint8_images(images, strength=strength, progress=progress)
 
 
@@ -94,17 +95,12 @@ def cached_bass_arrays(
         ``({split: converted uint8 images}, meta)`` where ``meta`` holds ``key``, ``folder``,
         ``degenerate`` (per split) and ``reused`` (True when read from the cache).
     """
-    from freqtail.data.embedded import SPLITS
-    from freqtail.io import atomic_save_npy, load_npy
-
     settings = _settings(strength)
     key_source = source_digest(sources) + repr(sorted(settings.items()))
     key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
     folder = variant_folder(name, key)
     meta_path = folder / "meta.json"
     if meta_path.is_file():
-        import json
-
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             out = {s: load_npy(folder / f"{s}_images.npy", f"{name} BaSS {s} image") for s in sources}
@@ -162,8 +158,6 @@ class FileVariantCache:
         ``load()`` returns the decoded file at the working resolution, uint8 (H, W, 3); it is only
         called on a cache miss.
         """
-        from PIL import Image
-
         target = self.path_for(source)
         if target.is_file():
             try:

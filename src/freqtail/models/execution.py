@@ -55,6 +55,23 @@ from torch import nn
 from freqtail.errors import ConfigError
 from freqtail.models.wrappers import FreqtailModel
 
+# The exception classes that mean "torch.compile failed": private torch modules, hence guarded (they
+# differ between torch versions). Loading them is free here: torchvision, which the models import,
+# has loaded torch._dynamo and torch._inductor already.
+_COMPILE_ERRORS: tuple[type[BaseException], ...] = ()
+try:
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    _COMPILE_ERRORS += (BackendCompilerFailed,)
+except ImportError:  # pragma: no cover - other torch versions
+    pass
+try:
+    from torch._inductor.exc import InductorError
+
+    _COMPILE_ERRORS += (InductorError,)
+except ImportError:  # pragma: no cover
+    pass
+
 
 @dataclass(frozen=True)
 class ExecutionOptions:
@@ -147,24 +164,6 @@ def _compiled(module: nn.Module) -> Callable[..., Any]:
     return torch.compile(own)
 
 
-def _compile_errors() -> tuple[type[BaseException], ...]:
-    """The exception classes that mean "torch.compile failed" (private torch modules, hence guarded)."""
-    errors: list[type[BaseException]] = []
-    try:
-        from torch._dynamo.exc import BackendCompilerFailed
-
-        errors.append(BackendCompilerFailed)
-    except ImportError:  # pragma: no cover - other torch versions
-        pass
-    try:
-        from torch._inductor.exc import InductorError
-
-        errors.append(InductorError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errors)
-
-
 def _compile_failure(err: BaseException) -> ConfigError:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     reason = lines[0] if lines else type(err).__name__
@@ -218,7 +217,7 @@ class PreparedModel(nn.Module):
                 torch._dynamo.maybe_mark_dynamic(x, 0)
         try:
             return self._run(*inputs)
-        except _compile_errors() as err:
+        except _COMPILE_ERRORS as err:
             raise _compile_failure(err) from None
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:

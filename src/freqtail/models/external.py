@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import os
 import sys
 import warnings
@@ -23,8 +24,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pyautoattack
+import torch
+from torch import nn
+from torchvision import models
+
 from freqtail.errors import CheckpointError, ConfigError
 from freqtail.models.entry import ModelEntry
+from freqtail.models.wrappers import FreqtailModel
 
 #: Library prefixes of external model names.
 LIBRARIES = ("timm", "torchvision")
@@ -74,7 +81,7 @@ def _import_timm():
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*torch\.jit\.interface", category=FutureWarning)
-            import timm
+            import timm  # optional extra freqtail[timm]: imported only when a timm model is named
     except ImportError:
         raise ConfigError("timm models need the timm package: pip install 'freqtail[timm]'.") from None
     return timm
@@ -85,8 +92,6 @@ def _timm_models() -> list[str]:
 
 
 def _torchvision_models() -> list[str]:
-    from torchvision import models
-
     return list(models.list_models())
 
 
@@ -105,8 +110,6 @@ def _timm_factory(model: str):
 
 def _torchvision_factory(model: str):
     def factory(num_classes: int, *, image_size: int, in_channels: int, pretrained: bool = False):
-        from torchvision import models
-
         if in_channels != 3:
             raise ConfigError(f"torchvision's {model} takes 3-channel images, not {in_channels}.")
         if not pretrained:
@@ -122,8 +125,6 @@ def _torchvision_factory(model: str):
 
 def _replace_head(network, num_classes: int, model: str):
     """A pretrained torchvision network with a fresh last layer of ``num_classes`` outputs."""
-    from torch import nn
-
     for owner, attribute in ((network, "fc"), (network, "head"), (getattr(network, "heads", None), "head")):
         layer = getattr(owner, attribute, None) if owner is not None else None
         if isinstance(layer, nn.Linear):
@@ -153,14 +154,10 @@ def import_robustbench():
     the same code as ``pyautoattack`` (a freqtail dependency), which is made importable under that
     name first.
     """
-    import importlib
-
     if "autoattack" not in sys.modules:
         try:
             importlib.import_module("autoattack")
         except ImportError:
-            import pyautoattack
-
             sys.modules["autoattack"] = pyautoattack
     try:
         return importlib.import_module("robustbench")
@@ -212,8 +209,6 @@ def from_robustbench(
         ConfigError: robustbench missing, an unknown dataset, threat model or name (close matches named).
         CheckpointError: no weights at the expected path, or weights that do not fit the architecture.
     """
-    from freqtail.models.wrappers import FreqtailModel
-
     zoo = _zoo(dataset, threat_model)
     if name not in zoo:
         close = difflib.get_close_matches(name, list(zoo), n=3)
@@ -266,6 +261,7 @@ def _robustbench_threat(threat_model: str) -> str:
 
 def _zoo(dataset: str, threat_model: str) -> Mapping[str, Any]:
     import_robustbench()
+    # Optional extra freqtail[robustbench]: imported only when a RobustBench model is asked for.
     from robustbench.model_zoo import model_dicts
     from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
 
@@ -276,8 +272,6 @@ def _zoo(dataset: str, threat_model: str) -> Mapping[str, Any]:
 
 def _robustbench_state_dict(path: Path, name: str) -> dict:
     """The state dict in a RobustBench weights file, keys cleaned as RobustBench's loader cleans them."""
-    import torch
-
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable or unsafe file is the user's to replace

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from freqtail.checks import check_int
 from freqtail.errors import ConfigError
 from freqtail.models.entry import COMMON_OPTIONS, ModelEntry
+from freqtail.models.external import external_entry
 
 if TYPE_CHECKING:
     from torch import nn
@@ -73,8 +74,6 @@ def model_entry(name: str) -> ModelEntry:
     (:mod:`freqtail.models.external`).
     """
     if isinstance(name, str) and ":" in name:
-        from freqtail.models.external import external_entry
-
         return external_entry(name)
     if not isinstance(name, str) or _canonical(name) not in _LOOKUP:
         raise ConfigError(

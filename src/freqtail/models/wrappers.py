@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from freqtail.bass.modules import BaSSModule
 from freqtail.errors import ConfigError, InputError
 
 # Per-channel (mean, std) of the training sets, for inputs in [0, 1].
@@ -113,12 +114,6 @@ def bass_front(strength: float = 1.0, round_mode: str = "straight-through", **op
     ``round_mode="straight-through"`` reproduces the uint8 truncation of offline BaSS in the forward
     value with an identity gradient, so end-to-end attacks see through it.
     """
-    try:
-        from freqtail.bass import BaSSModule
-    except ImportError as err:  # only while the BaSS module is missing from an installation
-        raise ConfigError(
-            f"The BaSS front needs freqtail.bass.BaSSModule, which cannot be imported ({err})."
-        ) from err
     return BaSSModule(strength=strength, round_mode=round_mode, **options)
 
 

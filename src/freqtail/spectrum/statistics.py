@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from freqtail.checks import check_int
 from freqtail.errors import InputError
@@ -248,8 +249,6 @@ def summarize(
     accumulator = SpectrumAccumulator(ratio=ratio, device=device, chunk_size=batch_size)
     batches, total = _batches(images, batch_size)
     if progress is True:
-        from tqdm.auto import tqdm
-
         batches = tqdm(batches, total=total, desc="spectrum", unit="batch", leave=False, disable=None)
     elif callable(progress):
         batches = progress(batches, total)

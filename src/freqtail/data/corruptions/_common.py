@@ -11,6 +11,7 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
+from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
 from scipy import ndimage
 
 # The original computes in float64 and truncates; we compute in float32, whose rounding can put an
@@ -86,8 +87,6 @@ def hsv_adjust(images: np.ndarray, channel: int, scale: float, shift: float) -> 
     Matplotlib's vectorised HSV conversion (the same formulas as scikit-image's, about four times
     faster on batches).
     """
-    from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
-
     hsv = rgb_to_hsv(to_unit(images))
     hsv[..., channel] = np.clip(hsv[..., channel] * np.float32(scale) + np.float32(shift), 0.0, 1.0)
     return to_uint8(hsv_to_rgb(hsv))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from PIL import Image
+from scipy import ndimage
 
 from freqtail.data.corruptions._common import gaussian_blur_batch, hsv_adjust, to_uint8, to_unit
 
@@ -64,8 +66,6 @@ def elastic_transform(images: np.ndarray, severity: int, rngs: list[np.random.Ge
     ``c2 * s`` pixels (reflect borders, truncated at 3 sigma), ``alpha = c1 * s`` (bilinear,
     reflect borders).
     """
-    from scipy import ndimage
-
     alpha_unit, sigma_unit, jitter_unit = ELASTIC[severity - 1]
     n, h, w, c = images.shape
     side = min(h, w)
@@ -98,8 +98,6 @@ def elastic_transform(images: np.ndarray, severity: int, rngs: list[np.random.Ge
 
 def pixelate(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
     """Box-downsample to ``int(c * side)`` and box-upsample back (Pillow ``Image.BOX``)."""
-    from PIL import Image
-
     keep = PIXELATE[severity - 1]
     n, h, w = images.shape[:3]
     small = (max(1, int(w * keep)), max(1, int(h * keep)))
@@ -112,8 +110,6 @@ def pixelate(images: np.ndarray, severity: int, rngs: list[np.random.Generator])
 
 def jpeg_compression(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
     """Encode and decode with Pillow's JPEG codec at quality ``c`` (default 4:2:0 chroma subsampling)."""
-    from PIL import Image
-
     quality = JPEG_QUALITY[severity - 1]
     out = np.empty_like(images)
     for i, image in enumerate(images):

@@ -7,6 +7,7 @@ function maps uint8 (N, H, W, 3) plus one generator per image to uint8 (N, H, W,
 from __future__ import annotations
 
 import numpy as np
+from skimage.util import random_noise
 
 from freqtail.data.corruptions._common import to_uint8, to_unit
 
@@ -41,8 +42,6 @@ def shot_noise(images: np.ndarray, severity: int, rngs: list[np.random.Generator
 
 def impulse_noise(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
     """Salt and pepper noise with scikit-image's ``random_noise(mode="s&p", amount=c)``."""
-    from skimage.util import random_noise
-
     amount = IMPULSE_NOISE_AMOUNT[severity - 1]
     x = to_unit(images)
     noisy = np.stack(

@@ -10,6 +10,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from skimage.draw import line_aa
+
+from freqtail.data.corruptions._common import gaussian_blur_batch
 
 # ----------------------------------------------------------------------------------------------
 # Plasma fractal (diamond-square), vectorised over a batch
@@ -93,8 +96,6 @@ _GAP_RGB = np.array([62.0, 78.0, 100.0])
 
 def _draw_needle(canvas: np.ndarray, r0: float, c0: float, angle: float, length: float, value: float) -> None:
     """Max-blend an anti-aliased straight needle of ``value`` brightness into ``canvas`` (H, W)."""
-    from skimage.draw import line_aa
-
     h, w = canvas.shape
     r1 = r0 + length * np.sin(angle)
     c1 = c0 + length * np.cos(angle)
@@ -149,8 +150,6 @@ def frost_sheets(height: int, width: int) -> tuple[np.ndarray, ...]:
     CIFAR-10-C. The sheets do not depend on the corruption seed, like the fixed photographs of the
     original.
     """
-    from freqtail.data.corruptions._common import gaussian_blur_batch
-
     rng = np.random.default_rng(_FROST_SHEET_SEED)
     side = next_power_of_two(max(height, width))
     sheets = []

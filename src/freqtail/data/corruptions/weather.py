@@ -9,6 +9,7 @@ pixels.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from freqtail.data.corruptions._common import (
@@ -141,8 +142,6 @@ def _water_shading(liquid_u8: np.ndarray) -> np.ndarray:
     truncated to 8 bits, histogram equalisation, the emboss filter saturated to 8 bits, 3x3 box
     blur. Borders are OpenCV's default (reflect-101).
     """
-    import cv2
-
     distance = cv2.distanceTransform(255 - cv2.Canny(liquid_u8, 50, 150), cv2.DIST_L2, 5)
     _, distance = cv2.threshold(distance, 20, 20, cv2.THRESH_TRUNC)
     distance = cv2.equalizeHist(cv2.blur(distance, (3, 3)).astype(np.uint8))
