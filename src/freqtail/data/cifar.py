@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from torchvision.datasets.utils import download_and_extract_archive
+from torchvision.datasets import utils as torchvision_utils
 
 from freqtail.data.safe_pickle import safe_load_pickle
 from freqtail.errors import DatasetNotFoundError
@@ -152,7 +152,7 @@ def load_cifar(
     layout = CIFAR_LAYOUTS[name]
     folder = cifar_folder(name, root)
     if download and not folder.is_dir():
-        download_and_extract_archive(
+        torchvision_utils.download_and_extract_archive(
             layout.archive_url, str(folder.parent), filename=layout.archive_name, md5=layout.archive_md5
         )
     files = layout.train_files if split == "train" else layout.test_files

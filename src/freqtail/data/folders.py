@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torchvision.datasets import utils as torchvision_utils
 from torchvision.datasets.folder import default_loader, make_dataset
-from torchvision.datasets.utils import download_and_extract_archive
 
 from freqtail.errors import DatasetNotFoundError
 
@@ -189,7 +189,7 @@ def tiny_imagenet_samples(
     """``(samples, class names, wnids)`` of Tiny-ImageNet's train or val ("test") split."""
     folder = tiny_imagenet_folder(root)
     if download and not (folder / "wnids.txt").is_file():
-        download_and_extract_archive(TINY_IMAGENET_URL, str(folder.parent))
+        torchvision_utils.download_and_extract_archive(TINY_IMAGENET_URL, str(folder.parent))
     part = "train" if split == "train" else "val"
     expected = ["wnids.txt", part] + (["val/val_annotations.txt"] if part == "val" else [])
     missing = [e for e in expected if not (folder / e).exists()]

@@ -28,10 +28,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from freqtail.data import build_dataset, canonical_name, corrupted_sets
+from freqtail.data.corrupted_sets import corrupted_set_info, load_corrupted_set, write_corrupted_set
 from freqtail.data.corruptions import CATEGORIES, CORRUPTIONS
 from freqtail.data.subsets import SubsetChoice, choose_subset
+from freqtail.data.variants import bass_implementation_version
+from freqtail.distributed import DistContext, all_reduce_counts
 from freqtail.errors import ConfigError, DatasetNotFoundError, InputError
+from freqtail.evaluate.sharding import gather_outcomes, global_batches, rank_batches
 
 ORDER_NONE = "none"
 CORRUPT_THEN_BASS = "corrupt-then-bass"
@@ -157,9 +163,6 @@ def _check_folder(
     c_dir: Path, order: str, dataset: str, num_classes: int, image_size: tuple[int, int]
 ) -> dict[str, Any]:
     """Refuse a folder that cannot be this dataset's -C set for this order; return its description."""
-    from freqtail.data import canonical_name
-    from freqtail.data.corrupted_sets import corrupted_set_info
-
     info = corrupted_set_info(c_dir)
     meta = info["meta"]
     if not info["corruptions"]:
@@ -294,11 +297,8 @@ def generated_folder(
     The key includes the -C format version and the BaSS implementation version, so a set made by an
     older corruption or BaSS implementation is generated anew instead of being reused.
     """
-    from freqtail.data.corrupted_sets import FORMAT_VERSION
-    from freqtail.data.variants import bass_implementation_version
-
     digest = hashlib.sha256()
-    made_by = (FORMAT_VERSION, bass_implementation_version())
+    made_by = (corrupted_sets.FORMAT_VERSION, bass_implementation_version())  # read now: the current format
     digest.update(repr((dataset, order, list(severities), int(seed), float(bass_strength), made_by)).encode())
     digest.update(np.asarray(indices, dtype=np.int64).tobytes())
     return Path(generate_dir) / f"{dataset}-{order}-{digest.hexdigest()[:12]}"
@@ -324,9 +324,6 @@ def generate_corruption_source(
     :data:`BASS_THEN_CORRUPT` — corrupted with :func:`freqtail.data.corrupted_sets.write_corrupted_set`
     (resumable: finished corruptions are kept). Array datasets only (embedded, CIFAR).
     """
-    from freqtail.data import build_dataset
-    from freqtail.data.corrupted_sets import write_corrupted_set
-
     levels = list(severities) if severities is not None else [1, 2, 3, 4, 5]
     names = list(CORRUPTIONS) if corruptions is None else list(corruptions)
     bass = "dataset" if order == BASS_THEN_CORRUPT else None
@@ -423,11 +420,6 @@ def corruption_outcomes(
         positions (in their order) were classified correctly, gathered from every rank in global-batch
         order (:func:`freqtail.evaluate.sharding.gather_outcomes`).
     """
-
-    from freqtail.data.corrupted_sets import load_corrupted_set
-    from freqtail.distributed import DistContext, all_reduce_counts
-    from freqtail.evaluate.sharding import gather_outcomes, global_batches, rank_batches
-
     context = context or DistContext()
     device = context.device
     cells = [(name, severity) for name in source.corruptions for severity in source.severities]
@@ -438,8 +430,6 @@ def corruption_outcomes(
     counts = np.zeros((len(cells), 2), dtype=np.int64)
     outcomes: list[list[tuple[int, np.ndarray]]] = [[] for _ in cells]
     cell_choice: SubsetChoice | None = None
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=len(cells), desc=desc, unit="set", disable=not (progress and context.is_main))
     with torch.no_grad(), bar:
         for position, (name, severity) in enumerate(cells):

@@ -16,12 +16,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 import freqtail.evaluate.corruption_eval as ce
 from freqtail import __version__
@@ -35,6 +38,7 @@ from freqtail.attacks.masking import (
 )
 from freqtail.checks import check_int
 from freqtail.data import build_dataset, canonical_name, dataset_info
+from freqtail.data.corruptions import CORRUPTIONS
 from freqtail.data.subsets import SubsetChoice, choose_subset, dataset_labels
 from freqtail.distributed import DistContext, all_reduce_counts, barrier, broadcast_json
 from freqtail.errors import CheckpointError, ConfigError, InputError
@@ -59,7 +63,7 @@ from freqtail.evaluate.suites import (
 )
 from freqtail.evaluate.threat_models import resolve_threat_models, threat_model_setup
 from freqtail.models.execution import EAGER, prepare_model
-from freqtail.spectrum import num_bands
+from freqtail.spectrum import DEFAULT_RATIO, num_bands, summarize
 
 SEED_RULE = "global batch b uses seed numpy.random.SeedSequence([seed, b]) (independent of process count)"
 #: Where a given boundary of the band suites came from (``settings["boundary_source"]``).
@@ -77,8 +81,6 @@ def masking_verdict(report, record: str, indices: Sequence[int], created: str) -
     the check's own record), ``check`` (a random id unique to this run of the check, so that two
     checks of one record id in the same second stay apart) and ``created`` (when the check ran).
     """
-    import uuid
-
     return {
         "state": report.state,
         "words": VERDICT_WORDS[report.state],
@@ -245,8 +247,6 @@ def plan_evaluation(request: EvaluationRequest, target: EvaluationTarget) -> Eva
 
 def _loader(plan: EvaluationPlan, dataset, batches: list[tuple[int, np.ndarray]]):
     """``(global batch number, images, labels)`` for this rank's batches."""
-    from torch.utils.data import DataLoader
-
     if not batches:
         return
     loader = DataLoader(
@@ -308,8 +308,6 @@ class _Evaluation:
 
     # -- shared pieces ------------------------------------------------------------------------------
     def _bar(self, total: int, desc: str):
-        from tqdm.auto import tqdm
-
         return tqdm(total=total, desc=desc, unit="batch", disable=not self.progress, dynamic_ncols=True)
 
     def _base(self, setup, suite: str, metric: str, variant: str, data: dict, settings: dict) -> Record:
@@ -407,8 +405,6 @@ class _Evaluation:
         return int(self.boundaries[str(setup.name)]["boundary_band"])
 
     def _measured_boundary(self, setup, dataset, choice: SubsetChoice) -> dict[str, Any]:
-        from freqtail.spectrum import DEFAULT_RATIO, summarize
-
         plan = self.plan
         batches = list(enumerate(global_batches(choice.indices, plan.request.batch_size)))
         images = (x for _, x, _ in _loader(plan, dataset, batches))
@@ -648,8 +644,6 @@ class _Evaluation:
                     plan.request.corruption.seed,
                     plan.target.bass_strength,
                 )
-                from freqtail.data.corruptions import CORRUPTIONS
-
                 names = plan.request.corruption.corruptions or list(CORRUPTIONS)
                 source = ce.CorruptionSource(order, folder, "generated", names, levels, {})
             plan.corruption_sources[setup.name] = source

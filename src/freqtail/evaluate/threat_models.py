@@ -30,6 +30,7 @@ from enum import Enum
 from torch import nn
 
 from freqtail.errors import ConfigError
+from freqtail.models import FreqtailModel, bass_front
 
 
 class ThreatModel(str, Enum):
@@ -216,8 +217,6 @@ def threat_model_setup(
         >>> setup.data_bass, type(setup.model.front).__name__
         (None, 'BaSSModule')
     """
-    from freqtail.models import FreqtailModel, bass_front
-
     threat_model = ThreatModel.parse(threat_model)
     if not isinstance(model, FreqtailModel):
         model = FreqtailModel(model)

@@ -12,24 +12,18 @@ from typing import Any
 
 import numpy as np
 
+from freqtail.analysis.heatmap import HeatmapResult
+from freqtail.analysis.landscape import LandscapeResult
 from freqtail.errors import InputError
 from freqtail.io import atomic_path
+from freqtail.report.pyplot import plt
 from freqtail.report.spectrum_figures import check_figure_path, plot_long_tail
+from freqtail.spectrum import summarize
 
 __all__ = ["plot_dataset_long_tail", "plot_heatmap", "plot_landscape", "plot_sensitivity"]
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, path: Path, fmt: str) -> Path:
-    plt = _pyplot()
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=fmt, dpi=120)
@@ -63,7 +57,6 @@ def plot_sensitivity(result: Any, path: str | os.PathLike, title: str | None = N
         path: output file (``.png``, ``.pdf``, ``.svg`` ...); its folder is created.
         title: figure title (default: image size, image count, HFC shares).
     """
-    plt = _pyplot()
     data = _sensitivity_fields(result)
     path = Path(path)
     fmt = check_figure_path(path)
@@ -139,9 +132,6 @@ def plot_landscape(npz_path: Any, path: str | os.PathLike, title: str | None = N
     The trained weights (alpha = beta = 0) are marked with a black star; grid points whose loss was not
     finite are marked with red crosses.
     """
-    plt = _pyplot()
-    from freqtail.analysis.landscape import LandscapeResult
-
     result = _loaded(npz_path, LandscapeResult, "plot_landscape", "landscape")
     path = Path(path)
     fmt = check_figure_path(path)
@@ -195,9 +185,6 @@ def plot_heatmap(result: Any, path: str | os.PathLike, title: str | None = None)
         path: output figure file.
         title: figure title (default: eps, image count, clean error).
     """
-    plt = _pyplot()
-    from freqtail.analysis.heatmap import HeatmapResult
-
     result = _loaded(result, HeatmapResult, "plot_heatmap", "heat-map")
     path = Path(path)
     fmt = check_figure_path(path)
@@ -233,8 +220,6 @@ def plot_dataset_long_tail(
     Returns:
         ``(path, summary)``.
     """
-    from freqtail.spectrum import summarize
-
     check_figure_path(path)
     summary = summarize(images, ratio=ratio)
     return plot_long_tail(summary, path, title=title), summary

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from freqtail.bass import balance_spectrum
 from freqtail.checks import check_int
 from freqtail.images import check_uint8_images
 from freqtail.io import atomic_path
+from freqtail.report.pyplot import plt
 from freqtail.report.spectrum_figures import check_figure_path
 
 __all__ = ["log_amplitude_spectrum", "plot_bass_examples"]
@@ -46,13 +48,6 @@ def plot_bass_examples(
     Returns:
         ``Path(out)``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from freqtail.bass import balance_spectrum
-
     check_int(max_images, "max_images", minimum=1)
     batch = check_uint8_images(images_uint8, "images to show")[:max_images]
     path = Path(out)

@@ -16,6 +16,7 @@ several runs the evaluation tables start with a side-by-side comparison with del
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from freqtail import __version__
 from freqtail.errors import InputError
+from freqtail.evaluate.compare import RunResults, compare_markdown, compare_runs
+from freqtail.evaluate.tables import (
+    BAND_TABLE_TITLE,
+    adversarial_table,
+    band_table,
+    corruption_table,
+    subset_words,
+)
 from freqtail.formatting import MISSING, percent
 from freqtail.io import atomic_write_bytes, atomic_write_text
 from freqtail.report.collect import RunArtefacts, collect
@@ -43,6 +55,7 @@ from freqtail.report.page import (
     render_markdown,
     slug,
 )
+from freqtail.report.training_figures import plot_training_curves
 from freqtail.runs.layout import REPORT_HTML, REPORT_MD, RunLayout
 
 __all__ = ["HTML_NAME", "MARKDOWN_NAME", "ReportResult", "build_report", "key_number_rows", "percent"]
@@ -326,8 +339,6 @@ def _training_notes(units: Sequence[RunArtefacts]) -> list[str]:
 
 def _records_tables(unit: RunArtefacts, kind: str) -> list:
     """The blocks of one run's results table of ``kind``: "adversarial", "bands" or "corruptions"."""
-    from freqtail.evaluate.tables import adversarial_table, band_table, corruption_table
-
     make = {"adversarial": adversarial_table, "bands": band_table, "corruptions": corruption_table}[kind]
     text = make(unit.records)
     return markdown_blocks(text) if text else []
@@ -336,9 +347,6 @@ def _records_tables(unit: RunArtefacts, kind: str) -> list:
 def _comparison_parts(units: Sequence[RunArtefacts]) -> dict[str, list]:
     """Blocks of the side-by-side tables by kind ("adversarial", "bands", "corruptions"); empty on < 2
     runs."""
-    from freqtail.evaluate.compare import RunResults, compare_markdown, compare_runs
-    from freqtail.evaluate.tables import BAND_TABLE_TITLE
-
     evaluated = [u for u in units if u.records]
     if len(evaluated) < 2:
         return {}
@@ -368,8 +376,6 @@ def _comparison_parts(units: Sequence[RunArtefacts]) -> dict[str, list]:
 
 def _images_words(data: Mapping[str, Any]) -> str:
     """``"500 images (embedded test split; class-stratified seeded subset, subset seed 0)"``."""
-    from freqtail.evaluate.tables import subset_words
-
     what = [str(data.get("source", "test images"))]
     if data.get("subset") not in (None, "all"):
         what.append(subset_words(data))
@@ -515,8 +521,6 @@ def _config_blocks(units: Sequence[RunArtefacts]) -> list:
     blocks: list = [
         Table(["key", *(label for label, _ in configs)], rows, numeric_from=len(configs) + 1),
     ]
-    import yaml
-
     for label, config in configs:
         text = yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
         blocks.append(Code(text, summary=f"Full config.yaml of {label}"))
@@ -648,169 +652,174 @@ def _title(units: Sequence[RunArtefacts]) -> str:
     return "freqtail report: " + ", ".join(u.label for u in units)
 
 
-def build_page(units: Sequence[RunArtefacts], out: Path, title: str | None = None) -> tuple[Page, list[str]]:
-    """The :class:`Page` for ``units`` (figures outside ``out`` are copied there for the Markdown) and
-    the sentences naming what no unit has."""
-    from freqtail.report.training_figures import plot_training_curves
+@dataclass
+class _Context:
+    """What every section builder reads: the reported folders, the output folder, the figure maker."""
 
-    figure = _Figures(out)
-    page = Page(title or _title(units))
-    names = ", ".join(f"`{u.label}` ({u.path.as_posix()})" for u in units)
-    page.intro.append(Paragraph(f"Folders: {names}. Every figure and table below comes from those folders."))
-    sections: list[Section] = []
-    omitted: list[str] = []
+    units: Sequence[RunArtefacts]
+    out: Path
+    figure: _Figures
 
-    def add(title: str, anchor: str, blocks: list, absent: str) -> None:
-        if blocks:
-            sections.append(Section(title, anchor, blocks))
-        else:
-            omitted.append(absent)
+    @functools.cached_property
+    def comparison(self) -> dict[str, list]:
+        """The side-by-side tables of the evaluated runs, by kind (made once for the three sections)."""
+        return _comparison_parts(self.units)
 
-    # Overview
-    overview: list = []
-    for unit in units:
-        if unit.demo:
-            overview += _demo_blocks(unit.demo)
-    trained = [u for u in units if _is_training_run(u)]
-    if trained and not overview:
-        rows = []
-        for u in trained:
-            config = u.config or {}
-            last = u.metrics[-1] if u.metrics else {}
-            rows.append(
-                [
-                    u.label,
-                    str(config.get("model", MISSING)),
-                    str(config.get("objective", MISSING)),
-                    str(config.get("bass") or "none"),
-                    "yes" if u.results is not None else "no",
-                    _num(last.get("epoch")),
-                    percent(last.get("test_acc")),
-                ]
-            )
-        overview.append(
-            Table(
-                ["run", "model", "objective", "BaSS", "evaluated", "epochs", "test acc (%)"],
-                rows,
-                numeric_from=5,
-            )
+
+def _with_figures(ctx: _Context, unit: RunArtefacts, figures: Sequence[tuple[str, str]]) -> list:
+    """The unit's figures among ``(name, caption)`` that it has, in that order."""
+    return [
+        ctx.figure(unit.figures[name], caption, unit.label)
+        for name, caption in figures
+        if name in unit.figures
+    ]
+
+
+def _overview_section(ctx: _Context) -> list:
+    """The demo's key numbers, else one row per training run."""
+    overview = [block for unit in ctx.units if unit.demo for block in _demo_blocks(unit.demo)]
+    trained = [u for u in ctx.units if _is_training_run(u)]
+    if overview or not trained:
+        return overview
+    rows = []
+    for u in trained:
+        config = u.config or {}
+        last = u.metrics[-1] if u.metrics else {}
+        rows.append(
+            [
+                u.label,
+                str(config.get("model", MISSING)),
+                str(config.get("objective", MISSING)),
+                str(config.get("bass") or "none"),
+                "yes" if u.results is not None else "no",
+                _num(last.get("epoch")),
+                percent(last.get("test_acc")),
+            ]
         )
-    if overview:
-        sections.append(Section("Overview", "overview", overview))
+    header = ["run", "model", "objective", "BaSS", "evaluated", "epochs", "test acc (%)"]
+    return [Table(header, rows, numeric_from=5)]
 
-    # Data: long tail and BaSS
-    add(
+
+def _spectrum_section(ctx: _Context) -> list:
+    caption = (
+        "Band proportions pi_k (log-log) with power-law fits and the 80/20 boundary; "
+        "spectral entropy per band."
+    )
+    return _per_unit(
+        [u for u in ctx.units if u.spectrum],
+        lambda u: _spectrum_blocks(u.spectrum) + _with_figures(ctx, u, [("spectrum", caption)]),
+    )
+
+
+def _bass_section(ctx: _Context) -> list:
+    caption = "Images before and after BaSS, with their log-amplitude spectra on one colour scale."
+    return _per_unit(
+        [u for u in ctx.units if u.bass or "bass_examples" in u.figures],
+        lambda u: (
+            (_bass_blocks(u.bass) if u.bass else []) + _with_figures(ctx, u, [("bass_examples", caption)])
+        ),
+    )
+
+
+def _training_section(ctx: _Context) -> list:
+    with_metrics = [u for u in ctx.units if u.metrics]
+    if not with_metrics:
+        return []
+    blocks: list = []
+    try:
+        curves = plot_training_curves([(u.label, u.metrics) for u in with_metrics], ctx.out / TRAINING_FIGURE)
+        blocks.append(
+            ctx.figure(curves, "Training loss and accuracies per epoch (from metrics.jsonl).", "report")
+        )
+    except InputError as err:
+        blocks.append(Note(str(err)))
+    return [*blocks, _training_table(with_metrics), Bullets(_training_notes(with_metrics))]
+
+
+def _results_section(kind: str) -> Callable[[_Context], list]:
+    """The builder of one kind of results table ("adversarial", "bands", "corruptions"): the runs side
+    by side first (two or more evaluated runs), then each run's own table."""
+
+    def build(ctx: _Context) -> list:
+        side_by_side = ctx.comparison.get(kind)
+        blocks: list = [Heading("Side by side", 3), *side_by_side] if side_by_side else []
+        evaluated = [u for u in ctx.units if u.records]
+        return blocks + _per_unit(evaluated, lambda u: _records_tables(u, kind), bool(blocks))
+
+    return build
+
+
+def _analysis_section(
+    key: str, blocks_of: Callable[[Mapping[str, Any]], list], figures: Sequence[tuple[str, str]]
+) -> Callable[[_Context], list]:
+    """The builder of one analysis' section: per unit that has ``key``, its blocks and its figures."""
+
+    def build(ctx: _Context) -> list:
+        def make(u: RunArtefacts) -> list:
+            return blocks_of(getattr(u, key)) + _with_figures(ctx, u, figures)
+
+        blocks = _per_unit([u for u in ctx.units if getattr(u, key)], make)
+        return (_sensitivity_comparison(ctx.units) + blocks) if key == "sensitivity" else blocks
+
+    return build
+
+
+def _configuration_section(ctx: _Context) -> list:
+    return _config_blocks(ctx.units) if any(u.config is not None for u in ctx.units) else []
+
+
+@dataclass(frozen=True)
+class _SectionSpec:
+    """One section of the page: its title and anchor, its builder, and what to say when it is empty
+    (None: an empty section is left out without a word)."""
+
+    title: str
+    anchor: str
+    build: Callable[[_Context], list]
+    absent: str | None
+
+
+#: The page's sections, in order.
+SECTIONS: tuple[_SectionSpec, ...] = (
+    _SectionSpec("Overview", "overview", _overview_section, None),
+    _SectionSpec(
         "Frequency long tail",
         "spectrum",
-        _per_unit(
-            [u for u in units if u.spectrum],
-            lambda u: (
-                _spectrum_blocks(u.spectrum)
-                + (
-                    [
-                        figure(
-                            u.figures["spectrum"],
-                            "Band proportions pi_k (log-log) with power-law fits and the 80/20 boundary; "
-                            "spectral entropy per band.",
-                            u.label,
-                        )
-                    ]
-                    if "spectrum" in u.figures
-                    else []
-                )
-            ),
-        ),
+        _spectrum_section,
         "No spectrum.json: measure a dataset with `freqtail spectrum --json` (the demo writes one).",
-    )
-    add(
+    ),
+    _SectionSpec(
         "Balanced Spectrum Sampling (BaSS)",
         "bass",
-        _per_unit(
-            [u for u in units if u.bass or "bass_examples" in u.figures],
-            lambda u: (
-                (_bass_blocks(u.bass) if u.bass else [])
-                + (
-                    [
-                        figure(
-                            u.figures["bass_examples"],
-                            "Images before and after BaSS, with their log-amplitude spectra on one "
-                            "colour scale.",
-                            u.label,
-                        )
-                    ]
-                    if "bass_examples" in u.figures
-                    else []
-                )
-            ),
-        ),
+        _bass_section,
         "No BaSS examples (bass.json): the demo writes them.",
-    )
-
-    # Training
-    with_metrics = [u for u in units if u.metrics]
-    training: list = []
-    if with_metrics:
-        try:
-            curves = plot_training_curves([(u.label, u.metrics) for u in with_metrics], out / TRAINING_FIGURE)
-            training.append(
-                figure(curves, "Training loss and accuracies per epoch (from metrics.jsonl).", "report")
-            )
-        except InputError as err:
-            training.append(Note(str(err)))
-        training += [_training_table(with_metrics), Bullets(_training_notes(with_metrics))]
-    add("Training", "training", training, "No metrics.jsonl: train a model with `freqtail train`.")
-
-    # Evaluation
-    comparison = _comparison_parts(units)
-    evaluated = [u for u in units if u.records]
-    adversarial: list = []
-    if comparison.get("adversarial"):
-        adversarial += [Heading("Side by side", 3), *comparison["adversarial"]]
-    adversarial += _per_unit(evaluated, lambda u: _records_tables(u, "adversarial"), bool(adversarial))
-    add(
+    ),
+    _SectionSpec(
+        "Training", "training", _training_section, "No metrics.jsonl: train a model with `freqtail train`."
+    ),
+    _SectionSpec(
         "Evaluation: clean and adversarial accuracy",
         "evaluation",
-        adversarial,
+        _results_section("adversarial"),
         "No evaluation results (results.json): run `freqtail evaluate RUN`.",
-    )
-    bands: list = []
-    if comparison.get("bands"):
-        bands += [Heading("Side by side", 3), *comparison["bands"]]
-    bands += _per_unit(evaluated, lambda u: _records_tables(u, "bands"), bool(bands))
-    add(
+    ),
+    _SectionSpec(
         "Robust accuracy by band",
         "bands",
-        bands,
+        _results_section("bands"),
         "No robust accuracy by band: run `freqtail evaluate RUN --suite pgd20-lfc,pgd20-hfc` (PGD-20 "
         "restricted to the bands below / at or above the 80/20 boundary).",
-    )
-    corruption: list = []
-    if comparison.get("corruptions"):
-        corruption += [Heading("Side by side", 3), *comparison["corruptions"]]
-    corruption += _per_unit(evaluated, lambda u: _records_tables(u, "corruptions"), bool(corruption))
-    add(
+    ),
+    _SectionSpec(
         "Corruption robustness",
         "corruptions",
-        corruption,
+        _results_section("corruptions"),
         "No corruption results: run `freqtail evaluate RUN --suite corruptions --generate-c`.",
-    )
-
-    # Explanations
-    def analysis(key: str, blocks_of: Callable[[Mapping[str, Any]], list], figures: list[tuple[str, str]]):
-        def make(u: RunArtefacts) -> list:
-            blocks = blocks_of(getattr(u, key))
-            for name, caption in figures:
-                if name in u.figures:
-                    blocks.append(figure(u.figures[name], caption, u.label))
-            return blocks
-
-        return _per_unit([u for u in units if getattr(u, key)], make)
-
-    add(
+    ),
+    _SectionSpec(
         "Frequency sensitivity",
         "sensitivity",
-        _sensitivity_comparison(units)
-        + analysis(
+        _analysis_section(
             "sensitivity",
             _sensitivity_blocks,
             [
@@ -822,52 +831,64 @@ def build_page(units: Sequence[RunArtefacts], out: Path, title: str | None = Non
             ],
         ),
         "No sensitivity analysis: run `freqtail sensitivity RUN`.",
-    )
-    add(
+    ),
+    _SectionSpec(
         "Loss landscape on LFC / HFC",
         "landscape",
-        analysis(
+        _analysis_section(
             "landscape",
             _landscape_blocks,
             [("landscape", "Loss around the trained weights on low- and high-frequency images (Fig. 1, 4).")],
         ),
         "No loss landscape: run `freqtail landscape RUN`.",
-    )
-    add(
+    ),
+    _SectionSpec(
         "Fourier heat map",
         "heatmap",
-        analysis(
+        _analysis_section(
             "heatmap",
             _heatmap_blocks,
             [("heatmap", "Error rate under a single-frequency perturbation, DC at the centre.")],
         ),
         "No Fourier heat map: run `freqtail heatmap RUN`.",
-    )
+    ),
+    _SectionSpec("Configuration", "configuration", _configuration_section, "No config.yaml."),
+)
 
-    # Configuration
-    add(
-        "Configuration",
-        "configuration",
-        _config_blocks(units) if any(u.config is not None for u in units) else [],
-        "No config.yaml.",
-    )
 
-    # What is missing
-    missing: list = []
-    for unit in units:
-        items = _missing_items(unit) + unit.problems
-        if items:
-            missing.append((f"`{unit.label}`", items))
-    if omitted or missing:
-        blocks: list = []
-        if omitted:
-            blocks.append(Paragraph("Sections left out because no folder holds their material:"))
-            blocks.append(Bullets(list(omitted)))
-        if missing:
-            blocks.append(Paragraph("Per folder, what is not there yet and how to make it:"))
-            blocks.append(Bullets(missing))
-        sections.append(Section("Not in this report", "not-in-this-report", blocks))
-    page.sections = sections
+def _not_in_report(units: Sequence[RunArtefacts], omitted: list[str]) -> Section | None:
+    """The closing section: the sections left out, and per folder what is missing and how to make it."""
+    missing = [(f"`{u.label}`", items) for u in units if (items := _missing_items(u) + u.problems)]
+    if not (omitted or missing):
+        return None
+    blocks: list = []
+    if omitted:
+        blocks += [
+            Paragraph("Sections left out because no folder holds their material:"),
+            Bullets(list(omitted)),
+        ]
+    if missing:
+        blocks += [Paragraph("Per folder, what is not there yet and how to make it:"), Bullets(missing)]
+    return Section("Not in this report", "not-in-this-report", blocks)
+
+
+def build_page(units: Sequence[RunArtefacts], out: Path, title: str | None = None) -> tuple[Page, list[str]]:
+    """The :class:`Page` for ``units`` (figures outside ``out`` are copied there for the Markdown) and
+    the sentences naming what no unit has."""
+    ctx = _Context(units, out, _Figures(out))
+    page = Page(title or _title(units))
+    names = ", ".join(f"`{u.label}` ({u.path.as_posix()})" for u in units)
+    page.intro.append(Paragraph(f"Folders: {names}. Every figure and table below comes from those folders."))
+    omitted: list[str] = []
+    for spec in SECTIONS:
+        blocks = spec.build(ctx)
+        if blocks:
+            page.sections.append(Section(spec.title, spec.anchor, blocks))
+        elif spec.absent is not None:
+            omitted.append(spec.absent)
+    closing = _not_in_report(units, omitted)
+    if closing is not None:
+        page.sections.append(closing)
     return page, omitted
 
 
@@ -885,8 +906,6 @@ def build_report(
         InputError: no path, a missing folder, a folder with nothing to report, several paths without
             ``out``, or an output path that is a file.
     """
-    from freqtail import __version__
-
     if not paths:
         raise InputError("Give at least one run folder to report on.")
     if out is None and len(paths) > 1:

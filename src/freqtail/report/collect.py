@@ -32,10 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from freqtail.errors import InputError
 from freqtail.report.key_numbers import DEMO_SUMMARY_FORMAT, LEGACY_DEMO_FORMAT
 from freqtail.runs.layout import ANALYSES, DATA_FACTS, FIGURES_DIR, RunLayout
 from freqtail.runs.layout import FIGURES as FIGURE_FILES
+from freqtail.train.config import yaml_load  # the one reader of config YAML (numbers like 5e-4)
 
 __all__ = ["DEMO_FORMAT", "FIGURES", "RunArtefacts", "collect", "collect_run", "is_run_folder"]
 
@@ -125,10 +128,6 @@ def _read_metrics(path: Path, problems: list[str]) -> list[dict[str, Any]]:
 
 
 def _read_config(path: Path, problems: list[str]) -> dict[str, Any] | None:
-    import yaml
-
-    from freqtail.train.config import yaml_load  # the one reader of config YAML (numbers like 5e-4)
-
     try:
         data = yaml_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:

@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from freqtail.errors import InputError
 from freqtail.io import atomic_path
+from freqtail.report.pyplot import plt
+from freqtail.spectrum import full_ring_max_band
 
 
 def _fields(summary: Any) -> dict[str, Any]:
@@ -25,8 +28,6 @@ def _fields(summary: Any) -> dict[str, Any]:
 
 def check_figure_path(path: str | os.PathLike) -> str:
     """Return the figure format named by ``path``'s suffix, or raise InputError if matplotlib lacks it."""
-    from matplotlib.figure import Figure
-
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     supported = Figure().canvas.get_supported_filetypes()
@@ -56,13 +57,6 @@ def plot_long_tail(summary: Any, path: str | os.PathLike, title: str | None = No
     Returns:
         ``Path(path)``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from freqtail.spectrum import full_ring_max_band
-
     data = _fields(summary)
     path = Path(path)
     fmt = check_figure_path(path)

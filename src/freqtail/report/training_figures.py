@@ -10,6 +10,7 @@ from typing import Any
 
 from freqtail.errors import InputError
 from freqtail.io import atomic_path
+from freqtail.report.pyplot import plt
 from freqtail.report.spectrum_figures import check_figure_path
 
 __all__ = ["plot_training_curves", "training_series"]
@@ -52,11 +53,6 @@ def plot_training_curves(
     Raises:
         InputError: no run has any epoch record with a loss or an accuracy.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     runs = [(label, list(records)) for label, records in runs if records]
     if not runs:
         raise InputError("There are no training metrics to plot.")
