@@ -10,6 +10,7 @@ import shutil
 import pytest
 
 import freqtail.evaluate.runner as runner
+import freqtail.evaluate.session as session
 from freqtail.cli import main
 from test_evaluate_support import eval_cache, shared_cache, tiny_runs  # noqa: F401
 
@@ -78,7 +79,7 @@ def test_eager_records_keep_the_fingerprints_of_records_written_before_execution
     _, eager = _evaluate(tiny_runs["standard"], tmp_path / "eager")
     for record in eager.values():
         settings = {k: v for k, v in record["settings"].items() if k != "execution"}
-        earlier = runner._fingerprint(
+        earlier = session._fingerprint(
             {
                 "checkpoint": record["checkpoint"]["digest"],
                 "data": record["data"],

@@ -10,7 +10,10 @@ model, exact settings, number of evaluated images, dataset and checkpoint
 
 Modules: :mod:`~freqtail.evaluate.request` (what a caller asks for, checked once),
 :mod:`~freqtail.evaluate.threat_models` (which model and data each threat model uses),
-:mod:`~freqtail.evaluate.suites` (suite names, budgets), :mod:`~freqtail.evaluate.runner` (running),
+:mod:`~freqtail.evaluate.suites` (suite names, budgets), :mod:`~freqtail.evaluate.plan` (a request
+checked against its target), :mod:`~freqtail.evaluate.runner` (running the suites of
+:mod:`~freqtail.evaluate.sample_suites`, :mod:`~freqtail.evaluate.masking_suite` and
+:mod:`~freqtail.evaluate.corruption_suite` in one :mod:`~freqtail.evaluate.session`),
 :mod:`~freqtail.evaluate.corruption_eval` (-C sets and category means),
 :mod:`~freqtail.evaluate.sharding` (which images each process evaluates; the process group is
 :mod:`freqtail.distributed`), :mod:`~freqtail.evaluate.records` (the record schema:
@@ -28,12 +31,13 @@ from freqtail.evaluate.corruption_eval import (
     CORRUPT_THEN_BASS,
     ORDER_NONE,
     aggregate_corruptions,
-    corruption_counts,
+    corruption_outcomes,
 )
+from freqtail.evaluate.plan import EvaluationPlan, plan_evaluation
 from freqtail.evaluate.records import Record, RecordId
 from freqtail.evaluate.request import CorruptionOptions, EvaluationRequest, EvaluationTarget, MaskingOptions
 from freqtail.evaluate.results import load_records, load_results, merge_records, write_results
-from freqtail.evaluate.runner import EvaluationPlan, evaluate_model, plan_evaluation, run_evaluation
+from freqtail.evaluate.runner import evaluate_model, run_evaluation
 from freqtail.evaluate.suites import SUITES, Budget, default_budget, parse_suites, resolve_budget
 from freqtail.evaluate.tables import results_markdown
 from freqtail.evaluate.threat_models import (
@@ -66,7 +70,7 @@ __all__ = [
     "applicable_threat_models",
     "compare_markdown",
     "compare_runs",
-    "corruption_counts",
+    "corruption_outcomes",
     "default_budget",
     "evaluate_model",
     "init_distributed",

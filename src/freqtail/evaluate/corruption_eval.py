@@ -363,45 +363,6 @@ def _float_batch(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return tensor.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
 
 
-def corruption_counts(
-    model: torch.nn.Module,
-    source: CorruptionSource,
-    *,
-    n: int | None = None,
-    subset_seed: int = 0,
-    batch_size: int = 256,
-    context=None,
-    progress: bool = False,
-    desc: str = "corruptions",
-) -> tuple[dict[str, dict[int, Cell]], SubsetChoice]:
-    """Count correct predictions per corruption and severity (summed over ranks).
-
-    Args:
-        model: classifier in eval mode (with the BaSS front for :data:`CORRUPT_THEN_BASS`).
-        source: the -C folder and what to evaluate in it.
-        n: evaluate n images per cell, chosen by :func:`freqtail.data.subsets.stratified_subset` from the
-            labels of the first cell (the same positions in every cell).
-        subset_seed: seed of the subset.
-        batch_size: images per forward pass (global batches, round robin over ranks).
-        context: :class:`freqtail.distributed.DistContext` or None (one process).
-        progress: show a progress bar on rank 0.
-
-    Returns:
-        ``({corruption: {severity: (correct, total)}}, the positions counted in every cell)``.
-    """
-    table, choice, _ = corruption_outcomes(
-        model,
-        source,
-        n=n,
-        subset_seed=subset_seed,
-        batch_size=batch_size,
-        context=context,
-        progress=progress,
-        desc=desc,
-    )
-    return table, choice
-
-
 def corruption_outcomes(
     model: torch.nn.Module,
     source: CorruptionSource,
@@ -413,12 +374,24 @@ def corruption_outcomes(
     progress: bool = False,
     desc: str = "corruptions",
 ) -> tuple[dict[str, dict[int, Cell]], SubsetChoice, dict[str, dict[int, np.ndarray]]]:
-    """:func:`corruption_counts` with the per-image outcomes of every cell.
+    """Count correct predictions per corruption and severity (summed over ranks), and which images.
+
+    Args:
+        model: classifier in eval mode (with the BaSS front for :data:`CORRUPT_THEN_BASS`).
+        source: the -C folder and what to evaluate in it.
+        n: evaluate n images per cell, chosen by :func:`freqtail.data.subsets.stratified_subset` from the
+            labels of the first cell (the same positions in every cell).
+        subset_seed: seed of the subset.
+        batch_size: images per forward pass (global batches, round robin over ranks).
+        context: :class:`freqtail.distributed.DistContext` or None (one process).
+        progress: show a progress bar on rank 0.
+        desc: the progress bar's label.
 
     Returns:
-        ``(table, positions, {corruption: {severity: bool (n,)}})``: the last says which of the counted
-        positions (in their order) were classified correctly, gathered from every rank in global-batch
-        order (:func:`freqtail.evaluate.sharding.gather_outcomes`).
+        ``({corruption: {severity: (correct, total)}}, the positions counted in every cell,
+        {corruption: {severity: bool (n,)}})``: the last says which of the counted positions (in
+        their order) were classified correctly, gathered from every rank in global-batch order
+        (:func:`freqtail.evaluate.sharding.gather_outcomes`).
     """
     context = context or DistContext()
     device = context.device

@@ -28,7 +28,7 @@ and writes it back atomically. In short, every record has:
 
 Robust records (PGD-20, CW-20, AutoAttack) add ``gradient_masking``: the whole verdict of the
 gradient-masking check that ran with them (``state``, ``judged``, ``images``, ``flags``, ``summary``,
-``indices``, ...; :func:`freqtail.evaluate.runner.masking_verdict`), so a later check, which replaces
+``indices``, ...; :func:`freqtail.evaluate.masking_suite.masking_verdict`), so a later check, which replaces
 the check's own record, never changes the verdict shown for an earlier number. Corruption records add
 ``order``, ``per_corruption``, ``categories`` and ``mean`` (see :mod:`freqtail.evaluate.corruption_eval`);
 gradient-masking records hold the check's report.
