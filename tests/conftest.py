@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 import torch
 
 torch.set_num_threads(1)
+# A suite started in the background of a non-interactive shell inherits SIGINT ignored, and so would
+# every process it starts: the Ctrl-C tests send a real SIGINT and need the terminal's default. A
+# handler set here is reset to the default in the processes the tests exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
