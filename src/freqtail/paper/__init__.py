@@ -15,8 +15,10 @@ everything read with care:
   AA (eps = 4/255, step 1/255); printed transposed, stored one row per method.
 * ``table4`` — AugMix without and with BaSS on WRN-40-2, DenseNet, ResNeXt-29 and ResNet-50, CIFAR-10
   and CIFAR-100; Clean and the CIFAR-C accuracies Noise, Blur, Weather, Digital, Mean. Mean is not the
-  plain mean of the four categories but ``(4 Noise + 5 Blur + 4 Weather + 6 Digital) / 19``
-  (:attr:`PublishedTable.mean_weights`).
+  plain mean of the four categories but matches ``(4 Noise + 5 Blur + 4 Weather + 6 Digital) / 19``
+  within rounding (:attr:`PublishedTable.mean_weights`): a mean over 19 corruptions whose grouping
+  the paper does not list; freqtail's categories hold 4, 5, 5 and 5 (spatter under weather), so the
+  paper's Weather and Digital columns may group one corruption differently.
 
 >>> from freqtail.paper import published_value, published_deltas
 >>> published_value("table1", method="TRADES", model="WRN-34-10", dataset="CIFAR-10", bass=True, column="AA")
