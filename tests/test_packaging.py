@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ def test_the_wheel_installs_and_runs_the_quick_demo_outside_the_source_tree(tmp_
     from freqtail import __version__
 
     assert wheel.name.startswith(f"freqtail-{__version__}-")  # the version has one home
+    with zipfile.ZipFile(wheel) as archive:
+        assert "freqtail/paper/tables.json" in archive.namelist()  # package data travels with the code
     site = tmp_path / "site"
     install = [
         sys.executable,
