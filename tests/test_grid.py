@@ -91,6 +91,8 @@ def test_names_and_configurations_are_unique():
         _seeds(1, 1)
     with pytest.raises(ConfigError, match=r"^The grid cell name 'a/b' must start with a letter"):
         CellSpec(name="a/b")
+    with pytest.raises(ConfigError, match=r"^A grid cell may not be named grid.json"):
+        CellSpec(name="grid.json")
     long = GridSpec.from_mapping({"axes": {"milestones": [list(range(1, 60))]}}).cells()[0]
     assert long.name.startswith("base-milestones=1,2,3,") and len(long.name) == 100
     assert long.name.endswith("-" + long.config_hash[:10])
@@ -210,6 +212,16 @@ def test_manifest_round_trip_claims_and_states(tmp_path):
     assert manifest.claim("L1", retries=0).name == "base-seed=2"
     assert manifest.claim("L1", retries=0) is None
     assert manifest.claim("L1", retries=1).name == "base-seed=1"
+
+
+def test_a_cell_held_by_a_live_launcher_is_never_claimed_again(tmp_path):
+    spec = _seeds(0, 1)
+    one, two = GridManifest.open(tmp_path, spec), GridManifest.open(tmp_path, spec)
+    assert one.claim("one").name == "base-seed=0"
+    assert two.claim("two").name == "base-seed=1"
+    assert one.claim("one") is None and two.claim("two") is None  # both running, both holders alive
+    one.fail("base-seed=0", "It broke.")
+    assert two.claim("two", retries=1).name == "base-seed=0"
 
 
 def test_a_folder_holding_another_spec_is_refused_naming_the_first_difference(tmp_path):

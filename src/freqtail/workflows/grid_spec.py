@@ -51,9 +51,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from freqtail.errors import ConfigError
 from freqtail.evaluate import EvaluationRequest
 from freqtail.evaluate.suites import parse_suites
+from freqtail.runs.layout import GRID_MANIFEST
 from freqtail.train.config import (
     TrainConfig,
     config_from_dict,
@@ -181,13 +184,8 @@ class CellSpec:
         object.__setattr__(self, "overrides", _pairs(self.overrides, "A grid cell's overrides"))
         if self.base is not None:
             object.__setattr__(self, "base", os.fspath(self.base))
-        if self.name is not None and not (
-            isinstance(self.name, str) and _SAFE_NAME.match(self.name) and len(self.name) <= MAX_NAME
-        ):
-            raise ConfigError(
-                f"The grid cell name {self.name!r} must start with a letter or digit and hold only letters, "
-                f"digits and . _ = , + - (at most {MAX_NAME} characters)."
-            )
+        if self.name is not None:
+            _check_name(self.name)
 
     def to_mapping(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -227,6 +225,18 @@ class GridCell:
     config_hash: str
 
 
+def _check_name(name: Any) -> str:
+    """An explicit cell name: a folder name that cannot be mistaken for the grid's own files."""
+    if not (isinstance(name, str) and _SAFE_NAME.match(name) and len(name) <= MAX_NAME):
+        raise ConfigError(
+            f"The grid cell name {name!r} must start with a letter or digit and hold only letters, "
+            f"digits and . _ = , + - (at most {MAX_NAME} characters)."
+        )
+    if name == GRID_MANIFEST:
+        raise ConfigError(f"A grid cell may not be named {name}, the grid manifest's file name.")
+    return name
+
+
 def _build_cell(
     base: str | None, overrides: Pairs, named: Pairs, axis_values: Pairs, name: str | None, where: str
 ) -> GridCell:
@@ -234,6 +244,8 @@ def _build_cell(
     values, label = _base_values(base, where)
     if name is None:
         name = "-".join([label, *(_name_part(k, v) for k, v in named)])
+        if not _SAFE_NAME.match(name) or name == GRID_MANIFEST:  # a YAML file called .x.yaml, ...
+            name = f"cell-{name}"
     applied = overrides + named
     cell_where = f"the grid cell {name}"
     try:
@@ -385,7 +397,7 @@ class GridSpec:
             raise ConfigError(f"The grid spec file {p} does not exist.")
         try:
             data = yaml_load(p.read_text(encoding="utf-8"))
-        except Exception as err:  # yaml.YAMLError, UnicodeDecodeError
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise ConfigError(f"The grid spec file {p} is not valid YAML ({first}).") from None
         if not isinstance(data, Mapping):
