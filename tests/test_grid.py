@@ -26,6 +26,7 @@ from freqtail.train.presets import preset_configs
 from freqtail.workflows.grid_manifest import CellRecord, CellState, GridManifest, GridSummary
 from freqtail.workflows.grid_run import failure_sentence, run_grid
 from freqtail.workflows.grid_spec import FAMILY_SUITES, CellSpec, GridSpec, config_hash
+from freqtail.workflows.training import TrainRequest, train_run
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SOURCE = Path(freqtail.__file__).resolve().parents[1]
@@ -441,7 +442,7 @@ def test_run_grid_end_to_end_trains_and_evaluates_each_cell_then_does_nothing(tm
                 "dataset": "embedded",
                 "model": "small-cnn",
                 "model_options": {"width": 4},
-                "epochs": 1,
+                "epochs": 2,
                 "train_subset": 256,
                 "test_subset": 64,
                 "batch_size": 64,
@@ -453,12 +454,25 @@ def test_run_grid_end_to_end_trains_and_evaluates_each_cell_then_does_nothing(tm
             "evaluation": {"n": 64},
         }
     )
-    first = run_grid(spec, tmp_path / "grid", log=None)
+    GridManifest.open(tmp_path / "grid", spec)
+    partial = spec.cells()[0]  # a partial run, as a launcher stopped mid-cell leaves it
+
+    class StopAfterTheFirstEpoch:
+        def on_epoch_end(self, trainer, record):
+            trainer.request_stop()
+
+    stopped = train_run(
+        TrainRequest(partial.config, tmp_path / "grid" / partial.name, callbacks=[StopAfterTheFirstEpoch()])
+    )
+    assert stopped.status == "interrupted" and stopped.epochs_completed == 1
+    lines: list[str] = []
+    first = run_grid(spec, tmp_path / "grid", log=lines.append)
     assert first.finished == ("base-seed=0", "base-seed=1") and first.failed == ()
     for cell in spec.cells():
         run = tmp_path / "grid" / cell.name
-        records = json.loads((run / "results.json").read_text())
-        assert records, cell.name
+        assert json.loads((run / "results.json").read_text()), cell.name
         assert load_config(run / "config.yaml").seed == cell.config.seed
+        epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert epochs == [1, 2], cell.name  # the partial run continued from its checkpoint
     second = run_grid(spec, tmp_path / "grid", log=None)
     assert second.finished == () and second.failed == () and second.summary == GridSummary(done=2)
