@@ -19,6 +19,15 @@ explanation of that run::
       figures/*.png            every figure
       report.html, report.md   freqtail report
 
+A grid folder (:mod:`freqtail.workflows.grid_manifest`) holds one ordinary run folder per cell and,
+at its top, the grid's manifest and locks::
+
+    GRID/
+      grid.json                the spec and every cell's state (format ``freqtail-grid``)
+      .grid.lock               held while a process reads, changes and writes grid.json
+      .grid-cells/NAME.lock    held by the launcher running cell NAME (ends with its process)
+      NAME/                    the cell's run folder
+
 A demo folder (``freqtail demo``) holds the four run folders and, at its top, the demo's own
 summary ``demo-summary.json`` (every run's key numbers with their settings; never a
 ``results.json``, which always means one run's evaluation records).
@@ -47,6 +56,10 @@ REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
 #: The demo's summary at the top of a demo folder (format ``freqtail-demo-summary``).
 DEMO_SUMMARY_FILE = "demo-summary.json"
+#: A grid folder's manifest (format ``freqtail-grid``), its lock and the folder of per-cell locks.
+GRID_MANIFEST = "grid.json"
+GRID_LOCK = ".grid.lock"
+GRID_CELL_LOCKS_DIR = ".grid-cells"
 #: Analyses whose results a run folder holds as ``<kind>.json`` (+ ``<kind>.npz`` for the first three).
 ANALYSES = ("sensitivity", "landscape", "heatmap")
 #: Dataset facts a folder may hold as ``<kind>.json``.
@@ -156,3 +169,36 @@ class RunLayout:
             self.checkpoints,
             *(self.json(kind) for kind in (*DATA_FACTS, *ANALYSES)),
         )
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """The paths of one grid folder (nothing is created or read here).
+
+    Attributes:
+        folder: the grid folder; each cell's run folder is ``folder/<cell name>/``.
+    """
+
+    folder: Path
+
+    @classmethod
+    def of(cls, folder: str | os.PathLike) -> GridLayout:
+        return cls(Path(folder).expanduser())
+
+    @property
+    def manifest(self) -> Path:
+        """``grid.json`` (:data:`GRID_MANIFEST`)."""
+        return self.folder / GRID_MANIFEST
+
+    @property
+    def lock(self) -> Path:
+        """The lock held around every read-modify-write of the manifest (:data:`GRID_LOCK`)."""
+        return self.folder / GRID_LOCK
+
+    def run_dir(self, cell: str) -> Path:
+        """The run folder of cell ``cell``."""
+        return self.folder / cell
+
+    def cell_lock(self, cell: str) -> Path:
+        """The lock a launcher holds while it runs cell ``cell`` (released by the OS when it dies)."""
+        return self.folder / GRID_CELL_LOCKS_DIR / f"{cell}.lock"

@@ -14,7 +14,14 @@ line (``freqtail ...``), which parses options into the requests here and prints 
   :class:`~freqtail.evaluate.EvaluationRequest` evaluated on a run, into its folder;
 * :mod:`~freqtail.workflows.explain` — :func:`explain`: one template for the sensitivity, landscape
   and heat-map analyses of a run;
-* :mod:`~freqtail.workflows.demo` — ``freqtail demo``: the whole pipeline on the embedded dataset.
+* :mod:`~freqtail.workflows.demo` — ``freqtail demo``: the whole pipeline on the embedded dataset;
+* :mod:`~freqtail.workflows.grid_spec` — :class:`GridSpec`: an experiment grid (a base and a product
+  of axes and/or explicit cells, or a preset family of the paper), each :class:`GridCell` a validated
+  config with a readable name;
+* :mod:`~freqtail.workflows.grid_manifest` — :class:`GridManifest`: the grid folder's ``grid.json``
+  (every cell's state), claimed and updated under the grid's lock, stale cells taken over;
+* :mod:`~freqtail.workflows.grid_run` — :func:`run_grid`: the local sequential launcher (claim, train
+  and evaluate, record, until nothing is left).
 
 Example:
     >>> from freqtail.evaluate import EvaluationRequest
@@ -35,14 +42,25 @@ from freqtail.workflows.explain import (
     SensitivityAnalysis,
     explain,
 )
+from freqtail.workflows.grid_manifest import CellRecord, CellState, GridManifest, GridSummary
+from freqtail.workflows.grid_run import GridOutcome, run_cell, run_grid
+from freqtail.workflows.grid_spec import CellSpec, GridCell, GridSpec
 from freqtail.workflows.results_store import ResultsStore
 from freqtail.workflows.run_folder import RunFolder, RunSettings, state_digest
 from freqtail.workflows.run_model import is_bare_weights, load_model_from_run
 from freqtail.workflows.training import TrainRequest, train_run
 
 __all__ = [
+    "CellRecord",
+    "CellSpec",
+    "CellState",
     "ExplainRequest",
     "Explanation",
+    "GridCell",
+    "GridManifest",
+    "GridOutcome",
+    "GridSpec",
+    "GridSummary",
     "HeatmapAnalysis",
     "LandscapeAnalysis",
     "ResultsStore",
@@ -55,6 +73,8 @@ __all__ = [
     "explain",
     "is_bare_weights",
     "load_model_from_run",
+    "run_cell",
+    "run_grid",
     "state_digest",
     "train_run",
 ]
