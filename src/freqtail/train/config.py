@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import math
 import os
@@ -223,12 +224,16 @@ class TrainConfig:
     def adversarial(self) -> bool:
         return self.objective in ADVERSARIAL_OBJECTIVES
 
-    @property
+    # The budgets keep their written form ("8/255") for config.yaml; their value is parsed once per
+    # config (cached_property writes to the instance dict, which a frozen dataclass allows).
+    @functools.cached_property
     def eps_value(self) -> float:
+        """``eps`` on the [0, 1] scale."""
         return _parse_budget(self.eps, "eps")
 
-    @property
+    @functools.cached_property
     def step_size_value(self) -> float:
+        """``step_size`` on the [0, 1] scale."""
         return _parse_budget(self.step_size, "step_size")
 
     @property
