@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 
 import numpy as np
 import pytest
@@ -14,7 +13,6 @@ import torch
 
 from freqtail.data import build_dataset
 from freqtail.data.corrupted_sets import load_corrupted_set
-from freqtail.distributed import DistContext
 from freqtail.errors import InputError
 from freqtail.evaluate import run_evaluation
 from freqtail.evaluate.records import (
@@ -29,7 +27,14 @@ from freqtail.evaluate.results import load_records, load_results, write_results
 from freqtail.evaluate.sharding import batch_seed, global_batches
 from freqtail.evaluate.suites import SUITE_SPECS, default_budget
 from freqtail.formatting import MISSING, percent
-from test_evaluate_support import eval_cache, load_run, make_plan, shared_cache, tiny_runs  # noqa: F401
+from test_evaluate_support import (  # noqa: F401
+    eval_cache,
+    evaluate_in_two_processes,
+    load_run,
+    make_plan,
+    shared_cache,
+    tiny_runs,
+)
 
 # ------------------------------------------------------------------------------------------- ids
 
@@ -227,44 +232,13 @@ def test_per_image_bits_agree_with_independent_per_image_computations(tiny_runs,
         assert int(bits.sum()) == corruptions.extras["per_corruption"][name]["3"]["correct"]
 
 
-def _worker(rank, world, init_file, run_dir, cache, work_dir, out_file):
-    import torch.distributed as dist
-
-    os.environ["FREQTAIL_CACHE"] = cache
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        model, _ = load_run(run_dir)
-        plan = make_plan(**REQUEST, work_dir=work_dir)
-        records = run_evaluation(plan, model, context=DistContext(rank, world, torch.device("cpu")))
-        if rank == 0:
-            with open(out_file, "w", encoding="utf-8") as handle:
-                json.dump(records, handle)
-    finally:
-        dist.destroy_process_group()
-
-
 @pytest.mark.slow
 def test_two_gloo_processes_give_the_same_bits_as_one(tiny_runs, shared_cache, tmp_path):
-    import torch.multiprocessing as mp
-
     model, _ = load_run(tiny_runs["standard"])
     single = run_evaluation(make_plan(**REQUEST, work_dir=tmp_path / "work"), model)
-    out_file = tmp_path / "records.json"
-    mp.spawn(
-        _worker,
-        args=(
-            2,
-            str(tmp_path / "init"),
-            str(tiny_runs["standard"]),
-            str(shared_cache),
-            str(tmp_path / "work"),
-            str(out_file),
-        ),
-        nprocs=2,
-        join=True,
+    double = evaluate_in_two_processes(
+        tiny_runs["standard"], {**REQUEST, "work_dir": tmp_path / "work"}, shared_cache, tmp_path
     )
-    double = json.loads(out_file.read_text(encoding="utf-8"))
     # 24 images in batches of 8: rank 0 measures batches 0 and 2, rank 1 batch 1.
     assert [r["id"] for r in double] == [r["id"] for r in single]
     for one, two in zip(single, double, strict=True):

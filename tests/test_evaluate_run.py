@@ -5,16 +5,22 @@ distributed counting, resume and bad input."""
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
 import torch
 
-from freqtail.distributed import DistContext
 from freqtail.errors import CheckpointError, DatasetNotFoundError, InputError
 from freqtail.evaluate import run_evaluation, stratified_subset
-from test_evaluate_support import eval_cache, evaluate, load_run, make_plan, shared_cache, tiny_runs  # noqa: F401
+from test_evaluate_support import (  # noqa: F401
+    eval_cache,
+    evaluate,
+    evaluate_in_two_processes,
+    load_run,
+    make_plan,
+    shared_cache,
+    tiny_runs,
+)
 
 MASKING = {"masking_n": 16, "masking_queries": 50}
 
@@ -289,23 +295,6 @@ def test_resume_skips_records_with_the_same_fingerprint(tiny_runs, shared_cache)
     assert [r["metric"] for r in changed] == ["pgd-20-ce"]  # clean does not depend on the attack seed
 
 
-def _distributed_worker(rank, world, init_file, run_dir, cache, work_dir, out_file):
-    import torch.distributed as dist
-
-    os.environ["FREQTAIL_CACHE"] = cache
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        model, _ = load_run(run_dir)
-        plan = make_plan(**_distributed_request(work_dir))
-        records = run_evaluation(plan, model, context=DistContext(rank, world, torch.device("cpu")))
-        if rank == 0:
-            with open(out_file, "w", encoding="utf-8") as handle:
-                json.dump(records, handle)
-    finally:
-        dist.destroy_process_group()
-
-
 def _distributed_request(work_dir) -> dict:
     return {
         "dataset": "embedded",
@@ -324,25 +313,11 @@ def _distributed_request(work_dir) -> dict:
 
 @pytest.mark.slow
 def test_two_gloo_processes_count_exactly_like_one(tiny_runs, shared_cache, tmp_path):
-    import torch.multiprocessing as mp
-
     model, _ = load_run(tiny_runs["bass"])
     single = run_evaluation(make_plan(**_distributed_request(tmp_path / "work")), model)
-    out_file = tmp_path / "records.json"
-    mp.spawn(
-        _distributed_worker,
-        args=(
-            2,
-            str(tmp_path / "init"),
-            str(tiny_runs["bass"]),
-            str(shared_cache),
-            str(tmp_path / "work"),
-            str(out_file),
-        ),
-        nprocs=2,
-        join=True,
+    double = evaluate_in_two_processes(
+        tiny_runs["bass"], _distributed_request(tmp_path / "work"), shared_cache, tmp_path
     )
-    double = json.loads(out_file.read_text(encoding="utf-8"))
 
     def counts(records):
         out = {}

@@ -8,12 +8,23 @@ different, meaningful numbers.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import fields
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
-from freqtail.evaluate import EvaluationRequest, EvaluationTarget, evaluate_model, plan_evaluation
+from freqtail.distributed import DistContext
+from freqtail.evaluate import (
+    EvaluationRequest,
+    EvaluationTarget,
+    evaluate_model,
+    plan_evaluation,
+    run_evaluation,
+)
 
 STEPS = 150
 _TARGET_FIELDS = {f.name for f in fields(EvaluationTarget)}
@@ -35,6 +46,35 @@ def make_plan(**options):
 def evaluate(model, **options) -> list[dict]:
     """``evaluate_model`` of flat keyword options (see :func:`request_and_target`)."""
     return evaluate_model(model, *request_and_target(**options))
+
+
+def _gloo_worker(rank, world, init_file, run_dir, cache, options, out_file):
+    os.environ["FREQTAIL_CACHE"] = cache
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        model, _ = load_run(run_dir)
+        records = run_evaluation(
+            make_plan(**options), model, context=DistContext(rank, world, torch.device("cpu"))
+        )
+        if rank == 0:
+            with open(out_file, "w", encoding="utf-8") as handle:
+                json.dump(records, handle)
+    finally:
+        dist.destroy_process_group()
+
+
+def evaluate_in_two_processes(run_dir, options: dict, cache, tmp_path) -> list[dict]:
+    """Rank 0's records of the evaluation ``options`` (flat, see :func:`make_plan`) of the run in
+    ``run_dir``, run by two real gloo processes on the CPU."""
+    out_file = tmp_path / "records.json"
+    mp.spawn(
+        _gloo_worker,
+        args=(2, str(tmp_path / "init"), str(run_dir), str(cache), options, str(out_file)),
+        nprocs=2,
+        join=True,
+    )
+    return json.loads(out_file.read_text(encoding="utf-8"))
 
 
 def make_run(folder, bass: str | None, steps: int = STEPS, **config_keys):
