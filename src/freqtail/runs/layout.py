@@ -26,6 +26,7 @@ at its top, the grid's manifest and locks::
       grid.json                the spec and every cell's state (format ``freqtail-grid``)
       .grid.lock               held while a process reads, changes and writes grid.json
       .grid-cells/NAME.lock    held by the launcher running cell NAME (ends with its process)
+      table.md/.csv/.tex       the grid's cells against the paper's tables (rewritten per cell)
       NAME/                    the cell's run folder
 
 A demo folder (``freqtail demo``) holds the four run folders and, at its top, the demo's own
@@ -60,6 +61,10 @@ DEMO_SUMMARY_FILE = "demo-summary.json"
 GRID_MANIFEST = "grid.json"
 GRID_LOCK = ".grid.lock"
 GRID_CELL_LOCKS_DIR = ".grid-cells"
+#: A grid folder's tables against the paper (:mod:`freqtail.workflows.grid_table`): Markdown, CSV, LaTeX.
+GRID_TABLE_MD = "table.md"
+GRID_TABLE_CSV = "table.csv"
+GRID_TABLE_TEX = "table.tex"
 #: Analyses whose results a run folder holds as ``<kind>.json`` (+ ``<kind>.npz`` for the first three).
 ANALYSES = ("sensitivity", "landscape", "heatmap")
 #: Dataset facts a folder may hold as ``<kind>.json``.
@@ -194,6 +199,21 @@ class GridLayout:
     def lock(self) -> Path:
         """The lock held around every read-modify-write of the manifest (:data:`GRID_LOCK`)."""
         return self.folder / GRID_LOCK
+
+    @property
+    def table_md(self) -> Path:
+        """The grid's table against the paper as Markdown (:data:`GRID_TABLE_MD`)."""
+        return self.folder / GRID_TABLE_MD
+
+    @property
+    def table_csv(self) -> Path:
+        """The same as CSV, one row per cell and column (:data:`GRID_TABLE_CSV`)."""
+        return self.folder / GRID_TABLE_CSV
+
+    @property
+    def table_tex(self) -> Path:
+        """The same as a LaTeX (booktabs) fragment (:data:`GRID_TABLE_TEX`)."""
+        return self.folder / GRID_TABLE_TEX
 
     def run_dir(self, cell: str) -> Path:
         """The run folder of cell ``cell``."""

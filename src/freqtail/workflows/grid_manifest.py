@@ -216,6 +216,54 @@ def spec_difference(stored: dict[str, Any], spec: GridSpec, where: Path) -> str:
     return f"{head} has the cell {extra[0] if extra else '?'}, which this spec has not{tail}"
 
 
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest's JSON, its format and version checked (one InputError sentence otherwise)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(
+            f"The grid manifest {path} cannot be read ({type(err).__name__}); restore it or choose "
+            "another folder."
+        ) from None
+    if not (
+        isinstance(data, dict)
+        and data.get("format") == MANIFEST_FORMAT
+        and isinstance(data.get("cells"), list)
+        and isinstance(data.get("digest"), str)
+    ):
+        raise InputError(f"The file {path} is not a {MANIFEST_FORMAT} manifest; choose another folder.")
+    if data.get("version") != MANIFEST_VERSION:
+        raise InputError(
+            f"The grid manifest {path} has version {data.get('version')!r}; this freqtail reads "
+            f"version {MANIFEST_VERSION}."
+        )
+    return data
+
+
+def _rows(data: dict[str, Any], layout: GridLayout) -> list[CellRecord]:
+    """The manifest's cell rows (one InputError sentence on a damaged row)."""
+    try:
+        return [CellRecord.from_json(row, layout.folder) for row in data["cells"]]
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(
+            f"The grid manifest {layout.manifest} has a damaged cell row ({type(err).__name__}: "
+            f"{err}); restore it or choose another folder."
+        ) from None
+
+
+def read_states(folder: str | os.PathLike) -> tuple[CellRecord, ...]:
+    """Every cell's row of the grid in ``folder``, in the spec's order, read without its spec (a
+    table or a status view of a grid; the file is written atomically, so no lock is taken).
+
+    Raises:
+        InputError: the folder holds no grid manifest, or a damaged one (one sentence).
+    """
+    layout = GridLayout.of(folder)
+    if not layout.manifest.is_file():
+        raise InputError(f"The folder {layout.folder} holds no grid manifest; run the grid there first.")
+    return tuple(_rows(_read_manifest(layout.manifest), layout))
+
+
 class GridManifest:
     """The manifest of one grid folder, opened for one spec (use :meth:`open`).
 
@@ -280,27 +328,7 @@ class GridManifest:
             yield
 
     def _read(self) -> dict[str, Any]:
-        path = self.layout.manifest
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise InputError(
-                f"The grid manifest {path} cannot be read ({type(err).__name__}); restore it or choose "
-                "another folder."
-            ) from None
-        if not (
-            isinstance(data, dict)
-            and data.get("format") == MANIFEST_FORMAT
-            and isinstance(data.get("cells"), list)
-            and isinstance(data.get("digest"), str)
-        ):
-            raise InputError(f"The file {path} is not a {MANIFEST_FORMAT} manifest; choose another folder.")
-        if data.get("version") != MANIFEST_VERSION:
-            raise InputError(
-                f"The grid manifest {path} has version {data.get('version')!r}; this freqtail reads "
-                f"version {MANIFEST_VERSION}."
-            )
-        return data
+        return _read_manifest(self.layout.manifest)
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         atomic_write_json(
@@ -315,13 +343,7 @@ class GridManifest:
         )
 
     def _records(self, data: dict[str, Any]) -> list[CellRecord]:
-        try:
-            return [CellRecord.from_json(row, self.layout.folder) for row in data["cells"]]
-        except (KeyError, TypeError, ValueError) as err:
-            raise InputError(
-                f"The grid manifest {self.layout.manifest} has a damaged cell row ({type(err).__name__}: "
-                f"{err}); restore it or choose another folder."
-            ) from None
+        return _rows(data, self.layout)
 
     @contextlib.contextmanager
     def _editing(self) -> Iterator[list[CellRecord]]:
@@ -496,5 +518,6 @@ __all__ = [
     "GridManifest",
     "GridSummary",
     "new_launcher_id",
+    "read_states",
     "spec_difference",
 ]
