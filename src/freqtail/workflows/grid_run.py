@@ -12,6 +12,10 @@ over (and said so), a partial run resumes from its checkpoint (:func:`run_cell`:
 ``resume=True``), stored evaluation numbers are skipped, failed cells are retried while they have
 tries left (``retries``).
 
+After every finished or failed cell the grid's table against the paper (``GRID/table.md``, ``.csv``,
+``.tex``; :func:`~freqtail.workflows.grid_table.write_grid_table`) is rewritten; a table that cannot
+be written is one logged sentence and never fails the grid.
+
 >>> from freqtail.workflows.grid_spec import GridSpec
 >>> from freqtail.workflows.grid_run import run_grid
 >>> outcome = run_grid(GridSpec.family("t1", overrides={"data_root": "~/data"}), "grids/t1")
@@ -31,6 +35,7 @@ from freqtail.errors import ConfigError, FreqtailError
 from freqtail.workflows.evaluation import evaluate_run
 from freqtail.workflows.grid_manifest import CellRecord, GridManifest, GridSummary, new_launcher_id
 from freqtail.workflows.grid_spec import GridCell, GridSpec
+from freqtail.workflows.grid_table import write_grid_table
 from freqtail.workflows.run_folder import RunFolder
 from freqtail.workflows.training import TrainRequest, train_run
 
@@ -75,6 +80,16 @@ def failure_sentence(err: BaseException) -> str:
     if len(text) > MAX_WHY:
         text = text[: MAX_WHY - 3] + "..."
     return text if text.endswith((".", "!", "?", "...")) else text + "."
+
+
+def refresh_table(folder: Path, say: Callable[[str], None]) -> None:
+    """Rewrite the grid's table (:func:`~freqtail.workflows.grid_table.write_grid_table`); any error
+    is said in one sentence and swallowed, so a table never fails the grid."""
+    try:
+        write_grid_table(folder)
+    except Exception as err:  # the table is a view: the grid goes on without it
+        words = (str(err).strip().splitlines() or [""])[0].rstrip(".") or "no message"
+        say(f"The grid table in {folder} was not updated ({type(err).__name__}: {words}); the grid goes on.")
 
 
 def run_cell(
@@ -159,6 +174,7 @@ def run_grid(
             manifest.fail(cell, why, time.perf_counter() - started)
             failed.append((cell.name, why))
             say(f"{tag}: failed: {why}")
+            refresh_table(manifest.layout.folder, say)
             continue
         except BaseException:  # Ctrl-C (and SystemExit): the cell resumes next time
             manifest.release(cell)
@@ -168,6 +184,7 @@ def run_grid(
         manifest.finish(cell, seconds)
         finished.append(cell.name)
         say(f"{tag}: done in {seconds:.1f} s")
+        refresh_table(manifest.layout.folder, say)
     summary = manifest.summary()
     say(
         f"Grid {manifest.layout.folder}: {summary.done} of {summary.total} cells done, {summary.failed} "
@@ -184,4 +201,4 @@ def run_grid(
     )
 
 
-__all__ = ["CellRunner", "GridOutcome", "failure_sentence", "run_cell", "run_grid"]
+__all__ = ["CellRunner", "GridOutcome", "failure_sentence", "refresh_table", "run_cell", "run_grid"]
