@@ -516,7 +516,8 @@ def _section_notes(table: str | None, rows: Sequence[TableRow], confidence: floa
         f"Accuracy in %; [low, high] = the {level} Wilson score interval of correct / n; n = evaluated "
         f"images. Threat models shown: {', '.join(models)} (a model trained on the BaSS dataset is "
         "measured under `domain`, the paper's protocol of testing on the BaSS-converted test set; every "
-        "other model under `standard`)."
+        "other model under `standard`). Each number is the record of checkpoint `best` (else `last`) at "
+        "the cell's training budget; the CSV names every record's id."
     ]
     if any(row.deltas for row in rows):
         notes.append(

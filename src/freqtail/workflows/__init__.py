@@ -21,7 +21,9 @@ line (``freqtail ...``), which parses options into the requests here and prints 
 * :mod:`~freqtail.workflows.grid_manifest` — :class:`GridManifest`: the grid folder's ``grid.json``
   (every cell's state), claimed and updated under the grid's lock, stale cells taken over;
 * :mod:`~freqtail.workflows.grid_run` — :func:`run_grid`: the local sequential launcher (claim, train
-  and evaluate, record, until nothing is left).
+  and evaluate, record, until nothing is left), rewriting the grid's table after each cell;
+* :mod:`~freqtail.workflows.grid_table` — :func:`grid_table` / :func:`write_grid_table`: the grid's
+  cells beside the paper's published Tables 1, 3 and 4 (``GRID/table.md``, ``.csv``, ``.tex``).
 
 Example:
     >>> from freqtail.evaluate import EvaluationRequest
@@ -45,6 +47,7 @@ from freqtail.workflows.explain import (
 from freqtail.workflows.grid_manifest import CellRecord, CellState, GridManifest, GridSummary
 from freqtail.workflows.grid_run import GridOutcome, run_cell, run_grid
 from freqtail.workflows.grid_spec import CellSpec, GridCell, GridSpec
+from freqtail.workflows.grid_table import grid_table, write_grid_table
 from freqtail.workflows.results_store import ResultsStore
 from freqtail.workflows.run_folder import RunFolder, RunSettings, state_digest
 from freqtail.workflows.run_model import is_bare_weights, load_model_from_run
@@ -71,10 +74,12 @@ __all__ = [
     "TrainRequest",
     "evaluate_run",
     "explain",
+    "grid_table",
     "is_bare_weights",
     "load_model_from_run",
     "run_cell",
     "run_grid",
     "state_digest",
     "train_run",
+    "write_grid_table",
 ]
