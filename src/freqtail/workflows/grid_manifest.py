@@ -42,7 +42,7 @@ from typing import Any
 from freqtail.errors import FreqtailError, InputError, LockedError
 from freqtail.io import atomic_write_json, check_writable_folder
 from freqtail.locks import Lock, exclusive, try_lock
-from freqtail.runs.layout import GRID_CELL_LOCKS_DIR, GRID_LOCK, GridLayout
+from freqtail.runs.layout import GRID_CELL_LOCKS_DIR, GRID_LOCK, GRID_MANIFEST, GridLayout
 from freqtail.workflows.grid_spec import GridCell, GridSpec
 
 MANIFEST_FORMAT = "freqtail-grid"
@@ -216,6 +216,42 @@ def spec_difference(stored: dict[str, Any], spec: GridSpec, where: Path) -> str:
     return f"{head} has the cell {extra[0] if extra else '?'}, which this spec has not{tail}"
 
 
+def _read_manifest(layout: GridLayout) -> dict[str, Any]:
+    """The manifest's JSON, checked to be a manifest of this version (one sentence otherwise)."""
+    path = layout.manifest
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(
+            f"The grid manifest {path} cannot be read ({type(err).__name__}); restore it or choose "
+            "another folder."
+        ) from None
+    if not (
+        isinstance(data, dict)
+        and data.get("format") == MANIFEST_FORMAT
+        and isinstance(data.get("cells"), list)
+        and isinstance(data.get("digest"), str)
+    ):
+        raise InputError(f"The file {path} is not a {MANIFEST_FORMAT} manifest; choose another folder.")
+    if data.get("version") != MANIFEST_VERSION:
+        raise InputError(
+            f"The grid manifest {path} has version {data.get('version')!r}; this freqtail reads "
+            f"version {MANIFEST_VERSION}."
+        )
+    return data
+
+
+def _manifest_rows(layout: GridLayout, data: dict[str, Any]) -> list[CellRecord]:
+    """The cell rows of a manifest's JSON (one sentence on a damaged row)."""
+    try:
+        return [CellRecord.from_json(row, layout.folder) for row in data["cells"]]
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(
+            f"The grid manifest {layout.manifest} has a damaged cell row ({type(err).__name__}: "
+            f"{err}); restore it or choose another folder."
+        ) from None
+
+
 class GridManifest:
     """The manifest of one grid folder, opened for one spec (use :meth:`open`).
 
@@ -280,27 +316,7 @@ class GridManifest:
             yield
 
     def _read(self) -> dict[str, Any]:
-        path = self.layout.manifest
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise InputError(
-                f"The grid manifest {path} cannot be read ({type(err).__name__}); restore it or choose "
-                "another folder."
-            ) from None
-        if not (
-            isinstance(data, dict)
-            and data.get("format") == MANIFEST_FORMAT
-            and isinstance(data.get("cells"), list)
-            and isinstance(data.get("digest"), str)
-        ):
-            raise InputError(f"The file {path} is not a {MANIFEST_FORMAT} manifest; choose another folder.")
-        if data.get("version") != MANIFEST_VERSION:
-            raise InputError(
-                f"The grid manifest {path} has version {data.get('version')!r}; this freqtail reads "
-                f"version {MANIFEST_VERSION}."
-            )
-        return data
+        return _read_manifest(self.layout)
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         atomic_write_json(
@@ -315,13 +331,7 @@ class GridManifest:
         )
 
     def _records(self, data: dict[str, Any]) -> list[CellRecord]:
-        try:
-            return [CellRecord.from_json(row, self.layout.folder) for row in data["cells"]]
-        except (KeyError, TypeError, ValueError) as err:
-            raise InputError(
-                f"The grid manifest {self.layout.manifest} has a damaged cell row ({type(err).__name__}: "
-                f"{err}); restore it or choose another folder."
-            ) from None
+        return _manifest_rows(self.layout, data)
 
     @contextlib.contextmanager
     def _editing(self) -> Iterator[list[CellRecord]]:
@@ -486,6 +496,21 @@ class GridManifest:
         )
 
 
+def read_grid_states(folder: str | os.PathLike) -> tuple[CellRecord, ...]:
+    """Every cell's row of the grid in ``folder``, without its spec (a status view; nothing is written).
+
+    Raises:
+        InputError: ``folder`` is not a grid folder (no manifest), or its manifest is damaged.
+    """
+    layout = GridLayout.of(folder)
+    if not layout.manifest.is_file():
+        raise InputError(
+            f"The folder {layout.folder} is not a grid folder (it has no {GRID_MANIFEST}); give the --out "
+            "folder of 'freqtail grid run' or 'freqtail reproduce'."
+        )
+    return tuple(_manifest_rows(layout, _read_manifest(layout)))
+
+
 __all__ = [
     "MANIFEST_FORMAT",
     "MANIFEST_VERSION",
@@ -496,5 +521,6 @@ __all__ = [
     "GridManifest",
     "GridSummary",
     "new_launcher_id",
+    "read_grid_states",
     "spec_difference",
 ]
