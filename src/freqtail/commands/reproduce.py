@@ -27,6 +27,12 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("name", metavar="NAME", help="t1, t3, t4 or fig3")
+    parser.add_argument(
+        "--data-root",
+        metavar="DIR",
+        help="folder holding the data sets (config key data_root of every cell; the smoke scale uses the "
+        "embedded data instead)",
+    )
     add_launch_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -36,5 +42,9 @@ def run(args) -> int:
     from freqtail.workflows.grid_scale import scale_spec
     from freqtail.workflows.grid_spec import GridSpec
 
-    spec = scale_spec(GridSpec.family(args.name), args.scale)
-    return launch(spec, args, ["reproduce", args.name])
+    overrides = {"data_root": args.data_root} if args.data_root is not None else {}
+    spec = scale_spec(GridSpec.family(args.name, overrides=overrides), args.scale)
+    command = ["reproduce", args.name]
+    if args.data_root is not None:
+        command += ["--data-root", args.data_root]
+    return launch(spec, args, command)
