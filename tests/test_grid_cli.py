@@ -8,6 +8,11 @@ refusals of bad input (one sentence, exit 2, no traceback).
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -140,6 +145,61 @@ def test_a_failing_cell_exits_1_naming_it_and_the_others_finish(tmp_path, capsys
     cells = {c["name"]: c for c in _status(out, capsys)["cells"]}
     assert cells["base-seed=0"]["state"] == "done"
     assert cells["missing-data"]["state"] == "failed" and cells["missing-data"]["why"]
+
+
+def _wait_until_running(folder: Path, process: subprocess.Popen, cells: int, limit: float = 120.0) -> None:
+    """Wait until ``cells`` cells of the grid are running (a deadline only against a hang)."""
+    deadline = time.monotonic() + limit
+    while True:
+        assert process.poll() is None, process.communicate()
+        manifest = folder / "grid.json"
+        if manifest.is_file():
+            try:
+                rows = json.loads(manifest.read_text())["cells"]
+            except (json.JSONDecodeError, KeyError):
+                rows = []  # never: the file is written atomically
+            if sum(row["state"] == "running" for row in rows) >= cells:
+                return
+        assert time.monotonic() < deadline, "the cells never started"
+        time.sleep(0.05)
+
+
+def test_ctrl_c_stops_every_launcher_exits_130_and_puts_the_cells_back(tmp_path, capsys):
+    spec_file = tmp_path / "long.yaml"
+    spec_file.write_text(
+        TINY_GRID.replace("epochs: 1", "epochs: 1000").replace("seed: [0, 1, 2]", "seed: [0, 1]")
+    )
+    out = tmp_path / "long"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
+        "OMP_NUM_THREADS": "1",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "freqtail.cli",
+            "grid",
+            "run",
+            str(spec_file),
+            "--out",
+            str(out),
+            "--jobs",
+            "2",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_until_running(out, process, cells=2)
+    process.send_signal(signal.SIGINT)  # the parent launcher only: it stops its launcher processes
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "freqtail grid: interrupted."
+    cells = _status(out, capsys)["cells"]
+    assert [(c["state"], c["attempts"], c["host"]) for c in cells] == [("pending", 0, None)] * 2
 
 
 @pytest.mark.parametrize(
