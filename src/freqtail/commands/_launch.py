@@ -85,7 +85,8 @@ def _copy_lines(stream, tag: str) -> None:
         print(f"{tag} {line.rstrip()}", flush=True)
 
 
-def _parallel(spec, args: argparse.Namespace, command: list[str], jobs: int) -> None:
+def _parallel(spec, args: argparse.Namespace, command: list[str], jobs: int) -> list[int]:
+    """Run ``jobs`` launcher processes to their end; returns their exit codes."""
     import subprocess
     import threading
 
@@ -112,6 +113,7 @@ def _parallel(spec, args: argparse.Namespace, command: list[str], jobs: int) -> 
         raise
     for reader in readers:
         reader.join()
+    return [process.returncode for process in processes]
 
 
 def _stop(processes) -> None:
@@ -147,10 +149,11 @@ def launch(spec, args: argparse.Namespace, command: list[str]) -> int:
         for line in describe_scale(spec, args.scale, args.only):
             print(line, flush=True)
     jobs = min(args.jobs, len(names))
+    codes: list[int] = []
     if jobs == 1:
         _sequential(spec, args)
     else:
-        _parallel(spec, args, command, jobs)
+        codes = _parallel(spec, args, command, jobs)
     if args.launcher_process:
         return 0  # the parent launcher reports
     status = grid_status(args.out)
@@ -161,6 +164,15 @@ def launch(spec, args: argparse.Namespace, command: list[str]) -> int:
     if failed:
         listed = "; ".join(f"{record.name} ({record.why})" for record in failed)
         print(f"{len(failed)} of {len(chosen)} cells failed: {listed}", file=sys.stderr, flush=True)
+        return 1
+    left = [cell.record.name for cell in chosen if cell.record.state.value == "pending"]
+    if left:  # a launcher process ended early (its own error is in its lines above)
+        print(
+            f"{len(left)} cells were not run ({', '.join(left)}): the launcher processes ended with exit "
+            f"codes {', '.join(map(str, codes))}; run the same command again.",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1
     return 0
 
