@@ -35,6 +35,8 @@ COMMAND_ORDER = (
     "landscape",
     "heatmap",
     "report",
+    "grid",
+    "reproduce",
 )
 
 

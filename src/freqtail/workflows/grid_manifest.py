@@ -42,7 +42,7 @@ from typing import Any
 from freqtail.errors import FreqtailError, InputError, LockedError
 from freqtail.io import atomic_write_json, check_writable_folder
 from freqtail.locks import Lock, exclusive, try_lock
-from freqtail.runs.layout import GRID_CELL_LOCKS_DIR, GRID_LOCK, GridLayout
+from freqtail.runs.layout import GRID_CELL_LOCKS_DIR, GRID_LOCK, GRID_MANIFEST, GridLayout
 from freqtail.workflows.grid_spec import GridCell, GridSpec
 
 MANIFEST_FORMAT = "freqtail-grid"
@@ -260,8 +260,20 @@ def read_states(folder: str | os.PathLike) -> tuple[CellRecord, ...]:
     """
     layout = GridLayout.of(folder)
     if not layout.manifest.is_file():
-        raise InputError(f"The folder {layout.folder} holds no grid manifest; run the grid there first.")
+        raise InputError(
+            f"The folder {layout.folder} is not a grid folder (it has no {GRID_MANIFEST}); give the --out "
+            "folder of 'freqtail grid run' or 'freqtail reproduce'."
+        )
     return tuple(_rows(_read_manifest(layout.manifest), layout))
+
+
+def read_family(folder: str | os.PathLike) -> str | None:
+    """The preset family (``t1``, ``t3``, ``t4``, ``fig3``) the grid in ``folder`` was built from, or
+    None for a researcher's own grid (see :func:`read_states` for the errors)."""
+    layout = GridLayout.of(folder)
+    read_states(layout.folder)  # the same refusal of a folder that holds no grid
+    family = (_read_manifest(layout.manifest).get("spec") or {}).get("family")
+    return family if isinstance(family, str) else None
 
 
 class GridManifest:
@@ -518,6 +530,7 @@ __all__ = [
     "GridManifest",
     "GridSummary",
     "new_launcher_id",
+    "read_family",
     "read_states",
     "spec_difference",
 ]

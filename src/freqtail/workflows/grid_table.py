@@ -21,8 +21,11 @@ them after every finished or failed cell.
 * a BaSS row also needs ``bass_strength: 1`` (the published weights); BaSS as augmentation
   (``bass: augment``, Figure 3) and every other combination match no row.
 
-So ``t1-cifar10-resnet18-pgd-at-bass`` is Table 1, PGD-AT + BaSS, ResNet-18, CIFAR-10. Other keys
-(epochs, lr, a smoke scale) are not compared: a cell is shown beside its row whatever its recipe. A
+So ``t1-cifar10-resnet18-pgd-at-bass`` is Table 1, PGD-AT + BaSS, ResNet-18, CIFAR-10. A cell of a
+preset family grid (``freqtail reproduce t1`` ...) is matched by the config of its preset at paper
+scale, so a ``--scale smoke`` cell (trained on the embedded set) stands beside the row it stands in
+for. Other keys (epochs, lr, the scale) are not compared: a cell is shown beside its row whatever its
+recipe. A
 cell that matches no row still gets its measured values, intervals and seed summary, without
 published columns.
 
@@ -58,7 +61,8 @@ from freqtail.report.paper_table import (
     build_paper_table,
 )
 from freqtail.runs.layout import GridLayout, RunLayout
-from freqtail.workflows.grid_manifest import CellRecord, read_states
+from freqtail.workflows.grid_manifest import CellRecord, read_family, read_states
+from freqtail.workflows.grid_spec import GridSpec
 
 #: Config dataset -> the paper's name.
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "restricted-imagenet": "Restricted-ImageNet"}
@@ -78,7 +82,8 @@ TABLE_EPS = {"table1": 8 / 255, "table3": 4 / 255}
 #: The sentence under every grid table on how cells were matched.
 MATCHING_NOTE = (
     "Cells are matched to the paper's rows by dataset, model, objective, BaSS mode and (adversarial "
-    "rows) training eps only; other keys (epochs, lr, ...) may differ from the paper's recipe."
+    "rows) training eps only (a preset family's cells by their preset, at any scale); other keys "
+    "(epochs, lr, the scale) may differ from the paper's recipe."
 )
 _SEED_PART = re.compile(r"-seed=\d+")
 
@@ -135,8 +140,9 @@ def _budget(config: Mapping[str, Any]) -> str | None:
     return f"eps={eps_label(float(eps))}"
 
 
-def _cell(row: CellRecord, group: str | None) -> MeasuredCell:
-    """One manifest row as a :class:`MeasuredCell` (a done cell's records loaded)."""
+def _cell(row: CellRecord, group: str | None, preset: Mapping[str, Any] | None) -> MeasuredCell:
+    """One manifest row as a :class:`MeasuredCell` (a done cell's records loaded); ``preset`` is the
+    paper-scale config the cell stands in for (a family grid at any scale), matched instead of its own."""
     config = row.config
     state, why = row.state.value, row.why
     by_threat: dict[str, list[Record]] = {}
@@ -153,7 +159,7 @@ def _cell(row: CellRecord, group: str | None) -> MeasuredCell:
     seed = config.get("seed")
     return MeasuredCell(
         name=row.name,
-        key=published_key(config),
+        key=published_key(preset if preset is not None else config),
         state=state,
         why=why,
         threat_model=paper_threat_model(config),
@@ -175,6 +181,10 @@ def grid_table(folder: str | os.PathLike) -> PaperTable:
         InputError: no grid manifest in ``folder``, or a damaged one (one sentence).
     """
     rows = read_states(folder)
+    family = read_family(folder)
+    presets = (
+        {cell.name: cell.config.comparable() for cell in GridSpec.family(family).cells()} if family else {}
+    )
     members: dict[str, list[str]] = {}
     for row in rows:
         members.setdefault(_group(row), []).append(row.name)
@@ -183,7 +193,7 @@ def grid_table(folder: str | os.PathLike) -> PaperTable:
         if len(names) > 1:
             label = _SEED_PART.sub("", names[0])
             labels[key] = label if label not in labels.values() else names[0]
-    cells = [_cell(row, labels.get(_group(row))) for row in rows]
+    cells = [_cell(row, labels.get(_group(row)), presets.get(row.name)) for row in rows]
     return build_paper_table(cells, notes=(MATCHING_NOTE,))
 
 

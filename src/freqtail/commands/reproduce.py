@@ -1,0 +1,50 @@
+"""``freqtail reproduce``: run a paper table or figure as a grid (``t1``, ``t3``, ``t4``, ``fig3``)."""
+
+from __future__ import annotations
+
+from freqtail.commands._common import add_parser
+from freqtail.commands._launch import add_launch_arguments
+
+EXAMPLE = (
+    "freqtail reproduce t1 --scale smoke --out grids/t1-smoke\n"
+    "  freqtail reproduce t1 --out grids/t1 --only '*cifar10-resnet18*'\n"
+    "  freqtail grid status grids/t1"
+)
+
+
+def register(subparsers) -> None:
+    parser = add_parser(
+        subparsers,
+        "reproduce",
+        help="train and evaluate every run of a paper table (t1, t3, t4) or figure (fig3) as a grid",
+        example=EXAMPLE,
+        description=(
+            "Runs the paper's grid NAME, one cell per preset of configs/NAME-*.yaml, evaluated with the "
+            "suites the paper reports: t1 (Table 1, 24 cells) and t3 (Table 3, 4 cells) clean, PGD-20 and "
+            "AutoAttack; t4 (Table 4, 16 cells) clean and corruptions; fig3 (Figure 3, 6 cells) clean and "
+            "PGD-20. The same launcher as 'freqtail grid run': resumable, --jobs N launchers, "
+            "'freqtail grid status DIR' shows progress (docs/guides/reproduce.md)."
+        ),
+    )
+    parser.add_argument("name", metavar="NAME", help="t1, t3, t4 or fig3")
+    parser.add_argument(
+        "--data-root",
+        metavar="DIR",
+        help="folder holding the data sets (config key data_root of every cell; the smoke scale uses the "
+        "embedded data instead)",
+    )
+    add_launch_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from freqtail.commands._launch import launch
+    from freqtail.workflows.grid_scale import scale_spec
+    from freqtail.workflows.grid_spec import GridSpec
+
+    overrides = {"data_root": args.data_root} if args.data_root is not None else {}
+    spec = scale_spec(GridSpec.family(args.name, overrides=overrides), args.scale)
+    command = ["reproduce", args.name]
+    if args.data_root is not None:
+        command += ["--data-root", args.data_root]
+    return launch(spec, args, command)

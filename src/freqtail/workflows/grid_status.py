@@ -1,0 +1,156 @@
+"""What a grid folder's cells are doing: the manifest's rows plus each cell's training progress.
+
+:func:`grid_status` reads the manifest without the spec
+(:func:`~freqtail.workflows.grid_manifest.read_states`) and, for each cell, the last record of its
+run folder's ``metrics.jsonl`` (through :func:`freqtail.train.checkpointing.metrics_lines`): the epoch
+reached, the epochs the cell trains and the last test accuracy. Nothing is written; a grid being run
+by launchers may be read at any time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from freqtail.train.checkpointing import metrics_lines
+from freqtail.workflows.grid_manifest import CellRecord, CellState, GridSummary, read_states
+
+
+@dataclass(frozen=True)
+class CellStatus:
+    """One cell's row of a status view.
+
+    Attributes:
+        record: the manifest's row (state, holder, attempts, why, timings).
+        epoch: the last epoch in its ``metrics.jsonl`` (None before the first one).
+        epochs: the epochs the cell trains (None for a run counted in ``steps``).
+        test_acc: the last recorded test accuracy (None while unknown).
+    """
+
+    record: CellRecord
+    epoch: int | None
+    epochs: int | None
+    test_acc: float | None
+
+    @property
+    def since(self) -> str | None:
+        """When the cell's current state began: the claim while running, else the last finish."""
+        record = self.record
+        if record.holder is not None:
+            return record.holder.since
+        return record.timings.finished or record.timings.started
+
+    def line(self) -> str:
+        """``NAME  STATE  on HOST (pid N) since T, attempts A, epoch E/T, test_acc X[, why: ...]``."""
+        record = self.record
+        parts = [f"{record.name}  {record.state.value}"]
+        details = []
+        if record.holder is not None:
+            details.append(f"on {record.holder.host} (pid {record.holder.pid})")
+        if self.since is not None:
+            details.append(f"since {self.since}")
+        details.append(f"attempts {record.attempts}")
+        if self.epoch is not None:
+            details.append(f"epoch {self.epoch}/{self.epochs if self.epochs is not None else '?'}")
+        if self.test_acc is not None:
+            details.append(f"test_acc {self.test_acc:.4f}")
+        if record.state is CellState.FAILED and record.why:
+            details.append(f"why: {record.why}")
+        return "  ".join(parts) + "  " + ", ".join(details)
+
+    def to_json(self) -> dict[str, Any]:
+        record = self.record
+        holder = record.holder
+        return {
+            "name": record.name,
+            "state": record.state.value,
+            "run_dir": str(record.run_dir),
+            "host": None if holder is None else holder.host,
+            "pid": None if holder is None else holder.pid,
+            "launcher": None if holder is None else holder.launcher,
+            "since": self.since,
+            "attempts": record.attempts,
+            "why": record.why,
+            "seconds": record.timings.seconds,
+            "epoch": self.epoch,
+            "epochs": self.epochs,
+            "test_acc": self.test_acc,
+        }
+
+
+@dataclass(frozen=True)
+class GridStatus:
+    """A grid folder's status: ``folder``, one :class:`CellStatus` per cell and the counts per state."""
+
+    folder: Path
+    cells: tuple[CellStatus, ...]
+    summary: GridSummary
+
+    def totals_line(self) -> str:
+        s = self.summary
+        return (
+            f"Grid {self.folder}: {s.total} cells, {s.done} done, {s.running} running, {s.failed} failed, "
+            f"{s.pending} pending."
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.summary
+        return {
+            "folder": str(self.folder),
+            "cells": [cell.to_json() for cell in self.cells],
+            "summary": {
+                "total": s.total,
+                "done": s.done,
+                "running": s.running,
+                "failed": s.failed,
+                "pending": s.pending,
+            },
+        }
+
+
+def _last_record(run_dir: Path) -> dict[str, Any] | None:
+    """The last complete record of a run folder's ``metrics.jsonl`` (None when there is none)."""
+    for line in reversed(metrics_lines(run_dir)):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            return record
+    return None
+
+
+def cell_status(record: CellRecord) -> CellStatus:
+    """A manifest row with its cell's training progress."""
+    last = _last_record(record.run_dir)
+    epochs = record.config.get("epochs") if record.config.get("steps") is None else None
+    epoch = last.get("epoch") if last else None
+    test_acc = last.get("test_acc") if last else None
+    return CellStatus(
+        record,
+        int(epoch) if isinstance(epoch, (int, float)) else None,
+        int(epochs) if isinstance(epochs, (int, float)) else None,
+        float(test_acc) if isinstance(test_acc, (int, float)) else None,
+    )
+
+
+def grid_status(folder: str | os.PathLike) -> GridStatus:
+    """The status of the grid in ``folder``.
+
+    Raises:
+        InputError: ``folder`` is not a grid folder, or its manifest is damaged (one sentence).
+    """
+    records = read_states(folder)
+    counts = {state: 0 for state in CellState}
+    for record in records:
+        counts[record.state] += 1
+    summary = GridSummary(
+        counts[CellState.PENDING], counts[CellState.RUNNING], counts[CellState.DONE], counts[CellState.FAILED]
+    )
+    return GridStatus(Path(folder).expanduser(), tuple(cell_status(r) for r in records), summary)
+
+
+__all__ = ["CellStatus", "GridStatus", "cell_status", "grid_status"]

@@ -1,0 +1,234 @@
+"""``freqtail reproduce`` and ``freqtail grid``: real cells on the embedded data at the smoke scale.
+
+Every run trains and evaluates for real (one epoch of a tiny small-cnn, tiny evaluations): the t1
+smoke cells end to end in this process, a custom grid with ``--jobs 2`` launcher processes, and the
+refusals of bad input (one sentence, exit 2, no traceback).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from freqtail.cli import main
+from freqtail.paper import published_value
+from freqtail.workflows.grid_scale import SMOKE_EVALUATION, describe_scale, scale_spec
+from freqtail.workflows.grid_spec import GridSpec
+
+#: The two Table 1 cells of CIFAR-10, ResNet-18 and PGD-AT: without and with BaSS.
+T1_PGD = "*cifar10-resnet18-pgd-at*"
+T1_NAMES = ["t1-cifar10-resnet18-pgd-at", "t1-cifar10-resnet18-pgd-at-bass"]
+
+TINY_GRID = """\
+set:
+  dataset: embedded
+  model: small-cnn
+  model_options: {width: 4}
+  epochs: 1
+  train_subset: 128
+  test_subset: 32
+  batch_size: 64
+  device: cpu
+  progress: false
+axes: {seed: [0, 1, 2]}
+suites: [clean]
+evaluation: {n: 32}
+"""
+
+
+def _status(folder: Path, capsys) -> dict:
+    capsys.readouterr()
+    assert main(["grid", "status", str(folder), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _one_sentence_error(capsys, argv: list[str], *words: str) -> str:
+    capsys.readouterr()
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    assert lines[0].startswith(f"freqtail {argv[0]}: error: ") and lines[0].endswith("."), lines[0]
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def test_the_smoke_scale_keeps_names_objectives_bass_modes_and_suites_and_makes_the_rest_tiny():
+    paper = GridSpec.family("t1")
+    smoke = scale_spec(paper, "smoke")
+    assert scale_spec(paper, "paper") is paper
+    assert [c.name for c in smoke.cells()] == [c.name for c in paper.cells()]
+    assert smoke.suites == paper.suites == ("clean", "pgd20", "aa")
+    for big, small in zip(paper.cells(), smoke.cells(), strict=True):
+        for key in ("objective", "bass", "gamma", "bass_strength", "bass_branch", "seed", "eps"):
+            assert getattr(small.config, key) == getattr(big.config, key), (small.name, key)
+        assert (small.config.dataset, small.config.model, small.config.epochs) == ("embedded", "small-cnn", 1)
+    # CIFAR-10/100 x ResNet-18/WRN-34-10: four stand-ins, so no two cells train the same configuration
+    assert len({c.config.model_options["width"] for c in smoke.cells()}) == 4
+    assert smoke.evaluation_request().n == SMOKE_EVALUATION["n"]
+    assert scale_spec(smoke, "smoke").digest() == smoke.digest()  # deterministic, idempotent
+    lines = describe_scale(smoke, "smoke", T1_PGD)
+    assert lines[0] == "Scale smoke: 2 of 24 cells, suites clean, pgd20, aa."
+    for family in ("t3", "t4", "fig3"):
+        assert len(scale_spec(GridSpec.family(family), "smoke").cells()) == len(
+            GridSpec.family(family).cells()
+        )
+
+
+def test_reproduce_t1_smoke_runs_both_cells_end_to_end_then_does_nothing(tmp_path, capsys):
+    out = tmp_path / "t1"
+    argv = ["reproduce", "t1", "--scale", "smoke", "--out", str(out), "--only", T1_PGD]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("Scale smoke: 2 of 24 cells")
+    for name in T1_NAMES:
+        assert f"{name}: started" in printed and f"{name}: epoch 1/1" in printed  # lines name the cell
+        results = json.loads((out / name / "results.json").read_text())
+        assert results["results"], name
+    status = _status(out, capsys)
+    cells = {cell["name"]: cell for cell in status["cells"]}
+    for name in T1_NAMES:
+        assert cells[name]["state"] == "done" and cells[name]["attempts"] == 1
+        assert cells[name]["epoch"] == cells[name]["epochs"] == 1 and cells[name]["test_acc"] is not None
+    assert status["summary"] == {"total": 24, "done": 2, "running": 0, "failed": 0, "pending": 22}
+    # the same command again: every chosen cell is done, nothing is trained
+    assert main(argv) == 0
+    again = capsys.readouterr().out
+    assert "started" not in again and "2 of 24 cells done" in again
+    assert [c["attempts"] for c in _status(out, capsys)["cells"] if c["name"] in T1_NAMES] == [1, 1]
+    assert main(["grid", "status", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("t1-cifar10-resnet18-mart  pending  attempts 0") for line in lines)
+    assert any(line.startswith(f"{T1_NAMES[0]}  done") and "epoch 1/1" in line for line in lines)
+    assert lines[-1] == f"Grid {out}: 24 cells, 2 done, 0 running, 0 failed, 22 pending."
+    # the table beside the paper's: the smoke cells stand beside their presets' published rows
+    assert main(["grid", "table", str(out)]) == 0
+    assert "Wrote" in capsys.readouterr().out
+    rows = list(csv.DictReader((out / "table.csv").open(encoding="utf-8")))
+    for name, bass in zip(T1_NAMES, (False, True), strict=True):
+        clean = next(r for r in rows if r["cell"] == name and r["column"] == "Clean")
+        published = published_value(
+            "table1", method="PGD-AT", model="ResNet-18", dataset="CIFAR-10", bass=bass, column="Clean"
+        )
+        assert float(clean["published_percent"]) == pytest.approx(published)
+        assert clean["state"] == "done" and 0 <= float(clean["measured_percent"]) <= 100
+    assert any(r["state"] == "pending" for r in rows)
+    assert (out / "table.md").is_file() and "\\toprule" in (out / "table.tex").read_text(encoding="utf-8")
+
+
+def test_two_launcher_processes_run_every_cell_of_a_grid_exactly_once(tmp_path, capsys):
+    spec_file = tmp_path / "seeds.yaml"
+    spec_file.write_text(TINY_GRID)
+    out = tmp_path / "seeds"
+    assert main(["grid", "run", str(spec_file), "--out", str(out), "--jobs", "2"]) == 0
+    printed = capsys.readouterr().out
+    names = ["base-seed=0", "base-seed=1", "base-seed=2"]
+    started = [line for line in printed.splitlines() if line.endswith(": started")]
+    assert sorted(line.split("] ")[-1] for line in started) == [f"{n}: started" for n in names]
+    assert all(line.startswith("[launcher ") for line in started)
+    status = _status(out, capsys)
+    assert [(c["name"], c["state"], c["attempts"]) for c in status["cells"]] == [
+        (n, "done", 1) for n in names
+    ]
+    trained = sorted(p.parent.name for p in out.glob("*/metrics.jsonl"))
+    assert trained == names
+    for name in names:  # one epoch record each: trained once
+        assert len((out / name / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_failing_cell_exits_1_naming_it_and_the_others_finish(tmp_path, capsys):
+    spec_file = tmp_path / "broken.yaml"
+    spec_file.write_text(
+        TINY_GRID.replace("axes: {seed: [0, 1, 2]}", "axes: {seed: [0]}")
+        + "cells:\n  - {name: missing-data, dataset: cifar10, data_root: "
+        + json.dumps(str(tmp_path / "nothing-here"))
+        + "}\n"
+    )
+    out = tmp_path / "broken"
+    assert main(["grid", "run", str(spec_file), "--out", str(out), "--retries", "0"]) == 1
+    captured = capsys.readouterr()
+    assert "1 of 2 cells failed: missing-data (" in captured.err and "Traceback" not in captured.err
+    cells = {c["name"]: c for c in _status(out, capsys)["cells"]}
+    assert cells["base-seed=0"]["state"] == "done"
+    assert cells["missing-data"]["state"] == "failed" and cells["missing-data"]["why"]
+
+
+def _wait_until_running(folder: Path, process: subprocess.Popen, cells: int, limit: float = 120.0) -> None:
+    """Wait until ``cells`` cells of the grid are running (a deadline only against a hang)."""
+    deadline = time.monotonic() + limit
+    while True:
+        assert process.poll() is None, process.communicate()
+        manifest = folder / "grid.json"
+        if manifest.is_file():
+            try:
+                rows = json.loads(manifest.read_text())["cells"]
+            except (json.JSONDecodeError, KeyError):
+                rows = []  # never: the file is written atomically
+            if sum(row["state"] == "running" for row in rows) >= cells:
+                return
+        assert time.monotonic() < deadline, "the cells never started"
+        time.sleep(0.05)
+
+
+def test_ctrl_c_stops_every_launcher_exits_130_and_puts_the_cells_back(tmp_path, capsys):
+    spec_file = tmp_path / "long.yaml"
+    spec_file.write_text(
+        TINY_GRID.replace("epochs: 1", "epochs: 1000").replace("seed: [0, 1, 2]", "seed: [0, 1]")
+    )
+    out = tmp_path / "long"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
+        "OMP_NUM_THREADS": "1",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "freqtail.cli",
+            "grid",
+            "run",
+            str(spec_file),
+            "--out",
+            str(out),
+            "--jobs",
+            "2",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_until_running(out, process, cells=2)
+    process.send_signal(signal.SIGINT)  # the parent launcher only: it stops its launcher processes
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "freqtail grid: interrupted."
+    cells = _status(out, capsys)["cells"]
+    assert [(c["state"], c["attempts"], c["host"]) for c in cells] == [("pending", 0, None)] * 2
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["reproduce", "t9", "--out", "{tmp}/x"], ("'t9'", "t1, t3, t4, fig3")),
+        (["reproduce", "t1", "--out", "{tmp}/x", "--jobs", "0"], ("--jobs",)),
+        (["reproduce", "t1", "--out", "{tmp}/x", "--scale", "huge"], ("'huge'", "paper, smoke")),
+        (["reproduce", "t1", "--out", "{tmp}/x", "--only", "nothing*"], ("nothing*",)),
+        (["grid", "status", "{tmp}"], ("not a grid folder",)),
+        (["grid", "run", "{tmp}/bad.yaml", "--out", "{tmp}/x"], ("learning_rate",)),
+    ],
+)
+def test_bad_input_is_one_sentence_and_exit_2(tmp_path, capsys, argv, words):
+    (tmp_path / "bad.yaml").write_text("set: {epochs: 1}\naxes: {learning_rate: [0.1, 0.05]}\n")
+    _one_sentence_error(capsys, [a.replace("{tmp}", str(tmp_path)) for a in argv], *words)
+    assert not (tmp_path / "x").exists()
