@@ -244,7 +244,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """All keys, JSON/YAML-ready, in declaration order."""
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        return {f.name: plain_value(getattr(self, f.name)) for f in fields(self)}
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A validated copy with ``changes`` applied (unknown keys are refused)."""
@@ -257,11 +257,12 @@ class TrainConfig:
         return out
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+def plain_value(value: Any) -> Any:
+    """A config value in its JSON / YAML form: tuples as lists, mapping keys as strings (recursively)."""
+    if isinstance(value, Mapping):
+        return {str(k): plain_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_value(v) for v in value]
     return value
 
 
@@ -350,13 +351,13 @@ def _check_value(name: str, value: Any, kind: str, choices: tuple | None) -> Any
     if base == "dict":
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
             raise fail("a mapping such as {width: 16}")
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain_value(v) for k, v in value.items()}
     if base == "eps":
         _parse_budget(value, name)
         return value
     if base == "normalize":
         if isinstance(value, str) or (isinstance(value, Mapping) and set(value) == {"mean", "std"}):
-            return _plain(value)
+            return plain_value(value)
         raise fail("'dataset', a preset name such as cifar10, a mapping {mean: [...], std: [...]}, or null")
     raise AssertionError(f"unknown kind {kind}")  # pragma: no cover
 
@@ -603,7 +604,7 @@ def mapping_to_yaml(values: Mapping[str, Any]) -> str:
     lines = []
     for key, value in values.items():
         if isinstance(value, (list, tuple, dict)):
-            lines.append(f"{key}: {json.dumps(_plain(value))}")
+            lines.append(f"{key}: {json.dumps(plain_value(value))}")
         else:
             lines.append(yaml.safe_dump({key: value}, default_flow_style=False, width=1000).strip())
     return "\n".join(lines) + "\n"

@@ -61,6 +61,7 @@ from freqtail.train.config import (
     TrainConfig,
     config_from_dict,
     parse_override,
+    plain_value,
     read_config_file,
     yaml_load,
 )
@@ -88,15 +89,6 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=,+-]*$")
 Pairs = tuple[tuple[str, Any], ...]
 
 
-def _plain(value: Any) -> Any:
-    """Tuples to lists, mapping keys to strings: the JSON form of an override value."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _pairs(values: Mapping[str, Any] | Sequence[Any] | None, what: str) -> Pairs:
     """A mapping, ``(key, value)`` pairs or ``"key=value"`` strings -> typed ``(key, value)`` pairs."""
     if values is None:
@@ -118,7 +110,7 @@ def _pairs(values: Mapping[str, Any] | Sequence[Any] | None, what: str) -> Pairs
     for key, value in items:
         if not isinstance(key, str) or not key:
             raise ConfigError(f"{what} has a key that is not a config key name: {key!r}.")
-        out.append((key.replace("-", "_"), _plain(value)))
+        out.append((key.replace("-", "_"), plain_value(value)))
     return tuple(out)
 
 
@@ -320,7 +312,7 @@ class GridSpec:
             key, values = entry
             if not isinstance(values, (list, tuple)) or not values:
                 raise ConfigError(f"The grid axis {key} must be a non-empty list of values, not {values!r}.")
-            plain = tuple(_plain(v) for v in values)
+            plain = tuple(plain_value(v) for v in values)
             if len({json.dumps(v, sort_keys=True) for v in plain}) != len(plain):
                 raise ConfigError(f"The grid axis {key} lists a value twice: {list(plain)!r}.")
             out.append((str(key).replace("-", "_"), plain))
