@@ -21,9 +21,11 @@ line (``freqtail ...``), which parses options into the requests here and prints 
 * :mod:`~freqtail.workflows.grid_manifest` — :class:`GridManifest`: the grid folder's ``grid.json``
   (every cell's state), claimed and updated under the grid's lock, stale cells taken over;
 * :mod:`~freqtail.workflows.grid_run` — :func:`run_grid`: the local sequential launcher (claim, train
-  and evaluate, record, until nothing is left), rewriting the grid's table after each cell;
+  and evaluate, record, until nothing is left), rewriting the grid's table and report after each cell;
 * :mod:`~freqtail.workflows.grid_table` — :func:`grid_table` / :func:`write_grid_table`: the grid's
-  cells beside the paper's published Tables 1, 3 and 4 (``GRID/table.md``, ``.csv``, ``.tex``).
+  cells beside the paper's published Tables 1, 3 and 4 (``GRID/table.md``, ``.csv``, ``.tex``);
+* :mod:`~freqtail.workflows.grid_report` — :func:`write_grid_report`: the grid's self-contained
+  ``GRID/report.html``, the table and a figure of measured against published accuracy.
 
 Example:
     >>> from freqtail.evaluate import EvaluationRequest
@@ -45,6 +47,7 @@ from freqtail.workflows.explain import (
     explain,
 )
 from freqtail.workflows.grid_manifest import CellRecord, CellState, GridManifest, GridSummary
+from freqtail.workflows.grid_report import GridReport, write_grid_report
 from freqtail.workflows.grid_run import GridOutcome, run_cell, run_grid
 from freqtail.workflows.grid_spec import CellSpec, GridCell, GridSpec
 from freqtail.workflows.grid_table import grid_table, write_grid_table
@@ -62,6 +65,7 @@ __all__ = [
     "GridCell",
     "GridManifest",
     "GridOutcome",
+    "GridReport",
     "GridSpec",
     "GridSummary",
     "HeatmapAnalysis",
@@ -81,5 +85,6 @@ __all__ = [
     "run_grid",
     "state_digest",
     "train_run",
+    "write_grid_report",
     "write_grid_table",
 ]

@@ -13,8 +13,9 @@ over (and said so), a partial run resumes from its checkpoint (:func:`run_cell`:
 tries left (``retries``).
 
 After every finished or failed cell the grid's table against the paper (``GRID/table.md``, ``.csv``,
-``.tex``; :func:`~freqtail.workflows.grid_table.write_grid_table`) is rewritten; a table that cannot
-be written is one logged sentence and never fails the grid.
+``.tex``; :func:`~freqtail.workflows.grid_table.write_grid_table`) and its HTML report
+(``GRID/report.html`` with its figure; :func:`~freqtail.workflows.grid_report.write_grid_report`) are
+rewritten; a table or report that cannot be written is one logged sentence and never fails the grid.
 
 >>> from freqtail.workflows.grid_spec import GridSpec
 >>> from freqtail.workflows.grid_run import run_grid
@@ -34,6 +35,7 @@ from freqtail.checks import check_int
 from freqtail.errors import ConfigError, FreqtailError
 from freqtail.workflows.evaluation import evaluate_run
 from freqtail.workflows.grid_manifest import CellRecord, GridManifest, GridSummary, new_launcher_id
+from freqtail.workflows.grid_report import write_grid_report
 from freqtail.workflows.grid_spec import GridCell, GridSpec
 from freqtail.workflows.grid_table import write_grid_table
 from freqtail.workflows.run_folder import RunFolder
@@ -83,13 +85,16 @@ def failure_sentence(err: BaseException) -> str:
 
 
 def refresh_table(folder: Path, say: Callable[[str], None]) -> None:
-    """Rewrite the grid's table (:func:`~freqtail.workflows.grid_table.write_grid_table`); any error
-    is said in one sentence and swallowed, so a table never fails the grid."""
-    try:
-        write_grid_table(folder)
-    except Exception as err:  # the table is a view: the grid goes on without it
-        words = (str(err).strip().splitlines() or [""])[0].rstrip(".") or "no message"
-        say(f"The grid table in {folder} was not updated ({type(err).__name__}: {words}); the grid goes on.")
+    """Rewrite the grid's table (:func:`~freqtail.workflows.grid_table.write_grid_table`) and its
+    HTML report (:func:`~freqtail.workflows.grid_report.write_grid_report`); an error of either is
+    said in one sentence and swallowed, so neither ever fails the grid (nor stops the other)."""
+    for what, write in (("table", write_grid_table), ("report", write_grid_report)):
+        try:
+            write(folder)
+        except Exception as err:  # the table and the report are views: the grid goes on without them
+            words = (str(err).strip().splitlines() or [""])[0].rstrip(".") or "no message"
+            why = f"{type(err).__name__}: {words}"
+            say(f"The grid {what} in {folder} was not updated ({why}); the grid goes on.")
 
 
 def run_cell(
