@@ -133,19 +133,26 @@ class Died(BaseException):
     """The training process ending at a chosen point (as a kill would)."""
 
 
-def test_a_run_that_died_after_an_epochs_events_before_its_checkpoint_shows_it_once(
-    tiny_root, tmp_path, monkeypatch
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_run_that_died_around_an_epochs_checkpoint_shows_each_epoch_once(
+    tiny_root, tmp_path, monkeypatch, when
 ):
+    # "before": epoch 2's scalars are written, its checkpoint and metrics line are not (the resume
+    # trains epoch 2 again); "after": its checkpoint is written, its metrics line is not (the resume
+    # continues at epoch 3, so epoch 2's scalars must already be in the files).
     run = tmp_path / "run"
     config = _config(tiny_root, epochs=3)
     real_save = trainer_module.save_state
 
-    def save_or_die(run_dir, parts, progress, **options):
-        if progress.epoch == 2 and options.get("accumulator") is None:
-            raise Died  # epoch 2's scalars are written, its checkpoint and metrics line are not
+    def save_and_die(run_dir, parts, progress, **options):
+        dies = progress.epoch == 2 and options.get("accumulator") is None
+        if dies and when == "before":
+            raise Died
         real_save(run_dir, parts, progress, **options)
+        if dies:
+            raise Died
 
-    monkeypatch.setattr(trainer_module, "save_state", save_or_die)
+    monkeypatch.setattr(trainer_module, "save_state", save_and_die)
     with pytest.raises(Died):
         train(config, run, log=_quiet)
     monkeypatch.setattr(trainer_module, "save_state", real_save)
@@ -153,9 +160,9 @@ def test_a_run_that_died_after_an_epochs_events_before_its_checkpoint_shows_it_o
     assert [step for step, _ in _scalars(run / "tensorboard")["train/loss"]] == [1, 2]
     assert train(config, run, resume=True, log=_quiet).status == "complete"
     _assert_events_equal_metrics(run, 3)
-    # the files do hold epoch 2 twice: the resumed run's purge_step is what makes readers show it once
+    # "before": the files do hold epoch 2 twice; the resumed run's purge_step makes readers show it once
     unpurged = _scalars(run / "tensorboard", purge=False)["train/loss"]
-    assert [step for step, _ in unpurged] == [1, 2, 2, 3]
+    assert [step for step, _ in unpurged] == ([1, 2, 2, 3] if when == "before" else [1, 2, 3])
 
 
 def test_log_is_a_runtime_key_and_a_run_started_without_it_resumes_with_it(tiny_root, tmp_path, capsys):
