@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
-from freqtail.commands._common import add_parser, print_json
+import sys
+import time
+
+from freqtail.commands._common import add_parser, positive_float, print_json
 from freqtail.commands._launch import add_launch_arguments
 
 EXAMPLE = (
@@ -17,8 +20,12 @@ RUN_EXAMPLE = (
     "freqtail grid run grid.yaml --out grids/lr --jobs 2\n"
     "  freqtail grid run grid.yaml --out grids/lr --log tensorboard && tensorboard --logdir grids/lr"
 )
-STATUS_EXAMPLE = "freqtail grid status grids/lr"
+STATUS_EXAMPLE = "freqtail grid status grids/lr --watch 30"
 TABLE_EXAMPLE = "freqtail grid table grids/t1"
+#: Seconds between two refreshes of ``grid status --watch`` without a value.
+WATCH_SECONDS = 10.0
+#: ANSI "cursor home, clear screen": a watched status redraws in place on a terminal.
+CLEAR_SCREEN = "\033[H\033[J"
 
 
 def register(subparsers) -> None:
@@ -53,7 +60,18 @@ def register(subparsers) -> None:
         example=STATUS_EXAMPLE,
     )
     status_parser.add_argument("folder", metavar="DIR", help="a grid folder (the --out of grid run)")
-    status_parser.add_argument("--json", action="store_true", help="print the status as one JSON object")
+    status_parser.add_argument(
+        "--json", action="store_true", help="print the status as one JSON object (one line per refresh)"
+    )
+    status_parser.add_argument(
+        "--watch",
+        nargs="?",
+        const=WATCH_SECONDS,
+        type=positive_float,
+        metavar="SECONDS",
+        help=f"print the status again every SECONDS (default {WATCH_SECONDS:g}) until every cell is done or "
+        "failed; Ctrl-C stops watching",
+    )
     status_parser.set_defaults(func=status)
     table_parser = add_parser(
         actions,
@@ -91,14 +109,24 @@ def run(args) -> int:
 def status(args) -> int:
     from freqtail.workflows.grid_status import grid_status
 
-    view = grid_status(args.folder)
-    if args.json:
-        print_json(view.to_json())
-        return 0
-    for cell in view.cells:
-        print(cell.line())
-    print(view.totals_line())
-    return 0
+    while True:
+        view = grid_status(args.folder)
+        if args.watch is not None and not args.json and sys.stdout.isatty():
+            print(CLEAR_SCREEN, end="")
+        if args.json:
+            print_json(view.to_json(), indent=None if args.watch is not None else 2)
+        else:
+            for cell in view.cells:
+                print(cell.line())
+            print(view.totals_line(), flush=True)
+        if args.watch is None or view.settled:
+            return 0
+        try:
+            time.sleep(args.watch)
+        except KeyboardInterrupt:
+            return 130
+        if not args.json:
+            print()
 
 
 def table(args) -> int:
