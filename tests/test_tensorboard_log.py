@@ -6,6 +6,7 @@ epoch's events and its checkpoint, a grid, and the refusal without the package."
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -191,21 +192,27 @@ def test_log_is_a_runtime_key_and_a_run_started_without_it_resumes_with_it(tiny_
     )
 
 
-def test_launcher_processes_get_the_log_option():
-    import argparse
+GRID = """\
+axes: {seed: [0, 1]}
+suites: [clean]
+"""
 
+
+def test_launcher_processes_get_the_log_option_and_a_bad_one_is_refused(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     add_launch_arguments(parser)
     args = parser.parse_args(["--out", "g", "--jobs", "2", "--log", "tensorboard"])
     child = child_arguments(args)
     assert child[child.index("--log") + 1] == "tensorboard"
     assert "--log" not in child_arguments(parser.parse_args(["--out", "g"]))
-
-
-GRID = """\
-axes: {seed: [0, 1]}
-suites: [clean]
-"""
+    spec = tmp_path / "grid.yaml"
+    spec.write_text(GRID)
+    capsys.readouterr()
+    assert main(["grid", "run", str(spec), "--out", str(tmp_path / "grid"), "--log", "tb"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "freqtail grid: error: Config key 'log' must be one of none, tensorboard, not 'tb'."
+    )
+    assert not (tmp_path / "grid").exists()
 
 
 def test_a_grid_started_without_log_resumes_with_it_and_each_cell_is_a_tensorboard_run(tmp_path, capsys):

@@ -162,8 +162,9 @@ def launch(spec, args: argparse.Namespace, command: list[str]) -> int:
     from freqtail.workflows.grid_status import grid_status
 
     check_int(args.jobs, "The launcher count --jobs", minimum=1, error=ConfigError)
-    names = {cell.name for cell in spec.cells(args.only)}
-    for cell in spec.cells(args.only):  # --log checked, and TensorBoard asked for, before any cell runs
+    chosen = spec.cells(args.only)
+    names = {cell.name for cell in chosen}
+    for cell in chosen:  # --log checked, and TensorBoard asked for, before any cell runs
         check_log(cell_config(cell, runtime_keys(args)))
     if not args.launcher_process:
         for line in describe_scale(spec, args.scale, args.only):
