@@ -13,11 +13,15 @@ from freqtail.commands._launch import add_launch_arguments
 EXAMPLE = (
     "freqtail grid run grid.yaml --out grids/lr --scale smoke\n"
     "  freqtail grid run grid.yaml --out grids/lr --only '*seed=1*' --jobs 2\n"
+    "  freqtail grid run grid.yaml --out grids/lr --log tensorboard && tensorboard --logdir grids/lr\n"
     "  freqtail grid status grids/lr --json\n"
     "  freqtail grid table grids/lr\n"
     "  freqtail grid report grids/lr"
 )
-RUN_EXAMPLE = "freqtail grid run grid.yaml --out grids/lr --jobs 2"
+RUN_EXAMPLE = (
+    "freqtail grid run grid.yaml --out grids/lr --jobs 2\n"
+    "  freqtail grid run grid.yaml --out grids/lr --log tensorboard && tensorboard --logdir grids/lr"
+)
 STATUS_EXAMPLE = "freqtail grid status grids/lr --watch 30"
 TABLE_EXAMPLE = "freqtail grid table grids/t1"
 REPORT_EXAMPLE = "freqtail grid report grids/t1"

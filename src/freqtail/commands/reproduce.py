@@ -8,6 +8,7 @@ from freqtail.commands._launch import add_launch_arguments
 EXAMPLE = (
     "freqtail reproduce t1 --scale smoke --out grids/t1-smoke\n"
     "  freqtail reproduce t1 --out grids/t1 --only '*cifar10-resnet18*'\n"
+    "  freqtail reproduce t1 --out grids/t1 --log tensorboard && tensorboard --logdir grids/t1\n"
     "  freqtail grid status grids/t1"
 )
 

@@ -7,6 +7,7 @@ explanation of that run::
       config.yaml              the training configuration          (freqtail train)
       metrics.jsonl            one JSON record per epoch           (freqtail train)
       checkpoints/             weights, optimiser state, pointers  (freqtail train)
+      tensorboard/             TensorBoard event files per epoch   (freqtail train, log: tensorboard)
       .freqtail-train.lock     held while a training process runs in the folder
       results.json             every evaluated number with its settings (freqtail evaluate)
       results.md               the same as paper-style tables
@@ -49,6 +50,8 @@ from pathlib import Path
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
+#: TensorBoard event files of a run (config key ``log: tensorboard``, :mod:`freqtail.train.tensorboard_log`).
+TENSORBOARD_DIR = "tensorboard"
 TRAIN_LOCK = ".freqtail-train.lock"
 RESULTS_FILE = "results.json"
 RESULTS_MD = "results.md"
@@ -112,6 +115,11 @@ class RunLayout:
     @property
     def checkpoints(self) -> Path:
         return self.folder / CHECKPOINTS_DIR
+
+    @property
+    def tensorboard(self) -> Path:
+        """The folder of the run's TensorBoard event files (:data:`TENSORBOARD_DIR`)."""
+        return self.folder / TENSORBOARD_DIR
 
     @property
     def train_lock(self) -> Path:

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from freqtail.checks import check_int
 from freqtail.errors import ConfigError, FreqtailError
+from freqtail.train.config import RUNTIME_KEYS, TrainConfig
 from freqtail.workflows.evaluation import evaluate_run
 from freqtail.workflows.grid_manifest import CellRecord, GridManifest, GridSummary, new_launcher_id
 from freqtail.workflows.grid_report import write_grid_report
@@ -97,22 +98,47 @@ def refresh_table(folder: Path, say: Callable[[str], None]) -> None:
             say(f"The grid {what} in {folder} was not updated ({why}); the grid goes on.")
 
 
+def cell_config(cell: GridCell, runtime: Mapping[str, Any] | None = None) -> TrainConfig:
+    """The config ``cell`` trains with: its own, with ``runtime`` applied to it (``{"log":
+    "tensorboard"}``, the launcher's ``--log``). Only runtime keys
+    (:data:`~freqtail.train.config.RUNTIME_KEYS`: how a run executes, not what it computes) may be
+    given, so the cell keeps its config hash and the grid its digest.
+
+    Raises:
+        ConfigError: a key that is not a runtime key, or a bad value (one sentence).
+    """
+    if not runtime:
+        return cell.config
+    others = [key for key in runtime if key not in RUNTIME_KEYS]
+    if others:
+        raise ConfigError(
+            f"Only runtime keys ({', '.join(RUNTIME_KEYS)}) can be set on every cell of a grid that is "
+            f"run, not {others[0]}; put it in the grid spec (set:)."
+        )
+    return cell.config.replace(**runtime)
+
+
 def run_cell(
-    cell: GridCell, run_dir: Path, spec: GridSpec, *, log: Callable[[str], None] | None = None
+    cell: GridCell,
+    run_dir: Path,
+    spec: GridSpec,
+    *,
+    log: Callable[[str], None] | None = None,
+    runtime: Mapping[str, Any] | None = None,
 ) -> None:
     """The real pipeline of one cell: train it into ``run_dir``, then evaluate it there.
 
-    Training is :func:`~freqtail.workflows.training.train_run` with ``resume=True`` (a partial run
-    continues exactly from its checkpoint, a complete one is skipped); the evaluation is
-    :func:`~freqtail.workflows.evaluation.evaluate_run` of :meth:`GridSpec.evaluation_request`
-    (``spec.suites``, numbers already in ``results.json`` skipped).
+    Training is :func:`~freqtail.workflows.training.train_run` of :func:`cell_config` (``runtime``
+    applied) with ``resume=True`` (a partial run continues exactly from its checkpoint, a complete
+    one is skipped); the evaluation is :func:`~freqtail.workflows.evaluation.evaluate_run` of
+    :meth:`GridSpec.evaluation_request` (``spec.suites``, numbers already in ``results.json`` skipped).
 
     Raises:
         KeyboardInterrupt: training stopped on Ctrl-C / SIGTERM (an ``interrupted`` checkpoint was
             written; the cell resumes next time).
         FreqtailError: one sentence on what went wrong in training or evaluation.
     """
-    result = train_run(TrainRequest(cell.config, Path(run_dir), resume=True, log=log))
+    result = train_run(TrainRequest(cell_config(cell, runtime), Path(run_dir), resume=True, log=log))
     if result.status == "interrupted":
         raise KeyboardInterrupt(f"training of the grid cell {cell.name} was stopped")
     evaluate_run(RunFolder.open(run_dir), spec.evaluation_request())
@@ -127,6 +153,7 @@ def run_grid(
     only: str | None = None,
     launcher_id: str | None = None,
     log: Callable[[str], None] | None = print,
+    runtime: Mapping[str, Any] | None = None,
 ) -> GridOutcome:
     """Run every claimable cell of ``spec`` in ``folder``, one after another (see the module docstring).
 
@@ -138,6 +165,7 @@ def run_grid(
         only: a shell pattern on cell names (:meth:`GridSpec.cells`); None = every cell.
         launcher_id: recorded with every claimed cell; None = :func:`new_launcher_id`.
         log: receives one line per event (None = silent).
+        runtime: runtime keys applied to every cell by the default runner (:func:`cell_config`).
 
     Returns:
         :class:`GridOutcome`.
@@ -152,7 +180,9 @@ def run_grid(
     names: Collection[str] | None = None if only is None else {cell.name for cell in spec.cells(only)}
     manifest = GridManifest.open(folder, spec)
     launcher = launcher_id or new_launcher_id()
-    runner = cell_runner if cell_runner is not None else (lambda cell, run_dir: run_cell(cell, run_dir, spec))
+    runner = cell_runner
+    if runner is None:
+        runner = lambda cell, run_dir: run_cell(cell, run_dir, spec, runtime=runtime)  # noqa: E731
     order = {cell.name: index for index, cell in enumerate(spec.cells(), 1)}
     total = len(order)
     finished: list[str] = []
@@ -206,4 +236,12 @@ def run_grid(
     )
 
 
-__all__ = ["CellRunner", "GridOutcome", "failure_sentence", "refresh_table", "run_cell", "run_grid"]
+__all__ = [
+    "CellRunner",
+    "GridOutcome",
+    "cell_config",
+    "failure_sentence",
+    "refresh_table",
+    "run_cell",
+    "run_grid",
+]
