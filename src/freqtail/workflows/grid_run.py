@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from freqtail.checks import check_int
+from freqtail.distributed import DistContext
 from freqtail.errors import ConfigError, FreqtailError
 from freqtail.workflows.evaluation import evaluate_run
-from freqtail.workflows.grid_manifest import CellRecord, GridManifest, GridSummary, new_launcher_id
+from freqtail.workflows.grid_manifest import CellJob, CellRecord, GridManifest, GridSummary, new_launcher_id
 from freqtail.workflows.grid_spec import GridCell, GridSpec
 from freqtail.workflows.grid_table import write_grid_table
 from freqtail.workflows.run_folder import RunFolder
@@ -93,14 +94,20 @@ def refresh_table(folder: Path, say: Callable[[str], None]) -> None:
 
 
 def run_cell(
-    cell: GridCell, run_dir: Path, spec: GridSpec, *, log: Callable[[str], None] | None = None
+    cell: GridCell,
+    run_dir: Path,
+    spec: GridSpec,
+    *,
+    log: Callable[[str], None] | None = None,
+    context: DistContext | None = None,
 ) -> None:
     """The real pipeline of one cell: train it into ``run_dir``, then evaluate it there.
 
     Training is :func:`~freqtail.workflows.training.train_run` with ``resume=True`` (a partial run
     continues exactly from its checkpoint, a complete one is skipped); the evaluation is
     :func:`~freqtail.workflows.evaluation.evaluate_run` of :meth:`GridSpec.evaluation_request`
-    (``spec.suites``, numbers already in ``results.json`` skipped).
+    (``spec.suites``, numbers already in ``results.json`` skipped). ``context``: this process's place
+    in a process group the caller joined (every rank calls this; None = one process).
 
     Raises:
         KeyboardInterrupt: training stopped on Ctrl-C / SIGTERM (an ``interrupted`` checkpoint was
@@ -110,7 +117,7 @@ def run_cell(
     result = train_run(TrainRequest(cell.config, Path(run_dir), resume=True, log=log))
     if result.status == "interrupted":
         raise KeyboardInterrupt(f"training of the grid cell {cell.name} was stopped")
-    evaluate_run(RunFolder.open(run_dir), spec.evaluation_request())
+    evaluate_run(RunFolder.open(run_dir), spec.evaluation_request(), context=context)
 
 
 def run_grid(
@@ -121,6 +128,7 @@ def run_grid(
     retries: int = 1,
     only: str | None = None,
     launcher_id: str | None = None,
+    job: CellJob | None = None,
     log: Callable[[str], None] | None = print,
 ) -> GridOutcome:
     """Run every claimable cell of ``spec`` in ``folder``, one after another (see the module docstring).
@@ -132,6 +140,7 @@ def run_grid(
         retries: further tries of a failed cell after its first (counted across calls).
         only: a shell pattern on cell names (:meth:`GridSpec.cells`); None = every cell.
         launcher_id: recorded with every claimed cell; None = :func:`new_launcher_id`.
+        job: the cluster job this launcher runs in, recorded with every claimed cell (None: local).
         log: receives one line per event (None = silent).
 
     Returns:
@@ -159,7 +168,7 @@ def run_grid(
         say(message)
 
     while True:
-        cell = manifest.claim(launcher, retries=retries, only=names, log=takeover)
+        cell = manifest.claim(launcher, retries=retries, only=names, log=takeover, job=job)
         if cell is None:
             break
         run_dir = manifest.layout.run_dir(cell.name)
