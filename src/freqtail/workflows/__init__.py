@@ -23,7 +23,11 @@ line (``freqtail ...``), which parses options into the requests here and prints 
 * :mod:`~freqtail.workflows.grid_run` — :func:`run_grid`: the local sequential launcher (claim, train
   and evaluate, record, until nothing is left), rewriting the grid's table after each cell;
 * :mod:`~freqtail.workflows.grid_table` — :func:`grid_table` / :func:`write_grid_table`: the grid's
-  cells beside the paper's published Tables 1, 3 and 4 (``GRID/table.md``, ``.csv``, ``.tex``).
+  cells beside the paper's published Tables 1, 3 and 4 (``GRID/table.md``, ``.csv``, ``.tex``);
+* :mod:`~freqtail.workflows.grid_slurm` — :func:`~freqtail.workflows.grid_slurm.submit_grid`: the
+  Slurm launcher (one job array per submission, through submitit, the ``slurm`` extra; not imported
+  here, so that the package works without it) and its array task
+  :mod:`~freqtail.workflows.grid_slurm_task`.
 
 Example:
     >>> from freqtail.evaluate import EvaluationRequest
