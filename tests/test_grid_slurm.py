@@ -89,12 +89,12 @@ def _one_sentence_error(capsys, argv: list[str], *words: str) -> str:
 
 # ----------------------------------------------------------------------------- against the cluster
 @pytest.mark.slurm
-def test_a_smoke_grid_runs_as_one_job_array_with_its_jobs_and_logs_in_the_manifest(
+def test_a_smoke_grid_of_two_rank_cells_runs_as_one_job_array_with_its_jobs_and_logs_in_the_manifest(
     on_cluster, tmp_path, capsys
 ):
     out = tmp_path / "t1"
     argv = ["reproduce", "t1", "--scale", "smoke", "--out", str(out), "--only", T1_PGD, "--launcher", "slurm"]
-    assert main([*argv, "--wait"]) == 0, capsys.readouterr()
+    assert main([*argv, "--nproc-per-cell", "2", "--wait"]) == 0, capsys.readouterr()
     printed = capsys.readouterr().out
     submitted = next(line for line in printed.splitlines() if line.startswith("Submitted Slurm job "))
     array = submitted.split()[3].rstrip(":")
@@ -108,7 +108,13 @@ def test_a_smoke_grid_runs_as_one_job_array_with_its_jobs_and_logs_in_the_manife
         assert row.job.stdout == out / ".slurm" / f"{array}_{index}_0_log.out"
         log = row.job.stdout.read_text()
         assert f"{name}: epoch 1/1" in log and f"{name}: done." in log  # it ran there, and only there
-        assert json.loads((out / name / "results.json").read_text())["results"]
+        # rank 1 of the cell's process group trained and evaluated with rank 0 (gloo on the CPU)
+        assert "global_rank=0(2)" in log
+        rank_one = (out / ".slurm" / f"{array}_{index}_1_log.out").read_text()
+        assert f"{name}: rank 1 of 2 ended with rank 0." in rank_one and "global_rank=1(2)" in rank_one
+        records = json.loads((out / name / "results.json").read_text())["results"]
+        assert records and {record["world_size"] for record in records} == {2}  # evaluated by both ranks
+        assert load_checkpoint(out / name, "last").info["world_size"] == 2  # trained by both ranks
     stored = json.loads((out / "grid.json").read_text())
     jobs = {cell["name"]: cell["job"] for cell in stored["cells"] if cell["job"] is not None}
     assert jobs == {
