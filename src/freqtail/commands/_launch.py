@@ -264,8 +264,6 @@ def launch(spec, args: argparse.Namespace, command: list[str]) -> int:
     names = {cell.name for cell in spec.cells(args.only)}
     options = None
     if launcher == "slurm":
-        if args.launcher_process:
-            raise ConfigError("A launcher process runs locally; it takes no --launcher slurm.")
         from freqtail.workflows.grid_slurm import check_slurm
 
         options = _slurm_options(args)

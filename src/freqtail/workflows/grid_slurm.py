@@ -39,7 +39,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,7 +227,7 @@ def submittable(record: CellRecord, retries: int) -> bool:
 
 
 @contextlib.contextmanager
-def _quiet_submitit() -> Any:
+def _quiet_submitit() -> Iterator[None]:
     """Keep submitit's log lines (sacct warnings, pickling notes) and the submission's stderr (which
     submitit prints itself before raising) off the user's screen; the error is reported in one sentence."""
     submitit_logger = logging.getLogger("submitit")
