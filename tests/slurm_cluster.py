@@ -5,7 +5,8 @@
 their process ids are the daemons', and waits until ``sinfo`` shows the node idle. The cluster uses its
 own ports, state and spool folders, so it never touches a system-wide Slurm; the client commands
 (``sbatch``, ``squeue``, ``scontrol``) find it through ``SLURM_CONF``, which :attr:`SlurmCluster.env`
-holds. :meth:`SlurmCluster.stop` ends exactly the processes started here, by their ids.
+holds. :meth:`SlurmCluster.stop` cancels the cluster's jobs, then ends exactly the processes started
+here, by their ids.
 
 Where the cluster cannot start (not root, Debian's ``slurm-wlm`` / ``munge`` not installed, a daemon
 that exits), :class:`ClusterUnavailable` says why in one sentence; the fixture skips with it.
@@ -70,8 +71,22 @@ class SlurmCluster:
                 parts.append(f"--- {name}\n" + path.read_text(errors="replace")[-4000:])
         return "\n".join(parts)
 
+    def cancel_jobs(self) -> None:
+        """Cancel every job of the cluster and wait until none is left running (the job steps would
+        outlive the daemons otherwise)."""
+        self.run("scancel", f"--user={pwd.getpwuid(os.getuid()).pw_name}", check=False)
+        deadline = time.monotonic() + START_LIMIT
+        while time.monotonic() < deadline:
+            left = self.run("squeue", "--noheader", check=False)
+            if left.returncode != 0 or not left.stdout.strip():
+                return
+            time.sleep(0.5)
+
     def stop(self) -> None:
-        """End the daemons started here (SIGTERM, then SIGKILL after 30 s), newest first."""
+        """Cancel the jobs, then end the daemons started here (SIGTERM, then SIGKILL after 30 s), newest
+        first."""
+        if self.processes and all(process.poll() is None for process in self.processes):
+            self.cancel_jobs()
         for process in reversed(self.processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
