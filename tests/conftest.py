@@ -1,4 +1,4 @@
-"""Shared test fixtures: small natural-image crops and an isolated cache folder."""
+"""Shared test fixtures: small natural-image crops, an isolated cache folder and a Slurm cluster."""
 
 from __future__ import annotations
 
@@ -51,3 +51,17 @@ def small_embedded(tmp_path, natural_crops):
         "test_labels": labels[32:],
     }
     return write_embedded_folder(tmp_path / "emb", arrays), arrays
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real single-node Slurm cluster (tests/slurm_cluster.py), started once for the session and
+    stopped at its end; the test is skipped, saying why, where it cannot start."""
+    from slurm_cluster import ClusterUnavailable, start_cluster
+
+    try:
+        cluster = start_cluster()
+    except ClusterUnavailable as err:
+        pytest.skip(f"no Slurm cluster: {err}")
+    yield cluster
+    cluster.stop()

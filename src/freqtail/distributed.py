@@ -6,6 +6,10 @@ A command started by ``torchrun --nproc_per_node N`` sees ``RANK``, ``WORLD_SIZE
 gloo on CPU) and picks this process's device. Without them it runs as one process and every helper
 here is a no-op. ``freqtail train`` and ``freqtail evaluate`` both start here; what each one shards
 (the trainer's sampler, the evaluation's global batches) lives with them.
+
+A launcher that starts every rank itself (a Slurm job step with one task per rank: the grid's Slurm
+launcher) describes each rank's place with :func:`export_process_group` in the same variables, so
+there is one way in.
 """
 
 from __future__ import annotations
@@ -21,9 +25,14 @@ import torch
 import torch.distributed as dist
 
 from freqtail import errors
+from freqtail.checks import check_int
 from freqtail.errors import ConfigError, FreqtailError
 
 T = TypeVar("T")
+
+#: The variables that describe a process group (torchrun's names): :func:`init_distributed` reads
+#: ``WORLD_SIZE`` and ``LOCAL_RANK``, the ``env://`` rendezvous of ``init_process_group`` the others.
+GROUP_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,35 @@ def init_distributed(device_choice: str | torch.device | None = "auto") -> DistC
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     return DistContext(dist.get_rank(), dist.get_world_size(), device, local_rank, dist.get_backend())
+
+
+def export_process_group(
+    *, rank: int, world_size: int, local_rank: int, local_world_size: int, master_addr: str, master_port: int
+) -> None:
+    """Describe this process's place in a process group in its environment (:data:`GROUP_VARIABLES`),
+    as torchrun does for the processes it starts, so that :func:`init_distributed` joins the group.
+
+    Args:
+        rank: this process's rank, ``0 <= rank < world_size``; local_rank: its rank on this machine.
+        world_size: the number of processes; local_world_size: those on this machine.
+        master_addr, master_port: where rank 0 listens for the rendezvous (a host name, a TCP port).
+
+    Raises:
+        ConfigError: a value out of range (one sentence).
+    """
+    world_size = check_int(world_size, "The process group's size", minimum=1, error=ConfigError)
+    rank = check_int(rank, "The process's rank", minimum=0, maximum=world_size - 1, error=ConfigError)
+    local_world_size = check_int(
+        local_world_size, "The processes per machine", minimum=1, maximum=world_size, error=ConfigError
+    )
+    local_rank = check_int(
+        local_rank, "The process's local rank", minimum=0, maximum=local_world_size - 1, error=ConfigError
+    )
+    master_port = check_int(master_port, "The rendezvous port", minimum=1, maximum=65535, error=ConfigError)
+    if not (isinstance(master_addr, str) and master_addr.strip()):
+        raise ConfigError(f"The rendezvous host must be a host name, not {master_addr!r}.")
+    values = (master_addr, master_port, rank, world_size, local_rank, local_world_size)
+    os.environ.update({name: str(value) for name, value in zip(GROUP_VARIABLES, values, strict=True)})
 
 
 def shutdown(context: DistContext) -> None:

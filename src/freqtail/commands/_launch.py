@@ -1,11 +1,14 @@
-"""The local grid launcher shared by ``freqtail grid run`` and ``freqtail reproduce``.
+"""The grid launchers shared by ``freqtail grid run`` and ``freqtail reproduce``.
 
-:func:`launch` prints what the scale runs (:func:`freqtail.workflows.grid_scale.describe_scale`), then
-runs the chosen cells one after another in this process (``--jobs 1``) or starts ``--jobs N`` launcher
-processes (the same command with ``--jobs 1``) that claim cells from the one manifest, each cell once;
-their lines are printed prefixed with ``[launcher K]``. Exit codes: 0 when every chosen cell is done
-(or runs in another live launcher), 1 when some failed (the sentence names them), 130 on Ctrl-C (the
-cells being run are put back to pending and resume on the next run).
+:func:`launch` prints what the scale runs (:func:`freqtail.workflows.grid_scale.describe_scale`), then,
+with ``--launcher local`` (the default), runs the chosen cells one after another in this process
+(``--jobs 1``) or starts ``--jobs N`` launcher processes (the same command with ``--jobs 1``) that claim
+cells from the one manifest, each cell once; their lines are printed prefixed with ``[launcher K]``.
+With ``--launcher slurm`` it submits the cells as one Slurm job array
+(:mod:`freqtail.workflows.grid_slurm`) and returns, or waits for the array with ``--wait``.
+Exit codes: 0 when every chosen cell is done (or runs in another live launcher; for a Slurm submission
+without ``--wait``: when it was submitted), 1 when some failed (the sentence names them), 130 on Ctrl-C
+(the cells being run locally are put back to pending and resume on the next run; Slurm jobs go on).
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from freqtail.commands._common import non_negative_int
+from freqtail.commands._common import non_negative_int, positive_int
 
 #: The hidden option a launcher process is started with (it does not print the scale again).
 CHILD_FLAG = "--launcher-process"
 #: Seconds the launcher processes get to put their cells back after Ctrl-C before they are killed.
 STOP_GRACE = 60.0
+#: The launchers ``--launcher`` chooses from.
+LAUNCHERS = ("local", "slurm")
 
 
 def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +63,56 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
         "writes each cell's per-epoch numbers to GRID/<cell>/tensorboard/ (watch them with tensorboard "
         "--logdir GRID; pip install 'freqtail[tensorboard]'); it does not change what a cell computes, "
         "so a grid started without it resumes with it",
+    )
+    parser.add_argument(
+        "--launcher",
+        default="local",
+        metavar="NAME",
+        help="local (default: this machine) or slurm (one Slurm job array per submission, one array task "
+        "per cell, requeued and resumed after preemption or the time limit; needs pip install "
+        "'freqtail[slurm]' and sbatch; the --slurm-* options)",
+    )
+    parser.add_argument(
+        "--nproc-per-cell",
+        type=positive_int,
+        default=1,
+        metavar="K",
+        help="processes (ranks, e.g. one per GPU) that train and evaluate each cell together (default 1); "
+        "with --launcher slurm: K tasks on one node",
+    )
+    slurm = parser.add_argument_group("Slurm options (--launcher slurm)")
+    slurm.add_argument("--slurm-partition", metavar="NAME", help="the partition (default: the cluster's)")
+    slurm.add_argument(
+        "--slurm-time",
+        type=int,
+        metavar="MINUTES",
+        help="time limit of each array task (default: the partition's); a cell that needs longer is "
+        "requeued at the limit and resumes from its checkpoint",
+    )
+    slurm.add_argument(
+        "--slurm-gpus-per-task", type=int, default=0, metavar="N", help="GPUs per process (default 0)"
+    )
+    slurm.add_argument(
+        "--slurm-cpus-per-task", type=int, metavar="N", help="CPUs per process (default: the cluster's)"
+    )
+    slurm.add_argument(
+        "--slurm-array-parallelism",
+        type=int,
+        metavar="N",
+        help="array tasks (cells) running at once (default: all)",
+    )
+    slurm.add_argument(
+        "--slurm-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a further sbatch option, repeatable: --slurm-option account=myproject --slurm-option "
+        "qos=high (passed as --KEY=VALUE)",
+    )
+    slurm.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the Slurm jobs and report like the local launcher (default: return after submitting)",
     )
     parser.add_argument(CHILD_FLAG, dest="launcher_process", action="store_true", help=argparse.SUPPRESS)
 
@@ -148,27 +203,107 @@ def _stop(processes) -> None:
             process.wait()
 
 
+def _sbatch_options(texts: list[str]) -> dict[str, str]:
+    """``--slurm-option KEY=VALUE`` texts as ``{KEY: VALUE}`` (leading dashes of KEY dropped)."""
+    from freqtail.errors import ConfigError
+
+    options = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip("-"):
+            raise ConfigError(f"--slurm-option wants KEY=VALUE, e.g. account=myproject, not {text!r}.")
+        options[key.strip().lstrip("-")] = value
+    return options
+
+
+def _slurm_options(args: argparse.Namespace):
+    """The ``--slurm-*`` options as :class:`~freqtail.workflows.grid_slurm.SlurmOptions` (checked there)."""
+    from freqtail.errors import ConfigError
+    from freqtail.workflows.grid_slurm import SlurmOptions
+
+    if args.jobs != 1:
+        raise ConfigError(
+            "--jobs is the local launcher's; a Slurm job array runs its cells at once (limit them with "
+            "--slurm-array-parallelism)."
+        )
+    return SlurmOptions(
+        partition=args.slurm_partition,
+        time_minutes=args.slurm_time,
+        gpus_per_task=args.slurm_gpus_per_task,
+        cpus_per_task=args.slurm_cpus_per_task,
+        array_parallelism=args.slurm_array_parallelism,
+        tasks_per_cell=args.nproc_per_cell,
+        extra=_sbatch_options(args.slurm_option),
+    )
+
+
+def _slurm(spec, args: argparse.Namespace, options) -> str | None:
+    """Submit the chosen cells as one Slurm job array; with ``--wait``, wait for it. Returns what the
+    report says of cells left pending (None: nothing to report, the jobs were only submitted)."""
+    from freqtail.runs.layout import GridLayout
+    from freqtail.workflows.grid_slurm import submit_grid, wait_for_submission
+
+    submission = submit_grid(
+        spec, args.out, options, only=args.only, retries=args.retries, runtime=runtime_keys(args)
+    )
+    for line in submission.lines():
+        print(line, flush=True)
+    if submission.array_id is not None and not args.wait:
+        return None
+    try:
+        wait_for_submission(submission, say=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        print(
+            f"Stopped waiting; the Slurm jobs go on (squeue -j {submission.array_id}; freqtail grid status "
+            f"{args.out}).",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise
+    logs = GridLayout.of(submission.folder).slurm
+    return (
+        "their Slurm tasks ended without finishing them (cancelled, or stopped outside freqtail: see the "
+        f"logs in {logs}/); run the same command again"
+    )
+
+
 def launch(spec, args: argparse.Namespace, command: list[str]) -> int:
     """Run ``spec`` (already at ``args.scale``) into ``args.out`` as the module docstring says.
 
     ``command``: the subcommand and its own arguments (``["reproduce", "t1"]``), repeated for the
     launcher processes of ``--jobs N``.
     """
-    from freqtail.checks import check_int
+    from freqtail.checks import check_choice, check_int
     from freqtail.errors import ConfigError
     from freqtail.train.tensorboard_log import check_log
     from freqtail.workflows.grid_run import cell_config
     from freqtail.workflows.grid_scale import describe_scale
-    from freqtail.workflows.grid_status import grid_status
 
     check_int(args.jobs, "The launcher count --jobs", minimum=1, error=ConfigError)
+    launcher = check_choice(args.launcher, LAUNCHERS, "The launcher --launcher", error=ConfigError)
     chosen = spec.cells(args.only)
     names = {cell.name for cell in chosen}
     for cell in chosen:  # --log checked, and TensorBoard asked for, before any cell runs
         check_log(cell_config(cell, runtime_keys(args)))
+    options = None
+    if launcher == "slurm":
+        from freqtail.workflows.grid_slurm import check_slurm
+
+        options = _slurm_options(args)
+        check_slurm()  # before anything is printed: one sentence if submitit or sbatch is missing
+    elif args.nproc_per_cell > 1:
+        raise ConfigError(
+            "--nproc-per-cell above 1 needs --launcher slurm here (one rank per Slurm task); the local "
+            "launcher runs each cell as one process."
+        )
     if not args.launcher_process:
         for line in describe_scale(spec, args.scale, args.only):
             print(line, flush=True)
+    if launcher == "slurm":
+        left_why = _slurm(spec, args, options)
+        if left_why is None:
+            return 0
+        return _report(args, names, left_why, totals=True)
     jobs = min(args.jobs, len(names))
     codes: list[int] = []
     if jobs == 1:
@@ -177,9 +312,18 @@ def launch(spec, args: argparse.Namespace, command: list[str]) -> int:
         codes = _parallel(spec, args, command, jobs)
     if args.launcher_process:
         return 0  # the parent launcher reports
+    exits = ", ".join(map(str, codes))
+    left_why = f"the launcher processes ended with exit codes {exits}; run the same command again"
+    return _report(args, names, left_why, totals=jobs > 1)
+
+
+def _report(args: argparse.Namespace, names: set[str], left_why: str, *, totals: bool) -> int:
+    """Report the chosen cells: exit 0 when none failed or was left pending, else 1 with one sentence."""
+    from freqtail.workflows.grid_status import grid_status
+
     status = grid_status(args.out)
     chosen = [cell for cell in status.cells if cell.record.name in names]
-    if jobs > 1:
+    if totals:
         print(status.totals_line(), flush=True)
     failed = [cell.record for cell in chosen if cell.record.state.value == "failed"]
     if failed:
@@ -187,15 +331,10 @@ def launch(spec, args: argparse.Namespace, command: list[str]) -> int:
         print(f"{len(failed)} of {len(chosen)} cells failed: {listed}", file=sys.stderr, flush=True)
         return 1
     left = [cell.record.name for cell in chosen if cell.record.state.value == "pending"]
-    if left:  # a launcher process ended early (its own error is in its lines above)
-        print(
-            f"{len(left)} cells were not run ({', '.join(left)}): the launcher processes ended with exit "
-            f"codes {', '.join(map(str, codes))}; run the same command again.",
-            file=sys.stderr,
-            flush=True,
-        )
+    if left:  # a launcher process or a Slurm task ended early (its own error is in its lines or log)
+        print(f"{len(left)} cells were not run ({', '.join(left)}): {left_why}.", file=sys.stderr, flush=True)
         return 1
     return 0
 
 
-__all__ = ["CHILD_FLAG", "add_launch_arguments", "child_arguments", "launch", "runtime_keys"]
+__all__ = ["CHILD_FLAG", "LAUNCHERS", "add_launch_arguments", "child_arguments", "launch", "runtime_keys"]

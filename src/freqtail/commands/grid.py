@@ -14,13 +14,15 @@ EXAMPLE = (
     "freqtail grid run grid.yaml --out grids/lr --scale smoke\n"
     "  freqtail grid run grid.yaml --out grids/lr --only '*seed=1*' --jobs 2\n"
     "  freqtail grid run grid.yaml --out grids/lr --log tensorboard && tensorboard --logdir grids/lr\n"
+    "  freqtail grid run grid.yaml --out grids/lr --launcher slurm --slurm-partition gpu\n"
     "  freqtail grid status grids/lr --json\n"
     "  freqtail grid table grids/lr\n"
     "  freqtail grid report grids/lr"
 )
 RUN_EXAMPLE = (
     "freqtail grid run grid.yaml --out grids/lr --jobs 2\n"
-    "  freqtail grid run grid.yaml --out grids/lr --log tensorboard && tensorboard --logdir grids/lr"
+    "  freqtail grid run grid.yaml --out grids/lr --log tensorboard && tensorboard --logdir grids/lr\n"
+    "  freqtail grid run grid.yaml --out grids/lr --launcher slurm --slurm-time 600 --slurm-gpus-per-task 1"
 )
 STATUS_EXAMPLE = "freqtail grid status grids/lr --watch 30"
 TABLE_EXAMPLE = "freqtail grid table grids/t1"
@@ -48,7 +50,7 @@ def register(subparsers) -> None:
     run_parser = add_parser(
         actions,
         "run",
-        help="train and evaluate every cell of a grid spec (resumable; --jobs N launchers)",
+        help="train and evaluate every cell of a grid spec (resumable; --jobs N launchers, or Slurm)",
         example=RUN_EXAMPLE,
     )
     run_parser.add_argument(

@@ -9,6 +9,7 @@ EXAMPLE = (
     "freqtail reproduce t1 --scale smoke --out grids/t1-smoke\n"
     "  freqtail reproduce t1 --out grids/t1 --only '*cifar10-resnet18*'\n"
     "  freqtail reproduce t1 --out grids/t1 --log tensorboard && tensorboard --logdir grids/t1\n"
+    "  freqtail reproduce t1 --out grids/t1 --data-root ~/data --launcher slurm --slurm-gpus-per-task 1\n"
     "  freqtail grid status grids/t1"
 )
 
@@ -23,8 +24,9 @@ def register(subparsers) -> None:
             "Runs the paper's grid NAME, one cell per preset of configs/NAME-*.yaml, evaluated with the "
             "suites the paper reports: t1 (Table 1, 24 cells) and t3 (Table 3, 4 cells) clean, PGD-20 and "
             "AutoAttack; t4 (Table 4, 16 cells) clean and corruptions; fig3 (Figure 3, 6 cells) clean and "
-            "PGD-20. The same launcher as 'freqtail grid run': resumable, --jobs N launchers, "
-            "'freqtail grid status DIR' shows progress (docs/guides/reproduce.md)."
+            "PGD-20. The same launchers as 'freqtail grid run': resumable, --jobs N launchers, or "
+            "--launcher slurm (one job array); 'freqtail grid status DIR' shows progress "
+            "(docs/guides/reproduce.md)."
         ),
     )
     parser.add_argument("name", metavar="NAME", help="t1, t3, t4 or fig3")

@@ -30,6 +30,7 @@ at its top, the grid's manifest and locks::
       table.md/.csv/.tex       the grid's cells against the paper's tables (rewritten per cell)
       report.html              the table and the measured-vs-published figure in one page (per cell)
       measured-vs-published.png/.svg  that figure as files
+      .slurm/                  Slurm job scripts, logs and submitit's pickles (--launcher slurm)
       NAME/                    the cell's run folder
 
 A demo folder (``freqtail demo``) holds the four run folders and, at its top, the demo's own
@@ -66,6 +67,8 @@ DEMO_SUMMARY_FILE = "demo-summary.json"
 GRID_MANIFEST = "grid.json"
 GRID_LOCK = ".grid.lock"
 GRID_CELL_LOCKS_DIR = ".grid-cells"
+#: A grid folder's Slurm folder (``--launcher slurm``): job scripts, job logs, submitit's pickles.
+GRID_SLURM_DIR = ".slurm"
 #: A grid folder's tables against the paper (:mod:`freqtail.workflows.grid_table`): Markdown, CSV, LaTeX.
 GRID_TABLE_MD = "table.md"
 GRID_TABLE_CSV = "table.csv"
@@ -244,6 +247,12 @@ class GridLayout:
     def figure_svg(self) -> Path:
         """The same figure as SVG (:data:`GRID_FIGURE_SVG`)."""
         return self.folder / GRID_FIGURE_SVG
+
+    @property
+    def slurm(self) -> Path:
+        """Where the Slurm launcher keeps job scripts, job logs and submitit's pickles
+        (:data:`GRID_SLURM_DIR`)."""
+        return self.folder / GRID_SLURM_DIR
 
     def run_dir(self, cell: str) -> Path:
         """The run folder of cell ``cell``."""

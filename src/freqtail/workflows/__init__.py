@@ -26,6 +26,10 @@ line (``freqtail ...``), which parses options into the requests here and prints 
   cells beside the paper's published Tables 1, 3 and 4 (``GRID/table.md``, ``.csv``, ``.tex``);
 * :mod:`~freqtail.workflows.grid_report` — :func:`write_grid_report`: the grid's self-contained
   ``GRID/report.html``, the table and a figure of measured against published accuracy.
+* :mod:`~freqtail.workflows.grid_slurm` — :func:`~freqtail.workflows.grid_slurm.submit_grid`: the
+  Slurm launcher (one job array per submission, through submitit, the ``slurm`` extra; not imported
+  here, so that the package works without it) and its array task
+  :mod:`~freqtail.workflows.grid_slurm_task`.
 
 Example:
     >>> from freqtail.evaluate import EvaluationRequest

@@ -9,7 +9,13 @@ holds one ordinary run folder per cell (``GRID/<cell name>/``) and the manifest:
                 "state": "pending" | "running" | "done" | "failed", "attempts",
                 "holder": {"launcher", "host", "pid", "since"} while running, else null,
                 "why": one sentence when failed, else null,
-                "timings": {"started", "finished" (UTC, YYYY-MM-DDTHH:MM:SSZ), "seconds"}}, ...]}
+                "timings": {"started", "finished" (UTC, YYYY-MM-DDTHH:MM:SSZ), "seconds"},
+                "job": {"scheduler": "slurm", "job_id", "stdout", "stderr" (relative)} or null}, ...]}
+
+``job`` names the cluster job that runs the cell, or is to run it (``--launcher slurm``): recorded at
+submission for the cells that wait for it, replaced by the job that claims the cell, cleared by a
+local launcher's claim, kept after the cell ends (where it ran, its logs). A manifest written before
+the field existed reads as null.
 
 Concurrency: every read-modify-write of ``grid.json`` holds the grid's lock (``GRID/.grid.lock``,
 :func:`freqtail.locks.exclusive`) and writes the file atomically, so launchers on one machine (and on
@@ -33,7 +39,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -42,7 +48,7 @@ from typing import Any
 from freqtail.errors import FreqtailError, InputError, LockedError
 from freqtail.io import atomic_write_json, check_writable_folder
 from freqtail.locks import Lock, exclusive, try_lock
-from freqtail.runs.layout import GRID_CELL_LOCKS_DIR, GRID_LOCK, GRID_MANIFEST, GridLayout
+from freqtail.runs.layout import GRID_CELL_LOCKS_DIR, GRID_LOCK, GRID_MANIFEST, GRID_SLURM_DIR, GridLayout
 from freqtail.workflows.grid_spec import GridCell, GridSpec
 
 MANIFEST_FORMAT = "freqtail-grid"
@@ -90,6 +96,40 @@ class CellTimings:
 
 
 @dataclass(frozen=True)
+class CellJob:
+    """The cluster job that runs a cell (or is to run it).
+
+    Attributes:
+        job_id: the scheduler's id; ``<array job>_<index>`` for a task of a job array.
+        stdout, stderr: the job's log files (absolute; stored relative to the grid folder).
+        scheduler: the scheduler that runs it (``"slurm"``).
+    """
+
+    job_id: str
+    stdout: Path
+    stderr: Path
+    scheduler: str = "slurm"
+
+    def to_json(self, folder: Path) -> dict[str, Any]:
+        return {
+            "scheduler": self.scheduler,
+            "job_id": self.job_id,
+            "stdout": Path(os.path.relpath(self.stdout, folder)).as_posix(),
+            "stderr": Path(os.path.relpath(self.stderr, folder)).as_posix(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], folder: Path) -> CellJob:
+        """Raises KeyError / TypeError on a damaged record (the caller says so in a sentence)."""
+        return cls(
+            str(data["job_id"]),
+            folder / str(data["stdout"]),
+            folder / str(data["stderr"]),
+            str(data["scheduler"]),
+        )
+
+
+@dataclass(frozen=True)
 class CellRecord:
     """One cell's row of the manifest (a status view's row).
 
@@ -99,6 +139,7 @@ class CellRecord:
         state: :class:`CellState`; attempts: starts so far (see the module docstring).
         holder: the running launcher, else None; why: the last failure (one sentence), else None.
         timings: :class:`CellTimings` of the last attempt.
+        job: the cluster job that runs (or ran, or is to run) the cell, else None.
     """
 
     name: str
@@ -110,6 +151,7 @@ class CellRecord:
     holder: CellHolder | None = None
     why: str | None = None
     timings: CellTimings = CellTimings()
+    job: CellJob | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -122,6 +164,7 @@ class CellRecord:
             "holder": None if self.holder is None else vars(self.holder).copy(),
             "why": self.why,
             "timings": vars(self.timings).copy(),
+            "job": None if self.job is None else self.job.to_json(self.run_dir.parent),
         }
 
     @classmethod
@@ -129,6 +172,7 @@ class CellRecord:
         """Raises KeyError / TypeError / ValueError on a damaged row (the caller says so in a sentence)."""
         holder = data["holder"]
         timings = data["timings"]
+        job = data.get("job")  # absent from manifests written before the field
         return cls(
             name=str(data["name"]),
             run_dir=folder / str(data["run_dir"]),
@@ -143,6 +187,7 @@ class CellRecord:
             ),
             why=None if data["why"] is None else str(data["why"]),
             timings=CellTimings(timings["started"], timings["finished"], timings["seconds"]),
+            job=None if job is None else CellJob.from_json(job, folder),
         )
 
 
@@ -317,7 +362,7 @@ class GridManifest:
                 if stored["digest"] != spec.digest():
                     raise InputError(spec_difference(stored, spec, layout.folder))
             else:
-                ours = {GRID_LOCK, GRID_LOCK + ".json", GRID_CELL_LOCKS_DIR}
+                ours = {GRID_LOCK, GRID_LOCK + ".json", GRID_CELL_LOCKS_DIR, GRID_SLURM_DIR}
                 others = sorted(p.name for p in layout.folder.iterdir() if p.name not in ours)
                 if others:
                     raise InputError(
@@ -389,6 +434,7 @@ class GridManifest:
         retries: int = 1,
         only: Collection[str] | None = None,
         log: Callable[[str], None] | None = None,
+        job: CellJob | None = None,
     ) -> GridCell | None:
         """Atomically pick the next cell to run and mark it ``running`` by ``launcher_id``.
 
@@ -401,6 +447,7 @@ class GridManifest:
             retries: further tries of a failed cell after its first.
             only: cell names that may be claimed (None = all).
             log: receives the takeover sentence of a stale cell.
+            job: the cluster job this launcher is (recorded with the cell); None for a local launcher.
 
         Returns:
             the claimed :class:`GridCell`, or None when nothing is claimable.
@@ -442,6 +489,7 @@ class GridManifest:
                         holder=holder,
                         why=None,
                         timings=CellTimings(started=holder.since),
+                        job=job,
                     )
                     break
         except BaseException:  # the manifest was not written: the cell stays as it was
@@ -510,6 +558,14 @@ class GridManifest:
             ),
         )
 
+    def record_jobs(self, jobs: Mapping[str, CellJob]) -> None:
+        """Record the cluster job submitted for each named cell (``{cell name: job}``), on the cells
+        that wait for it (``pending`` or ``failed``); a running cell keeps its launcher's record."""
+        with self._editing() as rows:
+            for index, row in enumerate(rows):
+                if row.name in jobs and row.state in (CellState.PENDING, CellState.FAILED):
+                    rows[index] = replace(row, job=jobs[row.name])
+
     # ------------------------------------------------------------------------------------ views
     def states(self) -> tuple[CellRecord, ...]:
         """Every cell's row, in the spec's order (read without the lock: the file is written
@@ -533,6 +589,7 @@ __all__ = [
     "MANIFEST_FORMAT",
     "MANIFEST_VERSION",
     "CellHolder",
+    "CellJob",
     "CellRecord",
     "CellState",
     "CellTimings",

@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from freqtail.checks import check_int
+from freqtail.distributed import DistContext
 from freqtail.errors import ConfigError, FreqtailError
 from freqtail.train.config import RUNTIME_KEYS, TrainConfig
 from freqtail.workflows.evaluation import evaluate_run
-from freqtail.workflows.grid_manifest import CellRecord, GridManifest, GridSummary, new_launcher_id
+from freqtail.workflows.grid_manifest import CellJob, CellRecord, GridManifest, GridSummary, new_launcher_id
 from freqtail.workflows.grid_report import write_grid_report
 from freqtail.workflows.grid_spec import GridCell, GridSpec
 from freqtail.workflows.grid_table import write_grid_table
@@ -125,6 +126,7 @@ def run_cell(
     *,
     log: Callable[[str], None] | None = None,
     runtime: Mapping[str, Any] | None = None,
+    context: DistContext | None = None,
 ) -> None:
     """The real pipeline of one cell: train it into ``run_dir``, then evaluate it there.
 
@@ -132,6 +134,8 @@ def run_cell(
     applied) with ``resume=True`` (a partial run continues exactly from its checkpoint, a complete
     one is skipped); the evaluation is :func:`~freqtail.workflows.evaluation.evaluate_run` of
     :meth:`GridSpec.evaluation_request` (``spec.suites``, numbers already in ``results.json`` skipped).
+    ``context``: this process's place in a process group the caller joined (every rank calls this;
+    None = one process).
 
     Raises:
         KeyboardInterrupt: training stopped on Ctrl-C / SIGTERM (an ``interrupted`` checkpoint was
@@ -141,7 +145,7 @@ def run_cell(
     result = train_run(TrainRequest(cell_config(cell, runtime), Path(run_dir), resume=True, log=log))
     if result.status == "interrupted":
         raise KeyboardInterrupt(f"training of the grid cell {cell.name} was stopped")
-    evaluate_run(RunFolder.open(run_dir), spec.evaluation_request())
+    evaluate_run(RunFolder.open(run_dir), spec.evaluation_request(), context=context)
 
 
 def run_grid(
@@ -152,6 +156,7 @@ def run_grid(
     retries: int = 1,
     only: str | None = None,
     launcher_id: str | None = None,
+    job: CellJob | None = None,
     log: Callable[[str], None] | None = print,
     runtime: Mapping[str, Any] | None = None,
 ) -> GridOutcome:
@@ -164,6 +169,7 @@ def run_grid(
         retries: further tries of a failed cell after its first (counted across calls).
         only: a shell pattern on cell names (:meth:`GridSpec.cells`); None = every cell.
         launcher_id: recorded with every claimed cell; None = :func:`new_launcher_id`.
+        job: the cluster job this launcher runs in, recorded with every claimed cell (None: local).
         log: receives one line per event (None = silent).
         runtime: runtime keys applied to every cell by the default runner (:func:`cell_config`).
 
@@ -194,7 +200,7 @@ def run_grid(
         say(message)
 
     while True:
-        cell = manifest.claim(launcher, retries=retries, only=names, log=takeover)
+        cell = manifest.claim(launcher, retries=retries, only=names, log=takeover, job=job)
         if cell is None:
             break
         run_dir = manifest.layout.run_dir(cell.name)

@@ -60,12 +60,15 @@ class CellStatus:
         return record.timings.finished or record.timings.started
 
     def line(self) -> str:
-        """``NAME  STATE  on HOST (pid N) since T, attempts A, epoch E/T, test_acc X[, why: ...]``."""
+        """``NAME  STATE  on HOST (pid N) since T, attempts A, epoch E/T, test_acc X[, why: ...]``, with
+        ``slurm job J, log L`` after the host when a cluster job runs (or ran, or is to run) the cell."""
         record = self.record
         parts = [f"{record.name}  {record.state.value}"]
         details = []
         if record.holder is not None:
             details.append(f"on {record.holder.host} (pid {record.holder.pid})")
+        if record.job is not None:
+            details.append(f"{record.job.scheduler} job {record.job.job_id}, log {record.job.stdout}")
         if self.since is not None:
             details.append(f"since {self.since}")
         details.append(f"attempts {record.attempts}")
@@ -90,6 +93,9 @@ class CellStatus:
             "host": None if holder is None else holder.host,
             "pid": None if holder is None else holder.pid,
             "launcher": None if holder is None else holder.launcher,
+            "job_id": None if record.job is None else record.job.job_id,
+            "log": None if record.job is None else str(record.job.stdout),
+            "error_log": None if record.job is None else str(record.job.stderr),
             "since": self.since,
             "attempts": record.attempts,
             "why": record.why,
