@@ -105,7 +105,8 @@ class SlurmCellTask(Checkpointable):
     Attributes:
         spec: the grid (at its scale); folder: the grid folder (absolute, on a filesystem the nodes
             share); retries: further tries of a failed cell after its first.
-        runtime: runtime config keys set on every cell (``log``; :func:`~freqtail.workflows.grid_run.cell_config`).
+        runtime: runtime config keys set on every cell (``log``; see
+            :func:`~freqtail.workflows.grid_run.cell_config`).
     """
 
     def __init__(
