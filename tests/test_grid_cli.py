@@ -232,3 +232,63 @@ def test_bad_input_is_one_sentence_and_exit_2(tmp_path, capsys, argv, words):
     (tmp_path / "bad.yaml").write_text("set: {epochs: 1}\naxes: {learning_rate: [0.1, 0.05]}\n")
     _one_sentence_error(capsys, [a.replace("{tmp}", str(tmp_path)) for a in argv], *words)
     assert not (tmp_path / "x").exists()
+
+
+def _grid_with_a_running_cell(tmp_path: Path) -> tuple[Path, str]:
+    """A 3-cell grid whose first cell is claimed by this process and has trained 2 of 5 epochs in 2 s
+    and 4 s (its metrics.jsonl written as the trainer writes it: one JSON record per epoch)."""
+    from freqtail.workflows.grid_manifest import GridManifest
+
+    spec = GridSpec.from_mapping({"set": {"epochs": 5}, "axes": {"seed": [0, 1, 2]}})
+    folder = tmp_path / "grid"
+    manifest = GridManifest.open(folder, spec)
+    cell = manifest.claim("watcher-test")
+    run_dir = manifest.layout.run_dir(cell.name)
+    run_dir.mkdir(parents=True)
+    lines = [
+        json.dumps({"epoch": epoch, "test_acc": acc, "epoch_time": seconds})
+        for epoch, acc, seconds in ((1, 0.25, 2.0), (2, 0.5, 4.0))
+    ]
+    (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return folder, cell.name
+
+
+def test_status_gives_the_training_time_left_at_the_measured_speed(tmp_path, capsys):
+    folder, name = _grid_with_a_running_cell(tmp_path)
+    status = _status(folder, capsys)
+    first, *others = status["cells"]
+    # mean epoch time (2 + 4) / 2 = 3 s, 5 - 2 = 3 epochs left: 9 s
+    assert (first["name"], first["state"], first["epoch"], first["epochs"]) == (name, "running", 2, 5)
+    assert first["seconds_per_epoch"] == pytest.approx(3.0) and first["seconds_left"] == pytest.approx(9.0)
+    assert [cell["seconds_left"] for cell in others] == [None, None]  # nothing measured yet
+    assert status["seconds_left"] == pytest.approx(9.0)
+    assert main(["grid", "status", str(folder)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "epoch 2/5, test_acc 0.5000, training left 9 s at 3.0 s/epoch" in lines[0]
+    assert lines[-1].endswith("2 pending; about 9 s of training left in the cells that have started.")
+
+
+def test_watch_refreshes_until_every_cell_is_settled_and_ctrl_c_stops_it(tmp_path, capsys):
+    folder, _ = _grid_with_a_running_cell(tmp_path)
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "freqtail.cli", "grid", "status", str(folder), "--json", "--watch", "0.05"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        refreshes = [json.loads(watcher.stdout.readline()) for _ in range(3)]  # one object per line
+        assert all(view["summary"]["running"] == 1 for view in refreshes)
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        _, err = watcher.communicate(timeout=60)
+    assert watcher.returncode == 130 and "Traceback" not in err, err
+    # a grid where nothing runs or waits: one view, exit 0
+    done = tmp_path / "done"
+    spec_file = tmp_path / "one.yaml"
+    spec_file.write_text(TINY_GRID.replace("axes: {seed: [0, 1, 2]}", "axes: {seed: [0]}"))
+    assert main(["grid", "run", str(spec_file), "--out", str(done)]) == 0
+    capsys.readouterr()
+    assert main(["grid", "status", str(done), "--watch", "0.05"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 2 and printed[-1].endswith("1 cells, 1 done, 0 running, 0 failed, 0 pending.")

@@ -207,7 +207,14 @@ def test_yaml_round_trip_and_differences(tmp_path):
     again = load_config(path)
     assert again == config
     assert list(config.to_dict()) == config_keys()
-    runtime = {"num_workers": 3, "progress": False, "device": "cpu", "channels_last": True, "compile": True}
+    runtime = {
+        "num_workers": 3,
+        "progress": False,
+        "device": "cpu",
+        "channels_last": True,
+        "compile": True,
+        "log": "tensorboard",
+    }
     assert config_differences(config, config.replace(**runtime)) == []
     assert set(RUNTIME_KEYS) == set(runtime)
     library = config.replace(pretrained=True, model="timm:resnet18", model_options={})

@@ -12,8 +12,10 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from freqtail.runs.layout import TRAIN_LOCK
 from freqtail.train import load_checkpoint
@@ -96,7 +98,15 @@ def test_two_gloo_processes_match_one_process(tmp_path, tiny_root, worker_script
     )
     assert single.returncode == 0, single.stderr
     double = subprocess.run(
-        [sys.executable, *TORCHRUN, str(worker_script), *common, *execution, "--out", str(tmp_path / "two")],
+        [
+            sys.executable,
+            *TORCHRUN,
+            str(worker_script),
+            *common,
+            *execution,
+            # --set: torchrun's own parser takes --log for an abbreviation of its --log-dir options
+            *["--set", "log=tensorboard", "--out", str(tmp_path / "two")],
+        ],
         env=_env(),
         capture_output=True,
         text=True,
@@ -116,6 +126,14 @@ def test_two_gloo_processes_match_one_process(tmp_path, tiny_root, worker_script
             assert b[key] == a[key], key
         assert b["test_robust_acc"] == a["test_robust_acc"]
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-6)
+    # log: tensorboard under torchrun: rank 0 alone writes (one event file), the numbers of metrics.jsonl
+    events = tmp_path / "two" / "tensorboard"
+    assert len(list(events.iterdir())) == 1
+    reader = EventAccumulator(str(events))
+    reader.Reload()
+    assert [(e.step, np.float32(e.value)) for e in reader.Scalars("train/loss")] == [
+        (r["epoch"], np.float32(r["train_loss"])) for r in two
+    ]
     weights_one = load_checkpoint(tmp_path / "one", "last").model_state
     weights_two = load_checkpoint(tmp_path / "two", "last").model_state
     for key, value in weights_one.items():

@@ -21,10 +21,12 @@ def add_parser(subparsers, name: str, help: str, example: str, description: str 
     )
 
 
-def print_json(obj: Any) -> None:
-    """Print ``obj`` as JSON on stdout (NaN/Inf are refused: they are bugs, not data)."""
-    json.dump(obj, sys.stdout, indent=2, allow_nan=False)
+def print_json(obj: Any, indent: int | None = 2) -> None:
+    """Print ``obj`` as JSON on stdout (NaN/Inf are refused: they are bugs, not data); ``indent=None``
+    prints it on one line."""
+    json.dump(obj, sys.stdout, indent=indent, allow_nan=False)
     sys.stdout.write("\n")
+    sys.stdout.flush()
 
 
 # argparse types, built from freqtail.checks so that options and library arguments agree.
@@ -34,6 +36,8 @@ positive_int = int_argument(minimum=1)
 non_negative_int = int_argument(minimum=0)
 #: Any integer, also written as a whole float (``1e9``, ``100.0``), as YAML configs allow.
 whole_number = int_argument(whole_floats=True)
+#: A finite number > 0 (seconds, factors).
+positive_float = number_argument(minimum=0, open_min=True)
 #: A finite number in [0, 1].
 unit_interval = number_argument(minimum=0, maximum=1)
 

@@ -22,7 +22,8 @@ STOP_GRACE = 60.0
 
 
 def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--out``, ``--scale``, ``--only``, ``--retries``, ``--jobs`` (and the hidden launcher flag)."""
+    """``--out``, ``--scale``, ``--only``, ``--retries``, ``--jobs``, ``--log`` (and the hidden launcher
+    flag)."""
     parser.add_argument(
         "--out", metavar="DIR", required=True, help="the grid folder (one run folder per cell)"
     )
@@ -50,6 +51,14 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
         help="launcher processes claiming cells from the one manifest (default 1: one cell after another "
         "in this process)",
     )
+    parser.add_argument(
+        "--log",
+        metavar="MODE",
+        help="none or tensorboard: config key log of every cell (default: each cell's own); tensorboard "
+        "writes each cell's per-epoch numbers to GRID/<cell>/tensorboard/ (watch them with tensorboard "
+        "--logdir GRID; pip install 'freqtail[tensorboard]'); it does not change what a cell computes, "
+        "so a grid started without it resumes with it",
+    )
     parser.add_argument(CHILD_FLAG, dest="launcher_process", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -58,7 +67,14 @@ def child_arguments(args: argparse.Namespace) -> list[str]:
     out = ["--out", args.out, "--scale", args.scale, "--retries", str(args.retries), "--jobs", "1"]
     if args.only is not None:
         out += ["--only", args.only]
+    if args.log is not None:
+        out += ["--log", args.log]
     return [*out, CHILD_FLAG]
+
+
+def runtime_keys(args: argparse.Namespace) -> dict:
+    """The runtime config keys the launch options set on every cell (``--log``)."""
+    return {} if args.log is None else {"log": args.log}
 
 
 def _sequential(spec, args: argparse.Namespace) -> None:
@@ -68,7 +84,7 @@ def _sequential(spec, args: argparse.Namespace) -> None:
         def log(line: str) -> None:
             print(f"{cell.name}: {line}", flush=True)
 
-        run_cell(cell, run_dir, spec, log=log)
+        run_cell(cell, run_dir, spec, log=log, runtime=runtime_keys(args))
 
     run_grid(
         spec,
@@ -140,11 +156,16 @@ def launch(spec, args: argparse.Namespace, command: list[str]) -> int:
     """
     from freqtail.checks import check_int
     from freqtail.errors import ConfigError
+    from freqtail.train.tensorboard_log import check_log
+    from freqtail.workflows.grid_run import cell_config
     from freqtail.workflows.grid_scale import describe_scale
     from freqtail.workflows.grid_status import grid_status
 
     check_int(args.jobs, "The launcher count --jobs", minimum=1, error=ConfigError)
-    names = {cell.name for cell in spec.cells(args.only)}
+    chosen = spec.cells(args.only)
+    names = {cell.name for cell in chosen}
+    for cell in chosen:  # --log checked, and TensorBoard asked for, before any cell runs
+        check_log(cell_config(cell, runtime_keys(args)))
     if not args.launcher_process:
         for line in describe_scale(spec, args.scale, args.only):
             print(line, flush=True)
@@ -177,4 +198,4 @@ def launch(spec, args: argparse.Namespace, command: list[str]) -> int:
     return 0
 
 
-__all__ = ["CHILD_FLAG", "add_launch_arguments", "child_arguments", "launch"]
+__all__ = ["CHILD_FLAG", "add_launch_arguments", "child_arguments", "launch", "runtime_keys"]

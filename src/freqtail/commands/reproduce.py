@@ -9,6 +9,7 @@ EXAMPLE = (
     "freqtail reproduce t1 --scale smoke --out grids/t1-smoke\n"
     "  freqtail reproduce fig3 --scale smoke --out grids/fig3-smoke --only '*gamma0.5'\n"
     "  freqtail reproduce t1 --out grids/t1 --only '*cifar10-resnet18*'\n"
+    "  freqtail reproduce t1 --out grids/t1 --log tensorboard && tensorboard --logdir grids/t1\n"
     "  freqtail grid status grids/t1"
 )
 

@@ -10,6 +10,7 @@ EXAMPLE = (
     "freqtail train --dataset embedded --model small-cnn --objective erm --epochs 5\n"
     "  freqtail train --config configs/t1-cifar10-resnet18-pgd-at-bass.yaml --data-root ~/data\n"
     "  freqtail train --config configs/t1-cifar10-resnet18-pgd-at.yaml --data-root ~/data --resume\n"
+    "  freqtail train --epochs 5 --log tensorboard --out runs/tb && tensorboard --logdir runs/tb\n"
     "  torchrun --nproc_per_node 4 -m freqtail.cli train --config configs/t4-cifar10-wrn-40-2-augmix.yaml"
 )
 
@@ -30,6 +31,7 @@ NAMED_OPTIONS = {
     "device": ("DEVICE", str),
     "amp": ("MODE", str),
     "num_workers": ("N", whole_number),
+    "log": ("MODE", str),
 }
 #: Switches (add_execution_arguments) that set the boolean config key of the same name to true.
 FLAG_OPTIONS = ("channels_last", "compile")

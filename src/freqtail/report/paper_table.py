@@ -743,21 +743,24 @@ def _seed_label(seed: int | None) -> str:
     return MISSING if seed is None else str(seed)
 
 
-def _row_cells(row: TableRow) -> list[str]:
+def row_cells(row: TableRow) -> list[str]:
+    """A cell's row as texts under :data:`ROW_HEADER` and the section's columns (:func:`value_text`)."""
     cell = row.cell
     paper = cell.figure.label if cell.key is None and cell.figure is not None else _key_text(cell.key)
     lead = [cell.name, paper, _seed_label(cell.seed), cell.threat_model, _state_text(cell)]
     return lead + [value_text(v) for v in row.values]
 
 
-def _delta_cells(row: TableRow) -> list[str]:
+def delta_cells(row: TableRow) -> list[str]:
+    """A BaSS row's gains as texts under :data:`DELTA_HEADER` and ``Δ <column>`` (:func:`delta_text`)."""
     threat = f"{row.cell.threat_model} - {row.baseline_threat_model}"
     return [row.cell.name, row.baseline or MISSING, _seed_label(row.cell.seed), threat] + [
         delta_text(d) for d in row.deltas
     ]
 
 
-def _seed_cells(row: SeedRow) -> list[str]:
+def seed_cells(row: SeedRow) -> list[str]:
+    """A seed group as texts under :data:`SEED_HEADER` and the section's columns (:func:`seed_text`)."""
     return [row.group, _key_text(row.key), ", ".join(row.cells)] + [seed_text(s) for s in row.stats]
 
 
@@ -769,6 +772,9 @@ def _md(cells: Sequence[str]) -> list[str]:
 ROW_HEADER = ("cell", "paper row", "seed", "threat model", "state")
 DELTA_HEADER = ("BaSS cell", "baseline cell", "seed", "threat models")
 SEED_HEADER = ("configuration", "paper row", "cells")
+#: The titles of a section's gains and seed tables.
+GAINS_TITLE = "BaSS gains (Δ, percentage points):"
+SEEDS_TITLE = "Over seeds (mean ± sd, sd with ddof = 1):"
 
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
@@ -840,16 +846,16 @@ class PaperTable:
         for section in self.sections:
             lines += ["", f"## {section.title}", ""]
             header = [*ROW_HEADER, *section.columns]
-            lines.append(markdown_table(header, [_md(_row_cells(r)) for r in section.rows], numeric_from=5))
+            lines.append(markdown_table(header, [_md(row_cells(r)) for r in section.rows], numeric_from=5))
             gains = [r for r in section.rows if r.deltas]
             if gains:
-                lines += ["", "BaSS gains (Δ, percentage points):", ""]
+                lines += ["", GAINS_TITLE, ""]
                 header = [*DELTA_HEADER, *(f"Δ {c}" for c in section.columns)]
-                lines.append(markdown_table(header, [_md(_delta_cells(r)) for r in gains], numeric_from=4))
+                lines.append(markdown_table(header, [_md(delta_cells(r)) for r in gains], numeric_from=4))
             if section.seed_rows:
-                lines += ["", "Over seeds (mean ± sd, sd with ddof = 1):", ""]
+                lines += ["", SEEDS_TITLE, ""]
                 header = [*SEED_HEADER, *section.columns]
-                lines.append(markdown_table(header, [_md(_seed_cells(r)) for r in section.seed_rows], 3))
+                lines.append(markdown_table(header, [_md(seed_cells(r)) for r in section.seed_rows], 3))
             missing = [r.baseline_note for r in section.rows if r.baseline_note]
             lines += ["", "Notes:"] + [f"- {note}" for note in (*section.notes, *missing)]
         return "\n".join(lines) + "\n"
@@ -862,18 +868,18 @@ class PaperTable:
             lines += ["", r"\begin{table}[ht]", r"\centering", rf"\caption{{{latex_escape(section.title)}}}"]
             lines += [r"\resizebox{\textwidth}{!}{%"]
             header = [*ROW_HEADER, *section.columns]
-            lines += _latex_tabular(header, [_row_cells(r) for r in section.rows], 5)
+            lines += _latex_tabular(header, [row_cells(r) for r in section.rows], 5)
             lines[-1] += "}"
             gains = [r for r in section.rows if r.deltas]
             if gains:
                 lines += [r"\par\medskip", r"\resizebox{\textwidth}{!}{%"]
                 header = [*DELTA_HEADER, *(f"Δ {c}" for c in section.columns)]
-                lines += _latex_tabular(header, [_delta_cells(r) for r in gains], 4)
+                lines += _latex_tabular(header, [delta_cells(r) for r in gains], 4)
                 lines[-1] += "}"
             if section.seed_rows:
                 lines += [r"\par\medskip", r"\resizebox{\textwidth}{!}{%"]
                 header = [*SEED_HEADER, *section.columns]
-                lines += _latex_tabular(header, [_seed_cells(r) for r in section.seed_rows], 3)
+                lines += _latex_tabular(header, [seed_cells(r) for r in section.seed_rows], 3)
                 lines[-1] += "}"
             lines.append(r"\end{table}")
         return "\n".join(lines) + "\n"
@@ -950,6 +956,11 @@ __all__ = [
     "FIGURE3_BUDGETS",
     "FIGURE_COLUMNS",
     "FIGURE_TITLES",
+    "DELTA_HEADER",
+    "GAINS_TITLE",
+    "ROW_HEADER",
+    "SEED_HEADER",
+    "SEEDS_TITLE",
     "STATES",
     "TABLE_COLUMNS",
     "Delta",
@@ -963,6 +974,13 @@ __all__ = [
     "TableSection",
     "Value",
     "build_paper_table",
+    "delta_cells",
+    "delta_text",
     "latex_escape",
+    "p_text",
+    "row_cells",
+    "seed_cells",
+    "seed_text",
     "select_record",
+    "value_text",
 ]

@@ -7,6 +7,7 @@ explanation of that run::
       config.yaml              the training configuration          (freqtail train)
       metrics.jsonl            one JSON record per epoch           (freqtail train)
       checkpoints/             weights, optimiser state, pointers  (freqtail train)
+      tensorboard/             TensorBoard event files per epoch   (freqtail train, log: tensorboard)
       .freqtail-train.lock     held while a training process runs in the folder
       results.json             every evaluated number with its settings (freqtail evaluate)
       results.md               the same as paper-style tables
@@ -27,6 +28,8 @@ at its top, the grid's manifest and locks::
       .grid.lock               held while a process reads, changes and writes grid.json
       .grid-cells/NAME.lock    held by the launcher running cell NAME (ends with its process)
       table.md/.csv/.tex       the grid's cells against the paper's tables (rewritten per cell)
+      report.html              the table and the measured-vs-published figure in one page (per cell)
+      measured-vs-published.png/.svg  that figure as files
       NAME/                    the cell's run folder
 
 A demo folder (``freqtail demo``) holds the four run folders and, at its top, the demo's own
@@ -47,6 +50,8 @@ from pathlib import Path
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
+#: TensorBoard event files of a run (config key ``log: tensorboard``, :mod:`freqtail.train.tensorboard_log`).
+TENSORBOARD_DIR = "tensorboard"
 TRAIN_LOCK = ".freqtail-train.lock"
 RESULTS_FILE = "results.json"
 RESULTS_MD = "results.md"
@@ -65,6 +70,11 @@ GRID_CELL_LOCKS_DIR = ".grid-cells"
 GRID_TABLE_MD = "table.md"
 GRID_TABLE_CSV = "table.csv"
 GRID_TABLE_TEX = "table.tex"
+#: A grid folder's HTML report (:mod:`freqtail.workflows.grid_report`; the run report's file name) and
+#: its figure of measured against published accuracy, as PNG (embedded in the page) and SVG.
+GRID_REPORT_HTML = REPORT_HTML
+GRID_FIGURE_PNG = "measured-vs-published.png"
+GRID_FIGURE_SVG = "measured-vs-published.svg"
 #: Analyses whose results a run folder holds as ``<kind>.json`` (+ ``<kind>.npz`` for the first three).
 ANALYSES = ("sensitivity", "landscape", "heatmap")
 #: Dataset facts a folder may hold as ``<kind>.json``.
@@ -105,6 +115,11 @@ class RunLayout:
     @property
     def checkpoints(self) -> Path:
         return self.folder / CHECKPOINTS_DIR
+
+    @property
+    def tensorboard(self) -> Path:
+        """The folder of the run's TensorBoard event files (:data:`TENSORBOARD_DIR`)."""
+        return self.folder / TENSORBOARD_DIR
 
     @property
     def train_lock(self) -> Path:
@@ -214,6 +229,21 @@ class GridLayout:
     def table_tex(self) -> Path:
         """The same as a LaTeX (booktabs) fragment (:data:`GRID_TABLE_TEX`)."""
         return self.folder / GRID_TABLE_TEX
+
+    @property
+    def report_html(self) -> Path:
+        """The grid's self-contained HTML report (:data:`GRID_REPORT_HTML`)."""
+        return self.folder / GRID_REPORT_HTML
+
+    @property
+    def figure_png(self) -> Path:
+        """The report's figure of measured against published accuracy as PNG (:data:`GRID_FIGURE_PNG`)."""
+        return self.folder / GRID_FIGURE_PNG
+
+    @property
+    def figure_svg(self) -> Path:
+        """The same figure as SVG (:data:`GRID_FIGURE_SVG`)."""
+        return self.folder / GRID_FIGURE_SVG
 
     def run_dir(self, cell: str) -> Path:
         """The run folder of cell ``cell``."""

@@ -34,13 +34,15 @@ from freqtail.train.objectives import Branches, build_objective
 from freqtail.train.pipeline import resolve_data_pipeline
 from freqtail.train.rng import derive_seed, seed_everything
 from freqtail.train.schedules import schedule_from_config
+from freqtail.train.tensorboard_log import check_log
 
 
 def check_execution(config: TrainConfig, context: D.DistContext) -> None:
     """Refuse a config that cannot run on these processes and this device (one sentence).
 
     Raises:
-        ConfigError: a batch that does not divide among the processes, AMP or SyncBatchNorm off CUDA.
+        ConfigError: a batch that does not divide among the processes, AMP or SyncBatchNorm off CUDA,
+            ``log: tensorboard`` without the tensorboard package.
     """
     world = context.world_size
     if config.batch_size % world:
@@ -54,6 +56,7 @@ def check_execution(config: TrainConfig, context: D.DistContext) -> None:
         )
     if config.sync_bn and context.device.type != "cuda":
         raise ConfigError("sync_bn needs CUDA (PyTorch's SyncBatchNorm does not run on CPU).")
+    check_log(config)  # every rank, so that all refuse alike before any collective
 
 
 @dataclass(frozen=True)

@@ -57,12 +57,16 @@ AUGMENTATIONS = ("crop-flip", "resized-crop-flip", "flip-jitter-lighting", "none
 PAD_MODES = ("zeros", "reflect")
 #: Data pipelines (freqtail.train.pipeline): auto, on the training device, or the DataLoader.
 DATA_PIPELINES = ("auto", "device", "loader")
+#: Where a run's per-epoch numbers go besides metrics.jsonl: nowhere else, or TensorBoard event files
+#: (freqtail.train.tensorboard_log; the optional extra freqtail[tensorboard]).
+LOG_MODES = ("none", "tensorboard")
 #: TRADES / MART beta when the config leaves ``beta`` null (Zhang et al. 2019; Wang et al. 2020).
 DEFAULT_BETA = {"trades": 6.0, "mart": 5.0}
 #: Keys that may differ when a run is resumed: they change how a run executes, not what it computes
 #: (``channels_last`` and ``compile`` up to float rounding: a run resumed with other values continues
-#: within the tolerances of :mod:`freqtail.models.execution`, bit for bit only with the same values).
-RUNTIME_KEYS = ("num_workers", "progress", "device", "channels_last", "compile")
+#: within the tolerances of :mod:`freqtail.models.execution`, bit for bit only with the same values;
+#: ``log`` only adds event files of the numbers metrics.jsonl holds).
+RUNTIME_KEYS = ("num_workers", "progress", "device", "channels_last", "compile", "log")
 
 
 def _key(help_text: str, default: Any, kind: str, choices: tuple | None = None) -> Any:
@@ -209,6 +213,13 @@ class TrainConfig:
     )
     num_workers: int = _key("DataLoader worker processes per rank", 0, "int0")
     progress: bool = _key("show a progress bar", True, "bool")
+    log: str = _key(
+        "per-epoch numbers also as TensorBoard event files in RUN/tensorboard/: none or tensorboard "
+        "(pip install 'freqtail[tensorboard]'); not part of what a run computes",
+        "none",
+        "choice",
+        LOG_MODES,
+    )
 
     # ------------------------------------------------------------------ helpers
     @property

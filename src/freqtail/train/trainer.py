@@ -3,7 +3,8 @@
 A run lives in one folder (docs/design.md, "Architecture"; names in :mod:`freqtail.runs.layout`):
 ``runs/NAME/{config.yaml, metrics.jsonl, checkpoints/}``. After every epoch rank 0 writes a
 checkpoint (``last``; also ``best`` when the epoch improved the run's best metric) and rewrites
-``metrics.jsonl`` (one JSON record per epoch). A stop request (Ctrl-C / SIGTERM, or
+``metrics.jsonl`` (one JSON record per epoch; with ``log: tensorboard`` the same numbers go to
+``RUN/tensorboard/`` first, :mod:`freqtail.train.tensorboard_log`). A stop request (Ctrl-C / SIGTERM, or
 :meth:`Trainer.request_stop`) finishes the current optimiser step and writes an ``interrupted``
 checkpoint at that step; a resumed run reaches the same final weights and metrics as an
 uninterrupted run (bit for bit on CPU, one process).
@@ -50,6 +51,7 @@ from freqtail.train.evaluation import evaluate_epoch
 from freqtail.train.records import epoch_line, epoch_record
 from freqtail.train.rng import derive_seed
 from freqtail.train.stop import StopRequest
+from freqtail.train.tensorboard_log import EpochLog, epoch_log
 
 #: In multi-process runs, ranks agree on a stop request (and check the loss) every this many steps.
 SYNC_EVERY = 10
@@ -128,6 +130,7 @@ class Trainer:
         self.stop = StopRequest(self.log)
         self.progress = Progress()
         self._metrics_before: list[str] = []  # metrics.jsonl's lines when the run resumed
+        self._epoch_log = EpochLog()  # TensorBoard event files while the loop runs (log: tensorboard)
 
     # --------------------------------------------------------------- for callbacks
     def request_stop(self) -> None:
@@ -176,7 +179,12 @@ class Trainer:
         elif self.dist.is_main:
             start_run_files(self.run_dir, self.config)
         D.barrier(self.dist)
-        with self.stop:
+        first_epoch = len(self.history) + 1
+        with (
+            self.stop,
+            epoch_log(self.config, self.run_dir, first_epoch=first_epoch, is_main=self.dist.is_main) as out,
+        ):
+            self._epoch_log = out
             return self._loop(accumulator)
 
     def _resume(self, start: TrainStart) -> tuple[bool, Accumulator | None]:
@@ -318,6 +326,9 @@ class Trainer:
         self.history.append(record)
         self.progress.epoch += 1
         self.progress.step_in_epoch = 0
+        # Before the checkpoint: every epoch a checkpoint holds is in the event files (a resume purges
+        # what was written after it; freqtail.train.tensorboard_log).
+        self._epoch_log.write(record)
         self._save(complete=last_epoch, improved=improved)
         if self.dist.is_main:
             write_metrics(self.run_dir, self.history, self._metrics_before)

@@ -25,10 +25,12 @@ line (``freqtail ...``), which parses options into the requests here and prints 
   (every cell's state), claimed and updated under the grid's lock, stale cells taken over;
 * :mod:`~freqtail.workflows.grid_run` — :func:`run_grid`: the local sequential launcher (claim, run
   the cell's pipeline :func:`run_cell`: train, evaluate, analyses; record, until nothing is left),
-  rewriting the grid's table after each cell;
+  rewriting the grid's table and report after each cell;
 * :mod:`~freqtail.workflows.grid_table` — :func:`grid_table` / :func:`write_grid_table`: the grid's
   cells beside the paper's published Tables 1, 3 and 4 and Figure 3's measured values
-  (``GRID/table.md``, ``.csv``, ``.tex``).
+  (``GRID/table.md``, ``.csv``, ``.tex``);
+* :mod:`~freqtail.workflows.grid_report` — :func:`write_grid_report`: the grid's self-contained
+  ``GRID/report.html``, the table and a figure of measured against published accuracy.
 
 Example:
     >>> from freqtail.evaluate import EvaluationRequest
@@ -51,6 +53,7 @@ from freqtail.workflows.explain import (
 )
 from freqtail.workflows.grid_analyses import CellExplanation, EpsSweep
 from freqtail.workflows.grid_manifest import CellRecord, CellState, GridManifest, GridSummary
+from freqtail.workflows.grid_report import GridReport, write_grid_report
 from freqtail.workflows.grid_run import CellStep, GridOutcome, run_cell, run_grid
 from freqtail.workflows.grid_spec import CellSpec, GridCell, GridSpec
 from freqtail.workflows.grid_table import grid_table, write_grid_table
@@ -71,6 +74,7 @@ __all__ = [
     "GridCell",
     "GridManifest",
     "GridOutcome",
+    "GridReport",
     "GridSpec",
     "GridSummary",
     "HeatmapAnalysis",
@@ -90,5 +94,6 @@ __all__ = [
     "run_grid",
     "state_digest",
     "train_run",
+    "write_grid_report",
     "write_grid_table",
 ]

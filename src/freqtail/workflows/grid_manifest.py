@@ -282,6 +282,15 @@ def read_family(folder: str | os.PathLike) -> str | None:
     return family if isinstance(family, str) else None
 
 
+def read_base(folder: str | os.PathLike) -> str | None:
+    """The base (a preset name or a config YAML) of the grid in ``folder``'s spec, or None for a grid
+    of explicit cells or a preset family (see :func:`read_states` for the errors)."""
+    layout = GridLayout.of(folder)
+    read_states(layout.folder)
+    base = (_read_manifest(layout.manifest).get("spec") or {}).get("base")
+    return base if isinstance(base, str) else None
+
+
 class GridManifest:
     """The manifest of one grid folder, opened for one spec (use :meth:`open`).
 
@@ -539,6 +548,7 @@ __all__ = [
     "GridManifest",
     "GridSummary",
     "new_launcher_id",
+    "read_base",
     "read_family",
     "read_states",
     "spec_difference",

@@ -18,8 +18,9 @@ over (and said so), a partial run resumes from its checkpoint (:func:`run_cell`:
 again, failed cells are retried while they have tries left (``retries``).
 
 After every finished or failed cell the grid's table against the paper (``GRID/table.md``, ``.csv``,
-``.tex``; :func:`~freqtail.workflows.grid_table.write_grid_table`) is rewritten; a table that cannot
-be written is one logged sentence and never fails the grid.
+``.tex``; :func:`~freqtail.workflows.grid_table.write_grid_table`) and its HTML report
+(``GRID/report.html`` with its figure; :func:`~freqtail.workflows.grid_report.write_grid_report`) are
+rewritten; a table or report that cannot be written is one logged sentence and never fails the grid.
 
 >>> from freqtail.workflows.grid_spec import GridSpec
 >>> from freqtail.workflows.grid_run import run_grid
@@ -30,15 +31,17 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from freqtail.checks import check_int
 from freqtail.errors import ConfigError, FreqtailError
+from freqtail.train.config import RUNTIME_KEYS, TrainConfig
 from freqtail.workflows.evaluation import evaluate_run
 from freqtail.workflows.grid_manifest import CellRecord, GridManifest, GridSummary, new_launcher_id
+from freqtail.workflows.grid_report import write_grid_report
 from freqtail.workflows.grid_spec import GridCell, GridSpec
 from freqtail.workflows.grid_table import write_grid_table
 from freqtail.workflows.run_folder import RunFolder
@@ -118,13 +121,36 @@ def failure_sentence(err: BaseException) -> str:
 
 
 def refresh_table(folder: Path, say: Callable[[str], None]) -> None:
-    """Rewrite the grid's table (:func:`~freqtail.workflows.grid_table.write_grid_table`); any error
-    is said in one sentence and swallowed, so a table never fails the grid."""
-    try:
-        write_grid_table(folder)
-    except Exception as err:  # the table is a view: the grid goes on without it
-        words = (str(err).strip().splitlines() or [""])[0].rstrip(".") or "no message"
-        say(f"The grid table in {folder} was not updated ({type(err).__name__}: {words}); the grid goes on.")
+    """Rewrite the grid's table (:func:`~freqtail.workflows.grid_table.write_grid_table`) and its
+    HTML report (:func:`~freqtail.workflows.grid_report.write_grid_report`); an error of either is
+    said in one sentence and swallowed, so neither ever fails the grid (nor stops the other)."""
+    for what, write in (("table", write_grid_table), ("report", write_grid_report)):
+        try:
+            write(folder)
+        except Exception as err:  # the table and the report are views: the grid goes on without them
+            words = (str(err).strip().splitlines() or [""])[0].rstrip(".") or "no message"
+            why = f"{type(err).__name__}: {words}"
+            say(f"The grid {what} in {folder} was not updated ({why}); the grid goes on.")
+
+
+def cell_config(cell: GridCell, runtime: Mapping[str, Any] | None = None) -> TrainConfig:
+    """The config ``cell`` trains with: its own, with ``runtime`` applied to it (``{"log":
+    "tensorboard"}``, the launcher's ``--log``). Only runtime keys
+    (:data:`~freqtail.train.config.RUNTIME_KEYS`: how a run executes, not what it computes) may be
+    given, so the cell keeps its config hash and the grid its digest.
+
+    Raises:
+        ConfigError: a key that is not a runtime key, or a bad value (one sentence).
+    """
+    if not runtime:
+        return cell.config
+    others = [key for key in runtime if key not in RUNTIME_KEYS]
+    if others:
+        raise ConfigError(
+            f"Only runtime keys ({', '.join(RUNTIME_KEYS)}) can be set on every cell of a grid that is "
+            f"run, not {others[0]}; put it in the grid spec (set:)."
+        )
+    return cell.config.replace(**runtime)
 
 
 def run_cell(
@@ -135,20 +161,22 @@ def run_cell(
     log: Callable[[str], None] | None = None,
     callbacks: Sequence[Any] = (),
     on_step: Callable[[CellStep], None] | None = None,
+    runtime: Mapping[str, Any] | None = None,
 ) -> None:
     """The pipeline of one cell: train it into ``run_dir``, evaluate it there, run its analyses.
 
-    Training is :func:`~freqtail.workflows.training.train_run` with ``resume=True`` (a partial run
-    continues exactly from its checkpoint, a complete one is skipped); the evaluation is
-    :func:`~freqtail.workflows.evaluation.evaluate_run` of :meth:`GridSpec.evaluation_request`
-    (``spec.suites``, numbers already in ``results.json`` skipped); then each of
-    :meth:`GridSpec.analyses_for` the cell (an eps sweep's budgets evaluated the same way; an
-    explanation skipped when its ``<kind>.json`` exists).
+    Training is :func:`~freqtail.workflows.training.train_run` of :func:`cell_config` (``runtime``
+    applied) with ``resume=True`` (a partial run continues exactly from its checkpoint, a complete
+    one is skipped); the evaluation is :func:`~freqtail.workflows.evaluation.evaluate_run` of
+    :meth:`GridSpec.evaluation_request` (``spec.suites``, numbers already in ``results.json``
+    skipped); then each of :meth:`GridSpec.analyses_for` the cell (an eps sweep's budgets evaluated
+    the same way; an explanation skipped when its ``<kind>.json`` exists).
 
     Args:
         log: one-line messages (the trainer's, and one per step); None = the trainer's default.
         callbacks: the trainer's callbacks (``on_epoch_end(trainer, record)``, ...).
         on_step: called with a :class:`CellStep` after each step (:func:`cell_steps`).
+        runtime: runtime config keys applied to the cell's config (:func:`cell_config`).
 
     Raises:
         KeyboardInterrupt: training stopped on Ctrl-C / SIGTERM (an ``interrupted`` checkpoint was
@@ -168,7 +196,9 @@ def run_cell(
             on_step(done)
 
     def train() -> bool:
-        request = TrainRequest(cell.config, Path(run_dir), resume=True, log=log, callbacks=callbacks)
+        request = TrainRequest(
+            cell_config(cell, runtime), Path(run_dir), resume=True, log=log, callbacks=callbacks
+        )
         result = train_run(request)
         if result.status == "interrupted":
             raise KeyboardInterrupt(f"training of the grid cell {cell.name} was stopped")
@@ -191,6 +221,7 @@ def run_grid(
     only: str | None = None,
     launcher_id: str | None = None,
     log: Callable[[str], None] | None = print,
+    runtime: Mapping[str, Any] | None = None,
 ) -> GridOutcome:
     """Run every claimable cell of ``spec`` in ``folder``, one after another (see the module docstring).
 
@@ -202,6 +233,7 @@ def run_grid(
         only: a shell pattern on cell names (:meth:`GridSpec.cells`); None = every cell.
         launcher_id: recorded with every claimed cell; None = :func:`new_launcher_id`.
         log: receives one line per event (None = silent).
+        runtime: runtime keys applied to every cell by the default runner (:func:`cell_config`).
 
     Returns:
         :class:`GridOutcome`.
@@ -216,7 +248,9 @@ def run_grid(
     names: Collection[str] | None = None if only is None else {cell.name for cell in spec.cells(only)}
     manifest = GridManifest.open(folder, spec)
     launcher = launcher_id or new_launcher_id()
-    runner = cell_runner if cell_runner is not None else (lambda cell, run_dir: run_cell(cell, run_dir, spec))
+    runner = cell_runner
+    if runner is None:
+        runner = lambda cell, run_dir: run_cell(cell, run_dir, spec, runtime=runtime)  # noqa: E731
     order = {cell.name: index for index, cell in enumerate(spec.cells(), 1)}
     total = len(order)
     finished: list[str] = []
@@ -276,6 +310,7 @@ __all__ = [
     "CellRunner",
     "CellStep",
     "GridOutcome",
+    "cell_config",
     "cell_steps",
     "failure_sentence",
     "refresh_table",

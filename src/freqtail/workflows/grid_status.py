@@ -3,8 +3,11 @@
 :func:`grid_status` reads the manifest without the spec
 (:func:`~freqtail.workflows.grid_manifest.read_states`) and, for each cell, the last record of its
 run folder's ``metrics.jsonl`` (through :func:`freqtail.train.checkpointing.metrics_lines`): the epoch
-reached, the epochs the cell trains and the last test accuracy. Nothing is written; a grid being run
-by launchers may be read at any time.
+reached, the epochs the cell trains, the last test accuracy and the measured seconds per epoch (the
+mean ``epoch_time`` of its records), from which the training time left follows:
+``seconds_per_epoch * (epochs - epoch)``. The estimate covers training only (a cell's evaluation comes
+after it) and is absent until a cell has finished an epoch. Nothing is written; a grid being run by
+launchers may be read at any time.
 """
 
 from __future__ import annotations
@@ -28,12 +31,25 @@ class CellStatus:
         epoch: the last epoch in its ``metrics.jsonl`` (None before the first one).
         epochs: the epochs the cell trains (None for a run counted in ``steps``).
         test_acc: the last recorded test accuracy (None while unknown).
+        seconds_per_epoch: the mean ``epoch_time`` of its ``metrics.jsonl`` records, seconds (None
+            before the first epoch).
     """
 
     record: CellRecord
     epoch: int | None
     epochs: int | None
     test_acc: float | None
+    seconds_per_epoch: float | None = None
+
+    @property
+    def seconds_left(self) -> float | None:
+        """Training seconds left at the measured speed: ``seconds_per_epoch * (epochs - epoch)`` for a
+        cell that is not done or failed (None when unknown, 0 once every epoch is trained)."""
+        if self.record.state in (CellState.DONE, CellState.FAILED):
+            return None
+        if self.seconds_per_epoch is None or self.epoch is None or self.epochs is None:
+            return None
+        return self.seconds_per_epoch * max(self.epochs - self.epoch, 0)
 
     @property
     def since(self) -> str | None:
@@ -57,6 +73,9 @@ class CellStatus:
             details.append(f"epoch {self.epoch}/{self.epochs if self.epochs is not None else '?'}")
         if self.test_acc is not None:
             details.append(f"test_acc {self.test_acc:.4f}")
+        left = self.seconds_left
+        if left is not None:
+            details.append(f"training left {duration(left)} at {self.seconds_per_epoch:.1f} s/epoch")
         if record.state is CellState.FAILED and record.why:
             details.append(f"why: {record.why}")
         return "  ".join(parts) + "  " + ", ".join(details)
@@ -78,6 +97,8 @@ class CellStatus:
             "epoch": self.epoch,
             "epochs": self.epochs,
             "test_acc": self.test_acc,
+            "seconds_per_epoch": self.seconds_per_epoch,
+            "seconds_left": self.seconds_left,
         }
 
 
@@ -89,12 +110,27 @@ class GridStatus:
     cells: tuple[CellStatus, ...]
     summary: GridSummary
 
+    @property
+    def seconds_left(self) -> float | None:
+        """The summed training time left of the cells with a measured speed (None when none has one);
+        cells that have not trained an epoch yet are not counted (their speed is not measured)."""
+        left = [cell.seconds_left for cell in self.cells if cell.seconds_left is not None]
+        return sum(left) if left else None
+
+    @property
+    def settled(self) -> bool:
+        """Every cell is done or failed (nothing runs or waits)."""
+        return self.summary.running == 0 and self.summary.pending == 0
+
     def totals_line(self) -> str:
         s = self.summary
-        return (
+        line = (
             f"Grid {self.folder}: {s.total} cells, {s.done} done, {s.running} running, {s.failed} failed, "
-            f"{s.pending} pending."
+            f"{s.pending} pending"
         )
+        if self.seconds_left is not None:
+            line += f"; about {duration(self.seconds_left)} of training left in the cells that have started"
+        return line + "."
 
     def to_json(self) -> dict[str, Any]:
         s = self.summary
@@ -108,32 +144,51 @@ class GridStatus:
                 "failed": s.failed,
                 "pending": s.pending,
             },
+            "seconds_left": self.seconds_left,
         }
 
 
-def _last_record(run_dir: Path) -> dict[str, Any] | None:
-    """The last complete record of a run folder's ``metrics.jsonl`` (None when there is none)."""
-    for line in reversed(metrics_lines(run_dir)):
+def duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3.5 h`` or ``2.1 days``: a time left, rounded the way a person reads it."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _records(run_dir: Path) -> list[dict[str, Any]]:
+    """The complete records of a run folder's ``metrics.jsonl`` (a torn last line is left out)."""
+    records = []
+    for line in metrics_lines(run_dir):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
         if isinstance(record, dict):
-            return record
-    return None
+            records.append(record)
+    return records
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def cell_status(record: CellRecord) -> CellStatus:
-    """A manifest row with its cell's training progress."""
-    last = _last_record(record.run_dir)
-    epochs = record.config.get("epochs") if record.config.get("steps") is None else None
-    epoch = last.get("epoch") if last else None
-    test_acc = last.get("test_acc") if last else None
+    """A manifest row with its cell's training progress and measured speed."""
+    records = _records(record.run_dir)
+    last = records[-1] if records else {}
+    epochs = _number(record.config.get("epochs")) if record.config.get("steps") is None else None
+    epoch = _number(last.get("epoch"))
+    times = [t for t in (_number(r.get("epoch_time")) for r in records) if t is not None]
     return CellStatus(
         record,
-        int(epoch) if isinstance(epoch, (int, float)) else None,
-        int(epochs) if isinstance(epochs, (int, float)) else None,
-        float(test_acc) if isinstance(test_acc, (int, float)) else None,
+        None if epoch is None else int(epoch),
+        None if epochs is None else int(epochs),
+        _number(last.get("test_acc")),
+        sum(times) / len(times) if times else None,
     )
 
 
@@ -153,4 +208,4 @@ def grid_status(folder: str | os.PathLike) -> GridStatus:
     return GridStatus(Path(folder).expanduser(), tuple(cell_status(r) for r in records), summary)
 
 
-__all__ = ["CellStatus", "GridStatus", "cell_status", "grid_status"]
+__all__ = ["CellStatus", "GridStatus", "cell_status", "duration", "grid_status"]

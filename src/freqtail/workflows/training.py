@@ -33,7 +33,7 @@ from freqtail import distributed as D
 from freqtail.errors import CheckpointError, ConfigError
 from freqtail.io import check_writable_folder
 from freqtail.locks import Lock, try_lock
-from freqtail.runs.layout import CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE, TRAIN_LOCK
+from freqtail.runs.layout import CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR, TRAIN_LOCK
 from freqtail.train.build import check_execution
 from freqtail.train.checkpoint import choose_resume_checkpoint
 from freqtail.train.checkpointing import metrics_lines
@@ -61,7 +61,7 @@ class TrainRequest:
             run trains and whether a progress bar is shown.
         run_dir: the run folder; refused if it holds another run (unless ``force``).
         resume: continue the run in ``run_dir`` from its last checkpoint (same config required;
-            runtime keys ``num_workers``, ``progress``, ``device`` may differ).
+            runtime keys such as ``num_workers``, ``progress``, ``device``, ``log`` may differ).
         force: replace the run in ``run_dir``.
         log: where one-line messages go on rank 0 (default: stderr, above the progress bar).
         callbacks: objects with optional ``on_step(trainer)`` / ``on_epoch_end(trainer, record)``.
@@ -143,6 +143,7 @@ def _remove_run_files(run_dir: Path) -> None:
     (run_dir / CONFIG_FILE).unlink(missing_ok=True)
     (run_dir / METRICS_FILE).unlink(missing_ok=True)
     shutil.rmtree(run_dir / CHECKPOINTS_DIR, ignore_errors=True)
+    shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)  # the replaced run's event files
 
 
 def _previous_run_evidence(run_dir: Path) -> list[str]:
@@ -210,11 +211,11 @@ def plan_run(run_dir: Path, config: TrainConfig, *, resume: bool, force: bool) -
 
     Rules: an empty or new folder starts fresh (the lock files do not count); a folder holding a run
     is never overwritten without ``force`` (which removes only freqtail's files there: config.yaml,
-    metrics.jsonl, checkpoints/); ``resume`` continues a run with the same config (runtime keys such
-    as num_workers may differ) from ``last``, or — when ``last.json`` is missing or damaged — from the
-    newest complete checkpoint, with a note saying so. With no complete checkpoint left, ``resume``
-    starts over only if nothing would be lost (no metrics record, no checkpoint folder or pointer)
-    and refuses otherwise.
+    metrics.jsonl, checkpoints/, tensorboard/); ``resume`` continues a run with the same config
+    (runtime keys such as num_workers may differ) from ``last``, or — when ``last.json`` is missing
+    or damaged — from the newest complete checkpoint, with a note saying so. With no complete
+    checkpoint left, ``resume`` starts over only if nothing would be lost (no metrics record, no
+    checkpoint folder or pointer) and refuses otherwise.
 
     Raises:
         ConfigError: the folder holds a different run, the same run without ``resume``, or other files.
