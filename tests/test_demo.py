@@ -424,3 +424,34 @@ def test_the_demo_is_one_grid_of_its_four_runs_with_their_evaluation_and_explana
             "robust_eval_steps": 5,
         }
     )
+
+
+def _pending_again(folder: Path, name: str) -> None:
+    """Put a done cell of the demo's grid back to pending (as a launcher does on Ctrl-C)."""
+    manifest = json.loads((folder / GRID_MANIFEST).read_text())
+    row = next(row for row in manifest["cells"] if row["name"] == name)
+    row.update(
+        state="pending", attempts=0, holder=None, timings={"started": None, "finished": None, "seconds": None}
+    )
+    (folder / GRID_MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_a_run_done_again_with_every_step_reused_still_ends_with_the_demo_report(demo, tmp_path, monkeypatch):
+    """The grid engine writes its own report.html after each cell it finishes; the demo's report must be
+    written again afterwards, or the folder would show the grid's page."""
+    out, _, cache = demo
+    copy = tmp_path / "demo"
+    shutil.copytree(out, copy)
+    monkeypatch.setenv("FREQTAIL_CACHE", str(cache))
+    # A copied run measures its corruptions again once (their records name the -C folder's path).
+    _pending_again(copy, "pgd-at")
+    run_demo(copy, quick=True, echo=lambda line: None)
+    _pending_again(copy, "pgd-at")
+    lines: list[str] = []
+    run_demo(copy, quick=True, echo=lines.append)
+    steps = [line for line in lines if re.search(r"\d+/17 ", line)]
+    assert len(steps) == 17 and sum("reused from an earlier run" in line for line in steps) == 16, steps
+    assert re.search(r"17/17 report ", steps[-1]) and "reused" not in steps[-1]  # written again
+    headings = [text for tag, text in parse_page((copy / "report.html").read_text(encoding="utf-8")).headings]
+    assert all(section in headings for section in SECTIONS)
+    assert {row.name: row.state for row in read_states(copy)}["pgd-at"] is CellState.DONE

@@ -112,6 +112,8 @@ OWN_FILES = (
     layout.GRID_TABLE_MD,
     layout.GRID_TABLE_CSV,
     layout.GRID_TABLE_TEX,
+    layout.GRID_FIGURE_PNG,
+    layout.GRID_FIGURE_SVG,
     *(RunLayout.of("").json(kind).name for kind in layout.DATA_FACTS),
 )
 OWN_FOLDERS = (layout.FIGURES_DIR, layout.GRID_CELL_LOCKS_DIR)
@@ -197,13 +199,19 @@ class _Console:
     """The demo's progress lines (one per step with the elapsed time) and its log file."""
 
     def __init__(
-        self, out: Path, total: int, echo: Callable[[str], None], previous: dict[str, float | None]
+        self,
+        out: Path,
+        total: int,
+        echo: Callable[[str], None],
+        previous: dict[str, float | None],
+        stale: Callable[[], None],
     ) -> None:
         self.total = total
         self.echo = echo
         self.previous = previous  # step name -> its seconds in an earlier summary of these settings
+        self.stale = stale  # called once when the folder starts to change (its summary is then stale)
         self.count = 0
-        self.computed = False  # whether any step computed something in this call
+        self.computed = False  # whether this call changed the folder (computed a step, ran a cell)
         self.started = time.perf_counter()
         self.timings: list[dict[str, Any]] = []
         self.log = open(out / LOG_FILE, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
@@ -211,6 +219,12 @@ class _Console:
 
     def close(self) -> None:
         self.log.close()
+
+    def changing(self) -> None:
+        """The folder is about to change: the summary and report will be written again."""
+        if not self.computed:
+            self.computed = True
+            self.stale()
 
     def write(self, message: str) -> None:
         """One line into ``demo.log``."""
@@ -230,7 +244,7 @@ class _Console:
             seconds = self.previous.get(name)
             text = f"{words} (reused from an earlier run)"
         else:
-            self.computed = True
+            self.changing()
             text = f"{words} ({seconds:.1f} s)"
         recorded = None if seconds is None else round(seconds, 2)
         self.timings.append({"name": name, "what": what, "seconds": recorded, "reused": reused})
@@ -305,6 +319,10 @@ def _run_cells(out: Path, spec: GridSpec, settings: DemoSettings, console: _Cons
         console.step(name, step_what(step.step, step.cell, settings), words, step.seconds, step.reused)
 
     rows = read_states(out)
+    if any(row.state is not CellState.DONE for row in rows):
+        # run_grid writes its own report.html (the grid report) after each cell it finishes, so the
+        # demo's report must then be written again, even if every step of the cell is reused.
+        console.changing()
     for row in rows:
         if row.state is CellState.DONE:
             cell = spec.cell(row.name)
@@ -382,7 +400,11 @@ def run_demo(
     earlier = _earlier_summary(out, settings)
     total = 2 + sum(len(cell_steps(cell, spec)) for cell in spec.cells()) + 1
     load_start = _load()
-    console = _Console(out, total, echo, _step_seconds(earlier))
+    # A summary on disk means "the report is the demo's and up to date": it is deleted as soon as the
+    # folder starts to change and written again at the end.
+    console = _Console(
+        out, total, echo, _step_seconds(earlier), lambda: files.demo_summary.unlink(missing_ok=True)
+    )
     try:
         _plain_step(
             console,
@@ -403,7 +425,8 @@ def run_demo(
         )
         _run_cells(out, spec, settings, console)
         reports = (files.report_html, files.report_md)
-        if not console.computed and earlier is not None and all(path.is_file() for path in reports):
+        current = earlier is not None and files.demo_summary.is_file()
+        if not console.computed and current and all(path.is_file() for path in reports):
             summary = earlier
             console.count += 1
             console.line("report", f"{files.report_html} and {files.report_md} (reused from an earlier run)")
