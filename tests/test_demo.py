@@ -14,7 +14,9 @@ from freqtail.cli import main
 from freqtail.errors import ConfigError
 from freqtail.report.build import build_report
 from freqtail.report.page import Table, markdown_blocks
-from freqtail.workflows.demo import QUICK, RUNS, STATE_FILE, _prepare_folder, run_demo
+from freqtail.runs.layout import GRID_MANIFEST
+from freqtail.workflows.demo import LEGACY_STATE_FILE, QUICK, RUNS, _prepare_folder, demo_spec, run_demo
+from freqtail.workflows.grid_manifest import CellState, read_states
 from test_report import assert_self_contained, browser_check, parse_page
 
 SECTIONS = (
@@ -243,10 +245,14 @@ def test_rerun_reuses_finished_stages_and_redoes_a_missing_one(demo, tmp_path, m
     copy = tmp_path / "demo"
     shutil.copytree(out, copy)
     monkeypatch.setenv("FREQTAIL_CACHE", str(cache))
-    state = json.loads((copy / STATE_FILE).read_text())
-    # As if Ctrl-C had struck while evaluating erm: its stage is not recorded and its numbers are gone.
-    del state["stages"]["evaluate erm"]
-    (copy / STATE_FILE).write_text(json.dumps(state))
+    manifest = json.loads((copy / GRID_MANIFEST).read_text())
+    # As if Ctrl-C had struck while evaluating erm: the grid put its cell back to pending, and its
+    # numbers are gone.
+    row = next(row for row in manifest["cells"] if row["name"] == "erm")
+    row.update(
+        state="pending", attempts=0, holder=None, timings={"started": None, "finished": None, "seconds": None}
+    )
+    (copy / GRID_MANIFEST).write_text(json.dumps(manifest))
     (copy / "erm" / "results.json").unlink()
     lines: list[str] = []
     result = run_demo(copy, quick=True, echo=lines.append)
@@ -276,12 +282,15 @@ def test_force_deletes_only_what_the_demo_wrote(tmp_path):
     (out / "figures").mkdir()
     (out / "report.html").write_text("old")
     (out / "mine.txt").write_text("keep me")
-    (out / STATE_FILE).write_text(json.dumps({"format": "freqtail-demo-state", "settings": {}, "stages": {}}))
-    with pytest.raises(ConfigError, match="other settings"):
+    # A demo folder of a freqtail before the demo ran on the grid engine.
+    legacy = {"format": "freqtail-demo-state", "settings": {}, "stages": {}}
+    (out / LEGACY_STATE_FILE).write_text(json.dumps(legacy))
+    with pytest.raises(ConfigError, match="older freqtail.*--force"):
         _prepare_folder(out, QUICK, force=False)
-    state = _prepare_folder(out, QUICK, force=True)
-    assert state["stages"] == {} and state["settings"] == QUICK.to_dict()
-    assert sorted(p.name for p in out.iterdir()) == [STATE_FILE, "mine.txt"]
+    spec = _prepare_folder(out, QUICK, force=True)
+    assert spec.digest() == demo_spec(QUICK).digest()
+    assert [(row.name, row.state) for row in read_states(out)] == [(n, CellState.PENDING) for n, *_ in RUNS]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [GRID_MANIFEST, "mine.txt"]
 
 
 def test_a_folder_that_is_not_a_demo_is_never_touched(tmp_path, capsys):
@@ -344,9 +353,10 @@ def test_ctrl_c_then_rerun_continues_to_the_same_numbers(demo, tmp_path, monkeyp
     rest, err = process.communicate(timeout=600)
     assert process.returncode == 130, (lines, rest, err)
     assert "interrupted; run the same command again" in err and "Traceback" not in err
-    state = json.loads((target / STATE_FILE).read_text())
-    finished = set(state["stages"])
+    finished = set(re.findall(r"\d+/17 (\S+(?: \S+)?) ", "".join(lines)))
     assert {"spectrum", "bass", "train erm"} <= finished and "report" not in finished
+    # The grid put the interrupted cell back: it continues on the next run.
+    assert {row.name: row.state for row in read_states(target)}["erm"] is CellState.PENDING
 
     monkeypatch.setenv("FREQTAIL_CACHE", str(cache))
     printed: list[str] = []
@@ -367,3 +377,81 @@ def test_ctrl_c_then_rerun_continues_to_the_same_numbers(demo, tmp_path, monkeyp
             same["pgd20"],
             same["corruptions_mean"],
         )
+
+
+def test_the_full_demo_names_its_real_log_file(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("precious")
+    assert main(["demo", "--out", str(tmp_path)]) == 2  # refused after its first line
+    out = capsys.readouterr().out
+    assert f"Details go to {tmp_path / 'demo.log'}." in out and "DIR/" not in out
+
+
+def test_the_demo_is_one_grid_of_its_four_runs_with_their_evaluation_and_explanations():
+    from freqtail.evaluate import EvaluationRequest
+    from freqtail.train import load_config
+
+    spec = demo_spec(QUICK)
+    assert [cell.name for cell in spec.cells()] == [name for name, *_ in RUNS]
+    assert spec.evaluation_request() == EvaluationRequest.of(
+        suites="clean,pgd20,pgd20-lfc,pgd20-hfc,corruptions",
+        n=QUICK.eval_n,
+        step_size="2/255",
+        generate_c=True,
+        corruptions=QUICK.corruptions,
+        severities=QUICK.severities,
+        masking_n=QUICK.masking_n,
+        masking_queries=QUICK.masking_queries,
+        resume=True,
+    )
+    for name in ("erm", "erm-bass"):
+        analyses = [(a.kind, a.request.n) for a in spec.analyses_for(name)]
+        assert analyses == [("sensitivity", 64), ("landscape", 64), ("heatmap", 2)]
+    assert spec.analyses_for("erm")[1].analysis.grid == QUICK.landscape_grid
+    assert spec.analyses_for("pgd-at") == spec.analyses_for("pgd-at-bass") == ()
+    common = {"dataset": "embedded", "model": "small-cnn", "model_options": {"width": QUICK.width}}
+    common.update(train_subset=1024, test_subset=256, batch_size=128, seed=0, progress=False)
+    assert spec.cell("erm-bass").config == load_config(
+        overrides={**common, "objective": "erm", "bass": "dataset", "epochs": 1}
+    )
+    attack = {"eps": "8/255", "step_size": "4/255", "attack_steps": 2, "robust_eval_examples": 64}
+    assert spec.cell("pgd-at").config == load_config(
+        overrides={
+            **common,
+            **attack,
+            "objective": "pgd-at",
+            "bass": None,
+            "epochs": 1,
+            "robust_eval_steps": 5,
+        }
+    )
+
+
+def _pending_again(folder: Path, name: str) -> None:
+    """Put a done cell of the demo's grid back to pending (as a launcher does on Ctrl-C)."""
+    manifest = json.loads((folder / GRID_MANIFEST).read_text())
+    row = next(row for row in manifest["cells"] if row["name"] == name)
+    row.update(
+        state="pending", attempts=0, holder=None, timings={"started": None, "finished": None, "seconds": None}
+    )
+    (folder / GRID_MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_a_run_done_again_with_every_step_reused_still_ends_with_the_demo_report(demo, tmp_path, monkeypatch):
+    """The grid engine writes its own report.html after each cell it finishes; the demo's report must be
+    written again afterwards, or the folder would show the grid's page."""
+    out, _, cache = demo
+    copy = tmp_path / "demo"
+    shutil.copytree(out, copy)
+    monkeypatch.setenv("FREQTAIL_CACHE", str(cache))
+    # A copied run measures its corruptions again once (their records name the -C folder's path).
+    _pending_again(copy, "pgd-at")
+    run_demo(copy, quick=True, echo=lambda line: None)
+    _pending_again(copy, "pgd-at")
+    lines: list[str] = []
+    run_demo(copy, quick=True, echo=lines.append)
+    steps = [line for line in lines if re.search(r"\d+/17 ", line)]
+    assert len(steps) == 17 and sum("reused from an earlier run" in line for line in steps) == 16, steps
+    assert re.search(r"17/17 report ", steps[-1]) and "reused" not in steps[-1]  # written again
+    headings = [text for tag, text in parse_page((copy / "report.html").read_text(encoding="utf-8")).headings]
+    assert all(section in headings for section in SECTIONS)
+    assert {row.name: row.state for row in read_states(copy)}["pgd-at"] is CellState.DONE

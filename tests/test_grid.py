@@ -145,7 +145,7 @@ def test_every_family_has_its_presets_and_suites_and_unknown_ones_are_listed():
     assert counts == {"t1": 24, "t3": 4, "t4": 16, "fig3": 6}
     assert sum(counts.values()) == len(preset_configs())
     assert GridSpec.family("t4").suites == ("clean", "corruptions")
-    assert GridSpec.family("fig3").suites == ("clean", "pgd20")
+    assert GridSpec.family("fig3").suites == ("clean", "pgd20", "corruptions")  # and its eps sweep
     smoke = GridSpec.family("t3", overrides={"epochs": 1}, suites="clean")
     assert all(c.config.epochs == 1 for c in smoke.cells()) and smoke.suites == ("clean",)
     with pytest.raises(ConfigError) as info:

@@ -21,8 +21,9 @@ def register(subparsers) -> None:
             "ERM and PGD-AT, each without and with BaSS (the paper's CIFAR10-B protocol), evaluate clean, "
             "PGD-20 and corruption accuracy under every threat model (domain and end-to-end for the BaSS "
             "models), explain the ERM models (frequency sensitivity, LFC/HFC loss landscape, Fourier heat "
-            "map) and write report.html, report.md and results.json. Rerunning after Ctrl-C reuses the "
-            "finished stages."
+            "map) and write report.html, report.md and demo-summary.json. The four runs are the cells of one "
+            "grid (DIR/grid.json, as 'freqtail grid run' writes): rerunning after Ctrl-C reuses the "
+            "finished steps and continues the interrupted run."
         ),
     )
     parser.add_argument("--out", default="runs/demo", metavar="DIR", help="demo folder (default runs/demo)")
@@ -38,7 +39,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from freqtail.workflows.demo import FULL, QUICK, DemoInterrupted, format_key_numbers, run_demo
+    from pathlib import Path
+
+    from freqtail.workflows.demo import FULL, LOG_FILE, QUICK, format_key_numbers, run_demo
 
     settings = QUICK if args.quick else FULL
     if args.quick:
@@ -50,11 +53,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(
             "freqtail demo: small-cnn on the embedded dataset (6,400 training / 1,600 test images, "
-            "16 classes); about 5 minutes on 2 CPU cores. Details go to DIR/demo.log."
+            f"16 classes); about 5 minutes on 2 CPU cores. Details go to {Path(args.out) / LOG_FILE}."
         )
     try:
         result = run_demo(args.out, settings=settings, force=args.force)
-    except (KeyboardInterrupt, DemoInterrupted):
+    except KeyboardInterrupt:
         print(
             f"freqtail demo: interrupted; run the same command again to continue ({args.out} keeps the "
             "finished stages and checkpoints), or add --force to start over.",

@@ -41,7 +41,8 @@ def register(subparsers) -> None:
         example=EXAMPLE,
         description=(
             "A grid is a base configuration, axes (a product over config keys) and explicit cells, "
-            "each cell one training run and its evaluation (docs/guides/reproduce.md). 'grid run' "
+            "each cell one training run, its evaluation and the analyses the spec lists (eps sweeps, "
+            "sensitivity, landscape, heat map; docs/guides/reproduce.md). 'grid run' "
             "trains and evaluates every cell into GRID/<cell>/ and records each cell's state in "
             "GRID/grid.json; rerunning it skips done cells, resumes partial ones and retries failed ones."
         ),

@@ -7,6 +7,7 @@ from freqtail.commands._launch import add_launch_arguments
 
 EXAMPLE = (
     "freqtail reproduce t1 --scale smoke --out grids/t1-smoke\n"
+    "  freqtail reproduce fig3 --scale smoke --out grids/fig3-smoke --only '*gamma0.5'\n"
     "  freqtail reproduce t1 --out grids/t1 --only '*cifar10-resnet18*'\n"
     "  freqtail reproduce t1 --out grids/t1 --log tensorboard && tensorboard --logdir grids/t1\n"
     "  freqtail reproduce t1 --out grids/t1 --data-root ~/data --launcher slurm --slurm-gpus-per-task 1\n"
@@ -23,8 +24,9 @@ def register(subparsers) -> None:
         description=(
             "Runs the paper's grid NAME, one cell per preset of configs/NAME-*.yaml, evaluated with the "
             "suites the paper reports: t1 (Table 1, 24 cells) and t3 (Table 3, 4 cells) clean, PGD-20 and "
-            "AutoAttack; t4 (Table 4, 16 cells) clean and corruptions; fig3 (Figure 3, 6 cells) clean and "
-            "PGD-20. The same launchers as 'freqtail grid run': resumable, --jobs N launchers, or "
+            "AutoAttack; t4 (Table 4, 16 cells) clean and corruptions; fig3 (Figure 3, 6 cells) clean, "
+            "PGD-20 and corruptions, then PGD-20 at eps 1/255, 2/255, 4/255 and 8/255 (an eps sweep). "
+            "The same launchers as 'freqtail grid run': resumable, --jobs N launchers, or "
             "--launcher slurm (one job array); 'freqtail grid status DIR' shows progress "
             "(docs/guides/reproduce.md)."
         ),

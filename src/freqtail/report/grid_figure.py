@@ -25,14 +25,17 @@ from pathlib import Path
 from matplotlib.lines import Line2D
 
 from freqtail.io import atomic_path
-from freqtail.report.paper_table import COLUMN_SOURCES, DONE, FAILED, NOT_EVALUATED, PaperTable
+from freqtail.report.paper_table import DONE, FAILED, NOT_EVALUATED, TABLE_COLUMNS, PaperTable
 from freqtail.report.pyplot import plt
 from freqtail.report.spectrum_figures import check_figure_path
 
-#: Column title -> (marker, colour): one per column the grid table knows, in its order.
+#: The columns of the published tables, in the grid table's order (a figure's columns, Figure 3's,
+#: have no published number, so no point of this figure).
+PUBLISHED_COLUMNS = tuple(dict.fromkeys(column for columns in TABLE_COLUMNS.values() for column in columns))
+#: Column title -> (marker, colour): one per published column.
 COLUMN_STYLES: dict[str, tuple[str, str]] = dict(
     zip(
-        COLUMN_SOURCES,
+        PUBLISHED_COLUMNS,
         zip("os^vD<>P", [plt.get_cmap("tab10").colors[i] for i in (0, 1, 2, 3, 4, 5, 6, 8)], strict=True),
         strict=True,
     )

@@ -1,7 +1,8 @@
 """A grid's measured cells beside the paper's published Tables 1, 3 and 4: :class:`PaperTable`.
 
 Inputs are typed (:class:`MeasuredCell`): a cell's name, its published row (:class:`PublishedKey`:
-table, method, model, dataset, BaSS; None for a cell the paper has no row for), its state (``done``,
+table, method, model, dataset, BaSS; None for a cell the paper has no row for) or its point of a
+figure (:class:`FigurePoint`: Figure 3, whose values the paper only plots), its state (``done``,
 ``running``, ``pending``, ``failed`` with one sentence why), the threat model the paper's protocol
 measures it under, and its :class:`~freqtail.evaluate.records.Record` objects by threat model.
 :func:`build_paper_table` lays them out as the paper does, and :class:`PaperTable` renders Markdown,
@@ -12,6 +13,9 @@ Columns and the records they come from (:data:`COLUMN_SOURCES`):
 * Tables 1 and 3: Clean = ``clean``, PGD-20 = ``pgd-20-ce``, AA = ``autoattack-standard``;
 * Table 4: Clean = ``clean``; Noise, Blur, Weather, Digital = the ``corruptions`` record's category
   means (``categories``); Mean = its ``mean`` over every corruption x severity cell.
+* Figure 3 (:data:`FIGURE_COLUMNS`; measured values only, the paper prints no numbers): Clean;
+  Corruptions = the ``corruptions`` record's ``mean``; PGD-20 (1/255) ... PGD-20 (8/255) = the
+  ``pgd-20-ce`` record of exactly that budget (:data:`COLUMN_VARIANTS`, the grid's eps sweep).
 
 Per cell and column: the measured accuracy in percent beside the published one, the number of
 evaluated images n and the 95% Wilson score interval
@@ -80,6 +84,14 @@ COLUMN_SOURCES: dict[str, tuple[str, str]] = {
     "Digital": ("corruptions", "digital"),
     "Mean": ("corruptions", "mean"),
 }
+#: Figure 3 (c)'s budgets, each the column ``PGD-20 (<budget>)`` taking the record of exactly that
+#: budget (record-id variant ``eps=<budget>``).
+FIGURE3_BUDGETS = ("1/255", "2/255", "4/255", "8/255")
+COLUMN_SOURCES["Corruptions"] = ("corruptions", "mean")
+COLUMN_SOURCES.update({f"PGD-20 ({budget})": ("pgd-20-ce", "accuracy") for budget in FIGURE3_BUDGETS})
+#: Column title -> the record-id variant it takes (columns not listed take :func:`select_record`'s
+#: choice of variant).
+COLUMN_VARIANTS: dict[str, str] = {f"PGD-20 ({budget})": f"eps={budget}" for budget in FIGURE3_BUDGETS}
 ADVERSARIAL_COLUMNS = ("Clean", "PGD-20", "AA")
 CORRUPTION_COLUMNS = ("Clean", "Noise", "Blur", "Weather", "Digital", "Mean")
 #: The published tables a grid cell can be compared with, in the paper's order, and their columns.
@@ -87,6 +99,17 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "table1": ADVERSARIAL_COLUMNS,
     "table3": ADVERSARIAL_COLUMNS,
     "table4": CORRUPTION_COLUMNS,
+}
+#: The paper's figures a grid cell can stand in, their columns and their section titles.
+FIGURE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "figure3": ("Clean", "Corruptions", *(f"PGD-20 ({budget})" for budget in FIGURE3_BUDGETS)),
+}
+FIGURE_TITLES: dict[str, str] = {
+    "figure3": (
+        "Figure 3: ResNet-18 standard training on CIFAR-10 with BaSS as augmentation (probability gamma) "
+        "and as a new dataset; measured values only (the paper shows them as a figure and prints no "
+        "numbers to compare with)"
+    ),
 }
 #: The title of the section of cells without a published row.
 OWN_TITLE = "Cells without a published row"
@@ -157,6 +180,20 @@ class PublishedKey:
 
 
 @dataclass(frozen=True)
+class FigurePoint:
+    """A cell's place in one of the paper's figures (:data:`FIGURE_COLUMNS`).
+
+    Attributes:
+        figure: ``"figure3"``; label: the point as the figure names it (``gamma = 0.25``);
+        order: its place along the figure (rows are sorted by it).
+    """
+
+    figure: str
+    label: str
+    order: float = 0.0
+
+
+@dataclass(frozen=True)
 class MeasuredCell:
     """One grid cell as the table receives it.
 
@@ -171,9 +208,11 @@ class MeasuredCell:
         group: cells with one group label differ only by ``seed`` (None = the cell is its own group).
         budget: the record-id variant of the cell's robust numbers at its training budget
             ("eps=8/255"), preferred when a run holds several budgets; None = no preference.
+        figure: its point of a figure of the paper (:class:`FigurePoint`) for a cell without a
+            published row; None = none.
 
     Raises:
-        InputError: an unknown state (one sentence).
+        InputError: an unknown state or figure (one sentence).
     """
 
     name: str
@@ -185,12 +224,18 @@ class MeasuredCell:
     seed: int | None = None
     group: str | None = None
     budget: str | None = None
+    figure: FigurePoint | None = None
 
     def __post_init__(self) -> None:
         if self.state not in STATES:
             raise InputError(
                 f"The grid cell {self.name} has the state {self.state!r}; a cell is one of "
                 f"{', '.join(STATES)}."
+            )
+        if self.figure is not None and self.figure.figure not in FIGURE_COLUMNS:
+            raise InputError(
+                f"The grid cell {self.name} names the figure {self.figure.figure!r}; a grid table shows "
+                f"{', '.join(FIGURE_COLUMNS)}."
             )
         frozen = {str(tm): tuple(records) for tm, records in self.records.items()}
         object.__setattr__(self, "records", MappingProxyType(frozen))
@@ -303,11 +348,11 @@ class SeedRow:
 
 @dataclass(frozen=True)
 class TableSection:
-    """One published table's cells (or the cells without a published row).
+    """One published table's cells (or a figure's, or the cells without a published row).
 
     Attributes:
-        table: "table1", "table3", "table4", or None for :data:`OWN_TITLE`.
-        title: the published caption (or :data:`OWN_TITLE`).
+        table: "table1", "table3", "table4", a figure ("figure3"), or None for :data:`OWN_TITLE`.
+        title: the published caption (a figure's :data:`FIGURE_TITLES`, or :data:`OWN_TITLE`).
         columns: the column titles.
         rows: one :class:`TableRow` per cell, in the published table's row order, then by seed.
         seed_rows: one :class:`SeedRow` per group of two or more cells.
@@ -327,11 +372,16 @@ def _checkpoint_rank(tag: str) -> tuple[int, str]:
     return ({"best": 0, "last": 1}.get(tag, 2), tag)
 
 
-def select_record(cell: MeasuredCell, metric: str) -> Record | None:
+def select_record(cell: MeasuredCell, metric: str, variant: str | None = None) -> Record | None:
     """The record of ``metric`` a cell's column shows: under the cell's threat model, checkpoint
     ``best`` before ``last`` before the others (by name), the cell's ``budget`` variant first, then
-    the variants by name. None when the cell has no such record."""
-    found = [r for r in cell.records.get(cell.threat_model, ()) if r.id.metric == metric]
+    the variants by name; only records of ``variant`` when it is given. None when the cell has no
+    such record."""
+    found = [
+        r
+        for r in cell.records.get(cell.threat_model, ())
+        if r.id.metric == metric and (variant is None or r.id.variant == variant)
+    ]
     if not found:
         return None
     return min(
@@ -374,7 +424,7 @@ def _measure(cell: MeasuredCell, column: str, published: float | None, confidenc
     if cell.state != DONE:
         return Value(column, cell.state, published=published)
     metric, part = COLUMN_SOURCES[column]
-    record = select_record(cell, metric)
+    record = select_record(cell, metric, COLUMN_VARIANTS.get(column))
     if record is None:
         return Value(column, NOT_EVALUATED, published=published)
     if part == "accuracy":
@@ -433,7 +483,8 @@ def _delta(
     metric = COLUMN_SOURCES[column][0]
     if metric == "corruptions":
         return Delta(column, measured, published, note=_CORRUPTION_REASON)
-    first, second = select_record(base, metric), select_record(bass, metric)
+    variant = COLUMN_VARIANTS.get(column)
+    first, second = select_record(base, metric, variant), select_record(bass, metric, variant)
     try:
         masks, reason = aligned_masks(first, second)
     except InputError as err:
@@ -501,6 +552,10 @@ def _own_columns(cells: Sequence[MeasuredCell]) -> tuple[str, ...]:
     return tuple(columns)
 
 
+def _seed_order(cell: MeasuredCell) -> int:
+    return cell.seed if cell.seed is not None else -1
+
+
 def _row_order(key: PublishedKey) -> int:
     rows = published_table(key.table).rows
     for index, row in enumerate(rows):
@@ -524,6 +579,14 @@ def _section_notes(table: str | None, rows: Sequence[TableRow], confidence: floa
             f"Δ = BaSS cell - baseline cell in percentage points, each under its own threat model; p = exact "
             f"two-sided McNemar test and [low, high] = Newcombe's {level} hybrid score interval of the "
             "paired difference, on the images both records evaluated (paired n)."
+        )
+    if table in FIGURE_COLUMNS:
+        notes.append(
+            "PGD-20 (e): the PGD-20 record at exactly the L-inf budget e (step e / 4), from the grid's eps "
+            "sweep; Corruptions: mean accuracy over every corruption x severity cell of the -C set the "
+            "cell's threat model sees (CIFAR-10-C under `standard`; BaSS then corrupt, the paper's "
+            "CIFAR-10-B-C, under `domain`), its n counting image x cell evaluations. The paper plots "
+            "these values without printing them: there is no published number or gain to compare with."
         )
     if table == "table4" or any(v.column in CORRUPTION_COLUMNS[1:] for row in rows for v in row.values):
         weights = published_table("table4").mean_weights
@@ -572,13 +635,22 @@ def build_paper_table(
             f"The grid cell {unknown[0].name} names the published {unknown[0].key.table}; a grid table "
             f"compares with {', '.join(TABLE_COLUMNS)}."
         )
-    groups.append((None, [c for c in cells if c.key is None]))
+    groups += [
+        (figure, [c for c in cells if c.key is None and c.figure is not None and c.figure.figure == figure])
+        for figure in FIGURE_COLUMNS
+    ]
+    groups.append((None, [c for c in cells if c.key is None and c.figure is None]))
     for table, members in groups:
         if not members:
             continue
-        if table is not None:
-            members = sorted(members, key=lambda c: (_row_order(c.key), c.seed if c.seed is not None else -1))
-        columns = TABLE_COLUMNS[table] if table is not None else _own_columns(members)
+        if table in TABLE_COLUMNS:
+            members = sorted(members, key=lambda c: (_row_order(c.key), _seed_order(c)))
+            columns = TABLE_COLUMNS[table]
+        elif table in FIGURE_COLUMNS:
+            members = sorted(members, key=lambda c: (c.figure.order, _seed_order(c)))
+            columns = FIGURE_COLUMNS[table]
+        else:
+            columns = _own_columns(members)
         values = {
             cell.name: tuple(_measure(cell, col, _published(cell.key, col), confidence) for col in columns)
             for cell in members
@@ -594,7 +666,10 @@ def build_paper_table(
                 for i, col in enumerate(columns)
             )
             rows.append(TableRow(cell, values[cell.name], base.name, base.threat_model, deltas))
-        title = published_table(table).caption if table is not None else OWN_TITLE
+        if table in TABLE_COLUMNS:
+            title = published_table(table).caption
+        else:
+            title = FIGURE_TITLES.get(table or "", OWN_TITLE)
         sections.append(
             TableSection(
                 table,
@@ -671,7 +746,8 @@ def _seed_label(seed: int | None) -> str:
 def row_cells(row: TableRow) -> list[str]:
     """A cell's row as texts under :data:`ROW_HEADER` and the section's columns (:func:`value_text`)."""
     cell = row.cell
-    lead = [cell.name, _key_text(cell.key), _seed_label(cell.seed), cell.threat_model, _state_text(cell)]
+    paper = cell.figure.label if cell.key is None and cell.figure is not None else _key_text(cell.key)
+    lead = [cell.name, paper, _seed_label(cell.seed), cell.threat_model, _state_text(cell)]
     return lead + [value_text(v) for v in row.values]
 
 
@@ -747,8 +823,8 @@ class PaperTable:
     """A grid's cells in the paper's layout (see the module docstring).
 
     Attributes:
-        sections: one :class:`TableSection` per published table with cells, then the cells without a
-            published row.
+        sections: one :class:`TableSection` per published table with cells, then per figure with
+            cells, then the cells without a published row.
         confidence: the level of every interval.
         notes: the caller's sentences (shown under the title).
     """
@@ -876,6 +952,10 @@ __all__ = [
     "CONFIDENCE",
     "CSV_FIELDS",
     "COLUMN_SOURCES",
+    "COLUMN_VARIANTS",
+    "FIGURE3_BUDGETS",
+    "FIGURE_COLUMNS",
+    "FIGURE_TITLES",
     "DELTA_HEADER",
     "GAINS_TITLE",
     "ROW_HEADER",
@@ -884,6 +964,7 @@ __all__ = [
     "STATES",
     "TABLE_COLUMNS",
     "Delta",
+    "FigurePoint",
     "MeasuredCell",
     "PaperTable",
     "PublishedKey",

@@ -14,16 +14,21 @@ line (``freqtail ...``), which parses options into the requests here and prints 
   :class:`~freqtail.evaluate.EvaluationRequest` evaluated on a run, into its folder;
 * :mod:`~freqtail.workflows.explain` — :func:`explain`: one template for the sensitivity, landscape
   and heat-map analyses of a run;
-* :mod:`~freqtail.workflows.demo` — ``freqtail demo``: the whole pipeline on the embedded dataset;
+* :mod:`~freqtail.workflows.demo` — ``freqtail demo``: the whole pipeline on the embedded dataset, a
+  four-cell grid run by :func:`run_grid`;
 * :mod:`~freqtail.workflows.grid_spec` — :class:`GridSpec`: an experiment grid (a base and a product
   of axes and/or explicit cells, or a preset family of the paper), each :class:`GridCell` a validated
   config with a readable name;
+* :mod:`~freqtail.workflows.grid_analyses` — :class:`EpsSweep`, :class:`CellExplanation`: what a cell
+  runs after its evaluation (an eps sweep, an explanation), checked when the spec is built;
 * :mod:`~freqtail.workflows.grid_manifest` — :class:`GridManifest`: the grid folder's ``grid.json``
   (every cell's state), claimed and updated under the grid's lock, stale cells taken over;
-* :mod:`~freqtail.workflows.grid_run` — :func:`run_grid`: the local sequential launcher (claim, train
-  and evaluate, record, until nothing is left), rewriting the grid's table and report after each cell;
+* :mod:`~freqtail.workflows.grid_run` — :func:`run_grid`: the local sequential launcher (claim, run
+  the cell's pipeline :func:`run_cell`: train, evaluate, analyses; record, until nothing is left),
+  rewriting the grid's table and report after each cell;
 * :mod:`~freqtail.workflows.grid_table` — :func:`grid_table` / :func:`write_grid_table`: the grid's
-  cells beside the paper's published Tables 1, 3 and 4 (``GRID/table.md``, ``.csv``, ``.tex``);
+  cells beside the paper's published Tables 1, 3 and 4 and Figure 3's measured values
+  (``GRID/table.md``, ``.csv``, ``.tex``);
 * :mod:`~freqtail.workflows.grid_report` — :func:`write_grid_report`: the grid's self-contained
   ``GRID/report.html``, the table and a figure of measured against published accuracy.
 * :mod:`~freqtail.workflows.grid_slurm` — :func:`~freqtail.workflows.grid_slurm.submit_grid`: the
@@ -50,9 +55,10 @@ from freqtail.workflows.explain import (
     SensitivityAnalysis,
     explain,
 )
+from freqtail.workflows.grid_analyses import CellExplanation, EpsSweep
 from freqtail.workflows.grid_manifest import CellRecord, CellState, GridManifest, GridSummary
 from freqtail.workflows.grid_report import GridReport, write_grid_report
-from freqtail.workflows.grid_run import GridOutcome, run_cell, run_grid
+from freqtail.workflows.grid_run import CellStep, GridOutcome, run_cell, run_grid
 from freqtail.workflows.grid_spec import CellSpec, GridCell, GridSpec
 from freqtail.workflows.grid_table import grid_table, write_grid_table
 from freqtail.workflows.results_store import ResultsStore
@@ -61,9 +67,12 @@ from freqtail.workflows.run_model import is_bare_weights, load_model_from_run
 from freqtail.workflows.training import TrainRequest, train_run
 
 __all__ = [
+    "CellExplanation",
     "CellRecord",
     "CellSpec",
     "CellState",
+    "CellStep",
+    "EpsSweep",
     "ExplainRequest",
     "Explanation",
     "GridCell",

@@ -1,38 +1,46 @@
 """``freqtail demo``: the whole paper on the embedded dataset, end to end, with no data at hand.
 
-Stages (each one line of progress with the elapsed time; finished stages are reused on a rerun):
+The demo folder is a grid folder: its four training runs are the cells of one
+:class:`~freqtail.workflows.grid_spec.GridSpec` (:func:`demo_spec`), run by
+:func:`~freqtail.workflows.grid_run.run_grid` like any other grid (one orchestration in the code
+base), with two dataset-level steps before them and the report after. Steps, each one line of
+progress with the elapsed time:
 
 1. **spectrum** — the frequency long tail of the training images (``spectrum.json``,
    ``figures/spectrum.png``);
 2. **bass** — BaSS on every training image: degenerate count, the spectrum after BaSS, a before/after
    figure (``bass.json``, ``figures/bass_examples.png``);
-3. **train** — a small CNN four times: ERM and PGD-AT, each without and with BaSS (``bass: dataset``,
-   the paper's CIFAR10-B protocol), one run folder each (``erm/``, ``erm-bass/``, ``pgd-at/``,
-   ``pgd-at-bass/``);
-4. **evaluate** — clean, PGD-20, PGD-20 restricted to the LFC and to the HFC (the bands below / at or
-   above each threat model's 80/20 boundary, measured on the evaluated images) and corruptions (a
-   stated subset) on a seeded subset of the test set; BaSS runs under both threat models (``domain``
-   and ``end-to-end``);
-5. **explain** — frequency sensitivity, a small LFC/HFC loss landscape and a Fourier heat map of the two
-   ERM models;
-6. **report** — ``demo-summary.json`` (every run's key numbers with their settings; format
+3. the grid's cells ``erm``, ``erm-bass``, ``pgd-at``, ``pgd-at-bass`` (ordinary run folders
+   ``DIR/<cell>/``; the manifest ``DIR/grid.json``), each through the grid's cell pipeline
+   (:func:`~freqtail.workflows.grid_run.run_cell`):
+
+   * **train** — a small CNN with ERM or PGD-AT, without or with BaSS (``bass: dataset``, the paper's
+     CIFAR10-B protocol);
+   * **evaluate** — clean, PGD-20, PGD-20 restricted to the LFC and to the HFC (the bands below / at
+     or above each threat model's 80/20 boundary, measured on the evaluated images) and corruptions (a
+     stated subset) on a seeded subset of the test set; BaSS runs under both threat models
+     (``domain`` and ``end-to-end``);
+   * **sensitivity**, **landscape**, **heatmap** — frequency sensitivity, a small LFC/HFC loss
+     landscape and a Fourier heat map of the two ERM models (the grid's explanation analyses);
+4. **report** — ``demo-summary.json`` (every run's key numbers with their settings; format
    ``freqtail-demo-summary``, :mod:`freqtail.report.key_numbers`), ``report.html`` and ``report.md``.
 
-Everything is done by the library's own entry points (:func:`freqtail.workflows.training.train_run`,
-:func:`freqtail.workflows.evaluate_run` and :func:`freqtail.workflows.explain` on a
-:class:`freqtail.workflows.RunFolder`), so the demo's run folders are ordinary run folders. The console
-shows one line per stage and one per training epoch; everything else goes to ``demo.log``.
+The console shows one line per step and one per training epoch; everything else goes to ``demo.log``.
+This module runs the steps; :mod:`~freqtail.workflows.demo_settings` holds the settings and the grid,
+:mod:`~freqtail.workflows.demo_steps` the dataset-level steps and every step's line in words,
+:mod:`~freqtail.workflows.demo_summary` the summary.
 
-Resuming: ``demo-state.json`` records the settings and the finished stages; a rerun skips those, the
-trainer resumes an interrupted run from its checkpoint and the evaluation skips numbers already in
-``results.json``. ``force=True`` deletes what the demo wrote and starts over.
+Resuming: the grid's manifest records each cell's state, so a rerun reuses every done cell, and the
+cell Ctrl-C stopped continues where it was (the trainer from its checkpoint, the evaluation without the
+numbers already in ``results.json``, explanations already written kept). The spectrum and BaSS steps
+are reused when their JSON exists (BaSS: with the figure's image count of the settings), the summary
+and report when nothing was computed and they exist with the same settings. ``force=True`` deletes
+what the demo wrote and starts over.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import os
 import shutil
 import signal
@@ -43,162 +51,72 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from freqtail import __version__
-from freqtail.bass import balance_spectrum
-from freqtail.data import iter_uint8_batches
-from freqtail.data.corruptions import parse_corruptions, parse_severities
-from freqtail.data.registry import load_arrays
-from freqtail.errors import ConfigError, InputError
-from freqtail.evaluate import EvaluationRequest
-from freqtail.formatting import percent
+from freqtail.errors import ConfigError, FreqtailError, InputError
 from freqtail.io import atomic_write_json
-from freqtail.report.bass_figures import plot_bass_examples
 from freqtail.report.build import build_report
-from freqtail.report.collect import collect_run
-from freqtail.report.key_numbers import (
-    DEMO_SUMMARY_FORMAT,
-    checkpoint_records,
-    key_number_table,
-    run_key_numbers,
-)
-from freqtail.report.spectrum_figures import plot_long_tail
 from freqtail.runs import layout
-from freqtail.runs.layout import RunLayout
-from freqtail.spectrum import summarize
-from freqtail.train import load_config
-from freqtail.workflows.evaluation import evaluate_run
-from freqtail.workflows.explain import (
-    ExplainRequest,
-    HeatmapAnalysis,
-    LandscapeAnalysis,
-    SensitivityAnalysis,
-    explain,
+from freqtail.runs.layout import GridLayout, RunLayout
+from freqtail.workflows.demo_settings import (
+    FULL,
+    QUICK,
+    RUNS,
+    DemoSettings,
+    demo_spec,
+    train_config,
 )
-from freqtail.workflows.run_folder import RunFolder
-from freqtail.workflows.training import TrainRequest, train_run
+from freqtail.workflows.demo_steps import (
+    EpochProgress,
+    bass_step,
+    bass_words,
+    read_json,
+    safe_words,
+    spectrum_step,
+    spectrum_words,
+    step_what,
+    step_words,
+)
+from freqtail.workflows.demo_summary import DEMO_FORMAT, aggregate, format_key_numbers
+from freqtail.workflows.grid_manifest import CellRecord, CellState, GridManifest, read_states
+from freqtail.workflows.grid_run import CellStep, cell_steps, run_cell, run_grid
+from freqtail.workflows.grid_spec import GridSpec
 
-__all__ = ["FULL", "QUICK", "DemoInterrupted", "DemoResult", "DemoSettings", "format_key_numbers", "run_demo"]
+__all__ = [
+    "FULL",
+    "QUICK",
+    "RUNS",
+    "DemoResult",
+    "DemoSettings",
+    "aggregate",
+    "demo_spec",
+    "format_key_numbers",
+    "run_demo",
+    "train_config",
+]
 
-STATE_FILE = "demo-state.json"
 LOG_FILE = "demo.log"
-DATASET = "embedded"
-DEMO_FORMAT = DEMO_SUMMARY_FORMAT
-STATE_FORMAT = "freqtail-demo-state"
-#: Files and folders the demo writes at the top of its folder (``force`` deletes only these).
+#: The stage record of a demo folder written before the demo ran on the grid engine (``--force``
+#: deletes it; without ``--force`` such a folder is refused).
+LEGACY_STATE_FILE = "demo-state.json"
+#: Files and folders the demo writes at the top of its folder (``force`` deletes only these and the
+#: run folders). The grid's lock keeps a holder record beside it (``<lock>.json``, :mod:`freqtail.locks`).
 OWN_FILES = (
-    STATE_FILE,
     LOG_FILE,
+    LEGACY_STATE_FILE,
     layout.DEMO_SUMMARY_FILE,
     layout.RESULTS_FILE,  # the summary of a demo of an older freqtail
     layout.REPORT_HTML,
     layout.REPORT_MD,
+    layout.GRID_MANIFEST,
+    layout.GRID_LOCK,
+    layout.GRID_LOCK + ".json",
+    layout.GRID_TABLE_MD,
+    layout.GRID_TABLE_CSV,
+    layout.GRID_TABLE_TEX,
+    layout.GRID_FIGURE_PNG,
+    layout.GRID_FIGURE_SVG,
     *(RunLayout.of("").json(kind).name for kind in layout.DATA_FACTS),
 )
-OWN_FOLDERS = (layout.FIGURES_DIR,)
-
-
-@dataclass(frozen=True)
-class DemoSettings:
-    """How big the demo is. :data:`FULL` (about 5 minutes on 2 CPU cores) and :data:`QUICK` (under a
-    minute; for tests and CI) are the two the command offers.
-
-    Attributes:
-        quick: the ``--quick`` settings (said so in the output and the report).
-        width: small-cnn width.
-        train_subset, test_subset: training images / per-epoch test images (None = all).
-        erm_epochs, at_epochs: epochs of the ERM and the PGD-AT runs.
-        attack_steps, at_step_size: PGD-AT's training attack (eps 8/255).
-        robust_eval_examples, robust_eval_steps: the trainer's per-epoch robust accuracy.
-        eval_n: test images evaluated (a seeded subset of the 1,600).
-        masking_n, masking_queries: the gradient-masking check before PGD-20.
-        corruptions, severities: the corruption subset (``freqtail evaluate`` syntax).
-        sensitivity_n, landscape_n, landscape_grid, heatmap_n: sizes of the explanations.
-        bass_examples: images in the BaSS figure.
-    """
-
-    quick: bool
-    width: int
-    train_subset: int | None
-    test_subset: int | None
-    erm_epochs: int
-    at_epochs: int
-    attack_steps: int
-    at_step_size: str
-    robust_eval_examples: int
-    robust_eval_steps: int
-    eval_n: int
-    masking_n: int
-    masking_queries: int
-    corruptions: str
-    severities: str
-    sensitivity_n: int
-    landscape_n: int
-    landscape_grid: int
-    heatmap_n: int
-    bass_examples: int = 6
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-FULL = DemoSettings(
-    quick=False,
-    width=16,
-    train_subset=None,
-    test_subset=None,
-    erm_epochs=8,
-    at_epochs=5,
-    attack_steps=3,
-    at_step_size="3/255",
-    robust_eval_examples=256,
-    robust_eval_steps=10,
-    eval_n=500,
-    masking_n=100,
-    masking_queries=500,
-    corruptions="all",
-    severities="1,3,5",
-    sensitivity_n=500,
-    landscape_n=256,
-    landscape_grid=9,
-    heatmap_n=16,
-)
-QUICK = DemoSettings(
-    quick=True,
-    width=8,
-    train_subset=1024,
-    test_subset=256,
-    erm_epochs=1,
-    at_epochs=1,
-    attack_steps=2,
-    at_step_size="4/255",
-    robust_eval_examples=64,
-    robust_eval_steps=5,
-    eval_n=64,
-    masking_n=16,
-    masking_queries=100,
-    corruptions="all",
-    severities="3",
-    sensitivity_n=64,
-    landscape_n=64,
-    landscape_grid=5,
-    heatmap_n=2,
-)
-#: The four training runs: folder, label, objective, BaSS mode.
-RUNS = (
-    ("erm", "ERM", "erm", None),
-    ("erm-bass", "ERM + BaSS", "erm", "dataset"),
-    ("pgd-at", "PGD-AT", "pgd-at", None),
-    ("pgd-at-bass", "PGD-AT + BaSS", "pgd-at", "dataset"),
-)
-#: Runs the explanations (sensitivity, landscape, heat map) are computed for.
-EXPLAINED = ("erm", "erm-bass")
-PGD_EPS, PGD_STEP = "8/255", "2/255"
-
-
-class DemoInterrupted(Exception):
-    """Training stopped on Ctrl-C / SIGTERM after writing a checkpoint; a rerun continues it."""
+OWN_FOLDERS = (layout.FIGURES_DIR, layout.GRID_CELL_LOCKS_DIR)
 
 
 @dataclass
@@ -217,12 +135,35 @@ class DemoResult:
 
 
 # ----------------------------------------------------------------------------- the folder
-def _prepare_folder(out: Path, settings: DemoSettings, force: bool) -> dict[str, Any]:
-    """Check (or reset) ``out`` and return the demo state to continue from."""
+def _grid_rows(out: Path) -> tuple[CellRecord, ...] | None:
+    """The cells of the grid in ``out``, or None when it holds none (InputError: a damaged one)."""
+    return read_states(out) if GridLayout.of(out).manifest.is_file() else None
+
+
+def _settings_words(rows: tuple[CellRecord, ...]) -> str:
+    """Which settings a demo grid's cells were trained with: ``--quick``, ``full`` or ``other``."""
+    trained = {row.name: row.config_hash for row in rows}
+    for words, settings in (("--quick", QUICK), ("full", FULL)):
+        if trained == {cell.name: cell.config_hash for cell in demo_spec(settings).cells()}:
+            return words
+    return "other"
+
+
+def _other_settings(out: Path, words: str) -> ConfigError:
+    return ConfigError(
+        f"The folder {out} holds a demo with other settings ({words}); pass --force to start over or "
+        "choose another --out."
+    )
+
+
+def _prepare_folder(out: Path, settings: DemoSettings, force: bool) -> GridSpec:
+    """Check (or reset) ``out``, make it the demo's grid folder and return the demo's grid."""
+    spec = demo_spec(settings)
     if out.exists() and not out.is_dir():
         raise InputError(f"The output path {out} is a file, not a folder.")
-    state_path = out / STATE_FILE
-    is_demo = state_path.is_file()
+    rows = _grid_rows(out)
+    legacy = (out / LEGACY_STATE_FILE).is_file()
+    is_demo = legacy or (rows is not None and [row.name for row in rows] == [run[0] for run in RUNS])
     if out.is_dir() and any(out.iterdir()) and not is_demo:
         raise ConfigError(
             f"The folder {out} is not empty and holds no freqtail demo; choose another --out (nothing was "
@@ -233,39 +174,44 @@ def _prepare_folder(out: Path, settings: DemoSettings, force: bool) -> dict[str,
             (out / name).unlink(missing_ok=True)
         for name in (*OWN_FOLDERS, *(run[0] for run in RUNS)):
             shutil.rmtree(out / name, ignore_errors=True)
-        is_demo = False
-    fresh = {"format": STATE_FORMAT, "settings": settings.to_dict(), "stages": {}}
-    if not is_demo:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(state_path, fresh)
-        return fresh
-    try:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        rows, legacy = None, False
+    if legacy:
         raise ConfigError(
-            f"The demo state {state_path} is damaged; pass --force to start the demo over."
-        ) from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ConfigError(f"{state_path} is not a freqtail demo state; pass --force to start the demo over.")
-    if state.get("settings") != settings.to_dict():
-        other = "--quick" if (state.get("settings") or {}).get("quick") else "full"
-        raise ConfigError(
-            f"The folder {out} holds a demo with other settings ({other}); pass --force to start over or "
-            "choose another --out."
+            f"The folder {out} holds a demo of an older freqtail ({LEGACY_STATE_FILE}); pass --force to "
+            "start it over or choose another --out."
         )
-    state.setdefault("stages", {})
-    return state
+    if rows is not None and {r.name: r.config_hash for r in rows} != {
+        c.name: c.config_hash for c in spec.cells()
+    }:
+        raise _other_settings(out, _settings_words(rows))
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        # adopt: the folder is new, empty, or the demo's own (a user's files kept by --force stay).
+        GridManifest.open(out, spec, adopt=True)
+    except InputError:
+        if rows is None:
+            raise
+        raise _other_settings(out, "other evaluation or explanation sizes") from None
+    return spec
 
 
-class _Stages:
-    """Runs stages in order, prints one line per stage with the elapsed time, records finished ones."""
+class _Console:
+    """The demo's progress lines (one per step with the elapsed time) and its log file."""
 
-    def __init__(self, out: Path, state: dict[str, Any], total: int, echo: Callable[[str], None]) -> None:
-        self.out = out
-        self.state = state
+    def __init__(
+        self,
+        out: Path,
+        total: int,
+        echo: Callable[[str], None],
+        previous: dict[str, float | None],
+        stale: Callable[[], None],
+    ) -> None:
         self.total = total
         self.echo = echo
+        self.previous = previous  # step name -> its seconds in an earlier summary of these settings
+        self.stale = stale  # called once when the folder starts to change (its summary is then stale)
         self.count = 0
+        self.computed = False  # whether this call changed the folder (computed a step, ran a cell)
         self.started = time.perf_counter()
         self.timings: list[dict[str, Any]] = []
         self.log = open(out / LOG_FILE, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
@@ -274,49 +220,61 @@ class _Stages:
     def close(self) -> None:
         self.log.close()
 
-    def trainer_log(self, message: str) -> None:
-        """The trainer's messages go to the log; stop requests are shown too."""
+    def changing(self) -> None:
+        """The folder is about to change: the summary and report will be written again."""
+        if not self.computed:
+            self.computed = True
+            self.stale()
+
+    def write(self, message: str) -> None:
+        """One line into ``demo.log``."""
         self.log.write(message + "\n")
         self.log.flush()
+
+    def trainer_log(self, message: str) -> None:
+        """The trainer's messages go to the log; stop requests are shown too."""
+        self.write(message)
         if "Ctrl-C" in message or "SIG" in message:
             print(message, file=self.real_stderr)
 
-    def run(self, name: str, what: str, work: Callable[[], str], done: Callable[[], bool]) -> None:
-        """Run ``work`` (returns a one-line summary) unless the state says it finished and ``done()``."""
+    def step(self, name: str, what: str, words: str, seconds: float | None, reused: bool) -> None:
+        """The line of a finished (or reused) step; records its timing for the summary."""
         self.count += 1
-        previous = self.state["stages"].get(name)
-        if previous is not None and done():
-            self.timings.append({"name": name, "what": what, "seconds": previous["seconds"], "reused": True})
-            self._line(name, f"{previous.get('summary', what)} (reused from an earlier run)")
-            return
-        self.log.write(f"\n===== {name}: {what}\n")
-        self.log.flush()
-        start = time.perf_counter()
-        with contextlib.redirect_stdout(self.log), contextlib.redirect_stderr(self.log):
-            summary = work()
-        seconds = time.perf_counter() - start
-        self.state["stages"][name] = {"seconds": round(seconds, 2), "summary": summary}
-        atomic_write_json(self.out / STATE_FILE, self.state)
-        self.timings.append({"name": name, "what": what, "seconds": round(seconds, 2), "reused": False})
-        self._line(name, f"{summary} ({seconds:.1f} s)")
+        if reused:
+            seconds = self.previous.get(name)
+            text = f"{words} (reused from an earlier run)"
+        else:
+            self.changing()
+            text = f"{words} ({seconds:.1f} s)"
+        recorded = None if seconds is None else round(seconds, 2)
+        self.timings.append({"name": name, "what": what, "seconds": recorded, "reused": reused})
+        self.line(name, text)
         _pause_for_a_signal_after(name, self.echo)
 
-    def _line(self, name: str, text: str) -> None:
+    def line(self, name: str, text: str) -> None:
         elapsed = time.perf_counter() - self.started
         width = len(str(self.total))
         self.echo(f"[{_clock(elapsed)}] {self.count:>{width}}/{self.total} {name:<22} {text}")
 
+    @contextlib.contextmanager
+    def into_log(self, heading: str):
+        """Everything printed inside goes to ``demo.log``, under ``heading``."""
+        self.write(f"\n===== {heading}")
+        with contextlib.redirect_stdout(self.log), contextlib.redirect_stderr(self.log):
+            yield
 
-#: Test hook: ``FREQTAIL_DEMO_PAUSE_AFTER="train erm"`` makes the demo wait for a signal once that stage
-#: is finished and recorded, so that a test can interrupt it at a known point however busy the machine.
+
+#: Test hook: ``FREQTAIL_DEMO_PAUSE_AFTER="train erm"`` makes the demo wait for a signal once that step
+#: is finished and its line printed, so that a test can interrupt it at a known point however busy the
+#: machine.
 PAUSE_VARIABLE = "FREQTAIL_DEMO_PAUSE_AFTER"
 
 
-def _pause_for_a_signal_after(stage: str, echo: Callable[[str], None]) -> None:
-    if os.environ.get(PAUSE_VARIABLE) != stage:
+def _pause_for_a_signal_after(step: str, echo: Callable[[str], None]) -> None:
+    if os.environ.get(PAUSE_VARIABLE) != step:
         return
 
-    echo(f"paused after {stage} ({PAUSE_VARIABLE}); waiting for a signal")
+    echo(f"paused after {step} ({PAUSE_VARIABLE}); waiting for a signal")
     signal.pause()  # Ctrl-C raises KeyboardInterrupt here, like anywhere else in the demo
 
 
@@ -324,356 +282,67 @@ def _clock(seconds: float) -> str:
     return f"{int(seconds // 60):2d}:{seconds % 60:04.1f}"
 
 
-# ----------------------------------------------------------------------------- stages
-def _spectrum_stage(out: Path) -> str:
+# ----------------------------------------------------------------------------- the steps
+def _plain_step(
+    console: _Console,
+    name: str,
+    what: str,
+    work: Callable[[], None],
+    output: Path,
+    words: Callable[[dict[str, Any]], str],
+    fits: Callable[[dict[str, Any]], bool] = lambda data: True,
+) -> None:
+    """A dataset-level step: reused when its JSON ``output`` exists and ``fits`` the settings, else run
+    (its printing into the log); its line says ``words`` of the JSON."""
+    data = read_json(output)
+    reused = data is not None and fits(data)
+    seconds = None
+    if not reused:
+        start = time.perf_counter()
+        with console.into_log(f"{name}: {what}"):
+            work()
+        seconds = time.perf_counter() - start
+        data = read_json(output) or {}
+    console.step(name, what, safe_words(words, data), seconds, reused)
 
-    summary = summarize(iter_uint8_batches(DATASET, "train", batch_size=512))
-    data = summary.to_dict()
-    h, w = summary.image_size
-    data["source"] = (
-        f"the {summary.num_images} training images of the embedded dataset ({h}x{w}, 16 classes of "
-        "photographs bundled with scikit-image)"
-    )
-    files = RunLayout.of(out)
-    plot_long_tail(summary, files.figure("spectrum"), title=f"Long tail of {summary.num_images} images")
-    atomic_write_json(files.json("spectrum"), data)
-    return (
-        f"80/20 boundary band {summary.boundary_band} ({summary.boundary_fraction_nyquist:.3f} of Nyquist): "
-        f"LFC holds {100 * summary.lfc_power_share:.1f}% of the power, alpha {summary.alpha:.2f}"
-    )
 
+def _run_cells(out: Path, spec: GridSpec, settings: DemoSettings, console: _Console) -> None:
+    """The grid's cells through :func:`run_grid` (done cells reused as a whole: their lines first).
 
-SPECTRUM_KEYS = ("boundary_band", "lfc_power_share", "entropy", "entropy_normalized", "alpha", "alpha_r2")
+    Raises:
+        FreqtailError: a run failed (its sentence; a rerun retries it).
+    """
 
+    def line(step: CellStep) -> None:
+        name = f"{step.step} {step.cell}"
+        words = step_words(step.step, out / step.cell, settings)
+        console.step(name, step_what(step.step, step.cell, settings), words, step.seconds, step.reused)
 
-def _bass_stage(out: Path, settings: DemoSettings) -> str:
+    rows = read_states(out)
+    if any(row.state is not CellState.DONE for row in rows):
+        # run_grid writes its own report.html (the grid report) after each cell it finishes, so the
+        # demo's report must then be written again, even if every step of the cell is reused.
+        console.changing()
+    for row in rows:
+        if row.state is CellState.DONE:
+            cell = spec.cell(row.name)
+            for index, step in enumerate(cell_steps(cell, spec)):
+                line(CellStep(cell.name, step, index, True, 0.0))
 
-    images, labels, classes = load_arrays(DATASET, "train")
-    outputs, masks = [], []
-    for start in range(0, len(images), 512):
-        converted, degenerate = balance_spectrum(
-            np.ascontiguousarray(images[start : start + 512]), return_degenerate=True
+    def runner(cell, run_dir: Path) -> None:
+        progress = EpochProgress(console.echo, f"train {cell.name}")
+        run_cell(cell, run_dir, spec, log=console.trainer_log, callbacks=(progress,), on_step=line)
+
+    # A failed run gets one more try per call of the demo (the manifest counts its attempts).
+    retries = max((row.attempts for row in rows if row.state is CellState.FAILED), default=0)
+    with console.into_log("the grid of the four runs"):
+        outcome = run_grid(spec, out, cell_runner=runner, retries=retries, log=console.write)
+    if outcome.failed:
+        name, why = outcome.failed[0]
+        raise FreqtailError(
+            f"The demo's run {name} failed: {why} What it finished stays in {out / name}; run the same "
+            "command again to retry it."
         )
-        outputs.append(converted)
-        masks.append(np.asarray(degenerate, dtype=bool))
-    converted, degenerate = np.concatenate(outputs), np.concatenate(masks)
-    before, after = summarize(images), summarize(converted)
-    # One image of evenly spaced classes, and one degenerate image (if any) to show the rule.
-    count = settings.bass_examples
-    chosen = [
-        int(np.flatnonzero(labels == c)[0]) for c in np.linspace(0, len(classes) - 1, count).astype(int)
-    ]
-    if degenerate.any():
-        chosen[-1] = int(np.flatnonzero(degenerate)[0])
-    files = RunLayout.of(out)
-    plot_bass_examples(images[chosen], files.figure("bass_examples"), max_images=count)
-    n_degenerate = int(degenerate.sum())
-    atomic_write_json(
-        files.json("bass"),
-        {
-            "images": len(images),
-            "degenerate": n_degenerate,
-            "strength": 1.0,
-            "source": f"the {len(images)} training images of the embedded dataset",
-            "example_indices": chosen,
-            "example_classes": [classes[int(labels[i])] for i in chosen],
-            # pi (band proportions) lets the report compare both spectra at one boundary.
-            "spectrum_before": {k: before.to_dict()[k] for k in (*SPECTRUM_KEYS, "pi")},
-            "spectrum_after": {k: after.to_dict()[k] for k in (*SPECTRUM_KEYS, "pi")},
-        },
-    )
-    return (
-        f"{len(images)} images, {n_degenerate} with a degenerate channel (left unchanged); spectral entropy "
-        f"{before.entropy:.2f} -> {after.entropy:.2f} nats, LFC share {100 * before.lfc_power_share:.1f}% -> "
-        f"{100 * after.lfc_power_share:.1f}%"
-    )
-
-
-def train_config(settings: DemoSettings, objective: str, bass: str | None):
-    """The :class:`freqtail.train.TrainConfig` of one demo run."""
-
-    overrides: dict[str, Any] = {
-        "dataset": DATASET,
-        "model": "small-cnn",
-        "model_options": {"width": settings.width},
-        "objective": objective,
-        "bass": bass,
-        "epochs": settings.erm_epochs if objective == "erm" else settings.at_epochs,
-        "train_subset": settings.train_subset,
-        "test_subset": settings.test_subset,
-        "batch_size": 128,
-        "seed": 0,
-        "progress": False,
-    }
-    if objective != "erm":
-        overrides.update(
-            eps=PGD_EPS,
-            step_size=settings.at_step_size,
-            attack_steps=settings.attack_steps,
-            robust_eval_examples=settings.robust_eval_examples,
-            robust_eval_steps=settings.robust_eval_steps,
-        )
-    return load_config(overrides=overrides)
-
-
-class _EpochProgress:
-    """Trainer callback: one console line per finished epoch (the demo's per-epoch progress)."""
-
-    def __init__(self, echo: Callable[[str], None], name: str) -> None:
-        self.echo, self.name = echo, name
-
-    def on_epoch_end(self, trainer, record: dict[str, Any]) -> None:
-        text = f"epoch {record['epoch']}/{trainer.total_epochs}: loss {record['train_loss']:.3f}"
-        if record.get("test_acc") is not None:
-            text += f", test acc {100 * record['test_acc']:.1f}%"
-        if record.get("test_robust_acc") is not None:
-            text += f", robust acc {100 * record['test_robust_acc']:.1f}%"
-        self.echo(f"{'':14}{self.name:<22} {text} ({record['epoch_time']:.1f} s)")
-
-
-def _train_stage(run_dir: Path, settings: DemoSettings, objective: str, bass: str | None, log, echo) -> str:
-
-    progress = _EpochProgress(echo, f"train {run_dir.name}")
-    result = train_run(
-        TrainRequest(
-            train_config(settings, objective, bass), run_dir, resume=True, log=log, callbacks=[progress]
-        )
-    )
-    if result.status == "interrupted":
-        raise DemoInterrupted(f"Training {run_dir.name} stopped after step {result.global_step}.")
-    last = result.history[-1] if result.history else {}
-    text = f"{result.epochs_completed} epoch(s), test acc {100 * (last.get('test_acc') or 0):.1f}%"
-    if last.get("test_robust_acc") is not None:
-        text += f", robust acc {100 * last['test_robust_acc']:.1f}% (PGD-{settings.robust_eval_steps})"
-    return text + (" (bass-dataset test set)" if bass else "")
-
-
-def _evaluate_stage(run_dir: Path, settings: DemoSettings) -> str:
-    run = RunFolder.open(run_dir)
-    request = EvaluationRequest.of(
-        # The band suites attack the same evaluated images, at each threat model's own 80/20 boundary.
-        suites="clean,pgd20,pgd20-lfc,pgd20-hfc,corruptions",
-        n=settings.eval_n,
-        # No eps: every run's budget is 8/255 anyway (the paper default for 32x32 images, and PGD-AT's
-        # training budget), and the records then name where it came from.
-        step_size=PGD_STEP,
-        generate_c=True,
-        corruptions=settings.corruptions,
-        severities=settings.severities,
-        masking_n=settings.masking_n,
-        masking_queries=settings.masking_queries,
-        resume=True,
-    )
-    evaluate_run(run, request)
-    parts = []
-    records = _best(run.results())
-    for row in run_key_numbers(run_dir.name, run_dir.name, records):
-        parts.append(
-            f"{row['threat_model']}: clean {_pct(row['clean'])}, PGD-20 {_pct(row['pgd20'])}"
-            f"{_band_words(records, row['threat_model'])}, corruptions {_pct(row['corruptions_mean'])}"
-        )
-    return "; ".join(parts)
-
-
-def _band_words(records: list[dict[str, Any]], threat_model: str) -> str:
-    """`` (LFC 20.0%, HFC 23.0% at b = 6)``: a threat model's band-restricted PGD-20, or "" without it."""
-    found = {
-        r["metric"]: r
-        for r in records
-        if r.get("threat_model") == threat_model and r.get("metric") in ("pgd-20-ce-lfc", "pgd-20-ce-hfc")
-    }
-    if not found:
-        return ""
-    lfc, hfc = found.get("pgd-20-ce-lfc"), found.get("pgd-20-ce-hfc")
-    boundary = next(iter(found.values()))["settings"].get("boundary_band")
-    return (
-        f" (LFC {_pct(lfc['accuracy'] if lfc else None)}, HFC {_pct(hfc['accuracy'] if hfc else None)} "
-        f"at b = {boundary})"
-    )
-
-
-def _pct(value: Any) -> str:
-    """A fraction as the demo's console lines write it (``52.7%``)."""
-    return percent(value, 1, "%")
-
-
-def _sensitivity_stage(run_dir: Path, settings: DemoSettings) -> str:
-    request = ExplainRequest.default(SensitivityAnalysis, n=settings.sensitivity_n)
-    data = explain(RunFolder.open(run_dir), SensitivityAnalysis(), request).data
-    return (
-        f"HFC share of the input gradient's energy {100 * data['hfc_energy_share']:.1f}% "
-        f"(boundary band {data['boundary_band']}, {data['num_images']} images)"
-    )
-
-
-def _landscape_stage(run_dir: Path, settings: DemoSettings) -> str:
-    analysis = LandscapeAnalysis(grid=settings.landscape_grid, span=1.0)
-    request = ExplainRequest.default(LandscapeAnalysis, n=settings.landscape_n)
-    data = explain(RunFolder.open(run_dir), analysis, request).data
-    lfc, hfc = data["loss_lfc_range"], data["loss_hfc_range"]
-    return (
-        f"{data['grid']}x{data['grid']} grid: LFC loss {lfc[0]:.2f}..{lfc[1]:.2f}, "
-        f"HFC loss {hfc[0]:.2f}..{hfc[1]:.2f}"
-    )
-
-
-def _heatmap_stage(run_dir: Path, settings: DemoSettings) -> str:
-    request = ExplainRequest.default(HeatmapAnalysis, n=settings.heatmap_n)
-    data = explain(RunFolder.open(run_dir), HeatmapAnalysis(), request).data
-    return (
-        f"{data['num_images']} images: mean error {100 * data['mean_error']:.1f}% over frequencies "
-        f"(clean {100 * data['clean_error']:.1f}%)"
-    )
-
-
-# ----------------------------------------------------------------------------- aggregation
-def _best(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records of the ``best`` checkpoint (the one every demo run is evaluated with)."""
-    return checkpoint_records(records)
-
-
-def _evaluation_summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The run's evaluation records without their bulky parts (settings, data and counts stay)."""
-    keep = ("id", "metric", "threat_model", "accuracy", "correct", "total", "mean", "categories", "order")
-    out = []
-    for record in records:
-        entry = {k: record[k] for k in keep if k in record}
-        settings = record.get("settings") or {}
-        entry["settings"] = {
-            k: settings[k]
-            for k in (
-                "name",
-                "eps_255",
-                "step_size_255",
-                "steps",
-                "loss",
-                "restarts",
-                "seed",
-                "severities",
-                "origin",
-            )
-            if k in settings
-        }
-        entry["n"] = (record.get("data") or {}).get("n")
-        if record.get("metric") == "gradient-masking":
-            entry["state"] = record.get("state")
-            entry["masked"] = record.get("masked")
-            entry["summary"] = record.get("summary")
-        elif isinstance(record.get("gradient_masking"), dict):
-            entry["masking_state"] = record["gradient_masking"].get("state")
-        out.append(entry)
-    return out
-
-
-def _corruption_words(settings: DemoSettings) -> str:
-
-    names = parse_corruptions(settings.corruptions)
-    levels = parse_severities(settings.severities)
-    which = "all 19 corruptions" if len(names) == 19 else f"{len(names)} corruptions ({', '.join(names)})"
-    return f"{which} at severity {', '.join(map(str, levels))} ({len(names) * len(levels)} cells)"
-
-
-def aggregate(out: Path, settings: DemoSettings, timings: list[dict[str, Any]], total: float, load) -> dict:
-    """The demo's summary (``demo-summary.json``): settings, stage timings, each run's key numbers."""
-
-    runs, key_numbers = [], []
-    for name, label, objective, bass in RUNS:
-        artefacts = collect_run(out / name)
-        records = _best(artefacts.records)
-        rows = run_key_numbers(name, label, records)
-        key_numbers += rows
-        metrics = artefacts.metrics
-        last = metrics[-1] if metrics else {}
-        entry: dict[str, Any] = {
-            "name": name,
-            "label": label,
-            "path": name,
-            "objective": objective,
-            "bass": bass,
-            "config": train_config(settings, objective, bass).to_dict(),
-            "training": {
-                k: last.get(k)
-                for k in ("epoch", "train_loss", "train_acc", "test_acc", "test_images", "test_robust_acc")
-                if k in last
-            }
-            | {
-                "robust_attack": last.get("robust_attack"),
-                "seconds": sum(r.get("epoch_time", 0) for r in metrics),
-            },
-            "key_numbers": rows,
-            "evaluation": _evaluation_summary(records),
-        }
-        for kind, keys in (
-            ("sensitivity", ("num_images", "boundary_band", "hfc_energy_share", "top_hfc_share", "source")),
-            (
-                "landscape",
-                ("grid", "span", "num_images", "boundary_band", "center", "loss_lfc_range", "loss_hfc_range"),
-            ),
-            (
-                "heatmap",
-                ("num_images", "eps", "clean_error", "mean_error", "max_error", "max_error_frequency"),
-            ),
-        ):
-            data = getattr(artefacts, kind)
-            if data is not None:
-                entry[kind] = {k: data.get(k) for k in keys}
-        runs.append(entry)
-    facts = collect_run(out)
-    spectrum, bass = facts.spectrum or {}, facts.bass or {}
-    return {
-        "format": DEMO_FORMAT,
-        "version": 1,
-        "quick": settings.quick,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "freqtail_version": __version__,
-        "settings": {
-            "description": (
-                f"small-cnn (width {settings.width}) on the embedded dataset (16 classes, 32x32): ERM for "
-                f"{settings.erm_epochs} epoch(s) and PGD-AT ({settings.attack_steps} steps of "
-                f"{settings.at_step_size}, eps {PGD_EPS}) for {settings.at_epochs} epoch(s), each without "
-                "and with BaSS (bass=dataset: trained and tested on BaSS-converted images); "
-                + (
-                    f"{settings.train_subset} training images."
-                    if settings.train_subset
-                    else "all 6,400 training images."
-                )
-            ),
-            "demo": settings.to_dict(),
-            "dataset": DATASET,
-            "test_images": 1600,
-            "eval_n": settings.eval_n,
-            "pgd": {"eps": PGD_EPS, "step_size": PGD_STEP, "steps": 20, "loss": "ce", "restarts": 1},
-            "corruptions": {
-                "names": settings.corruptions,
-                "severities": settings.severities,
-                "description": _corruption_words(settings),
-            },
-        },
-        "timings": {"stages": timings, "total_seconds": round(total, 1), "load_average": load},
-        "spectrum": {k: spectrum.get(k) for k in (*SPECTRUM_KEYS, "num_images", "source") if k in spectrum},
-        "bass": {
-            k: bass.get(k) for k in ("images", "degenerate", "spectrum_before", "spectrum_after") if k in bass
-        },
-        "runs": runs,
-        "key_numbers": key_numbers,
-    }
-
-
-def format_key_numbers(rows: list[dict[str, Any]]) -> str:
-    """The key-number table as aligned text (what ``freqtail demo`` prints; the report shows the same
-    table, :func:`freqtail.report.key_numbers.key_number_table`)."""
-    header, lines = key_number_table(rows, style="console")
-    widths = [max(len(x) for x in column) for column in zip(header, *lines, strict=True)]
-    out = []
-    for index, row in enumerate([header, *lines]):
-        cells = [
-            cell.ljust(w) if i < 2 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        out.append("  " + "  ".join(cells).rstrip())
-        if index == 0:
-            out.append("  " + "  ".join("-" * w for w in widths))
-    return "\n".join(out)
 
 
 # ----------------------------------------------------------------------------- the entry point
@@ -682,6 +351,20 @@ def _load() -> float | None:
         return round(os.getloadavg()[0], 2)
     except OSError:
         return None
+
+
+def _earlier_summary(out: Path, settings: DemoSettings) -> dict[str, Any] | None:
+    """The summary an earlier call wrote with these settings, or None."""
+    data = read_json(RunLayout.of(out).demo_summary)
+    if data is None or data.get("format") != DEMO_FORMAT:
+        return None
+    return data if (data.get("settings") or {}).get("demo") == settings.to_dict() else None
+
+
+def _step_seconds(summary: dict[str, Any] | None) -> dict[str, float | None]:
+    """Step name -> its seconds in an earlier summary (what a reused step reports again)."""
+    stages = ((summary or {}).get("timings") or {}).get("stages") or []
+    return {s["name"]: s.get("seconds") for s in stages if isinstance(s, dict) and "name" in s}
 
 
 def run_demo(
@@ -703,78 +386,70 @@ def run_demo(
 
     Raises:
         ConfigError: ``out`` is not a demo folder, or holds a demo with other settings (without ``force``).
-        DemoInterrupted: Ctrl-C / SIGTERM stopped a training run (its checkpoint is written).
-        KeyboardInterrupt: Ctrl-C elsewhere (finished numbers are kept).
+        KeyboardInterrupt: Ctrl-C / SIGTERM (a training run writes its checkpoint first; the run being
+            done is put back and continues on the next call; finished numbers are kept).
+        FreqtailError: a run failed (one sentence; the next call retries it).
     """
 
     settings = settings or (QUICK if quick else FULL)
-    console = sys.stdout  # stages redirect stdout to the log; progress lines still go here
-    echo = echo or (lambda line: print(line, file=console, flush=True))
+    console_stream = sys.stdout  # steps redirect stdout to the log; progress lines still go here
+    echo = echo or (lambda line: print(line, file=console_stream, flush=True))
     out = Path(out)
     files = RunLayout.of(out)
-    state = _prepare_folder(out, settings, force)
-    explained = [(name, stage) for name in EXPLAINED for stage in ("sensitivity", "landscape", "heatmap")]
-    total = 2 + 2 * len(RUNS) + len(explained) + 1
+    spec = _prepare_folder(out, settings, force)
+    earlier = _earlier_summary(out, settings)
+    total = 2 + sum(len(cell_steps(cell, spec)) for cell in spec.cells()) + 1
     load_start = _load()
-    stages = _Stages(out, state, total, echo)
+    # A summary on disk means "the report is the demo's and up to date": it is deleted as soon as the
+    # folder starts to change and written again at the end.
+    console = _Console(
+        out, total, echo, _step_seconds(earlier), lambda: files.demo_summary.unlink(missing_ok=True)
+    )
     try:
-        stages.run(
+        _plain_step(
+            console,
             "spectrum",
             "long tail of the training images",
-            lambda: _spectrum_stage(out),
-            lambda: files.json("spectrum").is_file(),
+            lambda: spectrum_step(out),
+            files.json("spectrum"),
+            spectrum_words,
         )
-        stages.run(
+        _plain_step(
+            console,
             "bass",
             "BaSS on the training images",
-            lambda: _bass_stage(out, settings),
-            lambda: files.json("bass").is_file(),
+            lambda: bass_step(out, settings),
+            files.json("bass"),
+            bass_words,
+            fits=lambda data: len(data.get("example_indices") or ()) == settings.bass_examples,
         )
-        for name, label, objective, bass in RUNS:
-            run_dir = out / name
-            epochs = settings.erm_epochs if objective == "erm" else settings.at_epochs
-            stages.run(
-                f"train {name}",
-                f"train {label}, {epochs} epoch(s)",
-                lambda run_dir=run_dir, objective=objective, bass=bass: _train_stage(
-                    run_dir, settings, objective, bass, stages.trainer_log, echo
-                ),
-                lambda run_dir=run_dir: RunLayout.of(run_dir).metrics.is_file(),
-            )
-        for name, label, _, _ in RUNS:
-            run_dir = out / name
-            stages.run(
-                f"evaluate {name}",
-                f"evaluate {label}: clean, PGD-20 (+ LFC, HFC), corruptions on {settings.eval_n} images",
-                lambda run_dir=run_dir: _evaluate_stage(run_dir, settings),
-                lambda run_dir=run_dir: RunLayout.of(run_dir).results.is_file(),
-            )
-        work = {"sensitivity": _sensitivity_stage, "landscape": _landscape_stage, "heatmap": _heatmap_stage}
-        for name, kind in explained:
-            run_dir = out / name
-            stages.run(
-                f"{kind} {name}",
-                f"{kind} of {name}",
-                lambda run_dir=run_dir, kind=kind: work[kind](run_dir, settings),
-                lambda run_dir=run_dir, kind=kind: RunLayout.of(run_dir).json(kind).is_file(),
+        _run_cells(out, spec, settings, console)
+        reports = (files.report_html, files.report_md)
+        current = earlier is not None and files.demo_summary.is_file()
+        if not console.computed and current and all(path.is_file() for path in reports):
+            summary = earlier
+            console.count += 1
+            console.line("report", f"{files.report_html} and {files.report_md} (reused from an earlier run)")
+            return DemoResult(
+                out, *reports, files.demo_summary, summary, time.perf_counter() - console.started
             )
         summary = aggregate(
-            out, settings, stages.timings, time.perf_counter() - stages.started, [load_start, _load()]
+            out, settings, console.timings, time.perf_counter() - console.started, [load_start, _load()]
         )
         atomic_write_json(files.demo_summary, summary)
         start = time.perf_counter()
-        with contextlib.redirect_stdout(stages.log), contextlib.redirect_stderr(stages.log):
+        with console.into_log("report: report.html and report.md"):
             report = build_report([out])
         report_seconds = time.perf_counter() - start
-        # The page shows the stages before it; the summary also gets the report's own time.
-        stages.count += 1
-        stages.timings.append(
+        # The page shows the steps before it; the summary also gets the report's own time.
+        console.count += 1
+        console.timings.append(
             {"name": "report", "what": "report.html and report.md", "seconds": round(report_seconds, 2)}
         )
-        seconds = time.perf_counter() - stages.started
+        seconds = time.perf_counter() - console.started
         summary["timings"]["total_seconds"] = round(seconds, 1)
         atomic_write_json(files.demo_summary, summary)
-        stages._line("report", f"{report.html} and {report.markdown} ({report_seconds:.1f} s)")
+        console.line("report", f"{report.html} and {report.markdown} ({report_seconds:.1f} s)")
     finally:
-        stages.close()
+        console.close()
     return DemoResult(out, report.html, report.markdown, files.demo_summary, summary, seconds)

@@ -245,6 +245,12 @@ def spec_difference(stored: dict[str, Any], spec: GridSpec, where: Path) -> str:
             f"{head} runs the suites {', '.join(theirs.get('suites') or [])}, this spec "
             f"{', '.join(mine['suites'])}{tail}"
         )
+    old_analyses, new_analyses = theirs.get("analyses") or [], mine["analyses"]
+    if old_analyses != new_analyses:
+        return (
+            f"{head} runs the analyses {_show(old_analyses)} after each evaluation, this spec "
+            f"{_show(new_analyses)}{tail}"
+        )
     rows = {row.get("name"): row for row in stored.get("cells") or [] if isinstance(row, dict)}
     for cell in spec.cells():
         row = rows.get(cell.name)
@@ -345,8 +351,11 @@ class GridManifest:
 
     # ------------------------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, folder: str | os.PathLike, spec: GridSpec) -> GridManifest:
+    def open(cls, folder: str | os.PathLike, spec: GridSpec, *, adopt: bool = False) -> GridManifest:
         """Open the grid in ``folder`` for ``spec``, creating the folder and its manifest if needed.
+
+        ``adopt=True`` creates the manifest even if the folder holds other files: for a caller that owns
+        the folder and has checked it (``freqtail demo --force`` keeps a user's own files in its folder).
 
         Raises:
             InputError: the folder holds another grid (the sentence names the first difference), a
@@ -364,7 +373,7 @@ class GridManifest:
             else:
                 ours = {GRID_LOCK, GRID_LOCK + ".json", GRID_CELL_LOCKS_DIR, GRID_SLURM_DIR}
                 others = sorted(p.name for p in layout.folder.iterdir() if p.name not in ours)
-                if others:
+                if others and not adopt:
                     raise InputError(
                         f"The folder {layout.folder} holds {others[0]} but no grid manifest; choose an "
                         "empty or new folder for the grid."

@@ -7,10 +7,15 @@ on; Ctrl-C puts the current cell back to ``pending`` (it resumes next time) and 
 Several launchers (processes, machines on a shared filesystem) may run one grid at once: each cell
 runs once.
 
+A cell's pipeline is :func:`run_cell`, the one pipeline of every cell (``freqtail grid run``,
+``freqtail reproduce`` and ``freqtail demo``): train -> evaluate with the grid's suites -> the
+analyses the grid runs for the cell (:meth:`GridSpec.analyses_for`: eps sweeps, explanations), each
+step reported as a :class:`CellStep`.
+
 Rerunning the same call is always safe: done cells are skipped, a cell whose launcher died is taken
 over (and said so), a partial run resumes from its checkpoint (:func:`run_cell`: ``train_run`` with
-``resume=True``), stored evaluation numbers are skipped, failed cells are retried while they have
-tries left (``retries``).
+``resume=True``), stored evaluation numbers are skipped, explanations already written are not run
+again, failed cells are retried while they have tries left (``retries``).
 
 After every finished or failed cell the grid's table against the paper (``GRID/table.md``, ``.csv``,
 ``.tex``; :func:`~freqtail.workflows.grid_table.write_grid_table`) and its HTML report
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +53,36 @@ from freqtail.workflows.training import TrainRequest, train_run
 CellRunner = Callable[[GridCell, Path], Any]
 #: Longest failure sentence recorded (characters).
 MAX_WHY = 400
+
+
+#: The first two steps of every cell's pipeline; the analyses' kinds follow (:func:`cell_steps`).
+TRAIN_STEP, EVALUATE_STEP = "train", "evaluate"
+
+
+@dataclass(frozen=True)
+class CellStep:
+    """One finished step of a cell's pipeline (:func:`run_cell`).
+
+    Attributes:
+        cell: the cell's name.
+        step: ``"train"``, ``"evaluate"`` or an analysis kind (``"eps-sweep"``, ``"sensitivity"``,
+            ``"landscape"``, ``"heatmap"``).
+        index: the step's place in :func:`cell_steps` (0 = train).
+        reused: nothing had to be computed: the run was complete, every number was stored, the
+            explanation existed.
+        seconds: how long the step took (wall time).
+    """
+
+    cell: str
+    step: str
+    index: int
+    reused: bool
+    seconds: float
+
+
+def cell_steps(cell: GridCell, spec: GridSpec) -> tuple[str, ...]:
+    """The steps :func:`run_cell` runs for ``cell``, in order: train, evaluate, each analysis' kind."""
+    return (TRAIN_STEP, EVALUATE_STEP, *(entry.kind for entry in spec.analyses_for(cell.name)))
 
 
 @dataclass(frozen=True)
@@ -125,27 +160,60 @@ def run_cell(
     spec: GridSpec,
     *,
     log: Callable[[str], None] | None = None,
+    callbacks: Sequence[Any] = (),
+    on_step: Callable[[CellStep], None] | None = None,
     runtime: Mapping[str, Any] | None = None,
     context: DistContext | None = None,
 ) -> None:
-    """The real pipeline of one cell: train it into ``run_dir``, then evaluate it there.
+    """The pipeline of one cell: train it into ``run_dir``, evaluate it there, run its analyses.
 
     Training is :func:`~freqtail.workflows.training.train_run` of :func:`cell_config` (``runtime``
     applied) with ``resume=True`` (a partial run continues exactly from its checkpoint, a complete
     one is skipped); the evaluation is :func:`~freqtail.workflows.evaluation.evaluate_run` of
-    :meth:`GridSpec.evaluation_request` (``spec.suites``, numbers already in ``results.json`` skipped).
-    ``context``: this process's place in a process group the caller joined (every rank calls this;
-    None = one process).
+    :meth:`GridSpec.evaluation_request` (``spec.suites``, numbers already in ``results.json``
+    skipped); then each of :meth:`GridSpec.analyses_for` the cell (an eps sweep's budgets evaluated
+    the same way; an explanation skipped when its ``<kind>.json`` exists).
+
+    Args:
+        log: one-line messages (the trainer's, and one per step); None = the trainer's default.
+        callbacks: the trainer's callbacks (``on_epoch_end(trainer, record)``, ...).
+        on_step: called with a :class:`CellStep` after each step (:func:`cell_steps`).
+        runtime: runtime config keys applied to the cell's config (:func:`cell_config`).
+        context: this process's place in a process group the caller joined (every rank calls this;
+            None = one process): the evaluations are shared by the ranks, explanations run on rank 0.
 
     Raises:
         KeyboardInterrupt: training stopped on Ctrl-C / SIGTERM (an ``interrupted`` checkpoint was
             written; the cell resumes next time).
-        FreqtailError: one sentence on what went wrong in training or evaluation.
+        FreqtailError: one sentence on what went wrong in training, evaluation or an analysis.
     """
-    result = train_run(TrainRequest(cell_config(cell, runtime), Path(run_dir), resume=True, log=log))
-    if result.status == "interrupted":
-        raise KeyboardInterrupt(f"training of the grid cell {cell.name} was stopped")
-    evaluate_run(RunFolder.open(run_dir), spec.evaluation_request(), context=context)
+    steps = cell_steps(cell, spec)
+
+    def step(index: int, work: Callable[[], bool]) -> None:
+        started = time.perf_counter()
+        reused = bool(work())
+        done = CellStep(cell.name, steps[index], index, reused, time.perf_counter() - started)
+        if log is not None:
+            words = "nothing new to compute" if reused else f"done in {done.seconds:.1f} s"
+            log(f"{done.step}: {words}")
+        if on_step is not None:
+            on_step(done)
+
+    def train() -> bool:
+        request = TrainRequest(
+            cell_config(cell, runtime), Path(run_dir), resume=True, log=log, callbacks=callbacks
+        )
+        result = train_run(request)
+        if result.status == "interrupted":
+            raise KeyboardInterrupt(f"training of the grid cell {cell.name} was stopped")
+        return result.status == "already-complete"
+
+    step(0, train)
+    run = RunFolder.open(run_dir)
+    evaluation = spec.evaluation_request()
+    step(1, lambda: evaluate_run(run, evaluation, context=context).resumed)
+    for index, entry in enumerate(spec.analyses_for(cell.name), 2):
+        step(index, lambda entry=entry: entry.run(run, evaluation, context=context))
 
 
 def run_grid(
@@ -243,9 +311,13 @@ def run_grid(
 
 
 __all__ = [
+    "EVALUATE_STEP",
+    "TRAIN_STEP",
     "CellRunner",
+    "CellStep",
     "GridOutcome",
     "cell_config",
+    "cell_steps",
     "failure_sentence",
     "refresh_table",
     "run_cell",

@@ -19,7 +19,10 @@ deterministically, by tiny budgets (:data:`SMOKE_OVERRIDES`):
   of 4/255 (the budget ``eps`` stays); robust evaluation during training is off; AugMix mixes one chain;
 * evaluation (:data:`SMOKE_EVALUATION`): the grid's suites (AutoAttack included) on 32 test images in
   one batch, corruption sets generated from those images (``generate_c``) for two corruptions at
-  severity 3.
+  severity 3;
+* analyses: the grid's, in order; an eps sweep keeps its budgets (its evaluations take the 32 images
+  above), an explanation takes a few images (:data:`SMOKE_ANALYSES`: 16 for the sensitivity and a
+  3 x 3 landscape, 2 for the heat map).
 
 A smoke grid is a different grid from its paper scale (another digest): give it its own folder.
 """
@@ -30,6 +33,7 @@ import json
 from typing import Any
 
 from freqtail.errors import ConfigError
+from freqtail.workflows.grid_analyses import CellExplanation, GridAnalysis, parse_analysis
 from freqtail.workflows.grid_spec import CellSpec, GridSpec
 
 #: The scales :func:`scale_spec` knows.
@@ -71,6 +75,12 @@ SMOKE_EVALUATION: dict[str, Any] = {
     "corruptions": ["gaussian_noise", "fog"],
     "severities": [3],
 }
+#: What the smoke scale sets on each kind of explanation (images per pass = the image count).
+SMOKE_ANALYSES: dict[str, dict[str, Any]] = {
+    "sensitivity": {"n": 16, "batch_size": 16},
+    "landscape": {"n": 16, "batch_size": 16, "grid": 3},
+    "heatmap": {"n": 2, "batch_size": 2},
+}
 
 
 def _check_scale(scale: str) -> str:
@@ -96,9 +106,20 @@ def smoke_widths(spec: GridSpec) -> dict[str, int]:
     return widths
 
 
+def smoke_analysis(entry: GridAnalysis) -> GridAnalysis:
+    """One analysis at the smoke scale: an explanation on :data:`SMOKE_ANALYSES`' few images (or its own
+    count if that is smaller), an eps sweep as it is."""
+    if not isinstance(entry, CellExplanation):
+        return entry
+    small = dict(SMOKE_ANALYSES[entry.kind])
+    if entry.request.n is not None and entry.request.n < small["n"]:  # already smaller: keep it
+        small.update(n=entry.request.n, batch_size=entry.request.n)
+    return parse_analysis({**entry.to_mapping(), **small})
+
+
 def scale_spec(spec: GridSpec, scale: str) -> GridSpec:
     """``spec`` at ``scale`` (:data:`SCALES`): ``paper`` returns it as is; ``smoke`` returns a grid of
-    explicit cells with the same names, objectives, BaSS modes and suites and tiny budgets.
+    explicit cells with the same names, objectives, BaSS modes, suites and analyses and tiny budgets.
 
     Raises:
         ConfigError: an unknown scale (one sentence listing the scales).
@@ -123,17 +144,20 @@ def scale_spec(spec: GridSpec, scale: str) -> GridSpec:
         explicit=cells,
         suites=spec.suites,
         evaluation=tuple(evaluation.items()),
+        analyses=tuple(smoke_analysis(entry) for entry in spec.analyses),
         family_name=spec.family_name,
     )
 
 
 def describe_scale(spec: GridSpec, scale: str, only: str | None = None) -> list[str]:
     """Lines saying what ``scale`` runs of ``spec`` (the scaled spec, as :func:`scale_spec` returns it):
-    the cell count, the suites and, for ``smoke``, what was made small."""
+    the cell count, the suites, the analyses and, for ``smoke``, what was made small."""
     _check_scale(scale)
     cells = spec.cells(only)
     chosen = f"{len(cells)} of {len(spec.cells())} cells" if only is not None else f"{len(cells)} cells"
     lines = [f"Scale {scale}: {chosen}, suites {', '.join(spec.suites)}."]
+    if spec.analyses:
+        lines.append(f"Analyses after each evaluation: {'; '.join(e.describe() for e in spec.analyses)}.")
     if scale == "smoke":
         widths = sorted({cell.config.model_options.get("width") for cell in cells})
         lines += [
@@ -150,9 +174,11 @@ def describe_scale(spec: GridSpec, scale: str, only: str | None = None) -> list[
 
 __all__ = [
     "SCALES",
+    "SMOKE_ANALYSES",
     "SMOKE_EVALUATION",
     "SMOKE_OVERRIDES",
     "describe_scale",
     "scale_spec",
+    "smoke_analysis",
     "smoke_widths",
 ]

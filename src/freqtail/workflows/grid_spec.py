@@ -14,6 +14,10 @@ A grid is a **base** configuration and a set of **cells**, each one training run
 * ``suites``: the evaluation suites every cell's pipeline runs after training
   (:func:`freqtail.evaluate.parse_suites`); ``evaluation``: further
   :meth:`freqtail.evaluate.EvaluationRequest.of` options (``n``, ``batch_size``, ``generate_c``, ...).
+* ``analyses``: what a cell runs after its evaluation (:mod:`freqtail.workflows.grid_analyses`): an
+  eps sweep of a robust suite (``kind: eps-sweep``) or an explanation (``kind: sensitivity``,
+  ``landscape``, ``heatmap``), each entry optionally limited to some cells (``cells:`` a shell pattern
+  or a list of them); an unknown kind or key is one sentence naming it.
 
 A cell's config is, in order: its base's values <- the spec's ``overrides`` <- its axis values <- its
 own overrides, validated by the config's own rules; a bad key or value is one :class:`ConfigError`
@@ -24,7 +28,8 @@ cell's run-folder name): an explicit ``name``, else the base's label (the preset
 
 The paper's grids come from the preset families (:meth:`GridSpec.family`): ``t1`` (Table 1, 24
 cells), ``t3`` (Table 3, 4), ``t4`` (Table 4, 16) and ``fig3`` (Figure 3, 6), one cell per preset,
-evaluated with the suites the paper reports (:data:`FAMILY_SUITES`).
+evaluated with the suites the paper reports (:data:`FAMILY_SUITES`) and followed by the analyses its
+figure needs (:data:`FAMILY_ANALYSES`: Figure 3's PGD-20 at eps 1/255, 2/255, 4/255 and 8/255).
 
 YAML form (:meth:`GridSpec.from_yaml`)::
 
@@ -36,6 +41,10 @@ YAML form (:meth:`GridSpec.from_yaml`)::
       - {base: t1-cifar10-resnet18-mart, name: mart}
     suites: [clean, pgd20]
     evaluation: {n: 1000}
+    analyses:                             # after each cell's evaluation, in this order
+      - {kind: eps-sweep, eps: [1/255, 2/255, 4/255, 8/255], suite: pgd20}
+      - {kind: sensitivity, cells: '*-bass', n: 500}
+      - {kind: landscape, cells: [mart, 'base-*'], n: 256, grid: 11, span: 1.0}
 """
 
 from __future__ import annotations
@@ -66,20 +75,34 @@ from freqtail.train.config import (
     yaml_load,
 )
 from freqtail.train.presets import preset_configs
+from freqtail.workflows.grid_analyses import CellExplanation, EpsSweep, GridAnalysis, parse_analyses
 
 #: The preset families and the suites their table or figure reports: Tables 1 and 3 clean accuracy,
-#: PGD-20 and AutoAttack; Table 4 clean accuracy and the corruption error; Figure 3 clean accuracy and
-#: PGD-20.
+#: PGD-20 and AutoAttack; Table 4 clean accuracy and the corruption error; Figure 3 clean accuracy, the
+#: corruption accuracy (CIFAR10-C; CIFAR10-B-C for the BaSS-dataset model) and PGD-20.
 FAMILY_SUITES: dict[str, tuple[str, ...]] = {
     "t1": ("clean", "pgd20", "aa"),
     "t3": ("clean", "pgd20", "aa"),
     "t4": ("clean", "corruptions"),
-    "fig3": ("clean", "pgd20"),
+    "fig3": ("clean", "pgd20", "corruptions"),
+}
+#: The L-inf budgets of Figure 3 (c): PGD-20 at each.
+FIG3_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
+#: Evaluation options of a family (under the caller's): Figure 3's BaSS-dataset cell is measured on
+#: CIFAR10-B-C (BaSS, then the corruption), which has no published copy, so the -C sets a cell does not
+#: find under its data root are generated from its test images (resumable, in its ``eval-cache/``).
+FAMILY_EVALUATION: dict[str, dict[str, Any]] = {"fig3": {"generate_c": True}}
+#: The analyses each family's cells run after their evaluation (none for the tables).
+FAMILY_ANALYSES: dict[str, tuple[GridAnalysis, ...]] = {
+    "t1": (),
+    "t3": (),
+    "t4": (),
+    "fig3": (EpsSweep(FIG3_EPS, "pgd20"),),
 }
 #: Suites of a grid that names none (and is no family).
 DEFAULT_SUITES = ("clean",)
 #: The keys of a spec mapping, and the keys of a cell entry that are not config keys.
-SPEC_KEYS = ("base", "set", "axes", "cells", "suites", "evaluation", "family")
+SPEC_KEYS = ("base", "set", "axes", "cells", "suites", "evaluation", "analyses", "family")
 CELL_KEYS = ("base", "name")
 #: Longest cell name (a folder name); longer ones are cut and end with a part of the config hash.
 MAX_NAME = 100
@@ -266,12 +289,17 @@ class GridSpec:
             None = the family's (:data:`FAMILY_SUITES`), else :data:`DEFAULT_SUITES`.
         evaluation: further :meth:`~freqtail.evaluate.EvaluationRequest.of` options as
             ``(key, value)`` pairs (``suites`` and ``resume`` belong to the grid).
+        analyses: what each cell runs after its evaluation, in order
+            (:class:`~freqtail.workflows.grid_analyses.EpsSweep` /
+            :class:`~freqtail.workflows.grid_analyses.CellExplanation` entries; mappings are taken);
+            None = the family's (:data:`FAMILY_ANALYSES`), else none.
         family_name: the preset family the grid was built from (:meth:`family`), else None
             (``family:`` in the mapping form).
 
     Raises:
-        ConfigError: one sentence naming the key and the cell (unknown key, bad value), or a
-            duplicate cell name or configuration.
+        ConfigError: one sentence naming the key and the cell (unknown key, bad value), a
+            duplicate cell name or configuration, an analysis whose ``cells`` match no cell, or two
+            explanations of one kind for one cell (they would write the same files).
     """
 
     base: str | None = None
@@ -280,6 +308,7 @@ class GridSpec:
     explicit: tuple[CellSpec, ...] = ()
     suites: tuple[str, ...] | str | None = None
     evaluation: Pairs = ()
+    analyses: tuple[GridAnalysis, ...] | None = None
     family_name: str | None = None
     _cells: tuple[GridCell, ...] = field(default=(), init=False, repr=False, compare=False)
 
@@ -300,7 +329,29 @@ class GridSpec:
         object.__setattr__(self, "suites", tuple(parse_suites(suites)))
         object.__setattr__(self, "evaluation", _pairs(self.evaluation, "The grid's evaluation options"))
         self.evaluation_request()  # checks the options once
+        analyses = self.analyses
+        if analyses is None:
+            analyses = FAMILY_ANALYSES.get(self.family_name or "", ())
+        object.__setattr__(self, "analyses", parse_analyses(analyses, "the grid"))
         object.__setattr__(self, "_cells", self._resolve_cells())
+        self._check_analyses()
+
+    def _check_analyses(self) -> None:
+        names = [cell.name for cell in self._cells]
+        for index, entry in enumerate(self.analyses, 1):
+            if not any(entry.applies_to(name) for name in names):
+                raise ConfigError(
+                    f"The cells {', '.join(entry.cells or ())} of analysis {index} ({entry.kind}) of the "
+                    f"grid match no grid cell; the cells are {_shown(names)}."
+                )
+        for name in names:
+            kinds = [e.kind for e in self.analyses if isinstance(e, CellExplanation) and e.applies_to(name)]
+            twice = next((kind for kind in kinds if kinds.count(kind) > 1), None)
+            if twice is not None:
+                raise ConfigError(
+                    f"Two {twice} analyses of the grid apply to its cell {name}; they would write the same "
+                    f"{twice}.json, so limit their cells: to tell them apart."
+                )
 
     @staticmethod
     def _checked_axes(axes: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
@@ -367,6 +418,11 @@ class GridSpec:
         if not isinstance(cells, (list, tuple)):
             raise ConfigError(f"The cells of {where} must be a list of mappings, not {cells!r}.")
         suites = mapping.get("suites")
+        analyses = mapping.get("analyses")
+        if analyses is not None and not isinstance(analyses, (list, tuple)):
+            raise ConfigError(
+                f"The analyses of {where} must be a list of entries, each a mapping with a kind."
+            )
         return cls(
             base=mapping.get("base"),
             overrides=_pairs(mapping.get("set"), f"The set: of {where}"),
@@ -374,6 +430,7 @@ class GridSpec:
             explicit=tuple(CellSpec.from_mapping(entry, where) for entry in cells),
             suites=tuple(suites) if isinstance(suites, list) else suites,
             evaluation=_pairs(mapping.get("evaluation"), f"The evaluation options of {where}"),
+            analyses=None if analyses is None else parse_analyses(analyses, where),
             family_name=mapping.get("family"),
         )
 
@@ -421,10 +478,13 @@ class GridSpec:
         overrides: Mapping[str, Any] | Sequence[Any] = (),
         suites: tuple[str, ...] | str | None = None,
         evaluation: Mapping[str, Any] | Sequence[Any] = (),
+        analyses: Sequence[Any] | None = None,
     ) -> GridSpec:
         """The paper's grid ``name`` (``t1``, ``t3``, ``t4``, ``fig3``): one explicit cell per preset of
-        that family, named by the preset, with the family's suites (:data:`FAMILY_SUITES`) unless
-        ``suites`` is given; ``overrides`` apply to every cell (``data_root``, a smoke scale).
+        that family, named by the preset, with the family's suites (:data:`FAMILY_SUITES`) and analyses
+        (:data:`FAMILY_ANALYSES`) unless ``suites`` / ``analyses`` are given, and its evaluation options
+        (:data:`FAMILY_EVALUATION`) under ``evaluation``; ``overrides`` apply to every cell
+        (``data_root``, a smoke scale).
 
         Raises:
             ConfigError: an unknown family (the sentence lists the valid ones).
@@ -436,7 +496,13 @@ class GridSpec:
             overrides=_pairs(overrides, "The grid's overrides"),
             explicit=tuple(CellSpec(base=stem) for stem in stems),
             suites=suites,
-            evaluation=_pairs(evaluation, "The grid's evaluation options"),
+            evaluation=tuple(
+                {
+                    **FAMILY_EVALUATION.get(name, {}),
+                    **dict(_pairs(evaluation, "The grid's evaluation options")),
+                }.items()
+            ),
+            analyses=None if analyses is None else tuple(analyses),
             family_name=name,
         )
 
@@ -450,6 +516,7 @@ class GridSpec:
             "cells": [cell.to_mapping() for cell in self.explicit],
             "suites": list(self.suites),
             "evaluation": dict(self.evaluation),
+            "analyses": [entry.to_mapping() for entry in self.analyses],
             "family": self.family_name,
         }
 
@@ -465,8 +532,7 @@ class GridSpec:
         chosen = tuple(cell for cell in self._cells if fnmatch.fnmatchcase(cell.name, only))
         if not chosen:
             names = [cell.name for cell in self._cells]
-            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-            raise ConfigError(f"No grid cell matches {only!r}; the cells are {shown}.")
+            raise ConfigError(f"No grid cell matches {only!r}; the cells are {_shown(names)}.")
         return chosen
 
     def cell(self, name: str) -> GridCell:
@@ -475,6 +541,10 @@ class GridSpec:
             if cell.name == name:
                 return cell
         raise ConfigError(f"The grid has no cell {name!r}.")
+
+    def analyses_for(self, name: str) -> tuple[GridAnalysis, ...]:
+        """The analyses the cell called ``name`` runs after its evaluation, in order."""
+        return tuple(entry for entry in self.analyses if entry.applies_to(name))
 
     def evaluation_request(self) -> EvaluationRequest:
         """The :class:`~freqtail.evaluate.EvaluationRequest` of every cell: the grid's suites, its
@@ -489,15 +559,23 @@ class GridSpec:
         return EvaluationRequest.of(suites=self.suites, resume=True, **options)
 
     def digest(self) -> str:
-        """sha256 (hex) of what the grid computes: each cell's name and config hash, the suites and the
-        evaluation options (so a spec written another way that computes the same is the same grid)."""
-        identity = {
+        """sha256 (hex) of what the grid computes: each cell's name and config hash, the suites, the
+        evaluation options and the analyses (so a spec written another way that computes the same is
+        the same grid; a grid without analyses keeps the digest it had before grids had them)."""
+        identity: dict[str, Any] = {
             "cells": [[cell.name, cell.config_hash] for cell in self._cells],
             "suites": list(self.suites),
             "evaluation": dict(self.evaluation),
         }
+        if self.analyses:
+            identity["analyses"] = [entry.to_mapping() for entry in self.analyses]
         text = json.dumps(identity, sort_keys=True, allow_nan=False)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _shown(names: Sequence[str]) -> str:
+    """A few cell names for a sentence: ``a, b, c, d, e and 3 more``."""
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def _unknown_family(name: str) -> str:
@@ -506,7 +584,10 @@ def _unknown_family(name: str) -> str:
 
 __all__ = [
     "DEFAULT_SUITES",
+    "FAMILY_ANALYSES",
+    "FAMILY_EVALUATION",
     "FAMILY_SUITES",
+    "FIG3_EPS",
     "CellSpec",
     "GridCell",
     "GridSpec",

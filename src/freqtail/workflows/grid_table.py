@@ -21,6 +21,12 @@ them after every finished or failed cell.
 * a BaSS row also needs ``bass_strength: 1`` (the published weights); BaSS as augmentation
   (``bass: augment``, Figure 3) and every other combination match no row.
 
+**Which point of Figure 3 a cell is** (:func:`figure_point`), for a cell without a published row:
+``objective: erm`` with ``resnet18`` on ``cifar10`` at ``bass_strength: 1``: ``bass: augment`` at
+``gamma`` g is the point "gamma = g", ``bass: dataset`` the point "BaSS dataset", ``bass: null``
+"no BaSS". Those cells form the Figure 3 section (clean, corruption mean, PGD-20 at each eps of the
+figure); the paper plots them without printing numbers, so the section has no published columns.
+
 So ``t1-cifar10-resnet18-pgd-at-bass`` is Table 1, PGD-AT + BaSS, ResNet-18, CIFAR-10. A cell of a
 preset family grid (``freqtail reproduce t1`` ...) is matched by the config of its preset at paper
 scale, so a ``--scale smoke`` cell (trained on the embedded set) stands beside the row it stands in
@@ -55,6 +61,7 @@ from freqtail.paper import published_row
 from freqtail.report.paper_table import (
     DONE,
     FAILED,
+    FigurePoint,
     MeasuredCell,
     PaperTable,
     PublishedKey,
@@ -123,6 +130,27 @@ def published_key(config: Mapping[str, Any]) -> PublishedKey | None:
     return key
 
 
+def figure_point(config: Mapping[str, Any]) -> FigurePoint | None:
+    """The point of Figure 3 a cell's comparable config stands for (the module docstring's rule), or
+    None."""
+    if (config.get("dataset"), config.get("model"), config.get("objective")) != (
+        "cifar10",
+        "resnet18",
+        "erm",
+    ):
+        return None
+    if not _same_eps(config.get("bass_strength", 1.0), 1.0):
+        return None
+    bass_mode, gamma = config.get("bass"), config.get("gamma")
+    if bass_mode == "augment" and isinstance(gamma, (int, float)) and not isinstance(gamma, bool):
+        return FigurePoint("figure3", f"gamma = {float(gamma):g}", float(gamma))
+    if bass_mode == "dataset":
+        return FigurePoint("figure3", "BaSS dataset", 2.0)
+    if bass_mode is None:
+        return FigurePoint("figure3", "no BaSS", -1.0)
+    return None
+
+
 def paper_threat_model(config: Mapping[str, Any]) -> str:
     """``domain`` for a cell trained on the BaSS dataset (``bass: dataset``), else ``standard``."""
     return "domain" if config.get("bass") == "dataset" else "standard"
@@ -157,9 +185,11 @@ def _cell(row: CellRecord, group: str | None, preset: Mapping[str, Any] | None) 
                 for record in records:
                     by_threat.setdefault(record.id.threat_model, []).append(record)
     seed = config.get("seed")
+    matched = preset if preset is not None else config
+    key = published_key(matched)
     return MeasuredCell(
         name=row.name,
-        key=published_key(preset if preset is not None else config),
+        key=key,
         state=state,
         why=why,
         threat_model=paper_threat_model(config),
@@ -167,6 +197,7 @@ def _cell(row: CellRecord, group: str | None, preset: Mapping[str, Any] | None) 
         seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
         group=group,
         budget=_budget(config),
+        figure=figure_point(matched) if key is None else None,
     )
 
 
@@ -217,6 +248,7 @@ __all__ = [
     "DATASET_NAMES",
     "MATCHING_NOTE",
     "MODEL_NAMES",
+    "figure_point",
     "grid_table",
     "paper_threat_model",
     "published_key",
