@@ -172,7 +172,7 @@ def test_run_folder_file_names_are_spelled_in_one_place():
     names = (
         "config.yaml|metrics.jsonl|results.json|results.md|eval-cache|report.html|report.md|"
         "sensitivity.json|landscape.json|heatmap.json|spectrum.json|bass.json|landscape.partial.npz|"
-        r"grid\.json|\.grid\.lock|\.grid-cells|table\.md|table\.csv|table\.tex|measured-vs-published\.(png|svg)"
+        r"grid\.json|\.grid\.lock|\.grid-cells|table\.md|table\.csv|table\.tex|measured-vs-published\.(png|svg)|grid-report\.html"
     )
     pattern = re.compile(rf"[\"']({names}|checkpoints|figures)[\"']")
     owner = PACKAGE / "runs" / "layout.py"

@@ -101,7 +101,7 @@ def register(subparsers) -> None:
         help="the grid's HTML report: the table and a figure of measured against published accuracy",
         example=REPORT_EXAMPLE,
         description=(
-            "Write GRID/report.html, one self-contained page (open it offline): the grid folder, what "
+            "Write GRID/grid-report.html, one self-contained page (open it offline): the grid folder, what "
             "it was built from, the cells per state, the table against the paper (the numbers of "
             "table.csv), the BaSS gains with McNemar p-values and paired intervals, mean ± sd over "
             "seeds, and one figure of measured (y) against published (x) accuracy with 95% Wilson "

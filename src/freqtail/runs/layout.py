@@ -28,7 +28,7 @@ at its top, the grid's manifest and locks::
       .grid.lock               held while a process reads, changes and writes grid.json
       .grid-cells/NAME.lock    held by the launcher running cell NAME (ends with its process)
       table.md/.csv/.tex       the grid's cells against the paper's tables (rewritten per cell)
-      report.html              the table and the measured-vs-published figure in one page (per cell)
+      grid-report.html         the table and the measured-vs-published figure in one page
       measured-vs-published.png/.svg  that figure as files
       .slurm/                  Slurm job scripts, logs and submitit's pickles (--launcher slurm)
       NAME/                    the cell's run folder
@@ -73,9 +73,10 @@ GRID_SLURM_DIR = ".slurm"
 GRID_TABLE_MD = "table.md"
 GRID_TABLE_CSV = "table.csv"
 GRID_TABLE_TEX = "table.tex"
-#: A grid folder's HTML report (:mod:`freqtail.workflows.grid_report`; the run report's file name) and
+#: A grid folder's HTML report (:mod:`freqtail.workflows.grid_report`; not the run report's name, since a
+#: demo folder is a grid folder with a run report of its own) and
 #: its figure of measured against published accuracy, as PNG (embedded in the page) and SVG.
-GRID_REPORT_HTML = REPORT_HTML
+GRID_REPORT_HTML = "grid-report.html"
 GRID_FIGURE_PNG = "measured-vs-published.png"
 GRID_FIGURE_SVG = "measured-vs-published.svg"
 #: Analyses whose results a run folder holds as ``<kind>.json`` (+ ``<kind>.npz`` for the first three).

@@ -320,8 +320,7 @@ def _run_cells(out: Path, spec: GridSpec, settings: DemoSettings, console: _Cons
 
     rows = read_states(out)
     if any(row.state is not CellState.DONE for row in rows):
-        # run_grid writes its own report.html (the grid report) after each cell it finishes, so the
-        # demo's report must then be written again, even if every step of the cell is reused.
+        # A cell left to run changes the numbers: the summary and report are written again.
         console.changing()
     for row in rows:
         if row.state is CellState.DONE:

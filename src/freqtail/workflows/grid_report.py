@@ -1,4 +1,4 @@
-"""A grid folder's HTML report: :func:`write_grid_report` writes ``GRID/report.html`` and its figure.
+"""A grid folder's HTML report: :func:`write_grid_report` writes ``GRID/grid-report.html`` and its figure.
 
 It reads the grid's table against the paper (:func:`~freqtail.workflows.grid_table.grid_table`, the
 same typed table ``table.md`` / ``table.csv`` are rendered from), picks the figure's points
