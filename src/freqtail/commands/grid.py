@@ -9,10 +9,14 @@ from freqtail.commands._launch import add_launch_arguments
 EXAMPLE = (
     "freqtail grid run grid.yaml --out grids/lr --scale smoke\n"
     "  freqtail grid run grid.yaml --out grids/lr --only '*seed=1*' --jobs 2\n"
+    "  freqtail grid run grid.yaml --out grids/lr --gpus 0,1,2,3 --nproc-per-cell 2\n"
     "  freqtail grid status grids/lr --json\n"
     "  freqtail grid table grids/lr"
 )
-RUN_EXAMPLE = "freqtail grid run grid.yaml --out grids/lr --jobs 2"
+RUN_EXAMPLE = (
+    "freqtail grid run grid.yaml --out grids/lr --jobs 2\n"
+    "  freqtail grid run grid.yaml --out grids/lr --gpus 0,1,2,3 --nproc-per-cell 2"
+)
 STATUS_EXAMPLE = "freqtail grid status grids/lr"
 TABLE_EXAMPLE = "freqtail grid table grids/t1"
 
@@ -34,7 +38,7 @@ def register(subparsers) -> None:
     run_parser = add_parser(
         actions,
         "run",
-        help="train and evaluate every cell of a grid spec (resumable; --jobs N launchers)",
+        help="train and evaluate every cell of a grid spec (resumable; --jobs N launchers, --gpus)",
         example=RUN_EXAMPLE,
     )
     run_parser.add_argument(

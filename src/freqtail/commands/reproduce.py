@@ -8,6 +8,7 @@ from freqtail.commands._launch import add_launch_arguments
 EXAMPLE = (
     "freqtail reproduce t1 --scale smoke --out grids/t1-smoke\n"
     "  freqtail reproduce t1 --out grids/t1 --only '*cifar10-resnet18*'\n"
+    "  freqtail reproduce t1 --out grids/t1 --data-root ~/data --gpus 0,1,2,3 --nproc-per-cell 2\n"
     "  freqtail grid status grids/t1"
 )
 
@@ -22,7 +23,8 @@ def register(subparsers) -> None:
             "Runs the paper's grid NAME, one cell per preset of configs/NAME-*.yaml, evaluated with the "
             "suites the paper reports: t1 (Table 1, 24 cells) and t3 (Table 3, 4 cells) clean, PGD-20 and "
             "AutoAttack; t4 (Table 4, 16 cells) clean and corruptions; fig3 (Figure 3, 6 cells) clean and "
-            "PGD-20. The same launcher as 'freqtail grid run': resumable, --jobs N launchers, "
+            "PGD-20. The same launcher as 'freqtail grid run': resumable, --jobs N launchers, --gpus and "
+            "--nproc-per-cell for several GPUs, "
             "'freqtail grid status DIR' shows progress (docs/guides/reproduce.md)."
         ),
     )

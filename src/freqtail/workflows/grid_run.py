@@ -37,6 +37,7 @@ from freqtail.workflows.grid_manifest import CellRecord, GridManifest, GridSumma
 from freqtail.workflows.grid_spec import GridCell, GridSpec
 from freqtail.workflows.grid_table import write_grid_table
 from freqtail.workflows.run_folder import RunFolder
+from freqtail.workflows.torchrun_training import train_with_torchrun
 from freqtail.workflows.training import TrainRequest, train_run
 
 #: ``cell_runner(cell, run_dir)``: run one cell into its run folder; return normally when it is done,
@@ -93,23 +94,34 @@ def refresh_table(folder: Path, say: Callable[[str], None]) -> None:
 
 
 def run_cell(
-    cell: GridCell, run_dir: Path, spec: GridSpec, *, log: Callable[[str], None] | None = None
+    cell: GridCell,
+    run_dir: Path,
+    spec: GridSpec,
+    *,
+    log: Callable[[str], None] | None = None,
+    nproc: int = 1,
 ) -> None:
     """The real pipeline of one cell: train it into ``run_dir``, then evaluate it there.
 
     Training is :func:`~freqtail.workflows.training.train_run` with ``resume=True`` (a partial run
-    continues exactly from its checkpoint, a complete one is skipped); the evaluation is
-    :func:`~freqtail.workflows.evaluation.evaluate_run` of :meth:`GridSpec.evaluation_request`
-    (``spec.suites``, numbers already in ``results.json`` skipped).
+    continues exactly from its checkpoint, a complete one is skipped); with ``nproc`` > 1 it is the
+    same training by ``nproc`` processes under torchrun in a child process group
+    (:func:`~freqtail.workflows.torchrun_training.train_with_torchrun`). The evaluation then runs in
+    this process: :func:`~freqtail.workflows.evaluation.evaluate_run` of
+    :meth:`GridSpec.evaluation_request` (``spec.suites``, numbers already in ``results.json`` skipped).
 
     Raises:
         KeyboardInterrupt: training stopped on Ctrl-C / SIGTERM (an ``interrupted`` checkpoint was
             written; the cell resumes next time).
-        FreqtailError: one sentence on what went wrong in training or evaluation.
+        FreqtailError: one sentence on what went wrong in training (on any rank) or evaluation.
     """
-    result = train_run(TrainRequest(cell.config, Path(run_dir), resume=True, log=log))
-    if result.status == "interrupted":
-        raise KeyboardInterrupt(f"training of the grid cell {cell.name} was stopped")
+    nproc = check_int(nproc, "The training processes per cell", minimum=1, error=ConfigError)
+    if nproc > 1:
+        train_with_torchrun(cell.config, Path(run_dir), nproc, log=log)
+    else:
+        result = train_run(TrainRequest(cell.config, Path(run_dir), resume=True, log=log))
+        if result.status == "interrupted":
+            raise KeyboardInterrupt(f"training of the grid cell {cell.name} was stopped")
     evaluate_run(RunFolder.open(run_dir), spec.evaluation_request())
 
 
