@@ -22,6 +22,10 @@ line (``freqtail ...``), which parses options into the requests here and prints 
   (every cell's state), claimed and updated under the grid's lock, stale cells taken over;
 * :mod:`~freqtail.workflows.grid_run` — :func:`run_grid`: the local sequential launcher (claim, train
   and evaluate, record, until nothing is left), rewriting the grid's table after each cell;
+* :mod:`~freqtail.workflows.grid_devices` — :func:`~freqtail.workflows.grid_devices.plan_devices`:
+  which GPUs each launcher process gets (``--gpus``, ``--jobs``, ``--nproc-per-cell``);
+* :mod:`~freqtail.workflows.torchrun_training` — a run folder trained by K processes under torchrun
+  as a child process group (what ``run_cell(..., nproc=K)`` does);
 * :mod:`~freqtail.workflows.grid_table` — :func:`grid_table` / :func:`write_grid_table`: the grid's
   cells beside the paper's published Tables 1, 3 and 4 (``GRID/table.md``, ``.csv``, ``.tex``).
 

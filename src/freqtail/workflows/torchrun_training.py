@@ -1,15 +1,16 @@
-"""Training one run folder with K processes: ``freqtail train`` under freqtail's torchrun, as a child.
+"""Training one run folder with K processes under freqtail's torchrun launcher, as a child process group.
 
-:func:`train_with_torchrun` writes the config to a temporary YAML file and runs
+:func:`train_with_torchrun` writes the config (without a progress bar) to a temporary YAML file and runs
 
     python -m freqtail.train.torchrun --standalone --nnodes 1 --nproc-per-node K \\
-        -m freqtail.cli train --config CONFIG.yaml --out RUN --resume --no-progress
+        -m freqtail.workflows.torchrun_worker CONFIG.yaml RUN
 
-so the K processes join the one distributed setup (:mod:`freqtail.distributed`, gloo on the CPU,
-NCCL on GPUs) exactly as a ``freqtail train`` started by hand under torchrun does; ``--resume``
-continues a partial run from its checkpoint and starts a new folder fresh, as
-:func:`freqtail.workflows.training.train_run` with ``resume=True`` does for one process. Every line
-the processes print reaches ``log``.
+Each of the K processes (:mod:`freqtail.workflows.torchrun_worker`) calls
+:func:`freqtail.workflows.training.train_run` with ``resume=True``, so they join the one distributed
+setup (:mod:`freqtail.distributed`, gloo on the CPU, NCCL on GPUs) exactly as ``freqtail train``
+started under torchrun does; a partial run continues from its checkpoint and a new folder starts
+fresh, as for one process. Every line the processes print reaches ``log``; a process that fails
+prints one line starting with :data:`ERROR_PREFIX`, whose sentence becomes the error raised here.
 
 The child runs in its own session, so a terminal's Ctrl-C reaches it only through this process:
 Ctrl-C here (``KeyboardInterrupt``) sends SIGINT to torchrun, which tells the workers to stop after
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -40,8 +40,10 @@ from freqtail.train.config import TrainConfig, config_to_yaml
 STOP_GRACE = 60.0
 #: Exit statuses of freqtail's torchrun launcher that mean "stopped by a signal" (SIGINT, SIGTERM).
 STOPPED = (128 + signal.SIGINT, 128 + signal.SIGTERM)
-#: The sentence a worker's ``freqtail train`` prints for an error it explains (exit 2).
-_WORKER_ERROR = re.compile(r"^freqtail train: error: (.+)$")
+#: The module each training process runs (not imported here: ``python -m`` runs it fresh).
+WORKER_MODULE = "freqtail.workflows.torchrun_worker"
+#: What the one line of a training process's error starts with (then its sentence).
+ERROR_PREFIX = "freqtail training process: error: "
 #: Variables of an enclosing torchrun that must not leak into the child's own process group.
 _DISTRIBUTED_VARIABLES = (
     "RANK",
@@ -56,8 +58,8 @@ _KEPT_LINES = 40
 
 
 def torchrun_command(config_file: Path, run_dir: Path, nproc: int) -> list[str]:
-    """The child's command line: ``freqtail train`` of ``config_file`` into ``run_dir`` with ``nproc``
-    processes on this machine (``--standalone``: a rendezvous on a free local port of its own)."""
+    """The child's command line: ``nproc`` training processes of ``config_file`` into ``run_dir`` on
+    this machine (``--standalone``: a rendezvous on a free local port of its own)."""
     return [
         sys.executable,
         "-m",
@@ -68,14 +70,9 @@ def torchrun_command(config_file: Path, run_dir: Path, nproc: int) -> list[str]:
         "--nproc-per-node",
         str(nproc),
         "-m",
-        "freqtail.cli",
-        "train",
-        "--config",
+        WORKER_MODULE,
         str(config_file),
-        "--out",
         str(run_dir),
-        "--resume",
-        "--no-progress",
     ]
 
 
@@ -90,9 +87,8 @@ def _child_environment() -> dict[str, str]:
 def _failure(code: int, lines: collections.deque[str], nproc: int) -> FreqtailError:
     """One sentence on why the child failed: a worker's own error sentence, else its last line."""
     for line in lines:
-        match = _WORKER_ERROR.match(line)
-        if match:
-            return FreqtailError(match.group(1))
+        if line.startswith(ERROR_PREFIX):
+            return FreqtailError(line[len(ERROR_PREFIX) :].strip())
     last = next((line for line in reversed(lines) if line.strip()), "no output")
     return FreqtailError(
         f"Training with {nproc} processes under torchrun failed (exit status {code}); its last line: "
@@ -138,7 +134,8 @@ def train_with_torchrun(
             say(lines[-1])
 
     with tempfile.TemporaryDirectory(prefix="freqtail-torchrun-") as folder:
-        config_file = atomic_write_text(Path(folder) / "config.yaml", config_to_yaml(config))
+        text = config_to_yaml(config.replace(progress=False))  # a bar per step would flood the log
+        config_file = atomic_write_text(Path(folder) / "train-config.yaml", text)
         process = subprocess.Popen(
             torchrun_command(config_file, Path(run_dir), nproc),
             stdout=subprocess.PIPE,
@@ -163,4 +160,4 @@ def train_with_torchrun(
         raise _failure(code, lines, nproc)
 
 
-__all__ = ["STOP_GRACE", "torchrun_command", "train_with_torchrun"]
+__all__ = ["ERROR_PREFIX", "STOP_GRACE", "WORKER_MODULE", "torchrun_command", "train_with_torchrun"]
