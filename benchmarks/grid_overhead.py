@@ -15,7 +15,9 @@ ratio) and the absolute overhead per cell (engine minus by hand, divided by the 
 timed rounds the benchmark checks that both did the same work: every evaluation record (suite,
 threat model, metric, correct of total) of every cell is equal.
 The engine runs the cells in one process, so it pays the start-up (imports) once where by hand pays it
-twice per cell: a ratio below 1 is that, not free bookkeeping.
+twice per cell: a ratio below 1 is that, not free bookkeeping. What the engine spends besides its
+cells' training and evaluation is printed too: its wall time minus the seconds of its ``done in`` lines
+(its start-up, the spec, the manifest and locks, the table after each cell).
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/grid_overhead.py`` (default: the two Table 1 cells of
 CIFAR-10, ResNet-18 and PGD-AT at smoke scale, 5 rounds; ``--only PATTERN``, ``--family``,
@@ -28,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -43,6 +46,8 @@ from freqtail.workflows.grid_scale import scale_spec
 from freqtail.workflows.grid_spec import GridCell, GridSpec
 
 CLI = [sys.executable, "-m", "freqtail.cli"]
+#: The engine's line for a finished cell (freqtail.workflows.grid_run.run_grid).
+DONE_LINE = re.compile(r"^\[\d+/\d+\] \S+: done in ([0-9.]+) s$", re.MULTILINE)
 
 
 def evaluate_options(request: EvaluationRequest) -> list[str]:
@@ -74,14 +79,21 @@ def by_hand_commands(
     return commands
 
 
-def timed(commands: list[list[str]], env: dict[str, str]) -> float:
-    """Wall seconds of running ``commands`` one after another (each must exit 0)."""
+def timed(commands: list[list[str]], env: dict[str, str]) -> tuple[float, str]:
+    """Wall seconds of running ``commands`` one after another (each must exit 0), and their stdout."""
     started = time.perf_counter()
+    printed = []
     for command in commands:
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return time.perf_counter() - started
+        printed.append(done.stdout)
+    return time.perf_counter() - started, "".join(printed)
+
+
+def cell_seconds(printed: str) -> float:
+    """The seconds the engine's cells took inside it (its ``[i/n] NAME: done in S s`` lines)."""
+    return sum(float(match) for match in DONE_LINE.findall(printed))
 
 
 def records(run: Path) -> list[tuple]:
@@ -96,7 +108,7 @@ def measure(family: str, only: str, repeats: int) -> dict:
     cells = spec.cells(only)
     request = spec.evaluation_request()
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    engine_seconds, hand_seconds = [], []
+    engine_seconds, hand_seconds, outside = [], [], []
     with tempfile.TemporaryDirectory(prefix="grid-overhead-") as folder:
         root = Path(folder)
         configs = root / "configs"
@@ -111,8 +123,10 @@ def measure(family: str, only: str, repeats: int) -> dict:
             hand = by_hand_commands(cells, request, configs, hand_out)
             pair = [("engine", engine), ("hand", hand)]
             for name, commands in pair if round_index % 2 == 0 else reversed(pair):
-                seconds = timed(commands, env)
+                seconds, printed = timed(commands, env)
                 (engine_seconds if name == "engine" else hand_seconds).append(seconds)
+                if name == "engine":
+                    outside.append(seconds - cell_seconds(printed))
         same = all(
             records(root / f"engine-{r}" / cell.name) == records(root / f"hand-{r}" / cell.name)
             for r in range(repeats)
@@ -136,6 +150,7 @@ def measure(family: str, only: str, repeats: int) -> dict:
         "ratio_per_round": [round(r, 3) for r in pairs],
         "ratio_median_of_rounds": round(statistics.median(pairs), 3),
         "overhead_seconds_per_cell": round(engine_cell - hand_cell, 2),
+        "engine_outside_cells_seconds": round(statistics.median(outside), 2),
         "same_records": same,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"torch threads {torch.get_num_threads()}, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}",
@@ -171,6 +186,10 @@ def main() -> None:
         f"ratio engine / by hand {result['ratio_engine_by_hand']:.3f} (of the medians; median of the "
         f"rounds' ratios {result['ratio_median_of_rounds']:.3f}, rounds {result['ratio_per_round']}); "
         f"overhead {result['overhead_seconds_per_cell']:+.2f} s per cell"
+    )
+    print(
+        f"engine time outside its cells' train + evaluate: {result['engine_outside_cells_seconds']:.2f} s "
+        f"per run of {len(result['cells'])} cells (start-up, spec, manifest, locks, tables)"
     )
     print(
         "same evaluation records: " + ("yes" if result["same_records"] else "NO (the comparison is not fair)")
