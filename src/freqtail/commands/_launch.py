@@ -4,6 +4,10 @@
 with ``--launcher local`` (the default), runs the chosen cells one after another in this process
 (``--jobs 1``) or starts ``--jobs N`` launcher processes (the same command with ``--jobs 1``) that claim
 cells from the one manifest, each cell once; their lines are printed prefixed with ``[launcher K]``.
+With ``--gpus`` every launcher process gets its own group of ``--nproc-per-cell`` GPUs as
+``CUDA_VISIBLE_DEVICES`` (:func:`freqtail.workflows.grid_devices.plan_devices` owns the rule);
+``--nproc-per-cell K`` trains each cell with K processes under torchrun
+(:func:`freqtail.workflows.grid_run.run_cell`), then evaluates it in the launcher.
 With ``--launcher slurm`` it submits the cells as one Slurm job array
 (:mod:`freqtail.workflows.grid_slurm`) and returns, or waits for the array with ``--wait``.
 Exit codes: 0 when every chosen cell is done (or runs in another live launcher; for a Slurm submission
@@ -27,8 +31,8 @@ LAUNCHERS = ("local", "slurm")
 
 
 def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--out``, ``--scale``, ``--only``, ``--retries``, ``--jobs``, ``--log`` (and the hidden launcher
-    flag)."""
+    """``--out``, ``--scale``, ``--only``, ``--retries``, ``--jobs``, ``--gpus``, ``--log``, ``--launcher``,
+    ``--nproc-per-cell``, the ``--slurm-*`` options (and the hidden launcher flag)."""
     parser.add_argument(
         "--out", metavar="DIR", required=True, help="the grid folder (one run folder per cell)"
     )
@@ -51,10 +55,16 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--jobs",
         type=int,
-        default=1,
+        default=None,
         metavar="N",
-        help="launcher processes claiming cells from the one manifest (default 1: one cell after another "
-        "in this process)",
+        help="launcher processes claiming cells from the one manifest, that is cells run at once (default "
+        "1: one cell after another in this process; with --gpus one per GPU group, and at most that)",
+    )
+    parser.add_argument(
+        "--gpus",
+        metavar="IDS",
+        help="GPU ids such as 0,1,2,3: each launcher process gets its own group of --nproc-per-cell of "
+        "them as CUDA_VISIBLE_DEVICES (default: every process sees every device; local launcher only)",
     )
     parser.add_argument(
         "--log",
@@ -77,8 +87,9 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=1,
         metavar="K",
-        help="processes (ranks, e.g. one per GPU) that train and evaluate each cell together (default 1); "
-        "with --launcher slurm: K tasks on one node",
+        help="processes (ranks, e.g. one per GPU) per cell (default 1): the local launcher trains each cell "
+        "under torchrun with K processes (gloo on the CPU without GPUs), then evaluates it; with "
+        "--launcher slurm K tasks on one node train and evaluate it together",
     )
     slurm = parser.add_argument_group("Slurm options (--launcher slurm)")
     slurm.add_argument("--slurm-partition", metavar="NAME", help="the partition (default: the cluster's)")
@@ -120,6 +131,7 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
 def child_arguments(args: argparse.Namespace) -> list[str]:
     """The launch options of ``args`` for a launcher process (``--jobs 1`` and the hidden flag)."""
     out = ["--out", args.out, "--scale", args.scale, "--retries", str(args.retries), "--jobs", "1"]
+    out += ["--nproc-per-cell", str(args.nproc_per_cell)]
     if args.only is not None:
         out += ["--only", args.only]
     if args.log is not None:
@@ -139,7 +151,7 @@ def _sequential(spec, args: argparse.Namespace) -> None:
         def log(line: str) -> None:
             print(f"{cell.name}: {line}", flush=True)
 
-        run_cell(cell, run_dir, spec, log=log, runtime=runtime_keys(args))
+        run_cell(cell, run_dir, spec, log=log, runtime=runtime_keys(args), nproc=args.nproc_per_cell)
 
     run_grid(
         spec,
@@ -156,11 +168,14 @@ def _copy_lines(stream, tag: str) -> None:
         print(f"{tag} {line.rstrip()}", flush=True)
 
 
-def _parallel(spec, args: argparse.Namespace, command: list[str], jobs: int) -> list[int]:
-    """Run ``jobs`` launcher processes to their end; returns their exit codes."""
+def _parallel(spec, args: argparse.Namespace, command: list[str], jobs: int, plan) -> list[int]:
+    """Run ``jobs`` launcher processes to their end, each with the devices ``plan`` gives it; returns
+    their exit codes."""
+    import os
     import subprocess
     import threading
 
+    from freqtail.workflows.grid_devices import VISIBLE_DEVICES
     from freqtail.workflows.grid_manifest import GridManifest
 
     GridManifest.open(args.out, spec)  # refuses another grid's folder once, before any process starts
@@ -168,8 +183,9 @@ def _parallel(spec, args: argparse.Namespace, command: list[str], jobs: int) -> 
     processes, readers = [], []
     try:
         for index in range(jobs):
+            env = {**os.environ, **plan.environment(index, os.environ.get(VISIBLE_DEVICES))}
             process = subprocess.Popen(
-                argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+                argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
             )
             processes.append(process)
             reader = threading.Thread(
@@ -221,10 +237,15 @@ def _slurm_options(args: argparse.Namespace):
     from freqtail.errors import ConfigError
     from freqtail.workflows.grid_slurm import SlurmOptions
 
-    if args.jobs != 1:
+    if args.jobs not in (None, 1):
         raise ConfigError(
             "--jobs is the local launcher's; a Slurm job array runs its cells at once (limit them with "
             "--slurm-array-parallelism)."
+        )
+    if args.gpus is not None:
+        raise ConfigError(
+            "--gpus is the local launcher's; ask Slurm for GPUs with --slurm-gpus-per-task (each task "
+            "gets its own)."
         )
     return SlurmOptions(
         partition=args.slurm_partition,
@@ -267,19 +288,28 @@ def _slurm(spec, args: argparse.Namespace, options) -> str | None:
     )
 
 
+def _device_count(gpus: str | None) -> int:
+    """The GPUs PyTorch sees here; only asked (CUDA initialised) when ``--gpus`` names some."""
+    if gpus is None:
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
+
+
 def launch(spec, args: argparse.Namespace, command: list[str]) -> int:
     """Run ``spec`` (already at ``args.scale``) into ``args.out`` as the module docstring says.
 
     ``command``: the subcommand and its own arguments (``["reproduce", "t1"]``), repeated for the
     launcher processes of ``--jobs N``.
     """
-    from freqtail.checks import check_choice, check_int
+    from freqtail.checks import check_choice
     from freqtail.errors import ConfigError
     from freqtail.train.tensorboard_log import check_log
+    from freqtail.workflows.grid_devices import plan_devices
     from freqtail.workflows.grid_run import cell_config
     from freqtail.workflows.grid_scale import describe_scale
 
-    check_int(args.jobs, "The launcher count --jobs", minimum=1, error=ConfigError)
     launcher = check_choice(args.launcher, LAUNCHERS, "The launcher --launcher", error=ConfigError)
     chosen = spec.cells(args.only)
     names = {cell.name for cell in chosen}
@@ -291,30 +321,28 @@ def launch(spec, args: argparse.Namespace, command: list[str]) -> int:
 
         options = _slurm_options(args)
         check_slurm()  # before anything is printed: one sentence if submitit or sbatch is missing
-    elif args.nproc_per_cell > 1:
-        raise ConfigError(
-            "--nproc-per-cell above 1 needs --launcher slurm here (one rank per Slurm task); the local "
-            "launcher runs each cell as one process."
-        )
+    else:
+        plan = plan_devices(args.gpus, args.jobs, args.nproc_per_cell, _device_count(args.gpus))
     if not args.launcher_process:
-        for line in describe_scale(spec, args.scale, args.only):
+        devices = plan.describe(min(plan.jobs, len(names))) if launcher == "local" else []
+        for line in [*describe_scale(spec, args.scale, args.only), *devices]:
             print(line, flush=True)
     if launcher == "slurm":
         left_why = _slurm(spec, args, options)
         if left_why is None:
             return 0
         return _report(args, names, left_why, totals=True)
-    jobs = min(args.jobs, len(names))
+    jobs = min(plan.jobs, len(names))
     codes: list[int] = []
-    if jobs == 1:
+    if jobs == 1 and not plan.groups:
         _sequential(spec, args)
-    else:
-        codes = _parallel(spec, args, command, jobs)
+    else:  # with --gpus always in launcher processes: CUDA reads CUDA_VISIBLE_DEVICES at start
+        codes = _parallel(spec, args, command, jobs, plan)
     if args.launcher_process:
         return 0  # the parent launcher reports
     exits = ", ".join(map(str, codes))
     left_why = f"the launcher processes ended with exit codes {exits}; run the same command again"
-    return _report(args, names, left_why, totals=jobs > 1)
+    return _report(args, names, left_why, totals=jobs > 1 or bool(plan.groups))
 
 
 def _report(args: argparse.Namespace, names: set[str], left_why: str, *, totals: bool) -> int:

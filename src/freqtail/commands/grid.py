@@ -15,6 +15,7 @@ EXAMPLE = (
     "  freqtail grid run grid.yaml --out grids/lr --only '*seed=1*' --jobs 2\n"
     "  freqtail grid run grid.yaml --out grids/lr --log tensorboard && tensorboard --logdir grids/lr\n"
     "  freqtail grid run grid.yaml --out grids/lr --launcher slurm --slurm-partition gpu\n"
+    "  freqtail grid run grid.yaml --out grids/lr --gpus 0,1,2,3 --nproc-per-cell 2\n"
     "  freqtail grid status grids/lr --json\n"
     "  freqtail grid table grids/lr\n"
     "  freqtail grid report grids/lr"
@@ -22,7 +23,8 @@ EXAMPLE = (
 RUN_EXAMPLE = (
     "freqtail grid run grid.yaml --out grids/lr --jobs 2\n"
     "  freqtail grid run grid.yaml --out grids/lr --log tensorboard && tensorboard --logdir grids/lr\n"
-    "  freqtail grid run grid.yaml --out grids/lr --launcher slurm --slurm-time 600 --slurm-gpus-per-task 1"
+    "  freqtail grid run grid.yaml --out grids/lr --launcher slurm --slurm-time 600 --slurm-gpus-per-task 1\n"
+    "  freqtail grid run grid.yaml --out grids/lr --gpus 0,1,2,3 --nproc-per-cell 2"
 )
 STATUS_EXAMPLE = "freqtail grid status grids/lr --watch 30"
 TABLE_EXAMPLE = "freqtail grid table grids/t1"
@@ -51,7 +53,7 @@ def register(subparsers) -> None:
     run_parser = add_parser(
         actions,
         "run",
-        help="train and evaluate every cell of a grid spec (resumable; --jobs N launchers, or Slurm)",
+        help="train and evaluate every cell of a grid spec (resumable; --jobs N launchers, --gpus, or Slurm)",
         example=RUN_EXAMPLE,
     )
     run_parser.add_argument(

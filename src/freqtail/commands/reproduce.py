@@ -11,6 +11,7 @@ EXAMPLE = (
     "  freqtail reproduce t1 --out grids/t1 --only '*cifar10-resnet18*'\n"
     "  freqtail reproduce t1 --out grids/t1 --log tensorboard && tensorboard --logdir grids/t1\n"
     "  freqtail reproduce t1 --out grids/t1 --data-root ~/data --launcher slurm --slurm-gpus-per-task 1\n"
+    "  freqtail reproduce t1 --out grids/t1 --data-root ~/data --gpus 0,1,2,3 --nproc-per-cell 2\n"
     "  freqtail grid status grids/t1"
 )
 
@@ -26,9 +27,9 @@ def register(subparsers) -> None:
             "suites the paper reports: t1 (Table 1, 24 cells) and t3 (Table 3, 4 cells) clean, PGD-20 and "
             "AutoAttack; t4 (Table 4, 16 cells) clean and corruptions; fig3 (Figure 3, 6 cells) clean, "
             "PGD-20 and corruptions, then PGD-20 at eps 1/255, 2/255, 4/255 and 8/255 (an eps sweep). "
-            "The same launchers as 'freqtail grid run': resumable, --jobs N launchers, or "
-            "--launcher slurm (one job array); 'freqtail grid status DIR' shows progress "
-            "(docs/guides/reproduce.md)."
+            "The same launchers as 'freqtail grid run': resumable, --jobs N launchers, --gpus and "
+            "--nproc-per-cell for several GPUs, or --launcher slurm (one job array); 'freqtail grid "
+            "status DIR' shows progress (docs/guides/reproduce.md)."
         ),
     )
     parser.add_argument("name", metavar="NAME", help="t1, t3, t4 or fig3")

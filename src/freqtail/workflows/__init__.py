@@ -26,11 +26,15 @@ line (``freqtail ...``), which parses options into the requests here and prints 
 * :mod:`~freqtail.workflows.grid_run` — :func:`run_grid`: the local sequential launcher (claim, run
   the cell's pipeline :func:`run_cell`: train, evaluate, analyses; record, until nothing is left),
   rewriting the grid's table and report after each cell;
+* :mod:`~freqtail.workflows.grid_devices` — :func:`~freqtail.workflows.grid_devices.plan_devices`:
+  which GPUs each launcher process gets (``--gpus``, ``--jobs``, ``--nproc-per-cell``);
+* :mod:`~freqtail.workflows.torchrun_training` — a run folder trained by K processes under torchrun
+  as a child process group (what ``run_cell(..., nproc=K)`` does);
 * :mod:`~freqtail.workflows.grid_table` — :func:`grid_table` / :func:`write_grid_table`: the grid's
   cells beside the paper's published Tables 1, 3 and 4 and Figure 3's measured values
   (``GRID/table.md``, ``.csv``, ``.tex``);
 * :mod:`~freqtail.workflows.grid_report` — :func:`write_grid_report`: the grid's self-contained
-  ``GRID/report.html``, the table and a figure of measured against published accuracy.
+  ``GRID/grid-report.html``, the table and a figure of measured against published accuracy.
 * :mod:`~freqtail.workflows.grid_slurm` — :func:`~freqtail.workflows.grid_slurm.submit_grid`: the
   Slurm launcher (one job array per submission, through submitit, the ``slurm`` extra; not imported
   here, so that the package works without it) and its array task

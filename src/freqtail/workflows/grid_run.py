@@ -19,7 +19,7 @@ again, failed cells are retried while they have tries left (``retries``).
 
 After every finished or failed cell the grid's table against the paper (``GRID/table.md``, ``.csv``,
 ``.tex``; :func:`~freqtail.workflows.grid_table.write_grid_table`) and its HTML report
-(``GRID/report.html`` with its figure; :func:`~freqtail.workflows.grid_report.write_grid_report`) are
+(``GRID/grid-report.html`` with its figure; :func:`~freqtail.workflows.grid_report.write_grid_report`) are
 rewritten; a table or report that cannot be written is one logged sentence and never fails the grid.
 
 >>> from freqtail.workflows.grid_spec import GridSpec
@@ -46,6 +46,7 @@ from freqtail.workflows.grid_report import write_grid_report
 from freqtail.workflows.grid_spec import GridCell, GridSpec
 from freqtail.workflows.grid_table import write_grid_table
 from freqtail.workflows.run_folder import RunFolder
+from freqtail.workflows.torchrun_training import train_with_torchrun
 from freqtail.workflows.training import TrainRequest, train_run
 
 #: ``cell_runner(cell, run_dir)``: run one cell into its run folder; return normally when it is done,
@@ -164,6 +165,7 @@ def run_cell(
     on_step: Callable[[CellStep], None] | None = None,
     runtime: Mapping[str, Any] | None = None,
     context: DistContext | None = None,
+    nproc: int = 1,
 ) -> None:
     """The pipeline of one cell: train it into ``run_dir``, evaluate it there, run its analyses.
 
@@ -181,6 +183,10 @@ def run_cell(
         runtime: runtime config keys applied to the cell's config (:func:`cell_config`).
         context: this process's place in a process group the caller joined (every rank calls this;
             None = one process): the evaluations are shared by the ranks, explanations run on rank 0.
+        nproc: training processes: above 1, the training is the same by ``nproc`` processes under
+            torchrun in a child process group
+            (:func:`~freqtail.workflows.torchrun_training.train_with_torchrun`; not with ``context``,
+            whose group is the caller's); the evaluation and analyses then run in this process.
 
     Raises:
         KeyboardInterrupt: training stopped on Ctrl-C / SIGTERM (an ``interrupted`` checkpoint was
@@ -199,7 +205,14 @@ def run_cell(
         if on_step is not None:
             on_step(done)
 
+    nproc = check_int(nproc, "The training processes per cell", minimum=1, error=ConfigError)
+    if nproc > 1 and context is not None:
+        raise ConfigError("A cell trains either in the caller's process group or under torchrun, not both.")
+
     def train() -> bool:
+        if nproc > 1:  # the child process group says nothing of a skip: the step counts as run
+            train_with_torchrun(cell_config(cell, runtime), Path(run_dir), nproc, log=log)
+            return False
         request = TrainRequest(
             cell_config(cell, runtime), Path(run_dir), resume=True, log=log, callbacks=callbacks
         )
