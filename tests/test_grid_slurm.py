@@ -339,7 +339,7 @@ def test_without_sbatch_on_path_the_slurm_launcher_is_one_sentence(tmp_path, cap
         (["--launcher", "slurm", "--slurm-option", "array=0-3"], ("array", "set by the launcher")),
         (["--launcher", "slurm", "--slurm-option", "A B=1"], ("'A B'", "not an option name")),
         (["--launcher", "slurm", "--jobs", "2"], ("--jobs", "--slurm-array-parallelism")),
-        (["--nproc-per-cell", "2"], ("--nproc-per-cell", "--launcher slurm")),
+        (["--launcher", "slurm", "--gpus", "0"], ("--gpus", "--slurm-gpus-per-task")),
     ],
 )
 def test_bad_launcher_options_are_one_sentence_and_exit_2(tmp_path, capsys, extra, words):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from freqtail.commands._common import non_negative_int, positive_int
+from freqtail.commands._common import non_negative_int
 
 #: The hidden option a launcher process is started with (it does not print the scale again).
 CHILD_FLAG = "--launcher-process"
@@ -84,7 +84,7 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--nproc-per-cell",
-        type=positive_int,
+        type=int,  # checked once by plan_devices (local) or SlurmOptions (slurm), in one sentence
         default=1,
         metavar="K",
         help="processes (ranks, e.g. one per GPU) per cell (default 1): the local launcher trains each cell "
