@@ -7,7 +7,9 @@ refusals of bad input (one sentence, exit 2, no traceback).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import os
 import signal
@@ -26,6 +28,9 @@ from freqtail.workflows.grid_spec import GridSpec
 #: The two Table 1 cells of CIFAR-10, ResNet-18 and PGD-AT: without and with BaSS.
 T1_PGD = "*cifar10-resnet18-pgd-at*"
 T1_NAMES = ["t1-cifar10-resnet18-pgd-at", "t1-cifar10-resnet18-pgd-at-bass"]
+#: Four Table 1 cells: CIFAR-10, ResNet-18, PGD-AT and TRADES, each without and with BaSS.
+T1_FOUR = "*cifar10-resnet18-[pt]*"
+T1_FOUR_NAMES = [*T1_NAMES, "t1-cifar10-resnet18-trades", "t1-cifar10-resnet18-trades-bass"]
 
 TINY_GRID = """\
 set:
@@ -84,36 +89,50 @@ def test_the_smoke_scale_keeps_names_objectives_bass_modes_and_suites_and_makes_
         )
 
 
-def test_reproduce_t1_smoke_runs_both_cells_end_to_end_then_does_nothing(tmp_path, capsys):
-    out = tmp_path / "t1"
-    argv = ["reproduce", "t1", "--scale", "smoke", "--out", str(out), "--only", T1_PGD]
-    assert main(argv) == 0
-    printed = capsys.readouterr().out
-    assert printed.startswith("Scale smoke: 2 of 24 cells")
-    for name in T1_NAMES:
+@pytest.fixture(scope="module")
+def t1_smoke(tmp_path_factory) -> tuple[Path, list[str], int, str]:
+    """Four Table 1 cells (CIFAR-10, ResNet-18, PGD-AT and TRADES, each without and with BaSS) run end
+    to end at the smoke scale, uninterrupted: ``(grid folder, argv, exit code, printed)``."""
+    out = tmp_path_factory.mktemp("t1") / "grid"
+    argv = ["reproduce", "t1", "--scale", "smoke", "--out", str(out), "--only", T1_FOUR]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(argv)
+    return out, argv, code, printed.getvalue()
+
+
+def _table_rows(folder: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader((folder / "table.csv").open(encoding="utf-8")))
+
+
+def test_reproduce_t1_smoke_runs_four_cells_end_to_end_then_does_nothing(t1_smoke, capsys):
+    out, argv, code, printed = t1_smoke
+    assert code == 0
+    assert printed.startswith("Scale smoke: 4 of 24 cells")
+    for name in T1_FOUR_NAMES:
         assert f"{name}: started" in printed and f"{name}: epoch 1/1" in printed  # lines name the cell
         results = json.loads((out / name / "results.json").read_text())
         assert results["results"], name
     status = _status(out, capsys)
     cells = {cell["name"]: cell for cell in status["cells"]}
-    for name in T1_NAMES:
+    for name in T1_FOUR_NAMES:
         assert cells[name]["state"] == "done" and cells[name]["attempts"] == 1
         assert cells[name]["epoch"] == cells[name]["epochs"] == 1 and cells[name]["test_acc"] is not None
-    assert status["summary"] == {"total": 24, "done": 2, "running": 0, "failed": 0, "pending": 22}
+    assert status["summary"] == {"total": 24, "done": 4, "running": 0, "failed": 0, "pending": 20}
     # the same command again: every chosen cell is done, nothing is trained
     assert main(argv) == 0
     again = capsys.readouterr().out
-    assert "started" not in again and "2 of 24 cells done" in again
-    assert [c["attempts"] for c in _status(out, capsys)["cells"] if c["name"] in T1_NAMES] == [1, 1]
+    assert "started" not in again and "4 of 24 cells done" in again
+    assert [c["attempts"] for c in _status(out, capsys)["cells"] if c["name"] in T1_FOUR_NAMES] == [1] * 4
     assert main(["grid", "status", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("t1-cifar10-resnet18-mart  pending  attempts 0") for line in lines)
     assert any(line.startswith(f"{T1_NAMES[0]}  done") and "epoch 1/1" in line for line in lines)
-    assert lines[-1] == f"Grid {out}: 24 cells, 2 done, 0 running, 0 failed, 22 pending."
+    assert lines[-1] == f"Grid {out}: 24 cells, 4 done, 0 running, 0 failed, 20 pending."
     # the table beside the paper's: the smoke cells stand beside their presets' published rows
     assert main(["grid", "table", str(out)]) == 0
     assert "Wrote" in capsys.readouterr().out
-    rows = list(csv.DictReader((out / "table.csv").open(encoding="utf-8")))
+    rows = _table_rows(out)
     for name, bass in zip(T1_NAMES, (False, True), strict=True):
         clean = next(r for r in rows if r["cell"] == name and r["column"] == "Clean")
         published = published_value(
@@ -123,6 +142,81 @@ def test_reproduce_t1_smoke_runs_both_cells_end_to_end_then_does_nothing(tmp_pat
         assert clean["state"] == "done" and 0 <= float(clean["measured_percent"]) <= 100
     assert any(r["state"] == "pending" for r in rows)
     assert (out / "table.md").is_file() and "\\toprule" in (out / "table.tex").read_text(encoding="utf-8")
+
+
+#: A launcher whose training of one cell (TEST_GATE_CELL) stops for good after the second step of its
+#: epoch, saying so in TEST_GATE/holding: a known point in the middle of that cell, where the test kills
+#: it with SIGKILL.
+GATED_LAUNCHER = """
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+import freqtail.workflows.grid_run as grid_run
+from freqtail.cli import main
+
+gate, victim = Path(os.environ["TEST_GATE"]), os.environ["TEST_GATE_CELL"]
+original = grid_run.train_run
+
+
+class Hold:
+    def on_step(self, run):
+        if run.step_in_epoch == 2:
+            (gate / "holding").write_text(str(os.getpid()))
+            while True:
+                time.sleep(0.05)
+
+
+def train_run(request):
+    if request.run_dir.name == victim:
+        request = dataclasses.replace(request, callbacks=[*request.callbacks, Hold()])
+    return original(request)
+
+
+grid_run.train_run = train_run
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_launcher_killed_in_the_middle_of_a_cell_then_rerun_gives_the_uninterrupted_table(
+    t1_smoke, tmp_path, capsys
+):
+    reference, argv, code, _ = t1_smoke
+    assert code == 0
+    out = tmp_path / "grid"
+    argv = [str(out) if part == str(reference) else part for part in argv]
+    victim = T1_FOUR_NAMES[2]
+    script, gate = tmp_path / "gated_launcher.py", tmp_path / "gate"
+    script.write_text(GATED_LAUNCHER)
+    gate.mkdir()
+    launcher = subprocess.Popen(
+        [sys.executable, str(script), *argv],
+        env=dict(os.environ, TEST_GATE=str(gate), TEST_GATE_CELL=victim),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 600  # a bound for a broken build, not a race with the launcher
+    while not (gate / "holding").exists():
+        assert launcher.poll() is None and time.monotonic() < deadline, launcher.communicate()
+        time.sleep(0.05)
+    launcher.kill()
+    launcher.communicate(timeout=60)
+    states = {c["name"]: c["state"] for c in _status(out, capsys)["cells"] if c["name"] in T1_FOUR_NAMES}
+    assert states == dict(zip(T1_FOUR_NAMES, ["done", "done", "running", "pending"], strict=True))
+    assert not (out / victim / "results.json").exists()  # killed in training: nothing evaluated yet
+    # the same command again: the dead launcher's cell is taken over and every cell ends done
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"Took over the grid cell {victim} from launcher" in printed
+    assert f"{T1_FOUR_NAMES[0]}: started" not in printed and f"{victim}: started" in printed
+    cells = {c["name"]: c for c in _status(out, capsys)["cells"]}
+    assert [cells[name]["attempts"] for name in T1_FOUR_NAMES] == [1, 1, 2, 1]
+    assert _table_rows(out) == _table_rows(reference)
+    markdown = (out / "table.md").read_text(encoding="utf-8").replace(str(out), "GRID")
+    assert markdown == (reference / "table.md").read_text(encoding="utf-8").replace(str(reference), "GRID")
 
 
 def test_two_launcher_processes_run_every_cell_of_a_grid_exactly_once(tmp_path, capsys):
