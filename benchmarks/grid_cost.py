@@ -63,6 +63,7 @@ from freqtail.data.corruptions import CORRUPTIONS, SEVERITIES
 from freqtail.evaluate.threat_models import applicable_threat_models
 from freqtail.models import ExecutionOptions, build_model_from_spec, model_spec, prepare_model
 from freqtail.paper import published_row
+from freqtail.train.build import build_optimizer
 from freqtail.train.config import TrainConfig
 from freqtail.train.objectives import Branches, build_objective
 from freqtail.workflows.grid_spec import GridSpec
@@ -147,13 +148,7 @@ def step_seconds_per_image(config: TrainConfig, batch: int, steps: int, device: 
     model = build_model(config, device)
     forward = Branches(model)
     objective = build_objective(config)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        nesterov=config.nesterov,
-    )
+    optimizer = build_optimizer(config, model.parameters())
     inputs, labels = _inputs(config, batch, device)
 
     def step() -> None:

@@ -24,6 +24,7 @@ from freqtail.cli import main
 from freqtail.paper import published_value
 from freqtail.workflows.grid_scale import SMOKE_EVALUATION, describe_scale, scale_spec
 from freqtail.workflows.grid_spec import GridSpec
+from test_grid_support import one_sentence_error
 
 #: The two Table 1 cells of CIFAR-10, ResNet-18 and PGD-AT: without and with BaSS.
 T1_PGD = "*cifar10-resnet18-pgd-at*"
@@ -53,18 +54,6 @@ def _status(folder: Path, capsys) -> dict:
     capsys.readouterr()
     assert main(["grid", "status", str(folder), "--json"]) == 0
     return json.loads(capsys.readouterr().out)
-
-
-def _one_sentence_error(capsys, argv: list[str], *words: str) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
-    assert lines[0].startswith(f"freqtail {argv[0]}: error: ") and lines[0].endswith("."), lines[0]
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 def test_the_smoke_scale_keeps_names_objectives_bass_modes_and_suites_and_makes_the_rest_tiny():
@@ -324,7 +313,7 @@ def test_ctrl_c_stops_every_launcher_exits_130_and_puts_the_cells_back(tmp_path,
 )
 def test_bad_input_is_one_sentence_and_exit_2(tmp_path, capsys, argv, words):
     (tmp_path / "bad.yaml").write_text("set: {epochs: 1}\naxes: {learning_rate: [0.1, 0.05]}\n")
-    _one_sentence_error(capsys, [a.replace("{tmp}", str(tmp_path)) for a in argv], *words)
+    one_sentence_error(capsys, [a.replace("{tmp}", str(tmp_path)) for a in argv], *words)
     assert not (tmp_path / "x").exists()
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from freqtail.cli import main
 from freqtail.errors import ConfigError
 from freqtail.workflows.grid_devices import DevicePlan, group_gpus, parse_gpu_ids, plan_devices
+from test_grid_support import one_sentence_error
 
 
 def test_gpu_lists_parse_in_the_order_given():
@@ -115,13 +115,6 @@ def test_the_commands_refuse_bad_device_options_before_anything_starts(tmp_path,
         ["grid", "run", str(tmp_path / "grid.yaml"), "--out", str(out), *options],
     ):
         (tmp_path / "grid.yaml").write_text("set: {epochs: 1}\naxes: {seed: [0, 1]}\n")
-        capsys.readouterr()
-        assert main(argv) == 2
-        captured = capsys.readouterr()
-        lines = captured.err.strip().splitlines()
-        assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
-        assert lines[0].startswith(f"freqtail {argv[0]}: error: ") and lines[0].endswith("."), lines[0]
-        for word in words:
-            assert word in lines[0], lines[0]
-        assert "started" not in captured.out
+        _, printed = one_sentence_error(capsys, argv, *words)
+        assert "started" not in printed
         assert not out.exists()

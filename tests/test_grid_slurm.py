@@ -31,6 +31,7 @@ from freqtail.train.records import TIMING_KEYS
 from freqtail.workflows.grid_manifest import GridManifest, read_states
 from freqtail.workflows.grid_slurm import NO_SBATCH, NO_SUBMITIT, SlurmOptions
 from freqtail.workflows.grid_spec import GridSpec
+from test_grid_support import one_sentence_error
 
 SOURCE = Path(freqtail.__file__).resolve().parents[1]
 T1_PGD = "*cifar10-resnet18-pgd-at*"
@@ -73,18 +74,6 @@ def _without_timing(records):
 
 def _records(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def _one_sentence_error(capsys, argv: list[str], *words: str) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
-    assert lines[0].startswith(f"freqtail {argv[0]}: error: ") and lines[0].endswith("."), lines[0]
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 # ----------------------------------------------------------------------------- against the cluster
@@ -216,7 +205,7 @@ def test_a_cell_requeued_in_the_middle_of_training_resumes_to_the_uninterrupted_
 def test_sbatch_refusing_the_array_is_one_sentence_naming_its_reason(on_cluster, tmp_path, capsys):
     out = tmp_path / "x"
     argv = ["reproduce", "t1", "--scale", "smoke", "--out", str(out), "--only", T1_PGD, "--launcher", "slurm"]
-    line = _one_sentence_error(
+    line, _ = one_sentence_error(
         capsys, [*argv, "--slurm-partition", "nosuch"], "sbatch refused the grid's job array: "
     )
     assert "partition" in line.lower() and "sbatch: error" not in line, line  # sbatch's own reason, tidied
@@ -312,7 +301,7 @@ def test_a_manifest_written_before_the_job_field_still_reads(tmp_path):
 
 def test_without_submitit_the_slurm_launcher_is_one_sentence(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "submitit", None)  # the import system then refuses `import submitit`
-    line = _one_sentence_error(
+    line, _ = one_sentence_error(
         capsys, ["reproduce", "t1", "--scale", "smoke", "--out", str(tmp_path / "x"), "--launcher", "slurm"]
     )
     assert line.endswith(NO_SUBMITIT) and "pip install 'freqtail[slurm]'" in line
@@ -321,7 +310,7 @@ def test_without_submitit_the_slurm_launcher_is_one_sentence(tmp_path, capsys, m
 
 def test_without_sbatch_on_path_the_slurm_launcher_is_one_sentence(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    line = _one_sentence_error(
+    line, _ = one_sentence_error(
         capsys, ["reproduce", "t1", "--scale", "smoke", "--out", str(tmp_path / "x"), "--launcher", "slurm"]
     )
     assert line.endswith(NO_SBATCH)
@@ -343,7 +332,7 @@ def test_without_sbatch_on_path_the_slurm_launcher_is_one_sentence(tmp_path, cap
     ],
 )
 def test_bad_launcher_options_are_one_sentence_and_exit_2(tmp_path, capsys, extra, words):
-    _one_sentence_error(
+    one_sentence_error(
         capsys, ["reproduce", "t1", "--scale", "smoke", "--out", str(tmp_path / "x"), *extra], *words
     )
     assert not (tmp_path / "x").exists()

@@ -1,4 +1,5 @@
-"""Shared helpers of the grid table and grid report tests (no tests here): a tiny grid folder.
+"""Shared helpers of the grid tests (no tests here): a tiny grid folder, and the check of a command's
+one-sentence refusal.
 
 The grid's cells are run folders whose ``results.json`` holds hand-made records with known per-image
 bits (no training), their states set through the real :class:`GridManifest` API: five done cells
@@ -11,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from freqtail.cli import main
 from freqtail.evaluate.corruption_eval import corruption_table_record
 from freqtail.evaluate.records import PerImage, Record, RecordId
 from freqtail.evaluate.results import write_results
@@ -111,3 +113,18 @@ def grid(tmp_path_factory):
     assert manifest.claim("test", only={TRADES}).name == TRADES  # stays running
     yield folder
     manifest.release(TRADES)
+
+
+def one_sentence_error(capsys, argv: list[str], *words: str) -> tuple[str, str]:
+    """Run the command line ``argv`` in this process and check its refusal: exit 2, one line on stderr
+    that starts with ``freqtail <command>: error:``, ends a sentence, names every one of ``words`` and
+    holds no traceback. Returns ``(that line, what it printed on stdout)``."""
+    capsys.readouterr()
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    assert lines[0].startswith(f"freqtail {argv[0]}: error: ") and lines[0].endswith("."), lines[0]
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0], captured.out

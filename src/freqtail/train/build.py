@@ -180,6 +180,17 @@ def _steps_per_epoch(config: TrainConfig, sampler: EpochSampler, per_rank_batch:
     return steps
 
 
+def build_optimizer(config: TrainConfig, parameters) -> torch.optim.SGD:
+    """The run's optimizer: SGD with the config's learning rate, momentum, weight decay and Nesterov."""
+    return torch.optim.SGD(
+        parameters,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=config.nesterov,
+    )
+
+
 def build_parts(config: TrainConfig, context: D.DistContext, *, fresh: bool) -> TrainParts:
     """Build the run's :class:`TrainParts` on every rank; ``fresh``: the run starts at step 0.
 
@@ -193,13 +204,7 @@ def build_parts(config: TrainConfig, context: D.DistContext, *, fresh: bool) -> 
     val_data = D.main_first(lambda: build_val_data(config), context)
     spec = _spec(config, base.num_classes, int(base.image_size[0]))
     model, runner, forward = _model(config, spec, context, fresh=fresh)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        nesterov=config.nesterov,
-    )
+    optimizer = build_optimizer(config, model.parameters())
     objective = build_objective(config)
     sampler, loader, per_rank_batch = _sampling(config, context, train_data, pipeline)
     steps_per_epoch = _steps_per_epoch(config, sampler, per_rank_batch, len(train_data))
