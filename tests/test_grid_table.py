@@ -17,14 +17,17 @@ import statistics
 import pytest
 from scipy import stats
 
+from freqtail.errors import ConfigError
 from freqtail.evaluate.results import write_results
 from freqtail.paper import published_value
 from freqtail.report.paper_table import CSV_FIELDS, MeasuredCell, PublishedKey, build_paper_table
 from freqtail.runs.layout import GridLayout, RunLayout
 from freqtail.train.presets import preset_configs
 from freqtail.workflows import grid_run
+from freqtail.workflows.grid_manifest import GridManifest
 from freqtail.workflows.grid_run import run_grid
-from freqtail.workflows.grid_spec import CellSpec, GridSpec
+from freqtail.workflows.grid_scale import scale_spec
+from freqtail.workflows.grid_spec import CellSpec, GridSpec, parse_seeds
 from freqtail.workflows.grid_table import grid_table, published_key, write_grid_table
 from test_grid_support import (  # noqa: F401
     AUGMIX,
@@ -38,7 +41,10 @@ from test_grid_support import (  # noqa: F401
     T1,
     TRADES,
     N,
+    counted_record,
     grid,
+    mask_of,
+    one_sentence_error,
 )
 
 
@@ -229,3 +235,47 @@ def test_write_grid_table_writes_three_files(grid):
         for p in (GridLayout.of(grid).table_md, GridLayout.of(grid).table_csv, GridLayout.of(grid).table_tex)
     ]
     assert all(p.read_text(encoding="utf-8") for p in paths)
+
+
+def test_reproduce_seeds_give_one_cell_per_preset_and_seed_matched_to_the_paper_at_any_scale(
+    tmp_path, capsys
+):
+    assert parse_seeds("2, 0") == (2, 0) and parse_seeds([1]) == (1,)
+    for bad, words in (("", "empty"), ("0,x", "'x'"), ("1,1", "seed 1 twice"), ("-1", "'-1'")):
+        with pytest.raises(ConfigError, match=words):
+            parse_seeds(bad)
+    spec = scale_spec(GridSpec.family("t1", seeds="0,1"), "smoke")
+    cells = spec.cells()
+    assert len(cells) == 2 * len(GridSpec.family("t1").cells())
+    assert [(c.name, c.config.seed) for c in cells[:2]] == [
+        (f"{cells[0].base}-seed=0", 0),
+        (f"{cells[0].base}-seed=1", 1),
+    ]
+    folder = tmp_path / "grid"
+    manifest = GridManifest.open(folder, spec)
+    for seed, correct in ((0, 30), (1, 26)):
+        name = f"{BASE}-seed={seed}"
+        assert manifest.claim("test", only={name}).name == name
+        write_results(
+            RunLayout.of(manifest.layout.run_dir(name)).results,
+            [counted_record("standard", "clean", mask_of(correct))],
+        )
+        manifest.finish(name, 1.0)
+    table = grid_table(folder)
+    clean = _value(table, f"{BASE}-seed=0", "Clean")
+    published = published_value(
+        "table1", method="PGD-AT", model="ResNet-18", dataset="CIFAR-10", bass=False, column="Clean"
+    )
+    assert clean.published == published and clean.accuracy == pytest.approx(30 / N)
+    section = next(s for s in table.sections if s.table == "table1")
+    row = next(r for r in section.seed_rows if set(r.cells) == {f"{BASE}-seed=0", f"{BASE}-seed=1"})
+    stats_clean = row.stats[section.columns.index("Clean")]
+    assert 100 * stats_clean.mean == pytest.approx(statistics.mean([75.0, 65.0]))
+    assert 100 * stats_clean.sd == pytest.approx(statistics.stdev([75.0, 65.0]))
+    # the command line: a bad list is one sentence before anything starts
+    one_sentence_error(
+        capsys,
+        ["reproduce", "t1", "--scale", "smoke", "--out", str(tmp_path / "x"), "--seeds", "0,0"],
+        "twice",
+    )
+    assert not (tmp_path / "x").exists()

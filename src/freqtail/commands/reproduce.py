@@ -9,6 +9,7 @@ EXAMPLE = (
     "freqtail reproduce t1 --scale smoke --out grids/t1-smoke\n"
     "  freqtail reproduce fig3 --scale smoke --out grids/fig3-smoke --only '*gamma0.5'\n"
     "  freqtail reproduce t1 --out grids/t1 --only '*cifar10-resnet18*'\n"
+    "  freqtail reproduce t1 --scale smoke --out grids/t1-seeds --only '*resnet18-pgd-at*' --seeds 0,1,2\n"
     "  freqtail reproduce t1 --out grids/t1 --log tensorboard && tensorboard --logdir grids/t1\n"
     "  freqtail reproduce t1 --out grids/t1 --data-root ~/data --launcher slurm --slurm-gpus-per-task 1\n"
     "  freqtail reproduce t1 --out grids/t1 --data-root ~/data --gpus 0,1,2,3 --nproc-per-cell 2\n"
@@ -39,6 +40,12 @@ def register(subparsers) -> None:
         help="folder holding the data sets (config key data_root of every cell; the smoke scale uses the "
         "embedded data instead)",
     )
+    parser.add_argument(
+        "--seeds",
+        metavar="LIST",
+        help="train every cell once per seed, e.g. 0,1,2 (cells <preset>-seed=N; the table gives each "
+        "seed's value and the mean and sd over seeds); give the same list again to resume",
+    )
     add_launch_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -49,8 +56,10 @@ def run(args) -> int:
     from freqtail.workflows.grid_spec import GridSpec
 
     overrides = {"data_root": args.data_root} if args.data_root is not None else {}
-    spec = scale_spec(GridSpec.family(args.name, overrides=overrides), args.scale)
+    spec = scale_spec(GridSpec.family(args.name, overrides=overrides, seeds=args.seeds), args.scale)
     command = ["reproduce", args.name]
     if args.data_root is not None:
         command += ["--data-root", args.data_root]
+    if args.seeds is not None:
+        command += ["--seeds", args.seeds]
     return launch(spec, args, command)

@@ -478,23 +478,31 @@ class GridSpec:
         overrides: Mapping[str, Any] | Sequence[Any] = (),
         suites: tuple[str, ...] | str | None = None,
         evaluation: Mapping[str, Any] | Sequence[Any] = (),
+        seeds: str | Sequence[int] | None = None,
         analyses: Sequence[Any] | None = None,
     ) -> GridSpec:
         """The paper's grid ``name`` (``t1``, ``t3``, ``t4``, ``fig3``): one explicit cell per preset of
         that family, named by the preset, with the family's suites (:data:`FAMILY_SUITES`) and analyses
         (:data:`FAMILY_ANALYSES`) unless ``suites`` / ``analyses`` are given, and its evaluation options
         (:data:`FAMILY_EVALUATION`) under ``evaluation``; ``overrides`` apply to every cell
-        (``data_root``, a smoke scale).
+        (``data_root``, a smoke scale). ``seeds`` (``"0,1,2"`` or ints; :func:`parse_seeds`): each preset
+        once per seed, named ``<preset>-seed=<seed>``, the seed varying fastest; None = each preset once
+        with its own seed.
 
         Raises:
-            ConfigError: an unknown family (the sentence lists the valid ones).
+            ConfigError: an unknown family (the sentence lists the valid ones), or a bad seed list.
         """
         if name not in FAMILY_SUITES:
             raise ConfigError(_unknown_family(name))
         stems = [stem for stem in preset_configs() if stem.startswith(f"{name}-")]
+        if seeds is None:
+            cells = tuple(CellSpec(base=stem) for stem in stems)
+        else:
+            chosen = parse_seeds(seeds)
+            cells = tuple(CellSpec(base=stem, overrides={"seed": seed}) for stem in stems for seed in chosen)
         return cls(
             overrides=_pairs(overrides, "The grid's overrides"),
-            explicit=tuple(CellSpec(base=stem) for stem in stems),
+            explicit=cells,
             suites=suites,
             evaluation=tuple(
                 {
@@ -578,6 +586,28 @@ def _shown(names: Sequence[str]) -> str:
     return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
+def parse_seeds(seeds: str | Sequence[int]) -> tuple[int, ...]:
+    """The seeds of ``--seeds``: ``"0,1,2"`` (or a sequence of ints) as distinct ints in the order
+    given; each is checked as the config's ``seed`` when its cells are built.
+
+    Raises:
+        ConfigError: an empty list, a part that is not an integer, or a seed given twice.
+    """
+    parts = [part.strip() for part in seeds.split(",")] if isinstance(seeds, str) else list(seeds)
+    if not parts or parts == [""]:
+        raise ConfigError("--seeds wants a comma-separated list of seeds such as 0,1,2, not an empty one.")
+    chosen: list[int] = []
+    for part in parts:
+        text = str(part)
+        if isinstance(part, bool) or not (isinstance(part, int) or re.fullmatch(r"[0-9]+", text)):
+            raise ConfigError(f"--seeds wants whole numbers 0 or more such as 0,1,2, not {text!r}.")
+        seed = int(part)
+        if seed in chosen:
+            raise ConfigError(f"--seeds names the seed {seed} twice; give each seed once.")
+        chosen.append(seed)
+    return tuple(chosen)
+
+
 def _unknown_family(name: str) -> str:
     return f"Unknown grid family {name!r}; the families are {', '.join(FAMILY_SUITES)}."
 
@@ -592,4 +622,5 @@ __all__ = [
     "GridCell",
     "GridSpec",
     "config_hash",
+    "parse_seeds",
 ]

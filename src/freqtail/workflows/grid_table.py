@@ -224,7 +224,11 @@ def grid_table(folder: str | os.PathLike) -> PaperTable:
         if len(names) > 1:
             label = _SEED_PART.sub("", names[0])
             labels[key] = label if label not in labels.values() else names[0]
-    cells = [_cell(row, labels.get(_group(row)), presets.get(row.name)) for row in rows]
+    # a family cell is named by its preset, with --seeds followed by -seed=N
+    cells = [
+        _cell(row, labels.get(_group(row)), presets.get(row.name, presets.get(_SEED_PART.sub("", row.name))))
+        for row in rows
+    ]
     return build_paper_table(cells, notes=(MATCHING_NOTE,))
 
 
