@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
 import torch
 
+# One torch thread here and in every process a test starts: the processes compute as this one does,
+# and on a loaded 2-core machine several spinning OpenMP threads per process made torch up to ten
+# times slower (a killed-launcher test took 270 s instead of 60).
 torch.set_num_threads(1)
+os.environ["OMP_NUM_THREADS"] = "1"
 # A suite started in the background of a non-interactive shell inherits SIGINT ignored, and so would
 # every process it starts: the Ctrl-C tests send a real SIGINT and need the terminal's default. A
 # handler set here is reset to the default in the processes the tests exec.
