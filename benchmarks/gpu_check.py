@@ -90,7 +90,20 @@ def check_cuda_tests(entry: dict, quick: bool) -> None:
         for path in (ROOT / "tests").glob("test_*.py")
         if "mark.cuda" in path.read_text(encoding="utf-8")
     )
-    command = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", *marked]
+    # -n 0: in this process (the suite's own two pytest-xdist workers would share the one GPU).
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-n",
+        "0",
+        "-m",
+        "cuda",
+        "-p",
+        "no:cacheprovider",
+        *marked,
+    ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     lines = [line for line in done.stdout.strip().splitlines() if line.strip()]
     entry["command"] = " ".join(command[2:])
