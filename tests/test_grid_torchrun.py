@@ -8,6 +8,7 @@ One grid run shows all three (each torchrun start costs seconds of a loaded CPU)
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from freqtail.locks import try_lock
 from freqtail.runs.layout import TRAIN_LOCK
 from freqtail.train import load_checkpoint
 from freqtail.workflows.run_folder import RunFolder
+from freqtail.workflows.torchrun_training import ERROR_PREFIX, _failure
 
 pytestmark = pytest.mark.slow
 
@@ -107,3 +109,15 @@ def test_cells_train_with_two_processes_fail_with_the_ranks_sentence_and_stop_on
     try_lock(long_run / TRAIN_LOCK, purpose="checking that the lock is free").release()
     info = load_checkpoint(long_run, "last").info
     assert info["world_size"] == 2 and info["global_step"] >= 2 and not info["complete"]
+
+
+def test_the_sentence_survives_two_processes_lines_running_together():
+    """Both ranks refuse on one shared pipe; a line where one rank's output ran into the other's
+    (seen on a loaded CI machine) still gives the sentence once, not twice glued together."""
+    sentence = "The global batch_size 63 must be divisible by the 2 processes."
+    glued = collections.deque(["[W] a warning", f"{ERROR_PREFIX}{sentence}{ERROR_PREFIX}{sentence}", ""])
+    assert str(_failure(2, glued, 2)) == sentence
+    no_sentence = collections.deque(["starting", "Segmentation fault", ""])
+    assert str(_failure(139, no_sentence, 2)) == (
+        "Training with 2 processes under torchrun failed (exit status 139); its last line: Segmentation fault"
+    )

@@ -87,8 +87,10 @@ def _child_environment() -> dict[str, str]:
 def _failure(code: int, lines: collections.deque[str], nproc: int) -> FreqtailError:
     """One sentence on why the child failed: a worker's own error sentence, else its last line."""
     for line in lines:
-        if line.startswith(ERROR_PREFIX):
-            return FreqtailError(line[len(ERROR_PREFIX) :].strip())
+        if ERROR_PREFIX in line:
+            # a line another process's output ran into still holds the sentence whole after the prefix
+            sentence = line.split(ERROR_PREFIX)[1].strip()
+            return FreqtailError(sentence)
     last = next((line for line in reversed(lines) if line.strip()), "no output")
     return FreqtailError(
         f"Training with {nproc} processes under torchrun failed (exit status {code}); its last line: "

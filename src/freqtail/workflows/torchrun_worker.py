@@ -22,22 +22,29 @@ from freqtail.workflows.torchrun_training import ERROR_PREFIX
 from freqtail.workflows.training import TrainRequest, train_run
 
 
+def _say_error(sentence: str) -> None:
+    """The one error line, in one write: the K processes share the launcher's pipe, and ``print``'s
+    separate write of the newline let two ranks' lines run together."""
+    sys.stderr.write(f"{ERROR_PREFIX}{sentence}\n")
+    sys.stderr.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Train ``argv = [CONFIG.yaml, RUN_DIR]`` (default ``sys.argv[1:]``); returns the exit status."""
     config_file, run_dir = list(sys.argv[1:] if argv is None else argv)
     try:
         result = train_run(TrainRequest(load_config(config_file), Path(run_dir), resume=True))
     except FreqtailError as err:
-        print(f"{ERROR_PREFIX}{err}", file=sys.stderr, flush=True)
+        _say_error(str(err))
         return 2
     except KeyboardInterrupt:
         return 130
     except OSError as err:  # a full disk, a folder in the way: one sentence, as the command line says it
-        print(f"{ERROR_PREFIX}{os_error_sentence(err, 'use')}", file=sys.stderr, flush=True)
+        _say_error(os_error_sentence(err, "use"))
         return 2
     except Exception as err:  # noqa: BLE001 - one line for the launcher instead of a traceback per rank
         first = (str(err).strip().splitlines() or ["no message"])[0]
-        print(f"{ERROR_PREFIX}The training process raised {type(err).__name__}: {first}", file=sys.stderr)
+        _say_error(f"The training process raised {type(err).__name__}: {first}")
         return 1
     return 130 if result.status == "interrupted" else 0
 
