@@ -7,6 +7,8 @@ weights, saved in RobustBench's layout, and loaded back through freqtail's loadi
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -98,6 +100,30 @@ def test_robustbench_problems_are_one_sentence(robustbench_dir, tmp_path, monkey
     monkeypatch.setattr(importlib, "import_module", _refuse_robustbench(importlib.import_module))
     with pytest.raises(ConfigError, match=r"pip install 'freqtail\[robustbench\]'"):
         import_robustbench()
+
+
+def test_the_command_line_hides_third_party_import_warnings_and_the_library_does_not(tmp_path):
+    """A fresh process each (imports warn once): the command line prints its one sentence alone, while
+    importing robustbench as a library shows setuptools' and torch's warnings as Python would."""
+    command = [
+        sys.executable,
+        "-m",
+        "freqtail.cli",
+        "evaluate",
+        "--robustbench",
+        SMALL,
+        "--dataset",
+        "cifar10",
+    ]
+    command += ["--data-root", str(tmp_path), "--model-dir", str(tmp_path / "models")]
+    cli = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 2
+    assert (
+        cli.stderr.splitlines() == [cli.stderr.strip()] and "error: No weights for RobustBench" in cli.stderr
+    )
+    library = "from freqtail.models.external import import_robustbench; import_robustbench()"
+    shown = subprocess.run([sys.executable, "-c", library], capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0 and "pkg_resources is deprecated" in shown.stderr
 
 
 def _refuse_robustbench(real):

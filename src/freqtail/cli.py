@@ -17,6 +17,7 @@ import importlib
 import os
 import pkgutil
 import sys
+import warnings
 from collections.abc import Sequence
 
 import freqtail.commands as commands_pkg
@@ -64,9 +65,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Warnings that third-party packages raise while a command imports them: notes for their authors, not
+#: for someone running freqtail. The command line hides them; library use keeps Python's defaults.
+THIRD_PARTY_IMPORT_WARNINGS = (
+    (FutureWarning, r"`torch\.jit\.interface` is deprecated"),  # torch 2.14, when timm is imported
+    (UserWarning, r"pkg_resources is deprecated as an API"),  # setuptools, when robustbench 1.1 is imported
+    (DeprecationWarning, r"Importing from timm\.models\.\w+ is deprecated"),  # timm, by robustbench
+)
+
+
+def silence_third_party_import_warnings() -> None:
+    """Hide :data:`THIRD_PARTY_IMPORT_WARNINGS` in this process (the command line calls it first)."""
+    for category, message in THIRD_PARTY_IMPORT_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code (also used by the console script)."""
     from freqtail.errors import FreqtailError
+
+    silence_third_party_import_warnings()
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -19,7 +19,6 @@ import difflib
 import importlib
 import os
 import sys
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -73,15 +72,10 @@ def external_entry(name: str) -> ModelEntry:
 
 
 def _import_timm():
-    """The timm module, or one sentence saying how to install it.
-
-    timm's import touches ``torch.jit.interface``, for which torch 2.14 warns (FutureWarning) on every
-    ``freqtail`` command that names a timm model; that warning is for timm's authors, so it is muted.
-    """
+    """The timm module, or one sentence saying how to install it (its import warnings are Python's
+    business here; the command line hides them: :data:`freqtail.cli.THIRD_PARTY_IMPORT_WARNINGS`)."""
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*torch\.jit\.interface", category=FutureWarning)
-            import timm  # optional extra freqtail[timm]: imported only when a timm model is named
+        import timm  # optional extra freqtail[timm]: imported only when a timm model is named
     except ImportError:
         raise ConfigError("timm models need the timm package: pip install 'freqtail[timm]'.") from None
     return timm
