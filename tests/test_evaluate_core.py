@@ -706,6 +706,10 @@ def test_replacing_a_record_measured_on_other_images_warns(tmp_path):
     assert "different set of 500 images" in replacement_warnings([first], [same_n])[0]
     assert replacement_warnings([first], [dict(first)]) == []
     assert replacement_warnings([first], [_record("other", 0.1, "standard", "clean", n=3)]) == []
+    other_steps = {**first, "settings": {**first.get("settings", {}), "step_size": 0.0, "steps": 20}}
+    first_steps = {**first, "settings": {**first.get("settings", {}), "step_size": 2 / 255, "steps": 20}}
+    (changed,) = replacement_warnings([first_steps], [other_steps])
+    assert f"with other settings (step_size {2 / 255!r} -> 0.0)" in changed
     check = _record("best|standard|gradient-masking|eps=8/255", None, "standard", "gradient-masking", n=100)
     smaller_check = {**check, "data": {**check["data"], "n": 16}}
     assert replacement_warnings([check], [smaller_check]) == []  # not a table's number

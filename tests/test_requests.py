@@ -39,6 +39,7 @@ def test_an_evaluation_request_parses_its_values_once():
         ({"threat_model": "raw"}, ConfigError, "Unknown threat model 'raw'"),
         ({"eps": "8"}, InputError, "0..255 scale; use 8/255"),
         ({"step_size": "1/0"}, InputError, "Could not read the step size"),
+        ({"step_size": "0/255"}, ConfigError, "--step-size must be positive (0 leaves every attack at its"),
         ({"n": 0}, ConfigError, "--n must be a positive integer, not 0."),
         ({"masking_min": 0}, ConfigError, "--masking-min must be a positive integer, not 0."),
         ({"masking_n": -1}, ConfigError, "--masking-n must be a non-negative integer, not -1."),

@@ -128,6 +128,15 @@ def test_unknown_keys_are_errors_with_close_matches(tmp_path):
         config_from_dict({"zzzz": 1})
 
 
+def test_adversarial_training_needs_an_attack_step():
+    """0 steps would train on the random start alone under an adversarial label; ERM ignores the key."""
+    for objective in ("pgd-at", "trades", "mart"):
+        with pytest.raises(ConfigError, match=f"The {objective} objective needs attack_steps >= 1"):
+            load_config(overrides=[f"objective={objective}", "attack_steps=0"])
+    assert load_config(overrides=["objective=erm", "attack_steps=0"]).attack_steps == 0
+    assert load_config(overrides=["objective=pgd-at", "attack_steps=1"]).attack_steps == 1
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -141,6 +141,11 @@ class EvaluationRequest:
             _set(self, "eps", parse_eps(self.eps))
         if self.step_size is not None:
             _set(self, "step_size", parse_eps(self.step_size, "step size"))
+            if self.step_size == 0:
+                raise ConfigError(
+                    "The step size --step-size must be positive (0 leaves every attack at its random "
+                    "start); give one such as 2/255."
+                )
         check_optional_int(self.n, "The image count --n", minimum=1, error=ConfigError)
         check_int(self.batch_size, "The batch size --batch-size", minimum=1, error=ConfigError)
         check_int(self.seed, "The seed --seed", minimum=0, error=ConfigError)

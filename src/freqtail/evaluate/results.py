@@ -144,8 +144,9 @@ def _images(record: Mapping[str, Any]) -> tuple[Any, Any]:
 def replacement_warnings(
     existing: Iterable[Mapping[str, Any]], new: Iterable[Mapping[str, Any]]
 ) -> list[str]:
-    """One sentence per record of ``new`` that replaces a stored number measured on other images: a
-    different ``n``, or (both storing ``indices``) the same ``n`` of different images.
+    """One sentence per record of ``new`` that replaces a stored number measured on other images (a
+    different ``n``, or, both storing ``indices``, the same ``n`` of different images), and one per
+    record that replaces a number measured with other ``settings`` (attack steps, step size, ...).
 
     Gradient-masking records are left out: they are no table's number, and every robust number keeps
     its own check's verdict.
@@ -167,7 +168,21 @@ def replacement_warnings(
                 f"Replaced {record['id']} with one measured on a different set of {new_n} images "
                 "(another subset seed or subset rule); compare it with its row's other numbers with care."
             )
+        changed = _changed_settings(old.get("settings"), record.get("settings"))
+        if changed:
+            messages.append(
+                f"Replaced {record['id']} with one measured with other settings ({changed}); "
+                "the stored number is gone, rerun with the old settings to get it back."
+            )
     return messages
+
+
+def _changed_settings(old: Any, new: Any) -> str:
+    """``"step_size 0.00784 -> 0.0"``-style list of the settings two records share but disagree on."""
+    if not (isinstance(old, Mapping) and isinstance(new, Mapping)):
+        return ""
+    keys = [key for key in new if key in old and old[key] != new[key]]
+    return ", ".join(f"{key} {old[key]!r} -> {new[key]!r}" for key in keys)
 
 
 def write_results(

@@ -398,6 +398,11 @@ def _check_ranges(c: TrainConfig) -> None:
         raise ConfigError(f"Config key 'beta' must be >= 0, not {c.beta!r}.")
     if c.nesterov and c.momentum == 0:
         raise ConfigError("Nesterov momentum needs momentum > 0; set momentum or nesterov: false.")
+    if c.adversarial and c.attack_steps == 0:
+        raise ConfigError(
+            f"The {c.objective} objective needs attack_steps >= 1: with 0 it would train on the attack's "
+            "random start only while labelled adversarial training."
+        )
     if c.step_size_value == 0 and c.adversarial and c.attack_steps > 0:
         raise ConfigError("The training attack's step_size is 0; give a positive step such as 2/255.")
     if c.bass_branch and c.objective_name != "augmix":
