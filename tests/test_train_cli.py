@@ -4,8 +4,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 from freqtail.cli import main
+from freqtail.train.config import load_config
+from freqtail.workflows.training import plan_run
 from test_train_support import tiny_root  # noqa: F401
 
 TINY = ["--model", "small-cnn", "--set", "model_options={width: 4}", "--batch-size", "16", "--no-progress"]
@@ -96,3 +103,31 @@ def test_numbers_and_flow_mappings_reach_the_config(capsys, tmp_path):
     assert _error(capsys, ["train", "--print-config", "--set", "epochs=1.5"]) == (
         "freqtail train: error: Config key 'epochs' must be an integer, not 1.5."
     )
+
+
+def test_ctrl_c_pressed_again_and_again_ends_like_the_first(tmp_path, tiny_root):
+    """A real training process: Ctrl-C after its first checkpoint, then Ctrl-C every 50 ms until it
+    exits (some land in the stopping step, some in the interpreter's teardown): status 130, no
+    traceback, and the folder resumes."""
+    run = tmp_path / "run"
+    argv = ["train", "--data-root", str(tiny_root), "--epochs", "500", *TINY, "--out", str(run)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "freqtail.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    deadline = time.monotonic() + 300
+    while not (run / "checkpoints" / "last.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.1)
+    while process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+    out, err = process.communicate()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "Ctrl-C: stopping after this step" in err
+    config = load_config(overrides=[f"data_root={tiny_root}", "epochs=500", "model=small-cnn"])
+    config = config.replace(model_options={"width": 4}, batch_size=16, progress=False)
+    assert plan_run(run, config, resume=True, force=False).mode == "resume"

@@ -16,6 +16,7 @@ import argparse
 import importlib
 import os
 import pkgutil
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -118,5 +119,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(code or 0)
 
 
+def console_main() -> int:
+    """The ``freqtail`` program (console script and ``python -m freqtail.cli``): :func:`main`, then
+    Ctrl-C ignored while the interpreter shuts down.
+
+    The command has then said its one sentence and saved its work; a Ctrl-C during the second or so
+    that torch's teardown takes (a user pressing it again after a training stop) would otherwise end
+    the process by SIGINT, status -2 instead of the command's own status.
+    """
+    code = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(console_main())
