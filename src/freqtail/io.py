@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -53,6 +54,38 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _temporary_pattern(dest: Path) -> re.Pattern[str]:
+    """The names :func:`atomic_path` gives the temporary files of ``dest``: ``.NAME.XXXXXXXX.tmpSUFFIX``
+    (``tempfile.mkstemp``'s eight random characters)."""
+    return re.compile(re.escape(f".{dest.name}.") + r"[a-z0-9_]{8}" + re.escape(f".tmp{dest.suffix}"))
+
+
+def leftover_temporaries(path: str | os.PathLike) -> list[Path]:
+    """The temporary files of ``path`` that writes killed before their rename left beside it (a
+    ``kill -9`` or a power cut; any other failure removes its own), in name order."""
+    dest = Path(path)
+    if not dest.parent.is_dir():
+        return []
+    pattern = _temporary_pattern(dest)
+    found = (entry for entry in dest.parent.iterdir() if pattern.fullmatch(entry.name))
+    return sorted(entry for entry in found if entry.is_file())
+
+
+def sweep_leftover_temporaries(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Remove the :func:`leftover_temporaries` of every path; returns what was removed.
+
+    Call it only as the owner of those files, holding the lock under which they are written: a write
+    in progress has a temporary file of the same shape, and sweeping it would fail that write.
+    """
+    removed = []
+    for path in paths:
+        for leftover in leftover_temporaries(path):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+                removed.append(leftover)
+    return removed
 
 
 def _destination_sentence(dest: Path, err: OSError) -> str:

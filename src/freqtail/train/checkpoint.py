@@ -280,7 +280,8 @@ def _pointer_targets(root: Path) -> set[str] | None:
     return names
 
 
-def _remove_temporary_folders(root: Path) -> list[str]:
+def remove_unfinished_checkpoints(root: Path) -> list[str]:
+    """Remove the temporary folders of checkpoints whose writing was killed; returns their names."""
     removed = []
     for entry in root.iterdir():
         if entry.is_dir() and entry.name.startswith(".tmp-step-"):
@@ -292,7 +293,7 @@ def _remove_temporary_folders(root: Path) -> list[str]:
 def _rotate(root: Path, previous: set[str] | None) -> list[str]:
     """Remove the folders the pointers named before (``previous``) and no longer name, and leftovers
     of interrupted writes; nothing else, and no checkpoint at all while a pointer is unreadable."""
-    removed = _remove_temporary_folders(root)
+    removed = remove_unfinished_checkpoints(root)
     now = _pointer_targets(root)
     if previous is None or now is None:
         return removed
@@ -311,7 +312,7 @@ def prune_checkpoints(checkpoints_dir: str | os.PathLike) -> list[str]:
     or missing pointer would otherwise make its checkpoint look unreferenced. Returns the removed names.
     """
     root = Path(checkpoints_dir)
-    removed = _remove_temporary_folders(root)
+    removed = remove_unfinished_checkpoints(root)
     keep = _pointer_targets(root)
     if keep is None or not _pointer_path(root, "last").exists():
         return removed

@@ -16,11 +16,17 @@ from typing import Any
 import torch
 
 from freqtail.errors import CheckpointError
-from freqtail.io import atomic_write_text
+from freqtail.io import atomic_write_text, sweep_leftover_temporaries
 from freqtail.runs.layout import CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE
 from freqtail.train.accumulator import Accumulator
 from freqtail.train.build import TrainParts
-from freqtail.train.checkpoint import LAST_EPOCH, load_checkpoint, save_checkpoint
+from freqtail.train.checkpoint import (
+    LAST_EPOCH,
+    WHICH,
+    load_checkpoint,
+    remove_unfinished_checkpoints,
+    save_checkpoint,
+)
 from freqtail.train.config import TrainConfig, config_differences, config_to_yaml, stored_config
 from freqtail.train.rng import capture_rng_state, restore_rng_state
 
@@ -197,6 +203,22 @@ def metrics_lines(run_dir: Path) -> list[str]:
     except FileNotFoundError:
         return []
     return [line for line in text.splitlines() if line.strip()]
+
+
+def sweep_interrupted_writes(run_dir: Path) -> list[Path]:
+    """Remove what writes of a killed training process left in ``run_dir``: temporary files of
+    ``config.yaml``, ``metrics.jsonl`` and the checkpoint pointers, and unfinished checkpoint folders.
+
+    Call it holding the folder's training lock (the only writer of these files), before the folder is
+    read: a kill while ``config.yaml`` was first written then leaves a folder that starts afresh.
+    """
+    checkpoints = run_dir / CHECKPOINTS_DIR
+    pointers = [checkpoints / f"{which}.json" for which in WHICH]
+    owned = [run_dir / CONFIG_FILE, run_dir / METRICS_FILE, *pointers]
+    removed = sweep_leftover_temporaries(owned)
+    if checkpoints.is_dir():
+        removed += [checkpoints / name for name in remove_unfinished_checkpoints(checkpoints)]
+    return removed
 
 
 def start_run_files(run_dir: Path, config: TrainConfig) -> None:

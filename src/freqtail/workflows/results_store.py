@@ -13,7 +13,7 @@ from typing import Any
 
 from freqtail.evaluate.results import load_results, write_results
 from freqtail.evaluate.tables import results_markdown
-from freqtail.io import atomic_write_text
+from freqtail.io import atomic_write_text, sweep_leftover_temporaries
 from freqtail.locks import exclusive
 from freqtail.runs.layout import RunLayout
 
@@ -48,6 +48,7 @@ class ResultsStore:
         """
         layout = self.layout
         with exclusive(layout.results_lock, purpose="merging results.json", timeout=RESULTS_LOCK_TIMEOUT):
+            sweep_leftover_temporaries([layout.results, layout.results_md])  # of merges killed mid-write
             merged = write_results(layout.results, records, warn=warn)
             title = f"Evaluation results: {layout.folder.name}"
             atomic_write_text(layout.results_md, results_markdown(merged, title=title))

@@ -36,7 +36,7 @@ from freqtail.locks import Lock, try_lock
 from freqtail.runs.layout import CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR, TRAIN_LOCK
 from freqtail.train.build import check_execution
 from freqtail.train.checkpoint import choose_resume_checkpoint
-from freqtail.train.checkpointing import metrics_lines
+from freqtail.train.checkpointing import metrics_lines, sweep_interrupted_writes
 from freqtail.train.config import (
     TrainConfig,
     adopt_stored_data_pipeline,
@@ -265,8 +265,12 @@ def _decide(
 
     def lock_and_plan() -> dict[str, Any]:
         held.append(_lock_run_dir(request.run_dir))
+        swept = sweep_interrupted_writes(request.run_dir) if request.run_dir.is_dir() else []
         plan = plan_run(request.run_dir, config, resume=request.resume, force=request.force)
         stale = (held[0].stale_message(),) if held[0].stale is not None else ()
+        if swept:
+            names = ", ".join(path.name for path in swept[:3]) + (", ..." if len(swept) > 3 else "")
+            stale += (f"Removed {len(swept)} unfinished file(s) a killed write left ({names}).",)
         return dataclasses.replace(plan, notes=stale + plan.notes).to_json()
 
     try:
