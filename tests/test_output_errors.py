@@ -1,20 +1,30 @@
 """Unwritable, missing or full destinations: one sentence naming the path, exit 2, before long work.
 
 Tests run as root in CI, where permission bits do not stop writes, so an unwritable destination is
-made with a file standing where a folder must be (a real OS error), and a full disk by making the
-write itself fail with ENOSPC.
+made with a file standing where a folder must be (a real OS error), a full disk with a real 1 MiB
+tmpfs mounted for the test (root only), and a file-size limit with a real ``RLIMIT_FSIZE`` on a child
+process.
 """
 
 from __future__ import annotations
 
-import errno
+import os
+import resource
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from freqtail.cli import main
 from freqtail.errors import OutputError
-from freqtail.io import atomic_save_npy, atomic_write_text, check_writable_file, check_writable_folder
+from freqtail.io import (
+    atomic_save_npy,
+    atomic_write_bytes,
+    atomic_write_text,
+    check_writable_file,
+    check_writable_folder,
+)
 
 
 def _one_sentence(capsys, argv) -> str:
@@ -39,15 +49,56 @@ def test_atomic_writes_name_the_destination(blocker):
         atomic_write_text(blocker / "out.json", "{}")
 
 
-def test_a_full_disk_is_one_sentence(tmp_path, monkeypatch):
-    def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A real 1 MiB tmpfs (skipped where mounting needs a root this process is not)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"could not mount a small tmpfs: {made.stderr.decode(errors='replace').strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
 
-    monkeypatch.setattr(np, "save", full)
+
+def test_a_full_disk_is_one_sentence(small_disk):
+    """NumPy's np.save loses the errno of a short write; the sentence still says why."""
+    target = small_disk / "images.npy"
+    with pytest.raises(OutputError, match=rf"Could not write {target}: no space left on the device\."):
+        atomic_save_npy(target, np.zeros(1 << 18))  # 2 MiB
+    with pytest.raises(OutputError, match=r"big\.bin: no space left on the device\."):
+        atomic_write_bytes(small_disk / "big.bin", b"x" * (2 << 20))
+    assert list(small_disk.iterdir()) == []  # no temporary file left behind
+
+
+def test_a_file_size_limit_is_one_sentence(tmp_path):
+    script = (
+        "import sys, numpy as np\n"
+        "from freqtail.errors import OutputError\n"
+        "from freqtail.io import atomic_save_npy\n"
+        "try:\n"
+        "    atomic_save_npy(sys.argv[1], np.zeros(1 << 18))\n"
+        "except OutputError as err:\n"
+        "    print(err)\n"
+    )
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
     target = tmp_path / "images.npy"
-    with pytest.raises(OutputError, match=rf"Could not write {target}: No space left on device\."):
-        atomic_save_npy(target, np.zeros(3))
-    assert list(tmp_path.iterdir()) == []  # no temporary file left behind
+    child = subprocess.run(
+        [sys.executable, "-c", script, str(target)],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        timeout=120,
+    )
+    assert child.stdout.strip() == (
+        f"Could not write {target}: file too large for this process's file-size limit ({1 << 20} bytes)."
+    ), child.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_checks_refuse_files_in_the_way(blocker, tmp_path):
@@ -98,3 +149,29 @@ def test_evaluate_refuses_an_output_below_a_file(blocker, tmp_path, capsys):
     run = make_run(tmp_path / "run", None, steps=1)
     line = _one_sentence(capsys, ["evaluate", str(run), "--out", str(blocker / "results"), "--n", "4"])
     assert f"{blocker} is a file, not a folder" in line
+
+
+MEMORY_LIMITED = """\
+import re, resource, sys
+import numpy, torch  # the big imports first: the limit is for the command's work
+from freqtail.cli import main
+status = open("/proc/self/status").read()
+used = int(re.search(r"VmSize:\\s+(\\d+) kB", status).group(1)) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (used + (16 << 20), resource.RLIM_INFINITY))
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_running_out_of_memory_says_how_much_and_how_to_go_smaller(tmp_path):
+    """A real address-space limit (16 MiB above what the process holds): the 12 MiB set maps, its
+    float batches (48 MiB) do not."""
+    images = tmp_path / "images.npy"
+    np.save(images, np.zeros((1024, 64, 64, 3), dtype=np.uint8))
+    script = tmp_path / "memory_limited.py"
+    script.write_text(MEMORY_LIMITED)
+    argv = [sys.executable, str(script), "spectrum", "--images", str(images), "--batch-size", "1024"]
+    child = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    lines = child.stderr.strip().splitlines()
+    assert child.returncode == 2 and len(lines) == 1, child.stderr
+    assert lines[0].startswith("freqtail spectrum: error: Ran out of memory (Unable to allocate ")
+    assert lines[0].endswith("; try a smaller --batch-size (now 1024).")

@@ -102,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # e.g. `freqtail spectrum | head`
         return 0
+    except MemoryError as err:
+        print(f"freqtail {args.command}: error: {_memory_sentence(err, args)}", file=sys.stderr)
+        return 2
     except OSError as err:  # a missing, unwritable or full destination the user chose: their fix
         from freqtail.errors import os_error_sentence
 
@@ -110,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - the last line of defence against tracebacks
         if os.environ.get("FREQTAIL_DEBUG"):
             raise
+        if _is_out_of_memory(err):
+            print(f"freqtail {args.command}: error: {_memory_sentence(err, args)}", file=sys.stderr)
+            return 2
         print(
             f"freqtail {args.command}: internal error: {type(err).__name__}: {err} "
             "(set FREQTAIL_DEBUG=1 to see the traceback and please report it).",
@@ -117,6 +123,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     return int(code or 0)
+
+
+#: Options that make a command's work smaller: their ``args`` names and how a sentence suggests them.
+_SMALLER_WORK = (
+    ("batch_size", "a smaller --batch-size"),
+    ("chunk_size", "a smaller --chunk-size"),
+    ("n", "fewer images with --n"),
+    ("limit", "fewer images with --limit"),
+)
+
+
+def _is_out_of_memory(err: Exception) -> bool:
+    """torch's allocators fail with ``RuntimeError`` (CPU: "can't allocate memory") or its
+    ``OutOfMemoryError`` subclass (CUDA), not with Python's ``MemoryError``."""
+    return type(err).__name__ == "OutOfMemoryError" or (
+        isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
+    )
+
+
+def _memory_sentence(err: BaseException, args: argparse.Namespace) -> str:
+    """One sentence: how much could not be allocated (the allocator's own words) and how to go smaller."""
+    detail = (str(err).strip().splitlines() or [""])[0].rstrip(".")
+    fixes = []
+    for name, spelling in _SMALLER_WORK:
+        if hasattr(args, name):
+            value = getattr(args, name)
+            fixes.append(
+                f"{spelling} (now {value})" if value is not None and name == "batch_size" else spelling
+            )
+    advice = f"; try {' or '.join(fixes)}" if fixes else "; free memory or use a machine with more"
+    return f"Ran out of memory ({detail or 'no details given'}){advice}."
 
 
 def console_main() -> int:

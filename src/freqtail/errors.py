@@ -7,6 +7,20 @@ sentence and exits non-zero without a traceback; library callers can catch the c
 
 from __future__ import annotations
 
+import errno
+import resource
+import shutil
+from pathlib import Path
+
+#: Clearer words than the C library's for the write failures a user meets most.
+_REASONS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EFBIG: "file too large for this process's file-size limit",
+}
+#: Free bytes below which a short write is put down to a full disk.
+_NEARLY_FULL = 1 << 20
+
 
 class FreqtailError(Exception):
     """An error the user can fix; ``str(err)`` is one sentence that says what and how."""
@@ -35,12 +49,32 @@ class OutputError(FreqtailError, OSError):
 def os_error_sentence(err: OSError, action: str = "write") -> str:
     """One sentence for an operating-system error: what failed, on which path, and why.
 
-    Example: ``Could not write runs/x/results.json: No space left on device.``
+    Example: ``Could not write runs/x/results.json: no space left on the device.``
     """
     path = err.filename if err.filename is not None else "the destination"
-    reason = err.strerror or type(err).__name__
+    reason = (
+        _REASONS.get(err.errno) or err.strerror or _short_write_reason(err.filename) or type(err).__name__
+    )
     target = f" (to {err.filename2})" if getattr(err, "filename2", None) else ""
     return f"Could not {action} {path}{target}: {reason}."
+
+
+def _short_write_reason(path: object) -> str | None:
+    """Why a write came up short when the error carries no errno: NumPy's ``tofile`` (``np.save``)
+    reports only "N requested and M written", since C's ``fwrite`` leaves the reason in ``errno``,
+    which it does not pass on. The two causes a user can fix are told apart by looking: a finite
+    file-size limit on this process, or a (nearly) full disk at the path."""
+    soft_limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft_limit != resource.RLIM_INFINITY:
+        return f"{_REASONS[errno.EFBIG]} ({soft_limit} bytes)"
+    folder = Path(str(path)).parent if path is not None else None
+    while folder is not None and not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free if folder is not None else None
+    except OSError:
+        return None
+    return _REASONS[errno.ENOSPC] if free is not None and free < _NEARLY_FULL else None
 
 
 class LockedError(FreqtailError):
