@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from scipy import stats
 
 from freqtail.cli import main
@@ -119,6 +120,9 @@ def test_results_json_aggregates_every_run_under_its_threat_models(demo):
     assert data["settings"]["demo"]["quick"] is True
     assert data["spectrum"]["boundary_band"] >= 1 and data["bass"]["images"] == 6400
     assert {s["name"] for s in data["timings"]["stages"]} >= {"spectrum", "bass", "train erm", "report"}
+    threads = torch.get_num_threads()
+    assert data["timings"]["threads"] == threads
+    assert f"{threads} torch thread" in (out / "report.md").read_text(encoding="utf-8")
 
 
 def test_report_has_every_section_and_its_key_numbers_match_results_json(demo):
