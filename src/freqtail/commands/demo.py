@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"Key numbers (accuracy on {', '.join(map(str, n)) or '?'} test images; PGD-20 at eps 8/255; "
         "corruptions: mean over the cells evaluated; 95% Wilson intervals; "
-        f"{result.summary['timings'].get('threads', '?')} torch threads):"
+        f"torch threads: {result.summary['timings'].get('threads', '?')}):"
     )
     print(format_key_numbers(rows))
     print()
