@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
+from scipy import stats
 
 from freqtail.cli import main
 from freqtail.errors import ConfigError
@@ -57,8 +59,14 @@ def _results(out: Path) -> dict:
     return json.loads((out / "demo-summary.json").read_text(encoding="utf-8"))
 
 
-def _pct(value) -> str:
-    return "–" if value is None else f"{100 * value:.2f}"
+def _pct(value, counts=None) -> str:
+    """A key number as the report shows it: percent, then its 95% Wilson interval from the counts."""
+    if value is None:
+        return "–"
+    if counts is None:
+        return f"{100 * value:.2f}"
+    ci = stats.binomtest(*counts).proportion_ci(confidence_level=0.95, method="wilson")
+    return f"{100 * value:.2f} ({100 * ci.low:.2f}–{100 * ci.high:.2f})"
 
 
 def test_demo_prints_progress_key_numbers_and_where_the_report_is(demo):
@@ -100,12 +108,21 @@ def test_results_json_aggregates_every_run_under_its_threat_models(demo):
             for cell in severities.values()
         ]
         assert row["corruptions_mean"] == pytest.approx(sum(cells) / len(cells))
+        pooled = [
+            [cell["correct"], cell["total"]]
+            for severities in mine["corruptions"]["per_corruption"].values()
+            for cell in severities.values()
+        ]
+        assert row["corruptions_counts"] == [sum(c for c, _ in pooled), sum(t for _, t in pooled)]
         assert row["n"] == QUICK.eval_n == mine["clean"]["data"]["n"]
         assert mine["pgd-20-ce"]["settings"]["steps"] == 20 and mine["pgd-20-ce"]["settings"]["eps_255"] == 8
     assert [r["name"] for r in data["runs"]] == [name for name, *_ in RUNS]
     assert data["settings"]["demo"]["quick"] is True
     assert data["spectrum"]["boundary_band"] >= 1 and data["bass"]["images"] == 6400
     assert {s["name"] for s in data["timings"]["stages"]} >= {"spectrum", "bass", "train erm", "report"}
+    threads = torch.get_num_threads()
+    assert data["timings"]["threads"] == threads
+    assert f"{threads} torch thread" in (out / "report.md").read_text(encoding="utf-8")
 
 
 def test_report_has_every_section_and_its_key_numbers_match_results_json(demo):
@@ -121,9 +138,9 @@ def test_report_has_every_section_and_its_key_numbers_match_results_json(demo):
         [
             r["label"],
             r["threat_model"],
-            _pct(r["clean"]),
-            _pct(r["pgd20"]),
-            _pct(r["corruptions_mean"]),
+            _pct(r["clean"], r["clean_counts"]),
+            _pct(r["pgd20"], r["pgd20_counts"]),
+            _pct(r["corruptions_mean"], r["corruptions_counts"]),
             str(r["n"]),
         ]
         for r in key_numbers

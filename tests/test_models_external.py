@@ -7,6 +7,7 @@ weights, saved in RobustBench's layout, and loaded back through freqtail's loadi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -124,6 +125,41 @@ def test_the_command_line_hides_third_party_import_warnings_and_the_library_does
     library = "from freqtail.models.external import import_robustbench; import_robustbench()"
     shown = subprocess.run([sys.executable, "-c", library], capture_output=True, text=True, timeout=300)
     assert shown.returncode == 0 and "pkg_resources is deprecated" in shown.stderr
+
+
+_BESIDE_A_FOREIGN_AUTOATTACK = """
+import sys
+
+import autoattack as foreign  # imported first, as torchattacks' import does
+import pyautoattack
+import pyautoattack.state
+
+from freqtail.models.external import import_robustbench
+
+robustbench = import_robustbench()
+assert robustbench.eval.AutoAttack is pyautoattack.AutoAttack, robustbench.eval.AutoAttack
+state = robustbench.eval.EvaluationState
+assert state.__module__ == "autoattack.state" and state.__qualname__ == "EvaluationState", state
+assert sys.modules["autoattack"] is foreign and not hasattr(foreign, "state")  # put back for its owner
+print("imported beside", foreign.__file__)
+"""
+
+
+def test_robustbench_imports_beside_a_foreign_autoattack_package(tmp_path):
+    """torchattacks ships a top-level ``autoattack`` without ``autoattack.state``; with one like it
+    first on the path, RobustBench still imports, on pyautoattack, and the foreign package stays."""
+    (tmp_path / "autoattack").mkdir()
+    (tmp_path / "autoattack" / "__init__.py").write_text("class AutoAttack:\n    pass\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    run = subprocess.run(
+        [sys.executable, "-c", _BESIDE_A_FOREIGN_AUTOATTACK],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"imported beside {tmp_path / 'autoattack' / '__init__.py'}" in run.stdout
 
 
 def _refuse_robustbench(real):

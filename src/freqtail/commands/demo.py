@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(
         f"Key numbers (accuracy on {', '.join(map(str, n)) or '?'} test images; PGD-20 at eps 8/255; "
-        "corruptions: mean over the cells evaluated):"
+        "corruptions: mean over the cells evaluated; 95% Wilson intervals; "
+        f"torch threads: {result.summary['timings'].get('threads', '?')}):"
     )
     print(format_key_numbers(rows))
     print()

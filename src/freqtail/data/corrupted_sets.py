@@ -37,7 +37,7 @@ CLEAN_FILE = "clean.npy"  # the uncorrupted source images, written by `freqtail 
 FORMAT = "freqtail-corrupted-set"
 # Also versions the corruption outputs: a folder written with another version is not resumed.
 # 2: glass_blur copies instead of swapping and spatter calls OpenCV, as the original script.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: every corruption computes and truncates in the original script's precision
 DEFAULT_SEVERITIES = (1, 2, 3, 4, 5)
 # Settings that must agree for a folder to be resumed (everything else may change).
 _RESUME_KEYS = (

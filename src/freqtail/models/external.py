@@ -20,6 +20,7 @@ import importlib
 import os
 import sys
 from collections.abc import Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -144,23 +145,57 @@ def _replace_head(network, num_classes: int, model: str):
 def import_robustbench():
     """The ``robustbench`` package, or one sentence saying how to install it.
 
-    RobustBench 1.1 imports the AutoAttack package under its GitHub name ``autoattack``; PyPI ships
-    the same code as ``pyautoattack`` (a freqtail dependency), which is made importable under that
-    name first.
+    RobustBench 1.1 imports the AutoAttack package under its GitHub name ``autoattack``
+    (``from autoattack import AutoAttack``, ``from autoattack.state import EvaluationState``); PyPI
+    ships the same code as ``pyautoattack`` (a freqtail dependency). Unless the importable
+    ``autoattack`` is that package (it has ``autoattack.state``), RobustBench is imported with
+    ``pyautoattack`` standing in under that name: when none is installed, and when another
+    package of that name is, such as the one torchattacks ships (without ``state``). A foreign
+    ``autoattack`` is put back afterwards, so its owner keeps working.
     """
-    if "autoattack" not in sys.modules:
-        try:
-            importlib.import_module("autoattack")
-        except ImportError:
-            sys.modules["autoattack"] = pyautoattack
     try:
-        return importlib.import_module("robustbench")
+        if _autoattack_is_robustbenchs():
+            return importlib.import_module("robustbench")
+        with _pyautoattack_as_autoattack():
+            return importlib.import_module("robustbench")
     except ImportError as err:
         missing = getattr(err, "name", None) or str(err)
         raise ConfigError(
             f"RobustBench models need the robustbench package (missing: {missing}): "
             "pip install 'freqtail[robustbench]'."
         ) from None
+
+
+def _autoattack_is_robustbenchs() -> bool:
+    """Whether the importable ``autoattack`` package is AutoAttack's own (it has ``autoattack.state``)."""
+    try:
+        importlib.import_module("autoattack.state")
+    except ImportError:
+        return False
+    return True
+
+
+def _autoattack_modules() -> dict[str, Any]:
+    return {name: module for name, module in sys.modules.items() if name.split(".")[0] == "autoattack"}
+
+
+@contextmanager
+def _pyautoattack_as_autoattack():
+    """``import autoattack`` (and its submodules) gives ``pyautoattack`` inside; before is restored after.
+
+    Where no ``autoattack`` was imported before, the alias stays (nothing else claims the name).
+    """
+    before = _autoattack_modules()
+    for name in before:
+        del sys.modules[name]
+    sys.modules["autoattack"] = pyautoattack
+    try:
+        yield
+    finally:
+        if before:
+            for name in _autoattack_modules():
+                del sys.modules[name]
+            sys.modules.update(before)
 
 
 def robustbench_weights(

@@ -598,6 +598,9 @@ def _demo_blocks(demo: Mapping[str, Any]) -> list:
             caption += (
                 f"; 1-minute load average {_num(load[0], 2)} at the start, {_num(load[1], 2)} at the end"
             )
+        threads = timings.get("threads")
+        if isinstance(threads, int) and not isinstance(threads, bool):
+            caption += f"; {threads} torch thread{'s' if threads != 1 else ''}, which the numbers move with"
         blocks.append(Table(["stage", "what", "time", "note"], rows, numeric_from=2, caption=caption + ")"))
     return blocks
 

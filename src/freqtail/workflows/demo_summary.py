@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from freqtail import __version__
 from freqtail.data.corruptions import parse_corruptions, parse_severities
 from freqtail.report.collect import collect_run
@@ -135,7 +137,12 @@ def aggregate(out: Path, settings: DemoSettings, timings: list[dict[str, Any]], 
                 "description": corruption_words(settings),
             },
         },
-        "timings": {"stages": timings, "total_seconds": round(total, 1), "load_average": load},
+        "timings": {
+            "stages": timings,
+            "total_seconds": round(total, 1),
+            "load_average": load,
+            "threads": torch.get_num_threads(),  # intra-op threads: the demo's numbers move with them
+        },
         "spectrum": {k: spectrum.get(k) for k in (*SPECTRUM_KEYS, "num_images", "source") if k in spectrum},
         "bass": {
             k: bass.get(k) for k in ("images", "degenerate", "spectrum_before", "spectrum_after") if k in bass

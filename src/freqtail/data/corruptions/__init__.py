@@ -3,7 +3,9 @@
 Hendrycks & Dietterich (ICLR 2019) define the corruptions; the severity parameters are the
 CIFAR-specific ones of their generation script (hendrycks/robustness,
 ``ImageNet-C/create_c/make_cifar_c.py``). The implementation is freqtail's own, on SciPy,
-scikit-image, OpenCV (``spatter``), Pillow, matplotlib and NumPy. ``glass_blur`` and ``spatter``
+scikit-image, OpenCV (``defocus_blur``, ``spatter``), Pillow, matplotlib and NumPy. Every
+corruption computes in the original's float precision and truncates as its ``np.uint8(...)``
+does, so the deterministic ones return the original's pixels; ``glass_blur`` and ``spatter``
 repeat the original's arithmetic step by step, including its quirks (glass blur's "swap" copies;
 spatter's OpenCV calls), so for the same random numbers they return the original's pixels.
 Known differences from the original:

@@ -4,19 +4,21 @@ Severity parameters are the CIFAR-10-C ones (hendrycks/robustness, make_cifar_c.
 are in pixels and are applied unchanged to images of any size (the original tunes them for
 32x32: on larger images the same severity blurs relatively less). ``glass_blur`` repeats the
 original's arithmetic (float64, truncation) and its copy-not-swap pixel shuffling, so for the same
-random offsets it returns the original's pixels.
+random offsets it returns the original's pixels. Every blur computes in the original's precision
+(float64; zoom blur float32) and truncates as its ``np.uint8(...)`` does: the deterministic ones
+(defocus, zoom, gaussian) return the original's pixels.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
-from scipy import ndimage
 
 from freqtail.data.corruptions._common import (
     gaussian_blur_batch,
     round_to_uint8,
-    to_uint8,
     to_unit,
+    to_unit64,
     truncate_to_uint8,
 )
 from freqtail.data.corruptions._kernels import clipped_zoom, defocus_kernel, local_shuffle, motion_blur
@@ -36,12 +38,19 @@ GAUSSIAN_BLUR_SIGMA = (0.4, 0.6, 0.7, 0.8, 1.0)
 
 
 def defocus_blur(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
-    """Convolution with an anti-aliased disk (lens out of focus); borders reflect (OpenCV's default)."""
+    """Convolution with an anti-aliased disk (lens out of focus), in float64 with OpenCV's ``filter2D``.
+
+    As the original: each channel of ``x / 255.`` filtered by ``cv2.filter2D`` (borders reflect-101,
+    OpenCV's default), then truncated.
+    """
     radius, alias_blur = DEFOCUS_BLUR[severity - 1]
     kernel = defocus_kernel(radius, alias_blur)
-    x = to_unit(images)
-    blurred = ndimage.correlate(x, kernel[None, :, :, None], mode="mirror")
-    return to_uint8(blurred)
+    x = to_unit64(images)
+    blurred = np.empty_like(x)
+    for i in range(x.shape[0]):
+        for channel in range(x.shape[3]):
+            blurred[i, :, :, channel] = cv2.filter2D(x[i, :, :, channel], -1, kernel)
+    return truncate_to_uint8(blurred)
 
 
 def glass_blur(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
@@ -94,16 +103,20 @@ def zoom_factors(severity: int) -> np.ndarray:
 
 
 def zoom_blur(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
-    """Mean of the image and its clipped zooms by each factor of :func:`zoom_factors` (radial blur)."""
+    """Mean of the image and its clipped zooms by each factor of :func:`zoom_factors` (radial blur).
+
+    In float32 and in the original's order: the zooms summed from 0, the image added last, the sum
+    divided by the count, truncated.
+    """
     factors = zoom_factors(severity)
     x = to_unit(images)
-    total = x.copy()
+    zooms = np.zeros_like(x)
     for factor in factors:
-        total += clipped_zoom(x, factor)
-    return to_uint8(total / np.float32(len(factors) + 1))
+        zooms += clipped_zoom(x, factor)
+    return truncate_to_uint8((x + zooms) / np.float32(len(factors) + 1))
 
 
 def gaussian_blur(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
-    """Gaussian blur of ``sigma`` pixels, edges extended (scikit-image's default)."""
-    x = to_unit(images)
-    return to_uint8(gaussian_blur_batch(x, GAUSSIAN_BLUR_SIGMA[severity - 1]))
+    """Gaussian blur of ``sigma`` pixels in float64, edges extended (scikit-image's default), truncated."""
+    x = to_unit64(images)
+    return truncate_to_uint8(gaussian_blur_batch(x, GAUSSIAN_BLUR_SIGMA[severity - 1]))

@@ -3,6 +3,8 @@
 Severity parameters are the CIFAR-10-C ones (hendrycks/robustness, make_cifar_c.py). Where the
 original scales a parameter by the image size (elastic transform: multiples of 32; pixelate:
 ``int(32 * c)``), freqtail uses the actual image size, so 32x32 images get exactly the original.
+Contrast and saturate compute in float64, elastic transform in float32, as the original does, and
+all three truncate as its ``np.uint8(...)`` does.
 """
 
 from __future__ import annotations
@@ -13,7 +15,13 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from freqtail.data.corruptions._common import gaussian_blur_batch, hsv_adjust, to_uint8, to_unit
+from freqtail.data.corruptions._common import (
+    gaussian_blur_batch,
+    hsv_adjust,
+    to_unit,
+    to_unit64,
+    truncate_to_uint8,
+)
 
 # Contrast factor around the per-channel mean.
 CONTRAST = (0.75, 0.5, 0.4, 0.3, 0.15)
@@ -29,11 +37,11 @@ SATURATE = ((0.3, 0.0), (0.1, 0.0), (1.5, 0.0), (2.0, 0.1), (2.5, 0.2))
 
 
 def contrast(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
-    """x' = (x - m) c + m, with m the per-image, per-channel mean (lower contrast)."""
-    factor = np.float32(CONTRAST[severity - 1])
-    x = to_unit(images)
+    """x' = (x - m) c + m, with m the per-image, per-channel mean (lower contrast), in float64."""
+    factor = CONTRAST[severity - 1]
+    x = to_unit64(images)
     means = x.mean(axis=(1, 2), keepdims=True)
-    return to_uint8((x - means) * factor + means)
+    return truncate_to_uint8((x - means) * factor + means)
 
 
 def _random_affine_source(h: int, w: int, jitter: float, rng: np.random.Generator) -> np.ndarray:
@@ -93,7 +101,7 @@ def elastic_transform(images: np.ndarray, severity: int, rngs: list[np.random.Ge
             ]
         )
         out[i] = ndimage.map_coordinates(warped, coords, order=1, mode="reflect")
-    return to_uint8(out)
+    return truncate_to_uint8(out)
 
 
 def pixelate(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:

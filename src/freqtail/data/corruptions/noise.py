@@ -1,7 +1,8 @@
 """Noise corruptions: gaussian, shot (Poisson), impulse (salt and pepper), speckle.
 
 Severity parameters are the CIFAR-10-C ones (hendrycks/robustness, make_cifar_c.py). Each
-function maps uint8 (N, H, W, 3) plus one generator per image to uint8 (N, H, W, 3).
+function maps uint8 (N, H, W, 3) plus one generator per image to uint8 (N, H, W, 3), computing
+in float64 and truncating, as the original does.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.util import random_noise
 
-from freqtail.data.corruptions._common import to_uint8, to_unit
+from freqtail.data.corruptions._common import to_unit64, truncate_to_uint8
 
 # Standard deviation of additive noise, in units of the [0, 1] intensity range.
 GAUSSIAN_NOISE_STD = (0.04, 0.06, 0.08, 0.09, 0.10)
@@ -22,36 +23,36 @@ SPECKLE_NOISE_STD = (0.06, 0.10, 0.12, 0.16, 0.20)
 
 
 def _standard_normal(rngs: list[np.random.Generator], shape: tuple[int, ...]) -> np.ndarray:
-    return np.stack([rng.standard_normal(shape, dtype=np.float32) for rng in rngs])
+    return np.stack([rng.standard_normal(shape) for rng in rngs])
 
 
 def gaussian_noise(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
     """x' = clip(x + N(0, c^2)) per pixel and channel, x in [0, 1]."""
-    std = np.float32(GAUSSIAN_NOISE_STD[severity - 1])
-    x = to_unit(images)
-    return to_uint8(x + std * _standard_normal(rngs, images.shape[1:]))
+    std = GAUSSIAN_NOISE_STD[severity - 1]
+    x = to_unit64(images)
+    return truncate_to_uint8(x + std * _standard_normal(rngs, images.shape[1:]))
 
 
 def shot_noise(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
     """x' = Poisson(x * c) / c, x in [0, 1] (photon noise)."""
     photons = SHOT_NOISE_PHOTONS[severity - 1]
-    x = images.astype(np.float64) / 255.0
+    x = to_unit64(images)
     counts = np.stack([rng.poisson(xi * photons) for rng, xi in zip(rngs, x, strict=True)])
-    return to_uint8((counts / photons).astype(np.float32))
+    return truncate_to_uint8(counts / photons)
 
 
 def impulse_noise(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
     """Salt and pepper noise with scikit-image's ``random_noise(mode="s&p", amount=c)``."""
     amount = IMPULSE_NOISE_AMOUNT[severity - 1]
-    x = to_unit(images)
+    x = to_unit64(images)
     noisy = np.stack(
         [random_noise(xi, mode="s&p", amount=amount, rng=rng) for rng, xi in zip(rngs, x, strict=True)]
     )
-    return to_uint8(noisy.astype(np.float32))
+    return truncate_to_uint8(noisy)
 
 
 def speckle_noise(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
     """x' = clip(x + x * N(0, c^2)), x in [0, 1] (noise proportional to intensity)."""
-    std = np.float32(SPECKLE_NOISE_STD[severity - 1])
-    x = to_unit(images)
-    return to_uint8(x + x * std * _standard_normal(rngs, images.shape[1:]))
+    std = SPECKLE_NOISE_STD[severity - 1]
+    x = to_unit64(images)
+    return truncate_to_uint8(x + x * (std * _standard_normal(rngs, images.shape[1:])))

@@ -27,7 +27,9 @@ def plasma_draw_count(mapsize: int) -> int:
     return count
 
 
-def plasma_fractal(uniforms: np.ndarray, mapsize: int, wibble_decay: float) -> np.ndarray:
+def plasma_fractal(
+    uniforms: np.ndarray, mapsize: int, wibble_decay: float, *, dtype: type = np.float32
+) -> np.ndarray:
     """Diamond-square height maps, one per row of ``uniforms``, normalised to [0, 1].
 
     Args:
@@ -36,8 +38,10 @@ def plasma_fractal(uniforms: np.ndarray, mapsize: int, wibble_decay: float) -> n
         wibble_decay: factor by which the random perturbation shrinks at each finer scale
             (larger -> smoother fog).
 
+        dtype: of the result (computed in float64; fog keeps float64, as the original does).
+
     Returns:
-        float32 (N, mapsize, mapsize), toroidal (wraps around), min 0 and max 1 per map.
+        (N, mapsize, mapsize) of ``dtype``, toroidal (wraps around), min 0 and max 1 per map.
 
     As in the original, the perturbation at a scale with amplitude ``wibble`` (100 at the
     coarsest scale) is ``wibble * uniform(-wibble, wibble)``, i.e. ``wibble**2 * u``; each new point
@@ -77,7 +81,7 @@ def plasma_fractal(uniforms: np.ndarray, mapsize: int, wibble_decay: float) -> n
     heights -= heights.min(axis=(1, 2), keepdims=True)
     peak = heights.max(axis=(1, 2), keepdims=True)
     heights /= np.where(peak > 0, peak, 1.0)
-    return heights.astype(np.float32)
+    return heights.astype(dtype, copy=False)
 
 
 def next_power_of_two(n: int) -> int:
@@ -87,7 +91,7 @@ def next_power_of_two(n: int) -> int:
 # ----------------------------------------------------------------------------------------------
 # Synthetic frost
 
-FROST_SHEET_COUNT = 5  # the original draws one of 5 frost photographs per image
+FROST_SHEET_COUNT = 5  # the original draws randint(5): one of its first 5 photographs (of 6 listed)
 _FROST_SHEET_SEED = 20231210  # fixed: the sheets play the role of fixed photographs
 # Per-channel colour of the brightest ice (RGB, 0..255) and of the dark gaps between crystals.
 _ICE_RGB = np.array([228.0, 240.0, 255.0])

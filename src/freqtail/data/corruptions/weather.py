@@ -4,7 +4,8 @@ Severity parameters are the CIFAR-10-C ones (hendrycks/robustness, make_cifar_c.
 pixels (blurs, snowflake streaks) are applied unchanged to images of any size; the fog fractal
 and the frost texture are generated at the image's size. ``spatter`` repeats the original's
 arithmetic and calls OpenCV where it does, so for the same random layer it returns the original's
-pixels.
+pixels. Every weather corruption computes in the original's precision (float64 for frost, fog and
+brightness; float32 images with float64 flakes for snow) and truncates as its ``np.uint8(...)``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from freqtail.data.corruptions._common import (
     hsv_adjust,
     luma_601,
     round_to_uint8,
-    to_uint8,
     to_unit,
+    to_unit64,
     truncate_to_uint8,
 )
 from freqtail.data.corruptions._kernels import clipped_zoom, motion_blur
@@ -69,20 +70,24 @@ def snow(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> 
     loc, scale, zoom, threshold, radius, sigma, weight = SNOW[severity - 1]
     n, h, w = images.shape[:3]
     x = to_unit(images)
-    flakes = np.stack([rng.normal(loc, scale, size=(h, w)) for rng in rngs]).astype(np.float32)
+    flakes = np.stack([rng.normal(loc, scale, size=(h, w)) for rng in rngs])  # float64 as the original
     angles = np.array([rng.uniform(*SNOW_ANGLES) for rng in rngs])
     flakes = clipped_zoom(flakes, zoom)
     flakes[flakes < threshold] = 0
-    flakes_u8 = to_uint8(flakes)  # the original passes the layer through an 8-bit PNG
+    flakes_u8 = truncate_to_uint8(flakes)  # the original passes the layer through an 8-bit PNG
     streaks = motion_blur(flakes_u8[..., None].astype(np.float32), radius, sigma, angles)
-    streaks = round_to_uint8(streaks).astype(np.float32) / np.float32(255.0)
+    streaks = round_to_uint8(streaks) / 255.0  # float64, as the original's decoded PNG / 255.
     whitened = np.maximum(x, luma_601(x) * np.float32(1.5) + np.float32(0.5))
     x = np.float32(weight) * x + np.float32(1 - weight) * whitened
-    return to_uint8(x + streaks + np.rot90(streaks, k=2, axes=(1, 2)))
+    return truncate_to_uint8(x + streaks + np.rot90(streaks, k=2, axes=(1, 2)))
 
 
 def frost(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
-    """x' = clip(a x + b F) on the 0..255 scale, F a random crop of a frost texture.
+    """x' = clip(a x + b F, 0, 255) in float64, truncated, F a random crop of a frost texture.
+
+    Each image draws one of :data:`~freqtail.data.corruptions.textures.FROST_SHEET_COUNT` (5)
+    textures, as the original draws ``randint(5)``: its list names six photographs, but the sixth
+    is never drawn.
 
     DEVIATION: the original crops one of its frost photographs; freqtail uses synthetic frost
     textures (:func:`~freqtail.data.corruptions.textures.frost_sheets`) because the photographs
@@ -93,18 +98,18 @@ def frost(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) ->
     n, h, w = images.shape[:3]
     sheet_h, sheet_w = frost_sheet_shape(h, w)
     sheets = frost_sheets(sheet_h, sheet_w)
-    crops = np.empty(images.shape, dtype=np.float32)
+    crops = np.empty(images.shape, dtype=np.uint8)
     for i, rng in enumerate(rngs):
         sheet = sheets[int(rng.integers(FROST_SHEET_COUNT))]
         top = int(rng.integers(0, sheet_h - h))
         left = int(rng.integers(0, sheet_w - w))
         crops[i] = sheet[top : top + h, left : left + w]
-    blended = np.float32(image_weight) * images.astype(np.float32) + np.float32(frost_weight) * crops
-    return to_uint8(blended / np.float32(255.0))
+    blended = image_weight * images + frost_weight * crops  # float64
+    return np.clip(blended, 0, 255).astype(np.uint8)
 
 
 def fog(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
-    """Add a plasma-fractal haze: x' = (x + s F) * max(x) / (max(x) + s), F in [0, 1].
+    """Add a plasma-fractal haze: x' = (x + s F) * max(x) / (max(x) + s), F in [0, 1], in float64.
 
     The fractal is generated at the next power of two at least the image side (32 for CIFAR, as
     in the original) and cropped to the image.
@@ -113,11 +118,10 @@ def fog(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> n
     n, h, w = images.shape[:3]
     side = next_power_of_two(max(h, w))
     uniforms = np.stack([rng.uniform(-1.0, 1.0, plasma_draw_count(side)) for rng in rngs])
-    haze = plasma_fractal(uniforms, side, decay)[:, :h, :w, None]
-    x = to_unit(images)
+    haze = plasma_fractal(uniforms, side, decay, dtype=np.float64)[:, :h, :w, None]
+    x = to_unit64(images)
     peak = x.max(axis=(1, 2, 3), keepdims=True)
-    strength = np.float32(strength)
-    return to_uint8((x + strength * haze) * peak / (peak + strength))
+    return truncate_to_uint8((x + strength * haze) * peak / (peak + strength))
 
 
 def brightness(images: np.ndarray, severity: int, rngs: list[np.random.Generator]) -> np.ndarray:
