@@ -556,9 +556,43 @@ def yaml_load(text: str) -> Any:
     budget is written as; ``{width:16}`` and ``{width: 16}`` are both ``{"width": 16}``.
 
     Raises:
-        yaml.YAMLError: ``text`` is not valid YAML.
+        yaml.YAMLError: ``text`` is not valid YAML, or nests deeper than :data:`MAX_YAML_DEPTH`
+            levels (which would otherwise exhaust Python's recursion limit here or later).
     """
-    return yaml.load(text, Loader=_config_loader())  # a SafeLoader subclass: no code runs
+    try:
+        data = yaml.load(text, Loader=_config_loader())  # a SafeLoader subclass: no code runs
+    except RecursionError:
+        raise _TooDeepError(f"it nests lists or mappings deeper than {MAX_YAML_DEPTH} levels") from None
+    if _nesting_depth(data) > MAX_YAML_DEPTH:
+        raise _TooDeepError(f"it nests lists or mappings deeper than {MAX_YAML_DEPTH} levels")
+    return data
+
+
+#: The deepest nesting of lists and mappings a config value may have; real configs use 2 or 3.
+MAX_YAML_DEPTH = 32
+
+
+class _TooDeepError(yaml.YAMLError):
+    """YAML nested beyond :data:`MAX_YAML_DEPTH` (read by callers as any other invalid YAML)."""
+
+
+def _nesting_depth(data: Any) -> int:
+    """How many lists/mappings deep ``data`` goes, counted without recursion and at most
+    ``MAX_YAML_DEPTH + 1`` (YAML aliases can make a value contain itself)."""
+    deepest_seen: dict[int, int] = {}
+    deepest = 0
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if not isinstance(value, (list, dict)) or deepest_seen.get(id(value), 0) >= depth:
+            continue
+        deepest_seen[id(value)] = depth
+        deepest = max(deepest, depth)
+        if depth > MAX_YAML_DEPTH:
+            break
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def parse_override(text: str) -> tuple[str, Any]:
