@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import subprocess
 import sys
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from freqtail.checks import (
     check_int,
     check_number,
     check_optional_int,
+    check_utf8_path,
     int_argument,
     number_argument,
 )
@@ -225,3 +228,15 @@ def test_the_module_imports_nothing_heavy():
     code = "import sys, freqtail.checks; print(sorted({'torch', 'numpy'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# ----------------------------------------------------------------------------- check_utf8_path
+def test_check_utf8_path_keeps_utf8_names_and_refuses_other_bytes():
+    assert check_utf8_path("runs/résumé", "The folder") == Path("runs/résumé")
+    assert check_utf8_path(b"runs/ok".decode(), "The folder") == Path("runs/ok")
+    with pytest.raises(InputError) as info:
+        check_utf8_path(os.fsdecode(b"runs/\xe9t\xe9"), "The run folder")  # Latin-1 bytes, not UTF-8
+    assert (
+        str(info.value)
+        == "The run folder runs/\\xe9t\\xe9 has a name that is not UTF-8 text (byte 0xe9); rename it."
+    )

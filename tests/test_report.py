@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -690,3 +691,21 @@ def test_spectrum_section_shows_both_boundaries(tmp_path, natural_crops):
     )
     assert inscribed[1].startswith(f"{summary['boundary_band_inscribed']} (")
     assert f"{100 * summary['inscribed_power_share']:.1f}% of the non-DC power" in inscribed[1]
+
+
+@pytest.mark.parametrize("given", ["run", "collection", "out"])
+def test_run_folder_name_that_is_not_utf8_is_one_sentence(tmp_path, capsys, given):
+    odd = tmp_path / "runs" / os.fsdecode(b"bad\xffname")  # a byte that is no UTF-8 text
+    good = tmp_path / "runs" / "good"
+    for folder in (odd, good) if given != "out" else (good,):
+        folder.mkdir(parents=True)
+        (folder / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "train_loss": 1.0}) + "\n")
+    argv = {
+        "run": ["report", str(odd)],
+        "collection": ["report", str(tmp_path / "runs")],
+        "out": ["report", str(good), "--out", str(odd)],
+    }[given]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "bad\\xffname has a name that is not UTF-8 text (byte 0xff); rename it." in err
+    assert err.count("\n") == 1 and not (good / "report.html").exists()

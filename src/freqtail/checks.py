@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import math
 import numbers
+import os
 from collections.abc import Callable, Collection
+from pathlib import Path
 from typing import Any
 
 from freqtail.errors import FreqtailError, InputError
@@ -33,6 +35,7 @@ __all__ = [
     "check_int",
     "check_number",
     "check_optional_int",
+    "check_utf8_path",
     "int_argument",
     "number_argument",
 ]
@@ -186,6 +189,26 @@ def check_choice(
     if not (isinstance(value, str) and value in choices):
         raise error(f"{what} must be one of {', '.join(choices)}, not {value!r}.")
     return value
+
+
+def check_utf8_path(path: str | os.PathLike, what: str, *, error: type[FreqtailError] = InputError) -> Path:
+    """Return ``path`` as a :class:`~pathlib.Path` if its bytes are UTF-8 text.
+
+    A name with other bytes (Python keeps them as surrogates) cannot be written into a UTF-8 page or
+    printed; it is refused, shown with the odd bytes escaped (``runs/bad\\xffname``).
+
+    Raises:
+        ``error``: "{what} {path} has a name that is not UTF-8 text (byte 0xff); rename it."
+    """
+    raw = os.fsencode(path)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        shown = raw.decode("utf-8", "backslashreplace")
+        raise error(
+            f"{what} {shown} has a name that is not UTF-8 text (byte 0x{raw[err.start]:02x}); rename it."
+        ) from None
+    return Path(os.fsdecode(raw))
 
 
 def _argument_type(read: Callable[[str], Any], check: Callable[[Any], Any], wanted: str):

@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from freqtail.checks import check_utf8_path
 from freqtail.errors import InputError
 from freqtail.report.key_numbers import DEMO_SUMMARY_FORMAT, LEGACY_DEMO_FORMAT
 from freqtail.runs.layout import ANALYSES, DATA_FACTS, FIGURES_DIR, RunLayout
@@ -191,7 +192,7 @@ def collect(paths: list[str | os.PathLike]) -> list[RunArtefacts]:
     """
     units: list[RunArtefacts] = []
     for raw in paths:
-        folder = Path(raw)
+        folder = check_utf8_path(raw, "The folder")  # its name labels the run on UTF-8 pages
         if not folder.exists():
             raise InputError(f"The folder {folder} does not exist.")
         if not folder.is_dir():
@@ -208,6 +209,7 @@ def collect(paths: list[str | os.PathLike]) -> list[RunArtefacts]:
         if own is not None:
             units.append(own)
         for child in children:
+            check_utf8_path(child, "The run folder")
             default = child.name if len(paths) == 1 else f"{folder.resolve().name}/{child.name}"
             units.append(collect_run(child, labels.get(child.name, default)))
     return units
