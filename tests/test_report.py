@@ -709,3 +709,33 @@ def test_run_folder_name_that_is_not_utf8_is_one_sentence(tmp_path, capsys, give
     err = capsys.readouterr().err
     assert "bad\\xffname has a name that is not UTF-8 text (byte 0xff); rename it." in err
     assert err.count("\n") == 1 and not (good / "report.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("stored", "words"),
+    [
+        (1, "holds a record that is not a JSON object"),
+        ({"metric": "clean"}, "holds a record without an id"),
+        ({**_record("domain", "clean", 1, 2), "data": 7}, "whose 'data' is not a JSON object"),
+        (
+            {k: v for k, v in _record("domain", "clean", 1, 2).items() if k != "threat_model"},
+            "without a threat_model",
+        ),
+    ],
+    ids=["not-an-object", "no-id", "data-not-an-object", "no-threat-model"],
+)
+def test_misshapen_records_are_named_by_report_and_refused_by_compare(tmp_path, capsys, stored, words):
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for run in runs:
+        run.mkdir()
+        document = {
+            "format": "freqtail-results",
+            "version": 1,
+            "results": [_record("standard", "clean", 1, 2), stored],
+        }
+        (run / "results.json").write_text(json.dumps(document))
+    result = build_report([runs[0]])  # the report leaves the file out and says why
+    assert words in html.unescape(result.html.read_text(encoding="utf-8"))
+    assert main(["compare", str(runs[0]), str(runs[1])]) == 2
+    err = capsys.readouterr().err
+    assert words in err and str(runs[0] / "results.json") in err and err.count("\n") == 1

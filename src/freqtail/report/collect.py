@@ -36,6 +36,7 @@ import yaml
 
 from freqtail.checks import check_utf8_path
 from freqtail.errors import InputError
+from freqtail.evaluate.results import load_results
 from freqtail.report.key_numbers import DEMO_SUMMARY_FORMAT, LEGACY_DEMO_FORMAT
 from freqtail.runs.layout import ANALYSES, DATA_FACTS, FIGURES_DIR, RunLayout
 from freqtail.runs.layout import FIGURES as FIGURE_FILES
@@ -152,8 +153,11 @@ def collect_run(path: str | os.PathLike, label: str | None = None) -> RunArtefac
     if layout.results.is_file():
         data = _read_json(layout.results, run.problems)
         kind = data.get("format") if isinstance(data, dict) else None
-        if kind == RESULTS_FORMAT and isinstance(data.get("results"), list):
-            run.results = data
+        if kind == RESULTS_FORMAT:
+            try:
+                run.results = load_results(layout.results)  # every record's shape checked there
+            except InputError as err:
+                run.problems.append(f"{err} It is left out.")
         elif kind == LEGACY_DEMO_FORMAT:
             run.demo = data
         elif data is not None:
