@@ -213,6 +213,32 @@ def test_argument_types_give_the_library_checks_verdicts(make_type, check, bound
             assert message is None and value == expected and type(value) is type(expected), text
 
 
+@pytest.mark.parametrize(
+    "text", ["\uff18", "\u0663", "\u0661\u0660", "\u00b2"]
+)  # full-width 8, Arabic-Indic 3, 10, ²
+def test_argument_types_read_only_ascii_digits(text):
+    for kind, wanted in (
+        (int_argument(minimum=0), "a non-negative integer"),
+        (number_argument(), "a finite number"),
+    ):
+        assert _parse(kind, text) == (
+            None,
+            f"argument --x: expected {wanted} written with ASCII digits, got {text!r}",
+        )
+
+
+def test_negative_zero_is_below_a_minimum_of_zero():
+    with pytest.raises(InputError, match=r"x must be a non-negative number, not -0.0\."):
+        check_number(-0.0, "x", minimum=0)
+    assert _parse(number_argument(minimum=0), "-0") == (
+        None,
+        "argument --x: expected a non-negative number, got '-0'",
+    )
+    assert (
+        check_number(0.0, "x", minimum=0) == 0.0 and math.copysign(1, check_number(-0.0, "x", minimum=-1)) < 0
+    )
+
+
 def test_the_command_line_types_are_the_shared_ones():
     from freqtail.commands._common import non_negative_int, positive_int, unit_interval, whole_number
 

@@ -164,6 +164,8 @@ def test_adversarial_training_needs_an_attack_step():
         ("model_options={pretrained: true}", "with the config key pretrained (--set pretrained=true)"),
         ("channels_last=1", "'channels_last' must be true or false"),
         ("compile=fast", "'compile' must be true or false"),
+        ("eps=\uff18/255", "with ASCII digits"),
+        ("step_size=-0.0", "The step_size must be >= 0"),
     ],
 )
 def test_bad_values_give_one_sentence(override, message):

@@ -162,9 +162,11 @@ def check_number(
             number = float(value)
         except OverflowError:  # an int beyond float's range is not a finite number
             pass
+    below_zero = number < 0 or math.copysign(1.0, number) < 0  # -0.0: a value written with a minus sign
     valid = (
         math.isfinite(number)
         and (minimum is None or (number > minimum if open_min else number >= minimum))
+        and not (minimum == 0 and below_zero)
         and (maximum is None or (number < maximum if open_max else number <= maximum))
     )
     if not valid:
@@ -215,6 +217,8 @@ def _argument_type(read: Callable[[str], Any], check: Callable[[Any], Any], want
     """An argparse ``type=``: ``read`` the text, ``check`` the value; either failing says ``wanted``."""
 
     def convert(text: str):
+        if not text.isascii():  # int() and float() read "８" and Arabic-Indic digits; freqtail does not
+            raise argparse.ArgumentTypeError(f"expected {wanted} written with ASCII digits, got {text!r}")
         try:
             return check(read(text))
         except ValueError:  # what read() raises, and InputError, which is a ValueError too
