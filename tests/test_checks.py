@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from freqtail.checks import (
     check_choice,
@@ -19,9 +20,11 @@ from freqtail.checks import (
     check_int,
     check_number,
     check_optional_int,
+    check_seed,
     check_utf8_path,
     int_argument,
     number_argument,
+    seed_argument,
 )
 from freqtail.errors import ConfigError, InputError
 
@@ -265,4 +268,26 @@ def test_check_utf8_path_keeps_utf8_names_and_refuses_other_bytes():
     assert (
         str(info.value)
         == "The run folder runs/\\xe9t\\xe9 has a name that is not UTF-8 text (byte 0xe9); rename it."
+    )
+
+
+# ----------------------------------------------------------------------------- seeds
+@pytest.mark.parametrize("value", [-1, 2**63, 2**64, 2**64 + 5, 1.0, True, "3"])
+def test_check_seed_refuses_what_no_generator_takes(value):
+    with pytest.raises(ConfigError) as info:
+        check_seed(value, "The seed --seed", error=ConfigError)
+    assert (
+        str(info.value) == f"The seed --seed must be an integer from 0 to 9223372036854775807, not {value!r}."
+    )
+
+
+def test_seeds_at_both_ends_seed_torch_and_numpy():
+    for value in (0, 2**63 - 1, np.int64(2**63 - 1)):
+        seed = check_seed(value, "seed")
+        assert type(seed) is int
+        torch.Generator().manual_seed(seed)  # neither raises at the largest seed
+        np.random.default_rng(seed)
+    assert _parse(seed_argument(), str(2**63)) == (
+        None,
+        f"argument --x: expected an integer from 0 to {2**63 - 1}, got '{2**63}'",
     )

@@ -166,6 +166,8 @@ def test_adversarial_training_needs_an_attack_step():
         ("compile=fast", "'compile' must be true or false"),
         ("eps=\uff18/255", "with ASCII digits"),
         ("step_size=-0.0", "The step_size must be >= 0"),
+        ("seed=9223372036854775808", "'seed' must be an integer from 0 to 9223372036854775807"),
+        ("seed=1e19", "'seed' must be an integer from 0 to 9223372036854775807"),
     ],
 )
 def test_bad_values_give_one_sentence(override, message):

@@ -35,10 +35,16 @@ __all__ = [
     "check_int",
     "check_number",
     "check_optional_int",
+    "check_seed",
     "check_utf8_path",
     "int_argument",
     "number_argument",
+    "seed_argument",
 ]
+
+#: The largest seed: every generator freqtail seeds (torch, NumPy, Python) takes 0 .. 2**63 - 1, and
+#: records store seeds as signed 64-bit JSON integers that other tools read back exactly.
+SEED_MAX = 2**63 - 1
 
 
 def _show(bound: float) -> str:
@@ -131,6 +137,15 @@ def check_optional_int(
     if value is None:
         return None
     return check_int(value, what, minimum=minimum, maximum=maximum, whole_floats=whole_floats, error=error)
+
+
+def check_seed(value: Any, what: str, *, error: type[FreqtailError] = InputError) -> int:
+    """Return ``value`` as an ``int`` if it is a seed, an integer in ``0 .. SEED_MAX`` (2**63 - 1).
+
+    Raises:
+        ``error``: "{what} must be an integer from 0 to 9223372036854775807, not {value!r}."
+    """
+    return check_int(value, what, minimum=0, maximum=SEED_MAX, error=error)
 
 
 def check_number(
@@ -264,3 +279,8 @@ def number_argument(
         return check_number(value, "The value", **bounds)
 
     return _argument_type(float, check, _describe_number(**bounds))
+
+
+def seed_argument() -> Callable[[str], int]:
+    """An argparse ``type=`` for a seed option (``--subset-seed``): :func:`check_seed`'s verdict."""
+    return int_argument(minimum=0, maximum=SEED_MAX)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from freqtail.commands._common import add_execution_arguments, add_parser, print_json, whole_number
+from freqtail.commands._common import (
+    add_execution_arguments,
+    add_parser,
+    finite_number,
+    print_json,
+    whole_number,
+)
 
 EXAMPLE = (
     "freqtail train --dataset embedded --model small-cnn --objective erm --epochs 5\n"
@@ -22,11 +28,11 @@ NAMED_OPTIONS = {
     "model": ("NAME", str),
     "objective": ("NAME", str),
     "bass": ("MODE", str),
-    "gamma": ("G", float),
+    "gamma": ("G", finite_number),
     "epochs": ("E", whole_number),
     "steps": ("S", whole_number),
     "batch_size": ("B", whole_number),
-    "lr": ("LR", float),
+    "lr": ("LR", finite_number),
     "seed": ("SEED", whole_number),
     "device": ("DEVICE", str),
     "amp": ("MODE", str),

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from freqtail.data import build_dataset, canonical_name, corrupted_sets
 from freqtail.data.corrupted_sets import corrupted_set_info, load_corrupted_set, write_corrupted_set
 from freqtail.data.corruptions import CATEGORIES, CORRUPTIONS
-from freqtail.data.subsets import SubsetChoice, choose_subset
+from freqtail.data.subsets import SubsetChoice, check_subset_size, choose_subset
 from freqtail.data.variants import bass_implementation_version
 from freqtail.distributed import DistContext, all_reduce_counts
 from freqtail.errors import ConfigError, DatasetNotFoundError, InputError
@@ -411,6 +411,7 @@ def corruption_outcomes(
             if len(block) == 0:
                 raise InputError(f"The corrupted set {source.c_dir}/{name}.npy holds no images.")
             if cell_choice is None:
+                check_subset_size(n, len(block), f"the corrupted set {source.c_dir}")
                 cell_choice = choose_subset(block, n, subset_seed, labels=block.labels)
             elif len(block) != cell_choice.total:
                 raise InputError(

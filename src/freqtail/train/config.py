@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 from yaml.nodes import ScalarNode
 
-from freqtail.checks import check_int, check_number
+from freqtail.checks import check_int, check_number, check_seed
 from freqtail.errors import ConfigError, InputError
 
 # freqtail.attacks, freqtail.data, freqtail.models and freqtail.train.pipeline import torch; they are
@@ -193,7 +193,7 @@ class TrainConfig:
         "int?",
     )
     # --- execution
-    seed: int = _key("seed of every random choice (data order, augmentation, attacks, init)", 0, "int0")
+    seed: int = _key("seed of every random choice (data order, augmentation, attacks, init)", 0, "seed")
     device: str = _key("'auto' (CUDA if available), 'cpu', 'cuda' or 'cuda:N'", "auto", "str")
     amp: str = _key(
         "mixed precision on CUDA: none, bf16 or fp16 (with GradScaler)", "none", "choice", AMP_MODES
@@ -329,6 +329,10 @@ def _check_value(name: str, value: Any, kind: str, choices: tuple | None) -> Any
         # The type first, so 1.5 is told it is not an integer; 1e9 and 100.0 are whole numbers.
         value = check_int(value, subject, whole_floats=True, error=ConfigError)
         return check_int(value, subject, minimum=0 if base == "int0" else 1, error=ConfigError)
+    if base == "seed":
+        return check_seed(
+            check_int(value, subject, whole_floats=True, error=ConfigError), subject, error=ConfigError
+        )
     if base == "float":
         return check_number(value, subject, error=ConfigError)
     if base == "bool":
