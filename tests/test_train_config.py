@@ -168,6 +168,12 @@ def test_adversarial_training_needs_an_attack_step():
         ("step_size=-0.0", "The step_size must be >= 0"),
         ("seed=9223372036854775808", "'seed' must be an integer from 0 to 9223372036854775807"),
         ("seed=1e19", "'seed' must be an integer from 0 to 9223372036854775807"),
+        ("normalize={mean: [0.5, 0.5], std: [0.5, 0.5]}", "2 values per statistic (mean [0.5, 0.5]) but the"),
+        (
+            "normalize={mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0]}",
+            "normalize': normalisation std must be positive",
+        ),
+        ("normalize=cifar11", "Unknown normalisation 'cifar11'"),
     ],
 )
 def test_bad_values_give_one_sentence(override, message):

@@ -470,6 +470,23 @@ def _check_pad_mode(c: TrainConfig) -> None:
         )
 
 
+#: Input channels of every model freqtail trains: its datasets decode to RGB.
+TRAIN_IN_CHANNELS = 3
+
+
+def _check_normalize(c: TrainConfig) -> None:
+    """Refuse normalisation statistics the model cannot use (a preset name that does not exist, a
+    non-positive std, the wrong number of values) when the config is read, not at the first batch."""
+    if c.normalize in (None, "dataset"):
+        return
+    from freqtail.models.wrappers import check_normalize  # torch: only for an explicit normalisation
+
+    try:
+        check_normalize(c.normalize, TRAIN_IN_CHANNELS)
+    except ConfigError as err:
+        raise ConfigError(f"Config key 'normalize': {err}") from None
+
+
 def config_from_dict(values: Mapping[str, Any], where: str = "the configuration") -> TrainConfig:
     """Build and validate a :class:`TrainConfig` from a mapping (missing keys take their defaults).
 
@@ -491,6 +508,7 @@ def config_from_dict(values: Mapping[str, Any], where: str = "the configuration"
     if config.objective == "augmix-bass" and "bass_branch" not in values:
         config = dataclasses.replace(config, bass_branch=True)
     _check_ranges(config)
+    _check_normalize(config)
     return config
 
 
