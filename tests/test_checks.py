@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import subprocess
 import sys
 from fractions import Fraction
@@ -18,6 +19,7 @@ from freqtail.checks import (
     check_choice,
     check_fraction,
     check_int,
+    check_name,
     check_number,
     check_optional_int,
     check_seed,
@@ -291,3 +293,22 @@ def test_seeds_at_both_ends_seed_torch_and_numpy():
         None,
         f"argument --x: expected an integer from 0 to {2**63 - 1}, got '{2**63}'",
     )
+
+
+# ----------------------------------------------------------------------------- check_name
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("", "must not be empty"),
+        ("  ", "must not be empty"),
+        (None, "must not be empty"),
+        ("erm\tbass", "U+0009"),
+        ("erm\x00", "U+0000"),
+        ("erm\u200b", "U+200B"),  # zero-width space: two labels that look the same
+        ("erm\u2028", "U+2028"),  # line separator
+    ],
+)
+def test_check_name_refuses_empty_names_and_hidden_characters(value, words):
+    with pytest.raises(InputError, match=re.escape(words)):
+        check_name(value, "The label")
+    assert check_name("ERM + BaSS (domain) é", "The label") == "ERM + BaSS (domain) é"

@@ -739,3 +739,21 @@ def test_misshapen_records_are_named_by_report_and_refused_by_compare(tmp_path, 
     assert main(["compare", str(runs[0]), str(runs[1])]) == 2
     err = capsys.readouterr().err
     assert words in err and str(runs[0] / "results.json") in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("labels", "words"),
+    [
+        ("erm,", "The run label must not be empty."),
+        ("erm,b\x1bass", "The run label 'b\\x1bass' holds the control character U+001B;"),
+    ],
+)
+def test_compare_refuses_empty_labels_and_control_characters(tmp_path, capsys, labels, words):
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for run in runs:
+        run.mkdir()
+        _results(run, [_record("standard", "clean", 1, 2)])
+    assert main(["compare", *map(str, runs), "--labels", labels]) == 2
+    err = capsys.readouterr().err
+    assert words in err
+    assert err.count("\n") == 1

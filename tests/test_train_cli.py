@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from freqtail.cli import main
 from test_train_support import tiny_root  # noqa: F401
 
@@ -96,3 +98,21 @@ def test_numbers_and_flow_mappings_reach_the_config(capsys, tmp_path):
     assert _error(capsys, ["train", "--print-config", "--set", "epochs=1.5"]) == (
         "freqtail train: error: Config key 'epochs' must be an integer, not 1.5."
     )
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [
+        ("--name", "", "The run name --name must not be empty."),
+        ("--name", " ", "The run name --name must not be empty."),
+        ("--out", "", "The run folder --out must not be empty."),  # Path("") would be the current folder
+        ("--name", "a\nb", "The run name --name 'a\\nb' holds the control character U+000A;"),
+        ("--name", "red\x1b[31m", "holds the control character U+001B;"),
+        ("--name", "a\u202eb", "holds the control character U+202E;"),  # a right-to-left override
+    ],
+)
+def test_run_names_that_are_empty_or_hold_control_characters_are_one_sentence(
+    capsys, tmp_path, option, value, words
+):
+    assert words in _error(capsys, ["train", option, value, "--runs-dir", str(tmp_path), "--set", "steps=1"])
+    assert list(tmp_path.iterdir()) == []

@@ -23,6 +23,7 @@ import argparse
 import math
 import numbers
 import os
+import unicodedata
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = [
     "check_choice",
     "check_fraction",
     "check_int",
+    "check_name",
     "check_number",
     "check_optional_int",
     "check_seed",
@@ -205,6 +207,31 @@ def check_choice(
     """
     if not (isinstance(value, str) and value in choices):
         raise error(f"{what} must be one of {', '.join(choices)}, not {value!r}.")
+    return value
+
+
+#: Unicode categories a name may not contain: control characters (newline, tab, NUL, escape, ...),
+#: format characters (zero-width, direction overrides) and line or paragraph separators.
+_HIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp"}
+
+
+def check_name(value: Any, what: str, *, error: type[FreqtailError] = InputError) -> str:
+    """Return ``value`` if it is a name that prints as itself: a non-empty string without control,
+    format or line-separator characters (a run name, a label, a grid cell name).
+
+    Such characters would end a line of a table, hide part of a name or make two names look the same.
+
+    Raises:
+        ``error``: "{what} must not be empty." or "{what} 'a\\nb' holds the control character U+000A; ..."
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise error(f"{what} must not be empty.")
+    for character in value:
+        if unicodedata.category(character) in _HIDDEN_CATEGORIES:
+            raise error(
+                f"{what} {value!r} holds the control character U+{ord(character):04X}; "
+                "use letters, digits and punctuation."
+            )
     return value
 
 

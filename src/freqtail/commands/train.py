@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from freqtail.checks import check_name
 from freqtail.commands._common import (
     add_execution_arguments,
     add_parser,
@@ -150,6 +151,10 @@ def resolve(args):
     if args.no_progress:
         overrides["progress"] = False
     config = load_config(args.config, overrides)
+    if args.out is not None:
+        check_name(args.out, "The run folder --out")
+    if args.name is not None:
+        check_name(args.name, "The run name --name")
     run_dir = Path(args.out) if args.out else Path(args.runs_dir) / (args.name or _default_name(args, config))
     return config, run_dir
 
