@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -170,6 +171,27 @@ def test_parse_eps_reads_fractions_and_numbers():
             parse_eps(bad)
     with pytest.raises(InputError, match="0..255 scale; use 16/255"):
         parse_eps("16")
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("\uff18/255", "with ASCII digits"),  # a full-width 8: float() and Fraction() read it as 8
+        ("\u0668/\u0662\u0665\u0665", "with ASCII digits"),  # Arabic-Indic 8/255
+        ("1_0/255", "Could not read the eps '1_0/255'"),
+        ("1e99999999", "Could not read the eps"),  # Fraction would build the integer 10**99999999
+        ("-0", "must be >= 0, not '-0'"),
+        ("-0/255", "must be >= 0, not '-0/255'"),  # zero to Fraction, which has no -0
+        ("-0.0", "must be >= 0"),
+        (-0.0, "must be >= 0, not -0"),
+        ("-8/255", "must be >= 0"),
+    ],
+)
+def test_parse_eps_refuses_other_digits_and_negative_zero(text, words):
+    with pytest.raises(InputError, match=words) as info:
+        parse_eps(text, "eps")
+    assert "\n" not in str(info.value)
+    assert parse_eps("+8/255") == parse_eps("8/255") == float(Fraction(8, 255)) and parse_eps("0") == 0.0
 
 
 def test_attacks_refuse_bad_budgets_and_inputs(trained):

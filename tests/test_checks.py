@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import re
 import subprocess
 import sys
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from freqtail.checks import (
     check_choice,
     check_fraction,
     check_int,
+    check_name,
     check_number,
     check_optional_int,
+    check_seed,
+    check_utf8_path,
     int_argument,
     number_argument,
+    seed_argument,
 )
 from freqtail.errors import ConfigError, InputError
 
@@ -210,6 +218,32 @@ def test_argument_types_give_the_library_checks_verdicts(make_type, check, bound
             assert message is None and value == expected and type(value) is type(expected), text
 
 
+@pytest.mark.parametrize(
+    "text", ["\uff18", "\u0663", "\u0661\u0660", "\u00b2"]
+)  # full-width 8, Arabic-Indic 3, 10, ²
+def test_argument_types_read_only_ascii_digits(text):
+    for kind, wanted in (
+        (int_argument(minimum=0), "a non-negative integer"),
+        (number_argument(), "a finite number"),
+    ):
+        assert _parse(kind, text) == (
+            None,
+            f"argument --x: expected {wanted} written with ASCII digits, got {text!r}",
+        )
+
+
+def test_negative_zero_is_below_a_minimum_of_zero():
+    with pytest.raises(InputError, match=r"x must be a non-negative number, not -0.0\."):
+        check_number(-0.0, "x", minimum=0)
+    assert _parse(number_argument(minimum=0), "-0") == (
+        None,
+        "argument --x: expected a non-negative number, got '-0'",
+    )
+    assert (
+        check_number(0.0, "x", minimum=0) == 0.0 and math.copysign(1, check_number(-0.0, "x", minimum=-1)) < 0
+    )
+
+
 def test_the_command_line_types_are_the_shared_ones():
     from freqtail.commands._common import non_negative_int, positive_int, unit_interval, whole_number
 
@@ -225,3 +259,56 @@ def test_the_module_imports_nothing_heavy():
     code = "import sys, freqtail.checks; print(sorted({'torch', 'numpy'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# ----------------------------------------------------------------------------- check_utf8_path
+def test_check_utf8_path_keeps_utf8_names_and_refuses_other_bytes():
+    assert check_utf8_path("runs/résumé", "The folder") == Path("runs/résumé")
+    assert check_utf8_path(b"runs/ok".decode(), "The folder") == Path("runs/ok")
+    with pytest.raises(InputError) as info:
+        check_utf8_path(os.fsdecode(b"runs/\xe9t\xe9"), "The run folder")  # Latin-1 bytes, not UTF-8
+    assert (
+        str(info.value)
+        == "The run folder runs/\\xe9t\\xe9 has a name that is not UTF-8 text (byte 0xe9); rename it."
+    )
+
+
+# ----------------------------------------------------------------------------- seeds
+@pytest.mark.parametrize("value", [-1, 2**63, 2**64, 2**64 + 5, 1.0, True, "3"])
+def test_check_seed_refuses_what_no_generator_takes(value):
+    with pytest.raises(ConfigError) as info:
+        check_seed(value, "The seed --seed", error=ConfigError)
+    assert (
+        str(info.value) == f"The seed --seed must be an integer from 0 to 9223372036854775807, not {value!r}."
+    )
+
+
+def test_seeds_at_both_ends_seed_torch_and_numpy():
+    for value in (0, 2**63 - 1, np.int64(2**63 - 1)):
+        seed = check_seed(value, "seed")
+        assert type(seed) is int
+        torch.Generator().manual_seed(seed)  # neither raises at the largest seed
+        np.random.default_rng(seed)
+    assert _parse(seed_argument(), str(2**63)) == (
+        None,
+        f"argument --x: expected an integer from 0 to {2**63 - 1}, got '{2**63}'",
+    )
+
+
+# ----------------------------------------------------------------------------- check_name
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("", "must not be empty"),
+        ("  ", "must not be empty"),
+        (None, "must not be empty"),
+        ("erm\tbass", "U+0009"),
+        ("erm\x00", "U+0000"),
+        ("erm\u200b", "U+200B"),  # zero-width space: two labels that look the same
+        ("erm\u2028", "U+2028"),  # line separator
+    ],
+)
+def test_check_name_refuses_empty_names_and_hidden_characters(value, words):
+    with pytest.raises(InputError, match=re.escape(words)):
+        check_name(value, "The label")
+    assert check_name("ERM + BaSS (domain) é", "The label") == "ERM + BaSS (domain) é"

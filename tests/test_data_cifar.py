@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -141,3 +142,36 @@ def test_safe_loader_reads_plain_containers(tmp_path):
     loaded = safe_load_pickle(path)
     assert loaded["a"] == [1, 2.5, "x", b"y"] and loaded["b"][1] == {1, 2} and loaded["c"] == bytearray(b"z")
     assert np.array_equal(loaded["b"][0], np.arange(4))
+
+
+@pytest.mark.parametrize(
+    ("labels", "words"),
+    [
+        ([0, 1.5], "'labels' must hold integer labels, found 1.5"),  # int64 would truncate it to 1
+        ([0, "3"], "'labels' must hold integer labels, found '3'"),  # int64 would parse the text
+        ([True, False], "'labels' must hold integer labels, found True"),
+        ([0, [1, 2]], "'labels' must list one label per image"),  # ragged
+    ],
+)
+def test_batch_labels_that_are_not_integers_are_one_sentence(tmp_path, labels, words):
+    _write_py2_style_cifar10(tmp_path)
+    target = tmp_path / "cifar-10-batches-py" / "test_batch"
+    target.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": labels}))
+    with pytest.raises(DatasetNotFoundError, match=re.escape(words)) as err:
+        load_cifar("cifar10", "test", tmp_path)
+    assert str(target) in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [[f"class{k}" for k in range(9)], [f"class{k}" for k in range(11)], ["same"] * 10],
+    ids=["9-names", "11-names", "repeated"],
+)
+def test_a_meta_file_whose_names_disagree_with_the_classes_is_one_sentence(tmp_path, names):
+    _write_py2_style_cifar10(tmp_path)  # labels 0..9 over 10 classes
+    meta = tmp_path / "cifar-10-batches-py" / "batches.meta"
+    meta.write_bytes(pickle.dumps({b"label_names": [n.encode() for n in names]}, protocol=2))
+    with pytest.raises(
+        DatasetNotFoundError, match=f"lists {len(names)} names .* where cifar10 has 10 classes"
+    ):
+        load_cifar("cifar10", "train", tmp_path)

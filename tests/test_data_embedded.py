@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from PIL import Image
 
 from freqtail.data import embedded
 from freqtail.errors import DatasetNotFoundError
+from freqtail.io import atomic_save_npy
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +153,45 @@ def test_missing_embedded_folder_is_one_sentence(tmp_path):
         embedded.read_embedded_folder(tmp_path / "nothing", "train")
     message = str(err.value)
     assert str(tmp_path / "nothing") in message and "\n" not in message and message.endswith(".")
+
+
+def _small_folder(tmp_path, labels=None):
+    """An embedded-layout folder of 4 train and 4 test images with labels 0..3."""
+    images = np.zeros((4, 32, 32, 3), np.uint8)
+    labels = np.arange(4, dtype=np.int64) if labels is None else labels
+    arrays = {
+        f"{split}_{kind}": a
+        for split in embedded.SPLITS
+        for kind, a in (("images", images), ("labels", labels))
+    }
+    return embedded.write_embedded_folder(tmp_path / "layout", arrays)
+
+
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        (
+            lambda f: atomic_save_npy(f / "test_labels.npy", np.array([0.0, 1.5, 2.0, 3.0])),
+            "test_labels.npy holds float64 values, not integer labels",
+        ),
+        (
+            lambda f: _edit_meta(f, counts={"train": 4, "test": 5}),
+            "meta.json counts 5 test images, the arrays hold 4",
+        ),
+        (lambda f: _edit_meta(f, classes="abcdefghijklmnop"), "meta.json's classes is not a list of names"),
+        (lambda f: _edit_meta(f, classes=["same"] * 16), "meta.json names a class twice"),
+    ],
+    ids=["float-labels", "counts", "classes-text", "classes-repeated"],
+)
+def test_embedded_layout_folder_that_disagrees_with_itself_is_one_sentence(tmp_path, damage, words):
+    folder = _small_folder(tmp_path)
+    assert embedded.read_embedded_folder(folder, "test")[1].tolist() == [0, 1, 2, 3]
+    damage(folder)
+    with pytest.raises(DatasetNotFoundError, match=re.escape(words)) as err:
+        embedded.read_embedded_folder(folder, "test")
+    assert str(folder) in str(err.value) and "\n" not in str(err.value)
+
+
+def _edit_meta(folder, **changes) -> None:
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, **changes}))

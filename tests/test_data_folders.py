@@ -250,3 +250,27 @@ def test_restricted_imagenet_train_pipeline_is_the_authors(tmp_path, natural_cro
         assert np.abs(ours.double().numpy() - reference).max() < 1e-6
         outside += int((ours < 0).any() or (ours > 1).any())
     assert outside > 0  # the reference does not clamp the lighting noise, and neither does freqtail
+
+
+@pytest.mark.parametrize("max_pixels", [3000, 1000], ids=["pil-warns", "pil-refuses"])
+def test_decompression_bomb_is_one_sentence(tiny, monkeypatch, max_pixels):
+    """A 64x64 image (4096 pixels) is a bomb once PIL's limit is made small: PIL warns above
+    MAX_IMAGE_PIXELS (3000) and refuses above twice it (1000); freqtail refuses both."""
+    root, _ = tiny
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", max_pixels)
+    train = build_dataset("tiny-imagenet", "train", root)
+    with pytest.raises(DatasetNotFoundError, match=f"more than {max_pixels} pixels") as err:
+        train[0]
+    assert "\n" not in str(err.value) and "n01_0.png" in str(err.value)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4096)  # at the limit: decoded as before
+    assert train[0][0].shape == (3, 64, 64)
+
+
+@pytest.mark.parametrize(("name", "split"), [("wnids.txt", "train"), ("val/val_annotations.txt", "test")])
+def test_tiny_imagenet_listing_that_is_not_utf8_is_one_sentence(tiny, name, split):
+    root, _ = tiny
+    listing = root / "tiny-imagenet-200" / name
+    listing.write_bytes(listing.read_bytes() + b"n04\xff\xfe\n")
+    with pytest.raises(DatasetNotFoundError, match=r"is not UTF-8 text \(byte 0xff at offset") as err:
+        build_dataset("tiny-imagenet", split, root)
+    assert str(listing) in str(err.value) and "\n" not in str(err.value)

@@ -188,6 +188,25 @@ def test_bad_input_is_one_sentence(tiny_runs, shared_cache, tmp_path, capsys):
     assert "at least two runs" in _error(capsys, ["compare", std])
 
 
+def test_values_beyond_their_range_are_refused_at_the_door(tiny_runs, shared_cache, tmp_path, capsys):
+    std = str(tiny_runs["standard"])
+    out = ["--suite", "clean", "--out", str(tmp_path / "out"), "--no-progress"]
+    assert (
+        "--n 1601 is more than the 1600 images of the embedded test set; give --n 1600 or less, or leave "
+        "--n out to use them all." in _error(capsys, ["evaluate", std, "--n", "1601", *out])
+    )
+    too_big = str(2**63)
+    assert f"The seed --seed must be an integer from 0 to {2**63 - 1}, not {too_big}." in _error(
+        capsys, ["evaluate", std, "--seed", too_big, *out]
+    )
+    assert "--subset-seed must be an integer from 0 to" in _error(
+        capsys, ["evaluate", std, "--subset-seed", str(2**64), *out]
+    )
+    assert "with ASCII digits" in _error(capsys, ["evaluate", std, "--eps", "\uff18/255", *out])
+    assert "must be >= 0, not '-0'" in _error(capsys, ["evaluate", std, "--eps", "-0", *out])
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
 def test_the_help_states_the_request_defaults(capsys):
     """Options left out take EvaluationRequest's defaults (their one home); the help names the same values."""
     import re

@@ -133,6 +133,16 @@ def test_older_records_without_bits_load_and_have_no_mask(tmp_path):
         ([[1, 2]], "not a JSON object"),
         (["text"], "not a JSON object"),
         ([{"metric": "clean"}], "without an id"),
+        (
+            [_stored(threat_model=None)],
+            "record 'best|standard|pgd-20-ce|eps=8/255' without a threat_model string",
+        ),
+        ([{k: v for k, v in _stored().items() if k != "metric"}], "without a metric string"),
+        ([_stored(data=7)], "whose 'data' is not a JSON object \\(7\\)"),
+        ([_stored(correct="2")], "whose 'correct' is not an integer"),
+        ([_stored(total=True)], "whose 'total' is not an integer"),
+        ([_stored(accuracy="high")], "whose 'accuracy' is not a number"),
+        ([_stored(), _stored(id=5)], "The record id 5 is not"),
     ],
 )
 def test_a_results_file_with_misshapen_records_is_one_sentence_naming_it(tmp_path, records, words):

@@ -92,6 +92,8 @@ def test_names_and_configurations_are_unique():
         _seeds(1, 1)
     with pytest.raises(ConfigError, match=r"^The grid cell name 'a/b' must start with a letter"):
         CellSpec(name="a/b")
+    with pytest.raises(ConfigError, match=r"^The grid cell name 'a\\n' must start with a letter"):
+        CellSpec(name="a\n")  # "$" of a match() would let the newline through
     with pytest.raises(ConfigError, match=r"^A grid cell may not be named grid.json"):
         CellSpec(name="grid.json")
     long = GridSpec.from_mapping({"axes": {"milestones": [list(range(1, 60))]}}).cells()[0]

@@ -527,3 +527,11 @@ def test_bad_specs_are_config_errors():
         model_spec("small-cnn", 10, options={"width": object()})
     with pytest.raises(ConfigError, match="strength"):
         model_spec("small-cnn", 10, bass_front=2.0)
+
+
+@pytest.mark.parametrize(("in_channels", "normalize"), [(1, "cifar10"), (3, ((0.5, 0.5), (0.2, 0.2)))])
+def test_model_spec_refuses_normalisation_of_another_channel_count(in_channels, normalize):
+    with pytest.raises(ConfigError, match=f"but the model takes {in_channels} input channel"):
+        model_spec("small-cnn", 4, 32, in_channels, normalize, None, options={"width": 4})
+    one_for_all = model_spec("small-cnn", 4, 32, in_channels, ((0.5,), (0.25,)), None, options={"width": 4})
+    assert one_for_all["normalize"] == {"mean": [0.5], "std": [0.25]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -690,3 +691,69 @@ def test_spectrum_section_shows_both_boundaries(tmp_path, natural_crops):
     )
     assert inscribed[1].startswith(f"{summary['boundary_band_inscribed']} (")
     assert f"{100 * summary['inscribed_power_share']:.1f}% of the non-DC power" in inscribed[1]
+
+
+@pytest.mark.parametrize("given", ["run", "collection", "out"])
+def test_run_folder_name_that_is_not_utf8_is_one_sentence(tmp_path, capsys, given):
+    odd = tmp_path / "runs" / os.fsdecode(b"bad\xffname")  # a byte that is no UTF-8 text
+    good = tmp_path / "runs" / "good"
+    for folder in (odd, good) if given != "out" else (good,):
+        folder.mkdir(parents=True)
+        (folder / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "train_loss": 1.0}) + "\n")
+    argv = {
+        "run": ["report", str(odd)],
+        "collection": ["report", str(tmp_path / "runs")],
+        "out": ["report", str(good), "--out", str(odd)],
+    }[given]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "bad\\xffname has a name that is not UTF-8 text (byte 0xff); rename it." in err
+    assert err.count("\n") == 1 and not (good / "report.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("stored", "words"),
+    [
+        (1, "holds a record that is not a JSON object"),
+        ({"metric": "clean"}, "holds a record without an id"),
+        ({**_record("domain", "clean", 1, 2), "data": 7}, "whose 'data' is not a JSON object"),
+        (
+            {k: v for k, v in _record("domain", "clean", 1, 2).items() if k != "threat_model"},
+            "without a threat_model",
+        ),
+    ],
+    ids=["not-an-object", "no-id", "data-not-an-object", "no-threat-model"],
+)
+def test_misshapen_records_are_named_by_report_and_refused_by_compare(tmp_path, capsys, stored, words):
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for run in runs:
+        run.mkdir()
+        document = {
+            "format": "freqtail-results",
+            "version": 1,
+            "results": [_record("standard", "clean", 1, 2), stored],
+        }
+        (run / "results.json").write_text(json.dumps(document))
+    result = build_report([runs[0]])  # the report leaves the file out and says why
+    assert words in html.unescape(result.html.read_text(encoding="utf-8"))
+    assert main(["compare", str(runs[0]), str(runs[1])]) == 2
+    err = capsys.readouterr().err
+    assert words in err and str(runs[0] / "results.json") in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("labels", "words"),
+    [
+        ("erm,", "The run label must not be empty."),
+        ("erm,b\x1bass", "The run label 'b\\x1bass' holds the control character U+001B;"),
+    ],
+)
+def test_compare_refuses_empty_labels_and_control_characters(tmp_path, capsys, labels, words):
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for run in runs:
+        run.mkdir()
+        _results(run, [_record("standard", "clean", 1, 2)])
+    assert main(["compare", *map(str, runs), "--labels", labels]) == 2
+    err = capsys.readouterr().err
+    assert words in err
+    assert err.count("\n") == 1

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from freqtail.cli import main
 from freqtail.train.config import load_config
 from freqtail.workflows.training import plan_run
@@ -131,3 +133,21 @@ def test_ctrl_c_pressed_again_and_again_ends_like_the_first(tmp_path, tiny_root)
     config = load_config(overrides=[f"data_root={tiny_root}", "epochs=500", "model=small-cnn"])
     config = config.replace(model_options={"width": 4}, batch_size=16, progress=False)
     assert plan_run(run, config, resume=True, force=False).mode == "resume"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [
+        ("--name", "", "The run name --name must not be empty."),
+        ("--name", " ", "The run name --name must not be empty."),
+        ("--out", "", "The run folder --out must not be empty."),  # Path("") would be the current folder
+        ("--name", "a\nb", "The run name --name 'a\\nb' holds the control character U+000A;"),
+        ("--name", "red\x1b[31m", "holds the control character U+001B;"),
+        ("--name", "a\u202eb", "holds the control character U+202E;"),  # a right-to-left override
+    ],
+)
+def test_run_names_that_are_empty_or_hold_control_characters_are_one_sentence(
+    capsys, tmp_path, option, value, words
+):
+    assert words in _error(capsys, ["train", option, value, "--runs-dir", str(tmp_path), "--set", "steps=1"])
+    assert list(tmp_path.iterdir()) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -163,6 +164,16 @@ def test_adversarial_training_needs_an_attack_step():
         ("model_options={pretrained: true}", "with the config key pretrained (--set pretrained=true)"),
         ("channels_last=1", "'channels_last' must be true or false"),
         ("compile=fast", "'compile' must be true or false"),
+        ("eps=\uff18/255", "with ASCII digits"),
+        ("step_size=-0.0", "The step_size must be >= 0"),
+        ("seed=9223372036854775808", "'seed' must be an integer from 0 to 9223372036854775807"),
+        ("seed=1e19", "'seed' must be an integer from 0 to 9223372036854775807"),
+        ("normalize={mean: [0.5, 0.5], std: [0.5, 0.5]}", "2 values per statistic (mean [0.5, 0.5]) but the"),
+        (
+            "normalize={mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0]}",
+            "normalize': normalisation std must be positive",
+        ),
+        ("normalize=cifar11", "Unknown normalisation 'cifar11'"),
     ],
 )
 def test_bad_values_give_one_sentence(override, message):
@@ -319,3 +330,23 @@ def test_numbers_that_do_not_fit_their_key_are_one_sentence(override, message):
     with pytest.raises(ConfigError) as info:
         load_config(overrides=[override])
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "model_options: " + "[" * 5000 + "]" * 5000,  # beyond the parser's recursion limit
+        "a:\n" + "".join(" " * depth + "b:\n" for depth in range(1, 3000)),  # block style, as deep
+        "model_options: " + "[" * 40 + "]" * 40,  # parses, but deeper than any config goes
+        "model_options: &loop {x: *loop}\n",  # an alias that contains itself
+    ],
+    ids=["flow", "block", "40-levels", "self-alias"],
+)
+def test_yaml_nested_too_deep_is_one_sentence(tmp_path, text):
+    path = tmp_path / "deep.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"is not valid YAML \(it nests lists or mappings deeper than 32"):
+        load_config(path)
+    assert yaml_load("a: " + "[" * 31 + "]" * 31) == {
+        "a": functools.reduce(lambda inner, _: [inner], range(30), [])
+    }

@@ -22,7 +22,10 @@ from __future__ import annotations
 import argparse
 import math
 import numbers
+import os
+import unicodedata
 from collections.abc import Callable, Collection
+from pathlib import Path
 from typing import Any
 
 from freqtail.errors import FreqtailError, InputError
@@ -31,11 +34,19 @@ __all__ = [
     "check_choice",
     "check_fraction",
     "check_int",
+    "check_name",
     "check_number",
     "check_optional_int",
+    "check_seed",
+    "check_utf8_path",
     "int_argument",
     "number_argument",
+    "seed_argument",
 ]
+
+#: The largest seed: every generator freqtail seeds (torch, NumPy, Python) takes 0 .. 2**63 - 1, and
+#: records store seeds as signed 64-bit JSON integers that other tools read back exactly.
+SEED_MAX = 2**63 - 1
 
 
 def _show(bound: float) -> str:
@@ -130,6 +141,15 @@ def check_optional_int(
     return check_int(value, what, minimum=minimum, maximum=maximum, whole_floats=whole_floats, error=error)
 
 
+def check_seed(value: Any, what: str, *, error: type[FreqtailError] = InputError) -> int:
+    """Return ``value`` as an ``int`` if it is a seed, an integer in ``0 .. SEED_MAX`` (2**63 - 1).
+
+    Raises:
+        ``error``: "{what} must be an integer from 0 to 9223372036854775807, not {value!r}."
+    """
+    return check_int(value, what, minimum=0, maximum=SEED_MAX, error=error)
+
+
 def check_number(
     value: Any,
     what: str,
@@ -159,9 +179,11 @@ def check_number(
             number = float(value)
         except OverflowError:  # an int beyond float's range is not a finite number
             pass
+    below_zero = number < 0 or math.copysign(1.0, number) < 0  # -0.0: a value written with a minus sign
     valid = (
         math.isfinite(number)
         and (minimum is None or (number > minimum if open_min else number >= minimum))
+        and not (minimum == 0 and below_zero)
         and (maximum is None or (number < maximum if open_max else number <= maximum))
     )
     if not valid:
@@ -188,10 +210,57 @@ def check_choice(
     return value
 
 
+#: Unicode categories a name may not contain: control characters (newline, tab, NUL, escape, ...),
+#: format characters (zero-width, direction overrides) and line or paragraph separators.
+_HIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp"}
+
+
+def check_name(value: Any, what: str, *, error: type[FreqtailError] = InputError) -> str:
+    """Return ``value`` if it is a name that prints as itself: a non-empty string without control,
+    format or line-separator characters (a run name, a label, a grid cell name).
+
+    Such characters would end a line of a table, hide part of a name or make two names look the same.
+
+    Raises:
+        ``error``: "{what} must not be empty." or "{what} 'a\\nb' holds the control character U+000A; ..."
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise error(f"{what} must not be empty.")
+    for character in value:
+        if unicodedata.category(character) in _HIDDEN_CATEGORIES:
+            raise error(
+                f"{what} {value!r} holds the control character U+{ord(character):04X}; "
+                "use letters, digits and punctuation."
+            )
+    return value
+
+
+def check_utf8_path(path: str | os.PathLike, what: str, *, error: type[FreqtailError] = InputError) -> Path:
+    """Return ``path`` as a :class:`~pathlib.Path` if its bytes are UTF-8 text.
+
+    A name with other bytes (Python keeps them as surrogates) cannot be written into a UTF-8 page or
+    printed; it is refused, shown with the odd bytes escaped (``runs/bad\\xffname``).
+
+    Raises:
+        ``error``: "{what} {path} has a name that is not UTF-8 text (byte 0xff); rename it."
+    """
+    raw = os.fsencode(path)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        shown = raw.decode("utf-8", "backslashreplace")
+        raise error(
+            f"{what} {shown} has a name that is not UTF-8 text (byte 0x{raw[err.start]:02x}); rename it."
+        ) from None
+    return Path(os.fsdecode(raw))
+
+
 def _argument_type(read: Callable[[str], Any], check: Callable[[Any], Any], wanted: str):
     """An argparse ``type=``: ``read`` the text, ``check`` the value; either failing says ``wanted``."""
 
     def convert(text: str):
+        if not text.isascii():  # int() and float() read "８" and Arabic-Indic digits; freqtail does not
+            raise argparse.ArgumentTypeError(f"expected {wanted} written with ASCII digits, got {text!r}")
         try:
             return check(read(text))
         except ValueError:  # what read() raises, and InputError, which is a ValueError too
@@ -237,3 +306,8 @@ def number_argument(
         return check_number(value, "The value", **bounds)
 
     return _argument_type(float, check, _describe_number(**bounds))
+
+
+def seed_argument() -> Callable[[str], int]:
+    """An argparse ``type=`` for a seed option (``--subset-seed``): :func:`check_seed`'s verdict."""
+    return int_argument(minimum=0, maximum=SEED_MAX)

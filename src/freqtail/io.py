@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import tempfile
+import tokenize
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -169,8 +171,65 @@ def check_writable_file(path: str | os.PathLike, what: str = "output file") -> P
     return p
 
 
+#: What numpy's header parser raises on a damaged header: its text is read by ``ast.literal_eval``,
+#: which fails in many ways (unbalanced brackets end in a TokenError, deep nesting in a RecursionError).
+_DAMAGED_HEADER_ERRORS = (
+    ValueError,
+    SyntaxError,
+    tokenize.TokenError,
+    RecursionError,
+    TypeError,
+    KeyError,
+    EOFError,
+)
+
+#: The .npy format versions numpy reads; 3.0 differs from 2.0 only in a UTF-8 header.
+_NPY_VERSIONS = ((1, 0), (2, 0), (3, 0))
+
+
+def _check_npy_header(handle: IO[bytes], p: Path, what: str) -> None:
+    """Read the header at the start of ``handle`` and refuse a damaged one or one that promises more
+    data than the file holds (before numpy allocates it: a damaged shape would ask for terabytes).
+
+    Raises:
+        InputError: one sentence naming the file and what is wrong.
+    """
+    try:
+        version = np.lib.format.read_magic(handle)
+        if version not in _NPY_VERSIONS:
+            raise InputError(
+                f"The {what} file {p} has .npy format version {version[0]}.{version[1]}, "
+                "which numpy cannot read; the file is damaged."
+            )
+        # 2.0's reader parses 3.0 headers too: the shape and dtype are ASCII in both.
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+    except InputError:
+        raise
+    except _DAMAGED_HEADER_ERRORS as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"The {what} file {p} has a damaged .npy header ({reason[:200]}).") from None
+    if dtype.hasobject:
+        raise InputError(
+            f"The {what} file {p} holds pickled Python objects, which freqtail refuses to load; "
+            "save a plain numeric array instead."
+        )
+    needed = math.prod(shape) * dtype.itemsize
+    held = os.fstat(handle.fileno()).st_size - handle.tell()
+    if held < needed:
+        raise InputError(
+            f"The {what} file {p} is truncated: its header describes {needed} bytes of data "
+            f"(shape {shape}, {dtype}) but it holds {held}."
+        )
+
+
 def load_npy(path: str | os.PathLike, what: str = "array", mmap: bool = False) -> np.ndarray:
     """Load a ``.npy`` file without pickle, turning every failure into one clear sentence.
+
+    The header is read and checked first: a damaged one, or one whose shape needs more bytes than
+    the file holds, is refused before numpy allocates anything.
 
     Args:
         path: file to read.
@@ -178,7 +237,7 @@ def load_npy(path: str | os.PathLike, what: str = "array", mmap: bool = False) -
         mmap: memory-map the file instead of reading it (for large datasets).
 
     Raises:
-        InputError: missing, unreadable, truncated, pickled (object) or not-a-npy file.
+        InputError: missing, unreadable, truncated, pickled (object), damaged header or not-a-npy file.
     """
     p = Path(path)
     if not p.exists():
@@ -188,6 +247,9 @@ def load_npy(path: str | os.PathLike, what: str = "array", mmap: bool = False) -
     try:
         with open(p, "rb") as handle:
             magic = handle.read(len(NPY_MAGIC))
+            if magic == NPY_MAGIC:
+                handle.seek(0)
+                _check_npy_header(handle, p, what)
     except OSError as err:
         raise InputError(f"The {what} file {p} could not be read ({err.strerror or err}).") from None
     if magic != NPY_MAGIC:

@@ -55,7 +55,7 @@ from freqtail.attacks.common import (
     warn_if_training,
 )
 from freqtail.attacks.eps import check_eps
-from freqtail.checks import check_choice, check_int
+from freqtail.checks import check_choice, check_int, check_seed
 from freqtail.errors import InputError
 from freqtail.io import atomic_save_npy, atomic_write_json, load_npy
 
@@ -227,7 +227,7 @@ def autoattack(
     """
     eps = check_eps(eps)
     check_choice(version, AUTOATTACK_VERSIONS, "The AutoAttack version")
-    check_int(seed, "The AutoAttack seed", minimum=0)
+    check_seed(seed, "The AutoAttack seed")
     check_int(batch_size, "The AutoAttack batch size", minimum=1)
     x, y = check_attack_inputs(x, y)
     require_autograd("AutoAttack")

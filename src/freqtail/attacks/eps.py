@@ -9,9 +9,17 @@ running an attack that can reach every image.
 from __future__ import annotations
 
 import math
+import re
 from fractions import Fraction
 
 from freqtail.errors import InputError
+
+#: A budget as text: an ASCII decimal number or fraction of two ("8/255", "0.0314", "2e-3", "8 / 255"),
+#: exponents of at most 3 digits (Fraction would build 10**99999999 exactly). Python's float() and
+#: Fraction() also read other scripts' digits ("８", Arabic-Indic) and "1_0"; a budget is written the
+#: way every table prints it, so those are refused, not read.
+_NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?"
+_BUDGET_TEXT = re.compile(rf"(?P<sign>[+-]?)(?P<numerator>{_NUMBER})(?:/(?P<denominator>{_NUMBER}))?")
 
 
 def check_eps(eps: float, what: str = "eps") -> float:
@@ -33,7 +41,7 @@ def check_eps(eps: float, what: str = "eps") -> float:
     value = float(eps)
     if not math.isfinite(value):
         raise InputError(f"The {what} must be a finite number, not {value}.")
-    if value < 0:
+    if value < 0 or math.copysign(1.0, value) < 0:  # -0.0 too: a budget written with a minus sign
         raise InputError(f"The {what} must be >= 0, not {value:g}.")
     if value >= 1:
         raise InputError(
@@ -56,17 +64,19 @@ def parse_eps(text: str | float, what: str = "eps") -> float:
     0.03137
     """
     if isinstance(text, str):
-        cleaned = text.strip().replace(" ", "")
-        try:
-            if "/" in cleaned:
-                numerator, denominator = cleaned.split("/")
-                value = float(Fraction(numerator) / Fraction(denominator))
-            else:
-                value = float(cleaned)
-        except (ValueError, ZeroDivisionError):
+        match = _BUDGET_TEXT.fullmatch(text.replace(" ", ""))
+        if match is None:
+            ascii_hint = "" if text.isascii() else " with ASCII digits"
             raise InputError(
                 f"Could not read the {what} {text!r}; "
-                "write a number such as 0.0314 or a fraction such as 8/255."
-            ) from None
-        return check_eps(value, what)
+                f"write a number such as 0.0314 or a fraction such as 8/255{ascii_hint}."
+            )
+        if match["sign"] == "-":  # "-0" and "-0/255" too, which are zero to float() and Fraction()
+            raise InputError(f"The {what} must be >= 0, not {text.strip()!r}.")
+        value = Fraction(match["numerator"])
+        if match["denominator"] is not None:
+            if Fraction(match["denominator"]) == 0:
+                raise InputError(f"Could not read the {what} {text!r}: its denominator is 0.")
+            value /= Fraction(match["denominator"])
+        return check_eps(float(value), what)
     return check_eps(text, what)

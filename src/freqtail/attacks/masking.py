@@ -45,7 +45,7 @@ from freqtail.attacks.common import (
 )
 from freqtail.attacks.eps import check_eps
 from freqtail.attacks.pgd import pgd
-from freqtail.checks import check_int, check_number
+from freqtail.checks import check_int, check_number, check_seed
 from freqtail.errors import InputError
 
 FLAG_SQUARE = "square-beats-pgd"
@@ -281,7 +281,7 @@ def gradient_masking_check(
     check_int(pgd_steps, "The number of PGD steps", minimum=1)
     check_int(square_queries, "The number of Square queries", minimum=1)
     check_int(large_eps_steps, "The number of large-eps PGD steps", minimum=1)
-    check_int(seed, "The seed", minimum=0)
+    check_seed(seed, "The seed")
     check_int(min_judged, "The minimum number of judged images", minimum=1)
     tolerance = check_number(tolerance, "The tolerance fraction", minimum=0, maximum=1, open_max=True)
     large_eps_tolerance = check_number(

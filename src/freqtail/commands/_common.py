@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from freqtail.checks import int_argument, number_argument
+from freqtail.checks import int_argument, number_argument, seed_argument
 
 
 def add_parser(subparsers, name: str, help: str, example: str, description: str | None = None):
@@ -30,12 +30,18 @@ def print_json(obj: Any, indent: int | None = 2) -> None:
 
 
 # argparse types, built from freqtail.checks so that options and library arguments agree.
+#: Any integer (ASCII digits); the library check that follows gives the verdict on its range.
+any_int = int_argument()
+#: A seed, 0 .. 2**63 - 1 (:func:`freqtail.checks.check_seed`).
+seed_int = seed_argument()
 #: A positive integer ("expected a positive integer, got '0'").
 positive_int = int_argument(minimum=1)
 #: An integer >= 0.
 non_negative_int = int_argument(minimum=0)
 #: Any integer, also written as a whole float (``1e9``, ``100.0``), as YAML configs allow.
 whole_number = int_argument(whole_floats=True)
+#: Any finite number (ASCII digits); the library check that follows gives the verdict on its range.
+finite_number = number_argument()
 #: A finite number > 0 (seconds, factors).
 positive_float = number_argument(minimum=0, open_min=True)
 #: A finite number in [0, 1].
@@ -89,7 +95,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_n: int, default_b
     )
     parser.add_argument(
         "--subset-seed",
-        type=non_negative_int,
+        type=seed_int,
         default=0,
         help="seed of the --n subset (default 0, as freqtail evaluate's)",
     )

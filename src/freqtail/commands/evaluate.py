@@ -11,6 +11,7 @@ from freqtail.commands._common import (
     add_execution_arguments,
     add_parser,
     add_robustbench_arguments,
+    any_int,
     execution_options,
     open_run,
     print_json,
@@ -56,7 +57,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--band-boundary",
-        type=int,
+        type=any_int,
         metavar="B",
         help="boundary band b of the pgd20-lfc / pgd20-hfc suites, 0 .. K + 1 (default: each threat "
         "model's 80/20 boundary over the corner bands, measured on its evaluated test images, the "
@@ -72,18 +73,18 @@ def register(subparsers) -> None:
         "--n",
         "--num-images",
         dest="n",
-        type=int,
+        type=any_int,
         metavar="N",
         help="evaluate N test images: a seeded subset stratified across classes, the same images the "
         "sensitivity / landscape / heatmap commands take for the same N and seed (default: all)",
     )
     parser.add_argument("--eps", metavar="EPS", help="L-inf budget, e.g. 8/255 (default: run config / paper)")
     parser.add_argument("--step-size", metavar="STEP", help="PGD step (default: eps/4 or the run config's)")
-    parser.add_argument("--batch-size", type=int, help="images per batch (default 128)")
-    parser.add_argument("--seed", type=int, help="attack seed (default 0)")
+    parser.add_argument("--batch-size", type=any_int, help="images per batch (default 128)")
+    parser.add_argument("--seed", type=any_int, help="attack seed (default 0)")
     parser.add_argument(
         "--subset-seed",
-        type=int,
+        type=any_int,
         help="seed of the --n subset and of the masking check's (default 0)",
     )
     parser.add_argument(
@@ -112,20 +113,20 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--masking-n",
-        type=int,
+        type=any_int,
         metavar="N",
         help="images for the gradient-masking check of robust suites, drawn class-stratified from the "
         "evaluated images (default 100; 0 skips it)",
     )
     parser.add_argument(
         "--masking-min",
-        type=int,
+        type=any_int,
         metavar="M",
         help="fewest correctly classified images the masking check judges on; with fewer it says 'too few "
         "images to judge' (default: freqtail.attacks.masking.MIN_JUDGED_IMAGES, 50)",
     )
     parser.add_argument(
-        "--masking-queries", type=int, metavar="Q", help="Square queries of that check (default 1000)"
+        "--masking-queries", type=any_int, metavar="Q", help="Square queries of that check (default 1000)"
     )
     parser.add_argument("--model", metavar="NAME", help="architecture of a foreign .pt/.safetensors file")
     parser.add_argument(
@@ -133,7 +134,9 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     add_execution_arguments(parser)
-    parser.add_argument("--num-workers", type=int, help="data-loader workers (folder datasets; default 0)")
+    parser.add_argument(
+        "--num-workers", type=any_int, help="data-loader workers (folder datasets; default 0)"
+    )
     parser.add_argument(
         "--out", metavar="DIR", help="folder for results.json / results.md (default: the run)"
     )

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from freqtail.commands._common import add_execution_arguments, add_parser, print_json, whole_number
+from freqtail.checks import check_name
+from freqtail.commands._common import (
+    add_execution_arguments,
+    add_parser,
+    finite_number,
+    print_json,
+    whole_number,
+)
 
 EXAMPLE = (
     "freqtail train --dataset embedded --model small-cnn --objective erm --epochs 5\n"
@@ -22,11 +29,11 @@ NAMED_OPTIONS = {
     "model": ("NAME", str),
     "objective": ("NAME", str),
     "bass": ("MODE", str),
-    "gamma": ("G", float),
+    "gamma": ("G", finite_number),
     "epochs": ("E", whole_number),
     "steps": ("S", whole_number),
     "batch_size": ("B", whole_number),
-    "lr": ("LR", float),
+    "lr": ("LR", finite_number),
     "seed": ("SEED", whole_number),
     "device": ("DEVICE", str),
     "amp": ("MODE", str),
@@ -144,6 +151,10 @@ def resolve(args):
     if args.no_progress:
         overrides["progress"] = False
     config = load_config(args.config, overrides)
+    if args.out is not None:
+        check_name(args.out, "The run folder --out")
+    if args.name is not None:
+        check_name(args.name, "The run name --name")
     run_dir = Path(args.out) if args.out else Path(args.runs_dir) / (args.name or _default_name(args, config))
     return config, run_dir
 

@@ -37,6 +37,7 @@ class CifarLayout:
     meta_file: str
     label_key: str
     names_key: str
+    num_classes: int
     archive_url: str
     archive_name: str
     archive_md5: str
@@ -50,6 +51,7 @@ CIFAR_LAYOUTS: dict[str, CifarLayout] = {
         meta_file="batches.meta",
         label_key="labels",
         names_key="label_names",
+        num_classes=10,
         archive_url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
         archive_name="cifar-10-python.tar.gz",
         archive_md5="c58f30108f718f92721af3b95e74349a",
@@ -61,6 +63,7 @@ CIFAR_LAYOUTS: dict[str, CifarLayout] = {
         meta_file="meta",
         label_key="fine_labels",
         names_key="fine_label_names",
+        num_classes=100,
         archive_url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
         archive_name="cifar-100-python.tar.gz",
         archive_md5="eb9058c3a382ffc7106e4002c42a8d85",
@@ -103,10 +106,19 @@ def _read_batch(path: Path, name: str, label_key: str) -> tuple[np.ndarray, np.n
             f"The {name} batch file {path} is damaged: 'data' must be a uint8 array of shape (N, 3072), "
             f"found {type(data).__name__} {shape}; download it again."
         )
+    stored = labels
     try:
-        labels = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
-        labels = np.zeros(0)
+        labels = np.asarray(stored)  # no dtype: int64 would truncate 1.5 and parse "3"
+    except (TypeError, ValueError):  # a ragged list
+        labels = np.zeros((0, 0))
+    if labels.ndim == 1 and len(labels) == len(data) and labels.dtype.kind not in "iu" and len(labels):
+        values = stored.tolist() if isinstance(stored, np.ndarray) else list(stored)
+        example = next(v for v in values if not isinstance(v, int) or isinstance(v, bool))
+        raise DatasetNotFoundError(
+            f"The {name} batch file {path} is damaged: {label_key!r} must hold integer labels, found "
+            f"{example!r}; download it again."
+        )
+    labels = labels.astype(np.int64)
     if labels.ndim != 1 or len(labels) != len(data):
         raise DatasetNotFoundError(
             f"The {name} batch file {path} is damaged: {label_key!r} must list one label per image "
@@ -128,7 +140,14 @@ def read_cifar_classes(name: str, folder: Path) -> list[str]:
             f"The {name} meta file {folder / layout.meta_file} is damaged (no {layout.names_key!r} list); "
             "download it again."
         )
-    return [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names]
+    classes = [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names]
+    if len(classes) != layout.num_classes or len(set(classes)) != len(classes):
+        raise DatasetNotFoundError(
+            f"The {name} meta file {folder / layout.meta_file} is damaged: its {layout.names_key!r} lists "
+            f"{len(classes)} names ({len(set(classes))} different) where {name} has {layout.num_classes} "
+            "classes; download it again."
+        )
+    return classes
 
 
 def load_cifar(

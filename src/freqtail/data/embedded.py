@@ -235,16 +235,29 @@ def read_embedded_folder(folder: str | os.PathLike, split: str) -> tuple[np.ndar
             "write one with `freqtail bass --dataset embedded --out DIR` "
             "or omit --data-root to use the built-in set."
         )
+    damaged = f"The embedded-format dataset in {folder} is damaged"
+    again = "delete the folder and build or write it again"
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        classes = [str(c) for c in meta["classes"]]
+        classes = meta["classes"]
+        if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+            raise ValueError("meta.json's classes is not a list of names")
         images = load_npy(folder / f"{split}_images.npy", what=f"embedded {split} image")
         labels = load_npy(folder / f"{split}_labels.npy", what=f"embedded {split} label")
     except (InputError, ValueError, KeyError, TypeError) as err:
+        raise DatasetNotFoundError(f"{damaged} ({str(err).rstrip('.')}); {again}.") from None
+    if len(set(classes)) != len(classes):
+        raise DatasetNotFoundError(f"{damaged} (meta.json names a class twice); {again}.")
+    if labels.dtype.kind not in "iu":  # float labels would be truncated to classes without a word
         raise DatasetNotFoundError(
-            f"The embedded-format dataset in {folder} is damaged ({str(err).rstrip('.')}); "
-            "delete the folder and build or write it again."
-        ) from None
+            f"{damaged} ({split}_labels.npy holds {labels.dtype} values, not integer labels); {again}."
+        )
+    counted = meta.get("counts", {}).get(split) if isinstance(meta.get("counts"), dict) else None
+    if counted is not None and counted != len(labels):
+        raise DatasetNotFoundError(
+            f"{damaged} (meta.json counts {counted!r} {split} images, the arrays hold "
+            f"{len(labels)}); {again}."
+        )
     if (
         images.dtype != np.uint8
         or images.ndim != 4

@@ -16,11 +16,13 @@ then resized to the working resolution of the augmentation preset
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets import utils as torchvision_utils
 from torchvision.datasets.folder import default_loader, make_dataset
@@ -127,13 +129,22 @@ def read_rgb(path: str | os.PathLike, dataset: str = "dataset") -> np.ndarray:
     """Decode an image file to uint8 (H, W, 3) with torchvision's ``default_loader`` (PIL, RGB).
 
     Raises:
-        DatasetNotFoundError: missing, truncated or not an image.
+        DatasetNotFoundError: missing, truncated or not an image, or more pixels than PIL's
+            ``Image.MAX_IMAGE_PIXELS`` (where PIL only warns of a possible decompression bomb, and
+            beyond twice that, where it refuses).
     """
     try:
-        with_pil = default_loader(str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with_pil = default_loader(str(path))
         return np.array(with_pil, dtype=np.uint8)  # a writable copy (torch.from_numpy needs one)
     except FileNotFoundError:
         raise DatasetNotFoundError(f"The {dataset} image file {path} does not exist.") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DatasetNotFoundError(
+            f"The {dataset} image file {path} has more than {Image.MAX_IMAGE_PIXELS} pixels, PIL's limit "
+            "against decompression bombs; replace it with an image of a usual size."
+        ) from None
     except (OSError, ValueError, SyntaxError) as err:
         raise DatasetNotFoundError(
             f"The {dataset} image file {path} is truncated or not a readable image ({err}); replace it."
@@ -165,6 +176,22 @@ def _read_words(path: Path) -> dict[str, str]:
             if len(parts) == 2 and parts[0]:
                 mapping[parts[0].strip()] = _first_name(parts[1])
     return mapping
+
+
+def _read_dataset_text(path: Path, dataset: str) -> str:
+    """A dataset's UTF-8 listing (wnids, annotations), whose every byte matters for the labels.
+
+    Raises:
+        DatasetNotFoundError: the file is not UTF-8 text (one sentence naming the byte's offset).
+    """
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DatasetNotFoundError(
+            f"The {dataset} file {path} is not UTF-8 text (byte 0x{data[err.start]:02x} at offset "
+            f"{err.start}); download it again."
+        ) from None
 
 
 # ----------------------------------------------------------------------------------------- Tiny-ImageNet
@@ -200,7 +227,7 @@ def tiny_imagenet_samples(
             "(or run 'freqtail download tiny-imagenet --data-root DIR')."
         )
     wnids = sorted(
-        {w.strip() for w in (folder / "wnids.txt").read_text(encoding="utf-8").split() if w.strip()}
+        {w.strip() for w in _read_dataset_text(folder / "wnids.txt", "tiny-imagenet").split() if w.strip()}
     )
     if not wnids:
         raise DatasetNotFoundError(
@@ -218,7 +245,7 @@ def tiny_imagenet_samples(
                 samples.extend((str(image_dir / n), index[wnid]) for n in names)
     else:
         annotations = folder / "val" / "val_annotations.txt"
-        for line_no, line in enumerate(annotations.read_text(encoding="utf-8").splitlines(), 1):
+        for line_no, line in enumerate(_read_dataset_text(annotations, "tiny-imagenet").splitlines(), 1):
             fields = line.split("\t")
             if not line.strip():
                 continue

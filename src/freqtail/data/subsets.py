@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Subset
 
-from freqtail.checks import check_int, check_optional_int
+from freqtail.checks import check_optional_int, check_seed
 from freqtail.errors import InputError
 
 __all__ = [
@@ -94,7 +94,7 @@ def stratified_subset(labels: Sequence[Any] | np.ndarray, n: int | None, seed: i
     if values.ndim != 1:
         raise InputError(f"The labels must be one label per image (1-D), not shape {values.shape}.")
     n = check_optional_int(n, "The number of images", minimum=1)
-    seed = check_int(seed, "The subset seed", minimum=0)
+    seed = check_seed(seed, "The subset seed")
     total = values.shape[0]
     if n is None or n >= total:
         return np.arange(total, dtype=np.int64)
@@ -205,6 +205,24 @@ class SubsetChoice:
             "subset_seed": int(self.seed),
             "indices": [int(i) for i in self.indices],
         }
+
+
+def check_subset_size(n: int | None, total: int, images: str) -> None:
+    """Refuse a requested ``n`` beyond the images at hand (the subset rule would silently take all).
+
+    Args:
+        n: images asked for (``--n``), or None for all.
+        total: images available.
+        images: what they are, as the sentence should name them ("the embedded test set").
+
+    Raises:
+        InputError: "--n 2000 is more than the 1600 images of the embedded test set; ..."
+    """
+    if n is not None and n > total:
+        raise InputError(
+            f"--n {n} is more than the {total} images of {images}; give --n {total} or less, "
+            "or leave --n out to use them all."
+        )
 
 
 def choose_subset(

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from freqtail.checks import check_name
 from freqtail.errors import InputError
 from freqtail.evaluate.records import RecordId
 from freqtail.evaluate.results import load_results
@@ -65,8 +66,15 @@ class RunResults:
 
 
 def load_run_results(path: str | os.PathLike, label: str | None = None) -> RunResults:
-    """Read a run folder's (or a file's) ``results.json``; the label defaults to the folder name."""
+    """Read a run folder's (or a file's) ``results.json``; the label defaults to the folder name.
+
+    Raises:
+        InputError: see :func:`~freqtail.evaluate.results.load_results`; a given label that is empty
+            or holds control characters (:func:`~freqtail.checks.check_name`).
+    """
     p = Path(path)
+    if label is not None:
+        check_name(label, "The run label")
     data = load_results(p)
     name = p.name if p.is_dir() else p.parent.name
     return RunResults(label or name, str(p), list(data["results"]))

@@ -33,11 +33,12 @@ from tqdm.auto import tqdm
 from freqtail.data import build_dataset, canonical_name, corrupted_sets
 from freqtail.data.corrupted_sets import corrupted_set_info, load_corrupted_set, write_corrupted_set
 from freqtail.data.corruptions import CATEGORIES, CORRUPTIONS
-from freqtail.data.subsets import SubsetChoice, choose_subset
+from freqtail.data.subsets import SubsetChoice, check_subset_size, choose_subset
 from freqtail.data.variants import bass_implementation_version
 from freqtail.distributed import DistContext, all_reduce_counts
 from freqtail.errors import ConfigError, DatasetNotFoundError, InputError
 from freqtail.evaluate.sharding import gather_outcomes, global_batches, rank_batches
+from freqtail.io import load_npy
 
 ORDER_NONE = "none"
 CORRUPT_THEN_BASS = "corrupt-then-bass"
@@ -199,7 +200,7 @@ def _check_folder(
                 f"{image_size[0]}x{image_size[1]}."
             )
     first = info["corruptions"][0]
-    images = np.load(c_dir / f"{first}.npy", mmap_mode="r", allow_pickle=False)
+    images = load_npy(c_dir / f"{first}.npy", f"{first} corruption image", mmap=True)
     if images.ndim != 4 or tuple(images.shape[1:3]) != tuple(image_size):
         raise ConfigError(
             f"The -C folder {c_dir} holds images of shape {tuple(images.shape[1:])}, but {dataset} has "
@@ -207,7 +208,7 @@ def _check_folder(
         )
     labels_path = c_dir / "labels.npy"
     if labels_path.is_file():
-        labels = np.load(labels_path, mmap_mode="r", allow_pickle=False)
+        labels = load_npy(labels_path, "corruption label", mmap=True)
         if labels.size and int(np.max(labels)) >= num_classes:
             raise ConfigError(
                 f"The -C folder {c_dir} has labels up to {int(np.max(labels))}, but {dataset} has "
@@ -410,6 +411,7 @@ def corruption_outcomes(
             if len(block) == 0:
                 raise InputError(f"The corrupted set {source.c_dir}/{name}.npy holds no images.")
             if cell_choice is None:
+                check_subset_size(n, len(block), f"the corrupted set {source.c_dir}")
                 cell_choice = choose_subset(block, n, subset_seed, labels=block.labels)
             elif len(block) != cell_choice.total:
                 raise InputError(

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 import freqtail.evaluate.corruption_eval as ce
 from freqtail.checks import check_int
 from freqtail.data import build_dataset, canonical_name, dataset_info
+from freqtail.data.subsets import check_subset_size
 from freqtail.errors import CheckpointError, ConfigError, InputError
 from freqtail.evaluate.request import EvaluationRequest, EvaluationTarget
 from freqtail.evaluate.suites import (
@@ -71,6 +72,7 @@ def test_set(plan: EvaluationPlan, data_bass: str | None):
     dataset = plan.test_sets[data_bass]
     if len(dataset) == 0:
         raise InputError(f"The {plan.dataset} test set holds no images; there is nothing to evaluate.")
+    check_subset_size(plan.request.n, len(dataset), f"the {plan.dataset} test set")
     return dataset
 
 
@@ -92,6 +94,7 @@ def plan_evaluation(request: EvaluationRequest, target: EvaluationTarget) -> Eva
     for prebuilt in target.test_sets.values():
         if len(prebuilt) == 0:
             raise InputError(f"The {dataset} test set holds no images; there is nothing to evaluate.")
+        check_subset_size(request.n, len(prebuilt), f"the {dataset} test set")
     if None in target.test_sets:
         reference = target.test_sets[None]
         dataset = getattr(reference, "name", dataset)

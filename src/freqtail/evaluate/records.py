@@ -172,19 +172,66 @@ class PerImage:
         return out
 
 
+#: The JSON type every typed field of a stored record has when present and not null: what the tables,
+#: comparisons and the report read without looking again. ``int`` excludes ``bool``.
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "suite": (str,),
+    "fingerprint": (str,),
+    "freqtail_version": (str,),
+    "created": (str,),
+    "threat_model_setup": (Mapping,),
+    "settings": (Mapping,),
+    "data": (Mapping,),
+    "checkpoint": (Mapping,),
+    "gradient_masking": (Mapping,),
+    "per_image": (Mapping,),
+    "world_size": (int,),
+    "correct": (int,),
+    "total": (int,),
+    "clean_correct": (int,),
+    "accuracy": (int, float),
+    "clean_accuracy": (int, float),
+    "seconds": (int, float),
+    "check_warnings": (list,),
+}
+#: Fields every record written by ``freqtail evaluate`` has (readers index them directly).
+_REQUIRED_TEXT = ("metric", "threat_model")
+_JSON_TYPE_NAMES = {
+    str: "a string",
+    Mapping: "a JSON object",
+    int: "an integer",
+    float: "a number",
+    list: "a list",
+}
+
+
 def check_shape(data: Any, source: str | os.PathLike | None = None) -> None:
-    """Check that a stored record is a JSON object with an id (what every reader relies on).
+    """Check that a stored record is a JSON object with a well-formed id, a ``metric`` and a
+    ``threat_model``, and that each typed field present has its JSON type (what every reader relies on).
 
     Raises:
-        InputError: one sentence naming the file ``source``.
+        InputError: one sentence naming the file ``source`` and the record.
     """
     where = f"The results file {source}" if source is not None else "A results file"
+    again = "move it away and evaluate again"
     if not isinstance(data, Mapping):
-        raise InputError(
-            f"{where} holds a record that is not a JSON object; move it away and evaluate again."
-        )
+        raise InputError(f"{where} holds a record that is not a JSON object; {again}.")
     if "id" not in data:
-        raise InputError(f"{where} holds a record without an id; move it away and evaluate again.")
+        raise InputError(f"{where} holds a record without an id; {again}.")
+    try:
+        RecordId.parse(data["id"])
+    except InputError as err:
+        raise InputError(f"{where}: {err}") from None
+    for key in _REQUIRED_TEXT:
+        if not isinstance(data.get(key), str):
+            raise InputError(f"{where} holds record {data['id']!r} without a {key} string; {again}.")
+    for key, kinds in _FIELD_TYPES.items():
+        value = data.get(key)
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+            raise InputError(
+                f"{where} holds record {data['id']!r} whose {key!r} is not {_JSON_TYPE_NAMES[kinds[-1]]} "
+                f"({value!r:.60}); {again}."
+            )
 
 
 #: Stored key -> Record attribute, in the order records are written.

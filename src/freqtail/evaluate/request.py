@@ -24,7 +24,7 @@ from typing import Any
 
 from freqtail.attacks.eps import parse_eps
 from freqtail.attacks.masking import DEFAULT_SQUARE_QUERIES, MIN_JUDGED_IMAGES
-from freqtail.checks import check_int, check_optional_int
+from freqtail.checks import check_int, check_optional_int, check_seed
 from freqtail.data.corruptions import parse_corruptions, parse_severities
 from freqtail.errors import ConfigError
 from freqtail.evaluate.suites import Budget, parse_suites
@@ -93,7 +93,7 @@ class CorruptionOptions:
             given = self.severities
             parsed = parse_severities(given if isinstance(given, str) else ",".join(map(str, given)))
             _set(self, "severities", tuple(parsed))
-        check_int(self.seed, "The corruption seed", minimum=0, error=ConfigError)
+        check_seed(self.seed, "The corruption seed", error=ConfigError)
 
 
 @dataclass(frozen=True)
@@ -148,8 +148,8 @@ class EvaluationRequest:
                 )
         check_optional_int(self.n, "The image count --n", minimum=1, error=ConfigError)
         check_int(self.batch_size, "The batch size --batch-size", minimum=1, error=ConfigError)
-        check_int(self.seed, "The seed --seed", minimum=0, error=ConfigError)
-        check_int(self.subset_seed, "The subset seed --subset-seed", minimum=0, error=ConfigError)
+        check_seed(self.seed, "The seed --seed", error=ConfigError)
+        check_seed(self.subset_seed, "The subset seed --subset-seed", error=ConfigError)
         check_int(self.num_workers, "The worker count --num-workers", minimum=0, error=ConfigError)
         if isinstance(self.masking, Mapping):
             _set(self, "masking", MaskingOptions(**self.masking))

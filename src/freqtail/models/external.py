@@ -73,8 +73,8 @@ def external_entry(name: str) -> ModelEntry:
 
 
 def _import_timm():
-    """The timm module, or one sentence saying how to install it (its import warnings are Python's
-    business here; the command line hides them: :data:`freqtail.cli.THIRD_PARTY_IMPORT_WARNINGS`)."""
+    """The timm module, or one sentence saying how to install it (its import warnings keep Python's
+    defaults here; only the command line hides them)."""
     try:
         import timm  # optional extra freqtail[timm]: imported only when a timm model is named
     except ImportError:

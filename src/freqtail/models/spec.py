@@ -20,7 +20,7 @@ from typing import Any
 from freqtail.checks import check_fraction
 from freqtail.errors import ConfigError
 from freqtail.models.registry import check_model_arguments, create_model
-from freqtail.models.wrappers import FreqtailModel, as_normalize, bass_front
+from freqtail.models.wrappers import FreqtailModel, bass_front, check_normalize
 
 SPEC_FORMAT = "freqtail-model"
 SPEC_VERSION = 1
@@ -85,7 +85,7 @@ def model_spec(
     """
     options = _json_round_trip(dict(options or {}), "options")
     entry = check_model_arguments(name, num_classes, image_size, in_channels, options)
-    norm = as_normalize(normalize)
+    norm = check_normalize(normalize, int(in_channels))
     return {
         "format": SPEC_FORMAT,
         "version": SPEC_VERSION,

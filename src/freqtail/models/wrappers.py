@@ -108,6 +108,23 @@ def as_normalize(normalize: object) -> Normalize | None:
     )
 
 
+def check_normalize(normalize: object, in_channels: int) -> Normalize | None:
+    """:func:`as_normalize`, and refuse statistics that do not fit ``in_channels`` input channels
+    (one value per channel, or one for all), before any image reaches the model.
+
+    Raises:
+        ConfigError: see :func:`as_normalize`, or "normalisation has 2 values per statistic but the
+            model takes 3 input channels; ...".
+    """
+    norm = as_normalize(normalize)
+    if norm is not None and len(norm.mean_values) not in (1, in_channels):
+        raise ConfigError(
+            f"normalisation has {len(norm.mean_values)} values per statistic (mean {list(norm.mean_values)}) "
+            f"but the model takes {in_channels} input channel(s); give one value per channel or one for all."
+        )
+    return norm
+
+
 def bass_front(strength: float = 1.0, round_mode: str = "straight-through", **options: object) -> nn.Module:
     """The differentiable BaSS front: ``freqtail.bass.BaSSModule(strength=..., round_mode=..., **options)``.
 

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from freqtail import __version__
+from freqtail.checks import check_utf8_path
 from freqtail.errors import InputError
 from freqtail.evaluate.compare import RunResults, compare_markdown, compare_runs
 from freqtail.evaluate.tables import (
@@ -914,7 +915,7 @@ def build_report(
     if out is None and len(paths) > 1:
         raise InputError("A report on several folders needs --out DIR (where report.html goes).")
     units = collect(list(paths))
-    out_dir = Path(out) if out is not None else Path(paths[0])
+    out_dir = check_utf8_path(out, "The output folder") if out is not None else Path(paths[0])
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"The output path {out_dir} is a file, not a folder.")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,9 @@ from typing import Any
 
 import yaml
 
+from freqtail.checks import check_utf8_path
 from freqtail.errors import InputError
+from freqtail.evaluate.results import load_results
 from freqtail.report.key_numbers import DEMO_SUMMARY_FORMAT, LEGACY_DEMO_FORMAT
 from freqtail.runs.layout import ANALYSES, DATA_FACTS, FIGURES_DIR, RunLayout
 from freqtail.runs.layout import FIGURES as FIGURE_FILES
@@ -151,8 +153,11 @@ def collect_run(path: str | os.PathLike, label: str | None = None) -> RunArtefac
     if layout.results.is_file():
         data = _read_json(layout.results, run.problems)
         kind = data.get("format") if isinstance(data, dict) else None
-        if kind == RESULTS_FORMAT and isinstance(data.get("results"), list):
-            run.results = data
+        if kind == RESULTS_FORMAT:
+            try:
+                run.results = load_results(layout.results)  # every record's shape checked there
+            except InputError as err:
+                run.problems.append(f"{err} It is left out.")
         elif kind == LEGACY_DEMO_FORMAT:
             run.demo = data
         elif data is not None:
@@ -191,7 +196,7 @@ def collect(paths: list[str | os.PathLike]) -> list[RunArtefacts]:
     """
     units: list[RunArtefacts] = []
     for raw in paths:
-        folder = Path(raw)
+        folder = check_utf8_path(raw, "The folder")  # its name labels the run on UTF-8 pages
         if not folder.exists():
             raise InputError(f"The folder {folder} does not exist.")
         if not folder.is_dir():
@@ -208,6 +213,7 @@ def collect(paths: list[str | os.PathLike]) -> list[RunArtefacts]:
         if own is not None:
             units.append(own)
         for child in children:
+            check_utf8_path(child, "The run folder")
             default = child.name if len(paths) == 1 else f"{folder.resolve().name}/{child.name}"
             units.append(collect_run(child, labels.get(child.name, default)))
     return units

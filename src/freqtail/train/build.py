@@ -19,7 +19,7 @@ from freqtail import distributed as D
 from freqtail.data import dataset_info
 from freqtail.errors import ConfigError
 from freqtail.models import ExecutionOptions, build_model_from_spec, model_spec, prepare_model
-from freqtail.train.config import TrainConfig
+from freqtail.train.config import TRAIN_IN_CHANNELS, TrainConfig
 from freqtail.train.data import (
     EpochSampler,
     SeededItems,
@@ -122,7 +122,7 @@ def _spec(config: TrainConfig, num_classes: int, image_size: int) -> dict[str, A
         config.model,
         num_classes,
         image_size,
-        3,
+        TRAIN_IN_CHANNELS,
         normalize=normalize,
         bass_front=config.bass_strength if config.bass == "dataset" else None,
         options=config.model_options,

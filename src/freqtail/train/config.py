@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 from yaml.nodes import ScalarNode
 
-from freqtail.checks import check_int, check_number
+from freqtail.checks import check_int, check_number, check_seed
 from freqtail.errors import ConfigError, InputError
 
 # freqtail.attacks, freqtail.data, freqtail.models and freqtail.train.pipeline import torch; they are
@@ -193,7 +193,7 @@ class TrainConfig:
         "int?",
     )
     # --- execution
-    seed: int = _key("seed of every random choice (data order, augmentation, attacks, init)", 0, "int0")
+    seed: int = _key("seed of every random choice (data order, augmentation, attacks, init)", 0, "seed")
     device: str = _key("'auto' (CUDA if available), 'cpu', 'cuda' or 'cuda:N'", "auto", "str")
     amp: str = _key(
         "mixed precision on CUDA: none, bf16 or fp16 (with GradScaler)", "none", "choice", AMP_MODES
@@ -329,6 +329,10 @@ def _check_value(name: str, value: Any, kind: str, choices: tuple | None) -> Any
         # The type first, so 1.5 is told it is not an integer; 1e9 and 100.0 are whole numbers.
         value = check_int(value, subject, whole_floats=True, error=ConfigError)
         return check_int(value, subject, minimum=0 if base == "int0" else 1, error=ConfigError)
+    if base == "seed":
+        return check_seed(
+            check_int(value, subject, whole_floats=True, error=ConfigError), subject, error=ConfigError
+        )
     if base == "float":
         return check_number(value, subject, error=ConfigError)
     if base == "bool":
@@ -466,6 +470,23 @@ def _check_pad_mode(c: TrainConfig) -> None:
         )
 
 
+#: Input channels of every model freqtail trains: its datasets decode to RGB.
+TRAIN_IN_CHANNELS = 3
+
+
+def _check_normalize(c: TrainConfig) -> None:
+    """Refuse normalisation statistics the model cannot use (a preset name that does not exist, a
+    non-positive std, the wrong number of values) when the config is read, not at the first batch."""
+    if c.normalize in (None, "dataset"):
+        return
+    from freqtail.models.wrappers import check_normalize  # torch: only for an explicit normalisation
+
+    try:
+        check_normalize(c.normalize, TRAIN_IN_CHANNELS)
+    except ConfigError as err:
+        raise ConfigError(f"Config key 'normalize': {err}") from None
+
+
 def config_from_dict(values: Mapping[str, Any], where: str = "the configuration") -> TrainConfig:
     """Build and validate a :class:`TrainConfig` from a mapping (missing keys take their defaults).
 
@@ -487,6 +508,7 @@ def config_from_dict(values: Mapping[str, Any], where: str = "the configuration"
     if config.objective == "augmix-bass" and "bass_branch" not in values:
         config = dataclasses.replace(config, bass_branch=True)
     _check_ranges(config)
+    _check_normalize(config)
     return config
 
 
@@ -556,9 +578,43 @@ def yaml_load(text: str) -> Any:
     budget is written as; ``{width:16}`` and ``{width: 16}`` are both ``{"width": 16}``.
 
     Raises:
-        yaml.YAMLError: ``text`` is not valid YAML.
+        yaml.YAMLError: ``text`` is not valid YAML, or nests deeper than :data:`MAX_YAML_DEPTH`
+            levels (which would otherwise exhaust Python's recursion limit here or later).
     """
-    return yaml.load(text, Loader=_config_loader())  # a SafeLoader subclass: no code runs
+    try:
+        data = yaml.load(text, Loader=_config_loader())  # a SafeLoader subclass: no code runs
+    except RecursionError:
+        raise _TooDeepError(f"it nests lists or mappings deeper than {MAX_YAML_DEPTH} levels") from None
+    if _nesting_depth(data) > MAX_YAML_DEPTH:
+        raise _TooDeepError(f"it nests lists or mappings deeper than {MAX_YAML_DEPTH} levels")
+    return data
+
+
+#: The deepest nesting of lists and mappings a config value may have; real configs use 2 or 3.
+MAX_YAML_DEPTH = 32
+
+
+class _TooDeepError(yaml.YAMLError):
+    """YAML nested beyond :data:`MAX_YAML_DEPTH` (read by callers as any other invalid YAML)."""
+
+
+def _nesting_depth(data: Any) -> int:
+    """How many lists/mappings deep ``data`` goes, counted without recursion and at most
+    ``MAX_YAML_DEPTH + 1`` (YAML aliases can make a value contain itself)."""
+    deepest_seen: dict[int, int] = {}
+    deepest = 0
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if not isinstance(value, (list, dict)) or deepest_seen.get(id(value), 0) >= depth:
+            continue
+        deepest_seen[id(value)] = depth
+        deepest = max(deepest, depth)
+        if depth > MAX_YAML_DEPTH:
+            break
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from freqtail.attacks.eps import parse_eps
-from freqtail.checks import check_int, check_optional_int
+from freqtail.checks import check_optional_int, check_seed
 from freqtail.data import dataset_info
 from freqtail.distributed import DistContext
 from freqtail.errors import ConfigError, FreqtailError
@@ -300,7 +300,7 @@ def parse_analysis(entry: Any, where: str = "the grid", index: int = 1) -> GridA
                 options["boundary_band"], "The landscape boundary band", minimum=0, error=ConfigError
             )
         if "seed" in options:
-            check_int(options["seed"], f"The {kind} seed", minimum=0, error=ConfigError)
+            check_seed(options["seed"], f"The {kind} seed", error=ConfigError)
         given = {key: values[key] for key in REQUEST_KEYS if key in values}
         return CellExplanation(
             analysis_type(**options), ExplainRequest.default(analysis_type, **given), values.get("cells")

@@ -107,7 +107,7 @@ CELL_KEYS = ("base", "name")
 #: Longest cell name (a folder name); longer ones are cut and end with a part of the config hash.
 MAX_NAME = 100
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]+")
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=,+-]*$")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=,+-]*")  # fullmatch: "$" would let "a\n" through
 
 Pairs = tuple[tuple[str, Any], ...]
 
@@ -242,7 +242,7 @@ class GridCell:
 
 def _check_name(name: Any) -> str:
     """An explicit cell name: a folder name that cannot be mistaken for the grid's own files."""
-    if not (isinstance(name, str) and _SAFE_NAME.match(name) and len(name) <= MAX_NAME):
+    if not (isinstance(name, str) and _SAFE_NAME.fullmatch(name) and len(name) <= MAX_NAME):
         raise ConfigError(
             f"The grid cell name {name!r} must start with a letter or digit and hold only letters, "
             f"digits and . _ = , + - (at most {MAX_NAME} characters)."
@@ -259,7 +259,7 @@ def _build_cell(
     values, label = _base_values(base, where)
     if name is None:
         name = "-".join([label, *(_name_part(k, v) for k, v in named)])
-        if not _SAFE_NAME.match(name) or name == GRID_MANIFEST:  # a YAML file called .x.yaml, ...
+        if not _SAFE_NAME.fullmatch(name) or name == GRID_MANIFEST:  # a YAML file called .x.yaml, ...
             name = f"cell-{name}"
     applied = overrides + named
     cell_where = f"the grid cell {name}"

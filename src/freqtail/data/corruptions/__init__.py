@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from freqtail.checks import check_int
+from freqtail.checks import check_int, check_seed
 from freqtail.data.corruptions import blur, digital, noise, weather
 from freqtail.data.corruptions._common import image_rngs
 from freqtail.errors import InputError
@@ -196,7 +196,7 @@ def corrupt(
     """
     check_corruption_name(name)
     severity = check_severity(severity)
-    seed = check_int(seed, "The corruption seed", minimum=0)
+    seed = check_seed(seed, "The corruption seed")
     start_index = check_int(start_index, "start_index", minimum=0)
     single = isinstance(images, np.ndarray) and images.ndim == 3
     batch = check_uint8_images(images, what="images to corrupt")
