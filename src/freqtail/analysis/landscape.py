@@ -239,9 +239,12 @@ def check_span(span: Any) -> float:
 
 #: A rank writes its partial file once the points computed since its last write took at least
 #: 1 / WRITE_SHARE times as long as that write did: the writes cost at most WRITE_SHARE of the
-#: compute time, whatever a point costs and however slow the disk is, and a crash loses at most
-#: about that much compute beyond the last write.
+#: compute time, whatever a point costs and however slow the disk is (an fsync'd write took 1 to
+#: 12 ms on the development machine), and a crash loses at most that much compute.
 WRITE_SHARE = 0.01
+#: What the first write is assumed to cost until one is measured: the first write comes after
+#: half a second of compute, so a landscape that takes less writes nothing unless interrupted.
+FIRST_WRITE_GUESS_SECONDS = 0.005
 
 
 def _fingerprint(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: tuple) -> str:
@@ -348,7 +351,7 @@ class _PartialWriter:
     def __init__(self, path: Path | None, fingerprint: str, values: PointValues):
         self.path, self.fingerprint, self.values = path, fingerprint, values
         self.compute_seconds = 0.0
-        self.write_seconds = 0.0  # of the last write; 0 until measured, so the first point is written
+        self.write_seconds = FIRST_WRITE_GUESS_SECONDS  # then the time the last write took
         self.unsaved = 0
 
     def point_done(self, seconds: float) -> None:
@@ -484,7 +487,8 @@ def loss_landscape(
                     local.set_point(int(point), *values["lfc"], *values["hfc"])
                     computed[point] = True
                     writer.point_done(time.perf_counter() - start)
-                writer.flush()
+                if context.distributed:  # another rank may fail in the gather: keep this share
+                    writer.flush()
             except BaseException:
                 with contextlib.suppress(OutputError):  # keep what is done, but report the first error
                     writer.flush()
