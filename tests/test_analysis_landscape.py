@@ -219,6 +219,18 @@ def test_non_finite_points_are_marked_and_never_stored_as_nan(data, tmp_path):
     assert result.to_dict()["nonfinite_points"] > 0
 
 
+class NoWeights(nn.Module):
+    def forward(self, x):
+        return torch.stack([x.mean(dim=(1, 2, 3)), -x.mean(dim=(1, 2, 3))], 1)
+
+
+def test_a_model_without_parameters_has_a_flat_landscape(data):
+    images, labels = data
+    result = loss_landscape(NoWeights(), (images, labels % 2), boundary_band=2, grid=3)
+    expected = F.cross_entropy(NoWeights()(low_pass(images, 2)).double(), labels % 2).item()
+    np.testing.assert_allclose(result.loss_lfc, np.full((3, 3), expected), rtol=1e-12)
+
+
 def test_bad_input_sentences(data, tmp_path):
     images, labels = data
     net = tiny_net()

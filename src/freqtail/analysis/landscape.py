@@ -317,13 +317,16 @@ class _GridPoints:
 
     def move_to(self, a: float, b: float) -> None:
         """Set the parameters to ``theta + a d1 + b d2`` in place (no allocation)."""
+        if not self.parameters:  # the foreach operations refuse empty lists
+            return
         torch._foreach_copy_(self.parameters, self.theta)
         torch._foreach_add_(self.parameters, self.first, alpha=a)
         torch._foreach_add_(self.parameters, self.second, alpha=b)
 
     def restore(self) -> None:
         """The trained parameters back, bit for bit."""
-        torch._foreach_copy_(self.parameters, self.theta)
+        if self.parameters:
+            torch._foreach_copy_(self.parameters, self.theta)
 
     def evaluate(self) -> dict[str, tuple[float, float]]:
         """``{part: (mean cross-entropy, accuracy)}`` at the current weights; one device synchronisation."""
