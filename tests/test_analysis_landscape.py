@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import freqtail.analysis.landscape as landscape_module
 from freqtail.analysis import LandscapeResult, filter_normalized_direction, grid_coordinates, loss_landscape
 from freqtail.errors import InputError
 from freqtail.spectrum import high_pass, low_pass
@@ -124,49 +123,53 @@ def test_weights_are_restored_when_the_grid_fails_midway(data):
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 
 
-def test_interrupted_grid_resumes_from_completed_rows(data, tmp_path, monkeypatch):
-    images, labels = data
-    net = tiny_net()
-    partial = tmp_path / "landscape.partial.npz"
-    fresh = loss_landscape(net, (images, labels), boundary_band=2, grid=3, span=0.5)
+class Interrupting(nn.Module):
+    """The tiny net, counting its forward passes and raising KeyboardInterrupt (Ctrl-C) at call ``stop``."""
 
-    real_evaluate = landscape_module._evaluate
-    calls = {"n": 0}
+    def __init__(self, stop: int | None = None):
+        super().__init__()
+        self.net = tiny_net()
+        self.stop, self.calls = stop, 0
 
-    def failing(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] > 8:  # 2 evaluations per point: rows 0 and 1 done (12 calls) would be too many
+    def forward(self, x):
+        self.calls += 1
+        if self.stop is not None and self.calls >= self.stop:
             raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
+        return self.net(x)
 
-    monkeypatch.setattr(landscape_module, "_evaluate", failing)
+
+def test_an_interrupted_grid_keeps_its_points_and_resumes_bit_for_bit(data, tmp_path):
+    images, labels = data
+    partial = tmp_path / "landscape.partial.npz"
+    saved_file = tmp_path / "landscape.partial.rank0.npz"  # one process is rank 0
+    settings = {"boundary_band": 2, "grid": 3, "span": 0.5, "partial_path": partial}
+    fresh = loss_landscape(Interrupting(), (images, labels), **{**settings, "partial_path": None})
+
+    # One forward pass per part and point (12 images, batch 256): Ctrl-C in the 10th pass, the HFC
+    # pass of the 5th point, after 4 whole points.
+    interrupted = Interrupting(stop=10)
+    before = {k: v.clone() for k, v in interrupted.state_dict().items()}
     with pytest.raises(KeyboardInterrupt):
-        loss_landscape(net, (images, labels), boundary_band=2, grid=3, span=0.5, partial_path=partial)
-    assert partial.exists()
-    with np.load(partial) as saved:
-        assert int(saved["rows_done"]) == 1
+        loss_landscape(interrupted, (images, labels), **settings)
+    assert all(torch.equal(before[k], v) for k, v in interrupted.state_dict().items())
+    with np.load(saved_file) as saved:  # all 4 points kept, none of the 5th
+        assert np.flatnonzero(saved["done"]).tolist() == [0, 1, 2, 3]
+        np.testing.assert_array_equal(saved["loss_lfc"][:4], fresh.loss_lfc.ravel()[:4])
 
-    def counting(*args, **kwargs):
-        calls["n"] += 1
-        return real_evaluate(*args, **kwargs)
+    resuming = Interrupting()
+    resumed = loss_landscape(resuming, (images, labels), **settings)
+    assert resuming.calls == 2 * 5  # the 5 points left, LFC and HFC
+    assert not saved_file.exists()
+    for key in ("loss_lfc", "loss_hfc", "acc_lfc", "acc_hfc"):
+        np.testing.assert_array_equal(getattr(resumed, key), getattr(fresh, key))  # exact, not close
+    assert resumed.world_size == 1
 
-    calls["n"] = 0
-    monkeypatch.setattr(landscape_module, "_evaluate", counting)
-    resumed = loss_landscape(net, (images, labels), boundary_band=2, grid=3, span=0.5, partial_path=partial)
-    assert calls["n"] == 2 * 3 * 2  # only rows 1 and 2: 3 points each, LFC and HFC
-    assert not partial.exists()
-    np.testing.assert_allclose(resumed.loss_lfc, fresh.loss_lfc)
-    np.testing.assert_allclose(resumed.acc_hfc, fresh.acc_hfc)
-
-    # Different settings never reuse a partial grid.
-    calls["n"] = 0
-    monkeypatch.setattr(landscape_module, "_evaluate", failing)
+    # Different settings never reuse a partial grid, and the stale file goes once the grid is done.
     with pytest.raises(KeyboardInterrupt):
-        loss_landscape(net, (images, labels), boundary_band=2, grid=3, span=0.5, partial_path=partial)
-    monkeypatch.setattr(landscape_module, "_evaluate", counting)
-    calls["n"] = 0
-    loss_landscape(net, (images, labels), boundary_band=2, grid=3, span=0.6, partial_path=partial)
-    assert calls["n"] == 2 * 3 * 3
+        loss_landscape(Interrupting(stop=10), (images, labels), **settings)
+    other = Interrupting()
+    loss_landscape(other, (images, labels), **{**settings, "span": 0.6})
+    assert other.calls == 2 * 9 and not saved_file.exists()
 
 
 def test_save_load_round_trip_and_json(data, tmp_path):
@@ -186,6 +189,14 @@ def test_save_load_round_trip_and_json(data, tmp_path):
     assert subset["indices"] == stratified_subset(labels.numpy(), 5, seed=4).tolist()
     assert subset["subset_seed"] == 4 and subset["num_images"] == 5
     assert data_dict["indices"] == list(range(12)) and data_dict["subset"] == "all"
+    # world_size: recorded (one process here) and read as 1 from files written before it existed.
+    assert data_dict["world_size"] == 1 and loaded.world_size == 1
+    with np.load(tmp_path / "landscape.npz") as archive:
+        older = {key: archive[key] for key in archive.files if key != "world_size"}
+    np.savez(tmp_path / "older.npz", **older)
+    assert LandscapeResult.load(tmp_path / "older.npz").world_size == 1
+    result.world_size = 3
+    assert LandscapeResult.load(result.save(tmp_path / "three.npz")).world_size == 3
 
 
 class Exploding(nn.Module):
@@ -206,6 +217,18 @@ def test_non_finite_points_are_marked_and_never_stored_as_nan(data, tmp_path):
     assert result.nonfinite_lfc.any() and not result.nonfinite_lfc[2, 2]
     assert np.all(np.isfinite(result.loss_lfc)) and np.all(np.isfinite(result.loss_hfc))
     assert result.to_dict()["nonfinite_points"] > 0
+
+
+class NoWeights(nn.Module):
+    def forward(self, x):
+        return torch.stack([x.mean(dim=(1, 2, 3)), -x.mean(dim=(1, 2, 3))], 1)
+
+
+def test_a_model_without_parameters_has_a_flat_landscape(data):
+    images, labels = data
+    result = loss_landscape(NoWeights(), (images, labels % 2), boundary_band=2, grid=3)
+    expected = F.cross_entropy(NoWeights()(low_pass(images, 2)).double(), labels % 2).item()
+    np.testing.assert_allclose(result.loss_lfc, np.full((3, 3), expected), rtol=1e-12)
 
 
 def test_bad_input_sentences(data, tmp_path):

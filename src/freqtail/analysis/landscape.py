@@ -15,12 +15,19 @@ The model is evaluated in **eval mode**: batch norm normalises with the running 
 trained model (buffers are not perturbed), so every grid point sees the same normalisation and the
 surface reflects the weights only. The original weights are restored bit for bit afterwards (also
 on error or Ctrl-C).
+
+Under torchrun the grid points are dealt out among the processes (each evaluates whole points on
+all the images) and every process returns the whole landscape; with ``partial_path`` every process
+keeps the points it has done in its own file, and a rerun with any number of processes skips them
+(:mod:`freqtail.analysis._landscape_points`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,9 +46,19 @@ from freqtail.analysis._data import (
     model_device,
     select_images,
 )
+from freqtail.analysis._landscape_points import (
+    PARTIAL_FORMAT,
+    PointValues,
+    owned_points,
+    rank_partial_path,
+    read_partials,
+    remove_partials,
+    write_partial,
+)
 from freqtail.analysis.sensitivity import _load_npz
 from freqtail.checks import check_int, check_number, check_optional_int
-from freqtail.errors import InputError
+from freqtail.distributed import DistContext, all_reduce_counts, all_reduce_sum, any_rank, broadcast_json
+from freqtail.errors import FreqtailError, InputError, OutputError
 from freqtail.io import atomic_write
 from freqtail.spectrum import DEFAULT_RATIO, split_frequencies, summarize
 
@@ -111,6 +128,7 @@ class LandscapeResult:
     num_images: int
     image_size: tuple[int, int]
     selection: Any = field(default=None, repr=False)  # analysis._data.Selection: which images were used
+    world_size: int = 1  # the number of processes that computed it
 
     @property
     def grid(self) -> int:
@@ -144,6 +162,7 @@ class LandscapeResult:
             "loss_lfc_range": [float(self.loss_lfc.min()), float(self.loss_lfc.max())],
             "loss_hfc_range": [float(self.loss_hfc.min()), float(self.loss_hfc.max())],
             "nonfinite_points": int(self.nonfinite_lfc.sum() + self.nonfinite_hfc.sum()),
+            "world_size": int(self.world_size),
         }
         if self.selection is not None:
             out.update(self.selection.to_dict())
@@ -156,7 +175,7 @@ class LandscapeResult:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``landscape.npz`` atomically: alphas, betas, losses and accuracies for lfc/hfc,
-        boundary, seed, span (reload with :meth:`load`, redraw with
+        boundary, seed, span, world_size (reload with :meth:`load`, redraw with
         :func:`freqtail.report.analysis_figures.plot_landscape`)."""
         arrays = {
             "format": np.int64(LANDSCAPE_FORMAT),
@@ -173,6 +192,7 @@ class LandscapeResult:
             "span": np.float64(self.span),
             "num_images": np.int64(self.num_images),
             "image_size": np.asarray(self.image_size, dtype=np.int64),
+            "world_size": np.int64(self.world_size),
         }
         if self.selection is not None and self.selection.indices is not None:
             arrays["indices"] = np.asarray(self.selection.indices, dtype=np.int64)
@@ -201,6 +221,7 @@ class LandscapeResult:
                 span=float(data["span"]),
                 num_images=int(data["num_images"]),
                 image_size=tuple(int(v) for v in data["image_size"]),
+                world_size=int(data["world_size"]) if "world_size" in data else 1,  # older files: one process
             )
         except KeyError as err:
             raise InputError(f"The file {path} is not a freqtail loss landscape (no {err}).") from None
@@ -216,6 +237,16 @@ def check_span(span: Any) -> float:
     return check_number(span, "The landscape span", minimum=0, open_min=True)
 
 
+#: A rank writes its partial file once the points computed since its last write took at least
+#: 1 / WRITE_SHARE times as long as that write did: the writes cost at most WRITE_SHARE of the
+#: compute time, whatever a point costs and however slow the disk is (an fsync'd write took 1 to
+#: 12 ms on the development machine), and a crash loses at most that much compute.
+WRITE_SHARE = 0.01
+#: What the first write is assumed to cost until one is measured: the first write comes after
+#: half a second of compute, so a landscape that takes less writes nothing unless interrupted.
+FIRST_WRITE_GUESS_SECONDS = 0.005
+
+
 def _fingerprint(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: tuple) -> str:
     """A digest of the weights, data and settings: a partial grid is resumed only if all match."""
     digest = hashlib.sha256(repr(settings).encode())
@@ -227,35 +258,133 @@ def _fingerprint(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
     return digest.hexdigest()
 
 
-def _evaluate(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device
-) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of the model on CPU-held images (evaluated in batches)."""
-    loss_sum, correct = 0.0, 0
-    for start in range(0, images.shape[0], batch_size):
-        x = images[start : start + batch_size].to(device)
-        y = labels[start : start + batch_size].to(device)
-        logits = check_logits(model(x), y).double()
-        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
-    return loss_sum / images.shape[0], correct / images.shape[0]
+def _check_same_on_every_rank(fingerprint: str, context: DistContext) -> None:
+    """Refuse to shard when the ranks hold different weights, images or settings (the boundary band
+    included): their points would not form one landscape.
+
+    Raises:
+        InputError: on every rank, if any rank's fingerprint differs from rank 0's.
+    """
+    reference = broadcast_json(fingerprint, context)
+    if any_rank(fingerprint != reference, context):
+        raise InputError(
+            "The processes do not hold the same model weights, images and landscape settings "
+            "(their fingerprints differ from rank 0's), so their points would not form one landscape; "
+            "give every process the same run, data and options."
+        )
 
 
-def _read_partial(path: Path, fingerprint: str, grid: int) -> dict[str, np.ndarray] | None:
-    """The completed rows of an earlier, interrupted run with the same fingerprint, or None."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            data = {key: archive[key] for key in archive.files}
-    except (ValueError, OSError, EOFError):
-        return None
-    if str(data.get("fingerprint", "")) != fingerprint or data.get("loss_lfc", np.zeros(0)).shape != (
-        grid,
-        grid,
+class _GridPoints:
+    """Moves the model's parameters to grid points ``theta + a d1 + b d2`` and evaluates them.
+
+    Every point is set from the saved ``theta`` with the same three multi-tensor operations (never
+    from the previous point's weights), and evaluated on the same batches in the same order with
+    float64 sums, so a point's values do not depend on which points were computed before it, by this
+    process or another: that makes a sharded or resumed landscape equal an uninterrupted one bit for
+    bit (on the same kind of device and torch build).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        directions: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]],
+        parts: dict[str, torch.Tensor],
+        labels: torch.Tensor,
+        batch_size: int,
+        device: torch.device,
     ):
-        return None
-    return data
+        named = dict(model.named_parameters())
+        self.model = model
+        self.parameters = list(named.values())
+        self.theta = [p.detach().clone() for p in self.parameters]
+        self.first = [directions[0][name] for name in named]
+        self.second = [directions[1][name] for name in named]
+        self.count = int(labels.shape[0])
+        # The images go to the device once, not once per point: (x, labels there, labels on the CPU
+        # for the label check, which then needs no device synchronisation).
+        self.batches = {
+            part: [
+                (
+                    images[start : start + batch_size].to(device),
+                    labels[start : start + batch_size].to(device),
+                    labels[start : start + batch_size],
+                )
+                for start in range(0, self.count, batch_size)
+            ]
+            for part, images in parts.items()
+        }
+        self.device = device
+
+    def move_to(self, a: float, b: float) -> None:
+        """Set the parameters to ``theta + a d1 + b d2`` in place (no allocation)."""
+        if not self.parameters:  # the foreach operations refuse empty lists
+            return
+        torch._foreach_copy_(self.parameters, self.theta)
+        torch._foreach_add_(self.parameters, self.first, alpha=a)
+        torch._foreach_add_(self.parameters, self.second, alpha=b)
+
+    def restore(self) -> None:
+        """The trained parameters back, bit for bit."""
+        if self.parameters:
+            torch._foreach_copy_(self.parameters, self.theta)
+
+    def evaluate(self) -> dict[str, tuple[float, float]]:
+        """``{part: (mean cross-entropy, accuracy)}`` at the current weights; one device synchronisation."""
+        sums = []
+        for batches in self.batches.values():
+            loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+            correct = torch.zeros((), dtype=torch.int64, device=self.device)
+            for x, y, y_cpu in batches:
+                logits = check_logits(self.model(x), y_cpu).double()
+                loss_sum += F.cross_entropy(logits, y, reduction="sum")
+                correct += (logits.argmax(1) == y).sum()
+            sums.append((loss_sum, correct))
+        loss_sums = torch.stack([loss for loss, _ in sums]).tolist()
+        corrects = torch.stack([hits for _, hits in sums]).tolist()
+        return {
+            part: (loss / self.count, hits / self.count)
+            for part, loss, hits in zip(self.batches, loss_sums, corrects, strict=True)
+        }
+
+
+class _PartialWriter:
+    """Writes this rank's partial file after a point when the compute since the last write is worth
+    it (:data:`WRITE_SHARE`), and at the end of its share."""
+
+    def __init__(self, path: Path | None, fingerprint: str, values: PointValues):
+        self.path, self.fingerprint, self.values = path, fingerprint, values
+        self.compute_seconds = 0.0
+        self.write_seconds = FIRST_WRITE_GUESS_SECONDS  # then the time the last write took
+        self.unsaved = 0
+
+    def point_done(self, seconds: float) -> None:
+        self.unsaved += 1
+        self.compute_seconds += seconds
+        if self.compute_seconds * WRITE_SHARE >= self.write_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.path is None or not self.unsaved:
+            return
+        start = time.perf_counter()
+        write_partial(self.path, self.fingerprint, self.values)
+        self.write_seconds = time.perf_counter() - start
+        self.compute_seconds, self.unsaved = 0.0, 0
+
+
+def _gather(local: PointValues, contributes: np.ndarray, context: DistContext) -> PointValues:
+    """Every rank's contributed points on every rank (exact: each point is contributed by exactly one
+    rank and the others add 0, and x + 0 == x)."""
+    contribution = PointValues.empty(local.points)
+    contribution.take(local, contributes)
+    total = np.asarray(all_reduce_sum(contribution.flat().tolist(), context))
+    counts = all_reduce_counts(contribution.done.astype(np.int64), context)
+    if not np.all(counts == 1):
+        raise FreqtailError(
+            f"The landscape's processes did not compute every grid point exactly once ({int(counts.sum())} "
+            f"results for {counts.size} points); this is a bug in freqtail."
+        )
+    return PointValues.from_flat(total, counts == 1)
 
 
 def loss_landscape(
@@ -272,28 +401,41 @@ def loss_landscape(
     partial_path: str | os.PathLike | None = None,
     progress: bool = False,
     subset_seed: int = SUBSET_SEED,
+    context: DistContext | None = None,
 ) -> LandscapeResult:
     """Loss and accuracy of the model around its weights on the LFC-only and HFC-only data.
 
     Args:
         model: classifier mapping float (B, C, H, W) in [0, 1] to logits.
         data: ``(images, labels)``, a dataset or an iterable of batches (the first ``n`` images are held
-            in memory, with their LFC and HFC versions: 3 copies).
+            in memory, with their LFC and HFC versions: 3 copies; the LFC and HFC copies also on the
+            model's device).
         boundary_band: where to split; None measures the 80/20 boundary of the same images.
         ratio: the 80/20 ratio when the boundary is measured here.
         grid: points per axis (odd grids contain the trained point alpha = beta = 0 exactly).
         span: the grid covers ``[-span, span]`` on both axes, in units of the filter-normalised directions.
-        seed: seeds the two directions (drawn on the CPU: same directions on every device).
+        seed: seeds the two directions (drawn on the CPU: same directions on every device and rank).
         n: number of images (default all; of a pair or dataset, the seeded class-stratified subset of
             :func:`freqtail.data.subsets.stratified_subset`, recorded in ``result.selection``).
         batch_size: images per forward pass.
-        partial_path: if given, completed rows are saved there after each row, and a later call with the
-            same model, data and settings resumes from them; the file is removed on completion.
-        progress: tqdm bar over grid rows on stderr.
+        partial_path: if given, each process saves the points it has done to its own file beside it
+            (``<stem>.rank<r><suffix>``, see :mod:`freqtail.analysis._landscape_points`), and a later
+            call with the same model, data and settings, with any number of processes, skips every
+            point any of those files holds; rank 0 removes them once the landscape is complete.
+        progress: tqdm bar over this process's grid points on stderr (rank 0 only).
         subset_seed: seed of the ``n``-image subset (not of the directions: that is ``seed``).
+        context: the process group (:func:`freqtail.distributed.init_distributed`); with several
+            processes the grid points are dealt out among them (:func:`owned_points`: each evaluates
+            whole points on all the images) and every process returns the whole landscape. Every
+            process must hold the same model and data (checked).
 
-    Cost: ``grid ** 2 * 2 * n`` image forward passes; linear in the number of grid points.
+    Cost: ``grid ** 2 * 2 * n`` image forward passes, shared among the processes.
+
+    Raises:
+        InputError: bad settings or data, or processes that hold different weights or images.
+        FreqtailError: another process failed while computing its points.
     """
+    context = context if context is not None else DistContext()
     grid = check_grid(grid)
     span = check_span(span)
     seed = check_int(seed, "The landscape seed")
@@ -302,58 +444,78 @@ def loss_landscape(
     selection = select_images(data, n, subset_seed)
     images, labels = collect(data, n, batch_size, selection)
     if boundary_band is None:
+        # Every rank measures the same images with the same CPU code: the same band (and the
+        # fingerprint check below proves it).
         boundary_band = summarize(images, ratio=ratio, batch_size=batch_size).boundary_band
     lfc, hfc = split_frequencies(images, boundary_band)
-    lfc, hfc = lfc.float(), hfc.float()
     alphas = grid_coordinates(grid, span)
     betas = alphas.copy()
     device = model_device(model)
-
     generator = torch.Generator().manual_seed(int(seed))
     first = filter_normalized_direction(model, generator)
-    second = filter_normalized_direction(model, generator)
-    parameters = dict(model.named_parameters())
-    original = {name: p.detach().clone() for name, p in parameters.items()}
+    directions = (first, filter_normalized_direction(model, generator))
 
-    shape = (grid, grid)
-    losses = {"lfc": np.zeros(shape), "hfc": np.zeros(shape)}
-    accuracies = {"lfc": np.zeros(shape), "hfc": np.zeros(shape)}
-    start_row = 0
+    points = grid * grid
     partial = Path(partial_path) if partial_path is not None else None
     fingerprint = ""
-    if partial is not None:
-        settings = (LANDSCAPE_FORMAT, grid, span, int(seed), int(boundary_band), batch_size)
+    if partial is not None or context.distributed:
+        settings = (LANDSCAPE_FORMAT, PARTIAL_FORMAT, grid, span, int(seed), int(boundary_band), batch_size)
         fingerprint = _fingerprint(model, images, labels, settings)
-        previous = _read_partial(partial, fingerprint, grid)
-        if previous is not None:
-            start_row = int(previous["rows_done"])
-            for part in ("lfc", "hfc"):
-                losses[part][:start_row] = previous[f"loss_{part}"][:start_row]
-                accuracies[part][:start_row] = previous[f"acc_{part}"][:start_row]
+    if context.distributed:
+        _check_same_on_every_rank(fingerprint, context)
+    local = read_partials(partial, fingerprint, points) if partial is not None else PointValues.empty(points)
+    # This collective also makes every rank finish reading before any rank writes: all read the same
+    # files. Only points every rank read are skipped (rank 0 contributes them); any other point is
+    # computed again, so ranks that see different folders still agree.
+    agreed = all_reduce_counts(local.done.astype(np.int64), context) == context.world_size
+    mine = owned_points(np.flatnonzero(~agreed), context.rank, context.world_size)
 
-    rows = range(start_row, grid)
-    if progress:
-        rows = tqdm(rows, desc="landscape", unit="row", total=grid - start_row, leave=False, disable=None)
+    computed = np.zeros(points, dtype=bool)
+    writer = _PartialWriter(
+        rank_partial_path(partial, context.rank) if partial is not None else None, fingerprint, local
+    )
+    failure: Exception | None = None
     try:
         with eval_mode(model), torch.no_grad():
-            for i in rows:
-                for j in range(grid):
-                    a, b = float(alphas[i]), float(betas[j])
-                    for name, p in parameters.items():
-                        p.copy_(original[name] + a * first[name] + b * second[name])
-                    for part, x in (("lfc", lfc), ("hfc", hfc)):
-                        losses[part][i, j], accuracies[part][i, j] = _evaluate(
-                            model, x, labels, batch_size, device
-                        )
-                if partial is not None:
-                    _write_partial(partial, fingerprint, i + 1, losses, accuracies)
-    finally:
-        with torch.no_grad():
-            for name, p in parameters.items():
-                p.copy_(original[name])
-    if partial is not None and partial.exists():
-        partial.unlink()
+            points_of = _GridPoints(
+                model, directions, {"lfc": lfc.float(), "hfc": hfc.float()}, labels, batch_size, device
+            )
+            try:
+                shown = progress and context.is_main
+                bar = tqdm(mine, desc="landscape", unit="point", leave=False, disable=None if shown else True)
+                for point in bar:
+                    start = time.perf_counter()
+                    points_of.move_to(float(alphas[point // grid]), float(betas[point % grid]))
+                    values = points_of.evaluate()
+                    local.set_point(int(point), *values["lfc"], *values["hfc"])
+                    computed[point] = True
+                    writer.point_done(time.perf_counter() - start)
+                if context.distributed:  # another rank may fail in the gather: keep this share
+                    writer.flush()
+            except BaseException:
+                with contextlib.suppress(OutputError):  # keep what is done, but report the first error
+                    writer.flush()
+                raise
+            finally:
+                points_of.restore()
+    except Exception as err:
+        if not context.distributed:
+            raise
+        failure = err  # told to the other ranks first, so that none waits for it in the gather
+    if context.distributed and any_rank(failure is not None, context):
+        if failure is not None:
+            raise failure
+        raise FreqtailError(
+            "Another process failed while computing the loss landscape (its message is above); "
+            "the points done are kept for a rerun."
+        )
 
+    values = _gather(local, computed | (agreed & context.is_main), context)
+    if partial is not None and context.is_main:
+        remove_partials(partial)
+    grids = values.grids(grid)
+    losses = {part: grids[f"loss_{part}"] for part in ("lfc", "hfc")}
+    accuracies = {part: grids[f"acc_{part}"] for part in ("lfc", "hfc")}
     nonfinite = {part: ~np.isfinite(losses[part]) for part in losses}
     for part in losses:
         if nonfinite[part].any():
@@ -374,16 +536,5 @@ def loss_landscape(
         num_images=int(images.shape[0]),
         image_size=(int(images.shape[2]), int(images.shape[3])),
         selection=selection,
+        world_size=context.world_size,
     )
-
-
-def _write_partial(path: Path, fingerprint: str, rows_done: int, losses: dict, accuracies: dict) -> None:
-    arrays = {
-        "fingerprint": np.asarray(fingerprint),
-        "rows_done": np.int64(rows_done),
-        "loss_lfc": losses["lfc"],
-        "loss_hfc": losses["hfc"],
-        "acc_lfc": accuracies["lfc"],
-        "acc_hfc": accuracies["hfc"],
-    }
-    atomic_write(path, lambda handle: np.savez(handle, **arrays))
