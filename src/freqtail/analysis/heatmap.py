@@ -270,8 +270,9 @@ def _block_errors(
     wrong = torch.zeros(len(frequencies), dtype=torch.int64, device=device)
     for start in range(0, count, images_per_pass):
         part = slice(start, start + images_per_pass)
-        delta = eps * block_signs[:, part, :, None, None] * basis[:, None, None]  # (k, n, C, H, W)
-        x = (images[None, part] + delta).clamp_(0.0, 1.0).flatten(0, 1)
+        # x = image + (eps * sign) * basis, (k, n, C, H, W), in one pass without a delta tensor
+        x = torch.addcmul(images[None, part], eps * block_signs[:, part, :, None, None], basis[:, None, None])
+        x = x.clamp_(0.0, 1.0).flatten(0, 1)
         y = labels[part].repeat(len(frequencies))
         misses = (check_logits(model(x), y).argmax(1) != y).view(len(frequencies), -1)
         wrong += misses.sum(1)

@@ -83,10 +83,13 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_n: int, default_b
     parser.add_argument("--data-root", metavar="DIR", help="folder holding the dataset")
     parser.add_argument(
         "--n",
+        "--num-images",
+        dest="n",
         type=positive_int,
         default=default_n,
         help=f"number of test images (default {default_n}): a seeded subset stratified across classes, the "
-        "same images 'freqtail evaluate --n N' uses for the same N and --subset-seed",
+        "same images 'freqtail evaluate --n N' uses for the same N and --subset-seed (--num-images: the "
+        "same option, for bare torchrun, which reads --n as an abbreviation of its own options)",
     )
     parser.add_argument(
         "--subset-seed",
