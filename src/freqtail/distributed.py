@@ -153,18 +153,19 @@ def any_rank(flag: bool, context: DistContext) -> bool:
     return bool(tensor.item())
 
 
-def broadcast_json(obj, context: DistContext):
-    """Rank 0's JSON-serialisable ``obj`` on every rank (sent as UTF-8 bytes, never pickled)."""
+def broadcast_json(obj, context: DistContext, source: int = 0):
+    """Rank ``source``'s JSON-serialisable ``obj`` on every rank (sent as UTF-8 bytes, never pickled)."""
     if not context.distributed:
         return obj
     device = _tensor_device(context)
-    payload = json.dumps(obj).encode("utf-8") if context.is_main else b""
+    sending = context.rank == source
+    payload = json.dumps(obj).encode("utf-8") if sending else b""
     length = torch.tensor([len(payload)], dtype=torch.int64, device=device)
-    dist.broadcast(length, src=0)
+    dist.broadcast(length, src=source)
     buffer = torch.zeros(int(length.item()), dtype=torch.uint8, device=device)
-    if context.is_main:
+    if sending:
         buffer.copy_(torch.frombuffer(bytearray(payload), dtype=torch.uint8))
-    dist.broadcast(buffer, src=0)
+    dist.broadcast(buffer, src=source)
     return json.loads(buffer.cpu().numpy().tobytes().decode("utf-8"))
 
 
@@ -191,6 +192,82 @@ def all_reduce_counts(counts: Sequence[int] | np.ndarray, context: DistContext) 
     return tensor.cpu().numpy()
 
 
+def global_batches(indices: Sequence[int] | np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """``indices`` cut into consecutive batches of ``batch_size`` (the last may be shorter): the
+    *global* batches of a sharded pass, the same for every number of processes."""
+    batch_size = check_int(batch_size, "The batch size", minimum=1, error=ConfigError)
+    array = np.asarray(indices, dtype=np.int64)
+    return [array[start : start + batch_size] for start in range(0, len(array), batch_size)]
+
+
+def rank_batches(batches: Sequence[np.ndarray], context: DistContext) -> list[tuple[int, np.ndarray]]:
+    """``(global batch number, indices)`` of the batches this rank takes: batch ``b`` goes to rank
+    ``b % world_size`` (round robin), so batch 0 is always rank 0's."""
+    return [(b, batch) for b, batch in enumerate(batches) if b % context.world_size == context.rank]
+
+
+def _error_message(err: BaseException, rank: int) -> dict[str, str]:
+    """Rank ``rank``'s error as JSON: a :class:`FreqtailError`'s class and sentence, anything else
+    as a FreqtailError naming the rank."""
+    if isinstance(err, FreqtailError):
+        return {"error": str(err), "kind": type(err).__name__}
+    return {"error": f"Rank {rank} failed: {type(err).__name__}: {err}", "kind": "FreqtailError"}
+
+
+def _shared_error(message: dict[str, str]) -> FreqtailError:
+    """The error :func:`_error_message` describes (its FreqtailError class, else FreqtailError)."""
+    kind = getattr(errors, message["kind"], None)
+    if not (isinstance(kind, type) and issubclass(kind, FreqtailError)):
+        kind = FreqtailError
+    return kind(message["error"])
+
+
+def raise_together(failure: Exception | None, context: DistContext) -> None:
+    """Make every rank raise when any rank failed, so that none waits for it in a later collective.
+
+    Every rank calls this at the same point with the error it caught since the last collective
+    (None if it did not fail). If any rank failed, each failing rank raises its own error and every
+    other rank raises the error of the lowest failing rank: a :class:`FreqtailError` subclass as that
+    class with the same sentence, anything else as ``FreqtailError("Rank R failed: <Type>: <message>")``.
+    So each process ends with one sentence (exit status 2 from the command line) and torchrun stops
+    with status 2, instead of a rank waiting forever or failing on a closed connection. With one
+    process this raises ``failure`` if it is not None.
+    """
+    if not context.distributed:
+        if failure is not None:
+            raise failure
+        return
+    lowest = torch.tensor(
+        [context.world_size if failure is None else context.rank],
+        dtype=torch.int64,
+        device=_tensor_device(context),
+    )
+    dist.all_reduce(lowest, op=dist.ReduceOp.MIN)
+    source = int(lowest.item())
+    if source == context.world_size:
+        return
+    message = _error_message(failure, source) if context.rank == source else None
+    message = broadcast_json(message, context, source=source)
+    if failure is not None:
+        raise failure
+    raise _shared_error(message)
+
+
+def run_on_every_rank(work: Callable[[], T], context: DistContext) -> T:
+    """``work()`` on every rank; if it raises an ``Exception`` on any rank, every rank raises
+    (:func:`raise_together`). Interruptions (Ctrl-C) are not caught."""
+    failure: Exception | None = None
+    result = None
+    try:
+        result = work()
+    except Exception as err:  # noqa: BLE001 - re-raised by raise_together, after telling the others
+        if not context.distributed:
+            raise
+        failure = err
+    raise_together(failure, context)
+    return result
+
+
 def run_on_main_and_share(work: Callable[[], Any], context: DistContext) -> Any:
     """Run ``work`` on rank 0 and give every rank its JSON result, or make every rank raise its error.
 
@@ -210,18 +287,12 @@ def run_on_main_and_share(work: Callable[[], Any], context: DistContext) -> Any:
             message = {"result": work()}
         except Exception as err:  # noqa: BLE001 - re-raised below, after telling the other ranks
             failure = err
-            if isinstance(err, FreqtailError):
-                message = {"error": str(err), "kind": type(err).__name__}
-            else:
-                message = {"error": f"Rank 0 failed: {type(err).__name__}: {err}", "kind": "FreqtailError"}
+            message = _error_message(err, 0)
     message = broadcast_json(message, context)
     if failure is not None:
         raise failure
     if "error" in message:
-        kind = getattr(errors, message["kind"], None)
-        if not (isinstance(kind, type) and issubclass(kind, FreqtailError)):
-            kind = FreqtailError
-        raise kind(message["error"])
+        raise _shared_error(message)
     return message["result"]
 
 

@@ -29,6 +29,7 @@ from torch import nn
 
 from freqtail.checks import check_int, check_optional_int
 from freqtail.data.subsets import ALL_RULE, FIRST_N_RULE, choose_subset
+from freqtail.distributed import DistContext, global_batches, rank_batches
 from freqtail.errors import InputError
 from freqtail.images import check_float_images, check_uint8_images, uint8_to_float
 
@@ -196,6 +197,36 @@ def labelled_batches(
         seen += images.shape[0]
         if n is not None and seen >= n:
             return
+
+
+def shard_batches(
+    data: Any, n: int | None, batch_size: int, selection: Selection, context: DistContext
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """This rank's share of :func:`labelled_batches`: ``(first, images, labels)`` for each of its
+    global batches, ``first`` being the position of the batch's first image among all selected images.
+
+    The selected images are cut into global batches of ``batch_size``, the same for every number of
+    processes, and batch ``b`` goes to rank ``b % world_size``
+    (:func:`freqtail.distributed.rank_batches`). A pair or a dataset is read only for this rank's
+    batches; an iterable of batches is read whole by every rank, each keeping its own.
+    """
+    if selection.indices is not None and (_is_pair(data) or _is_dataset(data)):
+        mine = rank_batches(global_batches(np.arange(selection.indices.size), batch_size), context)
+        if not mine:
+            return
+        positions = np.concatenate([batch for _, batch in mine])
+        own = Selection(selection.indices[positions], selection.rule, selection.seed, selection.n_requested)
+        # Only the very last global batch can be short, so this rank's images cut into batch_size
+        # pieces are exactly its global batches.
+        batches = labelled_batches(data, n, batch_size, own)
+        for (number, _), (images, labels) in zip(mine, batches, strict=True):
+            yield number * batch_size, images, labels
+        return
+    first = 0
+    for number, (images, labels) in enumerate(labelled_batches(data, n, batch_size, selection)):
+        if number % context.world_size == context.rank:
+            yield first, images, labels
+        first += int(images.shape[0])
 
 
 def collect(

@@ -16,7 +16,15 @@ before clipping.
 
 The basis images of ``(du, dv)`` and ``(-du, -dv)`` are identical, so only the conjugate half plane
 is evaluated and the map is mirrored. Many (image, frequency) pairs go through the model per forward
-pass (``batch_size`` perturbed images at a time). Signs come from a seeded generator.
+pass: frequencies are taken in *blocks* of ``max(1, batch_size // N)`` consecutive frequencies
+(N images), each block's pairs in passes of at most ``batch_size`` perturbed images (a block of one
+frequency of more than ``batch_size`` images in several). Signs come from a seeded generator.
+
+Under torchrun (``context``) the blocks are sharded: block ``b`` on rank ``b % world_size``, each
+rank evaluating whole frequencies on all images, with the same signs (every rank draws the full sign
+tensor from the seeded generator and indexes it by frequency and image). The blocks and their passes
+do not depend on the number of processes, and the error counts are summed exactly (int64), so the
+map equals one process's bit for bit.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from freqtail.analysis.constants import DEFAULT_EPS, DEFAULT_SIGN, SIGN_MODES
 from freqtail.analysis.fourier import conjugate_half_plane, fourier_basis
 from freqtail.analysis.sensitivity import _load_npz
 from freqtail.checks import check_choice, check_int, check_number, check_optional_int
+from freqtail.distributed import DistContext, all_reduce_counts, global_batches, raise_together, rank_batches
 from freqtail.errors import InputError
 from freqtail.io import atomic_write
 
@@ -64,6 +73,7 @@ class HeatmapResult:
     seed: int
     num_images: int
     selection: Any = field(default=None, repr=False)  # analysis._data.Selection: which images were used
+    world_size: int = 1  # processes that measured it (torchrun)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -84,6 +94,7 @@ class HeatmapResult:
             "mean_error": float(self.error_rate.mean()),
             "max_error": float(self.error_rate.max()),
             "max_error_frequency": [int(peak[0] - h // 2), int(peak[1] - w // 2)],
+            "world_size": int(self.world_size),
         }
         if self.selection is not None:
             out.update(self.selection.to_dict())
@@ -100,6 +111,7 @@ class HeatmapResult:
             "sign": np.asarray(self.sign),
             "seed": np.int64(self.seed),
             "num_images": np.int64(self.num_images),
+            "world_size": np.int64(self.world_size),
         }
         if self.selection is not None and self.selection.indices is not None:
             arrays["indices"] = np.asarray(self.selection.indices, dtype=np.int64)
@@ -117,6 +129,7 @@ class HeatmapResult:
                 sign=str(data["sign"]),
                 seed=int(data["seed"]),
                 num_images=int(data["num_images"]),
+                world_size=int(data.get("world_size", 1)),  # files written before it was recorded: 1
             )
         except KeyError as err:
             raise InputError(f"The file {path} is not a freqtail Fourier heat map (no {err}).") from None
@@ -125,6 +138,13 @@ class HeatmapResult:
 def check_eps(eps: Any) -> float:
     """The L2 norm of each Fourier-basis perturbation, a non-negative number."""
     return check_number(eps, "The perturbation norm eps", minimum=0)
+
+
+def frequency_blocks(num_frequencies: int, num_images: int, batch_size: int) -> list[np.ndarray]:
+    """The blocks of consecutive frequency numbers a heat map evaluates together: ``max(1, batch_size
+    // num_images)`` frequencies each (the last may be shorter), so that a block's pairs fill at most
+    ``batch_size`` perturbed images when the images fit in one pass."""
+    return global_batches(np.arange(num_frequencies), max(1, batch_size // num_images))
 
 
 def fourier_heatmap(
@@ -138,29 +158,37 @@ def fourier_heatmap(
     seed: int = 0,
     progress: bool = False,
     subset_seed: int = SUBSET_SEED,
+    context: DistContext | None = None,
 ) -> HeatmapResult:
     """Error rate of the model under every single-frequency Fourier-basis perturbation of norm ``eps``.
 
     Args:
         model: classifier mapping float (B, C, H, W) in [0, 1] to logits (evaluated in eval mode).
         data: ``(images, labels)``, a dataset or an iterable of batches (the first ``n`` images are held
-            in memory).
+            in memory, on every rank).
         eps: L2 norm of the perturbation per channel, [0, 1] scale.
         n: number of images (default all; of a pair or dataset, the seeded class-stratified subset of
             :func:`freqtail.data.subsets.stratified_subset`, recorded in ``result.selection``). Cost:
             ``n * M`` forward passes, M ~ H * W / 2 frequencies.
-        batch_size: perturbed images per forward pass.
+        batch_size: perturbed images per forward pass (module docstring: frequency blocks).
         sign: ``"channel"`` (default, Yin et al.: one random sign per channel, image and frequency) or
             ``"image"`` (one sign shared by the image's channels).
         seed: seeds the signs: ``torch.randint(0, 2, (M, N, C), generator=torch.Generator().manual_seed(seed))
             * 2 - 1`` (last axis 1 for ``sign="image"``), M frequencies in
             :func:`~freqtail.analysis.fourier.conjugate_half_plane` order, N images in subset order.
-        progress: tqdm bar on stderr.
+        progress: tqdm bar on stderr (rank 0).
         subset_seed: seed of the ``n``-image subset (not of the signs: that is ``seed``).
+        context: the process group (:func:`freqtail.distributed.init_distributed`); with several
+            processes every rank calls this with the same arguments, evaluates its frequency blocks and
+            returns the same full result. None: one process.
 
     Returns:
         a :class:`HeatmapResult` with the (H, W) error map, mirrored across conjugate frequencies.
+
+    Raises:
+        InputError: bad arguments or data; under torchrun on every rank when any rank failed.
     """
+    context = context if context is not None else DistContext()
     eps = check_eps(eps)
     n = check_optional_int(n, "The number of images n", minimum=1)
     batch_size = check_int(batch_size, "The batch size", minimum=1)
@@ -174,40 +202,78 @@ def fourier_heatmap(
     images, labels = images.to(device), labels.to(device)
     generator = torch.Generator().manual_seed(int(seed))
     sign_shape = (plane.size, count, channels if sign == "channel" else 1)
-    signs = (torch.randint(0, 2, sign_shape, generator=generator).float() * 2 - 1).to(device)
-    errors = torch.zeros(plane.size, dtype=torch.float64, device=device)
-    total = plane.size * count
-    starts = range(0, total, batch_size)
-    if progress:
-        starts = tqdm(starts, desc="heatmap", unit="batch", leave=False, disable=None)
-    with eval_mode(model), torch.no_grad():
-        clean_wrong = 0
-        for start in range(0, count, batch_size):
-            y = labels[start : start + batch_size]
-            logits = check_logits(model(images[start : start + batch_size]), y)
-            clean_wrong += int((logits.argmax(1) != y).sum())
-        for start in starts:
-            pair = torch.arange(start, min(start + batch_size, total), device=device)
-            frequency, image = pair // count, pair % count  # pair = frequency * count + image
-            # Pairs are frequency-major, so a batch spans a contiguous run of frequencies: only their
-            # basis images are built (all M of them would take M * H * W floats, 5 GB at 224 x 224).
-            first, last = int(frequency[0]), int(frequency[-1]) + 1
-            basis = fourier_basis(h, w, plane.du[first:last], plane.dv[first:last]).to(device)
-            delta = eps * signs[frequency, image][:, :, None, None] * basis[frequency - first][:, None]
-            x = (images[image] + delta).clamp_(0.0, 1.0)
-            y = labels[image]
-            wrong = (check_logits(model(x), y).argmax(1) != y).double()
-            errors.index_add_(0, frequency, wrong)
-    rate = (errors / count).cpu().numpy()
+    # +-1 as int8 on the CPU: an eighth of the draw's memory; each block's signs go to the device.
+    signs = (torch.randint(0, 2, sign_shape, generator=generator) * 2 - 1).to(torch.int8)
+    blocks = rank_batches(frequency_blocks(plane.size, count, batch_size), context)
+    images_per_pass = count if count <= batch_size else batch_size
+    errors = np.zeros(plane.size, dtype=np.int64)
+    clean_wrong = 0
+    failure: Exception | None = None
+    try:
+        with eval_mode(model), torch.no_grad():
+            for _, batch in rank_batches(global_batches(np.arange(count), batch_size), context):
+                chosen = torch.from_numpy(batch).to(device)
+                logits = check_logits(model(images[chosen]), labels[chosen])
+                clean_wrong += int((logits.argmax(1) != labels[chosen]).sum())
+            shown = (
+                tqdm(blocks, desc="heatmap", unit="block", leave=False, disable=None) if progress else blocks
+            )
+            for _, frequencies in shown if context.is_main else blocks:
+                errors[frequencies] = _block_errors(
+                    model, images, labels, eps, signs, plane, frequencies, images_per_pass
+                )
+    except Exception as err:
+        if not context.distributed:
+            raise
+        failure = err  # told to the other ranks first, so that none waits for it in the sums below
+    raise_together(failure, context)
+    summed = all_reduce_counts(np.concatenate([[clean_wrong], errors]), context)
+    rate = summed[1:] / count
     grid = np.zeros(h * w)
     grid[plane.index] = rate
     grid[plane.conjugate_index] = rate
     return HeatmapResult(
         error_rate=grid.reshape(h, w),
-        clean_error=clean_wrong / count,
+        clean_error=int(summed[0]) / count,
         eps=eps,
         sign=sign,
         seed=int(seed),
         num_images=int(count),
         selection=selection,
+        world_size=context.world_size,
     )
+
+
+def _block_errors(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    signs: torch.Tensor,
+    plane: Any,
+    frequencies: np.ndarray,
+    images_per_pass: int,
+) -> np.ndarray:
+    """Misclassified images (int64 (k,)) under each of a block's k frequencies, on all N images.
+
+    Args:
+        images: float (N, C, H, W) on the model's device; labels: int64 (N,).
+        signs: int8 (M, N, C or 1) of +-1; plane: the conjugate half plane (M frequencies).
+        frequencies: the block's frequency numbers; images_per_pass: images of each frequency per
+            forward pass (N when the block's k * N pairs fit in one pass).
+    """
+    count, _, h, w = images.shape
+    device = images.device
+    # Only the block's basis images are built (all M would take M * H * W floats: 5 GB at 224 x 224).
+    basis = fourier_basis(h, w, plane.du[frequencies], plane.dv[frequencies]).to(device)  # (k, H, W)
+    block_signs = signs[torch.from_numpy(frequencies)].to(device=device, dtype=torch.float32)
+    wrong = torch.zeros(len(frequencies), dtype=torch.int64, device=device)
+    for start in range(0, count, images_per_pass):
+        part = slice(start, start + images_per_pass)
+        # x = image + (eps * sign) * basis, (k, n, C, H, W), in one pass without a delta tensor
+        x = torch.addcmul(images[None, part], eps * block_signs[:, part, :, None, None], basis[:, None, None])
+        x = x.clamp_(0.0, 1.0).flatten(0, 1)
+        y = labels[part].repeat(len(frequencies))
+        misses = (check_logits(model(x), y).argmax(1) != y).view(len(frequencies), -1)
+        wrong += misses.sum(1)
+    return wrong.cpu().numpy()

@@ -16,6 +16,15 @@ Over the data set this gives
 
 Only sums, per-band counts and one radius per chosen rank and image are kept, so memory does not grow
 with the image count beyond ``len(rank_fractions)`` numbers per image.
+
+Under torchrun (``context`` of :func:`freqtail.distributed.init_distributed`) the images are sharded:
+global batches of ``batch_size`` images, batch ``b`` on rank ``b % world_size``
+(:func:`freqtail.analysis._data.shard_batches`). Each rank accumulates its batches, then the
+accumulators are summed (:meth:`SensitivityAccumulator.all_reduce`): counts exactly (int64), float
+sums in float64 (equal to one process's to the rounding of the summation order), and the per-image
+coefficient indices put back in image order exactly. The 80/20 boundary is measured on the same
+images, its statistics summed the same way, and rank 0's boundary is used by every rank. Every rank
+returns the same full result.
 """
 
 from __future__ import annotations
@@ -38,16 +47,24 @@ from freqtail.analysis._data import (
     SUBSET_SEED,
     check_logits,
     eval_mode,
-    labelled_batches,
     model_device,
     select_images,
+    shard_batches,
 )
 from freqtail.analysis.constants import DEFAULT_RANK_FRACTIONS, DEFAULT_TOP_FRACTION
 from freqtail.analysis.fourier import conjugate_half_plane
 from freqtail.checks import check_int, check_number, check_optional_int
+from freqtail.distributed import (
+    DistContext,
+    all_reduce_counts,
+    all_reduce_sum,
+    broadcast_json,
+    raise_together,
+)
 from freqtail.errors import InputError
 from freqtail.io import atomic_write
 from freqtail.spectrum import DEFAULT_RATIO, SpectrumAccumulator, nyquist_radius
+from freqtail.spectrum.statistics import shared_image_size
 
 #: Number of radii at which the kernel densities are evaluated.
 DENSITY_POINTS = 200
@@ -155,6 +172,7 @@ class SensitivityResult:
     top_band_counts: np.ndarray  # (K + 1,) bands of each image's top ceil(top_fraction * M) coefficients
     spectrum: Any = field(default=None, repr=False)  # SpectrumSummary of the data, when computed here
     selection: Any = field(default=None, repr=False)  # analysis._data.Selection: which images were used
+    world_size: int = 1  # processes that measured it (torchrun)
 
     @property
     def num_coefficients(self) -> int:
@@ -232,6 +250,7 @@ class SensitivityResult:
             "top_band_counts": [float(v) for v in self.top_band_counts],
             "density_grid": [float(v) for v in grid],
             "ranks": ranks,
+            "world_size": int(self.world_size),
         }
         if self.selection is not None:
             out.update(self.selection.to_dict())
@@ -254,6 +273,7 @@ class SensitivityResult:
             "band_energy_share": self.band_energy_share,
             "top_fraction": np.float64(self.top_fraction),
             "top_band_counts": self.top_band_counts,
+            "world_size": np.int64(self.world_size),
         }
         if self.selection is not None and self.selection.indices is not None:
             arrays["indices"] = np.asarray(self.selection.indices, dtype=np.int64)
@@ -281,6 +301,7 @@ class SensitivityResult:
                 band_energy_share=data["band_energy_share"],
                 top_fraction=float(data["top_fraction"]),
                 top_band_counts=data["top_band_counts"],
+                world_size=int(data.get("world_size", 1)),  # files written before it was recorded: 1
             )
         except KeyError as err:
             raise InputError(f"The file {path} is not a freqtail sensitivity result (no {err}).") from None
@@ -323,7 +344,13 @@ class SensitivityAccumulator:
         self._rank_sum: torch.Tensor | None = None
         self._band_energy_sum: torch.Tensor | None = None
         self._top_counts: torch.Tensor | None = None
-        self._rank_indices: list[np.ndarray] = []
+        self._rank_indices: list[np.ndarray] = []  # (R, B_used) half-plane indices per batch
+        self._image_positions: list[np.ndarray] = []  # (B_used,) positions of those images
+
+    @property
+    def images_seen(self) -> int:
+        """Images given so far, those with a zero gradient included."""
+        return self.num_images + self.num_zero_gradient
 
     def _start(self, h: int, w: int, device: torch.device) -> None:
         plane = conjugate_half_plane(h, w)
@@ -337,13 +364,19 @@ class SensitivityAccumulator:
         self._band_energy_sum = torch.zeros(plane.num_bands, dtype=torch.float64, device=device)
         self._top_counts = torch.zeros(plane.num_bands, dtype=torch.float64, device=device)
 
-    def update(self, gradients: torch.Tensor) -> SensitivityAccumulator:
+    def update(self, gradients: torch.Tensor, first: int | None = None) -> SensitivityAccumulator:
         """Add a batch of input gradients (B, C, H, W) (or channel means (B, H, W)); returns self.
+
+        Args:
+            gradients: the batch's input gradients.
+            first: the position of the batch's first image in the whole data (default: right after
+                the images given so far); the per-image results are kept in this order.
 
         Raises:
             InputError: non-finite gradients, or a change of image size.
         """
         gradients = gradients.detach()
+        first = self.images_seen if first is None else int(first)
         if not bool(torch.isfinite(gradients).all()):
             raise InputError("The model's loss gradient is not finite for some images (NaN or Inf logits?).")
         h, w = (int(v) for v in gradients.shape[-2:])
@@ -361,6 +394,7 @@ class SensitivityAccumulator:
         self.num_zero_gradient += int((~used).sum())
         if not bool(used.any()):
             return self
+        self._image_positions.append(first + np.flatnonzero(used.cpu().numpy()))
         magnitude, energy, total = magnitude[used], energy[used], total[used]
         self.num_images += int(magnitude.shape[0])
         ordered, order = torch.sort(magnitude, dim=1, descending=True, stable=True)
@@ -373,8 +407,54 @@ class SensitivityAccumulator:
         self._rank_indices.append(order[:, positions].T.cpu().numpy())  # (R, B) half-plane indices
         return self
 
+    def all_reduce(self, context: DistContext) -> SensitivityAccumulator:
+        """Sum every rank's statistics into this accumulator, in place, on every rank; returns self.
+
+        Image counts and top-coefficient band counts are summed exactly (int64); the magnitude and
+        energy-share sums in float64 (one process's sums to the rounding of the summation order);
+        the per-image coefficient indices are put back in image order (each rank fills the positions
+        of its images in a zero array, one exact int64 sum joins them). Every rank must call it (a
+        collective); positions given to :meth:`update` must be unique across ranks. With one process
+        nothing changes.
+
+        Raises:
+            InputError: on every rank, if the ranks saw images of different sizes.
+        """
+        if not context.distributed:
+            return self
+        size = shared_image_size(self.image_size, context)
+        if size is None:
+            return self
+        if self.image_size is None:
+            self._start(*size, context.device)
+        seen = int(all_reduce_counts([self.images_seen], context)[0])
+        counts = all_reduce_counts(
+            np.concatenate(
+                [[self.num_images, self.num_zero_gradient], self._top_counts.cpu().numpy().astype(np.int64)]
+            ),
+            context,
+        )
+        self.num_images, self.num_zero_gradient = int(counts[0]), int(counts[1])
+        device = self._rank_sum.device
+        self._top_counts = torch.tensor(counts[2:], dtype=torch.float64, device=device)
+        sums = all_reduce_sum(self._rank_sum.tolist() + self._band_energy_sum.tolist(), context)
+        m = self._rank_sum.numel()
+        self._rank_sum = torch.tensor(sums[:m], dtype=torch.float64, device=device)
+        self._band_energy_sum = torch.tensor(sums[m:], dtype=torch.float64, device=device)
+        # Per image: a used flag and the R indices, at the image's position (exact: x + 0 == x).
+        filled = np.zeros((1 + len(self._positions), seen), dtype=np.int64)
+        for positions, indices in zip(self._image_positions, self._rank_indices, strict=True):
+            filled[0, positions] = 1
+            filled[1:, positions] = indices
+        filled = all_reduce_counts(filled.ravel(), context).reshape(filled.shape)
+        used = filled[0].astype(bool)
+        self._image_positions = [np.flatnonzero(used)]
+        self._rank_indices = [filled[1:, used]]
+        return self
+
     def result(self, boundary_band: int) -> SensitivityResult:
-        """The statistics so far, with LFC/HFC split at ``boundary_band`` (0 .. K + 1).
+        """The statistics so far, with LFC/HFC split at ``boundary_band`` (0 .. K + 1); the per-image
+        samples in the order of the images' positions.
 
         Raises:
             InputError: no usable images, or a boundary outside the bands.
@@ -393,7 +473,8 @@ class SensitivityAccumulator:
                 f"The boundary band must be between 0 and {plane.num_bands} for "
                 f"{plane.height}x{plane.width} images, not {boundary_band}."
             )
-        indices = np.concatenate(self._rank_indices, axis=1)
+        order = np.argsort(np.concatenate(self._image_positions), kind="stable")
+        indices = np.concatenate(self._rank_indices, axis=1)[:, order]
         return SensitivityResult(
             image_size=self.image_size,
             num_images=self.num_images,
@@ -422,6 +503,7 @@ def frequency_sensitivity(
     top_fraction: float = DEFAULT_TOP_FRACTION,
     progress: bool = False,
     subset_seed: int = SUBSET_SEED,
+    context: DistContext | None = None,
 ) -> SensitivityResult:
     """Measure a model's sensitivity to frequency components on labelled images (paper Fig. 2).
 
@@ -438,39 +520,56 @@ def frequency_sensitivity(
         ratio: the 80/20 ratio when the boundary is measured here.
         n: number of images (default all; of a pair or dataset, the seeded class-stratified subset of
             :func:`freqtail.data.subsets.stratified_subset`, recorded in ``result.selection``).
-        batch_size: images per forward/backward pass.
+        batch_size: images per forward/backward pass; also the global batch that ranks share.
         rank_fractions, top_fraction: see :class:`SensitivityAccumulator`.
-        progress: show a tqdm bar on stderr.
+        progress: show a tqdm bar on stderr (rank 0).
         subset_seed: seed of the ``n``-image subset (the same images ``freqtail evaluate --n n
             --subset-seed`` evaluates).
+        context: the process group (:func:`freqtail.distributed.init_distributed`); with several
+            processes every rank calls this with the same arguments, measures its share of the images
+            (module docstring) and returns the same full result. None: one process.
 
     Returns:
-        a :class:`SensitivityResult`.
+        a :class:`SensitivityResult` (``world_size`` records the processes).
+
+    Raises:
+        InputError: bad arguments or data; under torchrun on every rank when any rank failed.
 
     Example:
         >>> result = frequency_sensitivity(model, (images, labels), n=256)
         >>> result.hfc_energy_share, result.top_hfc_share
     """
+    context = context if context is not None else DistContext()
     n = check_optional_int(n, "The number of images n", minimum=1)
     batch_size = check_int(batch_size, "The batch size", minimum=1)
     accumulator = SensitivityAccumulator(rank_fractions, top_fraction)
     spectrum = SpectrumAccumulator(ratio=ratio) if boundary_band is None else None
     device = model_device(model)
     selection = select_images(data, n, subset_seed)
-    batches = labelled_batches(data, n, batch_size, selection)
-    if progress:
-        batches = tqdm(batches, desc="sensitivity", unit="batch", leave=False, disable=None)
-    with eval_mode(model):
-        for images, labels in batches:
-            images, labels = images.to(device), labels.to(device)
-            accumulator.update(input_gradients(model, images, labels))
-            if spectrum is not None:
-                spectrum.update(images.detach())
+    failure: Exception | None = None
+    try:
+        batches = shard_batches(data, n, batch_size, selection, context)
+        if progress and context.is_main:
+            batches = tqdm(batches, desc="sensitivity", unit="batch", leave=False, disable=None)
+        with eval_mode(model):
+            for first, images, labels in batches:
+                images, labels = images.to(device), labels.to(device)
+                accumulator.update(input_gradients(model, images, labels), first)
+                if spectrum is not None:
+                    spectrum.update(images.detach())
+    except Exception as err:
+        if not context.distributed:
+            raise
+        failure = err  # told to the other ranks first, so that none waits for it in the sums below
+    raise_together(failure, context)
+    accumulator.all_reduce(context)
     summary = None
     if spectrum is not None:
-        summary = spectrum.result()
-        boundary_band = summary.boundary_band
+        summary = spectrum.all_reduce(context).result()
+        # The sums are the same on every rank, but one boundary must hold everywhere: rank 0's.
+        boundary_band = broadcast_json(summary.boundary_band, context)
     result = accumulator.result(boundary_band)
     result.spectrum = summary
     result.selection = selection
+    result.world_size = context.world_size
     return result

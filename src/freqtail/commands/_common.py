@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from freqtail.checks import int_argument, number_argument, seed_argument
@@ -88,10 +89,13 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_n: int, default_b
     parser.add_argument("--data-root", metavar="DIR", help="folder holding the dataset")
     parser.add_argument(
         "--n",
+        "--num-images",
+        dest="n",
         type=positive_int,
         default=default_n,
         help=f"number of test images (default {default_n}): a seeded subset stratified across classes, the "
-        "same images 'freqtail evaluate --n N' uses for the same N and --subset-seed",
+        "same images 'freqtail evaluate --n N' uses for the same N and --subset-seed (--num-images: the "
+        "same option, for bare torchrun, which reads --n as an abbreviation of its own options)",
     )
     parser.add_argument(
         "--subset-seed",
@@ -133,6 +137,36 @@ def explain_request(args: argparse.Namespace):
         device=resolve_device(args.device),
         progress=True,
     )
+
+
+def run_explanation(args: argparse.Namespace, analysis, show: Callable[[Any], None]) -> int:
+    """Run an explanation command's ``analysis`` on its run, alone or as one process of torchrun.
+
+    The options are checked before the process group is joined (a bad one stops every process with
+    the same sentence before any collective); the run is opened on every rank and a failure on one
+    stops all (:func:`freqtail.distributed.run_on_every_rank`); :func:`freqtail.workflows.explain.explain`
+    shards the work; ``show(explanation)`` prints on rank 0 only. The process group is left at the
+    end unless the caller had joined it.
+    """
+    import dataclasses
+
+    import torch.distributed as dist
+
+    from freqtail.distributed import init_distributed, run_on_every_rank, shutdown
+    from freqtail.workflows.explain import explain
+
+    request = explain_request(args)
+    joined_here = not (dist.is_available() and dist.is_initialized())
+    context = init_distributed(args.device)
+    try:
+        run = run_on_every_rank(lambda: open_run(args, args.run), context)
+        explained = explain(run, analysis, dataclasses.replace(request, device=context.device), context)
+        if context.is_main:
+            show(explained)
+        return 0
+    finally:
+        if joined_here:
+            shutdown(context)
 
 
 def add_robustbench_arguments(parser: argparse.ArgumentParser) -> None:

@@ -48,19 +48,22 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from freqtail.commands._common import explain_request, open_run
-    from freqtail.workflows.explain import HeatmapAnalysis, explain
+    from freqtail.commands._common import run_explanation
+    from freqtail.workflows.explain import HeatmapAnalysis
 
     analysis = HeatmapAnalysis(eps=args.eps, sign=args.sign, seed=args.seed)
-    request = explain_request(args)
-    explained = explain(open_run(args, args.run), analysis, request)
+    return run_explanation(args, analysis, lambda explained: _show(args, analysis, explained))
+
+
+def _show(args: argparse.Namespace, analysis, explained) -> None:
+    """Print the finished analysis (rank 0): the summary, or one JSON object with --json."""
     eps = analysis.eps
     result, data = explained.result, explained.data
     if args.json:
         summary = {k: v for k, v in data.items() if k != "error_rate"}
         summary["files"] = [str(path) for path in explained.files[:2]]
         print_json(summary)
-        return 0
+        return
     h, w = result.image_size
     du, dv = data["max_error_frequency"]
     print(
@@ -74,4 +77,3 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"  worst frequency (du, dv) = ({du}, {dv}): error {100 * data['max_error']:.1f}%")
     print(f"  wrote {', '.join(str(path) for path in explained.files)}")
-    return 0

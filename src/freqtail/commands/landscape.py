@@ -49,17 +49,20 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from freqtail.commands._common import explain_request, open_run
-    from freqtail.workflows.explain import LandscapeAnalysis, explain
+    from freqtail.commands._common import run_explanation
+    from freqtail.workflows.explain import LandscapeAnalysis
 
     analysis = LandscapeAnalysis(grid=args.grid, span=args.span, seed=args.seed, boundary_band=args.boundary)
-    request = explain_request(args)
-    explained = explain(open_run(args, args.run), analysis, request)
+    return run_explanation(args, analysis, lambda explained: _show(args, analysis, explained))
+
+
+def _show(args: argparse.Namespace, analysis, explained) -> None:
+    """Print the finished analysis (rank 0): the summary, or one JSON object with --json."""
     span = analysis.span
     result, data = explained.result, explained.data
     if args.json:
         print_json({**data, "files": [str(path) for path in explained.files[:2]]})
-        return 0
+        return
     h, w = result.image_size
     print(
         f"Loss landscape of {args.run}: {result.grid}x{result.grid} grid over [-{span:g}, {span:g}]^2, seed "
@@ -78,4 +81,3 @@ def run(args: argparse.Namespace) -> int:
     if data["nonfinite_points"]:
         print(f"  {data['nonfinite_points']} grid points had a non-finite loss (marked in the figure)")
     print(f"  wrote {', '.join(str(path) for path in explained.files)}")
-    return 0

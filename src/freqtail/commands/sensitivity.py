@@ -45,18 +45,21 @@ def _compact(data: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from freqtail.commands._common import explain_request, open_run
-    from freqtail.workflows.explain import SensitivityAnalysis, explain
+    from freqtail.commands._common import run_explanation
+    from freqtail.workflows.explain import SensitivityAnalysis
 
     analysis = SensitivityAnalysis(top_fraction=args.top)
-    request = explain_request(args)
-    explained = explain(open_run(args, args.run), analysis, request)
+    return run_explanation(args, analysis, lambda explained: _show(args, analysis, explained))
+
+
+def _show(args: argparse.Namespace, analysis, explained) -> None:
+    """Print the finished analysis (rank 0): the summary, or one JSON object with --json."""
     result, data = explained.result, explained.data
     if args.json:
         compact = _compact(data)
         compact["files"] = [str(path) for path in explained.files[:2]]
         print_json(compact)
-        return 0
+        return
     h, w = result.image_size
     print(f"Frequency sensitivity of {args.run} on {result.num_images} images of {h}x{w} ({data['source']})")
     if result.num_zero_gradient:
@@ -76,4 +79,3 @@ def run(args: argparse.Namespace) -> int:
             f"in HFC for {100 * rank['hfc_share']:.1f}% of the images"
         )
     print(f"  wrote {', '.join(str(path) for path in explained.files)}")
-    return 0

@@ -24,21 +24,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from freqtail.checks import check_int
-from freqtail.distributed import DistContext, all_reduce_counts
-from freqtail.errors import ConfigError
+# The global batches and their round robin over ranks live in freqtail.distributed, shared with the
+# analyses (freqtail.analysis), which sit beside this package.
+from freqtail.distributed import DistContext, all_reduce_counts, global_batches, rank_batches
 
-
-def global_batches(indices: Sequence[int] | np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """``indices`` cut into consecutive batches of ``batch_size`` (the last may be shorter)."""
-    batch_size = check_int(batch_size, "The batch size", minimum=1, error=ConfigError)
-    array = np.asarray(indices, dtype=np.int64)
-    return [array[start : start + batch_size] for start in range(0, len(array), batch_size)]
-
-
-def rank_batches(batches: Sequence[np.ndarray], context: DistContext) -> list[tuple[int, np.ndarray]]:
-    """``(global batch number, indices)`` of the batches this rank evaluates (round robin)."""
-    return [(b, batch) for b, batch in enumerate(batches) if b % context.world_size == context.rank]
+__all__ = ["batch_seed", "gather_outcomes", "global_batches", "rank_batches"]
 
 
 def batch_seed(seed: int, batch: int) -> int:

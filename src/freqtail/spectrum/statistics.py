@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from freqtail.checks import check_int
+from freqtail.distributed import DistContext, all_reduce_counts, all_reduce_sum, any_rank, broadcast_json
 from freqtail.errors import InputError
 from freqtail.images import check_float_images, check_uint8_images, uint8_to_float
 from freqtail.spectrum.bands import (
@@ -130,6 +131,35 @@ class SpectrumAccumulator:
             b = lfc_boundary(image_pi, self.ratio)
             self._boundary_hist += torch.bincount(b.cpu(), minlength=self._boundary_hist.numel())
 
+    def all_reduce(self, context: DistContext) -> SpectrumAccumulator:
+        """Sum every rank's statistics into this accumulator, in place, on every rank; returns self.
+
+        Afterwards each rank's :meth:`result` summarises the images of all ranks: the counts and the
+        histogram exactly (int64), the sum of ``pi`` to float64 rounding of the order of the sums.
+        Every rank must call it (a collective); a rank that saw no images takes rank 0's image size.
+        With one process nothing changes.
+
+        Raises:
+            InputError: on every rank, if the ranks saw images of different sizes.
+        """
+        if not context.distributed:
+            return self
+        size = shared_image_size(self.image_size, context)
+        if size is None:
+            return self
+        if self.image_size is None:
+            self.image_size = size
+            self._pi_sum = torch.zeros(num_bands(*size), dtype=torch.float64)
+            self._boundary_hist = torch.zeros(num_bands(*size) + 1, dtype=torch.int64)
+        self._pi_sum = torch.tensor(all_reduce_sum(self._pi_sum.tolist(), context), dtype=torch.float64)
+        counts = [self.num_images, self.num_skipped_constant, self.num_skipped_channels, self._channels_used]
+        counts = all_reduce_counts(np.concatenate([counts, self._boundary_hist.numpy()]), context)
+        self.num_images, self.num_skipped_constant, self.num_skipped_channels, self._channels_used = (
+            int(v) for v in counts[:4]
+        )
+        self._boundary_hist = torch.from_numpy(counts[4:].copy())
+        return self
+
     def result(self) -> SpectrumSummary:
         """Summarise everything seen so far.
 
@@ -177,6 +207,23 @@ class SpectrumAccumulator:
             corner_radius=corner_radius(h, w),
             **inscribed,
         )
+
+
+def shared_image_size(size: tuple[int, int] | None, context: DistContext) -> tuple[int, int] | None:
+    """Rank 0's image size ``(H, W)`` on every rank (None: rank 0 saw no images), for accumulators
+    whose ranks saw different images (a collective: every rank calls it).
+
+    Raises:
+        InputError: on every rank, if some rank's size differs from rank 0's.
+    """
+    shared = broadcast_json(None if size is None else [int(v) for v in size], context)
+    shared = None if shared is None else (int(shared[0]), int(shared[1]))
+    if any_rank(size is not None and tuple(size) != shared, context):
+        raise InputError(
+            "All images must share one size, but the processes saw images of different sizes; "
+            "resize them or analyse each size apart."
+        )
+    return shared
 
 
 def _inscribed_fields(pi: torch.Tensor, ratio: float, h: int, w: int) -> dict[str, Any]:

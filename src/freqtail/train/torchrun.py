@@ -1,8 +1,14 @@
 """``python -m freqtail.train.torchrun``: torchrun with freqtail's exit codes, no traceback on Ctrl-C.
 
-It takes exactly torchrun's arguments and runs torchrun's own ``main`` in this process: put
+It takes exactly torchrun's arguments and runs torchrun's own ``run`` in this process: put
 ``python -m freqtail.train.torchrun`` where ``torchrun`` stands in a command (docs/guides/training.md,
 "Many GPUs and machines", has the full command for ``freqtail train``).
+
+Everything after the training script (or ``-m MODULE``) belongs to the script: this launcher hands
+torchrun's parser only the arguments up to the script (:func:`split_arguments`). Plain torchrun
+parses the whole line, so a script option that abbreviates torchrun options is refused there
+(``--n 500`` is "ambiguous option: --n could match --nnodes, --nproc-per-node, ..."), and one that
+abbreviates a single option is taken by torchrun.
 
 Plain ``torchrun`` installs handlers for SIGINT, SIGTERM, SIGHUP and SIGQUIT that raise
 ``SignalException`` in its agent; the agent logs ``Received <n> death signal, shutting down
@@ -34,19 +40,25 @@ signal it got (``freqtail train`` treats both alike) and logs nothing. This laun
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 
 from torch.distributed.elastic.multiprocessing.api import SignalException
-from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-from torch.distributed.run import main as torchrun_main
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, record
+from torch.distributed.run import get_args_parser
+from torch.distributed.run import run as torchrun_run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run torchrun with ``argv`` (default ``sys.argv[1:]``); returns the exit status described above."""
     args = list(sys.argv[1:] if argv is None else argv)
+    parser = get_args_parser()
+    own, script_args = split_arguments(args, parser)
+    parsed = parser.parse_args(own)
+    parsed.training_script_args = script_args
     try:
-        torchrun_main(args)
+        record(torchrun_run)(parsed)
     except Exception as err:
         signalled = _in_chain(err, SignalException)
         if signalled is not None:
@@ -63,6 +75,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(err.format_msg().strip(), file=sys.stderr)
         return 1
     return 0
+
+
+def split_arguments(args: Sequence[str], parser: argparse.ArgumentParser) -> tuple[list[str], list[str]]:
+    """``(torchrun's arguments up to and including the training script, the script's arguments)``.
+
+    The script is the first argument that is neither an option of ``parser`` (torchrun's) nor the
+    value of one (``--nproc-per-node 2``; ``--opt=value`` is one argument; a flag such as ``-m`` or
+    ``--standalone`` takes no value). An option torchrun does not know is left to its parser, which
+    refuses it. Without a script, everything is torchrun's.
+    """
+    takes_value = {
+        option: action.nargs != 0 for action in parser._actions for option in action.option_strings
+    }
+    args = list(args)
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--" or not token.startswith("-") or token == "-":
+            script = i + 1 if token == "--" else i
+            return args[: script + 1], args[script + 1 :]
+        name = token.split("=", 1)[0]
+        exact = takes_value.get(name)
+        values = {exact} if exact is not None else {v for o, v in takes_value.items() if o.startswith(name)}
+        i += 2 if "=" not in token and values == {True} else 1
+    return args, []
 
 
 def _in_chain(err: BaseException, kind: type) -> BaseException | None:

@@ -15,6 +15,14 @@ images), on the same class-stratified subset ``evaluate`` takes for the same ``n
 
 The commands ``freqtail sensitivity | landscape | heatmap`` and the demo call it.
 
+Under torchrun every process calls :func:`explain` with the same arguments and its
+:class:`~freqtail.distributed.DistContext`: the model runs on the context's device, the analysis
+shards its work over the ranks (sensitivity: images; landscape: grid points; heat map: frequencies)
+and every rank gets the same full result; rank 0 alone writes the files, and the summary records
+``world_size``. A failure on any rank (a threat model that does not apply, data that cannot be read,
+an unwritable output folder found by rank 0) is raised on every rank with one sentence before any
+rank waits for another (:func:`freqtail.distributed.raise_together`).
+
 Example:
     >>> run = RunFolder.open("runs/demo/erm")
     >>> explained = explain(run, LandscapeAnalysis(grid=11), ExplainRequest.default(LandscapeAnalysis))
@@ -44,9 +52,10 @@ from freqtail.analysis.heatmap import check_eps, fourier_heatmap
 from freqtail.analysis.landscape import check_grid, check_span, loss_landscape
 from freqtail.analysis.sensitivity import check_top_fraction, frequency_sensitivity
 from freqtail.checks import check_choice, check_int, check_optional_int
+from freqtail.distributed import DistContext, main_first, run_on_every_rank, run_on_main_and_share
 from freqtail.errors import ConfigError
 from freqtail.evaluate.threat_models import ThreatModel
-from freqtail.io import atomic_write_json
+from freqtail.io import atomic_write_json, check_writable_folder
 from freqtail.report.analysis_figures import plot_heatmap, plot_landscape, plot_sensitivity
 from freqtail.report.spectrum_figures import plot_long_tail
 from freqtail.runs.layout import RunLayout
@@ -64,7 +73,11 @@ class Analysis(Protocol):
     default_images: ClassVar[int]
     default_batch: ClassVar[int]
 
-    def measure(self, model: Any, data: Any, request: ExplainRequest, output: RunLayout) -> Any: ...
+    def measure(
+        self, model: Any, data: Any, request: ExplainRequest, output: RunLayout, context: DistContext
+    ) -> Any:
+        """The result object, the same full one on every rank of ``context``."""
+        ...
 
     def save(self, result: Any, output: RunLayout, source: str) -> list[Path]:
         """Write the arrays and return the figures written."""
@@ -122,7 +135,9 @@ class SensitivityAnalysis:
     def __post_init__(self) -> None:
         _set(self, "top_fraction", check_top_fraction(self.top_fraction))
 
-    def measure(self, model: Any, data: Any, request: ExplainRequest, output: RunLayout) -> Any:
+    def measure(
+        self, model: Any, data: Any, request: ExplainRequest, output: RunLayout, context: DistContext
+    ) -> Any:
         return frequency_sensitivity(
             model,
             data,
@@ -131,6 +146,7 @@ class SensitivityAnalysis:
             batch_size=request.batch_size,
             top_fraction=self.top_fraction,
             progress=request.progress,
+            context=context,
         )
 
     def save(self, result: Any, output: RunLayout, source: str) -> list[Path]:
@@ -163,7 +179,9 @@ class LandscapeAnalysis:
         _set(self, "grid", check_grid(self.grid))
         _set(self, "span", check_span(self.span))
 
-    def measure(self, model: Any, data: Any, request: ExplainRequest, output: RunLayout) -> Any:
+    def measure(
+        self, model: Any, data: Any, request: ExplainRequest, output: RunLayout, context: DistContext
+    ) -> Any:
         return loss_landscape(
             model,
             data,
@@ -176,6 +194,7 @@ class LandscapeAnalysis:
             batch_size=request.batch_size,
             partial_path=output.landscape_partial,
             progress=request.progress,
+            context=context,
         )
 
     def save(self, result: Any, output: RunLayout, source: str) -> list[Path]:
@@ -203,7 +222,9 @@ class HeatmapAnalysis:
         _set(self, "eps", check_eps(self.eps))
         _set(self, "sign", check_choice(self.sign, SIGN_MODES, "The heat-map sign mode", error=ConfigError))
 
-    def measure(self, model: Any, data: Any, request: ExplainRequest, output: RunLayout) -> Any:
+    def measure(
+        self, model: Any, data: Any, request: ExplainRequest, output: RunLayout, context: DistContext
+    ) -> Any:
         return fourier_heatmap(
             model,
             data,
@@ -214,6 +235,7 @@ class HeatmapAnalysis:
             sign=self.sign,
             seed=self.seed,
             progress=request.progress,
+            context=context,
         )
 
     def save(self, result: Any, output: RunLayout, source: str) -> list[Path]:
@@ -244,27 +266,64 @@ class Explanation:
         return self.files[0]
 
 
-def explain(run: RunFolder, analysis: Analysis, request: ExplainRequest | None = None) -> Explanation:
+def explain(
+    run: RunFolder,
+    analysis: Analysis,
+    request: ExplainRequest | None = None,
+    context: DistContext | None = None,
+) -> Explanation:
     """Run ``analysis`` on ``run`` and write its arrays, figures and summary (see the module docstring).
 
+    Args:
+        run: the opened run folder.
+        analysis: what to measure, with its own options.
+        request: which images, threat model and device (default: the analysis' defaults).
+        context: the process group (:func:`freqtail.distributed.init_distributed`); every rank calls
+            this, the model runs on ``context.device`` (``request.device`` with one process), rank 0
+            writes the files and every rank returns the same :class:`Explanation`. None: one process.
+
     Raises:
-        FreqtailError subclasses (one sentence): a threat model that does not apply to the run, bad
-        data, an unwritable output folder.
+        FreqtailError subclasses (one sentence, on every rank): a threat model that does not apply to
+        the run, bad data, an unwritable output folder.
     """
+    context = context if context is not None else DistContext()
     request = request or ExplainRequest.default(analysis)
+    device = context.device if context.distributed else request.device
+    threat, model = run_on_every_rank(lambda: _model(run, request, device), context)
+    # Rank 0 builds the test set first: it fills the caches (BaSS conversions) the others then read.
+    data = run_on_every_rank(lambda: main_first(lambda: run.test_data(threat), context), context)
+    source = run.describe_data(threat)
+    # Found now, not after the work: the folders rank 0 will write (the output one was checked when
+    # the run was opened, on every rank).
+    run_on_main_and_share(lambda: _writable(run.output.figures, "figures folder"), context)
+    result = analysis.measure(model, data, request, run.output, context)
+
+    def save() -> dict[str, Any]:
+        figures = analysis.save(result, run.output, source)
+        summary = result.to_dict()
+        summary.update(
+            source=source,
+            run=str(run.path),
+            threat_model=threat.value,
+            figures=[str(f) for f in figures],
+            world_size=context.world_size,
+        )
+        json_path = atomic_write_json(run.output.json(analysis.kind), summary)
+        files = [json_path, run.output.arrays(analysis.kind), *figures]
+        return {"summary": summary, "files": [str(path) for path in files]}
+
+    saved = run_on_main_and_share(save, context)
+    return Explanation(analysis.kind, result, saved["summary"], threat, [Path(f) for f in saved["files"]])
+
+
+def _writable(folder: Path, what: str) -> None:
+    check_writable_folder(folder, what)
+
+
+def _model(run: RunFolder, request: ExplainRequest, device: Any) -> tuple[ThreatModel, Any]:
+    """The threat model ``request`` names (None: the run's default) and the model under it on ``device``."""
     if request.threat_model is None:
         threat = run.settings.explanation_threat_model
     else:
         (threat,) = run.threat_models(request.threat_model.value)
-    model, data = run.model_for(threat, request.device), run.test_data(threat)
-    source = run.describe_data(threat)
-    result = analysis.measure(model, data, request, run.output)
-    figures = analysis.save(result, run.output, source)
-    summary = result.to_dict()
-    summary.update(
-        source=source, run=str(run.path), threat_model=threat.value, figures=[str(f) for f in figures]
-    )
-    json_path = atomic_write_json(run.output.json(analysis.kind), summary)
-    return Explanation(
-        analysis.kind, result, summary, threat, [json_path, run.output.arrays(analysis.kind), *figures]
-    )
+    return threat, run.model_for(threat, device)
