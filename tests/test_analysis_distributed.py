@@ -1,5 +1,6 @@
-"""``freqtail sensitivity`` and ``heatmap`` sharded over 2 gloo processes under freqtail's torchrun
-launcher, against one process; errors under torchrun; the launcher's split of its arguments.
+"""``freqtail sensitivity``, ``landscape`` and ``heatmap`` sharded over 2 gloo processes under
+freqtail's torchrun launcher, against one process; errors under torchrun; the launcher's split of
+its arguments.
 
 One torchrun start runs every case (tests/analysis_worker.py): each start costs seconds on a loaded
 CPU. Another analysis joins by adding its case to :func:`_cases` and its comparison below.
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 from torch.distributed.run import get_args_parser
 
-from freqtail.analysis import HeatmapResult, SensitivityResult
+from freqtail.analysis import HeatmapResult, LandscapeResult, SensitivityResult
 from freqtail.cli import main
 from freqtail.train.torchrun import split_arguments
 from test_analysis_cli import data_folder, run_dir  # noqa: F401
@@ -32,6 +33,7 @@ FLOAT_SUMS = {"rtol": 1e-12, "atol": 0.0}
 COMMON = ["--device", "cpu", "--json"]
 SENSITIVITY = ["--n", "16", "--batch-size", "3", "--top", "0.2"]  # 6 global batches, the last short
 HEATMAP = ["--n", "6", "--batch-size", "4", "--eps", "4", "--seed", "3"]  # 2 passes per frequency
+LANDSCAPE = ["--n", "8", "--batch-size", "4", "--grid", "5", "--span", "0.5"]  # 25 points, 13 + 12
 
 
 def _cases(run_dir, out: Path) -> dict[str, list[str]]:
@@ -42,6 +44,7 @@ def _cases(run_dir, out: Path) -> dict[str, list[str]]:
     return {
         "sensitivity": ["sensitivity", run, *SENSITIVITY, *COMMON, "--out", str(out / "sensitivity")],
         "heatmap": ["heatmap", run, *HEATMAP, *COMMON, "--out", str(out / "heatmap")],
+        "landscape": ["landscape", run, *LANDSCAPE, *COMMON, "--out", str(out / "landscape")],
         # Refused by the options' checks, before any collective.
         "bad-option": ["sensitivity", run, "--top", "2", *COMMON, "--out", str(out / "bad-option")],
         # Found by rank 0 alone (it writes the files), before the work.
@@ -78,6 +81,7 @@ def test_two_processes_match_one_and_fail_together(run_dir, tmp_path, capsys):
     one = tmp_path / "one"
     assert main(["sensitivity", str(run_dir), *SENSITIVITY, *COMMON, "--out", str(one)]) == 0
     assert main(["heatmap", str(run_dir), *HEATMAP, *COMMON, "--out", str(one)]) == 0
+    assert main(["landscape", str(run_dir), *LANDSCAPE, *COMMON, "--out", str(one)]) == 0
     capsys.readouterr()
 
     two = tmp_path / "two"
@@ -87,7 +91,7 @@ def test_two_processes_match_one_and_fail_together(run_dir, tmp_path, capsys):
     assert launched.returncode == 2, launched.stderr[-3000:]
     assert "Traceback" not in launched.stderr
 
-    for case in ("sensitivity", "heatmap"):
+    for case in ("sensitivity", "heatmap", "landscape"):
         code, printed, errors = _printed(two, case, 0)
         assert code == 0 and errors == "", errors
         assert json.loads(printed)["world_size"] == 2  # rank 0 prints, once
@@ -125,6 +129,15 @@ def test_two_processes_match_one_and_fail_together(run_dir, tmp_path, capsys):
     assert (d.world_size, c.world_size) == (2, 1)
     assert np.array_equal(d.error_rate, c.error_rate) and d.clean_error == c.clean_error
     assert 0 < c.error_rate.mean() < 1  # a map that says something: some frequencies fool it, not all
+
+    # Landscape: each point evaluated whole by one rank, the same batches in the same order: exact.
+    e = LandscapeResult.load(one / "landscape.npz")
+    f = LandscapeResult.load(two / "landscape" / "landscape.npz")
+    assert (f.world_size, e.world_size) == (2, 1)
+    for name in ("loss_lfc", "loss_hfc", "acc_lfc", "acc_hfc"):
+        np.testing.assert_array_equal(getattr(f, name), getattr(e, name))
+    assert e.loss_lfc.std() > 0  # the points differ: the grid measured something
+    assert not list((two / "landscape").glob("landscape.partial*"))  # rank 0 removed the partials
 
     # Errors: the same one sentence on each rank, status 2, nothing written.
     for case, command, words in (

@@ -14,7 +14,7 @@ explanation of that run::
       .results.lock            held while a process merges into results.json
       eval-cache/              generated -C sets, AutoAttack progress (resumable)
       sensitivity.json/.npz    freqtail sensitivity
-      landscape.json/.npz      freqtail landscape (landscape.partial.npz while it runs)
+      landscape.json/.npz      freqtail landscape (landscape.partial.rank<r>.npz while it runs)
       heatmap.json/.npz        freqtail heatmap
       spectrum.json, bass.json dataset facts (freqtail spectrum --json, the demo)
       figures/*.png            every figure
@@ -180,7 +180,8 @@ class RunLayout:
 
     @property
     def landscape_partial(self) -> Path:
-        """Completed rows of a landscape that is still being computed (resumable)."""
+        """The base name of the per-rank partial files of a landscape still being computed
+        (``landscape.partial.rank<r>.npz``, :func:`freqtail.analysis.loss_landscape`'s ``partial_path``)."""
         return self.folder / "landscape.partial.npz"
 
     def markers(self) -> tuple[Path, ...]:

@@ -160,7 +160,8 @@ class SensitivityAnalysis:
 @dataclass(frozen=True)
 class LandscapeAnalysis:
     """Loss landscapes on the LFC and HFC test images (paper §3.1, Fig. 1 and 4;
-    :func:`freqtail.analysis.loss_landscape`); resumes from ``landscape.partial.npz``.
+    :func:`freqtail.analysis.loss_landscape`); resumes from the points every rank finished
+    (``landscape.partial.rank<r>.npz``).
 
     Attributes:
         grid: points per axis; span: the grid covers [-span, span]^2; seed: of the two directions;
