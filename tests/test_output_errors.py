@@ -175,3 +175,17 @@ def test_running_out_of_memory_says_how_much_and_how_to_go_smaller(tmp_path):
     assert child.returncode == 2 and len(lines) == 1, child.stderr
     assert lines[0].startswith("freqtail spectrum: error: Ran out of memory (Unable to allocate ")
     assert lines[0].endswith("; try a smaller --batch-size (now 1024).")
+
+
+def test_corrupt_on_a_full_disk_is_one_sentence_not_a_sigbus(small_disk, capsys):
+    """The clean source (a reserved memory map) fits the 1 MiB disk, its corrupted copy does not; the
+    -C set's files are written without maps, so the disk filling up is an error, not SIGBUS (135)."""
+    out = small_disk / "c"
+    argv = ["corrupt", "--dataset", "embedded", "--limit", "200", "--corruptions", "fog", "--out", str(out)]
+    line = _one_sentence(capsys, [*argv, "--no-progress"])
+    assert (
+        line.startswith("freqtail corrupt: error: Could not write ") and "no space left on the device" in line
+    )
+    assert not (out / "fog.npy").exists()
+    too_big = _one_sentence(capsys, [*argv[:4], "1600", *argv[5:], "--no-progress"])  # 4.9 MB clean source
+    assert "clean.npy" in too_big and "no space left on the device" in too_big

@@ -156,6 +156,27 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
     return atomic_write(path, lambda handle: np.save(handle, np.asarray(array), allow_pickle=False))
 
 
+def reserved_npy_memmap(path: str | os.PathLike, dtype: Any, shape: tuple[int, ...]) -> np.memmap:
+    """A new ``.npy`` file at ``path`` opened as a writable memory map, its disk space reserved first.
+
+    Pages of a map the disk cannot back end the process with SIGBUS at the first write (status 135,
+    no message); ``os.posix_fallocate`` makes a full disk an ``OSError`` here instead, before any
+    page is written. Write into a temporary path (:func:`atomic_path`) so that nothing half-written
+    looks finished.
+
+    Raises:
+        OutputError: one sentence naming ``path`` and why (no space left on the device, ...).
+    """
+    target = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))
+    try:
+        with open(path, "r+b") as handle:
+            os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+    except OSError as err:
+        del target
+        raise OutputError(os_error_sentence(OSError(err.errno, err.strerror, str(path)))) from None
+    return target
+
+
 def check_writable_file(path: str | os.PathLike, what: str = "output file") -> Path:
     """Prove that ``path`` can be written (its folder is created and writable, it is not a folder).
 

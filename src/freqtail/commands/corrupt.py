@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import sys
 
-from freqtail.checks import check_int, check_optional_int
+from freqtail.checks import check_optional_int, seed_argument
 from freqtail.commands._common import add_parser, print_json
 from freqtail.errors import InputError
 
@@ -54,7 +54,7 @@ def register(subparsers) -> None:
         help="'dataset': apply BaSS to the test images before corrupting them (CIFAR10-B-C); default none",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="corruption seed, a non-negative integer (default 0)"
+        "--seed", type=seed_argument(), default=0, help="corruption seed, a non-negative integer (default 0)"
     )
     parser.add_argument(
         "--limit", type=int, metavar="N", help="use only the first N test images (a quick trial set)"
@@ -65,26 +65,27 @@ def register(subparsers) -> None:
 
 
 @contextlib.contextmanager
-def _clean_source(args: argparse.Namespace, bass: str | None):
-    """Stream the (BaSS-converted) test images into a temporary OUT/clean.npy.
+def _clean_source(args: argparse.Namespace, bass: str | None, folder):
+    """Stream the (BaSS-converted) test images into a temporary ``folder``/clean.npy.
 
-    Yields ``(memory-mapped images, labels, classes)``; the file replaces OUT/clean.npy only if the
-    block finishes, so a refused or failed run leaves an existing set untouched.
+    Yields ``(memory-mapped images, labels, classes)``; the file replaces ``folder``/clean.npy only if
+    the block finishes, so a refused or failed run leaves an existing set untouched. Under torchrun
+    rank 0 writes OUT/clean.npy and every other rank a private copy of its own (the same images).
     """
     from pathlib import Path
 
     import numpy as np
 
     from freqtail.data import build_dataset, iter_uint8_batches
-    from freqtail.io import atomic_path, load_npy
+    from freqtail.io import atomic_path, load_npy, reserved_npy_memmap
 
     dataset = build_dataset(args.dataset, "test", args.data_root, bass=bass)
     labels = np.asarray(dataset.labels if hasattr(dataset, "labels") else dataset.targets)
     count = len(labels) if args.limit is None else min(args.limit, len(labels))
     labels = labels[:count].astype(np.int64)
     h, w = dataset.image_size
-    with atomic_path(Path(args.out) / CLEAN_FILE) as tmp:
-        target = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(count, h, w, 3))
+    with atomic_path(Path(folder) / CLEAN_FILE) as tmp:
+        target = reserved_npy_memmap(tmp, np.uint8, (count, h, w, 3))  # a full disk: a sentence, no SIGBUS
         filled = 0
         for batch in iter_uint8_batches(args.dataset, "test", args.data_root, batch_size=512, bass=bass):
             take = min(len(batch), count - filled)
@@ -102,18 +103,44 @@ def _clean_source(args: argparse.Namespace, bass: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from freqtail.data.corrupted_sets import write_corrupted_set
     from freqtail.data.corruptions import parse_corruptions, parse_severities
+    from freqtail.distributed import init_distributed, shutdown
+    from freqtail.io import check_writable_folder
 
     severities = parse_severities(args.severities)
     corruptions = parse_corruptions(args.corruptions)
-    check_int(args.seed, "--seed", minimum=0)
     check_optional_int(args.limit, "--limit", minimum=1)
-    from freqtail.io import check_writable_folder
-
     check_writable_folder(args.out, "output folder")
+    context = init_distributed("cpu")  # corruptions run on the CPU; under torchrun the ranks share them
+    try:
+        result = _write(args, severities, corruptions, context)
+    finally:
+        shutdown(context)
+    if not context.is_main:
+        return 0
+    if args.json:
+        print_json(result)
+    else:
+        shared = f" by {context.world_size} processes" if context.distributed else ""
+        print(
+            f"Wrote {len(result['written'])} corruption(s), skipped {len(result['skipped'])} already done, "
+            f"{result['num_images']} images x severities {','.join(map(str, severities))} "
+            f"in {result['seconds']:.1f} s{shared} to {result['out_dir']}.",
+            file=sys.stdout,
+        )
+    return 0
+
+
+def _write(args: argparse.Namespace, severities, corruptions, context) -> dict:
+    """Every rank: the clean source (rank 0's in OUT), then its share of the corrupted set."""
+    import tempfile
+
+    from freqtail.data.corrupted_sets import write_corrupted_set
+
     bass = None if args.bass == "none" else args.bass
-    with _clean_source(args, bass) as (images, labels, classes):
+    with contextlib.ExitStack() as stack:
+        folder = args.out if context.is_main else stack.enter_context(tempfile.TemporaryDirectory())
+        images, labels, classes = stack.enter_context(_clean_source(args, bass, folder))
         meta = {
             "dataset": args.dataset,
             "split": "test",
@@ -131,16 +158,6 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             progress=not args.no_progress,
             meta=meta,
+            context=context,
         )
-    result["dataset"] = args.dataset
-    result["bass"] = bass
-    if args.json:
-        print_json(result)
-    else:
-        print(
-            f"Wrote {len(result['written'])} corruption(s), skipped {len(result['skipped'])} already done, "
-            f"{result['num_images']} images x severities {','.join(map(str, severities))} "
-            f"in {result['seconds']:.1f} s to {result['out_dir']}.",
-            file=sys.stdout,
-        )
-    return 0
+    return {**result, "dataset": args.dataset, "bass": bass}

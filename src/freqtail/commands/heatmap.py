@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from freqtail.checks import seed_argument
 from freqtail.commands._common import add_parser, print_json
 
 EXAMPLE = "freqtail heatmap runs/demo --eps 4.0 --n 100"
@@ -43,7 +44,9 @@ def register(subparsers) -> None:
         help="channel (default: one random sign per channel, as Yin et al. define the heat map) or image "
         "(one sign shared by the image's channels)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random signs (default 0)")
+    parser.add_argument(
+        "--seed", type=seed_argument(), default=0, help="seed of the random signs (default 0)"
+    )
     parser.set_defaults(func=run)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from freqtail.checks import seed_argument
 from freqtail.commands._common import add_parser, print_json
 
 EXAMPLE = "freqtail landscape runs/demo --grid 21 --span 1.0 --n 500"
@@ -41,7 +42,9 @@ def register(subparsers) -> None:
         default=LANDSCAPE_SPAN,
         help=f"the grid covers [-span, span]^2 (default {LANDSCAPE_SPAN})",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the two random directions (default 0)")
+    parser.add_argument(
+        "--seed", type=seed_argument(), default=0, help="seed of the two random directions (default 0)"
+    )
     parser.add_argument(
         "--boundary", type=int, default=None, help="LFC/HFC boundary band (default: 80/20 rule on the images)"
     )

@@ -12,6 +12,7 @@ any listed subset, in the listed order, and say so in ``meta.json``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -26,10 +27,28 @@ from tqdm.auto import tqdm
 from freqtail import __version__
 from freqtail.checks import check_int
 from freqtail.data.arrays import ArrayDataset
-from freqtail.data.corruptions import CORRUPTIONS, check_corruption_name, check_severity, corrupt
+from freqtail.data.corrupted_parts import (
+    PARTS_DIR,
+    assemble,
+    by_corruption,
+    chunk_size,
+    missing_units,
+    plan_units,
+    rank_units,
+    write_units,
+)
+from freqtail.data.corruptions import CORRUPTIONS, check_corruption_name, check_severity
+from freqtail.distributed import (
+    DistContext,
+    all_reduce_counts,
+    barrier,
+    raise_together,
+    run_on_main_and_share,
+)
 from freqtail.errors import ConfigError, DatasetNotFoundError, InputError
 from freqtail.images import check_uint8_images
-from freqtail.io import atomic_path, atomic_save_npy, atomic_write_json, load_npy
+from freqtail.io import atomic_save_npy, atomic_write_json, load_npy, sweep_leftover_temporaries
+from freqtail.locks import Lock, try_lock
 
 META_FILE = "meta.json"
 LABELS_FILE = "labels.npy"
@@ -107,13 +126,14 @@ def write_corrupted_set(
     seed: int = 0,
     progress: bool = True,
     meta: Mapping[str, Any] | None = None,
+    context: DistContext | None = None,
 ) -> dict[str, Any]:
-    """Write a corrupted copy of a test set in the CIFAR-10-C layout (resumable).
+    """Write a corrupted copy of a test set in the CIFAR-10-C layout (resumable; shared by processes).
 
     Args:
         images: uint8 (N, H, W, 3) source images; a memory-mapped array stays on disk (it is read
-            in chunks of about 16 MiB, and each output file is filled through a memory map, so
-            memory does not grow with N).
+            in chunks of about 16 MiB, and each output file is assembled chunk by chunk, so memory
+            does not grow with N).
         labels: int (N,) labels.
         out_dir: destination folder (created).
         corruptions: names from :data:`~freqtail.data.corruptions.CORRUPTIONS`; default all 19.
@@ -123,17 +143,26 @@ def write_corrupted_set(
         meta: JSON-serialisable description of the source stored under ``"source"`` in
             ``meta.json`` (e.g. ``{"dataset": "cifar10", "split": "test", "bass": None,
             "classes": [...]}``; ``"classes"`` is used by :func:`load_corrupted_set`).
+        context: this process's place among the processes sharing the work (torchrun,
+            :func:`freqtail.distributed.init_distributed`); None = one process. Every process calls
+            this with the same arguments; the (corruption, severity, image chunk) units are shared
+            round robin (:mod:`freqtail.data.corrupted_parts`), rank 0 alone writes the folder's
+            files (``meta.json`` records ``world_size``), and the set is one process's byte for byte.
 
     Every file is written atomically. Running again with the same source and settings skips the
-    corruptions already finished (so an interrupted run resumes), and adds any new corruptions
-    asked for. A folder written with other settings or from other images is refused.
+    corruptions already finished and the units already written (so an interrupted run resumes,
+    with any number of processes), and adds any new corruptions asked for. A folder written with
+    other settings or from other images is refused. Rank 0 holds the folder's lock
+    (:data:`WRITE_LOCK`) while the set is written and first sweeps what killed writes left.
 
     Returns:
-        ``{"out_dir", "written", "skipped", "num_images", "severities", "seed", "seconds"}``.
+        ``{"out_dir", "written", "skipped", "num_images", "severities", "seed", "world_size", "units",
+        "units_computed", "seconds"}``: ``units`` of (corruption, severity, image chunk) to write,
+        ``units_computed`` of them computed by this call (by all processes; the others were found).
 
     Raises:
         InputError: bad images, labels, names or severities. ConfigError: the folder holds a
-        different set.
+        different set. LockedError: another process writes the folder.
     """
     start = time.perf_counter()
     out = Path(out_dir)
@@ -166,77 +195,129 @@ def write_corrupted_set(
         "seed": int(seed),
         "source_digest": _source_digest(images, labels),
     }
+    context = context or DistContext()
+    full_shape = (len(levels) * n, h, w, c)
+
+    def decide() -> dict[str, Any]:
+        """Rank 0, holding the folder's lock: check the folder, sweep, write labels and meta, plan."""
+        held.append(try_lock(out / WRITE_LOCK, purpose="writing a corrupted set", refusal=_LOCKED))
+        done = _prepare_folder(out, settings)
+        record.update(settings, freqtail_version=__version__, source=dict(meta or {}), corruptions=done)
+        record["world_size"] = context.world_size
+        atomic_write_json(out / META_FILE, record)  # first: a folder with labels but no meta is foreign
+        _write_labels(out / LABELS_FILE, np.tile(labels.astype(np.int64), len(levels)))
+        skipped = [x for x in names if x in done and _file_has_shape(out / f"{x}.npy", full_shape)]
+        return {"skipped": skipped, "done": done, "source_digest": settings["source_digest"]}
+
+    held: list[Lock] = []
+    record: dict[str, Any] = {}
+    try:
+        decision = run_on_main_and_share(decide, context)
+        if decision["source_digest"] != settings["source_digest"]:
+            failure: Exception | None = InputError(
+                f"Process {context.rank} sees other source images than process 0 (digest "
+                f"{settings['source_digest']}, not {decision['source_digest']}); give every process the same "
+                "data."
+            )
+        else:
+            failure = None
+        raise_together(failure, context)
+        todo = [x for x in names if x not in decision["skipped"]]
+        units = plan_units(todo, levels, n, chunk_size((h, w, c)))
+        mine = rank_units(units, context.rank, context.world_size)
+        show = progress and context.is_main
+        done = list(decision["done"])
+        computed = 0
+
+        def finish(name: str, its_units: list) -> list[str]:
+            """Rank 0: assemble ``name`` from the parts all ranks wrote and record it as finished."""
+            missing = missing_units(its_units, out, (h, w, c))
+            if missing:
+                raise InputError(
+                    f"{len(missing)} part(s) of {name} in {out / PARTS_DIR} are missing or damaged after "
+                    "every process finished; run the same command again to redo them."
+                )
+            assemble(name, its_units, out, full_shape)
+            record["corruptions"] = [x for x in CORRUPTIONS if x in done or x == name]
+            atomic_write_json(out / META_FILE, record)
+            parts = out / PARTS_DIR
+            if parts.is_dir() and not any(parts.iterdir()):
+                parts.rmdir()
+            return record["corruptions"]
+
+        with tqdm(total=sum(u.count for u in mine), unit="img", disable=not show, desc="corrupt") as bar:
+            for name, its_units in by_corruption(units):  # one corruption at a time: each is usable once done
+                bar.set_description(name)
+                its_mine = [u for u in mine if u.corruption == name]
+                computed += write_units(its_mine, images, out, seed, bar_update(bar))
+                barrier(context)
+                done = run_on_main_and_share(functools.partial(finish, name, its_units), context)
+        (computed,) = all_reduce_counts([computed], context)
+    finally:
+        for lock in held:
+            lock.release()
+    return {
+        "out_dir": str(out),
+        "written": todo,
+        "skipped": decision["skipped"],
+        "num_images": n,
+        "severities": levels,
+        "seed": int(seed),
+        "world_size": context.world_size,
+        "units": len(units),
+        "units_computed": int(computed),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+#: The lock a writer of a corrupted-set folder holds (rank 0 of its processes), and its refusal.
+WRITE_LOCK = ".freqtail-corrupt.lock"
+_LOCKED = "The corrupted-set folder {path} is being written by {holder}; wait for it or choose another --out."
+
+
+def bar_update(bar: Any):
+    """A unit callback that advances ``bar`` by the unit's images."""
+    return lambda unit: bar.update(unit.count)
+
+
+def _prepare_folder(out: Path, settings: Mapping[str, Any]) -> list[str]:
+    """Check that ``out`` holds nothing or this set, sweep what killed writes left; the finished
+    corruptions. Called holding :data:`WRITE_LOCK`."""
     if out.exists() and not out.is_dir():
         raise InputError(f"The output path {out} exists and is not a folder.")
-    old = _read_meta(out) if out.is_dir() else None
+    out.mkdir(parents=True, exist_ok=True)
+    sweep_leftover_temporaries(
+        [out / META_FILE, out / LABELS_FILE, *(out / f"{name}.npy" for name in CORRUPTIONS)]
+    )
+    for leftover in (out / PARTS_DIR).glob("*/.*.tmp.npy"):
+        leftover.unlink(missing_ok=True)
+    old = _read_meta(out)
     if old is None:
-        foreign = (
-            sorted(p.name for p in out.glob("*.npy") if p.name != CLEAN_FILE and not p.name.startswith("."))
-            if out.is_dir()
-            else []
-        )
+        arrays = (p.name for p in out.glob("*.npy") if not p.name.startswith("."))
+        foreign = sorted(name for name in arrays if name != CLEAN_FILE)
         if foreign:
             raise ConfigError(
                 f"The folder {out} already holds .npy files ({', '.join(foreign[:3])}) without a freqtail "
                 "meta.json; choose an empty --out folder."
             )
-        done: list[str] = []
-    else:
-        for key in _RESUME_KEYS:
-            if old.get(key) != settings[key]:
-                raise ConfigError(
-                    f"The folder {out} already holds a corrupted set made with other settings "
-                    f"({key.replace('_', ' ')} {old.get(key)!r}, not {settings[key]!r}); "
-                    "choose another output folder or delete it."
-                )
-        done = [x for x in old.get("corruptions", []) if x in CORRUPTIONS]
+        return []
+    for key in _RESUME_KEYS:
+        if old.get(key) != settings[key]:
+            raise ConfigError(
+                f"The folder {out} already holds a corrupted set made with other settings "
+                f"({key.replace('_', ' ')} {old.get(key)!r}, not {settings[key]!r}); "
+                "choose another output folder or delete it."
+            )
+    return [x for x in old.get("corruptions", []) if x in CORRUPTIONS]
 
-    record = dict(settings)
-    record["freqtail_version"] = __version__
-    record["source"] = dict(meta or {})
-    record["corruptions"] = done
-    out.mkdir(parents=True, exist_ok=True)
-    tiled_labels = np.tile(labels.astype(np.int64), len(levels))
-    labels_path = out / LABELS_FILE
+
+def _write_labels(path: Path, tiled: np.ndarray) -> None:
     try:
-        existing_labels = load_npy(labels_path, "labels", mmap=True) if labels_path.exists() else None
+        existing = load_npy(path, "labels", mmap=True) if path.exists() else None
     except InputError:  # damaged: rewrite it
-        existing_labels = None
-    if existing_labels is None or not np.array_equal(existing_labels, tiled_labels):
-        atomic_save_npy(labels_path, tiled_labels)
-    atomic_write_json(out / META_FILE, record)
-
-    full_shape = (len(levels) * n, h, w, c)
-    skipped = [x for x in names if x in done and _file_has_shape(out / f"{x}.npy", full_shape)]
-    todo = [x for x in names if x not in skipped]
-    step = max(1, _CHUNK_VALUES // (h * w * c))
-    with tqdm(
-        total=len(todo) * len(levels) * n, unit="img", disable=not progress, desc="corrupt", smoothing=0.1
-    ) as bar:
-        for name in todo:
-            bar.set_description(name)
-            with atomic_path(out / f"{name}.npy") as tmp:
-                target = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=full_shape)
-                for block, severity in enumerate(levels):
-                    for begin in range(0, n, step):
-                        part = np.asarray(images[begin : begin + step])
-                        result = corrupt(part, name, severity, seed=int(seed), start_index=begin)
-                        target[block * n + begin : block * n + begin + len(part)] = result
-                        bar.update(len(part))
-                target.flush()
-                del target
-            done = [x for x in CORRUPTIONS if x in done or x == name]
-            record["corruptions"] = done
-            atomic_write_json(out / META_FILE, record)
-    return {
-        "out_dir": str(out),
-        "written": todo,
-        "skipped": skipped,
-        "num_images": n,
-        "severities": levels,
-        "seed": int(seed),
-        "seconds": round(time.perf_counter() - start, 3),
-    }
+        existing = None
+    if existing is None or not np.array_equal(existing, tiled):
+        atomic_save_npy(path, tiled)
 
 
 def _require_dir(c_dir: str | os.PathLike) -> Path:
