@@ -994,4 +994,4 @@ def test_drop_fooled_must_be_a_bool(trained):
     with pytest.raises(InputError, match="drop_fooled must be True or False"):
         pgd(model, x, y, eps=0.03, step_size=0.01, steps=1, drop_fooled=1)
     with pytest.raises(InputError, match="drop_fooled must be True or False"):
-        band_pgd(model, x, y, eps=0.03, step_size=0.01, steps=1, boundary_band=2, band="hfc", drop_fooled="no")
+        band_pgd(model, x, y, eps=0.03, step_size=0.01, steps=1, boundary_band=2, band="hfc", drop_fooled=0)
