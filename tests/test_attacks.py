@@ -875,3 +875,145 @@ def test_band_pgd_bad_input_is_one_sentence(trained):
         BandPGDConfig(band="low", boundary_band=3)
     with pytest.raises(InputError):
         band_pgd(model, x, y, eps=8, step_size=2 / 255, steps=2, band="lfc", boundary_band=3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fooled images leave the batch (drop_fooled)
+# ---------------------------------------------------------------------------------------------
+
+
+class PerImage(nn.Module):
+    """Runs ``net`` on one image at a time: each image's logits and gradient are the same bits in
+    any batch by construction (no kernel sees two images), so the shortcut must change no bit."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.net(image[None]) for image in x])
+
+
+def batch_sizes_of(model: nn.Module) -> tuple[list[int], object]:
+    """A list that records the batch size of every forward call of ``model``, and the hook's handle."""
+    sizes: list[int] = []
+    handle = model.register_forward_pre_hook(lambda _module, inputs: sizes.append(int(inputs[0].shape[0])))
+    return sizes, handle
+
+
+@pytest.fixture(scope="module")
+def fooled_at_different_steps(trained):
+    """The trained MLP run image by image, and its 64 images with 4 labels made wrong (clean-fooled)."""
+    net, x, y = trained
+    y = y.clone()
+    y[:4] = (y[:4] + 1) % 4
+    return PerImage(net).eval(), x, y
+
+
+SHORTCUT = {"eps": 0.03, "step_size": 0.03 / 4, "steps": 8}
+
+
+@pytest.mark.parametrize("loss", ["ce", "cw"])
+def test_dropping_fooled_images_changes_no_result(fooled_at_different_steps, loss):
+    model, x, y = fooled_at_different_steps
+    for restarts in (1, 3):
+        settings = dict(SHORTCUT, loss=loss, restarts=restarts, generator=5)
+        kept = pgd(model, x, y, drop_fooled=False, **settings)
+        dropped = pgd(model, x, y, **settings)
+        assert torch.equal(dropped, kept)
+        fooled = int((predictions(model, kept) != y).sum())
+        assert 4 < fooled < len(y)  # some fooled by the attack, some robust: both paths are used
+
+
+def test_band_pgd_drops_fooled_images_without_changing_a_result(fooled_at_different_steps):
+    from freqtail.attacks import band_pgd
+
+    model, x, y = fooled_at_different_steps
+    settings = dict(SHORTCUT, boundary_band=2, band="hfc", generator=2)
+    kept = band_pgd(model, x, y, drop_fooled=False, **settings)
+    assert torch.equal(band_pgd(model, x, y, **settings), kept)
+    assert int((predictions(model, kept) != y).sum()) > 4
+
+
+def test_fooled_images_really_leave_the_batch(fooled_at_different_steps):
+    """Forward batch sizes with the shortcut: N (clean), then at step t the images no run of t - 1
+    steps fooled (counted independently, from runs without the shortcut: a shorter run's fooled
+    images are a longer run's fooled at the same step). Without it, every step sees all it began with."""
+    model, x, y = fooled_at_different_steps
+    n, steps = len(y), SHORTCUT["steps"]
+    settings = dict(SHORTCUT, generator=5)
+    clean_fooled = int((predictions(model, x) != y).sum())
+    fooled_after = [
+        int((predictions(model, pgd(model, x, y, drop_fooled=False, **dict(settings, steps=k))) != y).sum())
+        for k in range(steps)
+    ]
+    sizes, handle = batch_sizes_of(model)
+    try:
+        pgd(model, x, y, **settings)
+        dropped = list(sizes)
+        sizes.clear()
+        pgd(model, x, y, drop_fooled=False, **settings)
+        kept = list(sizes)
+    finally:
+        handle.remove()
+    assert dropped == [n, n - clean_fooled] + [n - f for f in fooled_after]
+    assert len(set(dropped[1:])) >= 4  # images fooled at several different steps
+    assert kept == [n] + [n - clean_fooled] * (steps + 1)
+    assert sum(dropped) < sum(kept)
+
+
+def test_a_model_in_training_mode_keeps_the_whole_batch(fooled_at_different_steps):
+    model, x, y = fooled_at_different_steps
+    sizes, handle = batch_sizes_of(model)
+    model.train()
+    try:
+        with pytest.warns(UserWarning, match="training mode"):
+            pgd(model, x, y, **SHORTCUT, generator=5)
+    finally:
+        model.eval()
+        handle.remove()
+    assert len(set(sizes[1:])) == 1 and len(sizes) == SHORTCUT["steps"] + 2
+
+
+def test_dropping_fooled_images_keeps_small_cnn_bit_identical():
+    """A real conv net with batch norm (eval mode), trained for 40 steps on 3x16x16 images near four
+    prototypes (~0.5 s): the same bits either way, with images fooled at many different steps."""
+    from freqtail.models import create_model
+
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(1)
+    prototypes = 0.5 + 0.1 * torch.randn(4, 3, 16, 16, generator=generator)
+
+    def sample(n: int):
+        y = torch.randint(0, 4, (n,), generator=generator)
+        return (prototypes[y] + (torch.rand(n, 3, 16, 16, generator=generator) - 0.5) * 0.6).clamp(0, 1), y
+
+    model = create_model("small-cnn", 4, image_size=16, width=4)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        images, labels = sample(32)
+        loss = nn.functional.cross_entropy(model(images), labels)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    model.eval()
+    x, y = sample(32)
+    settings = dict(eps=0.01, step_size=0.0025, steps=10, generator=0)
+    sizes, handle = batch_sizes_of(model)
+    try:
+        dropped = pgd(model, x, y, **settings)
+    finally:
+        handle.remove()
+    assert torch.equal(dropped, pgd(model, x, y, drop_fooled=False, **settings))
+    assert len(set(sizes[1:])) >= 5  # images left the batch at several steps
+    assert 0 < int((predictions(model, dropped) == y).sum()) < len(y)
+
+
+def test_drop_fooled_must_be_a_bool(trained):
+    from freqtail.attacks import band_pgd
+
+    model, x, y = trained
+    with pytest.raises(InputError, match="drop_fooled must be True or False"):
+        pgd(model, x, y, eps=0.03, step_size=0.01, steps=1, drop_fooled=1)
+    with pytest.raises(InputError, match="drop_fooled must be True or False"):
+        band_pgd(model, x, y, eps=0.03, step_size=0.01, steps=1, boundary_band=2, band="hfc", drop_fooled=0)

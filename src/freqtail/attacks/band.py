@@ -43,7 +43,7 @@ from freqtail.attacks.common import (
     warn_if_training,
 )
 from freqtail.attacks.eps import check_eps
-from freqtail.attacks.pgd import _check_schedule, _PGDSettings, run_pgd
+from freqtail.attacks.pgd import _check_schedule, _PGDSettings, check_drop_fooled, run_pgd
 from freqtail.checks import check_choice, check_int
 from freqtail.spectrum import high_pass, low_pass, num_bands
 
@@ -126,6 +126,7 @@ def band_pgd(
     random_start: bool = True,
     restarts: int = 1,
     generator: torch.Generator | int | None = None,
+    drop_fooled: bool = True,
 ) -> torch.Tensor:
     """L-inf PGD whose perturbation is projected onto a frequency band at every step (module docstring).
 
@@ -138,6 +139,8 @@ def band_pgd(
         band: ``"lfc"`` (perturb only bands ``< b``) or ``"hfc"`` (only bands ``>= b``).
         loss, random_start, restarts, generator: as :func:`freqtail.attacks.pgd`; the same seed
             draws the same ``u`` as plain PGD does.
+        drop_fooled: as :func:`freqtail.attacks.pgd` (fooled images leave the batch; the projection
+            is per image).
 
     Returns:
         float (N, C, H, W) on ``x``'s device and dtype, inside ``[x - eps, x + eps] ∩ [0, 1]``, each
@@ -153,6 +156,7 @@ def band_pgd(
     eps = check_eps(eps)
     step_size = check_eps(step_size, "step size")
     loss_fn = _check_schedule(steps, restarts, loss)
+    check_drop_fooled(drop_fooled)
     band = check_band(band)
     x, y = check_attack_inputs(x, y)
     size = tuple(x.shape[-2:])
@@ -179,6 +183,7 @@ def band_pgd(
         restarts=restarts,
         generator=generator,
         project=project,
+        drop_fooled=drop_fooled,
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
 from freqtail.attacks.common import (
@@ -58,6 +59,18 @@ def _check_schedule(
     return LOSSES[check_choice(loss, LOSSES, "The PGD loss")]
 
 
+def check_drop_fooled(drop_fooled: bool) -> None:
+    """Refuse a ``drop_fooled`` that is not ``True`` or ``False`` (one sentence)."""
+    if not isinstance(drop_fooled, bool):
+        raise InputError(f"drop_fooled must be True or False, not {drop_fooled!r}.")
+
+
+def _couples_images(model: Classifier) -> bool:
+    """True when a module of ``model`` is in training mode: batch statistics and dropout then make
+    one image's output depend on the others in its batch (a plain callable is taken as per-image)."""
+    return isinstance(model, nn.Module) and any(module.training for module in model.modules())
+
+
 def as_generator(generator: torch.Generator | int | None) -> torch.Generator | None:
     """``None`` (torch's global RNG), a ``torch.Generator`` as is, or an int seed -> a fresh CPU generator."""
     if generator is None or isinstance(generator, torch.Generator):
@@ -90,6 +103,7 @@ def pgd(
     random_start: bool = True,
     restarts: int = 1,
     generator: torch.Generator | int | None = None,
+    drop_fooled: bool = True,
 ) -> torch.Tensor:
     """L-inf PGD adversarial examples for a batch.
 
@@ -105,6 +119,10 @@ def pgd(
         restarts: independent runs; images fooled by an earlier run are kept (see module doc).
         generator: ``torch.Generator`` (any device) or an int seed for the random starts; same seed,
             same result. ``None`` draws from torch's global RNG.
+        drop_fooled: attack only the images not yet fooled at every step (see the module doc; the
+            returned examples are the same). ``False`` keeps the whole batch to the last step, for a
+            model whose output for one image depends on the others in its batch. A model with any
+            module in training mode always keeps the whole batch.
 
     Returns:
         float (N, C, H, W) on ``x``'s device and dtype, inside ``[x - eps, x + eps] ∩ [0, 1]``;
@@ -116,6 +134,7 @@ def pgd(
     eps = check_eps(eps)
     step_size = check_eps(step_size, "step size")
     loss_fn = _check_schedule(steps, restarts, loss)
+    check_drop_fooled(drop_fooled)
     x, y = check_attack_inputs(x, y)
     if eps == 0:
         return x.clone()
@@ -132,6 +151,7 @@ def pgd(
         random_start=random_start,
         restarts=restarts,
         generator=generator,
+        drop_fooled=drop_fooled,
     )
 
 
@@ -153,6 +173,7 @@ def run_pgd(
     restarts: int,
     generator: torch.Generator | int | None,
     project: Projection | None = None,
+    drop_fooled: bool = True,
 ) -> torch.Tensor:
     """The PGD loop on checked inputs (:func:`pgd` checks them, refuses inference mode and warns about
     training mode), with an optional extra projection.
@@ -163,7 +184,7 @@ def run_pgd(
     band-restricted perturbations). The rule for which iterate is returned is the module docstring's.
 
     Args:
-        model, eps, step_size, steps, random_start, restarts, generator: as :func:`pgd`.
+        model, eps, step_size, steps, random_start, restarts, generator, drop_fooled: as :func:`pgd`.
         x: float (N, C, H, W) images in [0, 1], already checked; y: long (N,) labels.
         loss_fn: per-example loss to maximise, (N, K) logits and (N,) labels -> (N,).
         project: ``project(v, x0) -> point``, float (M, C, H, W) each, for the M images attacked.
@@ -174,6 +195,7 @@ def run_pgd(
     if eps == 0:
         return x.clone()
     generator = as_generator(generator)
+    drop_fooled = drop_fooled and not _couples_images(model)
     device = model_device(model, x.device)
     x0, y0 = x.to(device), y.to(device)
     lower = (x0 - eps).clamp_(min=0.0)
@@ -222,6 +244,14 @@ def run_pgd(
             keep_best(active, x_adv, logits.detach(), losses.detach())
             if last:
                 break
+            if drop_fooled:  # a fooled image's returned example is fixed: it leaves the batch
+                still_open = ~found[active]
+                if not bool(still_open.all()):
+                    if not bool(still_open.any()):
+                        break
+                    keep = still_open.nonzero().squeeze(1)
+                    active, x_adv, grad = active[keep], x_adv[keep], grad[keep]
+                    start, labels, low, high = start[keep], labels[keep], low[keep], high[keep]
             # A NaN gradient (a model that returns NaN) must never leak into the images.
             step_direction = torch.nan_to_num(grad, nan=0.0).sign_()
             x_adv = constrain(x_adv + step_size * step_direction, start, low, high)

@@ -167,19 +167,43 @@ def _ties(
     n, c, h, half = weighted.shape
     if h * half == 1:  # 1 x 1 images: DC alone
         return None
+    if in_place:
+        return _ties_in_place(weighted, multiplicity)
     amplitude = weighted / multiplicity  # exact: m is 1 or 2
     flat = amplitude.detach().view(n, c, h * half)
-    dc = flat[..., 0].clone()
-    if in_place:  # one reduction over contiguous memory; amplitudes are >= 0, so 0 is never above
-        flat.select(-1, 0).zero_()
-        elsewhere = flat.amax(-1)
-    else:
-        elsewhere = flat[..., 1:].amax(-1)
+    dc = flat[..., 0]
+    elsewhere = flat[..., 1:].amax(-1)
     tied = (elsewhere >= dc).any(1).nonzero().flatten()
     if not tied.numel():
         return None
     peak = torch.maximum(dc, elsewhere).index_select(0, tied)[..., None, None]
     return tied, amplitude.index_select(0, tied), peak
+
+
+def _ties_in_place(
+    weighted: torch.Tensor, multiplicity: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """:func:`_ties` without autograd, in one reduction over ``weighted`` for a batch without ties.
+
+    Sets the DC term of ``weighted`` to 0 (band 0 is neither profiled nor re-weighted). DC has
+    ``m = 1`` and ``m |F| >= |F|`` elsewhere, so the images where ``m |F|`` reaches DC are a
+    superset of the tied ones; ``|F|`` itself is computed for those candidates only.
+    """
+    n, c, h, half = weighted.shape
+    flat = weighted.view(n, c, h * half)
+    dc = flat[..., 0].clone()  # |F + eps| at DC (m = 1)
+    flat.select(-1, 0).zero_()  # amplitudes are >= 0, so 0 is never above: one contiguous reduction
+    candidates = (flat.amax(-1) >= dc).any(1).nonzero().flatten()
+    if not candidates.numel():
+        return None
+    amplitude = weighted.index_select(0, candidates).div_(multiplicity)  # exact: m is 1 or 2
+    dc = dc.index_select(0, candidates)
+    elsewhere = amplitude.view(-1, c, h * half).amax(-1)
+    tied = (elsewhere >= dc).any(1)
+    if not bool(tied.any()):
+        return None
+    peak = torch.maximum(dc, elsewhere)[tied][..., None, None]
+    return candidates[tied], amplitude[tied], peak
 
 
 def _profile_weights(
@@ -407,13 +431,17 @@ def balance_batch(
     layout = band_layout(h, w, x.device, x.dtype)
     spectral = _spectral_weights(x, strength, profile, scale, layout, check_finite)
     spectrum = spectral.spectrum
-    weight_map = spectral.weights.view(n * c, -1).index_select(1, layout.band).view(spectrum.shape)
+    weights = spectral.weights.view(n * c, -1)
     ties = spectral.ties
     tied = None if ties is None else spectrum.index_select(0, ties.images)
     if spectrum.requires_grad:
-        weighted = spectrum * weight_map
+        weighted = spectrum * weights.index_select(1, layout.band).view(spectrum.shape)
     else:  # nothing to differentiate: re-use the spectrum's memory
-        weighted = spectrum.mul_(weight_map)
+        # One contiguous real multiply of the interleaved (re, im) pairs, each weight taken twice:
+        # the same products as complex * real, without casting the weight map to complex.
+        pairs = weights.index_select(1, layout.band.repeat_interleave(2))
+        torch.view_as_real(spectrum).view(n * c, -1).mul_(pairs)
+        weighted = spectrum
     if ties is not None:  # maximum-amplitude positions keep factor 1
         patched = torch.where(ties.mask, tied, weighted.index_select(0, ties.images))
         weighted.index_copy_(0, ties.images, patched)
