@@ -9,7 +9,8 @@ of K processes over one (goal >= 1.7x for 2 processes on 2 cores):
 * sensitivity: :func:`freqtail.analysis.frequency_sensitivity` on ``--n`` images (boundary given);
 * landscape: :func:`freqtail.analysis.loss_landscape` on a ``--grid`` x ``--grid`` grid;
 * heat map: :func:`freqtail.analysis.fourier_heatmap` on ``--heat-n`` images;
-* corrupt: :func:`freqtail.data.corrupted_sets.write_corrupted_set`, two corruptions x two severities.
+* corrupt: :func:`freqtail.data.corrupted_sets.write_corrupted_set` of ``4 * --n`` images, four
+  corruptions x five severities (20 units; frost builds its textures once per process, 0.6 s).
 
 Each analysis also checks that the K-process result equals the one-process result (printed as
 ``same``), so the speed-up is measured on the same work.
@@ -32,12 +33,12 @@ import numpy as np
 import torch
 
 from freqtail.analysis import fourier_heatmap, frequency_sensitivity, loss_landscape
-from freqtail.data.corrupted_sets import load_corrupted_set, write_corrupted_set
+from freqtail.data.corrupted_sets import write_corrupted_set
 from freqtail.distributed import barrier, init_distributed, shutdown
 from freqtail.models import FreqtailModel, create_model
 from freqtail.sample_photos import photo_crops
 
-CORRUPTIONS = ("gaussian_noise", "contrast")
+CORRUPTIONS = ("gaussian_noise", "motion_blur", "frost", "saturate")
 
 
 def _work(args: argparse.Namespace):
@@ -69,16 +70,10 @@ def _work(args: argparse.Namespace):
     def corrupt(context):
         target = out / f"c-{context.world_size}"
         write_corrupted_set(
-            crops[:64],
-            labels[:64].numpy(),
-            target,
-            corruptions=CORRUPTIONS,
-            severities=(1, 3),
-            progress=False,
-            context=context,
+            crops, labels.numpy(), target, corruptions=CORRUPTIONS, progress=False, context=context
         )
         barrier(context)
-        return np.concatenate([load_corrupted_set(target, name)[0].reshape(-1) for name in CORRUPTIONS])
+        return np.concatenate([np.load(target / f"{name}.npy").reshape(-1) for name in CORRUPTIONS])
 
     return {"sensitivity": sensitivity, "landscape": landscape, "heatmap": heatmap, "corrupt": corrupt}
 

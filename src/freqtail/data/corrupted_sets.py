@@ -12,7 +12,6 @@ any listed subset, in the listed order, and say so in ``meta.json``.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -227,31 +226,42 @@ def write_corrupted_set(
         mine = rank_units(units, context.rank, context.world_size)
         show = progress and context.is_main
         done = list(decision["done"])
+        pending = dict(by_corruption(units))  # corruption -> its units, until assembled
         computed = 0
 
-        def finish(name: str, its_units: list) -> list[str]:
-            """Rank 0: assemble ``name`` from the parts all ranks wrote and record it as finished."""
-            missing = missing_units(its_units, out, (h, w, c))
-            if missing:
-                raise InputError(
-                    f"{len(missing)} part(s) of {name} in {out / PARTS_DIR} are missing or damaged after "
-                    "every process finished; run the same command again to redo them."
-                )
-            assemble(name, its_units, out, full_shape)
-            record["corruptions"] = [x for x in CORRUPTIONS if x in done or x == name]
+        def finish(name: str) -> None:
+            """Rank 0: assemble ``name`` from the parts (all there) and record it as finished."""
+            nonlocal done
+            assemble(name, pending.pop(name), out, full_shape)
+            done = [x for x in CORRUPTIONS if x in done or x == name]
+            record["corruptions"] = done
             atomic_write_json(out / META_FILE, record)
+
+        with tqdm(total=sum(u.count for u in mine), unit="img", disable=not show, desc="corrupt") as bar:
+            for unit in mine:
+                bar.set_description(unit.corruption)
+                computed += write_units([unit], images, out, seed, bar_update(bar))
+                # Rank 0 assembles a corruption as soon as its parts are all there (with one process:
+                # after its last unit, so each corruption is usable once done); the rest at the end.
+                if context.is_main and not missing_units(pending[unit.corruption], out, (h, w, c)):
+                    finish(unit.corruption)
+        barrier(context)
+
+        def finish_the_rest() -> list[str]:
+            for name in list(pending):
+                missing = missing_units(pending[name], out, (h, w, c))
+                if missing:
+                    raise InputError(
+                        f"{len(missing)} part(s) of {name} in {out / PARTS_DIR} are missing or damaged after "
+                        "every process finished; run the same command again to redo them."
+                    )
+                finish(name)
             parts = out / PARTS_DIR
             if parts.is_dir() and not any(parts.iterdir()):
                 parts.rmdir()
-            return record["corruptions"]
+            return done
 
-        with tqdm(total=sum(u.count for u in mine), unit="img", disable=not show, desc="corrupt") as bar:
-            for name, its_units in by_corruption(units):  # one corruption at a time: each is usable once done
-                bar.set_description(name)
-                its_mine = [u for u in mine if u.corruption == name]
-                computed += write_units(its_mine, images, out, seed, bar_update(bar))
-                barrier(context)
-                done = run_on_main_and_share(functools.partial(finish, name, its_units), context)
+        run_on_main_and_share(finish_the_rest, context)
         (computed,) = all_reduce_counts([computed], context)
     finally:
         for lock in held:
