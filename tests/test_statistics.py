@@ -213,6 +213,7 @@ def _record(metric: str, indices: list[int], mask: list[bool] | None, of: int = 
     return Record(
         id=RecordId("best", "standard", metric, "eps=8/255"),
         metric=metric,
+        threat_model="standard",
         data=data,
         correct=None if mask is None else int(sum(mask)),
         total=len(indices),
