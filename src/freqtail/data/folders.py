@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import utils as torchvision_utils
 from torchvision.datasets.folder import default_loader, make_dataset
 
+from freqtail.data.cache_files import check_png_digest
 from freqtail.errors import DatasetNotFoundError
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
@@ -126,18 +127,25 @@ class FolderImageDataset(Dataset):
 def read_rgb(path: str | os.PathLike, dataset: str = "dataset") -> np.ndarray:
     """Decode an image file to uint8 (H, W, 3) with torchvision's ``default_loader`` (PIL, RGB).
 
+    A PNG with the pixel digest of :func:`freqtail.data.cache_files.write_verified_png` (the PNGs of
+    a copy written by ``freqtail bass --dataset``) is checked against it.
+
     Raises:
-        DatasetNotFoundError: missing, truncated or not an image.
+        DatasetNotFoundError: missing, truncated or not an image; DamagedFileError (a subclass):
+            pixels that differ from their recorded digest.
     """
     try:
         with_pil = default_loader(str(path))
-        return np.array(with_pil, dtype=np.uint8)  # a writable copy (torch.from_numpy needs one)
+        pixels = np.array(with_pil, dtype=np.uint8)  # a writable copy (torch.from_numpy needs one)
     except FileNotFoundError:
         raise DatasetNotFoundError(f"The {dataset} image file {path} does not exist.") from None
     except (OSError, ValueError, SyntaxError) as err:
         raise DatasetNotFoundError(
             f"The {dataset} image file {path} is truncated or not a readable image ({err}); replace it."
         ) from None
+    if str(path).lower().endswith(".png"):  # the PNGs of converted copies carry their pixels' digest
+        check_png_digest(path, pixels, required=False)
+    return pixels
 
 
 def _is_image(path: str) -> bool:
