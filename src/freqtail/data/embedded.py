@@ -270,7 +270,7 @@ def read_embedded_folder(folder: str | os.PathLike, split: str) -> tuple[np.ndar
             "write one with `freqtail bass --dataset embedded --out DIR` "
             "or omit --data-root to use the built-in set."
         )
-    advice = "delete the folder and build or write it again"
+    advice = "write the folder again (a BaSS copy with `freqtail bass --dataset embedded --out DIR`)"
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         classes = [str(c) for c in meta["classes"]]
