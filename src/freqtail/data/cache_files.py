@@ -198,17 +198,18 @@ def read_verified_png(path: str | os.PathLike) -> np.ndarray:
     """
     try:
         with Image.open(path) as png:
+            recorded = png.info.get(PNG_DIGEST_KEY)
             pixels = np.array(png.convert("RGB"), dtype=np.uint8)
     except (OSError, ValueError, SyntaxError) as err:  # PIL raises SyntaxError for a broken chunk
-        raise DamagedFileError(
-            f"The file {path} is damaged (it cannot be decoded as a PNG: {err}).", path
-        ) from None
-    check_png_digest(path, pixels, required=True)
+        reason = f"it cannot be decoded as a PNG: {str(err).rstrip('.')}"
+        raise DamagedFileError(_sentence(path, reason, ""), path) from None
+    check_png_digest(path, pixels, recorded, required=True)
     return pixels
 
 
-def check_png_digest(path: str | os.PathLike, pixels: np.ndarray, required: bool) -> None:
-    """Check ``pixels`` (uint8 (H, W, 3), decoded from the PNG ``path``) against the digest in its text.
+def check_png_digest(path: str | os.PathLike, pixels: np.ndarray, recorded: object, required: bool) -> None:
+    """Check ``pixels`` (uint8 (H, W, 3), decoded from the PNG ``path``) against ``recorded``, the
+    digest in its text (``image.info.get(PNG_DIGEST_KEY)`` of the opened PNG).
 
     Args:
         required: a PNG without the digest is damaged (a cache file); else it passes unchecked (an
@@ -217,23 +218,13 @@ def check_png_digest(path: str | os.PathLike, pixels: np.ndarray, required: bool
     Raises:
         DamagedFileError: a required digest missing, or pixels that differ from it.
     """
-    try:
-        with Image.open(path) as png:  # reads the chunks before the image data only
-            recorded = png.info.get(PNG_DIGEST_KEY)
-    except (OSError, ValueError, SyntaxError) as err:
-        raise DamagedFileError(
-            f"The file {path} is damaged (it cannot be read as a PNG: {err}).", path
-        ) from None
     if recorded is None:
         if required:
-            raise DamagedFileError(f"The file {path} is damaged (it has no {PNG_DIGEST_KEY} digest).", path)
+            raise DamagedFileError(_sentence(path, f"it has no {PNG_DIGEST_KEY} digest", ""), path)
         return
     if array_digest(pixels).sha256 != recorded:
-        raise DamagedFileError(
-            f"The file {path} is damaged (its pixels differ from the SHA-256 digest recorded when it was "
-            "written).",
-            path,
-        )
+        reason = "its pixels differ from the SHA-256 digest recorded when it was written"
+        raise DamagedFileError(_sentence(path, reason, ""), path)
 
 
 def _sentence(path: str | os.PathLike, reason: str, advice: str) -> str:
