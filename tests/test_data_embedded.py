@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from freqtail.data import embedded
+from freqtail.data.cache_files import DIGESTS_KEY
 from freqtail.errors import DatasetNotFoundError
 from freqtail.io import atomic_save_npy
 
@@ -170,9 +171,16 @@ def _small_folder(tmp_path, labels=None):
 @pytest.mark.parametrize(
     ("damage", "words"),
     [
-        (
-            lambda f: atomic_save_npy(f / "test_labels.npy", np.array([0.0, 1.5, 2.0, 3.0])),
+        (  # a hand-made folder (no digests): the labels' type is checked
+            lambda f: (
+                atomic_save_npy(f / "test_labels.npy", np.array([0.0, 1.5, 2.0, 3.0])),
+                _drop_digests(f),
+            ),
             "test_labels.npy holds float64 values, not integer labels",
+        ),
+        (  # a folder freqtail wrote: its digest catches the same change first
+            lambda f: atomic_save_npy(f / "test_labels.npy", np.array([0.0, 1.5, 2.0, 3.0])),
+            "test_labels.npy is damaged (it holds float64 (4,), not int64 (4,) as written)",
         ),
         (
             lambda f: _edit_meta(f, counts={"train": 4, "test": 5}),
@@ -181,7 +189,7 @@ def _small_folder(tmp_path, labels=None):
         (lambda f: _edit_meta(f, classes="abcdefghijklmnop"), "meta.json's classes is not a list of names"),
         (lambda f: _edit_meta(f, classes=["same"] * 16), "meta.json names a class twice"),
     ],
-    ids=["float-labels", "counts", "classes-text", "classes-repeated"],
+    ids=["float-labels", "float-labels-digest", "counts", "classes-text", "classes-repeated"],
 )
 def test_embedded_layout_folder_that_disagrees_with_itself_is_one_sentence(tmp_path, damage, words):
     folder = _small_folder(tmp_path)
@@ -190,6 +198,12 @@ def test_embedded_layout_folder_that_disagrees_with_itself_is_one_sentence(tmp_p
     with pytest.raises(DatasetNotFoundError, match=re.escape(words)) as err:
         embedded.read_embedded_folder(folder, "test")
     assert str(folder) in str(err.value) and "\n" not in str(err.value)
+
+
+def _drop_digests(folder) -> None:
+    meta = json.loads((folder / "meta.json").read_text())
+    meta.pop(DIGESTS_KEY, None)
+    (folder / "meta.json").write_text(json.dumps(meta))
 
 
 def _edit_meta(folder, **changes) -> None:

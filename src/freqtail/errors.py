@@ -34,6 +34,15 @@ class DatasetNotFoundError(FreqtailError, FileNotFoundError):
     """A dataset is missing or damaged on disk."""
 
 
+class DamagedFileError(DatasetNotFoundError):
+    """A file freqtail wrote for itself (a cache entry, a converted copy) differs from what it wrote:
+    missing, truncated, or bytes that do not match the digest recorded with it (``path``)."""
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
+
+
 class CheckpointError(FreqtailError):
     """A checkpoint is missing, corrupt, foreign, or does not match what it is used for."""
 

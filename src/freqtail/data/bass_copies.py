@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm.auto import tqdm
 
 from freqtail.bass.core import check_strength
 from freqtail.data.augment import working_resize
+from freqtail.data.cache_files import array_digest, write_digest_file, write_verified_png
 from freqtail.data.cifar import CIFAR_LAYOUTS, cifar_folder, load_cifar
 from freqtail.data.embedded import SPLITS, ensure_embedded, read_embedded_folder, write_embedded_folder
 from freqtail.data.folders import (
@@ -118,18 +118,26 @@ def _write_cifar(name: str, root, out: Path, strength: float, progress: bool) ->
     target = out / layout.folder
     target.mkdir(parents=True, exist_ok=True)
     splits, degenerate = {"train": 0, "test": 0}, 0
+    digests = {}
     for split, files in (("train", layout.train_files), ("test", layout.test_files)):
         for file_name in files:
             batch = safe_load_pickle(source / file_name, f"{name} batch file")
-            key = next(k for k in batch if (k.decode("latin1") if isinstance(k, bytes) else k) == "data")
-            images = batch[key].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+            keys = {k.decode("latin1") if isinstance(k, bytes) else k: k for k in batch}
+            images = batch[keys["data"]].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
             converted, n = convert_images(np.ascontiguousarray(images), strength, progress)
-            batch[key] = np.ascontiguousarray(converted.transpose(0, 3, 1, 2).reshape(len(converted), -1))
+            batch[keys["data"]] = np.ascontiguousarray(
+                converted.transpose(0, 3, 1, 2).reshape(len(converted), -1)
+            )
             atomic_write_bytes(target / file_name, pickle.dumps(batch, protocol=2))
+            # what load_cifar reads back: the (N, 32, 32, 3) images and the int64 labels
+            digests[f"{file_name}:images"] = array_digest(converted)
+            labels = np.asarray(batch[keys[layout.label_key]], dtype=np.int64)
+            digests[f"{file_name}:labels"] = array_digest(labels)
             splits[split] += len(converted)
             degenerate += n
     with atomic_path(target / layout.meta_file) as tmp:
         shutil.copyfile(source / layout.meta_file, tmp)
+    write_digest_file(target, digests)
     return splits, degenerate
 
 
@@ -147,8 +155,7 @@ def _convert_files(pairs: list[tuple[str, Path]], strength: float, progress: boo
     for source, target in tqdm(pairs, desc=desc, unit="img", disable=not progress, dynamic_ncols=True):
         converted, n = convert_images(resize(read_rgb(source))[None], strength, progress=False)
         degenerate += n
-        with atomic_path(target) as tmp:
-            Image.fromarray(converted[0]).save(tmp, format="PNG")
+        write_verified_png(target, converted[0])  # read back checked by folders.read_rgb
     return degenerate
 
 

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 from torchvision.datasets import utils as torchvision_utils
 
+from freqtail.data.cache_files import DIGEST_FILE, check_array, read_digest_file
 from freqtail.data.safe_pickle import safe_load_pickle
-from freqtail.errors import DatasetNotFoundError
+from freqtail.errors import DamagedFileError, DatasetNotFoundError
 from freqtail.io import atomic_write_bytes
 
 
@@ -164,9 +165,13 @@ def load_cifar(
     Returns:
         ``(images uint8 (N, 32, 32, 3), labels int64 (N,), class names)``.
 
+    A folder with the digest record of a converted copy (``freqtail-digests.json``, written by
+    :func:`freqtail.data.bass_copies.write_bass_dataset`) has every batch checked against it.
+
     Raises:
         DatasetNotFoundError: missing folder or file (one sentence: what, where, how to get it),
-            truncated, damaged or unsafe file.
+            truncated, damaged or unsafe file; :class:`~freqtail.errors.DamagedFileError` (a
+            subclass) where a converted copy's batch differs from its recorded digest.
     """
     layout = CIFAR_LAYOUTS[name]
     folder = cifar_folder(name, root)
@@ -183,6 +188,18 @@ def load_cifar(
         )
     classes = read_cifar_classes(name, folder)
     parts = [_read_batch(folder / f, name, layout.label_key) for f in files]
+    digests = read_digest_file(folder)  # recorded by `freqtail bass --dataset` in the copies it writes
+    if digests is not None:
+        advice = f"write the copy again with `freqtail bass --dataset {name} --out DIR`"
+        for file_name, (images, labels) in zip(files, parts, strict=True):
+            for part, array in (("images", images), ("labels", labels)):
+                expected = digests.get(f"{file_name}:{part}")
+                if expected is None:
+                    raise DamagedFileError(
+                        f"The file {folder / DIGEST_FILE} is damaged (no digest for {file_name}); {advice}.",
+                        folder / DIGEST_FILE,
+                    )
+                check_array(array, expected, folder / file_name, advice)
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):

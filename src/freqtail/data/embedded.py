@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from freqtail.data.cache_files import DIGESTS_KEY, load_array, recorded_digests, report_rebuilt, save_array
 from freqtail.errors import DatasetNotFoundError, InputError
-from freqtail.io import atomic_save_npy, atomic_write_json, cache_dir, load_npy
+from freqtail.io import atomic_write_json, cache_dir, load_npy
 from freqtail.sample_photos import load_photo
 
 #: Bump whenever the construction below changes; it names the cache folder.
@@ -186,12 +187,12 @@ def write_embedded_folder(
     """Write embedded-layout arrays to ``folder`` atomically; ``meta.json`` is written last.
 
     Layout: ``<split>_images.npy`` uint8 (N, 32, 32, 3), ``<split>_labels.npy`` int64 (N,),
-    optional ``<split>_boxes.npy``, and ``meta.json`` (version, classes, counts). A folder without
+    optional ``<split>_boxes.npy``, and ``meta.json`` (version, classes, counts, and the digest of
+    every array, checked when it is read: :mod:`freqtail.data.cache_files`). A folder without
     ``meta.json`` is incomplete.
     """
     folder = Path(folder)
-    for key, array in arrays.items():
-        atomic_save_npy(folder / f"{key}.npy", array)
+    digests = {f"{key}.npy": save_array(folder / f"{key}.npy", a).to_json() for key, a in arrays.items()}
     meta = {
         "format": "freqtail-embedded",
         "version": EMBEDDED_VERSION,
@@ -201,6 +202,7 @@ def write_embedded_folder(
         "grid": GRID,
         "tile_gap": TILE_GAP,
         **(extra_meta or {}),
+        DIGESTS_KEY: digests,
     }
     atomic_write_json(folder / "meta.json", meta)
     return folder
@@ -209,23 +211,56 @@ def write_embedded_folder(
 def ensure_embedded(
     train_per_class: int = DEFAULT_TRAIN_PER_CLASS, test_per_class: int = DEFAULT_TEST_PER_CLASS
 ) -> Path:
-    """Return the cache folder of the embedded dataset, building it first if it is absent or damaged."""
+    """Return the cache folder of the embedded dataset, building it first if it is absent or damaged.
+
+    Every cached array is checked against the digest recorded when it was written; a damaged entry
+    (or one written before digests were recorded) is rebuilt, and a WARNING line on the
+    ``freqtail.cache`` logger says so.
+    """
     folder = embedded_cache_folder(train_per_class, test_per_class)
+    if not (folder / "meta.json").is_file():
+        return write_embedded_folder(folder, build_embedded_arrays(train_per_class, test_per_class))
     try:
-        read_embedded_folder(folder, "train")
-        read_embedded_folder(folder, "test")
+        _verify_cache_entry(folder)
         return folder
-    except DatasetNotFoundError:
-        pass
-    arrays = build_embedded_arrays(train_per_class, test_per_class)
-    return write_embedded_folder(folder, arrays)
+    except DatasetNotFoundError as err:  # DamagedFileError included
+        damage = err
+    folder = write_embedded_folder(folder, build_embedded_arrays(train_per_class, test_per_class))
+    report_rebuilt(damage, f"the embedded dataset cache {folder}")
+    return folder
+
+
+def _verify_cache_entry(folder: Path) -> None:
+    """Check every array of the cache entry ``folder`` against its recorded digest.
+
+    Raises:
+        DatasetNotFoundError: ``meta.json`` damaged or without digests; DamagedFileError: an array.
+    """
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        meta = None
+    digests = recorded_digests(meta)
+    needed = {f"{split}_{part}.npy" for split in SPLITS for part in ("images", "labels")}
+    if digests is None or not needed <= set(digests):
+        raise DatasetNotFoundError(
+            f"The meta.json in {folder} has no complete record of the arrays' digests "
+            "(damaged, or written by an older freqtail)."
+        )
+    for file_name, expected in digests.items():
+        load_array(folder / file_name, expected)
 
 
 def read_embedded_folder(folder: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Read one split of an embedded-layout folder: ``(uint8 (N, H, W, 3), int64 (N,), classes)``.
 
+    Arrays whose digests ``meta.json`` records (every folder :func:`write_embedded_folder` wrote)
+    are checked against them; a folder without that record is read unchecked.
+
     Raises:
-        DatasetNotFoundError: the folder, its ``meta.json`` or an array is missing or damaged.
+        DatasetNotFoundError: the folder, its ``meta.json`` or an array is missing or damaged;
+            :class:`~freqtail.errors.DamagedFileError` (a subclass) where an array differs from
+            its recorded digest.
     """
     folder = Path(folder)
     meta_path = folder / "meta.json"
@@ -237,13 +272,19 @@ def read_embedded_folder(folder: str | os.PathLike, split: str) -> tuple[np.ndar
         )
     damaged = f"The embedded-format dataset in {folder} is damaged"
     again = "delete the folder and build or write it again"
+    advice = "write the folder again (a BaSS copy with `freqtail bass --dataset embedded --out DIR`)"
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         classes = meta["classes"]
         if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
             raise ValueError("meta.json's classes is not a list of names")
-        images = load_npy(folder / f"{split}_images.npy", what=f"embedded {split} image")
-        labels = load_npy(folder / f"{split}_labels.npy", what=f"embedded {split} label")
+        digests = recorded_digests(meta)
+        if digests is None:  # written by hand or by a freqtail older than the digests: unchecked
+            images = load_npy(folder / f"{split}_images.npy", what=f"embedded {split} image")
+            labels = load_npy(folder / f"{split}_labels.npy", what=f"embedded {split} label")
+        else:
+            images = load_array(folder / f"{split}_images.npy", digests[f"{split}_images.npy"], advice)
+            labels = load_array(folder / f"{split}_labels.npy", digests[f"{split}_labels.npy"], advice)
     except (InputError, ValueError, KeyError, TypeError) as err:
         raise DatasetNotFoundError(f"{damaged} ({str(err).rstrip('.')}); {again}.") from None
     if len(set(classes)) != len(classes):

@@ -8,7 +8,7 @@ Layouts under ``root`` (``root`` may also be the named folder itself for Tiny-Im
 
 Labels follow the sorted wnids (torchvision ``ImageFolder`` order). Restricted-ImageNet keeps the 9
 super-classes of Tsipras et al. 2019 over the sorted 1000 ImageNet wnids (inclusive index ranges
-of the ``robustness`` library). Images are decoded with torchvision's ``default_loader`` (RGB),
+of the ``robustness`` library). Images are decoded as torchvision's ``default_loader`` does (PIL, RGB),
 then resized to the working resolution of the augmentation preset
 (:class:`freqtail.data.augment.WorkingResize`) before anything else sees them, BaSS included.
 """
@@ -25,8 +25,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets import utils as torchvision_utils
-from torchvision.datasets.folder import default_loader, make_dataset
+from torchvision.datasets.folder import make_dataset
 
+from freqtail.data.cache_files import PNG_DIGEST_KEY, check_png_digest
 from freqtail.errors import DatasetNotFoundError
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
@@ -126,18 +127,23 @@ class FolderImageDataset(Dataset):
 
 
 def read_rgb(path: str | os.PathLike, dataset: str = "dataset") -> np.ndarray:
-    """Decode an image file to uint8 (H, W, 3) with torchvision's ``default_loader`` (PIL, RGB).
+    """Decode an image file to uint8 (H, W, 3) as torchvision's ``default_loader`` does (PIL, RGB).
+
+    A PNG with the pixel digest of :func:`freqtail.data.cache_files.write_verified_png` (the PNGs of
+    a copy written by ``freqtail bass --dataset``) is checked against it.
 
     Raises:
         DatasetNotFoundError: missing, truncated or not an image, or more pixels than PIL's
             ``Image.MAX_IMAGE_PIXELS`` (where PIL only warns of a possible decompression bomb, and
-            beyond twice that, where it refuses).
+            beyond twice that, where it refuses); DamagedFileError (a subclass): pixels that differ
+            from their recorded digest.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with_pil = default_loader(str(path))
-        return np.array(with_pil, dtype=np.uint8)  # a writable copy (torch.from_numpy needs one)
+            with Image.open(path) as opened:  # torchvision's default_loader (PIL), keeping the PNG text
+                recorded = opened.info.get(PNG_DIGEST_KEY)
+                pixels = np.array(opened.convert("RGB"), dtype=np.uint8)  # a writable copy (torch.from_numpy)
     except FileNotFoundError:
         raise DatasetNotFoundError(f"The {dataset} image file {path} does not exist.") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -149,6 +155,8 @@ def read_rgb(path: str | os.PathLike, dataset: str = "dataset") -> np.ndarray:
         raise DatasetNotFoundError(
             f"The {dataset} image file {path} is truncated or not a readable image ({err}); replace it."
         ) from None
+    check_png_digest(path, pixels, recorded, required=False)  # the PNGs of converted copies carry one
+    return pixels
 
 
 def _is_image(path: str) -> bool:

@@ -22,15 +22,24 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from freqtail import bass
+from freqtail.data.cache_files import (
+    DIGESTS_KEY,
+    load_array,
+    read_verified_png,
+    recorded_digests,
+    report_rebuilt,
+    save_array,
+    write_verified_png,
+)
 from freqtail.data.embedded import SPLITS
-from freqtail.errors import FreqtailError
-from freqtail.io import atomic_path, atomic_save_npy, atomic_write_json, cache_dir, load_npy
+from freqtail.errors import DamagedFileError
+from freqtail.io import atomic_write_json, cache_dir
 
 #: Layout version of the variant cache itself (bump if the cached format changes).
-VARIANT_FORMAT = "1"
+#: 2: every cached array's digest recorded in meta.json, every PNG's in its ``freqtail-sha256`` text.
+VARIANT_FORMAT = "2"
 
 
 def bass_implementation_version() -> str:
@@ -102,25 +111,54 @@ def cached_bass_arrays(
     meta_path = folder / "meta.json"
     if meta_path.is_file():
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            out = {s: load_npy(folder / f"{s}_images.npy", f"{name} BaSS {s} image") for s in sources}
-            if all(out[s].shape == sources[s].shape and out[s].dtype == np.uint8 for s in sources):
-                return out, {**meta, "folder": str(folder), "reused": True}
-        except (ValueError, OSError, KeyError, FreqtailError):
-            pass  # a damaged cache entry is converted again
-    out, degenerate = {}, {}
+            return _read_entry(folder, sources)
+        except DamagedFileError as err:
+            report_rebuilt(err, f"the BaSS cache entry {folder}")
+    out, degenerate, digests = {}, {}, {}
     for split in sorted(sources, key=lambda s: SPLITS.index(s) if s in SPLITS else 99):
         out[split], degenerate[split] = convert_images(sources[split], strength, progress)
-        atomic_save_npy(folder / f"{split}_images.npy", out[split])
+        digests[f"{split}_images.npy"] = save_array(folder / f"{split}_images.npy", out[split]).to_json()
     meta = {
         "dataset": name,
         "key": key,
         **settings,
         "degenerate": degenerate,
         "counts": {s: int(len(a)) for s, a in out.items()},
+        DIGESTS_KEY: digests,
     }
     atomic_write_json(meta_path, meta)
     return out, {**meta, "folder": str(folder), "reused": False}
+
+
+def _read_entry(folder: Path, sources: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict]:
+    """The converted arrays of the cache entry ``folder`` and its meta, every array checked against
+    its recorded digest and against the shape of its source.
+
+    Raises:
+        DamagedFileError: ``meta.json`` unreadable or without the digests, or an array damaged.
+    """
+    meta_path = folder / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        meta = None
+    digests = recorded_digests(meta)
+    names = {split: f"{split}_images.npy" for split in sources}
+    if digests is None or not set(names.values()) <= set(digests):
+        raise DamagedFileError(
+            f"The file {meta_path} is damaged (no digest record of its arrays).", meta_path
+        )
+    out = {}
+    for split, file_name in names.items():
+        expected = digests[file_name]
+        if expected.shape != sources[split].shape or expected.dtype != np.dtype(np.uint8).str:
+            raise DamagedFileError(
+                f"The file {meta_path} is damaged (it records {file_name} as {expected.dtype} "
+                f"{expected.shape}, but the source {split} images are uint8 {sources[split].shape}).",
+                meta_path,
+            )
+        out[split] = load_array(folder / file_name, expected)
+    return out, {**meta, "folder": str(folder), "reused": True}
 
 
 class FileVariantCache:
@@ -161,13 +199,11 @@ class FileVariantCache:
         target = self.path_for(source)
         if target.is_file():
             try:
-                with Image.open(target) as cached:
-                    return np.array(cached.convert("RGB"), dtype=np.uint8)
-            except OSError:
-                pass  # damaged cache file: convert again
+                return read_verified_png(target)
+            except DamagedFileError as err:
+                report_rebuilt(err, "it")
         converted, _ = convert_images(load()[None], self.strength, progress=False)
-        with atomic_path(target) as tmp:
-            Image.fromarray(converted[0]).save(tmp, format="PNG")
+        write_verified_png(target, converted[0])
         return converted[0]
 
     def __getstate__(self):  # picklable for DataLoader workers
