@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +173,36 @@ def test_two_processes_match_one_and_fail_together(run_dir, tmp_path, capsys):
 )
 def test_the_launcher_leaves_the_scripts_arguments_to_the_script(argv, own, script):
     assert split_arguments(argv, get_args_parser()) == (own, script)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_rank_with_130_and_the_rerun_resumes(run_dir, tmp_path, capsys):
+    """A real Ctrl-C (SIGINT to the launcher, as a terminal sends it) while 2 ranks compute a
+    landscape: every rank stops with status 130 and no traceback, the points done are kept in the
+    ranks' partial files, and the same command then finishes from them."""
+    out = tmp_path / "landscape"
+    argv = ["landscape", str(run_dir), "--n", "32", "--batch-size", "32", "--grid", "61", *COMMON]
+    argv += ["--out", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    process = subprocess.Popen(
+        [sys.executable, *LAUNCHER, "-m", "freqtail.cli", *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while len(list(out.glob("landscape.partial.rank*.npz"))) < 2:  # both ranks have points done
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    printed, errors = process.communicate(timeout=300)
+    assert process.returncode == 130, errors[-3000:]
+    assert "Traceback" not in errors and "freqtail landscape: interrupted." in errors
+    assert not (out / "landscape.json").exists()
+    assert main(argv) == 0  # one process now: it takes over the points both ranks finished
+    resumed = json.loads(capsys.readouterr().out)
+    assert resumed["world_size"] == 1 and resumed["grid"] == 61
+    assert not list(out.glob("landscape.partial*"))
