@@ -88,7 +88,9 @@ def register(subparsers) -> None:
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--out", metavar="DIR", help="the run folder (default: RUNS_DIR/NAME)")
-    where.add_argument("--name", metavar="NAME", help="run name: the folder is RUNS_DIR/NAME")
+    where.add_argument(
+        "--name", metavar="NAME", help="run name: the folder is RUNS_DIR/NAME (it must stay under RUNS_DIR)"
+    )
     parser.add_argument(
         "--runs-dir", metavar="DIR", default="runs", help="parent of run folders (default: runs)"
     )
@@ -155,8 +157,13 @@ def resolve(args):
         check_name(args.out, "The run folder --out")
     if args.name is not None:
         check_name(args.name, "The run name --name")
-    run_dir = Path(args.out) if args.out else Path(args.runs_dir) / (args.name or _default_name(args, config))
-    return config, run_dir
+    if args.out:
+        return config, Path(args.out)
+    from freqtail.errors import ConfigError
+    from freqtail.runs.containment import inside
+
+    name = args.name or _default_name(args, config)
+    return config, inside(args.runs_dir, name, "The run folder", error=ConfigError)
 
 
 def run(args) -> int:

@@ -9,6 +9,11 @@ A spec is a plain dict::
 
 ``build_model_from_spec(spec)`` returns the :class:`~freqtail.models.wrappers.FreqtailModel` with
 fresh weights; load the checkpoint's state dict into it.
+
+A spec never asks for pretrained weights: a checkpoint's weights come from the checkpoint, and a spec
+read from a file (a standalone ``model.safetensors`` from elsewhere) must not make freqtail download
+anything. An ``options`` entry ``pretrained`` is refused here and in :func:`model_spec`; the trainer
+asks for pretrained weights with :func:`build_model_from_spec`'s own ``pretrained`` argument.
 """
 
 from __future__ import annotations
@@ -54,6 +59,15 @@ def _bass_front_spec(bass_front_choice: object) -> dict[str, Any] | None:
     )
 
 
+def _refuse_pretrained(options: Mapping[str, object]) -> None:
+    if "pretrained" in options:
+        raise ConfigError(
+            "A model spec never asks for pretrained weights (its options hold 'pretrained'), so that "
+            "loading a model from a file never downloads; ask for them when training, with the config "
+            "key pretrained (--set pretrained=true)."
+        )
+
+
 def _json_round_trip(value: object, what: str) -> Any:
     try:
         return json.loads(json.dumps(value, allow_nan=False))
@@ -81,9 +95,11 @@ def model_spec(
             dict of ``BaSSModule`` keyword options (defaults: strength 1, round_mode straight-through).
 
     Raises:
-        ConfigError: unknown model or option, bad sizes or normalisation, non-JSON values.
+        ConfigError: unknown model or option, bad sizes or normalisation, non-JSON values, or a
+            ``pretrained`` option (pretrained weights are never part of a spec).
     """
     options = _json_round_trip(dict(options or {}), "options")
+    _refuse_pretrained(options)
     entry = check_model_arguments(name, num_classes, image_size, in_channels, options)
     norm = check_normalize(normalize, int(in_channels))
     return {
@@ -110,7 +126,8 @@ def build_model_from_spec(
     checkpoint never downloads.
 
     Raises:
-        ConfigError: not a freqtail model spec, a newer spec version, or invalid contents.
+        ConfigError: not a freqtail model spec, a newer spec version, invalid contents, or options
+            asking for pretrained weights (a spec never downloads).
     """
     if not isinstance(spec, Mapping) or spec.get("format") != SPEC_FORMAT:
         raise ConfigError("This is not a freqtail model spec (its 'format' is not 'freqtail-model').")
@@ -126,6 +143,7 @@ def build_model_from_spec(
     options = spec["options"]
     if not isinstance(options, Mapping):
         raise ConfigError(f"The model spec's options must be a mapping, got {options!r}.")
+    _refuse_pretrained(options)
     backbone = create_model(
         spec["name"],
         spec["num_classes"],

@@ -22,6 +22,11 @@ Recognised files (all relative to the folder; written by the commands named):
 A folder is a *run* when it holds any of these; a folder holding none but with sub-folders that do
 (``runs/``, or a demo folder) is a *collection* of those runs, in the order its demo summary lists
 them, else by name.
+
+A folder may come from someone else, and the report is made to be shared: a file above, the
+``figures/`` folder or a sub-run that leads out of its folder (a symbolic link, checked with
+:func:`freqtail.runs.containment.inside`) is refused with one sentence before anything is read, so
+nothing from elsewhere is embedded in ``report.html`` or copied beside ``report.md``.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from freqtail.checks import check_utf8_path
 from freqtail.errors import InputError
 from freqtail.evaluate.results import load_results
 from freqtail.report.key_numbers import DEMO_SUMMARY_FORMAT, LEGACY_DEMO_FORMAT
+from freqtail.runs.containment import inside
 from freqtail.runs.layout import ANALYSES, DATA_FACTS, FIGURES_DIR, RunLayout
 from freqtail.runs.layout import FIGURES as FIGURE_FILES
 from freqtail.train.config import yaml_load  # the one reader of config YAML (numbers like 5e-4)
@@ -141,10 +147,26 @@ def _read_config(path: Path, problems: list[str]) -> dict[str, Any] | None:
     return data
 
 
+def _check_contained(folder: Path) -> None:
+    """Refuse a folder whose files the report reads lead out of it (see the module docstring)."""
+    layout = RunLayout.of(folder)
+    folder = layout.folder
+    names = [layout.config, layout.metrics, layout.results, layout.demo_summary, layout.figures]
+    names += [layout.json(name) for name in JSON_FILES]
+    names += [folder / relative for relative in FIGURES.values()]
+    for file in names:
+        inside(folder, file.relative_to(folder), "The report's input", error=InputError)
+
+
 def collect_run(path: str | os.PathLike, label: str | None = None) -> RunArtefacts:
-    """Read everything the report can show from one folder (see the module docstring)."""
+    """Read everything the report can show from one folder (see the module docstring).
+
+    Raises:
+        InputError: a file, ``figures/`` or a figure leads out of the folder (a symbolic link).
+    """
     folder = Path(path)
     layout = RunLayout.of(folder)
+    _check_contained(folder)
     run = RunArtefacts(folder, label or folder.resolve().name)
     if layout.config.is_file():
         run.config = _read_config(layout.config, run.problems)
@@ -184,6 +206,8 @@ def collect_run(path: str | os.PathLike, label: str | None = None) -> RunArtefac
 
 def _sub_runs(folder: Path, order: list[str]) -> list[Path]:
     found = sorted(p for p in folder.iterdir() if p.is_dir() and is_run_folder(p))
+    for run in found:
+        inside(folder, run.name, "The run folder", error=InputError)
     ranked = {name: i for i, name in enumerate(order)}
     return sorted(found, key=lambda p: (ranked.get(p.name, len(ranked)), p.name))
 

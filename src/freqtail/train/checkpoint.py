@@ -40,6 +40,11 @@ bare weights) accepts a run folder, a
 ``model.safetensors`` file, or — given the architecture (``spec=``) — a foreign state dict in
 ``.safetensors`` or ``.pt``/``.pth`` (read with ``torch.load(weights_only=True)``: tensors only, no
 code runs). Every problem is a :class:`CheckpointError` with one sentence.
+
+A run folder may come from someone else, so nothing it names may lead out of it
+(:func:`freqtail.runs.containment.inside`): its ``checkpoints/`` folder, a pointer, the checkpoint a
+pointer names (``../``, an absolute name, a link) and the files of a checkpoint are refused, naming the
+path and where it points, when they resolve outside the folder that holds them.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ from freqtail import __version__
 from freqtail.errors import CheckpointError, ConfigError
 from freqtail.io import atomic_write_json
 from freqtail.models import build_model_from_spec
+from freqtail.runs.containment import inside
 from freqtail.runs.layout import RunLayout
 
 CHECKPOINT_FORMAT = "freqtail-checkpoint"
@@ -168,8 +174,13 @@ def _pointer_path(checkpoints_dir: Path, which: str) -> Path:
 
 
 def read_pointer(checkpoints_dir: Path, which: str) -> dict[str, Any] | None:
-    """The ``last``/``best`` pointer of a ``checkpoints/`` folder, or None when there is none."""
-    path = _pointer_path(Path(checkpoints_dir), which)
+    """The ``last``/``best`` pointer of a ``checkpoints/`` folder, or None when there is none.
+
+    Raises:
+        CheckpointError: the pointer is not a pointer, or is a link leading out of the folder.
+    """
+    root = Path(checkpoints_dir)
+    path = inside(root, _pointer_path(root, which).name, f"The {which} pointer", error=CheckpointError)
     if not path.exists():
         return None
     pointer = _read_json(path, "checkpoint pointer")
@@ -335,6 +346,10 @@ def checkpoint_problem(folder: str | os.PathLike, *, verify: bool = False) -> st
     if not folder.is_dir():
         return "does not exist"
     info_path = folder / INFO_FILE
+    try:
+        inside(folder, INFO_FILE, "A checkpoint file", error=CheckpointError)
+    except CheckpointError:
+        return f"is unsafe ({INFO_FILE} is a link leading out of the checkpoint folder)"
     if not info_path.is_file():
         return f"is incomplete ({INFO_FILE} is missing)"
     try:
@@ -346,7 +361,10 @@ def checkpoint_problem(folder: str | os.PathLike, *, verify: bool = False) -> st
     if not isinstance(files, dict) or MODEL_FILE not in files:
         return f"is incomplete ({INFO_FILE} lists no {MODEL_FILE})"
     for name, record in files.items():
-        path = folder / name
+        try:
+            path = inside(folder, name, "A checkpoint file", error=CheckpointError)
+        except CheckpointError:
+            return f"is unsafe ({INFO_FILE} lists {name!r}, which leads out of the checkpoint folder)"
         if not path.is_file():
             return f"is incomplete ({name} is missing)"
         size = path.stat().st_size
@@ -494,6 +512,11 @@ def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> tuple[Pa
 
     ``path`` may be a run folder, its ``checkpoints/`` folder, a checkpoint folder, a pointer file
     (``last.json``/``best.json``), a ``checkpoint.json`` or a checkpoint's ``model.safetensors``.
+    What the folder names stays inside it (:func:`freqtail.runs.containment.inside`): the run's
+    ``checkpoints/`` in the run folder, a pointer and the checkpoint it names in ``checkpoints/``.
+
+    Raises:
+        CheckpointError: nothing loadable at ``path``, or a name or link leading out of its folder.
     """
     if which not in WHICH:
         raise CheckpointError(f"Choose which checkpoint to load with 'best' or 'last', not {which!r}.")
@@ -515,7 +538,10 @@ def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> tuple[Pa
         )
     if (p / INFO_FILE).exists():
         return p, None
-    for root in (RunLayout.of(p).checkpoints, p):
+    checkpoints = RunLayout.of(p).checkpoints
+    if checkpoints.exists():
+        inside(p, checkpoints.name, "The run's checkpoints folder", error=CheckpointError)
+    for root in (checkpoints, p):
         if (root / "last.json").exists() or (root / "best.json").exists():
             pointer = read_pointer(root, which)
             if pointer is None:
@@ -534,7 +560,11 @@ def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> tuple[Pa
 
 
 def _follow(root: Path, pointer: Mapping[str, Any], which: str | None) -> tuple[Path, str | None]:
-    folder = root / pointer["checkpoint"]
+    """The checkpoint folder ``pointer`` (read from ``root``) names, which must lie in ``root``."""
+    name = pointer.get("checkpoint")
+    if not isinstance(name, str) or not name:
+        raise CheckpointError(f"The {which or 'checkpoint'} pointer in {root} names no checkpoint folder.")
+    folder = inside(root, name, f"The {which or 'pointed-to'} checkpoint", error=CheckpointError)
     if not (folder / INFO_FILE).exists():
         raise CheckpointError(
             f"The {which or 'pointed-to'} checkpoint {folder} is missing or incomplete; "
@@ -568,7 +598,7 @@ class Checkpoint:
         """The optimiser ``state_dict`` saved with this checkpoint, or None if none was saved."""
         if self.info.get("optimizer") is None:
             return None
-        path = self.path / OPTIMIZER_FILE
+        path = inside(self.path, OPTIMIZER_FILE, "The optimiser state file", error=CheckpointError)
         _verify_file(path, self.info["files"].get(OPTIMIZER_FILE), "optimiser state", self._verified)
         tensors, _ = read_safetensors(path, "optimiser state")
         return optimizer_state_from_parts(self.info["optimizer"], tensors)
@@ -606,12 +636,14 @@ def load_checkpoint(path: str | os.PathLike, which: str = "best", *, verify: boo
         verify: check the SHA-256 of the weight files (sizes are always checked).
 
     Raises:
-        CheckpointError: missing, truncated, corrupt, foreign or newer-format checkpoint.
+        CheckpointError: missing, truncated, corrupt, foreign or newer-format checkpoint, or a name
+            or link in it leading out of its folder (:func:`resolve_checkpoint`).
     """
     folder, followed = resolve_checkpoint(path, which)
-    info = _read_json(folder / INFO_FILE, "checkpoint")
-    _check_format(info, folder / INFO_FILE)
-    model_path = folder / MODEL_FILE
+    info_path = inside(folder, INFO_FILE, "The checkpoint file", error=CheckpointError)
+    info = _read_json(info_path, "checkpoint")
+    _check_format(info, info_path)
+    model_path = inside(folder, MODEL_FILE, "The model weights file", error=CheckpointError)
     _verify_file(model_path, info["files"].get(MODEL_FILE), "model weights", verify)
     tensors, _ = read_safetensors(model_path, "model weights")
     return Checkpoint(folder, info, tensors, followed, verify)

@@ -9,6 +9,9 @@ evaluations of one run at once never lose a record.
 
 Files are named by :mod:`freqtail.runs.layout`; results are the records of
 :mod:`freqtail.evaluate.results`, merged by :class:`~freqtail.workflows.results_store.ResultsStore`.
+A run folder may come from someone else: what evaluation and the analyses read and write there
+(results, their lock, ``eval-cache/``, analyses, ``figures/``) must not lead out of it
+(:func:`_check_contained`), as the checkpoint it loads must not (:mod:`freqtail.train.checkpoint`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ from freqtail.evaluate.threat_models import (
 from freqtail.io import check_writable_folder
 from freqtail.models import model_spec
 from freqtail.models.external import from_robustbench, robustbench_weights
-from freqtail.runs.layout import RunLayout
+from freqtail.runs.containment import inside, tree_inside
+from freqtail.runs.layout import ANALYSES, RunLayout
 from freqtail.train.config import ADVERSARIAL_OBJECTIVES
 from freqtail.workflows.results_store import ResultsStore
 from freqtail.workflows.run_model import is_bare_weights, load_model_from_run
@@ -225,9 +229,10 @@ class RunFolder:
         spec = _foreign_spec(given, model_name, dataset, normalize)
         model, info = load_model_from_run(given, which, device="cpu", with_front=False, spec=spec)
         model.eval()
+        folder = _run_folder_of(given, info)
+        _check_contained(RunLayout.of(folder))
         settings = RunSettings.resolve(info, dataset=dataset, data_root=data_root)
         _check_architecture(info.get("model_spec") or {}, settings.dataset)
-        folder = _run_folder_of(given, info)
         output = Path(out).expanduser() if out is not None else folder
         check_writable_folder(output, "output folder")
         return cls(given, folder, output, model, info, settings)
@@ -443,6 +448,21 @@ def _check_architecture(spec: Mapping[str, Any], dataset: str) -> None:
             f"{trained[1]} classes, but {dataset} has {size[0]}x{size[1]} images and {data.num_classes} "
             "classes; evaluate it on the dataset it was trained on."
         )
+
+
+def _check_contained(layout: RunLayout) -> None:
+    """Refuse a run folder whose results, caches, analyses or figures lead out of it (symbolic links).
+
+    Raises:
+        ConfigError: one sentence naming the path and where it points.
+    """
+    folder = layout.folder
+    files = [layout.results, layout.results_md, layout.results_lock, layout.landscape_partial]
+    files += [layout.json(kind) for kind in ANALYSES] + [layout.arrays(kind) for kind in ANALYSES]
+    for path in files:
+        inside(folder, path.relative_to(folder), "The path", error=ConfigError)
+    for tree in (layout.eval_cache, layout.figures):
+        tree_inside(folder, tree.relative_to(folder), "The path", error=ConfigError)
 
 
 def _run_folder_of(path: Path, info: Mapping[str, Any]) -> Path:

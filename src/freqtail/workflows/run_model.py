@@ -109,7 +109,12 @@ def load_model_from_run(
     if spec is None and p.suffix == ".safetensors":
         _, metadata = read_safetensors(p, "weights")
         if metadata.get("format") == CHECKPOINT_FORMAT and "model_spec" in metadata:
-            spec = json.loads(metadata["model_spec"])
+            try:
+                spec = json.loads(metadata["model_spec"])
+            except json.JSONDecodeError:
+                raise CheckpointError(
+                    f"The model spec in the metadata of {p} is not valid JSON; the file is damaged."
+                ) from None
     if spec is None:
         raise CheckpointError(
             f"The file {p} carries no freqtail model spec; pass spec=model_spec(name, num_classes, ...) "

@@ -13,6 +13,10 @@ checkpoints are only removed by rotation (:func:`freqtail.train.checkpoint.save_
 damaged ``last.json`` makes ``resume`` continue from the newest complete checkpoint, saying so, or
 refuse.
 
+A run folder may come from someone else: a path in it that training reads or writes and that leads
+out of it (a ``checkpoints/`` linked to another run, a linked lock file or config) is refused before
+anything is locked, read or removed (:func:`check_run_folder_contained`).
+
 >>> from freqtail.train import load_config
 >>> from freqtail.workflows.training import TrainRequest, train_run
 >>> result = train_run(TrainRequest(load_config(overrides=["epochs=2"]), "runs/demo"))
@@ -33,6 +37,7 @@ from freqtail import distributed as D
 from freqtail.errors import CheckpointError, ConfigError
 from freqtail.io import check_writable_folder
 from freqtail.locks import Lock, try_lock
+from freqtail.runs.containment import inside, tree_inside
 from freqtail.runs.layout import CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR, TRAIN_LOCK
 from freqtail.train.build import check_execution
 from freqtail.train.checkpoint import choose_resume_checkpoint
@@ -123,7 +128,8 @@ class RunPlan:
 # ----------------------------------------------------------------------------- the folder's rules
 def _stored_config(run_dir: Path) -> TrainConfig | None:
     try:
-        return stored_config(read_config_file(run_dir / CONFIG_FILE), where=f"{run_dir / CONFIG_FILE}")
+        path = inside(run_dir, CONFIG_FILE, "The run's config", error=ConfigError)
+        return stored_config(read_config_file(path), where=f"{path}")
     except ConfigError:
         return None
 
@@ -142,8 +148,30 @@ def _looks_like_run(run_dir: Path) -> bool:
 def _remove_run_files(run_dir: Path) -> None:
     (run_dir / CONFIG_FILE).unlink(missing_ok=True)
     (run_dir / METRICS_FILE).unlink(missing_ok=True)
-    shutil.rmtree(run_dir / CHECKPOINTS_DIR, ignore_errors=True)
-    shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)  # the replaced run's event files
+    for name in (CHECKPOINTS_DIR, TENSORBOARD_DIR):  # tensorboard/: the replaced run's event files
+        folder = run_dir / name
+        if folder.is_symlink():  # one staying inside the run (checked): the link goes, not its target
+            folder.unlink()
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def check_run_folder_contained(run_dir: Path) -> None:
+    """Refuse a run folder where a path training reads or writes leads out of it.
+
+    Checked (:func:`freqtail.runs.containment.inside`): ``config.yaml``, ``metrics.jsonl``, the lock
+    files, and ``checkpoints/`` and ``tensorboard/`` with everything under them, so that a link to
+    another run is never trained into, rotated or deleted — also not with ``force``.
+
+    Raises:
+        ConfigError: one sentence naming the path and where it points.
+    """
+    if not run_dir.is_dir():
+        return
+    for name in (CONFIG_FILE, METRICS_FILE, *_LOCK_FILES):
+        inside(run_dir, name, "The path", error=ConfigError)
+    for name in (CHECKPOINTS_DIR, TENSORBOARD_DIR):
+        tree_inside(run_dir, name, "The path", error=ConfigError)
 
 
 def _previous_run_evidence(run_dir: Path) -> list[str]:
@@ -264,6 +292,7 @@ def _decide(
     held: list[Lock] = []
 
     def lock_and_plan() -> dict[str, Any]:
+        check_run_folder_contained(request.run_dir)  # before the lock: its file must not lead out
         held.append(_lock_run_dir(request.run_dir))
         swept = sweep_interrupted_writes(request.run_dir) if request.run_dir.is_dir() else []
         plan = plan_run(request.run_dir, config, resume=request.resume, force=request.force)
