@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -136,10 +137,14 @@ def test_every_analysis_and_evaluate_use_the_same_images_for_the_same_n_and_seed
 
 def test_sensitivity_json_and_out_folder(run_dir, tmp_path, capsys):
     out = tmp_path / "elsewhere"
-    assert main(["sensitivity", str(run_dir), "--n", "8", "--out", str(out), "--json", "--top", "0.05"]) == 0
+    argv = ["sensitivity", str(run_dir), "--n", "8", "--out", str(out), "--json", "--top", "0.05"]
+    assert main([*argv, "--figure-format", "pdf,svg"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["top_fraction"] == 0.05 and "mean_sorted_magnitude" not in printed
-    assert (out / "sensitivity.json").is_file() and (out / "figures" / "sensitivity.png").is_file()
+    assert (out / "sensitivity.json").is_file()
+    figures = [f"{kind}.{fmt}" for kind in ("sensitivity", "long_tail") for fmt in ("pdf", "svg")]
+    assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(figures)  # no PNG asked for
+    assert [Path(f).name for f in printed["figures"]] == figures
     assert not (run_dir / "sensitivity.json").exists()
 
 
@@ -154,18 +159,32 @@ def test_landscape_writes_a_redrawable_grid(run_dir, capsys):
     result = LandscapeResult.load(run_dir / "landscape.npz")
     assert result.loss_lfc.shape == (3, 3) and result.span == 0.5
     assert printed["center"]["loss_lfc"] == pytest.approx(result.loss_lfc[1, 1])
-    assert (run_dir / "figures" / "landscape.png").is_file()
+    for name in ("landscape", "landscape_3d"):  # every format by default
+        assert all((run_dir / "figures" / f"{name}.{fmt}").is_file() for fmt in ("png", "pdf", "svg"))
     assert not (run_dir / "landscape.partial.npz").exists()
-    assert plot_landscape(run_dir / "landscape.npz", run_dir / "redrawn.pdf").is_file()
+    assert plot_landscape(run_dir / "landscape.npz", run_dir / "redrawn.pdf", formats=["pdf"])[0].is_file()
 
 
 def test_heatmap_writes_its_files(run_dir, capsys):
-    assert main(["heatmap", str(run_dir), "--n", "2", "--eps", "2.0", "--batch-size", "256"]) == 0
+    argv = [
+        "heatmap",
+        str(run_dir),
+        "--n",
+        "2",
+        "--eps",
+        "2.0",
+        "--batch-size",
+        "256",
+        "--figure-format",
+        "png",
+    ]
+    assert main(argv) == 0
     assert "Fourier heat map" in capsys.readouterr().out
     data = json.loads((run_dir / "heatmap.json").read_text())
     assert data["eps"] == 2.0 and data["num_images"] == 2
     assert np.array(data["error_rate"]).shape == (32, 32)
     assert (run_dir / "heatmap.npz").is_file() and (run_dir / "figures" / "heatmap.png").is_file()
+    assert not (run_dir / "figures" / "heatmap.pdf").exists()
 
 
 @pytest.mark.parametrize(
@@ -174,6 +193,8 @@ def test_heatmap_writes_its_files(run_dir, capsys):
         (["sensitivity", "{missing}"], "no run folder or checkpoint at"),
         (["sensitivity", "{run}", "--top", "2"], "top fraction"),
         (["landscape", "{run}", "--span", "0"], "span"),
+        (["heatmap", "{run}", "--figure-format", "bmp"], "--figure-format must be a non-empty"),
+        (["sensitivity", "{run}", "--figure-format", ""], "list of png, pdf, svg, not ''"),
         (["heatmap", "{run}", "--eps", "nan"], "eps"),
         (
             ["heatmap", "{run}", "--device", "cuda:7"]

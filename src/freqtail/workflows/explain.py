@@ -10,7 +10,9 @@ images), on the same class-stratified subset ``evaluate`` takes for the same ``n
 ``subset_seed``, and writes into the run's output folder::
 
     <kind>.npz              the raw arrays (reload with the result class's ``load``)
-    figures/<kind>.png      the figure (sensitivity also figures/long_tail.png)
+    figures/<kind>.<fmt>    the figure in each of ``figure_formats`` (png, pdf, svg by default;
+                            sensitivity also figures/long_tail.<fmt>, landscape also
+                            figures/landscape_3d.<fmt>)
     <kind>.json             the summary, written last: its presence means the analysis finished
 
 The commands ``freqtail sensitivity | landscape | heatmap`` and the demo call it.
@@ -22,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -47,7 +50,13 @@ from freqtail.checks import check_choice, check_int, check_optional_int
 from freqtail.errors import ConfigError
 from freqtail.evaluate.threat_models import ThreatModel
 from freqtail.io import atomic_write_json
-from freqtail.report.analysis_figures import plot_heatmap, plot_landscape, plot_sensitivity
+from freqtail.report.analysis_figures import (
+    plot_heatmap,
+    plot_landscape,
+    plot_landscape_3d,
+    plot_sensitivity,
+)
+from freqtail.report.figure_formats import DEFAULT_FIGURE_FORMATS, check_figure_formats
 from freqtail.report.spectrum_figures import plot_long_tail
 from freqtail.runs.layout import RunLayout
 from freqtail.workflows.run_folder import RunFolder
@@ -55,6 +64,10 @@ from freqtail.workflows.run_folder import RunFolder
 
 def _set(obj: Any, name: str, value: Any) -> None:
     object.__setattr__(obj, name, value)  # frozen dataclasses store their parsed values this way
+
+
+def _figure_formats(request: ExplainRequest | None) -> tuple[str, ...]:
+    return DEFAULT_FIGURE_FORMATS if request is None else tuple(request.figure_formats)
 
 
 class Analysis(Protocol):
@@ -66,8 +79,11 @@ class Analysis(Protocol):
 
     def measure(self, model: Any, data: Any, request: ExplainRequest, output: RunLayout) -> Any: ...
 
-    def save(self, result: Any, output: RunLayout, source: str) -> list[Path]:
-        """Write the arrays and return the figures written."""
+    def save(
+        self, result: Any, output: RunLayout, source: str, request: ExplainRequest | None = None
+    ) -> list[Path]:
+        """Write the arrays and the figures in ``request.figure_formats`` (None: the default formats);
+        return the figures written."""
         ...
 
 
@@ -84,6 +100,8 @@ class ExplainRequest:
         subset_seed: seed of the subset.
         device: where the model runs (a torch device or its name).
         progress: progress bars.
+        figure_formats: the formats each figure is written in, ``figures/<kind>.<fmt>`` (names from
+            :data:`freqtail.report.figure_formats.FIGURE_FORMATS`, or one comma-separated string).
     """
 
     n: int | None
@@ -92,6 +110,7 @@ class ExplainRequest:
     subset_seed: int = 0
     device: Any = "cpu"
     progress: bool = False
+    figure_formats: Sequence[str] = DEFAULT_FIGURE_FORMATS
 
     def __post_init__(self) -> None:
         check_optional_int(self.n, "The image count --n", minimum=1, error=ConfigError)
@@ -99,6 +118,10 @@ class ExplainRequest:
         check_int(self.subset_seed, "The subset seed --subset-seed", minimum=0, error=ConfigError)
         if self.threat_model is not None:
             _set(self, "threat_model", ThreatModel.parse(self.threat_model))
+        formats = check_figure_formats(
+            self.figure_formats, "The figure formats --figure-format", error=ConfigError
+        )
+        _set(self, "figure_formats", formats)
 
     @classmethod
     def default(cls, analysis: type[Analysis] | Analysis, **given: Any) -> ExplainRequest:
@@ -133,11 +156,19 @@ class SensitivityAnalysis:
             progress=request.progress,
         )
 
-    def save(self, result: Any, output: RunLayout, source: str) -> list[Path]:
+    def save(
+        self, result: Any, output: RunLayout, source: str, request: ExplainRequest | None = None
+    ) -> list[Path]:
         result.save(output.arrays(self.kind))
+        formats = _figure_formats(request)
         return [
-            plot_sensitivity(result, output.figure(self.kind)),
-            plot_long_tail(result.spectrum, output.figure("long_tail"), title=f"Long tail of the {source}"),
+            *plot_sensitivity(result, output.figure(self.kind), formats=formats),
+            *plot_long_tail(
+                result.spectrum,
+                output.figure("long_tail"),
+                title=f"Long tail of the {source}",
+                formats=formats,
+            ),
         ]
 
 
@@ -178,9 +209,15 @@ class LandscapeAnalysis:
             progress=request.progress,
         )
 
-    def save(self, result: Any, output: RunLayout, source: str) -> list[Path]:
+    def save(
+        self, result: Any, output: RunLayout, source: str, request: ExplainRequest | None = None
+    ) -> list[Path]:
         arrays = result.save(output.arrays(self.kind))
-        return [plot_landscape(arrays, output.figure(self.kind))]
+        formats = _figure_formats(request)
+        return [
+            *plot_landscape(arrays, output.figure(self.kind), formats=formats),
+            *plot_landscape_3d(result, output.figure("landscape_3d"), formats=formats),
+        ]
 
 
 @dataclass(frozen=True)
@@ -216,9 +253,11 @@ class HeatmapAnalysis:
             progress=request.progress,
         )
 
-    def save(self, result: Any, output: RunLayout, source: str) -> list[Path]:
+    def save(
+        self, result: Any, output: RunLayout, source: str, request: ExplainRequest | None = None
+    ) -> list[Path]:
         result.save(output.arrays(self.kind))
-        return [plot_heatmap(result, output.figure(self.kind))]
+        return [*plot_heatmap(result, output.figure(self.kind), formats=_figure_formats(request))]
 
 
 @dataclass
@@ -259,7 +298,7 @@ def explain(run: RunFolder, analysis: Analysis, request: ExplainRequest | None =
     model, data = run.model_for(threat, request.device), run.test_data(threat)
     source = run.describe_data(threat)
     result = analysis.measure(model, data, request, run.output)
-    figures = analysis.save(result, run.output, source)
+    figures = analysis.save(result, run.output, source, request)
     summary = result.to_dict()
     summary.update(
         source=source, run=str(run.path), threat_model=threat.value, figures=[str(f) for f in figures]
