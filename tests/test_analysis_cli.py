@@ -54,7 +54,7 @@ def run_dir(tmp_path, data_folder):
 
 
 def test_sensitivity_writes_its_files_into_the_run_folder(run_dir, capsys):
-    assert main(["sensitivity", str(run_dir), "--n", "12", "--device", "cpu"]) == 0
+    assert main(["sensitivity", str(run_dir), "--n", "12", "--device", "cpu", "--figure-format", "png"]) == 0
     printed = capsys.readouterr().out
     assert "Frequency sensitivity" in printed and "12 images of 32x32" in printed
     for name in ("sensitivity.json", "sensitivity.npz", "figures/sensitivity.png", "figures/long_tail.png"):
@@ -91,8 +91,9 @@ def test_bass_runs_use_the_domain_protocol_unless_end_to_end(bass_run_dir, tmp_p
     from freqtail.spectrum import summarize
 
     domain, end_to_end = tmp_path / "domain", tmp_path / "e2e"
-    assert main(["sensitivity", str(bass_run_dir), "--n", "6", "--out", str(domain)]) == 0
-    assert main(["sensitivity", str(bass_run_dir), "--n", "6", "--out", str(end_to_end), "--end-to-end"]) == 0
+    common = ["--n", "6", "--figure-format", "png"]  # the figures are not what this test is about
+    assert main(["sensitivity", str(bass_run_dir), *common, "--out", str(domain)]) == 0
+    assert main(["sensitivity", str(bass_run_dir), *common, "--out", str(end_to_end), "--end-to-end"]) == 0
     capsys.readouterr()
     first = json.loads((domain / "sensitivity.json").read_text())
     second = json.loads((end_to_end / "sensitivity.json").read_text())
@@ -122,9 +123,10 @@ def test_every_analysis_and_evaluate_use_the_same_images_for_the_same_n_and_seed
     expected = stratified_subset(labels, 8, seed=2).tolist()
     assert len(set(labels[expected].tolist())) == 8  # 8 of 16 classes, one image each
     common = ["--n", "8", "--subset-seed", "2", "--out", str(tmp_path)]
-    assert main(["sensitivity", str(run_dir), *common]) == 0
-    assert main(["landscape", str(run_dir), *common, "--grid", "1"]) == 0
-    assert main(["heatmap", str(run_dir), *common, "--batch-size", "512"]) == 0
+    png = ["--figure-format", "png"]
+    assert main(["sensitivity", str(run_dir), *common, *png]) == 0
+    assert main(["landscape", str(run_dir), *common, *png, "--grid", "1"]) == 0
+    assert main(["heatmap", str(run_dir), *common, *png, "--batch-size", "512"]) == 0
     assert main(["evaluate", str(run_dir), "--suite", "clean", "--no-progress", *common]) == 0
     capsys.readouterr()
     for name in ("sensitivity", "landscape", "heatmap"):
