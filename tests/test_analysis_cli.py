@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,7 +54,7 @@ def run_dir(tmp_path, data_folder):
 
 
 def test_sensitivity_writes_its_files_into_the_run_folder(run_dir, capsys):
-    assert main(["sensitivity", str(run_dir), "--n", "12", "--device", "cpu"]) == 0
+    assert main(["sensitivity", str(run_dir), "--n", "12", "--device", "cpu", "--figure-format", "png"]) == 0
     printed = capsys.readouterr().out
     assert "Frequency sensitivity" in printed and "12 images of 32x32" in printed
     for name in ("sensitivity.json", "sensitivity.npz", "figures/sensitivity.png", "figures/long_tail.png"):
@@ -90,8 +91,9 @@ def test_bass_runs_use_the_domain_protocol_unless_end_to_end(bass_run_dir, tmp_p
     from freqtail.spectrum import summarize
 
     domain, end_to_end = tmp_path / "domain", tmp_path / "e2e"
-    assert main(["sensitivity", str(bass_run_dir), "--n", "6", "--out", str(domain)]) == 0
-    assert main(["sensitivity", str(bass_run_dir), "--n", "6", "--out", str(end_to_end), "--end-to-end"]) == 0
+    common = ["--n", "6", "--figure-format", "png"]  # the figures are not what this test is about
+    assert main(["sensitivity", str(bass_run_dir), *common, "--out", str(domain)]) == 0
+    assert main(["sensitivity", str(bass_run_dir), *common, "--out", str(end_to_end), "--end-to-end"]) == 0
     capsys.readouterr()
     first = json.loads((domain / "sensitivity.json").read_text())
     second = json.loads((end_to_end / "sensitivity.json").read_text())
@@ -121,9 +123,10 @@ def test_every_analysis_and_evaluate_use_the_same_images_for_the_same_n_and_seed
     expected = stratified_subset(labels, 8, seed=2).tolist()
     assert len(set(labels[expected].tolist())) == 8  # 8 of 16 classes, one image each
     common = ["--n", "8", "--subset-seed", "2", "--out", str(tmp_path)]
-    assert main(["sensitivity", str(run_dir), *common]) == 0
-    assert main(["landscape", str(run_dir), *common, "--grid", "1"]) == 0
-    assert main(["heatmap", str(run_dir), *common, "--batch-size", "512"]) == 0
+    png = ["--figure-format", "png"]
+    assert main(["sensitivity", str(run_dir), *common, *png]) == 0
+    assert main(["landscape", str(run_dir), *common, *png, "--grid", "1"]) == 0
+    assert main(["heatmap", str(run_dir), *common, *png, "--batch-size", "512"]) == 0
     assert main(["evaluate", str(run_dir), "--suite", "clean", "--no-progress", *common]) == 0
     capsys.readouterr()
     for name in ("sensitivity", "landscape", "heatmap"):
@@ -136,10 +139,14 @@ def test_every_analysis_and_evaluate_use_the_same_images_for_the_same_n_and_seed
 
 def test_sensitivity_json_and_out_folder(run_dir, tmp_path, capsys):
     out = tmp_path / "elsewhere"
-    assert main(["sensitivity", str(run_dir), "--n", "8", "--out", str(out), "--json", "--top", "0.05"]) == 0
+    argv = ["sensitivity", str(run_dir), "--n", "8", "--out", str(out), "--json", "--top", "0.05"]
+    assert main([*argv, "--figure-format", "pdf,svg"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["top_fraction"] == 0.05 and "mean_sorted_magnitude" not in printed
-    assert (out / "sensitivity.json").is_file() and (out / "figures" / "sensitivity.png").is_file()
+    assert (out / "sensitivity.json").is_file()
+    figures = [f"{kind}.{fmt}" for kind in ("sensitivity", "long_tail") for fmt in ("pdf", "svg")]
+    assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(figures)  # no PNG asked for
+    assert [Path(f).name for f in printed["figures"]] == figures
     assert not (run_dir / "sensitivity.json").exists()
 
 
@@ -154,18 +161,32 @@ def test_landscape_writes_a_redrawable_grid(run_dir, capsys):
     result = LandscapeResult.load(run_dir / "landscape.npz")
     assert result.loss_lfc.shape == (3, 3) and result.span == 0.5
     assert printed["center"]["loss_lfc"] == pytest.approx(result.loss_lfc[1, 1])
-    assert (run_dir / "figures" / "landscape.png").is_file()
+    for name in ("landscape", "landscape_3d"):  # every format by default
+        assert all((run_dir / "figures" / f"{name}.{fmt}").is_file() for fmt in ("png", "pdf", "svg"))
     assert not list(run_dir.glob("landscape.partial*.npz"))  # every rank's partial file removed
-    assert plot_landscape(run_dir / "landscape.npz", run_dir / "redrawn.pdf").is_file()
+    assert plot_landscape(run_dir / "landscape.npz", run_dir / "redrawn.pdf", formats=["pdf"])[0].is_file()
 
 
 def test_heatmap_writes_its_files(run_dir, capsys):
-    assert main(["heatmap", str(run_dir), "--n", "2", "--eps", "2.0", "--batch-size", "256"]) == 0
+    argv = [
+        "heatmap",
+        str(run_dir),
+        "--n",
+        "2",
+        "--eps",
+        "2.0",
+        "--batch-size",
+        "256",
+        "--figure-format",
+        "png",
+    ]
+    assert main(argv) == 0
     assert "Fourier heat map" in capsys.readouterr().out
     data = json.loads((run_dir / "heatmap.json").read_text())
     assert data["eps"] == 2.0 and data["num_images"] == 2
     assert np.array(data["error_rate"]).shape == (32, 32)
     assert (run_dir / "heatmap.npz").is_file() and (run_dir / "figures" / "heatmap.png").is_file()
+    assert not (run_dir / "figures" / "heatmap.pdf").exists()
 
 
 @pytest.mark.parametrize(
@@ -174,6 +195,8 @@ def test_heatmap_writes_its_files(run_dir, capsys):
         (["sensitivity", "{missing}"], "no run folder or checkpoint at"),
         (["sensitivity", "{run}", "--top", "2"], "top fraction"),
         (["landscape", "{run}", "--span", "0"], "span"),
+        (["heatmap", "{run}", "--figure-format", "bmp"], "--figure-format must be a non-empty"),
+        (["sensitivity", "{run}", "--figure-format", ""], "list of png, pdf, svg, not ''"),
         (["heatmap", "{run}", "--eps", "nan"], "eps"),
         (
             ["heatmap", "{run}", "--device", "cuda:7"]

@@ -2,28 +2,81 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.contour import ContourSet
+from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 from torch import nn
 
-from freqtail.analysis import fourier_heatmap, frequency_sensitivity, loss_landscape
-from freqtail.errors import InputError
+from freqtail.analysis import LandscapeResult, fourier_heatmap, frequency_sensitivity, loss_landscape
+from freqtail.errors import ConfigError, InputError
 from freqtail.report.analysis_figures import (
     plot_dataset_long_tail,
     plot_heatmap,
     plot_landscape,
+    plot_landscape_3d,
     plot_sensitivity,
 )
 from freqtail.report.bass_figures import log_amplitude_spectrum, plot_bass_examples
+from freqtail.report.figure_formats import check_figure_formats, figure_files
+from freqtail.workflows.explain import ExplainRequest
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+SVG = "{http://www.w3.org/2000/svg}"
+
+
 def is_png(path) -> bool:
     return path.is_file() and path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 1000
+
+
+def assert_formats(files) -> None:
+    """Each file is what its suffix claims: PNG magic bytes, a PDF header, an SVG document drawn with
+    vector paths (not only an embedded raster)."""
+    assert files, "no file written"
+    for file in files:
+        data = file.read_bytes()
+        fmt = file.suffix
+        if fmt == ".png":
+            assert is_png(file), file
+        elif fmt == ".pdf":
+            assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF"), file
+        else:
+            assert fmt == ".svg", file
+            root = ElementTree.fromstring(data)
+            assert root.tag == f"{SVG}svg", file
+            assert len(list(root.iter(f"{SVG}path"))) > 10, file
+    assert not [p for p in files[0].parent.iterdir() if p.name.startswith(".")], "a temporary file is left"
+
+
+def drawn(fig):
+    """Draw a saved (and closed) figure again with Agg; return the renderer that measured its artists."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+@pytest.fixture()
+def spy(monkeypatch):
+    """The figures the plot functions save, in order (each still written by the real save_figure)."""
+    import freqtail.report.analysis_figures as module
+
+    figures = []
+    real = module.save_figure
+
+    def recording(fig, *args, **kwargs):
+        figures.append(fig)
+        return real(fig, *args, **kwargs)
+
+    monkeypatch.setattr(module, "save_figure", recording)
+    return figures
 
 
 @pytest.fixture(scope="module")
@@ -35,27 +88,48 @@ def case(natural_crops):
     return model, images, labels
 
 
-def test_sensitivity_figure_from_result_and_from_its_json(case, tmp_path):
+def test_sensitivity_figure_from_result_and_from_its_json(case, tmp_path, spy):
     model, images, labels = case
     result = frequency_sensitivity(model, (images, labels))
-    assert is_png(plot_sensitivity(result, tmp_path / "a" / "sensitivity.png"))
+    files = plot_sensitivity(result, tmp_path / "a" / "sensitivity.png")  # the default: every format
+    assert files == [tmp_path / "a" / f"sensitivity.{fmt}" for fmt in ("png", "pdf", "svg")]
+    assert_formats(files)
+    # Fig. 2's two rows: the sorted magnitudes above the radius densities, one column.
+    (fig,) = spy
+    rank_ax, density_ax = fig.axes
+    assert [ax.get_subplotspec().get_geometry()[:2] for ax in fig.axes] == [(2, 1), (2, 1)]
+    assert rank_ax.get_position().y0 > density_ax.get_position().y1
+    np.testing.assert_allclose(rank_ax.lines[0].get_ydata(), result.mean_sorted_magnitude)
+    dashed = [line for line in density_ax.lines if line.get_linestyle() == "--"]
+    assert [line.get_xdata()[0] for line in dashed] == [result.boundary_band]
+    # The legend names the rank positions and the boundary, outside both axes and inside the figure.
+    (legend,) = fig.legends
+    assert len(legend.get_texts()) == len(result.rank_positions) + 1
+    renderer = drawn(fig)
+    box = legend.get_window_extent(renderer)
+    assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
+    assert fig.bbox.contains(box.x0, box.y0) and fig.bbox.contains(box.x1, box.y1)
+
     data = json.loads(json.dumps(result.to_dict()))
     data["ranks"][0]["density"] = None  # a point mass is drawn as a line, not a crash
-    assert is_png(plot_sensitivity(data, tmp_path / "b.png"))
-    assert (tmp_path / "c.svg").name == plot_sensitivity(data, tmp_path / "c.svg").name
+    assert_formats(plot_sensitivity(data, tmp_path / "b", formats=("png",)))
     with pytest.raises(InputError, match="lacks the key"):
         plot_sensitivity({"ranks": []}, tmp_path / "d.png")
     with pytest.raises(InputError, match="suffix"):
         plot_sensitivity(result, tmp_path / "e.txt")
+    with pytest.raises(InputError, match="png, pdf, svg"):
+        plot_sensitivity(result, tmp_path / "f.png", formats=("png", "bmp"))
+    assert not list(tmp_path.glob("[def].*"))
 
 
 def test_landscape_figure_redraws_from_the_npz(case, tmp_path):
     model, images, labels = case
     result = loss_landscape(model, (images, labels), grid=3, span=0.5)
     npz = result.save(tmp_path / "landscape.npz")
-    assert is_png(plot_landscape(npz, tmp_path / "landscape.png"))
+    assert_formats(plot_landscape(npz, tmp_path / "landscape.png", formats=("png",)))
     single = loss_landscape(model, (images, labels), grid=1)
-    assert is_png(plot_landscape(single, tmp_path / "single.png"))
+    assert_formats(plot_landscape(single, tmp_path / "single.png", formats=("png",)))
+    assert_formats(plot_landscape_3d(single, tmp_path / "single_3d.png", formats=("png",)))
     with pytest.raises(InputError, match="does not exist"):
         plot_landscape(tmp_path / "missing.npz", tmp_path / "x.png")
 
@@ -72,15 +146,90 @@ def test_constant_landscape_is_drawn(tmp_path):
     images = torch.rand(4, 1, 8, 8)
     result = loss_landscape(Constant(), (images, torch.zeros(4, dtype=torch.long)), grid=3, boundary_band=2)
     assert np.ptp(result.loss_lfc) == 0
-    assert is_png(plot_landscape(result, tmp_path / "flat.png"))
+    assert_formats(plot_landscape(result, tmp_path / "flat.png", formats=("png",)))
+
+
+def paraboloid_landscape(grid: int = 5) -> LandscapeResult:
+    """A hand-built landscape: LFC loss 1 + a^2 + 2 b^2, HFC loss 3 + 2 a^2 + b^2 (minimum at 0, 0)."""
+    axis = np.linspace(-1.0, 1.0, grid)
+    a, b = np.meshgrid(axis, axis, indexing="ij")  # loss[i, j] is at (alphas[i], betas[j])
+    lfc, hfc = 1 + a**2 + 2 * b**2, 3 + 2 * a**2 + b**2
+    none = np.zeros_like(lfc, dtype=bool)
+    return LandscapeResult(
+        axis, axis, lfc, hfc, 1 - lfc / 10, 1 - hfc / 10, none, none, 4, 0, 1.0, 8, (16, 16)
+    )
+
+
+def overlapping_tick_labels(fig) -> list[str]:
+    """The tick labels of ``fig`` whose drawn boxes overlap another label of the same axis."""
+    renderer = drawn(fig)
+    clashes = []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            labels = [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
+            boxes = [t.get_window_extent(renderer) for t in labels]
+            for (i, a), (j, b) in itertools.combinations(enumerate(boxes), 2):
+                if a.overlaps(b):
+                    clashes.append(f"{labels[i].get_text()} / {labels[j].get_text()}")
+    return clashes
+
+
+def test_landscape_is_fig_1_contours_of_hfc_and_lfc_with_the_star_at_the_origin(tmp_path, spy):
+    result = paraboloid_landscape()
+    files = plot_landscape(result, tmp_path / "figures" / "landscape.png")
+    assert [f.name for f in files] == ["landscape.png", "landscape.pdf", "landscape.svg"]
+    assert_formats(files)
+    (fig,) = spy
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(panels) == 2 and len(fig.axes) == 4  # two panels, a colour bar each
+    for ax, loss, name in zip(
+        panels, (result.loss_hfc, result.loss_lfc), ("(a) high", "(b) low"), strict=True
+    ):
+        assert ax.get_title().startswith(name)
+        filled, lines = (c for c in ax.collections if isinstance(c, ContourSet))
+        assert filled.filled and not lines.filled
+        # the filled levels span this panel's own loss: (a) is the HFC grid, (b) the LFC grid
+        assert (filled.levels[0], filled.levels[-1]) == (loss.min(), loss.max())
+        stars = [line for line in ax.lines if line.get_marker() == "*"]
+        assert len(stars) == 1 and stars[0].get_color() == "black"
+        assert list(stars[0].get_xydata()[0]) == [0.0, 0.0]
+    assert overlapping_tick_labels(fig) == []
+
+
+def test_landscape_3d_surfaces_with_the_star_at_the_trained_weights(tmp_path, spy):
+    result = paraboloid_landscape()
+    files = plot_landscape_3d(result, tmp_path / "landscape_3d.png", formats=("png", "svg"))
+    assert [f.name for f in files] == ["landscape_3d.png", "landscape_3d.svg"]
+    assert_formats(files)
+    (fig,) = spy
+    assert [ax.name for ax in fig.axes] == ["3d", "3d"]
+    for ax, center_loss in zip(fig.axes, (3.0, 1.0), strict=True):  # (a) HFC, (b) LFC at alpha = beta = 0
+        assert any(isinstance(c, Poly3DCollection) for c in ax.collections)
+        (star,) = [line for line in ax.lines if line.get_marker() == "*"]
+        assert [float(v[0]) for v in star.get_data_3d()] == [0.0, 0.0, center_loss]
+
+
+def test_vector_figures_keep_text_as_text_and_are_identical_on_a_rerun(tmp_path, monkeypatch):
+    result = paraboloid_landscape()
+    written = {}
+    # A different clock for each run: a file that recorded its creation time would differ.
+    for run, epoch in (("first", "0"), ("second", "86400")):
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", epoch)
+        written[run] = plot_landscape(result, tmp_path / run / "landscape", formats=("pdf", "svg"))
+    for first, second in zip(written["first"], written["second"], strict=True):
+        assert first.read_bytes() == second.read_bytes(), first.name
+    pdf, svg = written["first"]
+    assert b"/Type3" not in pdf.read_bytes() and b"/FontFile2" in pdf.read_bytes()  # TrueType, not glyphs
+    texts = [el.text for el in ElementTree.parse(svg).iter(f"{SVG}text")]
+    assert "(a) high frequencies (HFC)" in "".join(t or "" for t in texts)
 
 
 def test_heatmap_figure(case, tmp_path):
     model, images, labels = case
     result = fourier_heatmap(model, (images[:2], labels[:2]), eps=1.0)
     npz = result.save(tmp_path / "heatmap.npz")
-    assert is_png(plot_heatmap(npz, tmp_path / "heatmap.png"))
-    assert is_png(plot_heatmap(result, tmp_path / "heatmap2.png"))
+    assert_formats(plot_heatmap(npz, tmp_path / "heatmap.png", formats=("png", "svg")))
+    assert_formats(plot_heatmap(result, tmp_path / "heatmap2", formats=("pdf",)))
     with pytest.raises(InputError, match="heat-map"):
         plot_heatmap(42, tmp_path / "x.png")
 
@@ -89,9 +238,36 @@ def test_dataset_long_tail_figure_reuses_the_spectrum_summary(natural_crops, tmp
     from freqtail.spectrum import summarize
 
     images = natural_crops(32, 2, seed=0)
-    path, summary = plot_dataset_long_tail(images, tmp_path / "long_tail.png")
-    assert is_png(path)
+    files, summary = plot_dataset_long_tail(images, tmp_path / "long_tail.png", formats=("png", "pdf"))
+    assert [f.name for f in files] == ["long_tail.png", "long_tail.pdf"]
+    assert_formats(files)
     assert summary.boundary_band == summarize(images).boundary_band
+
+
+def test_figure_formats_are_checked_once_in_one_sentence():
+    assert check_figure_formats("png") == ("png",)
+    assert check_figure_formats(" PDF, svg ,pdf") == ("pdf", "svg")  # case, spaces and repeats
+    assert check_figure_formats(["svg", "png"]) == ("svg", "png")
+    for bad in ("", "bmp", "png,,svg", "png;pdf", [], ["png", 3], None):
+        with pytest.raises(InputError) as info:
+            check_figure_formats(bad, "--figure-format")
+        message = str(info.value)
+        assert message.startswith("--figure-format must be") and "png, pdf, svg" in message
+        assert message.endswith(".") and "\n" not in message
+    assert ExplainRequest(n=2, batch_size=1, figure_formats="svg,png").figure_formats == ("svg", "png")
+    assert ExplainRequest(n=2, batch_size=1).figure_formats == ("png", "pdf", "svg")
+    with pytest.raises(ConfigError, match="--figure-format must be"):
+        ExplainRequest(n=2, batch_size=1, figure_formats="jpeg")
+
+
+def test_figure_files_replace_a_figure_suffix_or_append_one(tmp_path):
+    assert figure_files(tmp_path / "a.png", ("svg", "pdf")) == [tmp_path / "a.svg", tmp_path / "a.pdf"]
+    assert figure_files(tmp_path / "a.SVG", ("png",)) == [tmp_path / "a.png"]
+    assert figure_files(tmp_path / "a", ("png",)) == [tmp_path / "a.png"]
+    with pytest.raises(InputError, match="suffix must be .png, .pdf, .svg or none"):
+        figure_files(tmp_path / "a.jpg", ("png",))
+    with pytest.raises(InputError, match="it is a folder"):
+        figure_files(tmp_path, ("png",))
 
 
 def test_log_amplitude_spectrum_of_a_constant_image_is_hand_computed():

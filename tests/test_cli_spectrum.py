@@ -146,7 +146,9 @@ def test_plot_marks_both_boundaries(capsys, images_file, tmp_path, monkeypatch):
     monkeypatch.setattr(Axes, "axvline", spy)
     path, images = images_file
     out_png = tmp_path / "tail.png"
-    code, out, err = run_cli(capsys, "--images", str(path), "--plot", str(out_png), "--json")
+    code, out, err = run_cli(
+        capsys, "--images", str(path), "--plot", str(out_png), "--json", "--figure-format", "png"
+    )
     assert code == 0, err
     data = json.loads(out)
     b, b_inscribed = data["boundary_band"], data["boundary_band_inscribed"]
@@ -159,7 +161,7 @@ def test_plot_marks_both_boundaries(capsys, images_file, tmp_path, monkeypatch):
     # a summary dict saved before the inscribed keys existed still draws, with one boundary
     lines.clear()
     old = {k: v for k, v in summarize(images).to_dict().items() if "inscribed" not in k}
-    plot_long_tail(old, tmp_path / "old.png")
+    plot_long_tail(old, tmp_path / "old.png", formats=("png",))
     assert sum("boundary" in (label or "") for _, label in lines) == 2
     assert not any("inscribed" in (label or "") for _, label in lines)
 
@@ -197,11 +199,20 @@ def test_default_run_uses_bundled_photographs_and_prints_a_summary(capsys):
 def test_plot_writes_a_png_atomically(capsys, images_file, tmp_path):
     path, _ = images_file
     out_png = tmp_path / "figures" / "tail.png"
-    code, out, err = run_cli(capsys, "--images", str(path), "--plot", str(out_png))
+    code, out, err = run_cli(capsys, "--images", str(path), "--plot", str(out_png), "--figure-format", "png")
     assert code == 0, err
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert os.listdir(out_png.parent) == ["tail.png"]  # no temporary files left behind
     assert str(out_png) in out
+    # By default every format, the suffix of --plot replaced by each.
+    code, out, err = run_cli(
+        capsys, "--images", str(path), "--plot", str(out_png.parent / "all.png"), "--json"
+    )
+    assert code == 0, err
+    written = [out_png.parent / f"all.{fmt}" for fmt in ("png", "pdf", "svg")]
+    assert json.loads(out)["plots"] == [str(file) for file in written]
+    assert written[1].read_bytes()[:5] == b"%PDF-" and b"<svg" in written[2].read_bytes()[:1000]
+    assert sorted(os.listdir(out_png.parent)) == ["all.pdf", "all.png", "all.svg", "tail.png"]
 
 
 def test_dataset_option_calls_the_data_layer(capsys, monkeypatch, natural_crops):
@@ -277,6 +288,9 @@ def test_bad_options_exit_2_with_one_sentence(capsys, images_file, tmp_path):
         assert_one_line_error(code, out, err, "ratio")
     code, out, err = run_cli(capsys, "--images", str(path), "--plot", str(tmp_path / "tail.xyz"))
     assert_one_line_error(code, out, err, "suffix")
+    for formats in ("bmp", "", "png,tiff"):
+        code, out, err = run_cli(capsys, "--images", str(path), "--figure-format", formats)
+        assert_one_line_error(code, out, err, "--figure-format must be a non-empty comma-separated list")
     code, out, err = run_cli(capsys, "--data-root", str(tmp_path))
     assert_one_line_error(code, out, err, "--dataset")
     code, out, err = run_cli(capsys, "--images", str(path), "--batch-size", "0")

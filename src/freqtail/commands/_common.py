@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from freqtail.checks import int_argument, number_argument, seed_argument
+from freqtail.report.figure_formats import DEFAULT_FIGURE_FORMATS
 
 
 def add_parser(subparsers, name: str, help: str, example: str, description: str | None = None):
@@ -121,7 +122,21 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_n: int, default_b
         "differentiable BaSS front on raw test images (default: the paper's domain protocol, the bare "
         "model on BaSS-converted test images)",
     )
+    add_figure_format_argument(parser)
     add_robustbench_arguments(parser)
+
+
+def add_figure_format_argument(parser: argparse.ArgumentParser) -> None:
+    """``--figure-format LIST``: the formats every figure is written in (checked where it is used, by
+    :func:`freqtail.report.figure_formats.check_figure_formats`, so a bad list is one sentence, exit 2)."""
+    parser.add_argument(
+        "--figure-format",
+        metavar="LIST",
+        default=",".join(DEFAULT_FIGURE_FORMATS),
+        help="comma-separated formats of every figure, each written as figures/<kind>.<fmt>: png (embedded "
+        "in the report), pdf and svg (vector graphics for a paper) (default "
+        f"{','.join(DEFAULT_FIGURE_FORMATS)}; e.g. --figure-format png or --figure-format pdf,svg)",
+    )
 
 
 def explain_request(args: argparse.Namespace):
@@ -136,6 +151,7 @@ def explain_request(args: argparse.Namespace):
         subset_seed=args.subset_seed,
         device=resolve_device(args.device),
         progress=True,
+        figure_formats=args.figure_format,
     )
 
 

@@ -7,8 +7,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from freqtail.checks import check_int
-from freqtail.commands._common import add_parser, print_json
+from freqtail.commands._common import add_figure_format_argument, add_parser, print_json
 from freqtail.errors import InputError
+from freqtail.report.figure_formats import check_figure_formats
 
 SAMPLE_CROP_SIZE = 64
 SAMPLE_CROPS_PER_PHOTO = 16
@@ -20,7 +21,7 @@ def register(subparsers) -> None:
         subparsers,
         "spectrum",
         help="measure the frequency long tail of images: 80/20 boundary, power law, spectral entropy",
-        example="freqtail spectrum --images my_images.npy --plot long_tail.png",
+        example="freqtail spectrum --images my_images.npy --plot long_tail.png --figure-format png,pdf",
         description="Measure the frequency long tail of a set of images (paper §2 and §3.3): the 80/20 "
         "boundary band between low and high frequencies, the LFC power share, the power-law exponent "
         "alpha and the spectral entropy. Without --images or --dataset it measures deterministic crops "
@@ -48,7 +49,13 @@ def register(subparsers) -> None:
         "(default 0.8, the 80/20 rule)",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    parser.add_argument("--plot", metavar="OUT.png", help="write the long-tail figure to this file")
+    parser.add_argument(
+        "--plot",
+        metavar="OUT.png",
+        help="write the long-tail figure under this name, once per --figure-format (OUT.png, OUT.pdf, "
+        "OUT.svg by default)",
+    )
+    add_figure_format_argument(parser)
     parser.add_argument("--batch-size", type=int, default=512, help="images per FFT batch (default 512)")
     parser.add_argument("--device", default="cpu", help="where the FFTs run: cpu or cuda (default cpu)")
     parser.set_defaults(func=run)
@@ -172,27 +179,29 @@ def run(args: argparse.Namespace) -> int:
     ratio = check_ratio(args.ratio)
     check_int(args.batch_size, "--batch-size", minimum=1)
     device = _device(args.device)
+    formats = check_figure_formats(args.figure_format, "The figure formats --figure-format")
     if args.plot is not None:
         from freqtail.io import check_writable_file
-        from freqtail.report.spectrum_figures import check_figure_path
+        from freqtail.report.figure_formats import figure_files
 
-        check_figure_path(args.plot)
-        check_writable_file(args.plot, "plot file")
+        for file in figure_files(args.plot, formats):
+            check_writable_file(file, "plot file")
     images, source = _image_source(args)
     summary = summarize(images, ratio=ratio, batch_size=args.batch_size, device=device, progress=_progress)
-    plot_path = None
+    plots = []
     if args.plot is not None:
         from freqtail.report.spectrum_figures import plot_long_tail
 
-        plot_path = plot_long_tail(summary, args.plot)
+        plots = plot_long_tail(summary, args.plot, formats=formats)
     if args.json:
         result = summary.to_dict()
         result["source"] = source
-        if plot_path is not None:
-            result["plot"] = str(plot_path)
+        if plots:
+            result["plot"] = str(plots[0])
+            result["plots"] = [str(file) for file in plots]
         print_json(result)
     else:
         print(format_summary(summary, source))
-        if plot_path is not None:
-            print(f"  figure: {plot_path}")
+        if plots:
+            print(f"  figure: {', '.join(str(file) for file in plots)}")
     return 0

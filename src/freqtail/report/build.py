@@ -842,7 +842,13 @@ SECTIONS: tuple[_SectionSpec, ...] = (
         _analysis_section(
             "landscape",
             _landscape_blocks,
-            [("landscape", "Loss around the trained weights on low- and high-frequency images (Fig. 1, 4).")],
+            [
+                (
+                    "landscape",
+                    "Loss around the trained weights on high- and low-frequency images (Fig. 1, 4).",
+                ),
+                ("landscape_3d", "The same losses as surfaces."),
+            ],
         ),
         "No loss landscape: run `freqtail landscape RUN`.",
     ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from freqtail.errors import InputError
-from freqtail.io import atomic_path
-from freqtail.report.pyplot import plt
+from freqtail.report.figure_formats import DEFAULT_FIGURE_FORMATS, figure_files
+from freqtail.report.pyplot import plt, save_figure
 from freqtail.spectrum import full_ring_max_band
 
 
@@ -40,8 +41,13 @@ def check_figure_path(path: str | os.PathLike) -> str:
     return fmt
 
 
-def plot_long_tail(summary: Any, path: str | os.PathLike, title: str | None = None) -> Path:
-    """Draw the long tail and write it atomically to ``path`` (format from the suffix, e.g. ``.png``).
+def plot_long_tail(
+    summary: Any,
+    path: str | os.PathLike,
+    title: str | None = None,
+    formats: Sequence[str] = DEFAULT_FIGURE_FORMATS,
+) -> list[Path]:
+    """Draw the long tail and write it atomically once per format (``path``'s suffix replaced by each).
 
     Left: the band proportions ``pi[k]`` (k >= 1) on log-log axes with the fitted power law
     ``exp(c) * k ** -alpha``, the 80/20 boundary band and the Nyquist radius marked, LFC shaded; the
@@ -51,15 +57,16 @@ def plot_long_tail(summary: Any, path: str | os.PathLike, title: str | None = No
 
     Args:
         summary: a :class:`freqtail.spectrum.SpectrumSummary` or its ``to_dict()``.
-        path: output file; its folder is created.
+        path: the figure's name (``figures/long_tail.png``; a ``.png``/``.pdf``/``.svg`` suffix or none);
+            its folder is created.
         title: figure title (default: describes the image size and count).
+        formats: the formats to write (:data:`freqtail.report.figure_formats.FIGURE_FORMATS`).
 
     Returns:
-        ``Path(path)``.
+        The files written, one per format.
     """
     data = _fields(summary)
-    path = Path(path)
-    fmt = check_figure_path(path)
+    figure_files(path, formats)  # a bad name or format fails before the drawing
     pi = np.asarray(data["pi"], dtype=np.float64)
     entropy = np.asarray(data["entropy_per_band"], dtype=np.float64)
     bands = np.arange(pi.size)
@@ -117,8 +124,7 @@ def plot_long_tail(summary: Any, path: str | os.PathLike, title: str | None = No
 
         count = data.get("num_images")
         fig.suptitle(title or f"{h}x{w} images" + (f", {count} images" if count is not None else ""))
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=120)
-    finally:
+    except BaseException:
         plt.close(fig)
-    return path
+        raise
+    return save_figure(fig, path, formats)

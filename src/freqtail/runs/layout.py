@@ -83,13 +83,15 @@ GRID_FIGURE_SVG = "measured-vs-published.svg"
 ANALYSES = ("sensitivity", "landscape", "heatmap")
 #: Dataset facts a folder may hold as ``<kind>.json``.
 DATA_FACTS = ("spectrum", "bass")
-#: Figure key -> file name under ``figures/``.
+#: Figure key -> file name under ``figures/`` (the PNG, which the report embeds; the analyses also write
+#: ``.pdf`` and ``.svg`` beside it unless told otherwise, :mod:`freqtail.report.figure_formats`).
 FIGURES = {
     "spectrum": "spectrum.png",
     "bass_examples": "bass_examples.png",
     "sensitivity": "sensitivity.png",
     "long_tail": "long_tail.png",
     "landscape": "landscape.png",
+    "landscape_3d": "landscape_3d.png",
     "heatmap": "heatmap.png",
 }
 

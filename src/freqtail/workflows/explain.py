@@ -10,7 +10,9 @@ images), on the same class-stratified subset ``evaluate`` takes for the same ``n
 ``subset_seed``, and writes into the run's output folder::
 
     <kind>.npz              the raw arrays (reload with the result class's ``load``)
-    figures/<kind>.png      the figure (sensitivity also figures/long_tail.png)
+    figures/<kind>.<fmt>    the figure in each of ``figure_formats`` (png, pdf, svg by default;
+                            sensitivity also figures/long_tail.<fmt>, landscape also
+                            figures/landscape_3d.<fmt>)
     <kind>.json             the summary, written last: its presence means the analysis finished
 
 The commands ``freqtail sensitivity | landscape | heatmap`` and the demo call it.
@@ -30,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -56,7 +59,13 @@ from freqtail.distributed import DistContext, main_first, run_on_every_rank, run
 from freqtail.errors import ConfigError
 from freqtail.evaluate.threat_models import ThreatModel
 from freqtail.io import atomic_write_json, check_writable_folder
-from freqtail.report.analysis_figures import plot_heatmap, plot_landscape, plot_sensitivity
+from freqtail.report.analysis_figures import (
+    plot_heatmap,
+    plot_landscape,
+    plot_landscape_3d,
+    plot_sensitivity,
+)
+from freqtail.report.figure_formats import DEFAULT_FIGURE_FORMATS, check_figure_formats
 from freqtail.report.spectrum_figures import plot_long_tail
 from freqtail.runs.layout import RunLayout
 from freqtail.workflows.run_folder import RunFolder
@@ -64,6 +73,10 @@ from freqtail.workflows.run_folder import RunFolder
 
 def _set(obj: Any, name: str, value: Any) -> None:
     object.__setattr__(obj, name, value)  # frozen dataclasses store their parsed values this way
+
+
+def _figure_formats(request: ExplainRequest | None) -> tuple[str, ...]:
+    return DEFAULT_FIGURE_FORMATS if request is None else tuple(request.figure_formats)
 
 
 class Analysis(Protocol):
@@ -79,8 +92,11 @@ class Analysis(Protocol):
         """The result object, the same full one on every rank of ``context``."""
         ...
 
-    def save(self, result: Any, output: RunLayout, source: str) -> list[Path]:
-        """Write the arrays and return the figures written."""
+    def save(
+        self, result: Any, output: RunLayout, source: str, request: ExplainRequest | None = None
+    ) -> list[Path]:
+        """Write the arrays and the figures in ``request.figure_formats`` (None: the default formats);
+        return the figures written."""
         ...
 
 
@@ -97,6 +113,8 @@ class ExplainRequest:
         subset_seed: seed of the subset.
         device: where the model runs (a torch device or its name).
         progress: progress bars.
+        figure_formats: the formats each figure is written in, ``figures/<kind>.<fmt>`` (names from
+            :data:`freqtail.report.figure_formats.FIGURE_FORMATS`, or one comma-separated string).
     """
 
     n: int | None
@@ -105,6 +123,7 @@ class ExplainRequest:
     subset_seed: int = 0
     device: Any = "cpu"
     progress: bool = False
+    figure_formats: Sequence[str] = DEFAULT_FIGURE_FORMATS
 
     def __post_init__(self) -> None:
         check_optional_int(self.n, "The image count --n", minimum=1, error=ConfigError)
@@ -112,6 +131,10 @@ class ExplainRequest:
         check_int(self.subset_seed, "The subset seed --subset-seed", minimum=0, error=ConfigError)
         if self.threat_model is not None:
             _set(self, "threat_model", ThreatModel.parse(self.threat_model))
+        formats = check_figure_formats(
+            self.figure_formats, "The figure formats --figure-format", error=ConfigError
+        )
+        _set(self, "figure_formats", formats)
 
     @classmethod
     def default(cls, analysis: type[Analysis] | Analysis, **given: Any) -> ExplainRequest:
@@ -149,11 +172,19 @@ class SensitivityAnalysis:
             context=context,
         )
 
-    def save(self, result: Any, output: RunLayout, source: str) -> list[Path]:
+    def save(
+        self, result: Any, output: RunLayout, source: str, request: ExplainRequest | None = None
+    ) -> list[Path]:
         result.save(output.arrays(self.kind))
+        formats = _figure_formats(request)
         return [
-            plot_sensitivity(result, output.figure(self.kind)),
-            plot_long_tail(result.spectrum, output.figure("long_tail"), title=f"Long tail of the {source}"),
+            *plot_sensitivity(result, output.figure(self.kind), formats=formats),
+            *plot_long_tail(
+                result.spectrum,
+                output.figure("long_tail"),
+                title=f"Long tail of the {source}",
+                formats=formats,
+            ),
         ]
 
 
@@ -198,9 +229,15 @@ class LandscapeAnalysis:
             context=context,
         )
 
-    def save(self, result: Any, output: RunLayout, source: str) -> list[Path]:
+    def save(
+        self, result: Any, output: RunLayout, source: str, request: ExplainRequest | None = None
+    ) -> list[Path]:
         arrays = result.save(output.arrays(self.kind))
-        return [plot_landscape(arrays, output.figure(self.kind))]
+        formats = _figure_formats(request)
+        return [
+            *plot_landscape(arrays, output.figure(self.kind), formats=formats),
+            *plot_landscape_3d(result, output.figure("landscape_3d"), formats=formats),
+        ]
 
 
 @dataclass(frozen=True)
@@ -239,9 +276,11 @@ class HeatmapAnalysis:
             context=context,
         )
 
-    def save(self, result: Any, output: RunLayout, source: str) -> list[Path]:
+    def save(
+        self, result: Any, output: RunLayout, source: str, request: ExplainRequest | None = None
+    ) -> list[Path]:
         result.save(output.arrays(self.kind))
-        return [plot_heatmap(result, output.figure(self.kind))]
+        return [*plot_heatmap(result, output.figure(self.kind), formats=_figure_formats(request))]
 
 
 @dataclass
@@ -300,7 +339,7 @@ def explain(
     result = analysis.measure(model, data, request, run.output, context)
 
     def save() -> dict[str, Any]:
-        figures = analysis.save(result, run.output, source)
+        figures = analysis.save(result, run.output, source, request)
         summary = result.to_dict()
         summary.update(
             source=source,
