@@ -27,8 +27,8 @@ def register(subparsers) -> None:
         example=EXAMPLE,
         description="Measure a trained model's error rate on test images perturbed by one real Fourier basis "
         "image of L2 norm eps (per channel, [0, 1] scale; random sign), for every frequency of the spectrum "
-        "(Yin et al. 2019). Writes heatmap.npz, heatmap.json and figures/heatmap.png. Cost: about "
-        "n * H * W / 2 forward passes.",
+        "(Yin et al. 2019). Writes heatmap.npz, heatmap.json and figures/heatmap.* (each --figure-format). "
+        "Cost: about n * H * W / 2 forward passes.",
     )
     add_run_arguments(parser, default_n=HEATMAP_IMAGES, default_batch=HEATMAP_BATCH)
     parser.add_argument(

@@ -25,8 +25,9 @@ def register(subparsers) -> None:
             "left fixed; model in eval mode) on the low-pass-only and high-pass-only test images, split "
             "at the data's 80/20 boundary (paper §3.1, Fig. 1 and 4; the paper's surfaces: --span 2 "
             "--boundary 12). Writes landscape.npz (the raw grid), landscape.json and "
-            "figures/landscape.png; an interrupted run (also one process of several under torchrun, killed) "
-            "resumes from the grid points it finished (landscape.partial.rank<r>.npz)."
+            "figures/landscape.* and figures/landscape_3d.* (each --figure-format); an interrupted run "
+            "(also one process of several under torchrun, killed) resumes from the grid points it finished "
+            "(landscape.partial.rank<r>.npz)."
         ),
     )
     add_run_arguments(parser, default_n=LANDSCAPE_IMAGES, default_batch=LANDSCAPE_BATCH)

@@ -22,8 +22,8 @@ def register(subparsers) -> None:
         "the input gradient of each test image's loss, its Fourier coefficients (channel mean, one per "
         "conjugate pair) sorted by magnitude, the mean magnitude per rank, where the coefficients at chosen "
         "ranks lie (kernel densities of their radius) and the share of the gradient in high frequencies "
-        "(HFC, beyond the data's 80/20 boundary). Writes figures/sensitivity.png, figures/long_tail.png, "
-        "sensitivity.json and sensitivity.npz into the run folder.",
+        "(HFC, beyond the data's 80/20 boundary). Writes figures/sensitivity.*, figures/long_tail.* "
+        "(each --figure-format), sensitivity.json and sensitivity.npz into the run folder.",
     )
     add_run_arguments(parser, default_n=SENSITIVITY_IMAGES, default_batch=SENSITIVITY_BATCH)
     parser.add_argument(

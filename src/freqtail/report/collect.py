@@ -15,7 +15,8 @@ Recognised files (all relative to the folder; written by the commands named):
 ``bass.json``              BaSS conversion facts (the demo); figure ``figures/bass_examples.png``
 ``sensitivity.json``       ``freqtail sensitivity``; figures ``figures/sensitivity.png``,
                            ``figures/long_tail.png``
-``landscape.json``         ``freqtail landscape``; figure ``figures/landscape.png``
+``landscape.json``         ``freqtail landscape``; figures ``figures/landscape.png``,
+                           ``figures/landscape_3d.png``
 ``heatmap.json``           ``freqtail heatmap``; figure ``figures/heatmap.png``
 =========================  ==========================================================================
 
