@@ -74,7 +74,8 @@ def rank_units(units: Sequence[Unit], rank: int, world_size: int) -> list[Unit]:
 
 
 def part_is_complete(path: Path, shape: tuple[int, ...]) -> bool:
-    """True if ``path`` is a uint8 ``.npy`` of exactly ``shape`` whose data is all there."""
+    """True if ``path`` is a uint8 ``.npy`` of exactly ``shape`` whose data is all there (a part file,
+    or a corrupted set's assembled ``<corruption>.npy``)."""
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError):

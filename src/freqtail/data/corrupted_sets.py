@@ -32,6 +32,7 @@ from freqtail.data.corrupted_parts import (
     by_corruption,
     chunk_size,
     missing_units,
+    part_is_complete,
     plan_units,
     rank_units,
     write_units,
@@ -105,15 +106,6 @@ def _read_meta(c_dir: Path) -> dict[str, Any] | None:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DatasetNotFoundError(f"The file {path} is not a freqtail corrupted-set description.")
     return meta
-
-
-def _file_has_shape(path: Path, shape: tuple[int, ...]) -> bool:
-    """True if ``path`` is a uint8 .npy file of exactly ``shape`` and the full data size."""
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError):
-        return False
-    return array.dtype == np.uint8 and array.shape == shape
 
 
 def write_corrupted_set(
@@ -205,7 +197,7 @@ def write_corrupted_set(
         record["world_size"] = context.world_size
         atomic_write_json(out / META_FILE, record)  # first: a folder with labels but no meta is foreign
         _write_labels(out / LABELS_FILE, np.tile(labels.astype(np.int64), len(levels)))
-        skipped = [x for x in names if x in done and _file_has_shape(out / f"{x}.npy", full_shape)]
+        skipped = [x for x in names if x in done and part_is_complete(out / f"{x}.npy", full_shape)]
         return {"skipped": skipped, "done": done, "source_digest": settings["source_digest"]}
 
     held: list[Lock] = []
