@@ -232,7 +232,7 @@ def write_corrupted_set(
         with tqdm(total=sum(u.count for u in mine), unit="img", disable=not show, desc="corrupt") as bar:
             for unit in mine:
                 bar.set_description(unit.corruption)
-                computed += write_units([unit], images, out, seed, bar_update(bar))
+                computed += write_units([unit], images, out, seed, _advance(bar))
                 # Rank 0 assembles a corruption as soon as its parts are all there (with one process:
                 # after its last unit, so each corruption is usable once done); the rest at the end.
                 if context.is_main and not missing_units(pending[unit.corruption], out, (h, w, c)):
@@ -277,7 +277,7 @@ WRITE_LOCK = ".freqtail-corrupt.lock"
 _LOCKED = "The corrupted-set folder {path} is being written by {holder}; wait for it or choose another --out."
 
 
-def bar_update(bar: Any):
+def _advance(bar: Any):
     """A unit callback that advances ``bar`` by the unit's images."""
     return lambda unit: bar.update(unit.count)
 
