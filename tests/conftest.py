@@ -78,3 +78,24 @@ def slurm_cluster():
         pytest.skip(f"no Slurm cluster: {err}")
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """The quick demo, run once per worker through the command line; ``(folder, printed output, cache
+    folder)``. Modules that use it mark themselves ``xdist_group("demo")`` so that it runs once."""
+    import contextlib
+    import io
+
+    from freqtail.cli import main
+
+    root = tmp_path_factory.mktemp("demo")
+    cache = root / "cache"
+    out = root / "demo"
+    printed = io.StringIO()
+    # Session fixtures run before the per-test cache fixture: give this one its own cache.
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        patch.setenv("FREQTAIL_CACHE", str(cache))
+        code = main(["demo", "--quick", "--out", str(out)])
+    assert code == 0, printed.getvalue()
+    return out, printed.getvalue(), cache

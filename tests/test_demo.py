@@ -21,6 +21,9 @@ from freqtail.workflows.demo import LEGACY_STATE_FILE, QUICK, RUNS, _prepare_fol
 from freqtail.workflows.grid_manifest import CellState, read_states
 from test_report import assert_self_contained, browser_check, parse_page
 
+#: The quick demo (the ``demo`` session fixture in conftest.py) runs once per worker: keep its users on one.
+pytestmark = pytest.mark.xdist_group("demo")
+
 SECTIONS = (
     "Overview",
     "Frequency long tail",
@@ -34,24 +37,6 @@ SECTIONS = (
     "Fourier heat map",
     "Configuration",
 )
-
-
-@pytest.fixture(scope="session")
-def demo(tmp_path_factory):
-    """The quick demo, run once through the command line; ``(folder, printed output, cache folder)``."""
-    import contextlib
-    import io
-
-    root = tmp_path_factory.mktemp("demo")
-    cache = root / "cache"
-    out = root / "demo"
-    printed = io.StringIO()
-    # Session fixtures run before the per-test cache fixture: give this one its own cache.
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
-        patch.setenv("FREQTAIL_CACHE", str(cache))
-        code = main(["demo", "--quick", "--out", str(out)])
-    assert code == 0, printed.getvalue()
-    return out, printed.getvalue(), cache
 
 
 def _results(out: Path) -> dict:

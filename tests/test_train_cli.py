@@ -69,7 +69,7 @@ def test_train_resume_and_folder_protection(capsys, tmp_path, tiny_root):
     assert main([*argv, "--resume"]) == 0
     assert "already complete" in capsys.readouterr().err
     assert main([*argv, "--lr", "0.3", "--force"]) == 0
-    assert "Run complete (1 epochs): best test_acc" in capsys.readouterr().out
+    assert "Run complete (1 epoch): best test_acc" in capsys.readouterr().out
 
 
 def test_default_run_folder_names(capsys, tmp_path, tiny_root, monkeypatch):

@@ -21,3 +21,9 @@ def percent(fraction: Any, digits: int = 2, suffix: str = "") -> str:
     if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real):
         return MISSING
     return f"{100 * float(fraction):.{digits}f}{suffix}"
+
+
+def count(number: int, noun: str, plural: str | None = None) -> str:
+    """``count(1, "epoch")`` -> "1 epoch", ``count(3, "epoch")`` -> "3 epochs" (``plural`` for nouns
+    whose plural is not noun + "s")."""
+    return f"{number} {noun if number == 1 else (plural or noun + 's')}"

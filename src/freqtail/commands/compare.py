@@ -8,7 +8,9 @@ import sys
 from freqtail.commands._common import add_parser, print_json
 from freqtail.errors import InputError
 
-EXAMPLE = "freqtail compare runs/pgd-at runs/pgd-at-bass runs/trades runs/trades-bass --out table.md"
+EXAMPLE = (
+    "freqtail compare runs/demo/pgd-at runs/demo/pgd-at-bass runs/demo/erm runs/demo/erm-bass --out table.md"
+)
 
 
 def register(subparsers) -> None:

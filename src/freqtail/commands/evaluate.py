@@ -19,7 +19,7 @@ from freqtail.commands._common import (
 from freqtail.errors import ConfigError
 
 EXAMPLE = (
-    "freqtail evaluate runs/demo --suite clean,pgd20,cw --threat-model both --n 500\n"
+    "freqtail evaluate runs/demo/erm-bass --suite clean,pgd20,cw --threat-model both --n 500\n"
     "  freqtail evaluate --robustbench Carmon2019Unlabeled --dataset cifar10 --data-root ~/data "
     "--model-dir models"
 )

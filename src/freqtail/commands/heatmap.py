@@ -7,7 +7,7 @@ import argparse
 from freqtail.checks import seed_argument
 from freqtail.commands._common import add_parser, print_json
 
-EXAMPLE = "freqtail heatmap runs/demo --eps 4.0 --n 100"
+EXAMPLE = "freqtail heatmap runs/demo/erm --eps 4.0 --n 100"
 
 
 def register(subparsers) -> None:

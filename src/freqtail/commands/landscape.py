@@ -7,7 +7,7 @@ import argparse
 from freqtail.checks import seed_argument
 from freqtail.commands._common import add_parser, print_json
 
-EXAMPLE = "freqtail landscape runs/demo --grid 21 --span 1.0 --n 500"
+EXAMPLE = "freqtail landscape runs/demo/erm --grid 21 --span 1.0 --n 500"
 
 
 def register(subparsers) -> None:

@@ -6,7 +6,9 @@ import argparse
 
 from freqtail.commands._common import add_parser, print_json
 
-EXAMPLE = "freqtail report runs/demo    # or: freqtail report runs/erm runs/erm-bass --out runs/compare"
+EXAMPLE = (
+    "freqtail report runs/demo    # or: freqtail report runs/demo/erm runs/demo/erm-bass --out runs/compare"
+)
 
 
 def register(subparsers) -> None:

@@ -6,7 +6,7 @@ import argparse
 
 from freqtail.commands._common import add_parser, print_json
 
-EXAMPLE = "freqtail sensitivity runs/demo --n 1000"
+EXAMPLE = "freqtail sensitivity runs/demo/erm --n 1000"
 
 
 def register(subparsers) -> None:

@@ -12,13 +12,15 @@ from freqtail.commands._common import (
     print_json,
     whole_number,
 )
+from freqtail.formatting import count
 
 EXAMPLE = (
     "freqtail train --dataset embedded --model small-cnn --objective erm --epochs 5\n"
     "  freqtail train --config configs/t1-cifar10-resnet18-pgd-at-bass.yaml --data-root ~/data\n"
     "  freqtail train --config configs/t1-cifar10-resnet18-pgd-at.yaml --data-root ~/data --resume\n"
     "  freqtail train --epochs 5 --log tensorboard --out runs/tb && tensorboard --logdir runs/tb\n"
-    "  torchrun --nproc_per_node 4 -m freqtail.cli train --config configs/t4-cifar10-wrn-40-2-augmix.yaml"
+    "  torchrun --nproc_per_node 4 -m freqtail.cli train \\\n"
+    "      --config configs/t4-cifar10-wrn-40-2-augmix.yaml --data-root ~/data"
 )
 
 
@@ -194,14 +196,17 @@ def run(args) -> int:
     if args.json:
         print_json(summary)
     elif result.status == "interrupted":
-        print(f"Interrupted after {result.global_step} steps; resume with the same command plus --resume.")
+        print(
+            f"Interrupted after {count(result.global_step, 'step')}; "
+            "resume with the same command plus --resume."
+        )
     else:
         best = result.best
         best_text = (
             f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']}" if best else "no evaluation"
         )
         print(
-            f"Run {result.status} ({result.epochs_completed} epochs): {best_text}; "
+            f"Run {result.status} ({count(result.epochs_completed, 'epoch')}): {best_text}; "
             f"run folder {result.run_dir}."
         )
     return 130 if result.status == "interrupted" else 0

@@ -33,6 +33,7 @@ from freqtail.data.arrays import ArrayDataset
 from freqtail.data.augment import check_preset, preset_parts
 from freqtail.data.cifar import load_cifar
 from freqtail.data.embedded import ensure_embedded, read_embedded_folder
+from freqtail.data.loader_workers import loader_workers
 from freqtail.data.variants import FileVariantCache, cached_bass_arrays
 from freqtail.errors import ConfigError
 from freqtail.images import float_to_uint8
@@ -343,7 +344,7 @@ def iter_uint8_batches(
             yield np.ascontiguousarray(dataset.images[start : start + batch_size])
         return
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers
+        dataset, batch_size=batch_size, shuffle=False, num_workers=loader_workers(num_workers)
     )
     for images, _ in loader:
         yield float_to_uint8(images)

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 import freqtail.evaluate.corruption_eval as ce
 from freqtail.checks import check_int
 from freqtail.data import build_dataset, canonical_name, dataset_info
+from freqtail.data.loader_workers import loader_workers
 from freqtail.data.subsets import check_subset_size
 from freqtail.errors import CheckpointError, ConfigError, InputError
 from freqtail.evaluate.request import EvaluationRequest, EvaluationTarget
@@ -167,7 +168,9 @@ def load_batches(plan: EvaluationPlan, dataset, batches: list[tuple[int, np.ndar
     if not batches:
         return
     loader = DataLoader(
-        dataset, batch_sampler=[batch.tolist() for _, batch in batches], num_workers=plan.request.num_workers
+        dataset,
+        batch_sampler=[batch.tolist() for _, batch in batches],
+        num_workers=loader_workers(plan.request.num_workers),
     )
     for (number, _), (images, labels) in zip(batches, loader, strict=True):
         yield number, images, torch.as_tensor(labels, dtype=torch.long)

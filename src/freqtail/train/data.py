@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler, Subset
 
 from freqtail.data import build_dataset, dataset_info
+from freqtail.data.loader_workers import loader_workers
 from freqtail.data.subsets import dataset_labels, proportional_subset
 from freqtail.errors import ConfigError
 from freqtail.train.augmix import AugMixDataset
@@ -258,7 +259,7 @@ def train_loader(dataset: Dataset, sampler: EpochSampler, per_rank_batch: int, c
         dataset,
         batch_size=per_rank_batch,
         sampler=sampler,
-        num_workers=config.num_workers,
+        num_workers=loader_workers(config.num_workers),
         drop_last=config.drop_last,
         pin_memory=pin_memory,
         persistent_workers=config.num_workers > 0,

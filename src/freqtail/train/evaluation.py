@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from freqtail import distributed as D
 from freqtail.attacks import PGDConfig, robust_accuracy
+from freqtail.data.loader_workers import loader_workers
 from freqtail.data.subsets import choose_subset
 from freqtail.errors import ConfigError
 from freqtail.evaluate.sharding import batch_seed, global_batches, rank_batches
@@ -121,7 +122,7 @@ def _measure(
     loader = DataLoader(
         evaluated.data,
         batch_sampler=[batch.tolist() for _, batch in rank_batches(batches, context)],
-        num_workers=config.num_workers,
+        num_workers=loader_workers(config.num_workers),
     )
     correct = total = 0
     with torch.no_grad():

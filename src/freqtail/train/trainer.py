@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from freqtail import distributed as D
 from freqtail.errors import FreqtailError
+from freqtail.formatting import count
 from freqtail.runs.layout import CHECKPOINTS_DIR, METRICS_FILE
 from freqtail.train.accumulator import Accumulator
 from freqtail.train.build import TrainParts, build_parts
@@ -173,7 +174,8 @@ class Trainer:
             complete, accumulator = self._resume(start)
             if complete:
                 self.log(
-                    f"The run in {self.run_dir} is already complete ({self.epoch} epochs); nothing to do."
+                    f"The run in {self.run_dir} is already complete ({count(self.epoch, 'epoch')}); "
+                    "nothing to do."
                 )
                 return self._result("already-complete")
         elif self.dist.is_main:

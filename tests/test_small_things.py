@@ -1,0 +1,42 @@
+"""Small things a newcomer meets: DataLoader workers capped at the cores, counts with their plural."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from freqtail.data import loader_workers as workers
+from freqtail.formatting import count
+from freqtail.train.config import load_config
+from freqtail.train.data import train_loader
+
+
+def test_counts_take_the_plural_only_when_not_one():
+    assert [count(n, "epoch") for n in (0, 1, 2)] == ["0 epochs", "1 epoch", "2 epochs"]
+    assert count(1, "image") == "1 image" and count(5, "child", "children") == "5 children"
+
+
+def test_workers_beyond_the_cores_are_capped_once_with_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(workers, "_said", set())
+    assert workers.loader_workers(0) == 0 and workers.loader_workers(2) == 2
+    assert capsys.readouterr().err == ""
+    assert workers.loader_workers(4) == 2 and workers.loader_workers(4) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "num_workers 4 capped at 2" in err
+
+
+def test_a_training_loader_asking_for_more_workers_than_cores_gets_the_cores(monkeypatch, recwarn):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    monkeypatch.setattr(workers, "_said", set())
+    config = load_config(overrides=["num_workers=4"])
+    data = torch.utils.data.TensorDataset(
+        torch.from_numpy(np.zeros((4, 3, 8, 8), np.float32)), torch.arange(4)
+    )
+    loader = train_loader(data, range(4), 2, config, pin_memory=False)
+    assert loader.num_workers == 1
+    assert not [
+        w for w in recwarn if "worker processes" in str(w.message)
+    ]  # torch's own warning is not raised
