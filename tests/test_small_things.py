@@ -1,12 +1,15 @@
-"""Small things a newcomer meets: DataLoader workers capped at the cores, counts with their plural."""
+"""Small things a newcomer meets: DataLoader workers capped at the cores, counts with their plural,
+negative values parsed like any other."""
 
 from __future__ import annotations
 
 import os
 
 import numpy as np
+import pytest
 import torch
 
+from freqtail.cli import main
 from freqtail.data import loader_workers as workers
 from freqtail.formatting import count
 from freqtail.train.config import load_config
@@ -40,3 +43,16 @@ def test_a_training_loader_asking_for_more_workers_than_cores_gets_the_cores(mon
     assert not [
         w for w in recwarn if "worker processes" in str(w.message)
     ]  # torch's own warning is not raised
+
+
+@pytest.mark.parametrize("value", ["-8/255", "-0.1", "-1e-3"])
+def test_a_negative_budget_reaches_its_check_and_gets_one_sentence(value, capsys):
+    assert main(["evaluate", "nowhere", "--eps", value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "usage:" not in err and f"must be >= 0, not '{value}'" in err
+
+
+def test_an_unknown_short_option_is_still_an_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "nowhere", "-x"])
+    assert "unrecognized arguments: -x" in capsys.readouterr().err

@@ -16,6 +16,7 @@ import argparse
 import importlib
 import os
 import pkgutil
+import re
 import signal
 import sys
 import warnings
@@ -63,7 +64,23 @@ def build_parser() -> argparse.ArgumentParser:
     for name in _command_modules():
         module = importlib.import_module(f"freqtail.commands.{name}")
         module.register(subparsers)
+    _accept_negative_values(parser)
     return parser
+
+
+#: What argparse must read as a (negative) value, not as an option: -3, -0.5, -.5, -8/255, -1e-3.
+_NEGATIVE_VALUE = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?(/\d+\.?\d*)?$")
+
+
+def _accept_negative_values(parser: argparse.ArgumentParser) -> None:
+    """Let ``--eps -8/255`` reach the value's own check (one sentence) instead of argparse's usage
+    screen: argparse takes only plain negative numbers (``-3``, ``-0.5``) as values, and offers no
+    public way to widen that, so its matcher is replaced in every (sub)parser."""
+    parser._negative_number_matcher = _NEGATIVE_VALUE
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _accept_negative_values(sub)
 
 
 #: Warnings that third-party packages raise while a command imports them: notes for their authors, not
