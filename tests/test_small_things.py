@@ -56,3 +56,26 @@ def test_an_unknown_short_option_is_still_an_option(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "nowhere", "-x"])
     assert "unrecognized arguments: -x" in capsys.readouterr().err
+
+
+def test_the_demo_computes_with_one_thread_unless_asked(monkeypatch):
+    from freqtail.workflows.threads import DEMO_THREADS, use_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    before = torch.get_num_threads()
+    try:
+        assert DEMO_THREADS == 1 and use_threads(DEMO_THREADS) == 1 and torch.get_num_threads() == 1
+        assert (
+            use_threads("all") == 3 and torch.get_num_threads() == 3 and os.environ["OMP_NUM_THREADS"] == "3"
+        )
+        assert use_threads(2) == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_a_bad_demo_thread_count_is_one_sentence(value, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--threads", value])
+    assert exit_.value.code == 2 and "--threads" in capsys.readouterr().err
