@@ -79,3 +79,36 @@ def test_a_bad_demo_thread_count_is_one_sentence(value, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["demo", "--threads", value])
     assert exit_.value.code == 2 and "--threads" in capsys.readouterr().err
+
+
+class _Clock:
+    def __init__(self, step_seconds: float) -> None:
+        self.now, self.step_seconds = 0.0, step_seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_forecast_is_said_once_after_three_measured_steps_from_their_pace():
+    from freqtail.train.forecast import StepForecast
+
+    clock = _Clock(50.0)
+    forecast = StepForecast(first_step=10, total_steps=10 + 4 + 96, clock=clock)
+    lines = []
+    for step in range(11, 20):
+        clock.now += 1000.0 if step == 11 else 50.0  # the first step (caches, compiling) is left out
+        lines.append(forecast.after_step(step))
+    assert lines[:3] == [None, None, None] and all(line is None for line in lines[4:])
+    assert lines[3] == "Measured 50.00 s a step: about 80 min for the 96 steps left."
+
+
+def test_train_says_what_it_trains_before_the_first_step(tmp_path, capsys):
+    argv = ["train", "--dataset", "embedded", "--epochs", "2", "--out", str(tmp_path / "run")]
+    argv += ["--set", "model_options={width: 4}", "--set", "train_subset=64", "--set", "batch_size=16"]
+    assert main([*argv, "--set", "test_subset=16", "--set", "progress=false"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (
+        f"Training small-cnn with erm on embedded: 2 epochs of 4 steps (batch 16), 8 of 8 steps to go, "
+        f"{count(torch.get_num_threads(), 'torch thread')} on cpu."
+    )
+    assert err[1].startswith("Measured ") and err[1].endswith(" for the 4 steps left.")

@@ -27,3 +27,14 @@ def count(number: int, noun: str, plural: str | None = None) -> str:
     """``count(1, "epoch")`` -> "1 epoch", ``count(3, "epoch")`` -> "3 epochs" (``plural`` for nouns
     whose plural is not noun + "s")."""
     return f"{number} {noun if number == 1 else (plural or noun + 's')}"
+
+
+def duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3.5 h`` or ``2.1 days``: a time left, rounded the way a person reads it."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"

@@ -49,6 +49,7 @@ from freqtail.train.checkpointing import (
 )
 from freqtail.train.config import TrainConfig
 from freqtail.train.evaluation import evaluate_epoch
+from freqtail.train.forecast import StepForecast
 from freqtail.train.records import epoch_line, epoch_record
 from freqtail.train.rng import derive_seed
 from freqtail.train.stop import StopRequest
@@ -181,6 +182,8 @@ class Trainer:
         elif self.dist.is_main:
             start_run_files(self.run_dir, self.config)
         D.barrier(self.dist)
+        self.log(self._opening_line())
+        self._forecast = StepForecast(self.global_step, self.parts.total_steps)
         first_epoch = len(self.history) + 1
         with (
             self.stop,
@@ -209,6 +212,20 @@ class Trainer:
             )
             self.log(f"Resuming {self.run_dir} at {where} (global step {self.global_step}).")
         return restored.complete, restored.accumulator
+
+    def _opening_line(self) -> str:
+        """What is trained and how long it is, before the first step: model, objective, dataset, epochs,
+        steps, batch, threads and device."""
+        config, parts = self.config, self.parts
+        left = parts.total_steps - self.global_step
+        bass = f" + BaSS {config.bass}" if config.bass else ""
+        return (
+            f"Training {config.model} with {config.objective}{bass} "
+            f"on {config.dataset}: {count(parts.total_epochs, 'epoch')} of "
+            f"{count(parts.steps_per_epoch, 'step')} (batch {config.batch_size}), {left} of "
+            f"{parts.total_steps} steps to go, {count(torch.get_num_threads(), 'torch thread')} on "
+            f"{self.dist.device}."
+        )
 
     def _result(self, status: str) -> TrainResult:
         return TrainResult(self.run_dir, status, self.epoch, self.global_step, self.history, self.best)
@@ -261,6 +278,9 @@ class Trainer:
             self.progress.step_in_epoch += 1
             images += int(y.shape[0]) * self.dist.world_size
             bar.update(1)
+            forecast = self._forecast.after_step(self.global_step)
+            if forecast:
+                self.log(forecast)
             if self._after_step(accumulator, bar, images, started, steps):
                 stopped = True
                 break

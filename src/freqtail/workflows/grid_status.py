@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from freqtail.formatting import duration
 from freqtail.train.checkpointing import metrics_lines
 from freqtail.workflows.grid_manifest import CellRecord, CellState, GridSummary, read_states
 
@@ -152,17 +153,6 @@ class GridStatus:
             },
             "seconds_left": self.seconds_left,
         }
-
-
-def duration(seconds: float) -> str:
-    """``45 s``, ``12 min``, ``3.5 h`` or ``2.1 days``: a time left, rounded the way a person reads it."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
 
 
 def _records(run_dir: Path) -> list[dict[str, Any]]:
