@@ -183,6 +183,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "settings": (Mapping,),
     "data": (Mapping,),
     "checkpoint": (Mapping,),
+    "environment": (Mapping,),
     "gradient_masking": (Mapping,),
     "per_image": (Mapping,),
     "world_size": (int,),
@@ -246,6 +247,7 @@ _BASE_KEYS = {
     "world_size": "world_size",
     "fingerprint": "fingerprint",
     "freqtail_version": "version",
+    "environment": "environment",
 }
 _COUNT_KEYS = ("correct", "total", "accuracy", "clean_correct", "clean_accuracy", "check_warnings")
 _LATE_KEYS = ("seconds", "created", "gradient_masking")
@@ -266,6 +268,8 @@ class Record:
         world_size: processes that measured it.
         fingerprint: digest of checkpoint, data, settings and threat model (``--resume`` compares it).
         version: the freqtail version (``"freqtail_version"``).
+        environment: what it was measured with (:func:`freqtail.environment.measurement_environment`:
+            versions, torch thread count, device); None in files written before it was recorded.
         correct, total, accuracy: the counts (accuracy = correct / total); clean_correct,
             clean_accuracy: the clean counts of robust records; check_warnings: AutoAttack's.
         seconds, created: how long it took and when it finished.
@@ -287,6 +291,7 @@ class Record:
     world_size: int | None = None
     fingerprint: str | None = None
     version: str | None = None
+    environment: dict[str, Any] | None = None
     correct: int | None = None
     total: int | None = None
     accuracy: float | None = None

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from freqtail import __version__
 from freqtail.data.subsets import SubsetChoice, choose_subset, dataset_labels
 from freqtail.distributed import DistContext, all_reduce_counts
+from freqtail.environment import measurement_environment
 from freqtail.evaluate.plan import EvaluationPlan, load_batches
 from freqtail.evaluate.records import Record, RecordId
 from freqtail.evaluate.sharding import gather_outcomes, global_batches, rank_batches
@@ -106,6 +107,7 @@ class EvaluationSession:
             world_size=self.context.world_size,
             fingerprint=fingerprint,
             version=__version__,
+            environment=measurement_environment(self.context.device),
         )
 
     def data_of(self, setup, choice: SubsetChoice) -> dict:

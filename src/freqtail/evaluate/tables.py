@@ -34,6 +34,7 @@ from freqtail.attacks.masking import (
 )
 from freqtail.data.corruptions import CORRUPTIONS
 from freqtail.data.subsets import FIRST_N_RULE, SUBSET_RULE, UNLABELLED_RULE
+from freqtail.environment import measured_with
 from freqtail.evaluate.records import Record, RecordId
 from freqtail.evaluate.threat_models import DESCRIPTIONS, THREAT_MODELS
 from freqtail.formatting import MISSING, percent
@@ -694,6 +695,8 @@ def results_markdown(data: Mapping[str, Any], title: str = "Evaluation results")
         f"Dataset: {', '.join(datasets) or MISSING} (test split). Updated {data.get('updated') or MISSING}. "
         "Every number is stored with its exact settings in results.json."
     )
+    if records:
+        lines += ["", measured_with(records)]
     adversarial = adversarial_table(records)
     if adversarial:
         lines += ["", "## Clean and adversarial accuracy (%)", "", adversarial]

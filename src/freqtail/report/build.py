@@ -28,6 +28,7 @@ import yaml
 
 from freqtail import __version__
 from freqtail.checks import check_utf8_path
+from freqtail.environment import measured_with
 from freqtail.errors import InputError
 from freqtail.evaluate.compare import RunResults, compare_markdown, compare_runs
 from freqtail.evaluate.tables import (
@@ -342,7 +343,12 @@ def _records_tables(unit: RunArtefacts, kind: str) -> list:
     """The blocks of one run's results table of ``kind``: "adversarial", "bands" or "corruptions"."""
     make = {"adversarial": adversarial_table, "bands": band_table, "corruptions": corruption_table}[kind]
     text = make(unit.records)
-    return markdown_blocks(text) if text else []
+    if not text:
+        return []
+    blocks = markdown_blocks(text)
+    if kind == "adversarial":
+        blocks.append(Paragraph(measured_with(unit.records)))
+    return blocks
 
 
 def _comparison_parts(units: Sequence[RunArtefacts]) -> dict[str, list]:
