@@ -60,7 +60,7 @@ def test_a_record_keeps_its_environment_through_a_round_trip_and_older_ones_stil
     assert Record.from_dict(older).environment is None and Record.from_dict(older).to_dict() == older
 
 
-def test_evaluate_records_the_environment_and_results_md_shows_it(tmp_path, capsys):
+def test_evaluate_records_the_environment_and_results_md_and_the_console_show_it(tmp_path, capsys):
     run = tmp_path / "run"
     train = [
         "train",
@@ -77,6 +77,10 @@ def test_evaluate_records_the_environment_and_results_md_shows_it(tmp_path, caps
         main([*train, "--set", "train_subset=16", "--set", "test_subset=16", "--set", "progress=false"]) == 0
     )
     assert main(["evaluate", str(run), "--suite", "clean", "--n", "8", "--no-progress"]) == 0
+    line = f"Measured with {environment_text(measurement_environment('cpu'))}."
+    assert line in capsys.readouterr().out.splitlines()  # the console says it too
+    assert main(["sensitivity", str(run), "--n", "8", "--figure-format", "png"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == line
     records = json.loads((run / "results.json").read_text())["results"]
     assert records and all(r["environment"] == measurement_environment("cpu") for r in records)
     assert (

@@ -169,6 +169,7 @@ def run_explanation(args: argparse.Namespace, analysis, show: Callable[[Any], No
     import torch.distributed as dist
 
     from freqtail.distributed import init_distributed, run_on_every_rank, shutdown
+    from freqtail.environment import environment_text, measurement_environment
     from freqtail.workflows.explain import explain
 
     request = explain_request(args)
@@ -179,6 +180,8 @@ def run_explanation(args: argparse.Namespace, analysis, show: Callable[[Any], No
         explained = explain(run, analysis, dataclasses.replace(request, device=context.device), context)
         if context.is_main:
             show(explained)
+            if not getattr(args, "json", False):
+                print(f"Measured with {environment_text(measurement_environment(context.device))}.")
         return 0
     finally:
         if joined_here:

@@ -232,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace, context, request) -> int:
+    from freqtail.environment import measured_with
     from freqtail.workflows import evaluate_run
 
     run = open_run(args, args.path, which=args.which, model_name=args.model, normalize=args.normalize)
@@ -247,4 +248,6 @@ def _evaluate(args: argparse.Namespace, context, request) -> int:
         print(_summary_line(record))
     skipped = " (everything asked for was already there: --resume)" if outcome.resumed else ""
     print(f"Results: {outcome.results} and {outcome.markdown}{skipped}.", file=sys.stdout)
+    if outcome.records:
+        print(measured_with(outcome.records))
     return 0
