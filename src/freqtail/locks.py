@@ -150,6 +150,17 @@ def describe_holder(lock_path: str | os.PathLike) -> str:
     return holder.describe()
 
 
+def live_holder(lock_path: str | os.PathLike) -> Holder | None:
+    """Who holds ``lock_path`` now, read from its holder record without touching the lock (a probe
+    that took the lock could make a process starting that instant fail): None when there is no record
+    or it names a process of this host that no longer runs; a record from another host counts as
+    live (its process cannot be probed from here)."""
+    holder = read_holder(lock_path)
+    if holder is None or (holder.host == socket.gethostname() and not _process_alive(holder.pid)):
+        return None
+    return holder
+
+
 class Lock:
     """A held lock on ``path``; release it with :meth:`release` or by leaving its ``with`` block.
 
@@ -291,6 +302,7 @@ __all__ = [
     "describe_holder",
     "exclusive",
     "holder_path",
+    "live_holder",
     "read_holder",
     "try_lock",
 ]

@@ -143,6 +143,12 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="skip numbers already in results.json with identical settings"
     )
+    parser.add_argument(
+        "--allow-training",
+        action="store_true",
+        help="evaluate although the run is being trained (its checkpoint will be replaced; refused "
+        "otherwise)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print the new records as JSON on stdout")
     add_robustbench_arguments(parser)
@@ -236,7 +242,9 @@ def _evaluate(args: argparse.Namespace, context, request) -> int:
     from freqtail.workflows import evaluate_run
 
     run = open_run(args, args.path, which=args.which, model_name=args.model, normalize=args.normalize)
-    outcome = evaluate_run(run, request, context=context, progress=not args.no_progress)
+    outcome = evaluate_run(
+        run, request, context=context, progress=not args.no_progress, allow_training=args.allow_training
+    )
     if not context.is_main:
         return 0
     for message in outcome.warnings:

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from freqtail.distributed import DistContext
+from freqtail.errors import ConfigError
 from freqtail.evaluate import EvaluationRequest, plan_evaluation, run_evaluation
+from freqtail.locks import live_holder
 from freqtail.workflows.run_folder import RunFolder
 
 
@@ -44,6 +46,7 @@ def evaluate_run(
     context: DistContext | None = None,
     progress: bool = False,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    allow_training: bool = False,
 ) -> RunEvaluation:
     """Evaluate ``run`` and merge every number into its ``results.json`` as soon as it is measured.
 
@@ -57,6 +60,8 @@ def evaluate_run(
             None = one process on the CPU.
         progress: progress bars (rank 0).
         on_record: called with each finished record after it was merged (rank 0).
+        allow_training: evaluate although a training process holds the run folder (its checkpoint
+            will be replaced; the numbers then describe a checkpoint the run no longer selects).
 
     Returns:
         :class:`RunEvaluation`.
@@ -67,6 +72,14 @@ def evaluate_run(
     """
     context = context or DistContext()
     plan = plan_evaluation(request, run.evaluation_target(request))
+    trainer = live_holder(run.layout.train_lock)
+    if trainer is not None and not allow_training:
+        checkpoint = plan.target.checkpoint
+        raise ConfigError(
+            f"The run {run.layout.folder} is being trained by {trainer.describe()}: its "
+            f"{checkpoint.get('which') or 'chosen'} checkpoint (epoch {checkpoint.get('epoch')}) will be "
+            "replaced; evaluate when training ends, or pass --allow-training to evaluate that checkpoint now."
+        )
     stored = {r.get("id"): r.get("fingerprint") for r in run.results()} if request.resume else {}
     warnings: list[str] = []
 
