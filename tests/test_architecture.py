@@ -61,6 +61,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
             "sample_photos",
             "distributed",
             "formatting",
+            "environment",
             "runs",
             "paper",
         },
