@@ -82,8 +82,8 @@ def test_a_bad_demo_thread_count_is_one_sentence(value, capsys):
 
 
 class _Clock:
-    def __init__(self, step_seconds: float) -> None:
-        self.now, self.step_seconds = 0.0, step_seconds
+    def __init__(self) -> None:
+        self.now = 0.0
 
     def __call__(self) -> float:
         return self.now
@@ -92,7 +92,7 @@ class _Clock:
 def test_the_forecast_is_said_once_after_three_measured_steps_from_their_pace():
     from freqtail.train.forecast import StepForecast
 
-    clock = _Clock(50.0)
+    clock = _Clock()
     forecast = StepForecast(first_step=10, total_steps=10 + 4 + 96, clock=clock)
     lines = []
     for step in range(11, 20):

@@ -13,6 +13,7 @@ import torch
 import torchvision
 
 from freqtail import __version__
+from freqtail.formatting import count
 
 #: The keys of an environment record, in the order they are written and shown.
 KEYS = ("freqtail", "torch", "torchvision", "torch_threads", "device")
@@ -46,7 +47,7 @@ def environment_text(environment: Mapping[str, Any] | None) -> str:
         if environment.get(name)
     ]
     if threads is not None:
-        parts.append(f"{threads} torch thread{'' if threads == 1 else 's'}")
+        parts.append(count(threads, "torch thread"))
     if environment.get("device"):
         parts.append(str(environment["device"]))
     return ", ".join(parts) or "not recorded"
@@ -64,5 +65,5 @@ def measured_with(records: Sequence[Mapping[str, Any]]) -> str:
         return ""
     if len(counts) == 1:
         return f"Measured with {next(iter(counts))}."
-    parts = [f"{text} ({n} number{'' if n == 1 else 's'})" for text, n in counts.items()]
+    parts = [f"{text} ({count(n, 'number')})" for text, n in counts.items()]
     return "Measured with: " + "; ".join(parts) + "."

@@ -144,10 +144,8 @@ def _process_alive(pid: int) -> bool:
 
 def describe_holder(lock_path: str | os.PathLike) -> str:
     """Name whoever holds ``lock_path`` now, for a refusal (see :data:`UNKNOWN_HOLDER`)."""
-    holder = read_holder(lock_path)
-    if holder is None or (holder.host == socket.gethostname() and not _process_alive(holder.pid)):
-        return UNKNOWN_HOLDER
-    return holder.describe()
+    holder = live_holder(lock_path)
+    return UNKNOWN_HOLDER if holder is None else holder.describe()
 
 
 def live_holder(lock_path: str | os.PathLike) -> Holder | None:

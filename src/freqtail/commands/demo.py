@@ -55,6 +55,7 @@ def _threads(text: str) -> int | str:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from freqtail.formatting import count
     from freqtail.workflows.demo import FULL, LOG_FILE, QUICK, format_key_numbers, run_demo
     from freqtail.workflows.threads import DEMO_THREADS, use_threads
 
@@ -69,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(
             "freqtail demo: small-cnn on the embedded dataset (6,400 training / 1,600 test images, "
-            f"16 classes); about 5 minutes on 2 CPU cores with {threads} torch thread"
-            f"{'' if threads == 1 else 's'} (--threads). Details go to {Path(args.out) / LOG_FILE}."
+            f"16 classes); about 5 minutes on 2 CPU cores with {count(threads, 'torch thread')} "
+            f"(--threads). Details go to {Path(args.out) / LOG_FILE}."
         )
     try:
         result = run_demo(args.out, settings=settings, force=args.force)
