@@ -28,6 +28,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group("slurm"))
 
 
+def pytest_runtest_setup(item):
+    """In an xdist worker under ``--dist loadgroup``, fail a grouped test whose group did not take: xdist
+    marks a grouped test by a ``@GROUP`` suffix of its node id, which pytest 9.2 silently drops, and
+    then the demo and the Slurm cluster would start once per worker."""
+    grouped = item.get_closest_marker("xdist_group") is not None
+    if grouped and os.environ.get("PYTEST_XDIST_WORKER") and item.config.getvalue("loadgroup"):
+        if "@" not in item.nodeid:
+            pytest.fail(
+                f"pytest-xdist's loadgroup did not group this test under pytest {pytest.__version__}: "
+                "install the pytest version pyproject.toml's dev extra names.",
+                pytrace=False,
+            )
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own freqtail cache so tests never share or pollute ~/.cache."""
