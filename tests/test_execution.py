@@ -109,9 +109,9 @@ def test_channels_last_gives_eager_logits_and_input_gradients(photos, name, opti
 )
 def test_channels_last_pgd20_counts_agree_with_eager(photos, name, options, images):
     # Labels are the model's own predictions, so clean accuracy is 100% and PGD-20 at 8/255 leaves a
-    # part of them (small-cnn 43 of 64, resnet18 5 of 16; resnet18 on 16 images: two PGD-20 runs of
-    # a ResNet-18 are the test's whole cost): a count that could move. Sign steps may go apart where a gradient component is
-    # within rounding of 0 (module docstring): one image allowed.
+    # part of them (small-cnn 43 of 64, resnet18 5 of 16; two PGD-20 runs of a ResNet-18 are the test's
+    # whole cost): a count that could move. Sign steps may go apart where a gradient component is within
+    # rounding of 0 (module docstring): one image allowed.
     x = photos[:images]
     model = _model(name, **options)
     with torch.no_grad():
