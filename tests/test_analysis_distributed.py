@@ -175,34 +175,75 @@ def test_the_launcher_leaves_the_scripts_arguments_to_the_script(argv, own, scri
     assert split_arguments(argv, get_args_parser()) == (own, script)
 
 
+#: A landscape rank that, after its third point, writes its partial file, says so in
+#: ``TEST_GATE/holding.rank<r>`` and waits there (for the Ctrl-C): a known point in the middle of the
+#: work, so the test does not race the ranks on a busy machine.
+GATED_RANK = """
+import os
+import sys
+import time
+from pathlib import Path
+
+from freqtail.analysis import landscape
+from freqtail.cli import main
+
+gate, original = Path(os.environ["TEST_GATE"]), landscape._PartialWriter.point_done
+done = 0
+
+
+def point_done(self, seconds):
+    global done
+    original(self, seconds)
+    done += 1
+    if done == 3:
+        self.flush()
+        (gate / f"holding.rank{os.environ['RANK']}").touch()
+        while True:
+            time.sleep(0.05)
+
+
+landscape._PartialWriter.point_done = point_done
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_every_rank_with_130_and_the_rerun_resumes(run_dir, tmp_path, capsys):
     """A real Ctrl-C (SIGINT to the launcher, as a terminal sends it) while 2 ranks compute a
     landscape: every rank stops with status 130 and no traceback, the points done are kept in the
-    ranks' partial files, and the same command then finishes from them."""
-    out = tmp_path / "landscape"
-    argv = ["landscape", str(run_dir), "--n", "32", "--batch-size", "32", "--grid", "61", *COMMON]
-    argv += ["--out", str(out)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    ranks' partial files, and the same command then finishes from them with the uninterrupted
+    landscape."""
+    out, gate, script = tmp_path / "landscape", tmp_path / "gate", tmp_path / "gated_rank.py"
+    gate.mkdir()
+    script.write_text(GATED_RANK)
+    argv = ["landscape", str(run_dir), "--n", "8", "--batch-size", "8", "--grid", "5", *COMMON]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", TEST_GATE=str(gate))
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     process = subprocess.Popen(
-        [sys.executable, *LAUNCHER, "-m", "freqtail.cli", *argv],
+        [sys.executable, *LAUNCHER, str(script), *argv, "--out", str(out)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 300
-    while len(list(out.glob("landscape.partial.rank*.npz"))) < 2:  # both ranks have points done
+    deadline = time.monotonic() + 300  # a bound for a broken build, not a race with the ranks
+    while len(list(gate.glob("holding.rank*"))) < 2:  # both ranks have 3 points written and wait
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.2)
+        time.sleep(0.05)
+    assert len(list(out.glob("landscape.partial.rank*.npz"))) == 2
     process.send_signal(signal.SIGINT)
     printed, errors = process.communicate(timeout=300)
     assert process.returncode == 130, errors[-3000:]
     assert "Traceback" not in errors and "freqtail landscape: interrupted." in errors
     assert not (out / "landscape.json").exists()
-    assert main(argv) == 0  # one process now: it takes over the points both ranks finished
+    assert main([*argv, "--out", str(out)]) == 0  # one process now: it takes over the points both ranks did
     resumed = json.loads(capsys.readouterr().out)
-    assert resumed["world_size"] == 1 and resumed["grid"] == 61
+    assert resumed["world_size"] == 1 and resumed["grid"] == 5
     assert not list(out.glob("landscape.partial*"))
+    assert main([*argv, "--out", str(tmp_path / "uninterrupted")]) == 0
+    capsys.readouterr()
+    resumed = LandscapeResult.load(out / "landscape.npz")
+    uninterrupted = LandscapeResult.load(tmp_path / "uninterrupted" / "landscape.npz")
+    for name in ("loss_lfc", "loss_hfc", "acc_lfc", "acc_hfc"):  # each point whole by one rank: exact
+        np.testing.assert_array_equal(getattr(resumed, name), getattr(uninterrupted, name))
