@@ -113,6 +113,12 @@ def test_position_labels_and_sizes_of_both_rankings(gradients, tmp_path):
     notebook = _result(gradients, ranking="published-notebook")
     assert notebook.rank_positions.tolist() == [100, 200, 300, 400]
     assert notebook.rank_fractions.tolist() == [0.2, 0.4, 0.6, 0.8]
+    assert SensitivityAccumulator(ranking="published-notebook").rank_fractions.tolist() == [
+        0.2,
+        0.4,
+        0.6,
+        0.8,
+    ]
     data = notebook.to_dict()
     assert data["ranking"] == "published-notebook" and data["num_coefficients"] == 544
     assert [(r["fraction"], r["position"]) for r in data["ranks"]] == [

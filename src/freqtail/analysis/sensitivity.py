@@ -55,7 +55,7 @@ from freqtail.analysis._data import (
 )
 from freqtail.analysis.constants import DEFAULT_RANK_FRACTIONS, DEFAULT_RANKING, DEFAULT_TOP_FRACTION
 from freqtail.analysis.fourier import conjugate_half_plane
-from freqtail.analysis.sensitivity_ranking import check_ranking, coefficient_ranking
+from freqtail.analysis.sensitivity_ranking import NOTEBOOK_FRACTIONS, check_ranking, coefficient_ranking
 from freqtail.checks import check_int, check_number, check_optional_int
 from freqtail.distributed import (
     DistContext,
@@ -350,7 +350,13 @@ class SensitivityAccumulator:
         ranking: str = DEFAULT_RANKING,
     ) -> None:
         self.ranking = check_ranking(ranking, rank_fractions)
-        self._given_fractions = None if rank_fractions is None else _check_rank_fractions(rank_fractions)
+        by_definition = self.ranking == DEFAULT_RANKING
+        self.rank_fractions = (  # the labels of the ranks reported
+            _check_rank_fractions(DEFAULT_RANK_FRACTIONS if rank_fractions is None else rank_fractions)
+            if by_definition
+            else np.asarray(NOTEBOOK_FRACTIONS, dtype=np.float64)
+        )
+        self._given_fractions = self.rank_fractions if by_definition else None
         self.top_fraction = check_top_fraction(top_fraction)
         self.image_size: tuple[int, int] | None = None
         self.num_images = 0
