@@ -8,9 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from freqtail import train
+from freqtail.analysis import SensitivityResult
 from freqtail.cli import main
+from freqtail.sample_photos import photo_crops
 
 NUM_CLASSES = 16  # the embedded dataset's classes
 
@@ -64,6 +67,54 @@ def test_sensitivity_writes_its_files_into_the_run_folder(run_dir, capsys):
     assert data["boundary_band"] == data["spectrum"]["boundary_band"]
     assert data["source"].startswith("embedded test split")
     assert 0.0 <= data["hfc_energy_share"] <= 1.0
+
+
+def test_sensitivity_published_notebook_ranking_end_to_end(run_dir, tmp_path, capsys):
+    common = ["--n", "16", "--device", "cpu", "--figure-format", "png", "--json"]
+    assert main(["sensitivity", str(run_dir), *common, "--out", str(tmp_path / "def")]) == 0
+    definition = json.loads(capsys.readouterr().out)
+    notebook_run = ["sensitivity", str(run_dir), *common, "--ranking", "published-notebook"]
+    assert main(notebook_run) == 0
+    notebook = json.loads(capsys.readouterr().out)
+    assert definition["ranking"] == "definition" and definition["num_coefficients"] == 514
+    assert notebook["ranking"] == "published-notebook" and notebook["num_coefficients"] == 544
+    assert [(r["fraction"], r["position"]) for r in notebook["ranks"]] == [
+        (0.2, 100),
+        (0.4, 200),
+        (0.6, 300),
+        (0.8, 400),
+    ]
+    assert json.loads((run_dir / "sensitivity.json").read_text())["ranking"] == "published-notebook"
+    # Every radius is one of the notebook's: sqrt((idx / 17 - 16)^2 + (idx % 17 - 16)^2), idx < 544.
+    idx = np.arange(544)
+    table = np.sqrt((idx / 17 - 16) ** 2 + (idx % 17 - 16) ** 2)
+    radii = SensitivityResult.load(run_dir / "sensitivity.npz").rank_radius_samples
+    assert radii.shape == (4, notebook["num_images"]) and np.isin(radii, table).all()
+    # Same images, same boundary, same energy shares: only the ranking differs.
+    assert notebook["indices"] == definition["indices"]
+    assert notebook["boundary_band"] == definition["boundary_band"]
+    assert notebook["hfc_energy_share"] == pytest.approx(definition["hfc_energy_share"], rel=1e-12)
+
+
+def test_sensitivity_published_notebook_ranking_refuses_other_sizes(tmp_path, capsys):
+    """A run on a one-image Tiny-ImageNet tree: 64x64 images, which the notebook does not handle."""
+    from freqtail.models import build_model_from_spec, model_spec
+
+    tiny = tmp_path / "tiny-imagenet-200"
+    (tiny / "val" / "images").mkdir(parents=True)
+    (tiny / "wnids.txt").write_text("n01\n")
+    Image.fromarray(photo_crops(64, 1)[0]).save(tiny / "val" / "images" / "val_0.png")
+    (tiny / "val" / "val_annotations.txt").write_text("val_0.png\tn01\t0\t0\t10\t10\n")
+    spec = model_spec("small-cnn", 200, image_size=64, options={"width": 4})
+    config = {"dataset": "tiny-imagenet", "data_root": str(tmp_path), "bass": None}
+    info = {"global_step": 1, "epoch": 1, "model_spec": spec, "config": config}
+    run = tmp_path / "run"
+    state = build_model_from_spec(spec).state_dict()
+    train.save_checkpoint(run / "checkpoints", model_state=state, info=info, pointers=("last", "best"))
+    assert main(["sensitivity", str(run), "--ranking", "published-notebook", "--figure-format", "png"]) == 2
+    err = capsys.readouterr().err
+    assert "32x32 images only" in err and "not 64x64" in err and err.count("\n") == 1
+    assert not (run / "sensitivity.json").exists()
 
 
 @pytest.fixture()

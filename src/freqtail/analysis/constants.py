@@ -4,6 +4,11 @@ from __future__ import annotations
 
 #: Rank positions shown in Fig. 2's second row, as fractions of the rank axis (0 = largest |c|).
 DEFAULT_RANK_FRACTIONS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+#: How Fig. 2's coefficients are ranked: by the definition (one coefficient per conjugate pair, exact
+#: radii, positions round(f (M - 1))) or as the authors' published notebook computes it (32x32 only;
+#: :mod:`freqtail.analysis.sensitivity_ranking`).
+RANKINGS = ("definition", "published-notebook")
+DEFAULT_RANKING = "definition"
 #: Share of coefficients (largest magnitudes first) whose HFC share is reported.
 DEFAULT_TOP_FRACTION = 0.1
 #: Yin et al.'s Fourier heat-map perturbation norm for CIFAR-10 (L2, per channel, [0, 1] scale).

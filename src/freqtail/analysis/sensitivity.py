@@ -4,7 +4,9 @@ For every image: the gradient ``g`` of the image's own cross-entropy loss with r
 (model in eval mode, so batch norm uses its running statistics and images do not interact), averaged
 over the colour channels; its Fourier coefficients ``c[u, v] = sum g[m, n] exp(-2 pi i (mu/H + nv/W))``
 (Eq. 3, i.e. the unnormalised ``fft2``), centred; one coefficient per conjugate pair (see
-:mod:`freqtail.analysis.fourier` for exactly which), sorted by magnitude ``|c|``.
+:mod:`freqtail.analysis.fourier` for exactly which), sorted by magnitude ``|c|``. ``ranking=
+"published-notebook"`` ranks, places and reports them as the authors' published notebook does
+instead (:mod:`freqtail.analysis.sensitivity_ranking`).
 
 Over the data set this gives
 
@@ -51,8 +53,9 @@ from freqtail.analysis._data import (
     select_images,
     shard_batches,
 )
-from freqtail.analysis.constants import DEFAULT_RANK_FRACTIONS, DEFAULT_TOP_FRACTION
+from freqtail.analysis.constants import DEFAULT_RANK_FRACTIONS, DEFAULT_RANKING, DEFAULT_TOP_FRACTION
 from freqtail.analysis.fourier import conjugate_half_plane
+from freqtail.analysis.sensitivity_ranking import NOTEBOOK_FRACTIONS, check_ranking, coefficient_ranking
 from freqtail.checks import check_int, check_number, check_optional_int
 from freqtail.distributed import (
     DistContext,
@@ -155,7 +158,8 @@ def radius_density(samples: np.ndarray, grid: np.ndarray) -> np.ndarray | None:
 class SensitivityResult:
     """Frequency sensitivity of a model on a data set (see the module docstring).
 
-    Arrays: M = coefficients in the half plane, R = chosen ranks, N = images used, K + 1 = bands.
+    Arrays: M = coefficients ranked (the half plane, or the notebook's 544), R = chosen ranks,
+    N = images used, K + 1 = bands.
     """
 
     image_size: tuple[int, int]
@@ -163,7 +167,7 @@ class SensitivityResult:
     num_zero_gradient: int  # images skipped because their loss gradient was exactly zero
     boundary_band: int  # LFC = bands < boundary_band, HFC = bands >= it
     rank_fractions: np.ndarray  # (R,) in [0, 1]
-    rank_positions: np.ndarray  # (R,) int: round(fraction * (M - 1)), 0 = largest |c|
+    rank_positions: np.ndarray  # (R,) int, 0 = largest |c|: round(fraction * (M - 1)), or the notebook's
     mean_sorted_magnitude: np.ndarray  # (M,) mean over images of the descending |c|
     rank_radius_samples: np.ndarray  # (R, N) radius of the coefficient at each chosen rank, per image
     rank_band_samples: np.ndarray  # (R, N) its band
@@ -173,10 +177,11 @@ class SensitivityResult:
     spectrum: Any = field(default=None, repr=False)  # SpectrumSummary of the data, when computed here
     selection: Any = field(default=None, repr=False)  # analysis._data.Selection: which images were used
     world_size: int = 1  # processes that measured it (torchrun)
+    ranking: str = DEFAULT_RANKING  # freqtail.analysis.constants.RANKINGS
 
     @property
     def num_coefficients(self) -> int:
-        """M, the coefficients ranked per image (one per conjugate pair)."""
+        """M, the coefficients ranked per image (one per conjugate pair by the definition)."""
         return int(self.mean_sorted_magnitude.size)
 
     @property
@@ -240,6 +245,7 @@ class SensitivityResult:
             "num_images": int(self.num_images),
             "num_zero_gradient": int(self.num_zero_gradient),
             "num_coefficients": self.num_coefficients,
+            "ranking": self.ranking,
             "boundary_band": int(self.boundary_band),
             "boundary_fraction_nyquist": float(self.boundary_band / nyquist_radius(h, w)),
             "hfc_energy_share": self.hfc_energy_share,
@@ -274,6 +280,7 @@ class SensitivityResult:
             "top_fraction": np.float64(self.top_fraction),
             "top_band_counts": self.top_band_counts,
             "world_size": np.int64(self.world_size),
+            "ranking": np.str_(self.ranking),
         }
         if self.selection is not None and self.selection.indices is not None:
             arrays["indices"] = np.asarray(self.selection.indices, dtype=np.int64)
@@ -302,6 +309,7 @@ class SensitivityResult:
                 top_fraction=float(data["top_fraction"]),
                 top_band_counts=data["top_band_counts"],
                 world_size=int(data.get("world_size", 1)),  # files written before it was recorded: 1
+                ranking=str(data.get("ranking", DEFAULT_RANKING)),  # likewise: the definition
             )
         except KeyError as err:
             raise InputError(f"The file {path} is not a freqtail sensitivity result (no {err}).") from None
@@ -324,8 +332,12 @@ class SensitivityAccumulator:
 
     Args:
         rank_fractions: ranks whose coefficient radius is recorded, as fractions of the rank axis
-            (position ``round(fraction * (M - 1))``; 0 = the largest magnitude, 1 = the smallest).
+            (position ``round(fraction * (M - 1))``; 0 = the largest magnitude, 1 = the smallest);
+            None: :data:`DEFAULT_RANK_FRACTIONS` (the notebook's own positions with its ranking).
         top_fraction: the share of coefficients (largest first, at least one) whose bands are counted.
+        ranking: ``"definition"`` or ``"published-notebook"``
+            (:mod:`freqtail.analysis.sensitivity_ranking`: which coefficients are ranked, their radii
+            and bands, the positions reported); the energy shares do not depend on it.
 
     Ties in magnitude are ranked by half-plane order (stable sort). Images whose gradient is exactly
     zero (a saturated loss) have no ranking: they are skipped and counted.
@@ -333,10 +345,18 @@ class SensitivityAccumulator:
 
     def __init__(
         self,
-        rank_fractions: Sequence[float] = DEFAULT_RANK_FRACTIONS,
+        rank_fractions: Sequence[float] | None = None,
         top_fraction: float = DEFAULT_TOP_FRACTION,
+        ranking: str = DEFAULT_RANKING,
     ) -> None:
-        self.rank_fractions = _check_rank_fractions(rank_fractions)
+        self.ranking = check_ranking(ranking, rank_fractions)
+        by_definition = self.ranking == DEFAULT_RANKING
+        self.rank_fractions = (  # the labels of the ranks reported
+            _check_rank_fractions(DEFAULT_RANK_FRACTIONS if rank_fractions is None else rank_fractions)
+            if by_definition
+            else np.asarray(NOTEBOOK_FRACTIONS, dtype=np.float64)
+        )
+        self._given_fractions = self.rank_fractions if by_definition else None
         self.top_fraction = check_top_fraction(top_fraction)
         self.image_size: tuple[int, int] | None = None
         self.num_images = 0
@@ -344,7 +364,7 @@ class SensitivityAccumulator:
         self._rank_sum: torch.Tensor | None = None
         self._band_energy_sum: torch.Tensor | None = None
         self._top_counts: torch.Tensor | None = None
-        self._rank_indices: list[np.ndarray] = []  # (R, B_used) half-plane indices per batch
+        self._rank_indices: list[np.ndarray] = []  # (R, B_used) indices into the ranking per batch
         self._image_positions: list[np.ndarray] = []  # (B_used,) positions of those images
 
     @property
@@ -353,14 +373,18 @@ class SensitivityAccumulator:
         return self.num_images + self.num_zero_gradient
 
     def _start(self, h: int, w: int, device: torch.device) -> None:
+        ranking = coefficient_ranking(self.ranking, h, w, self._given_fractions)
         plane = conjugate_half_plane(h, w)
         self.image_size = (h, w)
         self._plane = plane
+        self._ranked = ranking
+        self._ranked_coefficient = torch.tensor(ranking.coefficient, device=device)
+        self._ranked_bands = torch.tensor(ranking.band, device=device)
         self._bands = torch.tensor(plane.band, device=device)
         self._multiplicity = torch.tensor(plane.multiplicity, device=device)
-        self._positions = np.rint(self.rank_fractions * (plane.size - 1)).astype(np.int64)
-        self._top = max(1, math.ceil(self.top_fraction * plane.size - 1e-9))
-        self._rank_sum = torch.zeros(plane.size, dtype=torch.float64, device=device)
+        self._positions = ranking.positions
+        self._top = max(1, math.ceil(self.top_fraction * ranking.size - 1e-9))
+        self._rank_sum = torch.zeros(ranking.size, dtype=torch.float64, device=device)
         self._band_energy_sum = torch.zeros(plane.num_bands, dtype=torch.float64, device=device)
         self._top_counts = torch.zeros(plane.num_bands, dtype=torch.float64, device=device)
 
@@ -397,14 +421,15 @@ class SensitivityAccumulator:
         self._image_positions.append(first + np.flatnonzero(used.cpu().numpy()))
         magnitude, energy, total = magnitude[used], energy[used], total[used]
         self.num_images += int(magnitude.shape[0])
-        ordered, order = torch.sort(magnitude, dim=1, descending=True, stable=True)
+        ranked = magnitude[:, self._ranked_coefficient]
+        ordered, order = torch.sort(ranked, dim=1, descending=True, stable=True)
         self._rank_sum += ordered.sum(0)
         share = energy / total[:, None]
         self._band_energy_sum.index_add_(0, self._bands, share.sum(0))
-        top_bands = self._bands[order[:, : self._top]].flatten()
+        top_bands = self._ranked_bands[order[:, : self._top]].flatten()
         self._top_counts += torch.bincount(top_bands, minlength=self._top_counts.numel()).double()
         positions = torch.tensor(self._positions, device=order.device)
-        self._rank_indices.append(order[:, positions].T.cpu().numpy())  # (R, B) half-plane indices
+        self._rank_indices.append(order[:, positions].T.cpu().numpy())  # (R, B) ranking indices
         return self
 
     def all_reduce(self, context: DistContext) -> SensitivityAccumulator:
@@ -466,7 +491,7 @@ class SensitivityAccumulator:
                 f"The loss gradient is exactly zero for all {self.num_zero_gradient} images, so the model's "
                 "frequency sensitivity is undefined."
             )
-        plane = self._plane
+        plane, ranking = self._plane, self._ranked
         check_int(boundary_band, "The boundary band")
         if not 0 <= int(boundary_band) <= plane.num_bands:
             raise InputError(
@@ -480,14 +505,15 @@ class SensitivityAccumulator:
             num_images=self.num_images,
             num_zero_gradient=self.num_zero_gradient,
             boundary_band=int(boundary_band),
-            rank_fractions=self.rank_fractions.copy(),
+            rank_fractions=ranking.fractions.copy(),
             rank_positions=self._positions.copy(),
             mean_sorted_magnitude=(self._rank_sum / self.num_images).cpu().numpy(),
-            rank_radius_samples=plane.radius[indices],
-            rank_band_samples=plane.band[indices],
+            rank_radius_samples=ranking.radius[indices],
+            rank_band_samples=ranking.band[indices],
             band_energy_share=(self._band_energy_sum / self.num_images).cpu().numpy(),
             top_fraction=self.top_fraction,
             top_band_counts=self._top_counts.cpu().numpy(),
+            ranking=self.ranking,
         )
 
 
@@ -499,8 +525,9 @@ def frequency_sensitivity(
     ratio: float = DEFAULT_RATIO,
     n: int | None = None,
     batch_size: int = 128,
-    rank_fractions: Sequence[float] = DEFAULT_RANK_FRACTIONS,
+    rank_fractions: Sequence[float] | None = None,
     top_fraction: float = DEFAULT_TOP_FRACTION,
+    ranking: str = DEFAULT_RANKING,
     progress: bool = False,
     subset_seed: int = SUBSET_SEED,
     context: DistContext | None = None,
@@ -521,7 +548,8 @@ def frequency_sensitivity(
         n: number of images (default all; of a pair or dataset, the seeded class-stratified subset of
             :func:`freqtail.data.subsets.stratified_subset`, recorded in ``result.selection``).
         batch_size: images per forward/backward pass; also the global batch that ranks share.
-        rank_fractions, top_fraction: see :class:`SensitivityAccumulator`.
+        rank_fractions, top_fraction, ranking: see :class:`SensitivityAccumulator` (``ranking=
+            "published-notebook"``: 32x32 images only).
         progress: show a tqdm bar on stderr (rank 0).
         subset_seed: seed of the ``n``-image subset (the same images ``freqtail evaluate --n n
             --subset-seed`` evaluates).
@@ -542,7 +570,7 @@ def frequency_sensitivity(
     context = context if context is not None else DistContext()
     n = check_optional_int(n, "The number of images n", minimum=1)
     batch_size = check_int(batch_size, "The batch size", minimum=1)
-    accumulator = SensitivityAccumulator(rank_fractions, top_fraction)
+    accumulator = SensitivityAccumulator(rank_fractions, top_fraction, ranking)
     spectrum = SpectrumAccumulator(ratio=ratio) if boundary_band is None else None
     device = model_device(model)
     selection = select_images(data, n, subset_seed)

@@ -10,7 +10,13 @@ EXAMPLE = "freqtail sensitivity runs/demo/erm --n 1000"
 
 
 def register(subparsers) -> None:
-    from freqtail.analysis.constants import DEFAULT_TOP_FRACTION, SENSITIVITY_BATCH, SENSITIVITY_IMAGES
+    from freqtail.analysis.constants import (
+        DEFAULT_RANKING,
+        DEFAULT_TOP_FRACTION,
+        RANKINGS,
+        SENSITIVITY_BATCH,
+        SENSITIVITY_IMAGES,
+    )
     from freqtail.commands._common import add_run_arguments
 
     parser = add_parser(
@@ -32,6 +38,14 @@ def register(subparsers) -> None:
         default=DEFAULT_TOP_FRACTION,
         help=f"share of coefficients counted as 'top' for the HFC share (default {DEFAULT_TOP_FRACTION:g})",
     )
+    parser.add_argument(
+        "--ranking",
+        choices=RANKINGS,
+        default=DEFAULT_RANKING,
+        help="definition (default: one coefficient per conjugate pair, exact radii, ranks at "
+        "round(f (M - 1))) or published-notebook (the authors' notebook: 544 coefficients of a 32x32 "
+        "gradient, its float row radii, positions 100-400 labelled 20-80%%; 32x32 images only)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -48,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from freqtail.commands._common import run_explanation
     from freqtail.workflows.explain import SensitivityAnalysis
 
-    analysis = SensitivityAnalysis(top_fraction=args.top)
+    analysis = SensitivityAnalysis(top_fraction=args.top, ranking=args.ranking)
     return run_explanation(args, analysis, lambda explained: _show(args, analysis, explained))
 
 
@@ -64,9 +78,10 @@ def _show(args: argparse.Namespace, analysis, explained) -> None:
     print(f"Frequency sensitivity of {args.run} on {result.num_images} images of {h}x{w} ({data['source']})")
     if result.num_zero_gradient:
         print(f"  skipped {result.num_zero_gradient} images whose loss gradient is exactly zero")
+    ranking = " (the published notebook's ranking)" if result.ranking == "published-notebook" else ""
     print(
         f"  LFC/HFC boundary band {result.boundary_band} (80/20 rule on the same images); "
-        f"{result.num_coefficients} coefficients ranked per image"
+        f"{result.num_coefficients} coefficients ranked per image{ranking}"
     )
     print(f"  HFC share of the gradient's spectral energy: {100 * result.hfc_energy_share:.1f}%")
     print(

@@ -117,6 +117,8 @@ def plot_sensitivity(
     hfc = data.get("hfc_energy_share")
     top = data.get("top_hfc_share")
     default = f"{h}x{w} images, {data.get('num_images', '?')} used"
+    if data.get("ranking", "definition") != "definition":
+        default += f", {data['ranking']} ranking"
     if hfc is not None and top is not None:
         default += (
             f"\nHFC share of gradient energy {100 * hfc:.1f}%, "

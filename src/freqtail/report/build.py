@@ -393,6 +393,11 @@ def _sensitivity_blocks(data: Mapping[str, Any]) -> list:
     rows = [
         ["images", _images_words(data)],
         ["LFC/HFC boundary band", _num(data.get("boundary_band"))],
+        *(
+            [["coefficient ranking", str(data["ranking"])]]
+            if data.get("ranking", "definition") != "definition"
+            else []
+        ),
         ["HFC share of the gradient's spectral energy", f"{percent(data.get('hfc_energy_share'), 1)}%"],
         [
             f"HFC share of the top {percent(data.get('top_fraction'), 0)}% coefficients",

@@ -39,6 +39,7 @@ from typing import Any, ClassVar, Protocol
 
 from freqtail.analysis.constants import (
     DEFAULT_EPS,
+    DEFAULT_RANKING,
     DEFAULT_SIGN,
     DEFAULT_TOP_FRACTION,
     HEATMAP_BATCH,
@@ -47,6 +48,7 @@ from freqtail.analysis.constants import (
     LANDSCAPE_GRID,
     LANDSCAPE_IMAGES,
     LANDSCAPE_SPAN,
+    RANKINGS,
     SENSITIVITY_BATCH,
     SENSITIVITY_IMAGES,
     SIGN_MODES,
@@ -148,15 +150,19 @@ class SensitivityAnalysis:
 
     Attributes:
         top_fraction: share of the largest coefficients whose HFC share is reported, in (0, 1].
+        ranking: ``definition`` or ``published-notebook`` (32x32 images only;
+            :mod:`freqtail.analysis.sensitivity_ranking`).
     """
 
     kind: ClassVar[str] = "sensitivity"
     default_images: ClassVar[int] = SENSITIVITY_IMAGES
     default_batch: ClassVar[int] = SENSITIVITY_BATCH
     top_fraction: float = DEFAULT_TOP_FRACTION
+    ranking: str = DEFAULT_RANKING
 
     def __post_init__(self) -> None:
         _set(self, "top_fraction", check_top_fraction(self.top_fraction))
+        check_choice(self.ranking, RANKINGS, "The sensitivity ranking --ranking", error=ConfigError)
 
     def measure(
         self, model: Any, data: Any, request: ExplainRequest, output: RunLayout, context: DistContext
@@ -168,6 +174,7 @@ class SensitivityAnalysis:
             subset_seed=request.subset_seed,
             batch_size=request.batch_size,
             top_fraction=self.top_fraction,
+            ranking=self.ranking,
             progress=request.progress,
             context=context,
         )
