@@ -17,6 +17,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from freqtail.cli import main
 from freqtail.runs.layout import TRAIN_LOCK
 from freqtail.train import load_checkpoint
 from freqtail.train.records import TIMING_KEYS
@@ -73,6 +74,14 @@ def _wait_for_file(path, process, limit=300):
         time.sleep(0.05)
 
 
+def _train_here(argv, capsys):
+    """``freqtail`` run in this process (no torch start-up): ``(exit code, stdout, stderr)``."""
+    capsys.readouterr()
+    code = main(argv)
+    printed = capsys.readouterr()
+    return code, printed.out, printed.err
+
+
 def _records(run):
     lines = (run / "metrics.jsonl").read_text().splitlines()
     return [{k: v for k, v in json.loads(line).items() if k not in TIMING_KEYS} for line in lines]
@@ -81,7 +90,7 @@ def _records(run):
 @pytest.mark.parametrize(
     "execution", [[], ["--channels-last", "--compile"]], ids=["eager", "channels-last-compiled"]
 )
-def test_two_gloo_processes_match_one_process(tmp_path, tiny_root, worker_script, execution):
+def test_two_gloo_processes_match_one_process(tmp_path, tiny_root, worker_script, execution, capsys):
     # With execution options, the two processes run channels-last and compiled (torch.compile of the
     # DDP-wrapped model, as PyTorch recommends) against one eager process: the same promise holds.
     # The tolerances below hold for this setting's random draws (float rounding differences can grow
@@ -89,14 +98,8 @@ def test_two_gloo_processes_match_one_process(tmp_path, tiny_root, worker_script
     # are the ones they were measured on. The device pipeline's per-rank batches are checked exactly
     # in test_train_device_data.
     common = [*ARGS, "--data-root", str(tiny_root), "--set", "data_pipeline=loader"]
-    single = subprocess.run(
-        [sys.executable, str(worker_script), *common, "--out", str(tmp_path / "one")],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert single.returncode == 0, single.stderr
+    code, _, err = _train_here([*common, "--out", str(tmp_path / "one")], capsys)  # the one process
+    assert code == 0, err
     double = subprocess.run(
         [
             sys.executable,
@@ -140,16 +143,11 @@ def test_two_gloo_processes_match_one_process(tmp_path, tiny_root, worker_script
         torch.testing.assert_close(weights_two[key], value, rtol=0, atol=1e-5)
 
 
-def test_ctrl_c_leaves_a_resumable_checkpoint_and_resume_matches(tmp_path, tiny_root, worker_script):
+def test_ctrl_c_leaves_a_resumable_checkpoint_and_resume_matches(tmp_path, tiny_root, worker_script, capsys):
+    """A real SIGINT to a training process; the reference and the resumed run train in this process."""
     common = [*ARGS, "--data-root", str(tiny_root), "--epochs", "3", "--objective", "erm"]
-    reference = subprocess.run(
-        [sys.executable, str(worker_script), *common, "--out", str(tmp_path / "reference")],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert reference.returncode == 0, reference.stderr
+    code, _, err = _train_here([*common, "--out", str(tmp_path / "reference")], capsys)
+    assert code == 0, err
 
     run, gate = tmp_path / "run", tmp_path / "gate"
     gate.mkdir()
@@ -170,15 +168,9 @@ def test_ctrl_c_leaves_a_resumable_checkpoint_and_resume_matches(tmp_path, tiny_
     assert not stopped_at["complete"] and stopped_at["global_step"] == 6 + 3
     assert stopped_at["progress"]["step_in_epoch"] == 3  # in the middle of epoch 2
 
-    resumed = subprocess.run(
-        [sys.executable, str(worker_script), *common, "--out", str(run), "--resume"],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"Resuming {run} at epoch 2, step 3 (global step 9)." in resumed.stderr
+    code, _, err = _train_here([*common, "--out", str(run), "--resume"], capsys)
+    assert code == 0, err
+    assert f"Resuming {run} at epoch 2, step 3 (global step 9)." in err
     assert _records(run) == _records(tmp_path / "reference")
     final, expected = (
         load_checkpoint(run, "last").model_state,
