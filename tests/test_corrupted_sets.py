@@ -111,7 +111,8 @@ def test_missing_and_damaged_sets_get_one_sentence(tmp_path, source):
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(DatasetNotFoundError, match="is truncated"):
         load_corrupted_set(tmp_path / "c", "fog", 1)
-    # Labels that do not match the images.
+    # Labels that do not match the images, in a published-style folder (no meta.json, no digests).
+    (tmp_path / "c" / "meta.json").unlink()
     np.save(tmp_path / "c" / "fog.npy", np.zeros((30, 32, 32, 3), dtype=np.uint8))
     np.save(tmp_path / "c" / "labels.npy", np.zeros(29, dtype=np.int64))
     with pytest.raises(DatasetNotFoundError, match="inconsistent"):

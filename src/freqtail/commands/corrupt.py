@@ -159,5 +159,6 @@ def _write(args: argparse.Namespace, severities, corruptions, context) -> dict:
             progress=not args.no_progress,
             meta=meta,
             context=context,
+            source_file=CLEAN_FILE,  # its digest recorded in meta.json with the others
         )
     return {**result, "dataset": args.dataset, "bass": bass}

@@ -15,20 +15,24 @@ Part files are plain ``.npy`` files on the shared file system of the output fold
 machines need one; no shared memory map is written by two processes). A part that exists with the
 right shape and dtype is not computed again, so a run killed anywhere resumes from its finished
 units, with any number of processes. When every unit of a corruption exists, rank 0 assembles
-``<corruption>.npy`` (part by part: memory does not grow with the image count) and removes the
-corruption's parts.
+``<corruption>.npy`` (part by part: memory does not grow with the image count), hashing it on the way
+(the SHA-256 digest of the whole file and of each severity block, :mod:`freqtail.data.cache_files`),
+and removes the corruption's parts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from freqtail.data.cache_files import ArrayDigest
 from freqtail.data.corruptions import corrupt
 from freqtail.io import atomic_path, atomic_save_npy
 
@@ -121,27 +125,50 @@ def missing_units(units: Sequence[Unit], c_dir: Path, image_shape: Sequence[int]
     return [unit for unit in units if not part_is_complete(unit.path(c_dir), (unit.count, *image_shape))]
 
 
-def assemble(corruption: str, units: Sequence[Unit], c_dir: Path, full_shape: tuple[int, ...]) -> Path:
+@dataclass(frozen=True)
+class Assembled:
+    """A corruption file :func:`assemble` wrote: its path, the digest of the whole array and of each
+    severity block (``{severity: digest}``, uint8 (N, H, W, 3) each, in block order)."""
+
+    path: Path
+    digest: ArrayDigest
+    block_digests: dict[int, ArrayDigest]
+
+
+def assemble(corruption: str, units: Sequence[Unit], c_dir: Path, full_shape: tuple[int, ...]) -> Assembled:
     """Write ``<corruption>.npy`` of ``full_shape`` atomically from the part files of its ``units``,
-    then remove the corruption's parts. Returns the file written.
+    then remove the corruption's parts. Returns the file written with its digests.
 
     The parts are appended in file order (severity block, then image chunk) after the ``.npy``
     header NumPy itself writes for that shape, with plain writes and no memory map: a full disk is
-    then an ``OSError`` (one sentence) rather than the SIGBUS of a map the disk cannot back.
+    then an ``OSError`` (one sentence) rather than the SIGBUS of a map the disk cannot back. The
+    bytes are hashed as they are written (SHA-256 of the C-order bytes, as
+    :func:`freqtail.data.cache_files.array_digest` hashes an array), so recording the digests costs
+    no second read.
     """
     target_path = c_dir / f"{corruption}.npy"
     ordered = sorted(units, key=lambda unit: (unit.block, unit.begin))
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False}
+    whole = hashlib.sha256()
+    blocks: dict[int, tuple[int, Any]] = {}  # block -> (severity, its running SHA-256)
     with atomic_path(target_path) as tmp:
         with open(tmp, "wb") as handle:
             np.lib.format.write_array_header_1_0(handle, {**header, "shape": tuple(full_shape)})
             for unit in ordered:
-                part = np.load(unit.path(c_dir), mmap_mode="r", allow_pickle=False)
-                handle.write(np.ascontiguousarray(part).tobytes())
+                data = memoryview(np.ascontiguousarray(np.load(unit.path(c_dir), mmap_mode="r"))).cast("B")
+                handle.write(data)
+                whole.update(data)
+                blocks.setdefault(unit.block, (unit.severity, hashlib.sha256()))[1].update(data)
             handle.flush()
             os.fsync(handle.fileno())
     shutil.rmtree(c_dir / PARTS_DIR / corruption, ignore_errors=True)
-    return target_path
+    dtype = np.dtype(np.uint8).str
+    block_shape = (full_shape[0] // max(1, len(blocks)), *full_shape[1:])
+    return Assembled(
+        target_path,
+        ArrayDigest(whole.hexdigest(), dtype, tuple(full_shape)),
+        {severity: ArrayDigest(h.hexdigest(), dtype, block_shape) for severity, h in blocks.values()},
+    )
 
 
 def by_corruption(units: Sequence[Unit]) -> Iterator[tuple[str, list[Unit]]]:
@@ -153,6 +180,7 @@ def by_corruption(units: Sequence[Unit]) -> Iterator[tuple[str, list[Unit]]]:
 
 __all__ = [
     "PARTS_DIR",
+    "Assembled",
     "Unit",
     "assemble",
     "by_corruption",
