@@ -250,9 +250,8 @@ def test_a_damaged_corrupted_set_is_refused_naming_the_file_and_the_command_that
     stored = np.load(out / "fog.npy")
     assert recorded["fog.npy:severity-3"] == cache_files.array_digest(stored[16:])
     assert recorded["clean.npy"] == cache_files.array_digest(np.load(out / "clean.npy"))
-    command = (
-        f"`freqtail corrupt --dataset embedded --out {out} --corruptions fog --severities 1,3 --limit 16`"
-    )
+    options = f"--data-root {root} --out {out} --corruptions fog --severities 1,3 --limit 16"
+    command = f"`freqtail corrupt --dataset embedded {options}`"
     for name, how in [("fog.npy", how) for how in DAMAGES] + [("labels.npy", "flip one byte")]:
         damage(out / name, how)
         with pytest.raises(DamagedFileError) as err:

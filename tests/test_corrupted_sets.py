@@ -109,7 +109,7 @@ def test_missing_and_damaged_sets_get_one_sentence(tmp_path, source):
     # Truncate the file: the header promises more data than there is.
     path = tmp_path / "c" / "fog.npy"
     path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(DatasetNotFoundError, match="is truncated"):
+    with pytest.raises(DatasetNotFoundError, match="no longer a complete .npy array"):
         load_corrupted_set(tmp_path / "c", "fog", 1)
     # Labels that do not match the images, in a published-style folder (no meta.json, no digests).
     (tmp_path / "c" / "meta.json").unlink()

@@ -143,7 +143,10 @@ def rewrite_advice(c_dir: Path, meta: Mapping[str, Any], corruptions: Sequence[s
         out = shlex.quote(str(c_dir))
         return f"write it again with `freqtail corrupt --out {out}` and the options it was written with"
     words = ["freqtail corrupt", f"--dataset {shlex.quote(dataset)}"]
-    if dataset != "embedded":
+    data_root = source.get("data_root")  # recorded by `freqtail corrupt`
+    if isinstance(data_root, str):
+        words.append(f"--data-root {shlex.quote(data_root)}")
+    elif dataset != "embedded":
         words.append("--data-root DIR")
     words.append(f"--out {shlex.quote(str(c_dir))}")
     if corruptions:
@@ -155,7 +158,7 @@ def rewrite_advice(c_dir: Path, meta: Mapping[str, Any], corruptions: Sequence[s
         words.append("--bass dataset")
     if source.get("limit"):
         words.append(f"--limit {source['limit']}")
-    where = " (DIR: the data root it was written from)" if dataset != "embedded" else ""
+    where = " (DIR: the data root it was written from)" if "--data-root DIR" in words else ""
     return f"run `{' '.join(words)}`{where} to write it again"
 
 
@@ -471,7 +474,7 @@ def _load(path: Path, what: str, advice: str | None) -> np.ndarray:
     except InputError as err:
         if advice is None:
             raise DatasetNotFoundError(str(err)) from None
-        reason = f"it is no longer a complete .npy array: {str(err).rstrip('.')}"
+        reason = "it is no longer a complete .npy array"
         raise DamagedFileError(f"The file {path} is damaged ({reason}); {advice}.", path) from None
 
 
