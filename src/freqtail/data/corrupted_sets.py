@@ -329,11 +329,16 @@ def write_corrupted_set(
 
         with tqdm(total=sum(u.count for u in mine), unit="img", disable=not show, desc="corrupt") as bar:
             for unit in mine:
+                if unit.corruption not in pending:  # assembled already: a resumed run found the rest
+                    bar.update(unit.count)
+                    continue
                 bar.set_description(unit.corruption)
                 computed += write_units([unit], images, out, seed, _advance(bar))
-                # Rank 0 assembles a corruption as soon as its parts are all there (with one process:
-                # after its last unit, so each corruption is usable once done); the rest at the end.
-                if context.is_main and not missing_units(pending[unit.corruption], out, (h, w, c)):
+                # One process assembles a corruption as soon as its parts are all there (after its last
+                # unit, or earlier when a resumed run found the later ones), so each corruption is usable
+                # once done. Several assemble at the end: the parts of a rank that has yet to reach them
+                # must not be removed under it.
+                if context.world_size == 1 and not missing_units(pending[unit.corruption], out, (h, w, c)):
                     finish(unit.corruption)
         barrier(context)
 
@@ -389,8 +394,9 @@ def _prepare_folder(out: Path, settings: Mapping[str, Any]) -> tuple[list[str], 
     sweep_leftover_temporaries(
         [out / META_FILE, out / LABELS_FILE, *(out / f"{name}.npy" for name in CORRUPTIONS)]
     )
-    for leftover in (out / PARTS_DIR).glob("*/.*.tmp.npy"):
-        leftover.unlink(missing_ok=True)
+    for pattern in ("*/.*.tmp.npy", "*/.*.tmp.json"):  # of parts and of their digest records
+        for leftover in (out / PARTS_DIR).glob(pattern):
+            leftover.unlink(missing_ok=True)
     old = _read_meta(out)
     if old is None:
         arrays = (p.name for p in out.glob("*.npy") if not p.name.startswith("."))
