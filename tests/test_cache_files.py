@@ -271,7 +271,14 @@ def test_a_damaged_corrupted_set_is_refused_naming_the_file_and_the_command_that
     assert _one_sentence_naming(line, out / "fog.npy") and line.endswith("rebuilt it.")
     assert (out / "fog.npy").read_bytes() == good["fog.npy"]
     assert np.array_equal(corrupted_sets.load_corrupted_set(out, "fog", 3).images, stored[16:])
-    # a set written by the previous format recorded no digests: refused, with the way to write it again
+    # a record of this format that cannot be read is damage; the previous format recorded none: both
+    # refused, with the way to write the set again
+    (out / "meta.json").write_text(
+        json.dumps({**meta, cache_files.DIGESTS_KEY: {"fog.npy": 1}}), encoding="utf-8"
+    )
+    with pytest.raises(DamagedFileError, match="missing or malformed") as err:
+        corrupted_sets.load_corrupted_set(out, "fog", 1)
+    assert _one_sentence_naming(str(err.value), out / "meta.json") and command in str(err.value)
     meta.pop(cache_files.DIGESTS_KEY)
     (out / "meta.json").write_text(json.dumps({**meta, "format_version": 3}), encoding="utf-8")
     with pytest.raises(DatasetNotFoundError, match=r"older freqtail \(corrupted-set format 3\)") as err:

@@ -166,13 +166,22 @@ def _verified_digests(c_dir: Path, meta: Mapping[str, Any] | None) -> dict[str, 
     """The digests ``meta.json`` records; None for a published set (no ``meta.json``).
 
     Raises:
-        DatasetNotFoundError: a freqtail set of an older format, which recorded none.
+        DatasetNotFoundError: a freqtail set of an older format, which recorded none;
+            DamagedFileError: a ``meta.json`` of this format without a valid record.
     """
     if meta is None:
         return None
     digests = recorded_digests(meta)
+    version = meta.get("format_version")
+    if digests is None and isinstance(version, int) and version >= 4:
+        path = c_dir / META_FILE
+        held = [x for x in meta.get("corruptions", []) if x in CORRUPTIONS]
+        raise DamagedFileError(
+            f"The file {path} is damaged (its record of the arrays' digests is missing or malformed); "
+            f"delete the folder and {rewrite_advice(c_dir, meta, held)}.",
+            path,
+        )
     if digests is None:
-        version = meta.get("format_version")
         held = [x for x in meta.get("corruptions", []) if x in CORRUPTIONS]
         raise DatasetNotFoundError(
             f"The corrupted set {c_dir} was written by an older freqtail (corrupted-set format {version}) "
