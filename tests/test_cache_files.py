@@ -21,14 +21,14 @@ from PIL import Image, PngImagePlugin
 import freqtail.bass
 from freqtail.bass import convert_uint8_images
 from freqtail.cli import main
-from freqtail.data import build_dataset, cache_files, embedded
+from freqtail.data import build_dataset, cache_files, corrupted_sets, embedded
 from freqtail.data.bass_copies import write_bass_dataset
 from freqtail.data.cifar import load_cifar, write_cifar_batches
 from freqtail.data.folders import read_rgb
 from freqtail.data.variants import FileVariantCache
-from freqtail.errors import DamagedFileError
+from freqtail.errors import DamagedFileError, DatasetNotFoundError
 from freqtail.io import cache_dir
-from test_evaluate_support import load_run, make_run
+from test_evaluate_support import eval_cache, load_run, make_run, shared_cache  # noqa: F401
 
 DAMAGES = ("zero half", "truncate", "flip one byte")
 
@@ -226,3 +226,118 @@ def test_evaluate_reports_the_same_clean_accuracy_after_the_embedded_cache_is_da
     assert (rerun["correct"], rerun["total"]) == (record["correct"], record["total"])
     (note,) = _rebuilt_lines(caplog)
     assert str(test_images) in note
+
+
+def _corrupt_argv(root, out) -> list[str]:
+    """`freqtail corrupt` of the 16 test images of ``root`` (an embedded-layout folder): fog, 2 severities."""
+    return [
+        "corrupt", "--dataset", "embedded", "--data-root", str(root), "--out", str(out),
+        "--corruptions", "fog", "--severities", "1,3", "--limit", "16", "--no-progress",
+    ]  # fmt: skip
+
+
+def test_a_damaged_corrupted_set_is_refused_naming_the_file_and_the_command_that_writes_it_again(
+    small_embedded, tmp_path, caplog
+):
+    root, _ = small_embedded
+    out = tmp_path / "set-C"
+    assert main(_corrupt_argv(root, out)) == 0
+    good = {name: (out / name).read_bytes() for name in ("fog.npy", "labels.npy")}
+    meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
+    recorded = cache_files.recorded_digests(meta)
+    # every array is recorded, each corruption file whole and per severity block, as its bytes hash
+    assert set(recorded) == {"fog.npy", "fog.npy:severity-1", "fog.npy:severity-3", "labels.npy", "clean.npy"}
+    stored = np.load(out / "fog.npy")
+    assert recorded["fog.npy:severity-3"] == cache_files.array_digest(stored[16:])
+    assert recorded["clean.npy"] == cache_files.array_digest(np.load(out / "clean.npy"))
+    options = f"--data-root {root} --out {out} --corruptions fog --severities 1,3 --limit 16"
+    command = f"`freqtail corrupt --dataset embedded {options}`"
+    for name, how in [("fog.npy", how) for how in DAMAGES] + [("labels.npy", "flip one byte")]:
+        damage(out / name, how)
+        with pytest.raises(DamagedFileError) as err:
+            corrupted_sets.load_corrupted_set(out, "fog", 3)
+        message = str(err.value)
+        assert _one_sentence_naming(message, out / name) and command in message, message
+        if how == "flip one byte" and name == "fog.npy":  # the damage is in the last block only
+            block = corrupted_sets.load_corrupted_set(out, "fog", 1)
+            assert np.array_equal(block.images, stored[:16])
+        (out / name).write_bytes(good[name])
+    # the command it names writes the damaged corruption again, and says so in one line
+    damage(out / "fog.npy", "zero half")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="freqtail.cache"):
+        assert main(_corrupt_argv(root, out)) == 0
+    (line,) = _rebuilt_lines(caplog)
+    assert _one_sentence_naming(line, out / "fog.npy") and line.endswith("rebuilt it.")
+    assert (out / "fog.npy").read_bytes() == good["fog.npy"]
+    assert np.array_equal(corrupted_sets.load_corrupted_set(out, "fog", 3).images, stored[16:])
+    # a record of this format that cannot be read is damage; the previous format recorded none: both
+    # refused, with the way to write the set again
+    (out / "meta.json").write_text(
+        json.dumps({**meta, cache_files.DIGESTS_KEY: {"fog.npy": 1}}), encoding="utf-8"
+    )
+    with pytest.raises(DamagedFileError, match="missing or malformed") as err:
+        corrupted_sets.load_corrupted_set(out, "fog", 1)
+    assert _one_sentence_naming(str(err.value), out / "meta.json") and command in str(err.value)
+    meta.pop(cache_files.DIGESTS_KEY)
+    (out / "meta.json").write_text(json.dumps({**meta, "format_version": 3}), encoding="utf-8")
+    with pytest.raises(DatasetNotFoundError, match=r"older freqtail \(corrupted-set format 3\)") as err:
+        corrupted_sets.load_corrupted_set(out, "fog", 1)
+    assert "delete the folder and run " + command in str(err.value)
+
+
+def test_evaluate_reports_the_same_fog_accuracy_after_the_generated_corrupted_set_is_damaged(
+    shared_cache, tmp_path, caplog, capsys
+):
+    """The issue's symptom: a zeroed generated -C file changed the fog accuracy, exit 0, no word."""
+    run = make_run(tmp_path / "run", None, steps=60)
+    argv = [
+        "--suite",
+        "corruptions",
+        "--corruptions",
+        "fog",
+        "--severities",
+        "3",
+        "--n",
+        "16",
+        "--no-progress",
+    ]
+
+    def fog_counts(folder, *more: str) -> tuple[int, int]:
+        for old in folder.glob("results.*"):
+            old.unlink()
+        assert main(["evaluate", str(folder), *argv, *more]) == 0
+        (record,) = json.loads((folder / "results.json").read_text(encoding="utf-8"))["results"]
+        return record["correct"], record["total"]
+
+    counts = fog_counts(run, "--generate-c")
+    (generated,) = (run / "eval-cache" / "corrupted").iterdir()
+    damage(generated / "fog.npy", "zero half")
+    # the damage matters: trusted, the damaged images give the model another accuracy
+    model, _ = load_run(run)
+    x = torch.from_numpy(np.load(generated / "fog.npy")).permute(0, 3, 1, 2).float() / 255
+    labels = torch.from_numpy(np.load(generated / "labels.npy"))
+    with torch.no_grad():
+        assert int((model(x).argmax(1) == labels).sum()) != counts[0]
+    with caplog.at_level(logging.WARNING, logger="freqtail.cache"):
+        assert fog_counts(run, "--generate-c") == counts
+    (line,) = _rebuilt_lines(caplog)
+    assert _one_sentence_naming(line, generated / "fog.npy") and line.endswith("rebuilt it.")
+    # a damaged meta.json: nothing in the generated folder can be trusted, all of it is generated anew
+    (generated / "meta.json").write_text("{not json", encoding="utf-8")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="freqtail.cache"):
+        assert fog_counts(run, "--generate-c") == counts
+    (line,) = _rebuilt_lines(caplog)
+    assert (
+        _one_sentence_naming(line, generated / "meta.json")
+        and f"rebuilt the generated corrupted set {generated}" in line
+    )
+    # a set the user wrote (`freqtail corrupt`) is not freqtail's to rewrite: refused in one sentence
+    user_set = tmp_path / "user-C"
+    assert main(_corrupt_argv(embedded.ensure_embedded(), user_set)) == 0
+    damage(user_set / "fog.npy", "flip one byte")
+    capsys.readouterr()
+    assert main(["evaluate", str(run), *argv, "--c-root", str(user_set)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert _one_sentence_naming(err, user_set / "fog.npy") and "freqtail corrupt --dataset embedded" in err

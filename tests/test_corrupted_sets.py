@@ -17,7 +17,7 @@ from freqtail.data.corrupted_sets import (
     write_corrupted_set,
 )
 from freqtail.data.corruptions import corrupt
-from freqtail.errors import ConfigError, DatasetNotFoundError, InputError
+from freqtail.errors import ConfigError, DamagedFileError, DatasetNotFoundError, InputError
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +109,10 @@ def test_missing_and_damaged_sets_get_one_sentence(tmp_path, source):
     # Truncate the file: the header promises more data than there is.
     path = tmp_path / "c" / "fog.npy"
     path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(DatasetNotFoundError, match="is truncated"):
+    with pytest.raises(DatasetNotFoundError, match="no longer a complete .npy array"):
         load_corrupted_set(tmp_path / "c", "fog", 1)
-    # Labels that do not match the images.
+    # Labels that do not match the images, in a published-style folder (no meta.json, no digests).
+    (tmp_path / "c" / "meta.json").unlink()
     np.save(tmp_path / "c" / "fog.npy", np.zeros((30, 32, 32, 3), dtype=np.uint8))
     np.save(tmp_path / "c" / "labels.npy", np.zeros(29, dtype=np.int64))
     with pytest.raises(DatasetNotFoundError, match="inconsistent"):
@@ -173,6 +174,40 @@ def test_interrupted_run_leaves_no_partial_file_and_resumes(source, tmp_path, mo
     monkeypatch.setattr(P, "corrupt", real)
     result = write_corrupted_set(images, labels, out, corruptions=["fog", "snow"], progress=False)
     assert result["skipped"] == ["fog"] and result["written"] == ["snow"]
+
+
+def test_a_part_damaged_before_the_resume_is_refused_then_computed_again(source, tmp_path, monkeypatch):
+    """A part waits on disk between a killed run and its resume; its bytes must still be the computed ones."""
+    images, labels = source
+    out, reference = tmp_path / "c", tmp_path / "reference"
+    write_corrupted_set(images, labels, reference, corruptions=["fog"], severities=(1, 2), progress=False)
+    real = P.corrupt
+
+    def stop_at_severity_2(part, name, severity, **kwargs):
+        if severity == 2:
+            raise KeyboardInterrupt
+        return real(part, name, severity, **kwargs)
+
+    monkeypatch.setattr(P, "corrupt", stop_at_severity_2)
+    with pytest.raises(KeyboardInterrupt):
+        write_corrupted_set(images, labels, out, corruptions=["fog"], severities=(1, 2), progress=False)
+    monkeypatch.setattr(P, "corrupt", real)
+    (part,) = (out / P.PARTS_DIR / "fog").glob("*.npy")
+    data = bytearray(part.read_bytes())
+    data[-37] ^= 0x01  # one pixel: still a complete .npy of the right shape
+    part.write_bytes(bytes(data))
+    with pytest.raises(DamagedFileError) as err:
+        write_corrupted_set(images, labels, out, corruptions=["fog"], severities=(1, 2), progress=False)
+    message = str(err.value)
+    assert str(part) in message and "run the same command again" in message and "\n" not in message
+    assert not (out / "fog.npy").exists() and not part.exists()
+    result = write_corrupted_set(images, labels, out, corruptions=["fog"], severities=(1, 2), progress=False)
+    assert result["units_computed"] == 1  # the removed part; severity 2's part was written the time before
+    assert (out / "fog.npy").read_bytes() == (reference / "fog.npy").read_bytes()
+    assert (
+        json.loads((out / "meta.json").read_text())["arrays"]
+        == json.loads((reference / "meta.json").read_text())["arrays"]
+    )
 
 
 def test_chunked_writing_and_memory_mapped_source_give_the_same_files(source, tmp_path, monkeypatch):

@@ -68,26 +68,45 @@ def leftover_temporaries(path: str | os.PathLike) -> list[Path]:
     """The temporary files of ``path`` that writes killed before their rename left beside it (a
     ``kill -9`` or a power cut; any other failure removes its own), in name order."""
     dest = Path(path)
-    if not dest.parent.is_dir():
-        return []
-    pattern = _temporary_pattern(dest)
-    found = (entry for entry in dest.parent.iterdir() if pattern.fullmatch(entry.name))
-    return sorted(entry for entry in found if entry.is_file())
+    return _leftovers_in(dest.parent, {dest.name})
 
 
 def sweep_leftover_temporaries(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Remove the :func:`leftover_temporaries` of every path; returns what was removed.
 
-    Call it only as the owner of those files, holding the lock under which they are written: a write
-    in progress has a temporary file of the same shape, and sweeping it would fail that write.
+    Each folder is listed once, however many of ``paths`` it holds (a converted copy of ImageNet
+    names a million files). Call it only as the owner of those files, holding the lock under which
+    they are written: a write in progress has a temporary file of the same shape, and sweeping it
+    would fail that write.
     """
+    names_by_folder: dict[Path, set[str]] = {}
+    for path in map(Path, paths):
+        names_by_folder.setdefault(path.parent, set()).add(path.name)
     removed = []
-    for path in paths:
-        for leftover in leftover_temporaries(path):
+    for folder, names in names_by_folder.items():
+        for leftover in _leftovers_in(folder, names):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
                 removed.append(leftover)
     return removed
+
+
+def _leftovers_in(folder: Path, names: set[str]) -> list[Path]:
+    """The temporary files in ``folder`` of destinations named ``names``, in name order."""
+    if not folder.is_dir():
+        return []
+    suffixes = {Path(name).suffix for name in names}
+    found = []
+    for entry in os.scandir(folder):
+        if not entry.name.startswith("."):
+            continue
+        for (
+            suffix
+        ) in suffixes:  # ".NAME" + ".XXXXXXXX.tmp" + suffix: the candidate NAME, then the exact shape
+            name = entry.name[1 : len(entry.name) - len(".XXXXXXXX.tmp") - len(suffix)]
+            if name in names and _temporary_pattern(folder / name).fullmatch(entry.name) and entry.is_file():
+                found.append(Path(entry.path))
+    return sorted(found)
 
 
 def _destination_sentence(dest: Path, err: OSError) -> str:

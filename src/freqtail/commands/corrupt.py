@@ -134,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
 def _write(args: argparse.Namespace, severities, corruptions, context) -> dict:
     """Every rank: the clean source (rank 0's in OUT), then its share of the corrupted set."""
     import tempfile
+    from pathlib import Path
 
     from freqtail.data.corrupted_sets import write_corrupted_set
 
@@ -143,6 +144,8 @@ def _write(args: argparse.Namespace, severities, corruptions, context) -> dict:
         images, labels, classes = stack.enter_context(_clean_source(args, bass, folder))
         meta = {
             "dataset": args.dataset,
+            # absolute, for the command a refusal of a damaged file names (freqtail corrupt ... again)
+            "data_root": None if args.data_root is None else str(Path(args.data_root).expanduser().resolve()),
             "split": "test",
             "bass": bass,
             "bass_strength": 1.0 if bass else None,
@@ -159,5 +162,6 @@ def _write(args: argparse.Namespace, severities, corruptions, context) -> dict:
             progress=not args.no_progress,
             meta=meta,
             context=context,
+            source_file=CLEAN_FILE,  # its digest recorded in meta.json with the others
         )
     return {**result, "dataset": args.dataset, "bass": bass}

@@ -4,6 +4,12 @@
 then loads the converted set with the ordinary loader. Folder datasets are written at their working
 resolution (decode, the preset's resize, then BaSS), as :func:`freqtail.data.build_dataset` converts
 them, so reading a copy back gives exactly the items of ``bass="dataset"``.
+
+A copy is written holding the output folder's lock (:data:`WRITE_LOCK`; a second writer of the same
+folder is refused, naming the holder), and every file atomically. A run killed anywhere (``kill -9``,
+a power cut) leaves at most the temporary files of the writes in flight; the next run, holding the
+lock, first sweeps those of every file it will write, then writes the copy again from the start
+(each file is replaced atomically, and the record of digests is written last).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from tqdm.auto import tqdm
 
 from freqtail.bass.core import check_strength
 from freqtail.data.augment import working_resize
-from freqtail.data.cache_files import array_digest, write_digest_file, write_verified_png
+from freqtail.data.cache_files import DIGEST_FILE, array_digest, write_digest_file, write_verified_png
 from freqtail.data.cifar import CIFAR_LAYOUTS, cifar_folder, load_cifar
 from freqtail.data.embedded import SPLITS, ensure_embedded, read_embedded_folder, write_embedded_folder
 from freqtail.data.folders import (
@@ -35,7 +41,11 @@ from freqtail.data.registry import canonical_name, dataset_info
 from freqtail.data.safe_pickle import safe_load_pickle
 from freqtail.data.variants import bass_implementation_version, convert_images
 from freqtail.errors import ConfigError
-from freqtail.io import atomic_path, atomic_write_bytes, atomic_write_text
+from freqtail.io import atomic_path, atomic_write_bytes, atomic_write_text, sweep_leftover_temporaries
+from freqtail.locks import try_lock
+
+#: The lock a writer of a converted copy holds, in the output folder.
+WRITE_LOCK = ".freqtail-bass.lock"
 
 
 def write_bass_dataset(
@@ -68,14 +78,20 @@ def write_bass_dataset(
     strength = check_strength(strength, error=ConfigError)
     out = Path(out_dir).expanduser()
     start = time.perf_counter()
-    if name == "embedded":
-        splits, degenerate = _write_embedded(root, out, strength, progress)
-    elif name in ("cifar10", "cifar100"):
-        splits, degenerate = _write_cifar(name, root, out, strength, progress)
-    elif name == "tiny-imagenet":
-        splits, degenerate = _write_tiny_imagenet(root, out, strength, progress)
-    else:
-        splits, degenerate = _write_imagenet(name, root, out, strength, progress)
+    folder = str(out).replace("{", "{{").replace("}", "}}")  # a literal in the refusal's format string
+    refusal = f"The folder {folder} is being written by {{holder}}; wait for it or choose another --out."
+    lock = try_lock(out / WRITE_LOCK, purpose="writing a BaSS-converted dataset copy", refusal=refusal)
+    try:
+        if name == "embedded":
+            splits, degenerate = _write_embedded(root, out, strength, progress)
+        elif name in ("cifar10", "cifar100"):
+            splits, degenerate = _write_cifar(name, root, out, strength, progress)
+        elif name == "tiny-imagenet":
+            splits, degenerate = _write_tiny_imagenet(root, out, strength, progress)
+        else:
+            splits, degenerate = _write_imagenet(name, root, out, strength, progress)
+    finally:
+        lock.release()
     return {
         "dataset": name,
         "out_dir": str(out),
@@ -89,6 +105,8 @@ def write_bass_dataset(
 
 def _write_embedded(root, out: Path, strength: float, progress: bool) -> tuple[dict, int]:
     folder = Path(root) if root is not None else ensure_embedded()
+    owned = [out / f"{split}_{part}.npy" for split in SPLITS for part in ("images", "labels")]
+    sweep_leftover_temporaries([*owned, out / "meta.json"])
     arrays: dict[str, np.ndarray] = {}
     splits, degenerate = {}, 0
     for split in SPLITS:
@@ -116,6 +134,8 @@ def _write_cifar(name: str, root, out: Path, strength: float, progress: bool) ->
     load_cifar(name, "test", root)
     source = cifar_folder(name, root)
     target = out / layout.folder
+    owned = [*layout.train_files, *layout.test_files, layout.meta_file, DIGEST_FILE]
+    sweep_leftover_temporaries(target / file_name for file_name in owned)
     target.mkdir(parents=True, exist_ok=True)
     splits, degenerate = {"train": 0, "test": 0}, 0
     digests = {}
@@ -168,17 +188,20 @@ def _write_tiny_imagenet(root, out: Path, strength: float, progress: bool) -> tu
     train, _, wnids = tiny_imagenet_samples(root, "train")
     val, _, _ = tiny_imagenet_samples(root, "test")
     target = out / TINY_IMAGENET_FOLDER
+    pairs = [(p, target / "train" / wnids[label] / "images" / _png_name(p)) for p, label in train]
+    val_pairs = [(p, target / "val" / "images" / _png_name(p)) for p, _ in val]
+    annotations = target / "val" / "val_annotations.txt"
+    text_files = [target / "wnids.txt", target / "words.txt", annotations]
+    sweep_leftover_temporaries([*text_files, *(png for _, png in pairs + val_pairs)])
     for meta_file in ("wnids.txt", "words.txt"):
         if (source / meta_file).is_file():
             with atomic_path(target / meta_file) as tmp:
                 shutil.copyfile(source / meta_file, tmp)
-    pairs = [(p, target / "train" / wnids[label] / "images" / _png_name(p)) for p, label in train]
     resize = _folder_resize("tiny-imagenet")
     degenerate = _convert_files(pairs, strength, progress, "BaSS train", resize)
-    val_pairs = [(p, target / "val" / "images" / _png_name(p)) for p, _ in val]
     degenerate += _convert_files(val_pairs, strength, progress, "BaSS val", resize)
     lines = [f"{_png_name(p)}\t{wnids[label]}" for p, label in val]
-    atomic_write_text(target / "val" / "val_annotations.txt", "\n".join(lines) + "\n")
+    atomic_write_text(annotations, "\n".join(lines) + "\n")
     return {"train": len(train), "test": len(val)}, degenerate
 
 
@@ -196,10 +219,13 @@ def _write_imagenet(name: str, root, out: Path, strength: float, progress: bool)
             if entry.is_dir():
                 (out / part / entry.name).mkdir(parents=True, exist_ok=True)
         pairs = [(p, out / part / Path(p).relative_to(folder).parent / _png_name(p)) for p, _ in samples]
+        sweep_leftover_temporaries(png for _, png in pairs)
         degenerate += _convert_files(pairs, strength, progress, f"BaSS {part}", resize)
         splits[split] = len(samples)
     root_path = Path(root).expanduser()
-    for names_file in ("LOC_synset_mapping.txt", "words.txt", "synset_words.txt"):
+    names_files = ("LOC_synset_mapping.txt", "words.txt", "synset_words.txt")
+    sweep_leftover_temporaries(out / names_file for names_file in names_files)
+    for names_file in names_files:
         if (root_path / names_file).is_file():
             with atomic_path(out / names_file) as tmp:
                 shutil.copyfile(root_path / names_file, tmp)

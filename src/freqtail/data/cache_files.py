@@ -1,7 +1,8 @@
 """Cached arrays are verified, never trusted: written with their digest, checked when read back.
 
 Every array freqtail caches or writes for itself to read back (the embedded dataset, the BaSS
-variant caches, the BaSS-converted copies of ``freqtail bass --dataset``) goes through this module:
+variant caches, the BaSS-converted copies of ``freqtail bass --dataset``, the -C sets of ``freqtail
+corrupt`` and ``evaluate --generate-c`` and their part files) goes through this module:
 
 * :func:`save_array` writes an ``.npy`` file atomically and returns its :class:`ArrayDigest`
   (SHA-256 of the array's bytes in C order, with its dtype and shape). The caller stores

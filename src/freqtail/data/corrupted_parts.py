@@ -7,30 +7,40 @@ the image index (``corrupt(..., start_index=begin)``), so a unit's bytes do not 
 computes it or in which order: the finished set is a one-process run's, byte for byte.
 
 Unit ``k`` (in the order corruption, severity, chunk) goes to rank ``k % world_size``. Each unit is
-written once, atomically, as its own part file::
+written once, atomically, as its own part file, then the digest of its array
+(:mod:`freqtail.data.cache_files`)::
 
     <c_dir>/.parts/<corruption>/s<severity>-<begin>.npy    uint8 (chunk, H, W, 3)
+    <c_dir>/.parts/<corruption>/s<severity>-<begin>.json   its ArrayDigest, written after it
 
 Part files are plain ``.npy`` files on the shared file system of the output folder (ranks on several
-machines need one; no shared memory map is written by two processes). A part that exists with the
-right shape and dtype is not computed again, so a run killed anywhere resumes from its finished
-units, with any number of processes. When every unit of a corruption exists, rank 0 assembles
-``<corruption>.npy`` (part by part: memory does not grow with the image count) and removes the
-corruption's parts.
+machines need one; no shared memory map is written by two processes). A part whose digest record
+exists and whose file has the recorded shape is not computed again, so a run killed anywhere resumes
+from its finished units, with any number of processes. When every unit of a corruption exists, rank 0
+assembles ``<corruption>.npy`` (part by part: memory does not grow with the image count), checking
+each part against its digest and hashing the file on the way (the SHA-256 digest of the whole file
+and of each severity block), and removes the corruption's parts. A part whose bytes changed since it
+was written (it may have waited on disk for a resumed run) is removed and refused, so the set's
+digests are those of what the corruptions computed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from freqtail.data.cache_files import ArrayDigest, save_array
 from freqtail.data.corruptions import corrupt
-from freqtail.io import atomic_path, atomic_save_npy
+from freqtail.errors import DamagedFileError
+from freqtail.io import atomic_path, atomic_write_json
 
 #: The hidden folder of part files in a corrupted-set folder.
 PARTS_DIR = ".parts"
@@ -51,6 +61,10 @@ class Unit:
 
     def path(self, c_dir: Path) -> Path:
         return c_dir / PARTS_DIR / self.corruption / f"s{self.severity}-{self.begin:09d}.npy"
+
+    def digest_path(self, c_dir: Path) -> Path:
+        """The record of the part's :class:`~freqtail.data.cache_files.ArrayDigest`, written after it."""
+        return self.path(c_dir).with_suffix(".json")
 
 
 def chunk_size(image_shape: Sequence[int]) -> int:
@@ -73,14 +87,18 @@ def rank_units(units: Sequence[Unit], rank: int, world_size: int) -> list[Unit]:
     return [unit for k, unit in enumerate(units) if k % world_size == rank]
 
 
-def part_is_complete(path: Path, shape: tuple[int, ...]) -> bool:
-    """True if ``path`` is a uint8 ``.npy`` of exactly ``shape`` whose data is all there (a part file,
-    or a corrupted set's assembled ``<corruption>.npy``)."""
+def recorded_part(unit: Unit, c_dir: Path, image_shape: Sequence[int]) -> ArrayDigest | None:
+    """The digest recorded for ``unit``'s part if the record and the part file are complete (a uint8
+    ``.npy`` of the unit's shape, all its data there), else None. Reads headers only."""
+    shape = (unit.count, *(int(n) for n in image_shape))
     try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError):
-        return False
-    return array.dtype == np.uint8 and array.shape == shape
+        digest = ArrayDigest.from_json(json.loads(unit.digest_path(c_dir).read_text(encoding="utf-8")))
+        array = np.load(unit.path(c_dir), mmap_mode="r", allow_pickle=False)
+    except (OSError, UnicodeDecodeError, ValueError, EOFError):
+        return None
+    if digest is None or digest.shape != shape or digest.dtype != np.dtype(np.uint8).str:
+        return None
+    return digest if array.dtype == np.uint8 and array.shape == shape else None
 
 
 def write_units(
@@ -90,7 +108,8 @@ def write_units(
     seed: int,
     on_unit: Callable[[Unit], None] | None = None,
 ) -> int:
-    """Compute and write every unit of ``units`` whose part file is not complete yet.
+    """Compute and write every unit of ``units`` whose part file is not complete yet (the part, then
+    the record of its digest).
 
     Args:
         units: the units of this process.
@@ -104,12 +123,10 @@ def write_units(
     """
     computed = 0
     for unit in units:
-        path = unit.path(c_dir)
-        shape = (unit.count, *images.shape[1:])
-        if not part_is_complete(path, shape):
+        if recorded_part(unit, c_dir, images.shape[1:]) is None:
             part = np.asarray(images[unit.begin : unit.begin + unit.count])
             corrupted = corrupt(part, unit.corruption, unit.severity, seed=int(seed), start_index=unit.begin)
-            atomic_save_npy(path, corrupted)
+            atomic_write_json(unit.digest_path(c_dir), save_array(unit.path(c_dir), corrupted).to_json())
             computed += 1
         if on_unit is not None:
             on_unit(unit)
@@ -117,31 +134,84 @@ def write_units(
 
 
 def missing_units(units: Sequence[Unit], c_dir: Path, image_shape: Sequence[int]) -> list[Unit]:
-    """The units of ``units`` without a complete part file."""
-    return [unit for unit in units if not part_is_complete(unit.path(c_dir), (unit.count, *image_shape))]
+    """The units of ``units`` without a complete part file and its digest record."""
+    return [unit for unit in units if recorded_part(unit, c_dir, image_shape) is None]
 
 
-def assemble(corruption: str, units: Sequence[Unit], c_dir: Path, full_shape: tuple[int, ...]) -> Path:
+@dataclass(frozen=True)
+class Assembled:
+    """A corruption file :func:`assemble` wrote: its path, the digest of the whole array and of each
+    severity block (``{severity: digest}``, uint8 (N, H, W, 3) each, in block order)."""
+
+    path: Path
+    digest: ArrayDigest
+    block_digests: dict[int, ArrayDigest]
+
+
+def assemble(corruption: str, units: Sequence[Unit], c_dir: Path, full_shape: tuple[int, ...]) -> Assembled:
     """Write ``<corruption>.npy`` of ``full_shape`` atomically from the part files of its ``units``,
-    then remove the corruption's parts. Returns the file written.
+    then remove the corruption's parts. Returns the file written with its digests.
 
     The parts are appended in file order (severity block, then image chunk) after the ``.npy``
     header NumPy itself writes for that shape, with plain writes and no memory map: a full disk is
-    then an ``OSError`` (one sentence) rather than the SIGBUS of a map the disk cannot back.
+    then an ``OSError`` (one sentence) rather than the SIGBUS of a map the disk cannot back. The
+    bytes are hashed as they are written (SHA-256 of the C-order bytes, as
+    :func:`freqtail.data.cache_files.array_digest` hashes an array), so recording the digests costs
+    no second read. Each part is checked against the digest recorded when it was written.
+
+    Raises:
+        DamagedFileError: a part without its record or whose bytes differ from it (the part and its
+            record are removed first, so the same command run again computes it again).
     """
     target_path = c_dir / f"{corruption}.npy"
     ordered = sorted(units, key=lambda unit: (unit.block, unit.begin))
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False}
-    with atomic_path(target_path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.lib.format.write_array_header_1_0(handle, {**header, "shape": tuple(full_shape)})
-            for unit in ordered:
-                part = np.load(unit.path(c_dir), mmap_mode="r", allow_pickle=False)
-                handle.write(np.ascontiguousarray(part).tobytes())
-            handle.flush()
-            os.fsync(handle.fileno())
+    whole = hashlib.sha256()
+    blocks: dict[int, tuple[int, Any]] = {}  # block -> (severity, its running SHA-256)
+    try:
+        with atomic_path(target_path) as tmp:
+            with open(tmp, "wb") as handle:
+                np.lib.format.write_array_header_1_0(handle, {**header, "shape": tuple(full_shape)})
+                for unit in ordered:
+                    expected = recorded_part(unit, c_dir, full_shape[1:])
+                    data = memoryview(np.ascontiguousarray(np.load(unit.path(c_dir), mmap_mode="r"))).cast(
+                        "B"
+                    )
+                    if expected is None or hashlib.sha256(data).hexdigest() != expected.sha256:
+                        raise _DamagedPart(unit)  # not an OSError, which atomic_path words as a failed write
+                    handle.write(data)
+                    whole.update(data)
+                    blocks.setdefault(unit.block, (unit.severity, hashlib.sha256()))[1].update(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+    except _DamagedPart as damaged:
+        _refuse_part(damaged.unit, c_dir)
     shutil.rmtree(c_dir / PARTS_DIR / corruption, ignore_errors=True)
-    return target_path
+    dtype = np.dtype(np.uint8).str
+    block_shape = (full_shape[0] // max(1, len(blocks)), *full_shape[1:])
+    return Assembled(
+        target_path,
+        ArrayDigest(whole.hexdigest(), dtype, tuple(full_shape)),
+        {severity: ArrayDigest(h.hexdigest(), dtype, block_shape) for severity, h in blocks.values()},
+    )
+
+
+class _DamagedPart(Exception):
+    def __init__(self, unit: Unit) -> None:
+        super().__init__(unit)
+        self.unit = unit
+
+
+def _refuse_part(unit: Unit, c_dir: Path) -> None:
+    """Remove a part that is not what was written (and its record); raise the refusal."""
+    path = unit.path(c_dir)
+    path.unlink(missing_ok=True)
+    unit.digest_path(c_dir).unlink(missing_ok=True)
+    raise DamagedFileError(
+        f"The part file {path} is damaged (its bytes differ from the SHA-256 digest recorded when it was "
+        "written); it was removed: run the same command again to compute it again.",
+        path,
+    )
 
 
 def by_corruption(units: Sequence[Unit]) -> Iterator[tuple[str, list[Unit]]]:
@@ -153,13 +223,14 @@ def by_corruption(units: Sequence[Unit]) -> Iterator[tuple[str, list[Unit]]]:
 
 __all__ = [
     "PARTS_DIR",
+    "Assembled",
     "Unit",
     "assemble",
     "by_corruption",
     "chunk_size",
     "missing_units",
-    "part_is_complete",
     "plan_units",
     "rank_units",
+    "recorded_part",
     "write_units",
 ]

@@ -4,10 +4,18 @@ Layout of a ``-C`` folder (the published CIFAR-10-C / CIFAR-100-C, and what freq
 
     <dir>/<corruption>.npy   uint8 (S * N, H, W, 3): S severity blocks of the same N images
     <dir>/labels.npy         int (S * N,): the N labels repeated S times
-    <dir>/meta.json          freqtail only: severities, seed, source, versions, finished corruptions
+    <dir>/meta.json          freqtail only: severities, seed, source, versions, finished corruptions,
+                             and the SHA-256 digest of every array (``"arrays"``)
 
 The published sets have no ``meta.json`` and hold severities 1..5 in order; freqtail's may hold
 any listed subset, in the listed order, and say so in ``meta.json``.
+
+freqtail's sets are verified, never trusted (:mod:`freqtail.data.cache_files`): ``meta.json`` records
+the digest of ``labels.npy``, of ``clean.npy`` (written by ``freqtail corrupt``), of each corruption
+file and of each of its severity blocks (``"fog.npy:severity-3"``, :func:`block_key`).
+:func:`load_corrupted_set` checks the labels and the one block it returns (so a read hashes what it
+reads, once); a rerun of :func:`write_corrupted_set` checks each finished corruption it is asked for
+and redoes a damaged one. The published sets carry no digests and are read unchecked.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,13 +35,21 @@ from tqdm.auto import tqdm
 from freqtail import __version__
 from freqtail.checks import check_int
 from freqtail.data.arrays import ArrayDataset
+from freqtail.data.cache_files import (
+    DIGESTS_KEY,
+    ArrayDigest,
+    array_digest,
+    check_array,
+    load_array,
+    recorded_digests,
+    report_rebuilt,
+)
 from freqtail.data.corrupted_parts import (
     PARTS_DIR,
     assemble,
     by_corruption,
     chunk_size,
     missing_units,
-    part_is_complete,
     plan_units,
     rank_units,
     write_units,
@@ -45,7 +62,7 @@ from freqtail.distributed import (
     raise_together,
     run_on_main_and_share,
 )
-from freqtail.errors import ConfigError, DatasetNotFoundError, InputError
+from freqtail.errors import ConfigError, DamagedFileError, DatasetNotFoundError, InputError
 from freqtail.images import check_uint8_images
 from freqtail.io import atomic_save_npy, atomic_write_json, load_npy, sweep_leftover_temporaries
 from freqtail.locks import Lock, try_lock
@@ -56,7 +73,11 @@ CLEAN_FILE = "clean.npy"  # the uncorrupted source images, written by `freqtail 
 FORMAT = "freqtail-corrupted-set"
 # Also versions the corruption outputs: a folder written with another version is not resumed.
 # 2: glass_blur copies instead of swapping and spatter calls OpenCV, as the original script.
-FORMAT_VERSION = 3  # 3: every corruption computes and truncates in the original script's precision
+# 3: every corruption computes and truncates in the original script's precision.
+# 4: meta.json records the digest of every array; a folder of an older version is refused (it cannot be
+# verified) with the command that writes it again, and the generated sets of `evaluate --generate-c`,
+# keyed by this version, are generated anew.
+FORMAT_VERSION = 4
 DEFAULT_SEVERITIES = (1, 2, 3, 4, 5)
 # Settings that must agree for a folder to be resumed (everything else may change).
 _RESUME_KEYS = (
@@ -102,10 +123,72 @@ def _read_meta(c_dir: Path) -> dict[str, Any] | None:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DatasetNotFoundError(f"The corrupted-set description {path} is damaged ({err}).") from None
+        raise DamagedFileError(f"The corrupted-set description {path} is damaged ({err}).", path) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise DatasetNotFoundError(f"The file {path} is not a freqtail corrupted-set description.")
+        raise DamagedFileError(f"The file {path} is not a freqtail corrupted-set description.", path)
     return meta
+
+
+def block_key(corruption: str, severity: int) -> str:
+    """The name under which ``meta.json`` records the digest of one severity block of ``<corruption>.npy``."""
+    return f"{corruption}.npy:severity-{int(severity)}"
+
+
+def rewrite_advice(c_dir: Path, meta: Mapping[str, Any], corruptions: Sequence[str]) -> str:
+    """How to write ``corruptions`` of the set ``c_dir`` again: the ``freqtail corrupt`` command its
+    ``meta.json`` describes (the end of a refusal's sentence)."""
+    source = meta.get("source") if isinstance(meta.get("source"), Mapping) else {}
+    dataset = source.get("dataset")
+    if not isinstance(dataset, str):
+        out = shlex.quote(str(c_dir))
+        return f"write it again with `freqtail corrupt --out {out}` and the options it was written with"
+    words = ["freqtail corrupt", f"--dataset {shlex.quote(dataset)}"]
+    data_root = source.get("data_root")  # recorded by `freqtail corrupt`
+    if isinstance(data_root, str):
+        words.append(f"--data-root {shlex.quote(data_root)}")
+    elif dataset != "embedded":
+        words.append("--data-root DIR")
+    words.append(f"--out {shlex.quote(str(c_dir))}")
+    if corruptions:
+        words.append(f"--corruptions {','.join(corruptions)}")
+    words.append(f"--severities {','.join(str(s) for s in meta.get('severities', DEFAULT_SEVERITIES))}")
+    if meta.get("seed"):
+        words.append(f"--seed {meta['seed']}")
+    if source.get("bass") == "dataset":
+        words.append("--bass dataset")
+    if source.get("limit"):
+        words.append(f"--limit {source['limit']}")
+    where = " (DIR: the data root it was written from)" if "--data-root DIR" in words else ""
+    return f"run `{' '.join(words)}`{where} to write it again"
+
+
+def _verified_digests(c_dir: Path, meta: Mapping[str, Any] | None) -> dict[str, ArrayDigest] | None:
+    """The digests ``meta.json`` records; None for a published set (no ``meta.json``).
+
+    Raises:
+        DatasetNotFoundError: a freqtail set of an older format, which recorded none;
+            DamagedFileError: a ``meta.json`` of this format without a valid record.
+    """
+    if meta is None:
+        return None
+    digests = recorded_digests(meta)
+    version = meta.get("format_version")
+    if digests is None and isinstance(version, int) and version >= 4:
+        path = c_dir / META_FILE
+        held = [x for x in meta.get("corruptions", []) if x in CORRUPTIONS]
+        raise DamagedFileError(
+            f"The file {path} is damaged (its record of the arrays' digests is missing or malformed); "
+            f"delete the folder and {rewrite_advice(c_dir, meta, held)}.",
+            path,
+        )
+    if digests is None:
+        held = [x for x in meta.get("corruptions", []) if x in CORRUPTIONS]
+        raise DatasetNotFoundError(
+            f"The corrupted set {c_dir} was written by an older freqtail (corrupted-set format {version}) "
+            "that recorded no digests of its arrays, so they cannot be checked; delete the folder and "
+            f"{rewrite_advice(c_dir, meta, held)}."
+        )
+    return digests
 
 
 def write_corrupted_set(
@@ -118,6 +201,7 @@ def write_corrupted_set(
     progress: bool = True,
     meta: Mapping[str, Any] | None = None,
     context: DistContext | None = None,
+    source_file: str | None = None,
 ) -> dict[str, Any]:
     """Write a corrupted copy of a test set in the CIFAR-10-C layout (resumable; shared by processes).
 
@@ -139,12 +223,17 @@ def write_corrupted_set(
             this with the same arguments; the (corruption, severity, image chunk) units are shared
             round robin (:mod:`freqtail.data.corrupted_parts`), rank 0 alone writes the folder's
             files (``meta.json`` records ``world_size``), and the set is one process's byte for byte.
+        source_file: the name of the file in ``out_dir`` that holds ``images`` (``clean.npy`` of
+            ``freqtail corrupt``, which writes it), whose digest ``meta.json`` then records too.
 
-    Every file is written atomically. Running again with the same source and settings skips the
-    corruptions already finished and the units already written (so an interrupted run resumes,
-    with any number of processes), and adds any new corruptions asked for. A folder written with
-    other settings or from other images is refused. Rank 0 holds the folder's lock
-    (:data:`WRITE_LOCK`) while the set is written and first sweeps what killed writes left.
+    Every file is written atomically, and ``meta.json`` records the SHA-256 digest of every array
+    (:func:`block_key`). Running again with the same source and settings checks each finished
+    corruption asked for against its digests and skips it (a damaged one is written again, one
+    line on the ``freqtail.cache`` logger saying so), skips the units already written (so an
+    interrupted run resumes, with any number of processes), and adds any new corruptions asked
+    for. A folder written with other settings or from other images is refused. Rank 0 holds the
+    folder's lock (:data:`WRITE_LOCK`) while the set is written and first sweeps what killed writes
+    left.
 
     Returns:
         ``{"out_dir", "written", "skipped", "num_images", "severities", "seed", "world_size", "units",
@@ -192,16 +281,29 @@ def write_corrupted_set(
     def decide() -> dict[str, Any]:
         """Rank 0, holding the folder's lock: check the folder, sweep, write labels and meta, plan."""
         held.append(try_lock(out / WRITE_LOCK, purpose="writing a corrupted set", refusal=_LOCKED))
-        done = _prepare_folder(out, settings)
+        done, recorded = _prepare_folder(out, settings)
+        tiled = np.tile(labels.astype(np.int64), len(levels))
+        digests.update({k: v.to_json() for k, v in recorded.items() if _recorded_for(k, done)})
+        digests[LABELS_FILE] = array_digest(tiled).to_json()
+        if source_file is not None:
+            digests[source_file] = array_digest(images).to_json()
         record.update(settings, freqtail_version=__version__, source=dict(meta or {}), corruptions=done)
-        record["world_size"] = context.world_size
+        record.update(world_size=context.world_size, **{DIGESTS_KEY: digests})
         atomic_write_json(out / META_FILE, record)  # first: a folder with labels but no meta is foreign
-        _write_labels(out / LABELS_FILE, np.tile(labels.astype(np.int64), len(levels)))
-        skipped = [x for x in names if x in done and part_is_complete(out / f"{x}.npy", full_shape)]
+        _write_labels(out / LABELS_FILE, tiled)
+        skipped = []
+        for name in (x for x in names if x in done):
+            try:
+                _check_finished(out, name, recorded, full_shape)
+                skipped.append(name)
+            except DamagedFileError as err:  # written again below, and said so once it is
+                damaged[name] = err
         return {"skipped": skipped, "done": done, "source_digest": settings["source_digest"]}
 
     held: list[Lock] = []
     record: dict[str, Any] = {}
+    digests: dict[str, Any] = {}  # rank 0: {file or block name: digest JSON}, recorded in meta.json
+    damaged: dict[str, DamagedFileError] = {}  # rank 0: finished corruptions found damaged
     try:
         decision = run_on_main_and_share(decide, context)
         if decision["source_digest"] != settings["source_digest"]:
@@ -224,18 +326,28 @@ def write_corrupted_set(
         def finish(name: str) -> None:
             """Rank 0: assemble ``name`` from the parts (all there) and record it as finished."""
             nonlocal done
-            assemble(name, pending.pop(name), out, full_shape)
+            assembled = assemble(name, pending.pop(name), out, full_shape)
+            digests[assembled.path.name] = assembled.digest.to_json()
+            for severity, block in assembled.block_digests.items():
+                digests[block_key(name, severity)] = block.to_json()
             done = [x for x in CORRUPTIONS if x in done or x == name]
             record["corruptions"] = done
             atomic_write_json(out / META_FILE, record)
+            if name in damaged:
+                report_rebuilt(damaged.pop(name), "it")
 
         with tqdm(total=sum(u.count for u in mine), unit="img", disable=not show, desc="corrupt") as bar:
             for unit in mine:
+                if unit.corruption not in pending:  # assembled already: a resumed run found the rest
+                    bar.update(unit.count)
+                    continue
                 bar.set_description(unit.corruption)
                 computed += write_units([unit], images, out, seed, _advance(bar))
-                # Rank 0 assembles a corruption as soon as its parts are all there (with one process:
-                # after its last unit, so each corruption is usable once done); the rest at the end.
-                if context.is_main and not missing_units(pending[unit.corruption], out, (h, w, c)):
+                # One process assembles a corruption as soon as its parts are all there (after its last
+                # unit, or earlier when a resumed run found the later ones), so each corruption is usable
+                # once done. Several assemble at the end: the parts of a rank that has yet to reach them
+                # must not be removed under it.
+                if context.world_size == 1 and not missing_units(pending[unit.corruption], out, (h, w, c)):
                     finish(unit.corruption)
         barrier(context)
 
@@ -282,17 +394,18 @@ def _advance(bar: Any):
     return lambda unit: bar.update(unit.count)
 
 
-def _prepare_folder(out: Path, settings: Mapping[str, Any]) -> list[str]:
+def _prepare_folder(out: Path, settings: Mapping[str, Any]) -> tuple[list[str], dict[str, ArrayDigest]]:
     """Check that ``out`` holds nothing or this set, sweep what killed writes left; the finished
-    corruptions. Called holding :data:`WRITE_LOCK`."""
+    corruptions and the digests ``meta.json`` records. Called holding :data:`WRITE_LOCK`."""
     if out.exists() and not out.is_dir():
         raise InputError(f"The output path {out} exists and is not a folder.")
     out.mkdir(parents=True, exist_ok=True)
     sweep_leftover_temporaries(
         [out / META_FILE, out / LABELS_FILE, *(out / f"{name}.npy" for name in CORRUPTIONS)]
     )
-    for leftover in (out / PARTS_DIR).glob("*/.*.tmp.npy"):
-        leftover.unlink(missing_ok=True)
+    for pattern in ("*/.*.tmp.npy", "*/.*.tmp.json"):  # of parts and of their digest records
+        for leftover in (out / PARTS_DIR).glob(pattern):
+            leftover.unlink(missing_ok=True)
     old = _read_meta(out)
     if old is None:
         arrays = (p.name for p in out.glob("*.npy") if not p.name.startswith("."))
@@ -302,7 +415,7 @@ def _prepare_folder(out: Path, settings: Mapping[str, Any]) -> list[str]:
                 f"The folder {out} already holds .npy files ({', '.join(foreign[:3])}) without a freqtail "
                 "meta.json; choose an empty --out folder."
             )
-        return []
+        return [], {}
     for key in _RESUME_KEYS:
         if old.get(key) != settings[key]:
             raise ConfigError(
@@ -310,7 +423,25 @@ def _prepare_folder(out: Path, settings: Mapping[str, Any]) -> list[str]:
                 f"({key.replace('_', ' ')} {old.get(key)!r}, not {settings[key]!r}); "
                 "choose another output folder or delete it."
             )
-    return [x for x in old.get("corruptions", []) if x in CORRUPTIONS]
+    return [x for x in old.get("corruptions", []) if x in CORRUPTIONS], recorded_digests(old) or {}
+
+
+def _recorded_for(name: str, corruptions: Sequence[str]) -> bool:
+    """True if the digest record ``name`` (a file or :func:`block_key`) is of one of ``corruptions``."""
+    return name.split(":")[0] in {f"{x}.npy" for x in corruptions}
+
+
+def _check_finished(out: Path, corruption: str, digests: Mapping[str, ArrayDigest], shape: tuple) -> None:
+    """Check the finished ``<corruption>.npy`` against its recorded digest (read in chunks).
+
+    Raises:
+        DamagedFileError: missing, unrecorded, of another shape, or not the bytes that were written.
+    """
+    path = out / f"{corruption}.npy"
+    expected = digests.get(path.name)
+    if expected is None or expected.shape != tuple(shape):
+        raise DamagedFileError(f"The file {path} is damaged (meta.json records no digest of it).", path)
+    load_array(path, expected, mmap=True)
 
 
 def _write_labels(path: Path, tiled: np.ndarray) -> None:
@@ -350,34 +481,83 @@ def corrupted_set_info(c_dir: str | os.PathLike) -> dict[str, Any]:
     return {"corruptions": available_corruptions(path), "severities": severities, "meta": meta}
 
 
-def _load(path: Path, what: str) -> np.ndarray:
+def _load(path: Path, what: str, advice: str | None) -> np.ndarray:
+    """Memory-map ``path``; a file that is no longer a ``.npy`` array is damaged (``advice`` given:
+    a set freqtail wrote) or missing data (a published set)."""
     try:
         return load_npy(path, what, mmap=True)
     except InputError as err:
-        raise DatasetNotFoundError(str(err)) from None
+        if advice is None:
+            raise DatasetNotFoundError(str(err)) from None
+        reason = "it is no longer a complete .npy array"
+        raise DamagedFileError(f"The file {path} is damaged ({reason}); {advice}.", path) from None
+
+
+def load_labels(c_dir: str | os.PathLike, advice: str | None = None) -> np.ndarray:
+    """The labels of a ``-C`` folder, int (S * N,), memory-mapped; checked against their digest
+    where ``meta.json`` records one (``advice``: the end of the refusal; default the command that
+    writes the set again).
+
+    Raises:
+        DatasetNotFoundError: no folder or no labels; DamagedFileError: labels that differ from
+        their digest.
+    """
+    path = _require_dir(c_dir)
+    meta = _read_meta(path)
+    digests = _verified_digests(path, meta)
+    return _labels(path, meta, digests, advice)
+
+
+def _labels(
+    path: Path, meta: Mapping[str, Any] | None, digests: Mapping[str, ArrayDigest] | None, advice: str | None
+) -> np.ndarray:
+    labels_file = path / LABELS_FILE
+    if not labels_file.is_file():
+        raise DatasetNotFoundError(f"The corrupted set at {path} has no {LABELS_FILE}; {_HOW_TO_GET}.")
+    if digests is None:
+        return _load(labels_file, "corruption labels", None)
+    advice = advice or rewrite_advice(path, meta or {}, [])
+    expected = digests.get(LABELS_FILE)
+    if expected is None:
+        reason = "meta.json records no digest of it"
+        raise DamagedFileError(f"The file {labels_file} is damaged ({reason}); {advice}.", labels_file)
+    labels = _load(labels_file, "corruption labels", advice)
+    check_array(labels, expected, labels_file, advice)
+    return labels
 
 
 def load_corrupted_set(
-    c_dir: str | os.PathLike, corruption: str, severity: int, classes: Sequence[str] | None = None
+    c_dir: str | os.PathLike,
+    corruption: str,
+    severity: int,
+    classes: Sequence[str] | None = None,
+    advice: str | None = None,
 ) -> ArrayDataset:
     """The images of one corruption at one severity from a ``-C`` folder, as an :class:`ArrayDataset`.
 
     Works on the published CIFAR-10-C / CIFAR-100-C folders (no ``meta.json``: severities 1..5)
-    and on folders written by :func:`write_corrupted_set`. Images stay memory-mapped.
+    and on folders written by :func:`write_corrupted_set`. Images stay memory-mapped. In a folder
+    freqtail wrote, the labels and the returned severity block are checked against the digests
+    ``meta.json`` records (hashed in chunks of 16 MiB: the block is read once, in full).
 
     Args:
         c_dir: the folder.
         corruption: a file name stem, e.g. ``"gaussian_noise"``.
         severity: 1..5 (must be one the folder holds).
         classes: class names; default the ``"classes"`` recorded in ``meta.json``, else "0", "1", ...
+        advice: what to do about a damaged file, the end of the refusal's sentence; default the
+            ``freqtail corrupt`` command that writes it again (:func:`rewrite_advice`).
 
     Raises:
-        DatasetNotFoundError: missing folder, corruption file or labels, or damaged files.
+        DatasetNotFoundError: missing folder, corruption file or labels, inconsistent files, or a
+            freqtail set of an older format (no digests); DamagedFileError (a subclass): a file that
+            is not what was written.
         InputError: a severity the folder does not hold.
     """
     severity = check_severity(severity)
     path = _require_dir(c_dir)
     meta = _read_meta(path)
+    digests = _verified_digests(path, meta)
     severities = list(meta["severities"]) if meta else list(DEFAULT_SEVERITIES)
     if severity not in severities:
         raise InputError(
@@ -390,11 +570,10 @@ def load_corrupted_set(
         raise DatasetNotFoundError(
             f"The corrupted set at {path} has no {corruption}.npy (present: {listing}); {_HOW_TO_GET}."
         )
-    labels_file = path / LABELS_FILE
-    if not labels_file.is_file():
-        raise DatasetNotFoundError(f"The corrupted set at {path} has no {LABELS_FILE}; {_HOW_TO_GET}.")
-    images = _load(file, f"{corruption} images")
-    labels = _load(labels_file, "corruption labels")
+    if digests is not None:
+        advice = advice or rewrite_advice(path, meta or {}, [corruption])
+    labels = _labels(path, meta, digests, advice)
+    images = _load(file, f"{corruption} images", advice if digests is not None else None)
     if images.ndim != 4 or images.dtype != np.uint8 or images.shape[-1] not in (1, 3):
         raise DatasetNotFoundError(
             f"The file {file} must hold uint8 images of shape (S*N, H, W, C), "
@@ -408,6 +587,15 @@ def load_corrupted_set(
     per_block = len(images) // len(severities)
     block = severities.index(severity)
     part = slice(block * per_block, (block + 1) * per_block)
+    if digests is not None:
+        expected = digests.get(block_key(corruption, severity))
+        if expected is None:
+            raise DamagedFileError(
+                f"The file {file} is damaged (meta.json records no digest of it: its writing was "
+                f"interrupted); {advice}.",
+                file,
+            )
+        check_array(images[part], expected, file, advice)
     block_labels = np.asarray(labels[part]).astype(np.int64)
     if classes is None:
         recorded = (meta or {}).get("source", {}).get("classes")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +32,13 @@ import torch
 from tqdm.auto import tqdm
 
 from freqtail.data import build_dataset, canonical_name, corrupted_sets
+from freqtail.data.cache_files import report_rebuilt
 from freqtail.data.corrupted_sets import corrupted_set_info, load_corrupted_set, write_corrupted_set
 from freqtail.data.corruptions import CATEGORIES, CORRUPTIONS
 from freqtail.data.subsets import SubsetChoice, check_subset_size, choose_subset
 from freqtail.data.variants import bass_implementation_version
 from freqtail.distributed import DistContext, all_reduce_counts
-from freqtail.errors import ConfigError, DatasetNotFoundError, InputError
+from freqtail.errors import ConfigError, DamagedFileError, DatasetNotFoundError, InputError
 from freqtail.evaluate.sharding import gather_outcomes, global_batches, rank_batches
 from freqtail.io import load_npy
 
@@ -206,9 +208,8 @@ def _check_folder(
             f"The -C folder {c_dir} holds images of shape {tuple(images.shape[1:])}, but {dataset} has "
             f"{image_size[0]}x{image_size[1]} images."
         )
-    labels_path = c_dir / "labels.npy"
-    if labels_path.is_file():
-        labels = load_npy(labels_path, "corruption label", mmap=True)
+    if (c_dir / corrupted_sets.LABELS_FILE).is_file():
+        labels = corrupted_sets.load_labels(c_dir)  # checked against its digest in a set freqtail wrote
         if labels.size and int(np.max(labels)) >= num_classes:
             raise ConfigError(
                 f"The -C folder {c_dir} has labels up to {int(np.max(labels))}, but {dataset} has "
@@ -324,6 +325,10 @@ def generate_corruption_source(
     :data:`CORRUPT_THEN_BASS`, BaSS-converted (``build_dataset(..., bass="dataset")``) for
     :data:`BASS_THEN_CORRUPT` — corrupted with :func:`freqtail.data.corrupted_sets.write_corrupted_set`
     (resumable: finished corruptions are kept). Array datasets only (embedded, CIFAR).
+
+    The set is a cache: a finished corruption whose file differs from its recorded digest is written
+    again by :func:`~freqtail.data.corrupted_sets.write_corrupted_set`, and a damaged ``meta.json``
+    makes the whole folder be generated anew, each with one line on the ``freqtail.cache`` logger.
     """
     levels = list(severities) if severities is not None else [1, 2, 3, 4, 5]
     names = list(CORRUPTIONS) if corruptions is None else list(corruptions)
@@ -343,16 +348,28 @@ def generate_corruption_source(
         "indices_of_test_set": "see evaluation record (seeded subset)",
         "classes": list(test.classes),
     }
-    write_corrupted_set(
-        np.ascontiguousarray(test.images[indices]),
-        np.asarray(test.labels)[indices],
-        folder,
-        corruptions=names,
-        severities=levels,
-        seed=seed,
-        progress=progress,
-        meta=source_meta,
-    )
+    images, labels = np.ascontiguousarray(test.images[indices]), np.asarray(test.labels)[indices]
+
+    def write() -> None:
+        write_corrupted_set(
+            images,
+            labels,
+            folder,
+            corruptions=names,
+            severities=levels,
+            seed=seed,
+            progress=progress,
+            meta=source_meta,
+        )
+
+    try:
+        write()
+    except DamagedFileError as err:  # meta.json itself: nothing in the folder can be trusted
+        if err.path != folder / corrupted_sets.META_FILE:
+            raise
+        shutil.rmtree(folder)
+        write()
+        report_rebuilt(err, f"the generated corrupted set {folder}")
     return CorruptionSource(
         order, folder, "generated", names, levels, {"published": False, "seed": seed, "source": source_meta}
     )
@@ -401,13 +418,19 @@ def corruption_outcomes(
         raise InputError(
             f"No corruption and severity of {source.c_dir} was chosen, so there is nothing to count."
         )
+    # a generated set is damaged after this run checked it: the next run writes it again
+    advice = (
+        "run the evaluation again, which writes the generated set anew"
+        if source.origin == "generated"
+        else None
+    )
     counts = np.zeros((len(cells), 2), dtype=np.int64)
     outcomes: list[list[tuple[int, np.ndarray]]] = [[] for _ in cells]
     cell_choice: SubsetChoice | None = None
     bar = tqdm(total=len(cells), desc=desc, unit="set", disable=not (progress and context.is_main))
     with torch.no_grad(), bar:
         for position, (name, severity) in enumerate(cells):
-            block = load_corrupted_set(source.c_dir, name, severity)
+            block = load_corrupted_set(source.c_dir, name, severity, advice=advice)
             if len(block) == 0:
                 raise InputError(f"The corrupted set {source.c_dir}/{name}.npy holds no images.")
             if cell_choice is None:
