@@ -42,7 +42,7 @@ from freqtail.evaluate.tables import (
 from freqtail.formatting import MISSING, percent
 from freqtail.io import atomic_write_bytes, atomic_write_text
 from freqtail.report.collect import RunArtefacts, collect
-from freqtail.report.key_numbers import key_number_table
+from freqtail.report.key_numbers import TEXT_COLUMNS, key_number_table, last_epoch_notes
 from freqtail.report.page import (
     Bullets,
     Code,
@@ -575,10 +575,11 @@ def _demo_blocks(demo: Mapping[str, Any]) -> list:
         Table(
             KEY_NUMBER_HEADER,
             key_number_rows(demo),
-            numeric_from=2,
-            caption="Key numbers (accuracy in %, threat model stated on every row)",
+            numeric_from=TEXT_COLUMNS,
+            caption="Key numbers (accuracy in %, threat model and checkpoint stated on every row)",
         )
     )
+    blocks += [Paragraph(note) for note in last_epoch_notes(demo.get("key_numbers") or [])]
     settings = demo.get("settings") or {}
     attack = settings.get("pgd") or {}
     corr = settings.get("corruptions") or {}
