@@ -63,7 +63,9 @@ def test_demo_prints_progress_key_numbers_and_where_the_report_is(demo):
     for entry in _results(out)["key_numbers"]:
         clean = "–" if entry["clean"] is None else f"{100 * entry['clean']:.1f}%"
         assert re.search(
-            rf"{re.escape(entry['label'])}\s+{entry['threat_model']}\s+{re.escape(clean)}", printed
+            rf"{re.escape(entry['label'])}\s+{entry['threat_model']}\s+epoch 1 of 1, best on test\s+"
+            rf"{re.escape(clean)}",
+            printed,
         )
 
 
@@ -123,6 +125,7 @@ def test_report_has_every_section_and_its_key_numbers_match_results_json(demo):
         [
             r["label"],
             r["threat_model"],
+            "epoch 1 of 1, best on test",  # the quick demo trains one epoch
             _pct(r["clean"], r["clean_counts"]),
             _pct(r["pgd20"], r["pgd20_counts"]),
             _pct(r["corruptions_mean"], r["corruptions_counts"]),

@@ -49,13 +49,17 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from freqtail.evaluate import compare_markdown, compare_runs, load_run_results
     from freqtail.io import atomic_write_text
+    from freqtail.train.staleness import with_staleness
 
     if len(args.runs) < 2:
         raise InputError("Give at least two runs to compare.")
     labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
     if labels is not None and len(labels) != len(args.runs):
         raise InputError(f"--labels names {len(labels)} runs but {len(args.runs)} runs were given.")
-    runs = [load_run_results(path, labels[i] if labels else None) for i, path in enumerate(args.runs)]
+    runs = [
+        with_staleness(load_run_results(path, labels[i] if labels else None))
+        for i, path in enumerate(args.runs)
+    ]
     if len({run.label for run in runs}) != len(runs):
         raise InputError("Two runs have the same label; name them apart with --labels.")
     baseline = args.baseline

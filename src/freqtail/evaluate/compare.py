@@ -23,7 +23,7 @@ verdict (:func:`freqtail.evaluate.tables.record_verdict`).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from freqtail.evaluate.tables import (
     CATEGORY_TITLES,
     CORRUPTION_COLUMNS,
     MISSING,
+    STALE_MARK,
     VERDICT_MARKS,
     adversarial_columns,
     band_rows,
@@ -58,11 +59,23 @@ VERDICT_KEYS = ("state", "words", "summary", "judged", "images", "created", "che
 
 @dataclass
 class RunResults:
-    """The results of one run: a label for the tables, where they came from, and the records."""
+    """The results of one run: a label for the tables, where they came from, and the records.
+
+    ``stale_notes`` and ``stale_ids``: sentences on, and ids of, records measured on a checkpoint the
+    run's pointers no longer name (:func:`freqtail.train.staleness.with_staleness` fills them); their
+    rows read ``label (stale)`` and the notes follow the run's line.
+    """
 
     label: str
     path: str
     records: list[dict]
+    stale_notes: tuple[str, ...] = ()
+    stale_ids: frozenset[str] = frozenset()
+
+    def shown_label(self, used: Iterable[Mapping[str, Any]]) -> str:
+        """The label of a row built from the records ``used``: marked when one of them is stale."""
+        stale = any(r.get("id") in self.stale_ids for r in used)
+        return self.label + STALE_MARK if stale else self.label
 
 
 def load_run_results(path: str | os.PathLike, label: str | None = None) -> RunResults:
@@ -153,7 +166,7 @@ def _adversarial_rows(run: RunResults, records: list[dict], columns) -> list[dic
         key=lambda t: THREAT_MODELS.index(t) if t in THREAT_MODELS else 99,
     )
     for threat in threat_models:
-        values, sizes, masking = {}, {}, {}
+        values, sizes, masking, used = {}, {}, {}, []
         for metric, variant, title in columns:
             match = [
                 r
@@ -161,6 +174,7 @@ def _adversarial_rows(run: RunResults, records: list[dict], columns) -> list[dic
                 if r["threat_model"] == threat and r["metric"] == metric and _variant(r) == variant
             ]
             if match:
+                used.append(match[0])
                 values[title] = match[0]["accuracy"]
                 sizes[title] = record_n(match[0])
                 if metric != "clean":
@@ -168,7 +182,7 @@ def _adversarial_rows(run: RunResults, records: list[dict], columns) -> list[dic
                     masking[title] = {key: verdict.get(key) for key in VERDICT_KEYS}
         rows.append(
             {
-                "run": run.label,
+                "run": run.shown_label(used),
                 "path": run.path,
                 "threat_model": threat,
                 "values": values,
@@ -195,7 +209,7 @@ def _corruption_rows(run: RunResults, records: list[dict]) -> list[dict]:
             sizes["Clean"] = record_n(clean[0])
         rows.append(
             {
-                "run": run.label,
+                "run": run.shown_label([record, *clean[:1]]),
                 "path": run.path,
                 "threat_model": record["threat_model"],
                 "order": record.get("order"),
@@ -218,7 +232,7 @@ def _band_rows(run: RunResults, records: list[dict]) -> list[dict]:
                 masking[title] = {key: verdict.get(key) for key in VERDICT_KEYS}
         rows.append(
             {
-                "run": run.label,
+                "run": run.shown_label(found["records"].values()),
                 "path": run.path,
                 "threat_model": found["threat_model"],
                 "eps": found["eps"],
@@ -314,6 +328,7 @@ def compare_runs(
                 "baseline": None if b is None else labels[b],
                 "checkpoint": _tag(records[0]),
                 "selection": selection_words(records[0].get("checkpoint") or {}),
+                "stale": list(run.stale_notes) if any(r.get("id") in run.stale_ids for r in records) else [],
             }
             for run, records, flag, b in zip(runs, selected, flags, baselines, strict=True)
         ],
@@ -424,6 +439,7 @@ def compare_markdown(comparison: Mapping[str, Any]) -> str:
         for r in runs
         if r.get("selection")
     ]
+    parts += [f"- ⚠ {r['label']}: {note}" for r in runs for note in r.get("stale") or []]
     any_table = False
     for key, title in (
         ("adversarial", "Clean and adversarial accuracy (%)"),

@@ -22,7 +22,8 @@ Two rules keep a table from misleading:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import astuple
 from typing import Any
 
 from freqtail.attacks.masking import (
@@ -686,15 +687,43 @@ def corruption_table(records: Sequence[Mapping[str, Any]]) -> str | None:
     return "\n".join(parts + notes)
 
 
-def results_markdown(data: Mapping[str, Any], title: str = "Evaluation results") -> str:
-    """The whole ``results.md`` for the content of a ``results.json``."""
-    records = list(data.get("results", []))
+#: What a stale record's checkpoint tag reads as in every table (:mod:`freqtail.train.staleness`).
+STALE_MARK = " (stale)"
+
+
+def marked_stale(records: Sequence[Mapping[str, Any]], stale_ids: Collection[str]) -> list[dict[str, Any]]:
+    """The records, each stale one (its id in ``stale_ids``) with its checkpoint tag shown as
+    ``best (stale)``: in every table its numbers then stand in rows of their own, apart from the numbers
+    measured on the checkpoint the run names now. For display only: never written back."""
+    shown = []
+    for record in records:
+        if record.get("id") in stale_ids:
+            rid = record_key(record)
+            record = {**record, "id": str(RecordId(rid.checkpoint + STALE_MARK, *astuple(rid)[1:]))}
+        shown.append(dict(record))
+    return shown
+
+
+def results_markdown(
+    data: Mapping[str, Any],
+    title: str = "Evaluation results",
+    stale_notes: Sequence[str] = (),
+    stale_ids: Collection[str] = frozenset(),
+) -> str:
+    """The whole ``results.md`` for the content of a ``results.json``.
+
+    ``stale_notes`` (sentences) and ``stale_ids`` come from
+    :func:`freqtail.train.staleness.stale_checkpoints`: the notes open the file under "Stale numbers",
+    and the stale records' rows read ``best (stale)``."""
+    records = marked_stale(data.get("results", []), stale_ids)
     datasets = sorted({str(r.get("data", {}).get("dataset")) for r in records})
     lines = [f"# {title}", ""]
     lines.append(
         f"Dataset: {', '.join(datasets) or MISSING} (test split). Updated {data.get('updated') or MISSING}. "
         "Every number is stored with its exact settings in results.json."
     )
+    if stale_notes:
+        lines += ["", "## Stale numbers", "", *(f"- ⚠ {note}" for note in stale_notes)]
     if records:
         lines += ["", measured_with(records)]
     adversarial = adversarial_table(records)

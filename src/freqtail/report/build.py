@@ -36,12 +36,13 @@ from freqtail.evaluate.tables import (
     adversarial_table,
     band_table,
     corruption_table,
+    marked_stale,
     subset_words,
 )
 from freqtail.formatting import MISSING, percent
 from freqtail.io import atomic_write_bytes, atomic_write_text
 from freqtail.report.collect import RunArtefacts, collect
-from freqtail.report.key_numbers import key_number_table
+from freqtail.report.key_numbers import TEXT_COLUMNS, key_number_table, last_epoch_notes
 from freqtail.report.page import (
     Bullets,
     Code,
@@ -59,6 +60,7 @@ from freqtail.report.page import (
 )
 from freqtail.report.training_figures import plot_training_curves
 from freqtail.runs.layout import REPORT_HTML, REPORT_MD, RunLayout
+from freqtail.train.staleness import stale_ids, with_staleness
 
 __all__ = ["HTML_NAME", "MARKDOWN_NAME", "ReportResult", "build_report", "key_number_rows", "percent"]
 
@@ -342,11 +344,12 @@ def _training_notes(units: Sequence[RunArtefacts]) -> list[str]:
 def _records_tables(unit: RunArtefacts, kind: str) -> list:
     """The blocks of one run's results table of ``kind``: "adversarial", "bands" or "corruptions"."""
     make = {"adversarial": adversarial_table, "bands": band_table, "corruptions": corruption_table}[kind]
-    text = make(unit.records)
+    text = make(marked_stale(unit.records, stale_ids(unit.stale)))
     if not text:
         return []
     blocks = markdown_blocks(text)
     if kind == "adversarial":
+        blocks = [*(Note(f"⚠ {entry.sentence(unit.path)}") for entry in unit.stale), *blocks]
         blocks.append(Paragraph(measured_with(unit.records)))
     return blocks
 
@@ -357,7 +360,7 @@ def _comparison_parts(units: Sequence[RunArtefacts]) -> dict[str, list]:
     evaluated = [u for u in units if u.records]
     if len(evaluated) < 2:
         return {}
-    runs = [RunResults(u.label, str(u.path), u.records) for u in evaluated]
+    runs = [with_staleness(RunResults(u.label, str(u.path), u.records)) for u in evaluated]
     try:
         text = compare_markdown(compare_runs(runs))
     except InputError:
@@ -572,10 +575,11 @@ def _demo_blocks(demo: Mapping[str, Any]) -> list:
         Table(
             KEY_NUMBER_HEADER,
             key_number_rows(demo),
-            numeric_from=2,
-            caption="Key numbers (accuracy in %, threat model stated on every row)",
+            numeric_from=TEXT_COLUMNS,
+            caption="Key numbers (accuracy in %, threat model and checkpoint stated on every row)",
         )
     )
+    blocks += [Paragraph(note) for note in last_epoch_notes(demo.get("key_numbers") or [])]
     settings = demo.get("settings") or {}
     attack = settings.get("pgd") or {}
     corr = settings.get("corruptions") or {}

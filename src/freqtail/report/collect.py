@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from freqtail.runs.containment import inside
 from freqtail.runs.layout import ANALYSES, DATA_FACTS, FIGURES_DIR, RunLayout
 from freqtail.runs.layout import FIGURES as FIGURE_FILES
 from freqtail.train.config import yaml_load  # the one reader of config YAML (numbers like 5e-4)
+from freqtail.train.staleness import StaleCheckpoint, stale_checkpoints
 
 __all__ = ["DEMO_FORMAT", "FIGURES", "RunArtefacts", "collect", "collect_run", "is_run_folder"]
 
@@ -97,6 +99,12 @@ class RunArtefacts:
     @property
     def has_checkpoints(self) -> bool:
         return RunLayout.of(self.path).checkpoints.is_dir()
+
+    @cached_property
+    def stale(self) -> list[StaleCheckpoint]:
+        """Its records measured on a checkpoint its pointers no longer name
+        (:mod:`freqtail.train.staleness`)."""
+        return stale_checkpoints(self.path, self.records)
 
 
 def is_run_folder(path: Path) -> bool:

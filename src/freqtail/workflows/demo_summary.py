@@ -13,7 +13,13 @@ import torch
 from freqtail import __version__
 from freqtail.data.corruptions import parse_corruptions, parse_severities
 from freqtail.report.collect import collect_run
-from freqtail.report.key_numbers import DEMO_SUMMARY_FORMAT, key_number_table, run_key_numbers
+from freqtail.report.key_numbers import (
+    DEMO_SUMMARY_FORMAT,
+    TEXT_COLUMNS,
+    key_number_table,
+    last_epoch_notes,
+    run_key_numbers,
+)
 from freqtail.workflows.demo_settings import DATASET, PGD_EPS, PGD_STEP, RUNS, DemoSettings, demo_spec
 from freqtail.workflows.demo_steps import SPECTRUM_KEYS, best_records
 
@@ -68,7 +74,7 @@ def aggregate(out: Path, settings: DemoSettings, timings: list[dict[str, Any]], 
     for name, label, objective, bass in RUNS:
         artefacts = collect_run(out / name)
         records = best_records(artefacts.records)
-        rows = run_key_numbers(name, label, records)
+        rows = run_key_numbers(name, label, records, artefacts.metrics)
         key_numbers += rows
         metrics = artefacts.metrics
         last = metrics[-1] if metrics else {}
@@ -153,19 +159,23 @@ def aggregate(out: Path, settings: DemoSettings, timings: list[dict[str, Any]], 
 
 
 def format_key_numbers(rows: list[dict[str, Any]]) -> str:
-    """The key-number table as aligned text (what ``freqtail demo`` prints; the report shows the same
-    table, :func:`freqtail.report.key_numbers.key_number_table`)."""
+    """The key-number table as aligned text, then a line per run whose numbers are not of its last
+    epoch (:func:`freqtail.report.key_numbers.last_epoch_notes`): what ``freqtail demo`` prints; the
+    report shows the same table, :func:`freqtail.report.key_numbers.key_number_table`."""
     header, lines = key_number_table(rows, style="console")
     widths = [max(len(x) for x in column) for column in zip(header, *lines, strict=True)]
     out = []
     for index, row in enumerate([header, *lines]):
         cells = [
-            cell.ljust(w) if i < 2 else cell.rjust(w)
+            cell.ljust(w) if i < TEXT_COLUMNS else cell.rjust(w)
             for i, (cell, w) in enumerate(zip(row, widths, strict=True))
         ]
         out.append("  " + "  ".join(cells).rstrip())
         if index == 0:
             out.append("  " + "  ".join("-" * w for w in widths))
+    notes = last_epoch_notes(rows)
+    if notes:
+        out += ["", *(f"  {note}" for note in notes)]
     return "\n".join(out)
 
 

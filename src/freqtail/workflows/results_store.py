@@ -3,7 +3,9 @@
 Every process that writes numbers into a folder merges through :meth:`ResultsStore.merge`, which
 reads, merges and writes while it holds an exclusive lock (:mod:`freqtail.locks`), so N concurrent
 evaluations of one run never lose a record. The records themselves are those of
-:mod:`freqtail.evaluate.results`.
+:mod:`freqtail.evaluate.results`. ``results.md`` marks the records whose checkpoint the run's
+pointers no longer name (:mod:`freqtail.train.staleness`); training rewrites it through
+:meth:`ResultsStore.refresh_markdown` when it moves a pointer past evaluated numbers.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from freqtail.evaluate.tables import results_markdown
 from freqtail.io import atomic_write_text, sweep_leftover_temporaries
 from freqtail.locks import exclusive
 from freqtail.runs.layout import RunLayout
+from freqtail.train.staleness import stale_checkpoints, stale_ids
 
 #: Seconds a process waits for another one to finish merging into ``results.json``.
 RESULTS_LOCK_TIMEOUT = 120.0
@@ -50,6 +53,31 @@ class ResultsStore:
         with exclusive(layout.results_lock, purpose="merging results.json", timeout=RESULTS_LOCK_TIMEOUT):
             sweep_leftover_temporaries([layout.results, layout.results_md])  # of merges killed mid-write
             merged = write_results(layout.results, records, warn=warn)
-            title = f"Evaluation results: {layout.folder.name}"
-            atomic_write_text(layout.results_md, results_markdown(merged, title=title))
+            self._write_markdown(merged)
         return merged
+
+    def refresh_markdown(self) -> bool:
+        """Rewrite ``results.md`` from ``results.json`` (its stale marks follow the run's pointers now),
+        holding the lock; False when the folder has no ``results.json``.
+
+        Raises:
+            InputError: ``results.json`` is damaged (nothing is written then).
+        """
+        layout = self.layout
+        if not layout.results.exists():
+            return False
+        with exclusive(layout.results_lock, purpose="merging results.json", timeout=RESULTS_LOCK_TIMEOUT):
+            sweep_leftover_temporaries([layout.results_md])
+            self._write_markdown(load_results(layout.results))
+        return True
+
+    def _write_markdown(self, data: Mapping[str, Any]) -> None:
+        layout = self.layout
+        stale = stale_checkpoints(layout.folder, data["results"])
+        text = results_markdown(
+            data,
+            title=f"Evaluation results: {layout.folder.name}",
+            stale_notes=[entry.sentence(layout.folder) for entry in stale],
+            stale_ids=stale_ids(stale),
+        )
+        atomic_write_text(layout.results_md, text)

@@ -34,11 +34,18 @@ from typing import Any
 import torch
 
 from freqtail import distributed as D
-from freqtail.errors import CheckpointError, ConfigError
+from freqtail.errors import CheckpointError, ConfigError, InputError
 from freqtail.io import check_writable_folder
 from freqtail.locks import Lock, try_lock
 from freqtail.runs.containment import inside, tree_inside
-from freqtail.runs.layout import CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE, TENSORBOARD_DIR, TRAIN_LOCK
+from freqtail.runs.layout import (
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    METRICS_FILE,
+    TENSORBOARD_DIR,
+    TRAIN_LOCK,
+    RunLayout,
+)
 from freqtail.train.build import check_execution
 from freqtail.train.checkpoint import choose_resume_checkpoint
 from freqtail.train.checkpointing import metrics_lines, sweep_interrupted_writes
@@ -50,6 +57,7 @@ from freqtail.train.config import (
     stored_config,
 )
 from freqtail.train.trainer import Trainer, TrainResult, TrainStart
+from freqtail.workflows.results_store import ResultsStore
 
 # TRAIN_LOCK is the lock file a training process holds in its run folder (its holder record:
 # TRAIN_LOCK + ".json"); neither counts as content of the folder.
@@ -311,6 +319,15 @@ def _decide(
     return (held[0] if held else None), RunPlan.from_json(decision)
 
 
+def _refresh_results_markdown(run_dir: Path, log: Callable[[str], None]) -> None:
+    """Rewrite the run's ``results.md``, if it has one, so that numbers measured on a checkpoint this
+    training replaced read as stale (:mod:`freqtail.train.staleness`)."""
+    try:
+        ResultsStore(RunLayout.of(run_dir)).refresh_markdown()
+    except (InputError, OSError) as err:  # training's own outcome stands; say why the file is old
+        log(f"results.md was not refreshed: {err}")
+
+
 def train_run(request: TrainRequest) -> TrainResult:
     """Train ``request.config`` in ``request.run_dir`` (see the module docstring for the folder).
 
@@ -335,7 +352,11 @@ def train_run(request: TrainRequest) -> TrainResult:
         try:
             for note in plan.notes:
                 trainer.log(note)
-            return trainer.run(plan.start)
+            try:
+                return trainer.run(plan.start)
+            finally:
+                if lock is not None:
+                    _refresh_results_markdown(request.run_dir, trainer.log)
         finally:
             if lock is not None:
                 lock.release()
