@@ -110,12 +110,19 @@ def test_packages_import_only_the_floors_below_them():
 
 
 def test_runs_is_only_the_layout():
-    """runs/ names files, and keeps what is read from a folder inside it, and nothing else: the run as
-    a whole belongs to workflows/."""
+    """runs/ names files, keeps what is read from a folder inside it, and says whether a given path
+    exists (checked before torch is imported), and nothing else: the run as a whole belongs to
+    workflows/."""
     modules = {name for name in _modules() if _package(name) == "runs"}
-    assert modules == {"freqtail.runs", "freqtail.runs.layout", "freqtail.runs.containment"}
+    assert modules == {
+        "freqtail.runs",
+        "freqtail.runs.layout",
+        "freqtail.runs.containment",
+        "freqtail.runs.existence",
+    }
     assert _graph()["freqtail.runs.layout"] == set()
     assert _graph()["freqtail.runs.containment"] == {"freqtail.errors"}
+    assert _graph()["freqtail.runs.existence"] == {"freqtail.errors", "freqtail.runs.layout"}
 
 
 def test_only_the_command_line_imports_the_workflows():

@@ -11,7 +11,9 @@ import torch
 
 from freqtail.cli import main
 from freqtail.data import loader_workers as workers
+from freqtail.errors import CheckpointError
 from freqtail.formatting import count
+from freqtail.train.checkpoint import resolve_checkpoint
 from freqtail.train.config import load_config
 from freqtail.train.data import train_loader
 
@@ -46,8 +48,8 @@ def test_a_training_loader_asking_for_more_workers_than_cores_gets_the_cores(mon
 
 
 @pytest.mark.parametrize("value", ["-8/255", "-0.1", "-1e-3"])
-def test_a_negative_budget_reaches_its_check_and_gets_one_sentence(value, capsys):
-    assert main(["evaluate", "nowhere", "--eps", value]) == 2
+def test_a_negative_budget_reaches_its_check_and_gets_one_sentence(value, capsys, tmp_path):
+    assert main(["evaluate", str(tmp_path), "--eps", value]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "usage:" not in err and f"must be >= 0, not '{value}'" in err
 
@@ -112,3 +114,59 @@ def test_train_says_what_it_trains_before_the_first_step(tmp_path, capsys):
         f"{count(torch.get_num_threads(), 'torch thread')} on cpu."
     )
     assert err[1].startswith("Measured ") and err[1].endswith(" for the 4 steps left.")
+
+
+#: Each command given a path that does not exist, and the sentence it must answer with.
+MISSING_PATHS = {
+    ("evaluate", "{missing}"): "There is no run folder or checkpoint at {missing}.",
+    ("sensitivity", "{missing}"): "There is no run folder or checkpoint at {missing}.",
+    ("landscape", "{missing}"): "There is no run folder or checkpoint at {missing}.",
+    ("heatmap", "{missing}"): "There is no run folder or checkpoint at {missing}.",
+    ("report", "{missing}"): "The folder {missing} does not exist.",
+    (
+        "compare",
+        "{missing}",
+        "{missing}",
+    ): "No results file at {missing}; run `freqtail evaluate` on that run first.",
+}
+
+#: Runs every command of MISSING_PATHS in one fresh process and reports whether torch got imported.
+REFUSE_WITHOUT_TORCH = """
+import contextlib, io, json, sys
+from freqtail.cli import main
+cases = json.loads(sys.argv[1])
+answers = []
+for argv in cases:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(argv)
+    answers.append([code, err.getvalue()])
+print(json.dumps({"answers": answers, "torch": "torch" in sys.modules}))
+"""
+
+
+def test_a_missing_run_path_is_refused_before_torch_is_imported(tmp_path):
+    """The path check comes first: a mistyped run folder is answered without torch's seconds of
+    start-up (the library's own check gives the same sentence when it reads the path)."""
+    import json
+    import subprocess
+    import sys
+
+    missing = str(tmp_path / "no-such-run")
+    cases = [[part.format(missing=missing) for part in argv] for argv in MISSING_PATHS]
+    done = subprocess.run(
+        [sys.executable, "-c", REFUSE_WITHOUT_TORCH, json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    result = json.loads(done.stdout)
+    assert result["torch"] is False
+    for (argv, sentence), (code, err) in zip(MISSING_PATHS.items(), result["answers"], strict=True):
+        assert code == 2
+        assert err == f"freqtail {argv[0]}: error: {sentence.format(missing=missing)}\n"
+    # the library, reading the same path after torch is imported, says the same
+    with pytest.raises(CheckpointError) as refused:
+        resolve_checkpoint(missing)
+    assert str(refused.value) == MISSING_PATHS[("evaluate", "{missing}")].format(missing=missing)

@@ -10,6 +10,7 @@ from typing import Any
 
 from freqtail.checks import int_argument, number_argument, seed_argument
 from freqtail.report.figure_formats import DEFAULT_FIGURE_FORMATS
+from freqtail.runs.existence import check_run_path
 
 
 def add_parser(subparsers, name: str, help: str, example: str, description: str | None = None):
@@ -209,6 +210,13 @@ def add_robustbench_arguments(parser: argparse.ArgumentParser) -> None:
         help="RobustBench's model folder holding DATASET/TM/NAME.pt (default ./models); "
         "nothing is downloaded",
     )
+
+
+def check_run_argument(args: argparse.Namespace, path: str | None) -> None:
+    """Refuse a run folder or checkpoint that does not exist, before the library (and torch) is
+    imported; a RobustBench model (``--robustbench``) is checked when it is opened."""
+    if path is not None and not getattr(args, "robustbench", None):
+        check_run_path(path)
 
 
 def open_run(args: argparse.Namespace, path: str | None, **options):

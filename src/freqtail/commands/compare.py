@@ -7,6 +7,7 @@ import sys
 
 from freqtail.commands._common import add_parser, print_json
 from freqtail.errors import InputError
+from freqtail.runs.existence import results_file
 
 EXAMPLE = (
     "freqtail compare runs/demo/pgd-at runs/demo/pgd-at-bass runs/demo/erm runs/demo/erm-bass --out table.md"
@@ -47,12 +48,14 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if len(args.runs) < 2:
+        raise InputError("Give at least two runs to compare.")
+    for path in args.runs:  # before the library (and torch) is imported
+        results_file(path)
     from freqtail.evaluate import compare_markdown, compare_runs, load_run_results
     from freqtail.io import atomic_write_text
     from freqtail.train.staleness import with_staleness
 
-    if len(args.runs) < 2:
-        raise InputError("Give at least two runs to compare.")
     labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
     if labels is not None and len(labels) != len(args.runs):
         raise InputError(f"--labels names {len(labels)} runs but {len(args.runs)} runs were given.")

@@ -12,6 +12,7 @@ from freqtail.commands._common import (
     add_parser,
     add_robustbench_arguments,
     any_int,
+    check_run_argument,
     execution_options,
     open_run,
     print_json,
@@ -223,6 +224,7 @@ def _request(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    check_run_argument(args, args.path)
     from freqtail.distributed import init_distributed
 
     request = _request(args)

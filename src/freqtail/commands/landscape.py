@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from freqtail.checks import seed_argument
-from freqtail.commands._common import add_parser, print_json
+from freqtail.commands._common import add_parser, check_run_argument, print_json
 
 EXAMPLE = "freqtail landscape runs/demo/erm --grid 21 --span 1.0 --n 500"
 
@@ -53,6 +53,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_run_argument(args, args.run)
     from freqtail.commands._common import run_explanation
     from freqtail.workflows.explain import LandscapeAnalysis
 

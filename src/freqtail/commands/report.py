@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from freqtail.commands._common import add_parser, print_json
+from freqtail.runs.existence import check_folder
 
 EXAMPLE = (
     "freqtail report runs/demo    # or: freqtail report runs/demo/erm runs/demo/erm-bass --out runs/compare"
@@ -35,6 +36,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for folder in args.runs:  # before the library (and torch) is imported
+        check_folder(folder)
     from freqtail.report.build import build_report
 
     result = build_report(args.runs, out=args.out, title=args.title)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from freqtail.commands._common import add_parser, print_json
+from freqtail.commands._common import add_parser, check_run_argument, print_json
 
 EXAMPLE = "freqtail sensitivity runs/demo/erm --n 1000"
 
@@ -59,6 +59,7 @@ def _compact(data: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_run_argument(args, args.run)
     from freqtail.commands._common import run_explanation
     from freqtail.workflows.explain import SensitivityAnalysis
 

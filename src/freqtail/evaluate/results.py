@@ -50,7 +50,7 @@ from typing import Any
 from freqtail.errors import InputError
 from freqtail.evaluate.records import Record, check_shape
 from freqtail.io import atomic_write_json
-from freqtail.runs.layout import RunLayout
+from freqtail.runs.existence import results_file
 
 FORMAT = "freqtail-results"
 FORMAT_VERSION = 1
@@ -80,11 +80,7 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
         InputError: missing, unreadable, damaged or not a freqtail results file, or holding a record
             that is not a JSON object with an id (one sentence naming the file).
     """
-    p = Path(path)
-    if p.is_dir():
-        p = RunLayout.of(p).results
-    if not p.is_file():
-        raise InputError(f"No results file at {p}; run `freqtail evaluate` on that run first.")
+    p = results_file(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:

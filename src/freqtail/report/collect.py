@@ -46,6 +46,7 @@ from freqtail.errors import InputError
 from freqtail.evaluate.results import load_results
 from freqtail.report.key_numbers import DEMO_SUMMARY_FORMAT, LEGACY_DEMO_FORMAT
 from freqtail.runs.containment import inside
+from freqtail.runs.existence import check_folder
 from freqtail.runs.layout import ANALYSES, DATA_FACTS, FIGURES_DIR, RunLayout
 from freqtail.runs.layout import FIGURES as FIGURE_FILES
 from freqtail.train.config import yaml_load  # the one reader of config YAML (numbers like 5e-4)
@@ -230,8 +231,7 @@ def collect(paths: list[str | os.PathLike]) -> list[RunArtefacts]:
     units: list[RunArtefacts] = []
     for raw in paths:
         folder = check_utf8_path(raw, "The folder")  # its name labels the run on UTF-8 pages
-        if not folder.exists():
-            raise InputError(f"The folder {folder} does not exist.")
+        check_folder(folder)
         if not folder.is_dir():
             raise InputError(f"{folder} is not a folder; give a run folder written by freqtail.")
         own = collect_run(folder) if is_run_folder(folder) else None

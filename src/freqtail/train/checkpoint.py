@@ -70,6 +70,7 @@ from freqtail.errors import CheckpointError, ConfigError
 from freqtail.io import atomic_write_json
 from freqtail.models import build_model_from_spec
 from freqtail.runs.containment import inside
+from freqtail.runs.existence import check_run_path
 from freqtail.runs.layout import RunLayout
 
 CHECKPOINT_FORMAT = "freqtail-checkpoint"
@@ -520,9 +521,7 @@ def resolve_checkpoint(path: str | os.PathLike, which: str = "best") -> tuple[Pa
     """
     if which not in WHICH:
         raise CheckpointError(f"Choose which checkpoint to load with 'best' or 'last', not {which!r}.")
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise CheckpointError(f"There is no run folder or checkpoint at {p}.")
+    p = check_run_path(path)
     if p.is_file():
         if p.name == INFO_FILE or (p.name == MODEL_FILE and (p.parent / INFO_FILE).exists()):
             return p.parent, None
