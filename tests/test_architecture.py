@@ -62,6 +62,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
             "distributed",
             "formatting",
             "environment",
+            "progress",
             "runs",
             "paper",
         },

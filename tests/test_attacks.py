@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import sys
 import warnings
 from fractions import Fraction
 
@@ -460,8 +462,16 @@ def test_autoattack_standard_runs_all_four_attacks(trained, tmp_path):
     x, y, eps = x[:8], y[:8], 0.02
     log = tmp_path / "aa.log"
     state = torch.random.get_rng_state()
-    result = autoattack(model, x, y, eps=eps, log_path=log)
+    messages: list[str] = []
+    result = autoattack(model, x, y, eps=eps, log_path=log, on_message=messages.append)
     assert torch.equal(torch.random.get_rng_state(), state)  # the package's reseeding is undone
+    # the console's view (on_message): the batch, each attack of the ensemble as it starts, in order,
+    # and the robust accuracy after it; the same lines as the log's
+    assert messages[0] == f"autoattack-standard: batch 1/1 (8 images), eps {eps:.6f}"
+    started = [m.removeprefix("running ") for m in messages if m.startswith("running ")]
+    assert started == ["apgd-ce", "apgd-t", "fab-t", "square"][: len(started)] and started
+    assert any(m.startswith("robust accuracy after APGD-CE: ") for m in messages)
+    assert all(m in log.read_text() for m in messages)
     assert result.name == "autoattack-standard"
     assert result.params["attacks"] == ["apgd-ce", "apgd-t", "fab-t", "square"]
     assert_in_ball(result.x_adv, x, eps)
@@ -619,12 +629,20 @@ def test_masking_check_on_too_few_images_gives_no_verdict():
     assert few.considered == 12 and few.total == 24 and few.state == "too-few-images"
 
 
-def test_masking_check_shows_progress_over_its_three_probes(capsys):
+def test_masking_check_shows_progress_over_its_three_probes(monkeypatch):
+    """On a terminal a bar over the three probes (elsewhere lines, freqtail.progress)."""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
     model, x, y, eps = masking_problem(quantise=False)
     gradient_masking_check(
         model, x, y, eps=eps, square_queries=20, large_eps_steps=2, progress=True, **JUDGE_24
     )
-    err = capsys.readouterr().err
+    err = terminal.getvalue()
     assert "gradient-masking check" in err and "3/3" in err
 
 

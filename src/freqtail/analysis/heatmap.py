@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from freqtail.analysis._data import (
     SUBSET_SEED,
@@ -54,6 +53,7 @@ from freqtail.checks import check_choice, check_int, check_number, check_optiona
 from freqtail.distributed import DistContext, all_reduce_counts, global_batches, raise_together, rank_batches
 from freqtail.errors import InputError
 from freqtail.io import atomic_write
+from freqtail.progress import progress_bar
 
 __all__ = ["DEFAULT_EPS", "SIGN_MODES", "HeatmapResult", "fourier_heatmap"]
 
@@ -216,9 +216,11 @@ def fourier_heatmap(
                 logits = check_logits(model(images[chosen]), labels[chosen])
                 clean_wrong += int((logits.argmax(1) != labels[chosen]).sum())
             shown = (
-                tqdm(blocks, desc="heatmap", unit="block", leave=False, disable=None) if progress else blocks
+                progress_bar(blocks, desc="heatmap", unit="block", leave=False, enabled=progress)
+                if context.is_main
+                else blocks
             )
-            for _, frequencies in shown if context.is_main else blocks:
+            for _, frequencies in shown:
                 errors[frequencies] = _block_errors(
                     model, images, labels, eps, signs, plane, frequencies, images_per_pass
                 )

@@ -36,7 +36,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from freqtail.analysis._data import (
     SUBSET_SEED,
@@ -60,6 +59,7 @@ from freqtail.checks import check_int, check_number, check_optional_int
 from freqtail.distributed import DistContext, all_reduce_counts, all_reduce_sum, any_rank, broadcast_json
 from freqtail.errors import FreqtailError, InputError, OutputError
 from freqtail.io import atomic_write
+from freqtail.progress import progress_bar, silent
 from freqtail.spectrum import DEFAULT_RATIO, split_frequencies, summarize
 
 #: Version of the landscape file layout (``landscape.npz``).
@@ -481,8 +481,11 @@ def loss_landscape(
                 model, directions, {"lfc": lfc.float(), "hfc": hfc.float()}, labels, batch_size, device
             )
             try:
-                shown = progress and context.is_main
-                bar = tqdm(mine, desc="landscape", unit="point", leave=False, disable=None if shown else True)
+                bar = (
+                    progress_bar(mine, desc="landscape", unit="point", leave=False, enabled=progress)
+                    if context.is_main
+                    else silent(mine)
+                )
                 for point in bar:
                     start = time.perf_counter()
                     points_of.move_to(float(alphas[point // grid]), float(betas[point % grid]))

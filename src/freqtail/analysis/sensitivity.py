@@ -43,7 +43,6 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import gaussian_kde
 from torch import nn
-from tqdm.auto import tqdm
 
 from freqtail.analysis._data import (
     SUBSET_SEED,
@@ -66,6 +65,7 @@ from freqtail.distributed import (
 )
 from freqtail.errors import InputError
 from freqtail.io import atomic_write
+from freqtail.progress import progress_bar
 from freqtail.spectrum import DEFAULT_RATIO, SpectrumAccumulator, nyquist_radius
 from freqtail.spectrum.statistics import shared_image_size
 
@@ -577,8 +577,8 @@ def frequency_sensitivity(
     failure: Exception | None = None
     try:
         batches = shard_batches(data, n, batch_size, selection, context)
-        if progress and context.is_main:
-            batches = tqdm(batches, desc="sensitivity", unit="batch", leave=False, disable=None)
+        if context.is_main:
+            batches = progress_bar(batches, desc="sensitivity", unit="batch", leave=False, enabled=progress)
         with eval_mode(model):
             for first, images, labels in batches:
                 images, labels = images.to(device), labels.to(device)

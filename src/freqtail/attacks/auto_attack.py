@@ -34,7 +34,7 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,24 @@ class AutoAttackWarning(UserWarning):
     """A sanity check of the AutoAttack package fired: the robustness number may be unreliable."""
 
 
+#: The package's log messages that say how far the attacks are (forwarded to ``on_message``).
+PROGRESS_MESSAGES = ("running ", "robust accuracy after ", "initial accuracy")
+
+
+class _Forward(logging.Handler):
+    """Passes the package's progress messages (:data:`PROGRESS_MESSAGES`) and freqtail's batch
+    lines to a callback: the console sees which attack of the ensemble runs and how far it got."""
+
+    def __init__(self, callback: Callable[[str], None]) -> None:
+        super().__init__(logging.DEBUG)
+        self.callback = callback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.name != PACKAGE_LOGGER or message.startswith(PROGRESS_MESSAGES):
+            self.callback(message)
+
+
 class _CollectWarnings(logging.Handler):
     """Keeps the text of every WARNING-or-worse record, in order."""
 
@@ -88,14 +106,22 @@ class _CollectWarnings(logging.Handler):
 
 
 @contextlib.contextmanager
-def _routed_logging(log_path: str | Path | None) -> Iterator[_CollectWarnings]:
-    """Collect the package's warnings and, with ``log_path``, append its whole log to that file."""
+def _routed_logging(
+    log_path: str | Path | None, on_message: Callable[[str], None] | None = None
+) -> Iterator[_CollectWarnings]:
+    """Collect the package's warnings; with ``log_path``, append its whole log to that file; with
+    ``on_message``, pass it the progress messages (:class:`_Forward`)."""
     package_logger = logging.getLogger(PACKAGE_LOGGER)
     own_logger = logging.getLogger(__name__)
     collector = _CollectWarnings()
     package_logger.addHandler(collector)
     file_handler = None
     saved_levels = (package_logger.level, own_logger.level)
+    forward = _Forward(on_message) if on_message is not None else None
+    if forward is not None:
+        for logger in (package_logger, own_logger):
+            logger.addHandler(forward)
+            logger.setLevel(logging.DEBUG)
     if log_path is not None:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         file_handler = logging.FileHandler(log_path, mode="a", encoding="utf-8")
@@ -107,6 +133,9 @@ def _routed_logging(log_path: str | Path | None) -> Iterator[_CollectWarnings]:
         yield collector
     finally:
         package_logger.removeHandler(collector)
+        if forward is not None:
+            for logger in (package_logger, own_logger):
+                logger.removeHandler(forward)
         if file_handler is not None:
             for logger in (package_logger, own_logger):
                 logger.removeHandler(file_handler)
@@ -201,6 +230,7 @@ def autoattack(
     state_path: str | Path | None = None,
     log_path: str | Path | None = None,
     progress: bool = False,
+    on_message: Callable[[str], None] | None = None,
 ) -> AttackResult:
     """Run AutoAttack (L-inf) on a batch and return adversarial images with per-example outcomes.
 
@@ -215,6 +245,9 @@ def autoattack(
         state_path: folder for resumable progress (see the module doc), or None.
         log_path: file that receives the package's log (appended), or None.
         progress: show a progress bar over batches.
+        on_message: ``on_message(text)`` receives each progress message: this batch's start, the
+            attack of the ensemble that starts, the robust accuracy after each (the package's log
+            lines), or None.
 
     Returns:
         :class:`AttackResult` with ``name`` "autoattack-standard" or "autoattack-fast", ``x_adv`` on
@@ -275,7 +308,7 @@ def autoattack(
     batches = enumerate(starts)
     if progress:
         batches = tqdm(batches, total=len(starts), desc=name, unit="batch")
-    with _routed_logging(log_path) as collector, torch.random.fork_rng(devices=rng_devices):
+    with _routed_logging(log_path, on_message) as collector, torch.random.fork_rng(devices=rng_devices):
         attack = None
         for index, start in batches:
             images = x[start : start + batch_size].to(torch.float32)

@@ -32,7 +32,6 @@ from typing import Any
 
 import torch
 from pyautoattack.square import SquareAttack
-from tqdm.auto import tqdm
 
 from freqtail.attacks.common import (
     Classifier,
@@ -47,6 +46,7 @@ from freqtail.attacks.eps import check_eps
 from freqtail.attacks.pgd import pgd
 from freqtail.checks import check_int, check_number, check_seed
 from freqtail.errors import InputError
+from freqtail.progress import progress_bar
 
 FLAG_SQUARE = "square-beats-pgd"
 FLAG_LARGE_EPS = "large-eps-accuracy-not-zero"
@@ -329,7 +329,7 @@ def gradient_masking_check(
         report.seconds = time.perf_counter() - began
         return report
 
-    bar = tqdm(total=len(PROBES), desc="gradient-masking check", unit="probe", disable=not progress)
+    bar = progress_bar(total=len(PROBES), desc="gradient-masking check", unit="probe", enabled=progress)
     with bar:
         bar.set_postfix_str(PROBES[0])
         x_pgd = pgd(model, x, y, eps=eps, step_size=step_size, steps=pgd_steps, generator=seed)

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from freqtail import __version__
 from freqtail.checks import check_int
@@ -66,6 +65,7 @@ from freqtail.errors import ConfigError, DamagedFileError, DatasetNotFoundError,
 from freqtail.images import check_uint8_images
 from freqtail.io import atomic_save_npy, atomic_write_json, load_npy, sweep_leftover_temporaries
 from freqtail.locks import Lock, try_lock
+from freqtail.progress import progress_bar, silent
 
 META_FILE = "meta.json"
 LABELS_FILE = "labels.npy"
@@ -318,7 +318,11 @@ def write_corrupted_set(
         todo = [x for x in names if x not in decision["skipped"]]
         units = plan_units(todo, levels, n, chunk_size((h, w, c)))
         mine = rank_units(units, context.rank, context.world_size)
-        show = progress and context.is_main
+        bar = (
+            progress_bar(total=sum(u.count for u in mine), unit="image", desc="corrupt", enabled=progress)
+            if context.is_main
+            else silent(total=sum(u.count for u in mine))
+        )
         done = list(decision["done"])
         pending = dict(by_corruption(units))  # corruption -> its units, until assembled
         computed = 0
@@ -336,7 +340,7 @@ def write_corrupted_set(
             if name in damaged:
                 report_rebuilt(damaged.pop(name), "it")
 
-        with tqdm(total=sum(u.count for u in mine), unit="img", disable=not show, desc="corrupt") as bar:
+        with bar:
             for unit in mine:
                 if unit.corruption not in pending:  # assembled already: a resumed run found the rest
                     bar.update(unit.count)

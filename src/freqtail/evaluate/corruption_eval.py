@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from freqtail.data import build_dataset, canonical_name, corrupted_sets
 from freqtail.data.cache_files import report_rebuilt
@@ -41,6 +40,7 @@ from freqtail.distributed import DistContext, all_reduce_counts
 from freqtail.errors import ConfigError, DamagedFileError, DatasetNotFoundError, InputError
 from freqtail.evaluate.sharding import gather_outcomes, global_batches, rank_batches
 from freqtail.io import load_npy
+from freqtail.progress import progress_bar, silent
 
 ORDER_NONE = "none"
 CORRUPT_THEN_BASS = "corrupt-then-bass"
@@ -427,7 +427,11 @@ def corruption_outcomes(
     counts = np.zeros((len(cells), 2), dtype=np.int64)
     outcomes: list[list[tuple[int, np.ndarray]]] = [[] for _ in cells]
     cell_choice: SubsetChoice | None = None
-    bar = tqdm(total=len(cells), desc=desc, unit="set", disable=not (progress and context.is_main))
+    bar = (
+        progress_bar(total=len(cells), desc=desc, unit="set", enabled=progress)
+        if context.is_main
+        else silent(total=len(cells))
+    )
     with torch.no_grad(), bar:
         for position, (name, severity) in enumerate(cells):
             block = load_corrupted_set(source.c_dir, name, severity, advice=advice)

@@ -123,6 +123,7 @@ def _attack_fn(session: EvaluationSession, spec: SuiteSpec, setup, state_key: st
                 batch_size=max(1, x.shape[0]),
                 state_path=None if state_root is None else state_root / f"batch-{number:05d}",
                 log_path=None if state_root is None else state_root / f"rank-{session.context.rank}.log",
+                on_message=session.say,
             )
             return result.clean_correct, result.robust_correct, result.check_warnings
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from freqtail import __version__
 from freqtail.data.subsets import SubsetChoice, choose_subset, dataset_labels
@@ -27,6 +26,7 @@ from freqtail.evaluate.plan import EvaluationPlan, load_batches
 from freqtail.evaluate.records import Record, RecordId
 from freqtail.evaluate.sharding import gather_outcomes, global_batches, rank_batches
 from freqtail.models.execution import EAGER
+from freqtail.progress import progress_bar, silent
 
 
 def _fingerprinted(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -76,9 +76,19 @@ class EvaluationSession:
         self.records: list[dict] = []
         self._label_cache: dict[int, np.ndarray | None] = {}
         self.boundaries: dict[str, dict[str, Any]] = {}
+        self._bar: Any = None  # the running suite's progress (for say)
 
     def bar(self, total: int, desc: str):
-        return tqdm(total=total, desc=desc, unit="batch", disable=not self.progress, dynamic_ncols=True)
+        """The progress of ``total`` batches of one suite (:func:`freqtail.progress.progress_bar`: a bar on
+        a terminal, else a line per finished batch at most every 10 s; nothing on other ranks)."""
+        if not self.context.is_main:
+            return silent(total=total)
+        return progress_bar(total=total, desc=desc, unit="batch", enabled=self.progress)
+
+    def say(self, message: str) -> None:
+        """A message within the running suite (AutoAttack's attacks), shown as its progress is."""
+        if self._bar is not None:
+            self._bar.write(message)
 
     def base_record(self, setup, suite: str, metric: str, variant: str, data: dict, settings: dict) -> Record:
         """A record of ``suite`` before it runs: identity, settings, data, checkpoint, fingerprint."""
@@ -159,6 +169,7 @@ class EvaluationSession:
         outcomes: list[tuple[int, np.ndarray]] = []
         device = self.context.device
         with self.bar(len(batches), desc) as bar:
+            self._bar = bar
             for number, images, labels in load_batches(self.plan, dataset, batches):
                 images, labels = images.to(device), labels.to(device)
                 clean_ok, robust_ok, messages = attack(setup.model, images, labels, number)
@@ -168,6 +179,7 @@ class EvaluationSession:
                 outcomes.append((number, torch.as_tensor(robust_ok).detach().cpu().numpy().astype(bool)))
                 warnings_seen.extend(messages)
                 bar.update(1)
+            self._bar = None
         summed = all_reduce_counts([clean, robust, total], self.context)
         mask = gather_outcomes(outcomes, len(indices), batch_size, self.context)
         return int(summed[0]), int(summed[1]), int(summed[2]), list(dict.fromkeys(warnings_seen)), mask
