@@ -170,3 +170,24 @@ def test_a_missing_run_path_is_refused_before_torch_is_imported(tmp_path):
     with pytest.raises(CheckpointError) as refused:
         resolve_checkpoint(missing)
     assert str(refused.value) == MISSING_PATHS[("evaluate", "{missing}")].format(missing=missing)
+
+
+def test_a_power_law_fit_is_shown_with_its_r2_and_called_poor_below_one_half():
+    from freqtail.report.build import POOR_FIT_R2, alpha_text
+
+    assert alpha_text(1.8744, 0.9712) == "1.874 (R² 0.971)"
+    assert "poor fit" not in alpha_text(1.87, POOR_FIT_R2)
+    poor = alpha_text(0.586, 0.08)
+    assert poor.startswith("0.586 (R² 0.080: a poor fit") and poor.endswith("alpha says little)")
+    assert "poor" not in alpha_text(None, None)  # an older spectrum without a fit
+
+
+def test_the_heat_map_uses_a_perceptually_uniform_colormap():
+    import matplotlib
+
+    from freqtail.report.analysis_figures import HEATMAP_COLORMAP
+
+    # matplotlib's perceptually uniform sequential maps (lightness rises monotonically)
+    assert HEATMAP_COLORMAP in {"viridis", "plasma", "inferno", "magma", "cividis"}
+    lightness = matplotlib.colormaps[HEATMAP_COLORMAP](np.linspace(0, 1, 64))[:, :3] @ [0.299, 0.587, 0.114]
+    assert np.all(np.diff(lightness) > 0)

@@ -37,6 +37,9 @@ __all__ = [
 _LEVELS, _LINE_EVERY = 16, 3
 #: At most this many ticks per axis, so that tick labels never run into each other.
 _MAX_TICKS = 5
+#: The heat map's colormap: perceptually uniform (equal steps of error rate look equal, and it reads
+#: in grey); jet, used before, has bright bands that suggest edges the data do not have.
+HEATMAP_COLORMAP = "viridis"
 
 
 def _sensitivity_fields(result: Any) -> dict[str, Any]:
@@ -299,7 +302,7 @@ def plot_heatmap(
     extent = (-(w // 2) - 0.5, (w - 1) // 2 + 0.5, (h - 1) // 2 + 0.5, -(h // 2) - 0.5)
     fig, ax = plt.subplots(figsize=(5.6, 4.8), constrained_layout=True)
     image = ax.imshow(
-        result.error_rate, cmap="jet", vmin=0.0, vmax=1.0, extent=extent, interpolation="nearest"
+        result.error_rate, cmap=HEATMAP_COLORMAP, vmin=0.0, vmax=1.0, extent=extent, interpolation="nearest"
     )
     fig.colorbar(image, ax=ax, label="error rate")
     ax.set_xlabel("horizontal frequency dv")

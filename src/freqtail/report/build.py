@@ -179,6 +179,19 @@ def _inscribed_rows(data: Mapping[str, Any]) -> list[list[str]]:
     ]
 
 
+#: Below this R², a power-law fit is called poor next to its alpha (the spectrum is then no power law).
+POOR_FIT_R2 = 0.5
+
+
+def alpha_text(alpha: Any, r2: Any) -> str:
+    """``"1.874 (R² 0.971)"``, or with a poor fit (R² below :data:`POOR_FIT_R2`) ``"0.586 (R² 0.080: a
+    poor fit; the spectrum is not a power law here, so alpha says little)"``."""
+    text = f"{_num(alpha)} (R² {_num(r2)}"
+    if isinstance(r2, (int, float)) and not isinstance(r2, bool) and r2 < POOR_FIT_R2:
+        text += ": a poor fit; the spectrum is not a power law here, so alpha says little"
+    return text + ")"
+
+
 def _spectrum_blocks(data: Mapping[str, Any]) -> list:
     size = data.get("image_size") or [None, None]
     dist = data.get("per_image_boundary") or {}
@@ -195,11 +208,11 @@ def _spectrum_blocks(data: Mapping[str, Any]) -> list:
         *_inscribed_rows(data),
         [
             "power-law exponent alpha, all bands",
-            f"{_num(data.get('alpha'))} (R² {_num(data.get('alpha_r2'))})",
+            alpha_text(data.get("alpha"), data.get("alpha_r2")),
         ],
         [
             "alpha over the full rings",
-            f"{_num(data.get('alpha_rings'))} (R² {_num(data.get('alpha_rings_r2'))})",
+            alpha_text(data.get("alpha_rings"), data.get("alpha_rings_r2")),
         ],
         [
             "spectral entropy",
@@ -268,7 +281,11 @@ def _bass_blocks(data: Mapping[str, Any]) -> list:
                 _num(before.get("entropy_normalized")),
                 _num(after.get("entropy_normalized")),
             ],
-            ["power-law alpha, all bands", _num(before.get("alpha")), _num(after.get("alpha"))],
+            [
+                "power-law alpha, all bands",
+                alpha_text(before.get("alpha"), before.get("alpha_r2")),
+                alpha_text(after.get("alpha"), after.get("alpha_r2")),
+            ],
         ]
         blocks.append(
             Table(["long tail", "original", "after BaSS"], rows, caption="The spectrum before and after BaSS")
