@@ -18,6 +18,7 @@ import numpy as np
 
 from freqtail.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from freqtail.data.corruptions import _kernels as kernels
+from freqtail.environment import environment_text, measurement_environment
 from freqtail.sample_photos import PHOTO_NAMES, photo_crops
 
 
@@ -89,6 +90,7 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     print(f"{args.size}x{args.size} images, {len(images)} per timing, one process")
+    print(f"Measured with {environment_text(measurement_environment('cpu'))}.")
     print(f"{'corruption':20s} {'images/s':>10s}")
     for name, rate in rates.items():
         print(f"{name:20s} {rate:10.0f}")
