@@ -44,24 +44,16 @@ def test_the_wheel_installs_and_runs_outside_the_source_tree(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = dict(os.environ, PYTHONPATH=str(site), FREQTAIL_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
-    where = subprocess.run(
-        [sys.executable, "-c", "import freqtail; print(freqtail.__file__)"],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=elsewhere,
-        env=env,
-    )
+
+    def there(*command: str) -> subprocess.CompletedProcess:
+        """``command`` run outside the source tree, with only the installed copy importable."""
+        done = subprocess.run(command, capture_output=True, text=True, cwd=elsewhere, env=env, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done
+
+    where = there(sys.executable, "-c", "import freqtail; print(freqtail.__file__)")
     assert Path(where.stdout.strip()).is_relative_to(site)  # the installed copy, not this source tree
-    every_module = subprocess.run(
-        [sys.executable, "-c", IMPORT_EVERY_MODULE, str(site)],
-        capture_output=True,
-        text=True,
-        cwd=elsewhere,
-        env=env,
-        timeout=600,
-    )
-    assert every_module.returncode == 0, every_module.stderr[-2000:]
+    every_module = there(sys.executable, "-c", IMPORT_EVERY_MODULE, str(site))
     imported, published = every_module.stdout.split()
     source_modules = {
         ".".join(path.relative_to(ROOT / "src").with_suffix("").parts).removesuffix(".__init__")
@@ -71,15 +63,9 @@ def test_the_wheel_installs_and_runs_outside_the_source_tree(tmp_path):
     from freqtail.paper import published_value
 
     assert float(published) == published_value(**TABLE1_CELL)  # the package data reads from there too
-    spectrum = subprocess.run(
-        [str(site / "bin" / "freqtail"), "spectrum", "--dataset", "embedded", "--plot", "spectrum.png"],
-        capture_output=True,
-        text=True,
-        cwd=elsewhere,
-        env=env,
-        timeout=600,
+    spectrum = there(
+        str(site / "bin" / "freqtail"), "spectrum", "--dataset", "embedded", "--plot", "spectrum.png"
     )
-    assert spectrum.returncode == 0, spectrum.stderr[-2000:]
     assert "images used: 6400" in spectrum.stdout and (elsewhere / "spectrum.png").stat().st_size > 0
 
 
