@@ -169,6 +169,17 @@ def broadcast_json(obj, context: DistContext, source: int = 0):
     return json.loads(buffer.cpu().numpy().tobytes().decode("utf-8"))
 
 
+def all_gather_json(obj, context: DistContext) -> list:
+    """Every rank's JSON-serialisable ``obj``, by rank, on every rank (one :func:`broadcast_json` per
+    rank: the payloads are small records, and JSON keeps them from being unpickled)."""
+    if not context.distributed:
+        return [obj]
+    return [
+        broadcast_json(obj if context.rank == source else None, context, source)
+        for source in range(context.world_size)
+    ]
+
+
 def broadcast_module_state(module: torch.nn.Module, context: DistContext) -> None:
     """Copy rank 0's parameters and buffers (e.g. BatchNorm running statistics) to every rank."""
     if not context.distributed:

@@ -56,9 +56,11 @@ from freqtail.data.corrupted_parts import (
 from freqtail.data.corruptions import CORRUPTIONS, check_corruption_name, check_severity
 from freqtail.distributed import (
     DistContext,
+    all_gather_json,
     all_reduce_counts,
     barrier,
     raise_together,
+    run_on_every_rank,
     run_on_main_and_share,
 )
 from freqtail.errors import ConfigError, DamagedFileError, DatasetNotFoundError, InputError
@@ -327,18 +329,35 @@ def write_corrupted_set(
         pending = dict(by_corruption(units))  # corruption -> its units, until assembled
         computed = 0
 
-        def finish(name: str) -> None:
-            """Rank 0: assemble ``name`` from the parts (all there) and record it as finished."""
-            nonlocal done
-            assembled = assemble(name, pending.pop(name), out, full_shape)
-            digests[assembled.path.name] = assembled.digest.to_json()
+        def assembled_digests(name: str) -> dict[str, Any]:
+            """Assemble ``name`` from its parts (all there): its file's and blocks' digest records."""
+            missing = missing_units(pending[name], out, (h, w, c))
+            if missing:
+                raise InputError(
+                    f"{len(missing)} part(s) of {name} in {out / PARTS_DIR} are missing or damaged after "
+                    "every process finished; run the same command again to redo them."
+                )
+            assembled = assemble(name, pending[name], out, full_shape)
+            found = {assembled.path.name: assembled.digest.to_json()}
             for severity, block in assembled.block_digests.items():
-                digests[block_key(name, severity)] = block.to_json()
-            done = [x for x in CORRUPTIONS if x in done or x == name]
+                found[block_key(name, severity)] = block.to_json()
+            return found
+
+        def record_finished(finished: Mapping[str, Mapping[str, Any]]) -> None:
+            """Rank 0: record the corruptions ``finished`` ({name: digest records}) in meta.json."""
+            nonlocal done
+            for name, found in finished.items():
+                pending.pop(name, None)
+                digests.update(found)
+                if name in damaged:
+                    report_rebuilt(damaged.pop(name), "it")
+            done = [x for x in CORRUPTIONS if x in done or x in finished]
             record["corruptions"] = done
             atomic_write_json(out / META_FILE, record)
-            if name in damaged:
-                report_rebuilt(damaged.pop(name), "it")
+
+        def finish(name: str) -> None:
+            """One process: assemble ``name`` and record it as finished."""
+            record_finished({name: assembled_digests(name)})
 
         with bar:
             for unit in mine:
@@ -354,22 +373,20 @@ def write_corrupted_set(
                 if context.world_size == 1 and not missing_units(pending[unit.corruption], out, (h, w, c)):
                     finish(unit.corruption)
         barrier(context)
+        # Every process assembles its share of the corruptions left (each file written by one process,
+        # atomically); rank 0 then records them all in meta.json.
+        share = [name for i, name in enumerate(pending) if i % context.world_size == context.rank]
+        finished = run_on_every_rank(lambda: {name: assembled_digests(name) for name in share}, context)
 
-        def finish_the_rest() -> list[str]:
-            for name in list(pending):
-                missing = missing_units(pending[name], out, (h, w, c))
-                if missing:
-                    raise InputError(
-                        f"{len(missing)} part(s) of {name} in {out / PARTS_DIR} are missing or damaged after "
-                        "every process finished; run the same command again to redo them."
-                    )
-                finish(name)
+        def record_the_rest() -> list[str]:
+            record_finished({name: found for part in gathered for name, found in part.items()})
             parts = out / PARTS_DIR
             if parts.is_dir() and not any(parts.iterdir()):
                 parts.rmdir()
             return done
 
-        run_on_main_and_share(finish_the_rest, context)
+        gathered = all_gather_json(finished, context)
+        run_on_main_and_share(record_the_rest, context)
         (computed,) = all_reduce_counts([computed], context)
     finally:
         for lock in held:
