@@ -14,6 +14,7 @@ every rank's units exactly (:meth:`UnitValues.gather`).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
 
 from freqtail.distributed import DistContext, all_reduce_counts, all_reduce_sum
 from freqtail.errors import FreqtailError
@@ -39,6 +42,7 @@ __all__ = [
     "read_partials",
     "remove_partials",
     "resume_units",
+    "run_fingerprint",
     "write_partial",
 ]
 
@@ -120,6 +124,18 @@ class UnitValues:
                 summed = all_reduce_counts(mine.astype(np.int64).ravel(), context)
             total[name] = summed.reshape(array.shape).astype(array.dtype)
         return type(self)(total, counts == 1)
+
+
+def run_fingerprint(model: nn.Module, tensors: tuple[torch.Tensor, ...], settings: tuple) -> str:
+    """A digest of the model's weights and buffers, the (CPU) ``tensors`` (images, labels) and the
+    settings' ``repr``: a partial file is resumed only if all match."""
+    digest = hashlib.sha256(repr(settings).encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    for tensor in tensors:
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def owned_units(pending: np.ndarray, rank: int, world_size: int) -> np.ndarray:

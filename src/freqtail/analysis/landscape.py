@@ -25,7 +25,6 @@ keeps the points it has done in its own file, and a rerun with any number of pro
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -52,7 +51,7 @@ from freqtail.analysis._landscape_points import (
     rank_partial_path,
     remove_partials,
 )
-from freqtail.analysis._partials import PartialWriter, resume_units
+from freqtail.analysis._partials import PartialWriter, resume_units, run_fingerprint
 from freqtail.analysis.sensitivity import _load_npz
 from freqtail.checks import check_int, check_number, check_optional_int
 from freqtail.distributed import DistContext, any_rank, broadcast_json
@@ -236,17 +235,6 @@ def check_span(span: Any) -> float:
     return check_number(span, "The landscape span", minimum=0, open_min=True)
 
 
-def _fingerprint(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: tuple) -> str:
-    """A digest of the weights, data and settings: a partial grid is resumed only if all match."""
-    digest = hashlib.sha256(repr(settings).encode())
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    digest.update(images.numpy().tobytes())
-    digest.update(labels.numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _check_same_on_every_rank(fingerprint: str, context: DistContext) -> None:
     """Refuse to shard when the ranks hold different weights, images or settings (the boundary band
     included): their points would not form one landscape.
@@ -409,7 +397,7 @@ def loss_landscape(
     fingerprint = ""
     if partial is not None or context.distributed:
         settings = (LANDSCAPE_FORMAT, PARTIAL_FORMAT, grid, span, int(seed), int(boundary_band), batch_size)
-        fingerprint = _fingerprint(model, images, labels, settings)
+        fingerprint = run_fingerprint(model, (images, labels), settings)
     if context.distributed:
         _check_same_on_every_rank(fingerprint, context)
     local, agreed = resume_units(partial, fingerprint, PointValues.empty(points), context)
