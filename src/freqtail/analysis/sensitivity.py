@@ -16,17 +16,24 @@ Over the data set this gives
 * scalar summaries: the share of the gradient's spectral energy in HFC (per image, then averaged),
   and the share of the top ``top_fraction`` coefficients by magnitude that lie in HFC.
 
-Only sums, per-band counts and one radius per chosen rank and image are kept, so memory does not grow
-with the image count beyond ``len(rank_fractions)`` numbers per image.
+Only sums, per-band counts and one radius per chosen rank and image are kept: per image
+``len(rank_fractions)`` numbers, per global batch its sums (about ``M + 3 (K + 1)`` numbers, M ~ H W / 2:
+4 KB a batch at 32x32, 200 KB at 224x224), so that a batch's share can be kept apart and resumed.
 
 Under torchrun (``context`` of :func:`freqtail.distributed.init_distributed`) the images are sharded:
 global batches of ``batch_size`` images, batch ``b`` on rank ``b % world_size``
-(:func:`freqtail.analysis._data.shard_batches`). Each rank accumulates its batches, then the
-accumulators are summed (:meth:`SensitivityAccumulator.all_reduce`): counts exactly (int64), float
-sums in float64 (equal to one process's to the rounding of the summation order), and the per-image
-coefficient indices put back in image order exactly. The 80/20 boundary is measured on the same
-images, its statistics summed the same way, and rank 0's boundary is used by every rank. Every rank
-returns the same full result.
+(:func:`freqtail.analysis._data.shard_batches`). Each rank keeps every batch's contribution apart
+(:meth:`SensitivityAccumulator.contribution`: counts, float64 sums, the per-image coefficient indices
+and, when the boundary is measured here, the batch's spectrum sums); the contributions are gathered
+exactly (each batch is one rank's, the others add 0) and added up in batch order on every rank, so
+the result does not depend on the number of processes, bit for bit. The 80/20 boundary comes from
+the same images, and rank 0's boundary is used by every rank. Every rank returns the same full result.
+
+With ``partial_path`` (a pair or a dataset) the global batches are the units of
+:mod:`freqtail.analysis._partials`: every rank keeps the contributions of the batches it has done in
+its own file beside it (``sensitivity.partial.rank<r>.npz``), and a rerun with the same weights,
+images and settings, with any number of processes, computes only the batches none of those files
+holds and gives the uninterrupted result bit for bit.
 """
 
 from __future__ import annotations
