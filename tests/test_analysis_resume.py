@@ -18,6 +18,7 @@ import pytest
 import resume_worker as worker
 from freqtail.analysis import fourier_heatmap, frequency_sensitivity
 from freqtail.analysis._partials import partial_files
+from freqtail.spectrum import SpectrumAccumulator
 from landscape_worker import build_data, build_model
 
 WORKER = Path(__file__).with_name("resume_worker.py")
@@ -166,3 +167,24 @@ def test_ctrl_c_keeps_the_finished_batches_and_other_settings_do_not_resume_them
     np.testing.assert_array_equal(resumed.mean_sorted_magnitude, alone.mean_sorted_magnitude)
     np.testing.assert_array_equal(resumed.rank_band_samples, alone.rank_band_samples)
     np.testing.assert_array_equal(resumed.top_band_counts, alone.top_band_counts)
+
+
+def test_batches_added_in_order_equal_one_stream_and_an_iterable_is_measured_whole(tmp_path):
+    """The batch-by-batch sums equal one accumulator fed the same batches in order (the spectrum bit
+    for bit); an iterable of batches (whose length is unknown before the pass) gives the same result
+    and keeps no partial file."""
+    images, labels = build_data()
+    partial = tmp_path / "sensitivity.partial.npz"
+    from_pair = frequency_sensitivity(build_model(), (images, labels), batch_size=4, partial_path=partial)
+    stream = SpectrumAccumulator()
+    for start in range(0, 16, 4):
+        stream.update(images[start : start + 4])
+    np.testing.assert_array_equal(from_pair.spectrum.pi, stream.result().pi)
+    assert from_pair.spectrum.num_images == 16 and from_pair.boundary_band == stream.result().boundary_band
+
+    batches = [(images[start : start + 4], labels[start : start + 4]) for start in range(0, 16, 4)]
+    model, forwards = _counting_model()
+    from_iterable = frequency_sensitivity(model, iter(batches), batch_size=4, partial_path=partial)
+    assert forwards[0] == 4 and not partial_files(partial)
+    for key in ("mean_sorted_magnitude", "band_energy_share", "top_band_counts", "rank_band_samples"):
+        np.testing.assert_array_equal(getattr(from_iterable, key), getattr(from_pair, key), err_msg=key)
