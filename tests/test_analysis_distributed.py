@@ -187,7 +187,7 @@ from pathlib import Path
 from freqtail.analysis import landscape
 from freqtail.cli import main
 
-gate, original = Path(os.environ["TEST_GATE"]), landscape._PartialWriter.point_done
+gate, original = Path(os.environ["TEST_GATE"]), landscape.PartialWriter.unit_done
 done = 0
 
 
@@ -202,7 +202,7 @@ def point_done(self, seconds):
             time.sleep(0.05)
 
 
-landscape._PartialWriter.point_done = point_done
+landscape.PartialWriter.unit_done = point_done
 sys.exit(main(sys.argv[1:]))
 """
 

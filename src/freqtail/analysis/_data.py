@@ -19,7 +19,7 @@ contributes its first ``n`` images, and its selection says so (``indices`` None)
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,18 +200,29 @@ def labelled_batches(
 
 
 def shard_batches(
-    data: Any, n: int | None, batch_size: int, selection: Selection, context: DistContext
-) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """This rank's share of :func:`labelled_batches`: ``(first, images, labels)`` for each of its
-    global batches, ``first`` being the position of the batch's first image among all selected images.
+    data: Any,
+    n: int | None,
+    batch_size: int,
+    selection: Selection,
+    context: DistContext,
+    numbers: Sequence[int] | None = None,
+) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
+    """This rank's share of :func:`labelled_batches`: ``(number, first, images, labels)`` for each of
+    its global batches, ``first`` being the position of the batch's first image among all selected
+    images.
 
     The selected images are cut into global batches of ``batch_size``, the same for every number of
     processes, and batch ``b`` goes to rank ``b % world_size``
-    (:func:`freqtail.distributed.rank_batches`). A pair or a dataset is read only for this rank's
-    batches; an iterable of batches is read whole by every rank, each keeping its own.
+    (:func:`freqtail.distributed.rank_batches`), or, with ``numbers`` (a pair or a dataset only),
+    this rank reads the global batches ``numbers`` (ascending). A pair or a dataset is read only for
+    this rank's batches; an iterable of batches is read whole by every rank, each keeping its own.
     """
     if selection.indices is not None and (_is_pair(data) or _is_dataset(data)):
-        mine = rank_batches(global_batches(np.arange(selection.indices.size), batch_size), context)
+        every = global_batches(np.arange(selection.indices.size), batch_size)
+        if numbers is None:
+            mine = rank_batches(every, context)
+        else:
+            mine = [(int(number), every[int(number)]) for number in sorted(numbers)]
         if not mine:
             return
         positions = np.concatenate([batch for _, batch in mine])
@@ -220,12 +231,12 @@ def shard_batches(
         # pieces are exactly its global batches.
         batches = labelled_batches(data, n, batch_size, own)
         for (number, _), (images, labels) in zip(mine, batches, strict=True):
-            yield number * batch_size, images, labels
+            yield number, number * batch_size, images, labels
         return
     first = 0
     for number, (images, labels) in enumerate(labelled_batches(data, n, batch_size, selection)):
         if number % context.world_size == context.rank:
-            yield first, images, labels
+            yield number, first, images, labels
         first += int(images.shape[0])
 
 

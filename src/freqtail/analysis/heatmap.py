@@ -25,11 +25,19 @@ rank evaluating whole frequencies on all images, with the same signs (every rank
 tensor from the seeded generator and indexes it by frequency and image). The blocks and their passes
 do not depend on the number of processes, and the error counts are summed exactly (int64), so the
 map equals one process's bit for bit.
+
+With ``partial_path`` every rank keeps the error counts of the frequencies it has done in its own
+file beside it (``heatmap.partial.rank<r>.npz``; :mod:`freqtail.analysis._partials`, whose units are
+the frequencies), and a rerun with the same weights, images and settings, with any number of
+processes, evaluates only the blocks none of those files holds (dealt out like the blocks of a fresh
+run): integer counts, so the resumed map equals the uninterrupted one bit for bit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,16 +54,28 @@ from freqtail.analysis._data import (
     model_device,
     select_images,
 )
+from freqtail.analysis._partials import (
+    PartialWriter,
+    UnitValues,
+    owned_units,
+    rank_partial_path,
+    remove_partials,
+    resume_units,
+    run_fingerprint,
+)
 from freqtail.analysis.constants import DEFAULT_EPS, DEFAULT_SIGN, SIGN_MODES
 from freqtail.analysis.fourier import conjugate_half_plane, fourier_basis
 from freqtail.analysis.sensitivity import _load_npz
 from freqtail.checks import check_choice, check_int, check_number, check_optional_int
 from freqtail.distributed import DistContext, all_reduce_counts, global_batches, raise_together, rank_batches
-from freqtail.errors import InputError
+from freqtail.errors import InputError, OutputError
 from freqtail.io import atomic_write
 from freqtail.progress import progress_bar
 
 __all__ = ["DEFAULT_EPS", "SIGN_MODES", "HeatmapResult", "fourier_heatmap"]
+
+#: Version of the heat map's partial-file layout (part of the fingerprint).
+PARTIAL_FORMAT = 1
 
 
 @dataclass
@@ -158,6 +178,7 @@ def fourier_heatmap(
     seed: int = 0,
     progress: bool = False,
     subset_seed: int = SUBSET_SEED,
+    partial_path: str | os.PathLike | None = None,
     context: DistContext | None = None,
 ) -> HeatmapResult:
     """Error rate of the model under every single-frequency Fourier-basis perturbation of norm ``eps``.
@@ -178,6 +199,10 @@ def fourier_heatmap(
             :func:`~freqtail.analysis.fourier.conjugate_half_plane` order, N images in subset order.
         progress: tqdm bar on stderr (rank 0).
         subset_seed: seed of the ``n``-image subset (not of the signs: that is ``seed``).
+        partial_path: if given, each process saves the error counts of the frequencies it has done to
+            its own file beside it (``<stem>.rank<r><suffix>``), and a later call with the same model,
+            images and settings, with any number of processes, evaluates only the blocks none of those
+            files holds; rank 0 removes them once the map is complete.
         context: the process group (:func:`freqtail.distributed.init_distributed`); with several
             processes every rank calls this with the same arguments, evaluates its frequency blocks and
             returns the same full result. None: one process.
@@ -198,15 +223,30 @@ def fourier_heatmap(
     images, labels = collect(data, n, batch_size, selection)
     count, channels, h, w = images.shape
     plane = conjugate_half_plane(h, w)
+    partial = Path(partial_path) if partial_path is not None else None
+    fingerprint = ""
+    if partial is not None:
+        settings = (PARTIAL_FORMAT, eps, sign, int(seed), batch_size)
+        fingerprint = run_fingerprint(model, (images, labels), settings)
+    template = UnitValues.empty(plane.size, {"errors": ((), np.int64)})
+    local, agreed = resume_units(partial, fingerprint, template, context)
     device = model_device(model)
     images, labels = images.to(device), labels.to(device)
     generator = torch.Generator().manual_seed(int(seed))
     sign_shape = (plane.size, count, channels if sign == "channel" else 1)
     # +-1 as int8 on the CPU: an eighth of the draw's memory; each block's signs go to the device.
     signs = (torch.randint(0, 2, sign_shape, generator=generator) * 2 - 1).to(torch.int8)
-    blocks = rank_batches(frequency_blocks(plane.size, count, batch_size), context)
+    all_blocks = frequency_blocks(plane.size, count, batch_size)
+    pending = [number for number, block in enumerate(all_blocks) if not agreed[block].all()]
+    blocks = [all_blocks[number] for number in owned_units(pending, context.rank, context.world_size)]
     images_per_pass = count if count <= batch_size else batch_size
-    errors = np.zeros(plane.size, dtype=np.int64)
+    computed = np.zeros(plane.size, dtype=bool)
+    writer = PartialWriter(
+        rank_partial_path(partial, context.rank) if partial is not None else None,
+        fingerprint,
+        local,
+        PARTIAL_FORMAT,
+    )
     clean_wrong = 0
     failure: Exception | None = None
     try:
@@ -220,16 +260,30 @@ def fourier_heatmap(
                 if context.is_main
                 else blocks
             )
-            for _, frequencies in shown:
-                errors[frequencies] = _block_errors(
-                    model, images, labels, eps, signs, plane, frequencies, images_per_pass
-                )
+            try:
+                for frequencies in shown:
+                    start = time.perf_counter()
+                    local.arrays["errors"][frequencies] = _block_errors(
+                        model, images, labels, eps, signs, plane, frequencies, images_per_pass
+                    )
+                    local.done[frequencies] = True
+                    computed[frequencies[~agreed[frequencies]]] = True
+                    writer.unit_done(time.perf_counter() - start)
+                if context.distributed:  # another rank may fail in the sums below: keep this share
+                    writer.flush()
+            except BaseException:
+                with contextlib.suppress(OutputError):  # keep what is done, but report the first error
+                    writer.flush()
+                raise
     except Exception as err:
         if not context.distributed:
             raise
         failure = err  # told to the other ranks first, so that none waits for it in the sums below
     raise_together(failure, context)
-    summed = all_reduce_counts(np.concatenate([[clean_wrong], errors]), context)
+    errors = local.gather(computed | (agreed & context.is_main), context, "Fourier heat map").arrays["errors"]
+    summed = np.concatenate([all_reduce_counts([clean_wrong], context), errors])
+    if partial is not None and context.is_main:
+        remove_partials(partial)
     rate = summed[1:] / count
     grid = np.zeros(h * w)
     grid[plane.index] = rate

@@ -25,7 +25,6 @@ keeps the points it has done in its own file, and a rerun with any number of pro
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -50,13 +49,12 @@ from freqtail.analysis._landscape_points import (
     PointValues,
     owned_points,
     rank_partial_path,
-    read_partials,
     remove_partials,
-    write_partial,
 )
+from freqtail.analysis._partials import PartialWriter, resume_units, run_fingerprint
 from freqtail.analysis.sensitivity import _load_npz
 from freqtail.checks import check_int, check_number, check_optional_int
-from freqtail.distributed import DistContext, all_reduce_counts, all_reduce_sum, any_rank, broadcast_json
+from freqtail.distributed import DistContext, any_rank, broadcast_json
 from freqtail.errors import FreqtailError, InputError, OutputError
 from freqtail.io import atomic_write
 from freqtail.progress import progress_bar, silent
@@ -237,27 +235,6 @@ def check_span(span: Any) -> float:
     return check_number(span, "The landscape span", minimum=0, open_min=True)
 
 
-#: A rank writes its partial file once the points computed since its last write took at least
-#: 1 / WRITE_SHARE times as long as that write did: the writes cost at most WRITE_SHARE of the
-#: compute time, whatever a point costs and however slow the disk is (an fsync'd write took 1 to
-#: 12 ms on the development machine), and a crash loses at most that much compute.
-WRITE_SHARE = 0.01
-#: What the first write is assumed to cost until one is measured: the first write comes after
-#: half a second of compute, so a landscape that takes less writes nothing unless interrupted.
-FIRST_WRITE_GUESS_SECONDS = 0.005
-
-
-def _fingerprint(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: tuple) -> str:
-    """A digest of the weights, data and settings: a partial grid is resumed only if all match."""
-    digest = hashlib.sha256(repr(settings).encode())
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    digest.update(images.numpy().tobytes())
-    digest.update(labels.numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _check_same_on_every_rank(fingerprint: str, context: DistContext) -> None:
     """Refuse to shard when the ranks hold different weights, images or settings (the boundary band
     included): their points would not form one landscape.
@@ -347,46 +324,6 @@ class _GridPoints:
         }
 
 
-class _PartialWriter:
-    """Writes this rank's partial file after a point when the compute since the last write is worth
-    it (:data:`WRITE_SHARE`), and at the end of its share."""
-
-    def __init__(self, path: Path | None, fingerprint: str, values: PointValues):
-        self.path, self.fingerprint, self.values = path, fingerprint, values
-        self.compute_seconds = 0.0
-        self.write_seconds = FIRST_WRITE_GUESS_SECONDS  # then the time the last write took
-        self.unsaved = 0
-
-    def point_done(self, seconds: float) -> None:
-        self.unsaved += 1
-        self.compute_seconds += seconds
-        if self.compute_seconds * WRITE_SHARE >= self.write_seconds:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.path is None or not self.unsaved:
-            return
-        start = time.perf_counter()
-        write_partial(self.path, self.fingerprint, self.values)
-        self.write_seconds = time.perf_counter() - start
-        self.compute_seconds, self.unsaved = 0.0, 0
-
-
-def _gather(local: PointValues, contributes: np.ndarray, context: DistContext) -> PointValues:
-    """Every rank's contributed points on every rank (exact: each point is contributed by exactly one
-    rank and the others add 0, and x + 0 == x)."""
-    contribution = PointValues.empty(local.points)
-    contribution.take(local, contributes)
-    total = np.asarray(all_reduce_sum(contribution.flat().tolist(), context))
-    counts = all_reduce_counts(contribution.done.astype(np.int64), context)
-    if not np.all(counts == 1):
-        raise FreqtailError(
-            f"The landscape's processes did not compute every grid point exactly once ({int(counts.sum())} "
-            f"results for {counts.size} points); this is a bug in freqtail."
-        )
-    return PointValues.from_flat(total, counts == 1)
-
-
 def loss_landscape(
     model: nn.Module,
     data: Any,
@@ -460,19 +397,18 @@ def loss_landscape(
     fingerprint = ""
     if partial is not None or context.distributed:
         settings = (LANDSCAPE_FORMAT, PARTIAL_FORMAT, grid, span, int(seed), int(boundary_band), batch_size)
-        fingerprint = _fingerprint(model, images, labels, settings)
+        fingerprint = run_fingerprint(model, (images, labels), settings)
     if context.distributed:
         _check_same_on_every_rank(fingerprint, context)
-    local = read_partials(partial, fingerprint, points) if partial is not None else PointValues.empty(points)
-    # This collective also makes every rank finish reading before any rank writes: all read the same
-    # files. Only points every rank read are skipped (rank 0 contributes them); any other point is
-    # computed again, so ranks that see different folders still agree.
-    agreed = all_reduce_counts(local.done.astype(np.int64), context) == context.world_size
+    local, agreed = resume_units(partial, fingerprint, PointValues.empty(points), context)
     mine = owned_points(np.flatnonzero(~agreed), context.rank, context.world_size)
 
     computed = np.zeros(points, dtype=bool)
-    writer = _PartialWriter(
-        rank_partial_path(partial, context.rank) if partial is not None else None, fingerprint, local
+    writer = PartialWriter(
+        rank_partial_path(partial, context.rank) if partial is not None else None,
+        fingerprint,
+        local,
+        PARTIAL_FORMAT,
     )
     failure: Exception | None = None
     try:
@@ -492,7 +428,7 @@ def loss_landscape(
                     values = points_of.evaluate()
                     local.set_point(int(point), *values["lfc"], *values["hfc"])
                     computed[point] = True
-                    writer.point_done(time.perf_counter() - start)
+                    writer.unit_done(time.perf_counter() - start)
                 if context.distributed:  # another rank may fail in the gather: keep this share
                     writer.flush()
             except BaseException:
@@ -513,7 +449,7 @@ def loss_landscape(
             "the points done are kept for a rerun."
         )
 
-    values = _gather(local, computed | (agreed & context.is_main), context)
+    values = local.gather(computed | (agreed & context.is_main), context, "loss landscape")
     if partial is not None and context.is_main:
         remove_partials(partial)
     grids = values.grids(grid)

@@ -16,23 +16,32 @@ Over the data set this gives
 * scalar summaries: the share of the gradient's spectral energy in HFC (per image, then averaged),
   and the share of the top ``top_fraction`` coefficients by magnitude that lie in HFC.
 
-Only sums, per-band counts and one radius per chosen rank and image are kept, so memory does not grow
-with the image count beyond ``len(rank_fractions)`` numbers per image.
+Only sums, per-band counts and one radius per chosen rank and image are kept: per image
+``len(rank_fractions)`` numbers, per global batch its sums (about ``M + 3 (K + 1)`` numbers, M ~ H W / 2:
+4 KB a batch at 32x32, 200 KB at 224x224), so that a batch's share can be kept apart and resumed.
 
 Under torchrun (``context`` of :func:`freqtail.distributed.init_distributed`) the images are sharded:
 global batches of ``batch_size`` images, batch ``b`` on rank ``b % world_size``
-(:func:`freqtail.analysis._data.shard_batches`). Each rank accumulates its batches, then the
-accumulators are summed (:meth:`SensitivityAccumulator.all_reduce`): counts exactly (int64), float
-sums in float64 (equal to one process's to the rounding of the summation order), and the per-image
-coefficient indices put back in image order exactly. The 80/20 boundary is measured on the same
-images, its statistics summed the same way, and rank 0's boundary is used by every rank. Every rank
-returns the same full result.
+(:func:`freqtail.analysis._data.shard_batches`). Each rank keeps every batch's contribution apart
+(:meth:`SensitivityAccumulator.contribution`: counts, float64 sums, the per-image coefficient indices
+and, when the boundary is measured here, the batch's spectrum sums); the contributions are gathered
+exactly (each batch is one rank's, the others add 0) and added up in batch order on every rank, so
+the result does not depend on the number of processes, bit for bit. The 80/20 boundary comes from
+the same images, and rank 0's boundary is used by every rank. Every rank returns the same full result.
+
+With ``partial_path`` (a pair or a dataset) the global batches are the units of
+:mod:`freqtail.analysis._partials`: every rank keeps the contributions of the batches it has done in
+its own file beside it (``sensitivity.partial.rank<r>.npz``), and a rerun with the same weights,
+images and settings, with any number of processes, computes only the batches none of those files
+holds and gives the uninterrupted result bit for bit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,31 +55,39 @@ from torch import nn
 
 from freqtail.analysis._data import (
     SUBSET_SEED,
+    Selection,
     check_logits,
     eval_mode,
+    labelled_batches,
     model_device,
     select_images,
     shard_batches,
+)
+from freqtail.analysis._partials import (
+    PartialWriter,
+    UnitValues,
+    owned_units,
+    rank_partial_path,
+    remove_partials,
+    resume_units,
+    run_fingerprint,
 )
 from freqtail.analysis.constants import DEFAULT_RANK_FRACTIONS, DEFAULT_RANKING, DEFAULT_TOP_FRACTION
 from freqtail.analysis.fourier import conjugate_half_plane
 from freqtail.analysis.sensitivity_ranking import NOTEBOOK_FRACTIONS, check_ranking, coefficient_ranking
 from freqtail.checks import check_int, check_number, check_optional_int
-from freqtail.distributed import (
-    DistContext,
-    all_reduce_counts,
-    all_reduce_sum,
-    broadcast_json,
-    raise_together,
-)
-from freqtail.errors import InputError
+from freqtail.distributed import DistContext, all_reduce_counts, broadcast_json, raise_together
+from freqtail.errors import InputError, OutputError
 from freqtail.io import atomic_write
 from freqtail.progress import progress_bar
-from freqtail.spectrum import DEFAULT_RATIO, SpectrumAccumulator, nyquist_radius
+from freqtail.spectrum import DEFAULT_RATIO, SpectrumAccumulator, SpectrumSummary, nyquist_radius
+from freqtail.spectrum.bands import num_bands
 from freqtail.spectrum.statistics import shared_image_size
 
 #: Number of radii at which the kernel densities are evaluated.
 DENSITY_POINTS = 200
+#: Version of the sensitivity's partial-file layout (part of the fingerprint).
+PARTIAL_FORMAT = 1
 
 __all__ = [
     "DEFAULT_RANK_FRACTIONS",
@@ -327,6 +344,37 @@ def _load_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
         raise InputError(f"The {what} file {p} is not a readable .npz archive ({err}).") from None
 
 
+@dataclass
+class BatchContribution:
+    """What one batch of B images adds to a :class:`SensitivityAccumulator` (M ranked coefficients,
+    K + 1 bands, R chosen ranks); the images with a zero gradient (``used`` False) add nothing.
+
+    Attributes:
+        used: (B,) bool, images with a non-zero gradient.
+        rank_sum: (M,) float64 sum over the used images of the descending ``|c|``.
+        band_energy_sum: (K + 1,) float64 sum of the per-image energy share per band.
+        top_counts: (K + 1,) int64 bands of the used images' top coefficients.
+        rank_indices: (R, B) int64 ranking index at each chosen rank per image (0 where not used).
+    """
+
+    used: np.ndarray
+    rank_sum: np.ndarray
+    band_energy_sum: np.ndarray
+    top_counts: np.ndarray
+    rank_indices: np.ndarray
+
+    @classmethod
+    def zero(cls, images: int, coefficients: int, bands: int, ranks: int) -> BatchContribution:
+        """A batch of ``images`` images none of which is used."""
+        return cls(
+            used=np.zeros(images, dtype=bool),
+            rank_sum=np.zeros(coefficients),
+            band_energy_sum=np.zeros(bands),
+            top_counts=np.zeros(bands, dtype=np.int64),
+            rank_indices=np.zeros((ranks, images), dtype=np.int64),
+        )
+
+
 class SensitivityAccumulator:
     """Streams input gradients and accumulates the frequency-sensitivity statistics.
 
@@ -380,7 +428,6 @@ class SensitivityAccumulator:
         self._ranked = ranking
         self._ranked_coefficient = torch.tensor(ranking.coefficient, device=device)
         self._ranked_bands = torch.tensor(ranking.band, device=device)
-        self._bands = torch.tensor(plane.band, device=device)
         self._multiplicity = torch.tensor(plane.multiplicity, device=device)
         self._positions = ranking.positions
         self._top = max(1, math.ceil(self.top_fraction * ranking.size - 1e-9))
@@ -399,8 +446,18 @@ class SensitivityAccumulator:
         Raises:
             InputError: non-finite gradients, or a change of image size.
         """
-        gradients = gradients.detach()
         first = self.images_seen if first is None else int(first)
+        return self.add(self.contribution(gradients), first)
+
+    def contribution(self, gradients: torch.Tensor) -> BatchContribution:
+        """What a batch of input gradients adds to the statistics, without adding it (:meth:`add` does;
+        a sharded or resumed pass adds every batch's contribution in batch order, so its sums do not
+        depend on which process computed which batch).
+
+        Raises:
+            InputError: non-finite gradients, or a change of image size.
+        """
+        gradients = gradients.detach()
         if not bool(torch.isfinite(gradients).all()):
             raise InputError("The model's loss gradient is not finite for some images (NaN or Inf logits?).")
         h, w = (int(v) for v in gradients.shape[-2:])
@@ -415,66 +472,43 @@ class SensitivityAccumulator:
         energy = magnitude.square() * self._multiplicity
         total = energy.sum(1)
         used = total > 0
-        self.num_zero_gradient += int((~used).sum())
+        contribution = BatchContribution.zero(
+            int(gradients.shape[0]), self._ranked.size, self._plane.num_bands, len(self._positions)
+        )
+        contribution.used = used.cpu().numpy()
         if not bool(used.any()):
-            return self
-        self._image_positions.append(first + np.flatnonzero(used.cpu().numpy()))
+            return contribution
         magnitude, energy, total = magnitude[used], energy[used], total[used]
-        self.num_images += int(magnitude.shape[0])
         ranked = magnitude[:, self._ranked_coefficient]
         ordered, order = torch.sort(ranked, dim=1, descending=True, stable=True)
-        self._rank_sum += ordered.sum(0)
-        share = energy / total[:, None]
-        self._band_energy_sum.index_add_(0, self._bands, share.sum(0))
+        contribution.rank_sum = ordered.sum(0).cpu().numpy()
+        share = (energy / total[:, None]).sum(0).cpu().numpy()
+        # Summed per band on the CPU: a device's index_add_ adds in no fixed order.
+        bands = self._plane.num_bands
+        contribution.band_energy_sum = np.bincount(self._plane.band, weights=share, minlength=bands)
         top_bands = self._ranked_bands[order[:, : self._top]].flatten()
-        self._top_counts += torch.bincount(top_bands, minlength=self._top_counts.numel()).double()
+        contribution.top_counts = torch.bincount(top_bands, minlength=self._plane.num_bands).cpu().numpy()
         positions = torch.tensor(self._positions, device=order.device)
-        self._rank_indices.append(order[:, positions].T.cpu().numpy())  # (R, B) ranking indices
-        return self
+        contribution.rank_indices[:, contribution.used] = order[:, positions].T.cpu().numpy()
+        return contribution
 
-    def all_reduce(self, context: DistContext) -> SensitivityAccumulator:
-        """Sum every rank's statistics into this accumulator, in place, on every rank; returns self.
-
-        Image counts and top-coefficient band counts are summed exactly (int64); the magnitude and
-        energy-share sums in float64 (one process's sums to the rounding of the summation order);
-        the per-image coefficient indices are put back in image order (each rank fills the positions
-        of its images in a zero array, one exact int64 sum joins them). Every rank must call it (a
-        collective); positions given to :meth:`update` must be unique across ranks. With one process
-        nothing changes.
-
-        Raises:
-            InputError: on every rank, if the ranks saw images of different sizes.
-        """
-        if not context.distributed:
-            return self
-        size = shared_image_size(self.image_size, context)
-        if size is None:
-            return self
+    def add(self, contribution: BatchContribution, first: int) -> SensitivityAccumulator:
+        """Add a batch's :meth:`contribution` whose first image is at position ``first``; returns self."""
         if self.image_size is None:
-            self._start(*size, context.device)
-        seen = int(all_reduce_counts([self.images_seen], context)[0])
-        counts = all_reduce_counts(
-            np.concatenate(
-                [[self.num_images, self.num_zero_gradient], self._top_counts.cpu().numpy().astype(np.int64)]
-            ),
-            context,
-        )
-        self.num_images, self.num_zero_gradient = int(counts[0]), int(counts[1])
+            raise InputError("A batch contribution can only be added after a batch of gradients.")
+        used = np.asarray(contribution.used, dtype=bool)
+        self.num_zero_gradient += int((~used).sum())
+        if not used.any():
+            return self
+        self.num_images += int(used.sum())
         device = self._rank_sum.device
-        self._top_counts = torch.tensor(counts[2:], dtype=torch.float64, device=device)
-        sums = all_reduce_sum(self._rank_sum.tolist() + self._band_energy_sum.tolist(), context)
-        m = self._rank_sum.numel()
-        self._rank_sum = torch.tensor(sums[:m], dtype=torch.float64, device=device)
-        self._band_energy_sum = torch.tensor(sums[m:], dtype=torch.float64, device=device)
-        # Per image: a used flag and the R indices, at the image's position (exact: x + 0 == x).
-        filled = np.zeros((1 + len(self._positions), seen), dtype=np.int64)
-        for positions, indices in zip(self._image_positions, self._rank_indices, strict=True):
-            filled[0, positions] = 1
-            filled[1:, positions] = indices
-        filled = all_reduce_counts(filled.ravel(), context).reshape(filled.shape)
-        used = filled[0].astype(bool)
-        self._image_positions = [np.flatnonzero(used)]
-        self._rank_indices = [filled[1:, used]]
+        self._rank_sum += torch.as_tensor(contribution.rank_sum, dtype=torch.float64, device=device)
+        self._band_energy_sum += torch.as_tensor(
+            contribution.band_energy_sum, dtype=torch.float64, device=device
+        )
+        self._top_counts += torch.as_tensor(contribution.top_counts, dtype=torch.float64, device=device)
+        self._image_positions.append(int(first) + np.flatnonzero(used))
+        self._rank_indices.append(np.asarray(contribution.rank_indices)[:, used])
         return self
 
     def result(self, boundary_band: int) -> SensitivityResult:
@@ -530,6 +564,7 @@ def frequency_sensitivity(
     ranking: str = DEFAULT_RANKING,
     progress: bool = False,
     subset_seed: int = SUBSET_SEED,
+    partial_path: str | os.PathLike | None = None,
     context: DistContext | None = None,
 ) -> SensitivityResult:
     """Measure a model's sensitivity to frequency components on labelled images (paper Fig. 2).
@@ -553,6 +588,12 @@ def frequency_sensitivity(
         progress: show a tqdm bar on stderr (rank 0).
         subset_seed: seed of the ``n``-image subset (the same images ``freqtail evaluate --n n
             --subset-seed`` evaluates).
+        partial_path: if given (and ``data`` a pair or a dataset), each process saves the
+            contributions of the global batches it has done to its own file beside it
+            (``<stem>.rank<r><suffix>``), and a later call with the same model, images and settings,
+            with any number of processes, computes only the batches none of those files holds; rank 0
+            removes them once the result is complete. The fingerprint covers the weights, the settings,
+            the selected image indices and the first batch's pixels and labels.
         context: the process group (:func:`freqtail.distributed.init_distributed`); with several
             processes every rank calls this with the same arguments, measures its share of the images
             (module docstring) and returns the same full result. None: one process.
@@ -571,33 +612,212 @@ def frequency_sensitivity(
     n = check_optional_int(n, "The number of images n", minimum=1)
     batch_size = check_int(batch_size, "The batch size", minimum=1)
     accumulator = SensitivityAccumulator(rank_fractions, top_fraction, ranking)
-    spectrum = SpectrumAccumulator(ratio=ratio) if boundary_band is None else None
+    measure_spectrum = boundary_band is None
     device = model_device(model)
     selection = select_images(data, n, subset_seed)
+    partial = Path(partial_path) if partial_path is not None else None
+    plan = None
+    if selection.indices is not None:  # a pair or a dataset: its global batches are known before the pass
+        settings = (PARTIAL_FORMAT, batch_size, accumulator.ranking, rank_fractions, top_fraction, ratio)
+        plan = _plan_batches(data, n, batch_size, selection, accumulator, measure_spectrum)
+        fingerprint = run_fingerprint(model, plan.sample, (*settings, measure_spectrum)) if partial else ""
+        plan.values, plan.agreed = resume_units(partial, fingerprint, plan.values, context)
+        numbers = owned_units(np.flatnonzero(~plan.agreed), context.rank, context.world_size)
+        writer = PartialWriter(
+            rank_partial_path(partial, context.rank) if partial is not None else None,
+            fingerprint,
+            plan.values,
+            PARTIAL_FORMAT,
+        )
+    else:
+        numbers, writer = None, PartialWriter(None, "", UnitValues.empty(0, {}), PARTIAL_FORMAT)
+    own: dict[int, dict[str, np.ndarray]] = {}  # this rank's units, by global batch number
     failure: Exception | None = None
     try:
-        batches = shard_batches(data, n, batch_size, selection, context)
+        batches = shard_batches(data, n, batch_size, selection, context, numbers)
         if context.is_main:
-            batches = progress_bar(batches, desc="sensitivity", unit="batch", leave=False, enabled=progress)
-        with eval_mode(model):
-            for first, images, labels in batches:
-                images, labels = images.to(device), labels.to(device)
-                accumulator.update(input_gradients(model, images, labels), first)
-                if spectrum is not None:
-                    spectrum.update(images.detach())
+            total = None if numbers is None else len(numbers)
+            batches = progress_bar(
+                batches, desc="sensitivity", unit="batch", total=total, leave=False, enabled=progress
+            )
+        try:
+            with eval_mode(model):
+                for number, _, images, labels in batches:
+                    start = time.perf_counter()
+                    images, labels = images.to(device), labels.to(device)
+                    contribution = accumulator.contribution(input_gradients(model, images, labels))
+                    spectrum = (
+                        SpectrumAccumulator(ratio=ratio).update(images.detach()) if measure_spectrum else None
+                    )
+                    own[number] = _unit(contribution, spectrum, batch_size)
+                    if plan is not None:
+                        plan.values.set_unit(number, **own[number])
+                        writer.unit_done(time.perf_counter() - start)
+            if context.distributed:  # another rank may fail in the sums below: keep this share
+                writer.flush()
+        except BaseException:
+            with contextlib.suppress(OutputError):  # keep what is done, but report the first error
+                writer.flush()
+            raise
     except Exception as err:
         if not context.distributed:
             raise
         failure = err  # told to the other ranks first, so that none waits for it in the sums below
     raise_together(failure, context)
-    accumulator.all_reduce(context)
-    summary = None
-    if spectrum is not None:
-        summary = spectrum.all_reduce(context).result()
+    if plan is None:  # an iterable of batches: every rank read it all and knows its own batches only
+        plan = _plan_after_pass(own, batch_size, accumulator, measure_spectrum, context)
+    contributes = np.zeros(plan.values.units, dtype=bool)
+    contributes[list(own)] = True
+    units = plan.values.gather(contributes | (plan.agreed & context.is_main), context, "sensitivity")
+    if partial is not None and context.is_main:
+        remove_partials(partial)
+    joined = SensitivityAccumulator(rank_fractions, top_fraction, ranking)
+    summary = _join_units(units, plan.image_size, batch_size, joined, ratio if measure_spectrum else None)
+    if summary is not None:
         # The sums are the same on every rank, but one boundary must hold everywhere: rank 0's.
         boundary_band = broadcast_json(summary.boundary_band, context)
-    result = accumulator.result(boundary_band)
+    result = joined.result(boundary_band)
     result.spectrum = summary
     result.selection = selection
     result.world_size = context.world_size
     return result
+
+
+@dataclass
+class _BatchPlan:
+    """The global batches of a pass as units of :mod:`freqtail.analysis._partials`.
+
+    Attributes:
+        image_size: (H, W) of the images.
+        values: every batch's contribution (:func:`_unit_layout`), those known so far marked done.
+        agreed: (U,) bool, the batches every rank read from partial files (skipped).
+        sample: what the fingerprint covers besides the model and settings: the first global batch's
+            images and labels and the selected image indices.
+    """
+
+    image_size: tuple[int, int]
+    values: UnitValues
+    agreed: np.ndarray
+    sample: tuple[torch.Tensor, ...] = ()
+
+
+def _unit_layout(
+    accumulator: SensitivityAccumulator, image_size: tuple[int, int], batch_size: int, measure_spectrum: bool
+) -> dict[str, tuple[tuple[int, ...], type]]:
+    """The arrays of one global batch's unit (a :class:`BatchContribution` padded to ``batch_size``
+    images, their count, and the batch's spectrum sums when the boundary is measured)."""
+    h, w = image_size
+    ranked = coefficient_ranking(accumulator.ranking, h, w, accumulator._given_fractions)
+    bands = conjugate_half_plane(h, w).num_bands
+    layout: dict[str, tuple[tuple[int, ...], type]] = {
+        "images": ((), np.int64),
+        "used": ((batch_size,), bool),
+        "rank_sum": ((ranked.size,), np.float64),
+        "band_energy_sum": ((bands,), np.float64),
+        "top_counts": ((bands,), np.int64),
+        "rank_indices": ((len(ranked.positions), batch_size), np.int64),
+    }
+    if measure_spectrum:
+        spectrum_bands = num_bands(h, w)
+        layout["pi_sum"] = ((spectrum_bands,), np.float64)
+        layout["boundary_hist"] = ((spectrum_bands + 1,), np.int64)
+        layout["spectrum_counts"] = ((4,), np.int64)
+    return layout
+
+
+def _unit(contribution: BatchContribution, spectrum: SpectrumAccumulator | None, batch_size: int) -> dict:
+    """One batch's unit values (:func:`_unit_layout`)."""
+    count = int(contribution.used.size)
+    used = np.zeros(batch_size, dtype=bool)
+    used[:count] = contribution.used
+    indices = np.zeros((contribution.rank_indices.shape[0], batch_size), dtype=np.int64)
+    indices[:, :count] = contribution.rank_indices
+    unit = {
+        "images": count,
+        "used": used,
+        "rank_sum": contribution.rank_sum,
+        "band_energy_sum": contribution.band_energy_sum,
+        "top_counts": contribution.top_counts,
+        "rank_indices": indices,
+    }
+    if spectrum is not None:
+        sums = spectrum.sums()
+        unit.update(
+            pi_sum=sums["pi_sum"], boundary_hist=sums["boundary_hist"], spectrum_counts=sums["counts"]
+        )
+    return unit
+
+
+def _plan_batches(
+    data: Any,
+    n: int | None,
+    batch_size: int,
+    selection: Selection,
+    accumulator: SensitivityAccumulator,
+    measure_spectrum: bool,
+) -> _BatchPlan:
+    """The units of a pair's or a dataset's global batches, none done; reads the first batch (for
+    the image size and the fingerprint)."""
+    head = Selection(selection.indices[:batch_size], selection.rule, selection.seed, selection.n_requested)
+    images, labels = next(iter(labelled_batches(data, n, batch_size, head)))
+    size = (int(images.shape[-2]), int(images.shape[-1]))
+    units = -(-int(selection.indices.size) // batch_size)
+    values = UnitValues.empty(units, _unit_layout(accumulator, size, batch_size, measure_spectrum))
+    sample = (images, labels, torch.from_numpy(np.asarray(selection.indices, dtype=np.int64)))
+    return _BatchPlan(size, values, np.zeros(units, dtype=bool), sample)
+
+
+def _plan_after_pass(
+    own: dict[int, dict],
+    batch_size: int,
+    accumulator: SensitivityAccumulator,
+    measure_spectrum: bool,
+    context,
+) -> _BatchPlan:
+    """The units of an iterable's batches after the pass (no partial files): every batch is one
+    rank's (round robin), so their number is the sum of every rank's count.
+
+    Raises:
+        InputError: on every rank, if no rank saw an image, or the ranks saw different sizes.
+    """
+    units = int(all_reduce_counts([len(own)], context)[0])
+    size = shared_image_size(accumulator.image_size, context)
+    if size is None:
+        raise InputError("No images were given, so there is no sensitivity to measure.")
+    values = UnitValues.empty(units, _unit_layout(accumulator, size, batch_size, measure_spectrum))
+    for number, unit in own.items():
+        values.set_unit(number, **unit)
+    return _BatchPlan(size, values, np.zeros(units, dtype=bool))
+
+
+def _join_units(
+    units: UnitValues,
+    image_size: tuple[int, int],
+    batch_size: int,
+    joined: SensitivityAccumulator,
+    ratio: float | None,
+) -> SpectrumSummary | None:
+    """Add every batch's unit to ``joined`` (a fresh accumulator) in batch order, on the CPU, so the
+    sums do not depend on which process computed which batch; the spectrum summary of the batches'
+    spectrum sums when ``ratio`` is given (the boundary measured), else None."""
+    joined._start(*image_size, torch.device("cpu"))
+    spectrum = SpectrumAccumulator(ratio=ratio) if ratio is not None else None
+    for number in range(units.units):
+        unit = {name: array[number] for name, array in units.arrays.items()}
+        count = int(unit["images"])
+        contribution = BatchContribution(
+            used=unit["used"][:count],
+            rank_sum=unit["rank_sum"],
+            band_energy_sum=unit["band_energy_sum"],
+            top_counts=unit["top_counts"],
+            rank_indices=unit["rank_indices"][:, :count],
+        )
+        joined.add(contribution, number * batch_size)  # positions only order the images
+        if spectrum is not None:
+            sums = {
+                "pi_sum": unit["pi_sum"],
+                "boundary_hist": unit["boundary_hist"],
+                "counts": unit["spectrum_counts"],
+            }
+            spectrum.add_sums(image_size, sums)
+    return spectrum.result() if spectrum is not None else None

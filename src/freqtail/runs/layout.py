@@ -13,9 +13,9 @@ explanation of that run::
       results.md               the same as paper-style tables
       .results.lock            held while a process merges into results.json
       eval-cache/              generated -C sets, AutoAttack progress (resumable)
-      sensitivity.json/.npz    freqtail sensitivity
+      sensitivity.json/.npz    freqtail sensitivity (sensitivity.partial.rank<r>.npz while it runs)
       landscape.json/.npz      freqtail landscape (landscape.partial.rank<r>.npz while it runs)
-      heatmap.json/.npz        freqtail heatmap
+      heatmap.json/.npz        freqtail heatmap (heatmap.partial.rank<r>.npz while it runs)
       spectrum.json, bass.json dataset facts (freqtail spectrum --json, the demo)
       figures/*.png            every figure
       report.html, report.md   freqtail report
@@ -184,7 +184,15 @@ class RunLayout:
     def landscape_partial(self) -> Path:
         """The base name of the per-rank partial files of a landscape still being computed
         (``landscape.partial.rank<r>.npz``, :func:`freqtail.analysis.loss_landscape`'s ``partial_path``)."""
-        return self.folder / "landscape.partial.npz"
+        return self.partial("landscape")
+
+    def partial(self, kind: str) -> Path:
+        """The base name of the per-rank partial files of an analysis still being computed
+        (``<kind>.partial.rank<r>.npz``: the ``partial_path`` of :func:`freqtail.analysis.loss_landscape`,
+        :func:`~freqtail.analysis.fourier_heatmap` and :func:`~freqtail.analysis.frequency_sensitivity`)."""
+        if kind not in ANALYSES:
+            raise ValueError(f"unknown analysis {kind!r}")
+        return self.folder / f"{kind}.partial.npz"
 
     def markers(self) -> tuple[Path, ...]:
         """Files and folders any of which makes a folder a run folder (for the report)."""

@@ -131,6 +131,42 @@ class SpectrumAccumulator:
             b = lfc_boundary(image_pi, self.ratio)
             self._boundary_hist += torch.bincount(b.cpu(), minlength=self._boundary_hist.numel())
 
+    def sums(self) -> dict[str, np.ndarray]:
+        """Everything accumulated, as arrays (for :meth:`add_sums` elsewhere, e.g. a partial file):
+        ``pi_sum`` float64 (K + 1,), ``boundary_hist`` int64 (K + 2,), ``counts`` int64 (4,) (images,
+        constant images, constant channels, channels used). Requires at least one :meth:`update`."""
+        if self._pi_sum is None or self._boundary_hist is None:
+            raise InputError("No images were given, so there are no spectrum sums.")
+        counts = [self.num_images, self.num_skipped_constant, self.num_skipped_channels, self._channels_used]
+        return {
+            "pi_sum": self._pi_sum.numpy().copy(),
+            "boundary_hist": self._boundary_hist.numpy().copy(),
+            "counts": np.asarray(counts, dtype=np.int64),
+        }
+
+    def add_sums(self, image_size: tuple[int, int], sums: dict[str, np.ndarray]) -> SpectrumAccumulator:
+        """Add the :meth:`sums` of another accumulator of ``image_size`` images; returns self.
+
+        Raises:
+            InputError: a size other than the images seen so far.
+        """
+        if self.image_size is None:
+            self.image_size = (int(image_size[0]), int(image_size[1]))
+            self._pi_sum = torch.zeros(num_bands(*self.image_size), dtype=torch.float64)
+            self._boundary_hist = torch.zeros(num_bands(*self.image_size) + 1, dtype=torch.int64)
+        elif tuple(image_size) != self.image_size:
+            raise InputError(
+                f"Spectrum sums of {image_size[0]}x{image_size[1]} images cannot join {self.image_size}."
+            )
+        self._pi_sum += torch.from_numpy(np.asarray(sums["pi_sum"], dtype=np.float64))
+        self._boundary_hist += torch.from_numpy(np.asarray(sums["boundary_hist"], dtype=np.int64))
+        images, constant, channels, used = (int(v) for v in sums["counts"])
+        self.num_images += images
+        self.num_skipped_constant += constant
+        self.num_skipped_channels += channels
+        self._channels_used += used
+        return self
+
     def all_reduce(self, context: DistContext) -> SpectrumAccumulator:
         """Sum every rank's statistics into this accumulator, in place, on every rank; returns self.
 

@@ -146,7 +146,8 @@ class ExplainRequest:
 
 @dataclass(frozen=True)
 class SensitivityAnalysis:
-    """Frequency sensitivity (paper §3.2.2, Fig. 2; :func:`freqtail.analysis.frequency_sensitivity`).
+    """Frequency sensitivity (paper §3.2.2, Fig. 2; :func:`freqtail.analysis.frequency_sensitivity`);
+    resumes from the global batches every rank finished (``sensitivity.partial.rank<r>.npz``).
 
     Attributes:
         top_fraction: share of the largest coefficients whose HFC share is reported, in (0, 1].
@@ -175,6 +176,7 @@ class SensitivityAnalysis:
             batch_size=request.batch_size,
             top_fraction=self.top_fraction,
             ranking=self.ranking,
+            partial_path=output.partial(self.kind),
             progress=request.progress,
             context=context,
         )
@@ -249,7 +251,8 @@ class LandscapeAnalysis:
 
 @dataclass(frozen=True)
 class HeatmapAnalysis:
-    """Fourier heat map (Yin et al. 2019; :func:`freqtail.analysis.fourier_heatmap`).
+    """Fourier heat map (Yin et al. 2019; :func:`freqtail.analysis.fourier_heatmap`); resumes from the
+    frequencies every rank finished (``heatmap.partial.rank<r>.npz``).
 
     Attributes:
         eps: L2 norm of each basis perturbation per channel ([0, 1] scale); sign: ``channel`` or
@@ -279,6 +282,7 @@ class HeatmapAnalysis:
             batch_size=request.batch_size,
             sign=self.sign,
             seed=self.seed,
+            partial_path=output.partial(self.kind),
             progress=request.progress,
             context=context,
         )

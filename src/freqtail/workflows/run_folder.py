@@ -457,8 +457,9 @@ def _check_contained(layout: RunLayout) -> None:
         ConfigError: one sentence naming the path and where it points.
     """
     folder = layout.folder
-    files = [layout.results, layout.results_md, layout.results_lock, layout.landscape_partial]
+    files = [layout.results, layout.results_md, layout.results_lock]
     files += [layout.json(kind) for kind in ANALYSES] + [layout.arrays(kind) for kind in ANALYSES]
+    files += [layout.partial(kind) for kind in ANALYSES]
     for path in files:
         inside(folder, path.relative_to(folder), "The path", error=ConfigError)
     for tree in (layout.eval_cache, layout.figures):
