@@ -2,12 +2,14 @@
 partial files (tests/test_analysis_resume.py).
 
     python -m freqtail.train.torchrun --standalone --nnodes 1 --nproc-per-node 2 tests/resume_worker.py
-    heatmap|sensitivity OUT [--pause SECONDS]
+    heatmap|sensitivity OUT [--hold-after N]
 
 Every rank writes ``OUT/pid.rank<r>`` (its process id) before the analysis and ``OUT/result.rank<r>.npz``
-after it. The partial files are ``OUT/<analysis>.partial.rank<r>.npz``. ``--pause`` sleeps that long
-before every forward pass, so that a test can kill a rank in the middle of its units; it changes no
-value. The model and images are the landscape worker's (tests/landscape_worker.py).
+after it. The partial files are ``OUT/<analysis>.partial.rank<r>.npz``. ``--hold-after N`` makes rank 1,
+after its N-th unit, write its partial file and wait there for good (rank 0 goes on to the end of its
+share and waits in the gather): a known point in the middle of the work, where a test kills rank 1,
+with no race against the ranks' speed; it changes no value. The model and images are the landscape
+worker's (tests/landscape_worker.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from freqtail.analysis import fourier_heatmap, frequency_sensitivity
+from freqtail.analysis import _partials, fourier_heatmap, frequency_sensitivity
 from freqtail.distributed import init_distributed, shutdown
 from landscape_worker import build_data, build_model
 
@@ -47,18 +49,33 @@ def analyse(kind: str, model: nn.Module, partial_path: Path | None = None, conte
     )
 
 
+def hold_rank_one_after(units: int) -> None:
+    """Rank 1 writes its partial file after its ``units``-th unit and then waits to be killed."""
+    original, done = _partials.PartialWriter.unit_done, [0]
+
+    def unit_done(self, seconds: float) -> None:
+        original(self, seconds)
+        done[0] += 1
+        if os.environ.get("RANK") == "1" and done[0] == units:
+            self.flush()
+            while True:
+                time.sleep(0.05)
+
+    _partials.PartialWriter.unit_done = unit_done
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("kind", choices=("heatmap", "sensitivity"))
     parser.add_argument("out", type=Path)
-    parser.add_argument("--pause", type=float, default=0.0)
+    parser.add_argument("--hold-after", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
     context = init_distributed("cpu")
     (args.out / f"pid.rank{context.rank}").write_text(str(os.getpid()))
     model = build_model()
-    if args.pause:
-        model.register_forward_pre_hook(lambda module, inputs: time.sleep(args.pause))
+    if args.hold_after:
+        hold_rank_one_after(args.hold_after)
     result = analyse(args.kind, model, args.out / f"{args.kind}.partial.npz", context)
     result.save(args.out / f"result.rank{context.rank}.npz")
     shutdown(context)

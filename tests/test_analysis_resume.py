@@ -44,10 +44,11 @@ def _done_units(path: Path) -> int:
         return 0
 
 
-def _kill_rank_one_mid_run(kind: str, out: Path, pause: float) -> list[np.ndarray]:
-    """Start 2 slowed-down processes, SIGKILL rank 1 once its partial file holds a unit (torchrun then
-    stops rank 0); the done masks of the partial files left, by rank."""
-    first = _torchrun(kind, out, 2, "--pause", str(pause))
+def _kill_rank_one_mid_run(kind: str, out: Path, hold_after: int = 2) -> list[np.ndarray]:
+    """Start 2 processes, rank 1 holding after its ``hold_after``-th unit with its partial file written
+    (tests/resume_worker.py), SIGKILL it there (torchrun then stops rank 0); the done masks of the
+    partial files left, by rank."""
+    first = _torchrun(kind, out, 2, "--hold-after", str(hold_after))
     rank1_file = out / f"{kind}.partial.rank1.npz"
     deadline = time.monotonic() + 120  # a bound for a broken build, not a race with the ranks
     while _done_units(rank1_file) == 0:
@@ -76,7 +77,7 @@ def _counting_model():
 def test_a_killed_heat_map_resumes_with_one_process_to_the_uninterrupted_map(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    masks = _kill_rank_one_mid_run("heatmap", out, pause=0.1)
+    masks = _kill_rank_one_mid_run("heatmap", out)
     # A fresh 2-process run deals the blocks (here single frequencies) out round robin.
     for rank, done in enumerate(masks):
         assert set(np.flatnonzero(done) % 2) <= {rank}
@@ -115,7 +116,7 @@ def test_a_killed_heat_map_resumes_with_one_process_to_the_uninterrupted_map(tmp
 def test_a_killed_sensitivity_resumes_with_one_process_to_the_uninterrupted_result(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    masks = _kill_rank_one_mid_run("sensitivity", out, pause=0.35)
+    masks = _kill_rank_one_mid_run("sensitivity", out)
     for rank, done in enumerate(masks):
         assert set(np.flatnonzero(done) % 2) <= {rank}
     survived = np.logical_or.reduce(masks)
