@@ -8,7 +8,7 @@ import io
 
 from tqdm.auto import tqdm
 
-from freqtail.progress import QUIET_SECONDS, StepLines, progress_bar, silent
+from freqtail.progress import QUIET_SECONDS, StepLines, progress_bar, progress_to, silent
 
 
 class Clock:
@@ -68,3 +68,15 @@ def test_a_terminal_gets_a_bar_other_consoles_lines_and_other_ranks_nothing():
     assert progress_bar(range(4), desc="x", stream=io.StringIO()).total == 4
     quiet = silent(range(3))
     assert list(quiet) == [0, 1, 2] and quiet.disable
+
+
+def test_inside_progress_to_lines_go_to_the_given_writer_and_no_bar_is_drawn():
+    """The demo prints its steps into its log; progress_to brings their progress lines to its console."""
+    lines, stream, clock = [], Terminal(), Clock()
+    with progress_to(lines.append):
+        assert isinstance(progress_bar(total=2, desc="x", stream=stream), StepLines)
+        steps = StepLines(2, "pgd-20-ce standard", "batch", stream=stream, clock=clock)
+        clock.now = 12.0
+        steps.update(1)
+    assert lines == ["pgd-20-ce standard: 1/2 batches done (12 s)"] and stream.getvalue() == ""
+    assert isinstance(progress_bar(total=2, desc="x", stream=stream), tqdm)  # outside again: a bar

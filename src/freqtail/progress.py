@@ -17,9 +17,11 @@ small class.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from typing import Any, TextIO
 
 from tqdm.auto import tqdm
@@ -30,6 +32,19 @@ from freqtail.formatting import count, duration
 QUIET_SECONDS = 10.0
 #: Plurals of the step names that are not name + "s".
 PLURALS = {"batch": "batches"}
+#: Where progress lines go instead of a stream, while :func:`progress_to` is in force.
+_LINES_TO: ContextVar[Callable[[str], None] | None] = ContextVar("freqtail_progress_lines", default=None)
+
+
+@contextlib.contextmanager
+def progress_to(write_line: Callable[[str], None]) -> Iterator[None]:
+    """Inside, progress is given as lines to ``write_line`` (no bars), whatever standard error is: the
+    demo, whose steps print into its log file, shows them on its own console this way."""
+    token = _LINES_TO.set(write_line)
+    try:
+        yield
+    finally:
+        _LINES_TO.reset(token)
 
 
 class StepLines:
@@ -66,7 +81,11 @@ class StepLines:
         return self.clock() - self.last >= self.quiet
 
     def _line(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        write_line = _LINES_TO.get()
+        if write_line is not None:
+            write_line(text)
+        else:
+            print(text, file=self.stream, flush=True)
         self.last, self.spoke = self.clock(), True
 
     def _elapsed(self) -> str:
@@ -135,7 +154,7 @@ def progress_bar(
     stream = stream if stream is not None else sys.stderr
     if total is None and iterable is not None and hasattr(iterable, "__len__"):
         total = len(iterable)  # type: ignore[arg-type]
-    if enabled and getattr(stream, "isatty", lambda: False)():
+    if enabled and _LINES_TO.get() is None and getattr(stream, "isatty", lambda: False)():
         return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, dynamic_ncols=True, file=stream)
     return StepLines(total, desc, unit, iterable=iterable, stream=stream)
 

@@ -53,6 +53,7 @@ from typing import Any
 
 from freqtail.errors import ConfigError, FreqtailError, InputError
 from freqtail.io import atomic_write_json
+from freqtail.progress import progress_to
 from freqtail.report.build import build_report
 from freqtail.runs import layout
 from freqtail.runs.layout import GridLayout, RunLayout
@@ -65,6 +66,7 @@ from freqtail.workflows.demo_settings import (
     train_config,
 )
 from freqtail.workflows.demo_steps import (
+    CONSOLE_INDENT,
     EpochProgress,
     bass_step,
     bass_words,
@@ -260,7 +262,9 @@ class _Console:
     def into_log(self, heading: str):
         """Everything printed inside goes to ``demo.log``, under ``heading``."""
         self.write(f"\n===== {heading}")
-        with contextlib.redirect_stdout(self.log), contextlib.redirect_stderr(self.log):
+        # Long work inside still shows on the console: a progress line at most every 10 s.
+        lines = progress_to(lambda text: self.echo(" " * CONSOLE_INDENT + text))
+        with contextlib.redirect_stdout(self.log), contextlib.redirect_stderr(self.log), lines:
             yield
 
 

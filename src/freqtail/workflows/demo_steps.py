@@ -206,6 +206,10 @@ def step_words(step: str, run_dir: Path, settings: DemoSettings) -> str:
     return safe_words(explanation_words, run_dir, step)
 
 
+#: The indent of the console lines within a step (under the ``[m:ss.s] k/17`` of the step lines).
+CONSOLE_INDENT = 14
+
+
 class EpochProgress:
     """Trainer callback: one console line per finished epoch (the demo's per-epoch progress)."""
 
@@ -218,10 +222,11 @@ class EpochProgress:
             text += f", test acc {100 * record['test_acc']:.1f}%"
         if record.get("test_robust_acc") is not None:
             text += f", robust acc {100 * record['test_robust_acc']:.1f}%"
-        self.echo(f"{'':14}{self.name:<22} {text} ({record['epoch_time']:.1f} s)")
+        self.echo(f"{'':{CONSOLE_INDENT}}{self.name:<22} {text} ({record['epoch_time']:.1f} s)")
 
 
 __all__ = [
+    "CONSOLE_INDENT",
     "SPECTRUM_KEYS",
     "EpochProgress",
     "bass_step",
