@@ -25,7 +25,7 @@ from test_report import assert_self_contained, browser_check, parse_page
 pytestmark = pytest.mark.xdist_group("demo")
 
 SECTIONS = (
-    "Overview",
+    "Summary",
     "Frequency long tail",
     "Balanced Spectrum Sampling (BaSS)",
     "Training",
@@ -36,6 +36,7 @@ SECTIONS = (
     "Loss landscape on LFC / HFC",
     "Fourier heat map",
     "Configuration",
+    "Demo stages and timings",
 )
 
 

@@ -20,6 +20,7 @@ from freqtail.report.build import build_report
 from freqtail.report.page import (
     Bullets,
     Figure,
+    Item,
     Page,
     Paragraph,
     Section,
@@ -79,6 +80,38 @@ def parse_page(text: str) -> PageParser:
     parser = PageParser()
     parser.feed(text)
     return parser
+
+
+class SectionParser(HTMLParser):
+    """Per ``<section>``: its id, its h2 text, whether a ``<details>`` folds it and whether that is open."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: list[dict] = []
+        self._in_h2 = False
+
+    def handle_starttag(self, tag, attrs):
+        values = dict(attrs)
+        if tag == "section":
+            self.sections.append({"id": values.get("id"), "title": "", "folded": False, "open": False})
+        elif tag == "details" and self.sections and not self.sections[-1]["title"]:
+            self.sections[-1].update(folded=True, open="open" in values)
+        elif tag == "h2":
+            self._in_h2 = True
+
+    def handle_endtag(self, tag):
+        if tag == "h2":
+            self._in_h2 = False
+
+    def handle_data(self, data):
+        if self._in_h2 and self.sections:
+            self.sections[-1]["title"] += data
+
+
+def section_layout(text: str) -> list[dict]:
+    parser = SectionParser()
+    parser.feed(text)
+    return parser.sections
 
 
 def assert_self_contained(text: str) -> None:
@@ -174,6 +207,36 @@ def test_html_escapes_text_and_embeds_figures(tmp_path):
     assert base64.b64decode(images[0].split(",", 1)[1]) == png.read_bytes()
     assert "Figure missing.png could not be read." in text
     assert_self_contained(text)
+
+
+def test_collapsed_sections_fold_in_html_and_stay_plain_in_markdown(tmp_path):
+    page = Page(
+        "T",
+        [],
+        [
+            Section("Open <one>", "open", [Paragraph("see [the target](#target) and [away](https://x.org)")]),
+            Section(
+                "Folded & two",
+                "folded",
+                [Paragraph("target text", anchor="target"), Bullets([Item("an item", "item-a", ["sub"])])],
+                collapsed=True,
+            ),
+        ],
+    )
+    text = render_html(page)
+    layout = section_layout(text)
+    assert [(s["title"], s["folded"], s["open"]) for s in layout] == [
+        ("Open <one>", False, False),
+        ("Folded & two", True, False),
+    ]
+    assert '<a href="#target">the target</a>' in text and '<p id="target">target text</p>' in text
+    assert '<li id="item-a">an item<ul><li>sub</li></ul></li>' in text
+    assert "[away](https://x.org)" in text  # only in-page links become links
+    assert_self_contained(text.replace("https://x.org", "elsewhere"))
+    markdown = render_markdown(page, tmp_path)
+    assert "<details" not in markdown and "## Folded & two" in markdown
+    assert '<a id="target"></a>target text' in markdown
+    assert '- <a id="item-a"></a>an item\n  - sub' in markdown
 
 
 def test_markdown_references_figures_relative_and_reads_back_its_tables(tmp_path):
@@ -400,7 +463,7 @@ def test_analysis_files_alone_give_their_sections(tmp_path):
         )
     )
     result = build_report([run])
-    assert result.sections == ["Loss landscape on LFC / HFC", "Not in this report"]
+    assert result.sections == ["Summary", "Loss landscape on LFC / HFC", "Not in this report"]
     parsed = parse_page(result.html.read_text(encoding="utf-8"))
     assert _table_with(parsed, ["data"], ["low frequencies (LFC)"])[1:3] == ["1.2500", "50.0"]
     assert _table_with(parsed, ["data"], ["high frequencies (HFC)"])[1:3] == ["2.5000", "12.5"]
@@ -445,6 +508,25 @@ def test_results_tables_and_comparison_match_the_json(tmp_path, two_runs):
     markdown = result.markdown.read_text(encoding="utf-8")
     assert "](figures/report-training.png)" in markdown
     assert_self_contained(text)
+
+
+def test_the_page_opens_with_its_summary_and_folds_the_rest(tmp_path, two_runs):
+    base, bass = two_runs
+    result = build_report([base, bass], out=tmp_path / "cmp")
+    text = result.html.read_text(encoding="utf-8")
+    layout = section_layout(text)
+    assert [s["title"] for s in layout] == result.sections and result.sections[0] == "Summary"
+    assert not layout[0]["folded"]
+    assert all(s["folded"] and not s["open"] for s in layout[1:]) and len(layout) > 5
+    summary = text.split('<section id="summary">', 1)[1].split("</section>", 1)[0]
+    plain = html.unescape(summary)
+    # One row per run, the threat models evaluated, and what the page does not show.
+    assert ">erm<" in summary and ">erm-bass<" in summary
+    for threat in ("standard", "domain", "end-to-end"):
+        assert f"{threat}</code>:" in summary
+    assert "What it does not show" in plain and "Not in this report" in plain
+    markdown = result.markdown.read_text(encoding="utf-8")
+    assert "<details" not in markdown and markdown.index("## Summary") < markdown.index("## Training")
 
 
 def test_folder_of_runs_is_a_collection(tmp_path, two_runs):
