@@ -20,6 +20,7 @@ from freqtail.report.build import build_report
 from freqtail.report.page import (
     Bullets,
     Figure,
+    Heading,
     Item,
     Page,
     Paragraph,
@@ -29,6 +30,7 @@ from freqtail.report.page import (
     render_html,
     render_markdown,
 )
+from freqtail.report.read_once import HOW_TO_READ_TITLE, explain_once
 
 CHROMIUM = shutil.which("chromium")
 
@@ -517,16 +519,122 @@ def test_the_page_opens_with_its_summary_and_folds_the_rest(tmp_path, two_runs):
     layout = section_layout(text)
     assert [s["title"] for s in layout] == result.sections and result.sections[0] == "Summary"
     assert not layout[0]["folded"]
-    assert all(s["folded"] and not s["open"] for s in layout[1:]) and len(layout) > 5
+    # The one section between the summary and the folded details is the (open) reading guide.
+    assert result.sections[1] == "How to read these numbers" and not layout[1]["folded"]
+    assert all(s["folded"] and not s["open"] for s in layout[2:]) and len(layout) > 5
     summary = text.split('<section id="summary">', 1)[1].split("</section>", 1)[0]
     plain = html.unescape(summary)
     # One row per run, the threat models evaluated, and what the page does not show.
     assert ">erm<" in summary and ">erm-bass<" in summary
     for threat in ("standard", "domain", "end-to-end"):
-        assert f"{threat}</code>:" in summary
+        assert f"{threat}</code> =" in summary
     assert "What it does not show" in plain and "Not in this report" in plain
     markdown = result.markdown.read_text(encoding="utf-8")
     assert "<details" not in markdown and markdown.index("## Summary") < markdown.index("## Training")
+
+
+THREAT_TEXT = "Threat model `domain`: BaSS images; eps on BaSS images (the paper's protocol)."
+ITERATION = "Iteration: delta <- clip(x + clamp(P_band(delta + step * sign(grad)), -eps, eps), 0, 1) - x."
+NO_VERDICT = (
+    "the check needs at least 50 correctly classified images, so it gives no verdict (check more images)."
+)
+SHORT = "Clean: no attack; n = 64."
+CHECKPOINT = "Checkpoint `best`: path runs/a/checkpoints/step-00000008, epoch 1, objective erm, " + "x" * 60
+
+
+def _too_few_verdict(run: str) -> str:
+    return f"‡ Gradient-masking check of {run}: Too few images to judge: 4 of 16 images; {NO_VERDICT}"
+
+
+def test_repeated_explanations_are_written_once_and_linked():
+    def table_notes(run: str) -> list:
+        return [
+            Heading(run, 3),
+            Bullets(
+                [THREAT_TEXT, ITERATION, (CHECKPOINT, ["Clean: no attack; n = 64."]), _too_few_verdict(run)]
+            ),
+        ]
+
+    once = "Orders: `none` = no BaSS; said a single time, so it stays where it is."
+    sections = [
+        Section("Summary", "summary", [Paragraph("key numbers")]),
+        Section("Evaluation", "evaluation", table_notes("A") + table_notes("B"), collapsed=True),
+        Section("Bands", "bands", [*table_notes("C"), Paragraph(once)], collapsed=True),
+    ]
+    out = explain_once(sections)
+    assert [s.title for s in out] == ["Summary", HOW_TO_READ_TITLE, "Evaluation", "Bands"]
+    guide = {item.anchor: item.text for item in out[1].blocks[1].items}
+    # Each explanation once in the guide, its lead words kept where it was.
+    assert sorted(guide.values()) == sorted(
+        [THREAT_TEXT, ITERATION, "‡ Too few images to judge: " + NO_VERDICT]
+    )
+    threat = next(a for a, text in guide.items() if text == THREAT_TEXT)
+    iteration = next(a for a, text in guide.items() if text == ITERATION)
+    verdict = next(a for a, text in guide.items() if NO_VERDICT in text)
+    notes = [b for s in out[2:] for b in s.blocks if isinstance(b, Bullets)]
+    assert len(notes) == 3
+    for bullets, run in zip(notes, "ABC", strict=True):
+        threat_item, iteration_item, checkpoint_item, verdict_item = bullets.items
+        assert threat_item == f"Threat model `domain`: [what it means](#{threat})."
+        assert iteration_item == f"Iteration: [the formula](#{iteration})."
+        assert verdict_item == (
+            f"‡ Gradient-masking check of {run}: Too few images to judge: 4 of 16 images; "
+            f"no verdict ([why](#{verdict}))."
+        )
+        # A short repeated line stays: reading it again is cheaper than a link.
+        sub = checkpoint_item.sub if isinstance(checkpoint_item, Item) else checkpoint_item[1]
+        assert sub == [SHORT]
+    # A long repeated item stays where it first appears; the later ones link to it.
+    first = notes[0].items[2]
+    assert isinstance(first, Item) and first.text == CHECKPOINT and first.anchor
+    for later in (notes[1].items[2], notes[2].items[2]):
+        assert later[0] == f"Checkpoint `best`: [as in Evaluation, A](#{first.anchor})."
+    assert out[3].blocks[-1] == Paragraph(once)
+
+
+def test_a_page_with_nothing_repeated_has_no_reading_guide():
+    sections = [Section("S", "s", [Paragraph(THREAT_TEXT), Bullets([ITERATION, CHECKPOINT])])]
+    assert explain_once(sections) == [
+        Section("S", "s", [Paragraph(THREAT_TEXT), Bullets([ITERATION, CHECKPOINT])])
+    ]
+
+
+def repeated_texts(markdown: str, at_least: int = 60) -> dict[str, int]:
+    """Paragraphs and bullet items of a Markdown page (at least ``at_least`` characters, anchors
+    dropped) that occur more than once, with their counts."""
+    texts = []
+    for block in markdown_blocks(re.sub(r'<a id="[^"]+"></a>', "", markdown)):
+        if isinstance(block, Paragraph):
+            texts.append(block.text)
+        elif isinstance(block, Bullets):
+            for item in block.items:
+                text, sub = item if isinstance(item, tuple) else (item, [])
+                texts += [text, *sub]
+    counts: dict[str, int] = {}
+    for text in texts:
+        counts[text] = counts.get(text, 0) + 1
+    return {text: n for text, n in counts.items() if n > 1 and len(text) >= at_least and "](#" not in text}
+
+
+def assert_links_resolve(text: str) -> None:
+    """Every in-page link of an HTML page points to an id on the page."""
+    ids = set(re.findall(r'\sid="([^"]+)"', text))
+    targets = set(re.findall(r'href="#([^"]+)"', text))
+    assert targets and targets <= ids, targets - ids
+
+
+def test_two_runs_report_says_each_explanation_once(tmp_path, two_runs):
+    base, bass = two_runs
+    result = build_report([base, bass], out=tmp_path / "cmp")
+    text = result.html.read_text(encoding="utf-8")
+    plain = html.unescape(text)
+    from freqtail.evaluate.threat_models import DESCRIPTIONS
+
+    for threat in ("standard", "domain", "end-to-end"):
+        assert plain.count(DESCRIPTIONS[threat]) == 1, threat
+    assert plain.count("robust = correct on the clean and on the adversarial image") == 1
+    assert repeated_texts(result.markdown.read_text(encoding="utf-8"), 100) == {}
+    assert_links_resolve(text)
 
 
 def test_folder_of_runs_is_a_collection(tmp_path, two_runs):

@@ -42,7 +42,7 @@ from freqtail.evaluate.tables import (
     marked_stale,
     subset_words,
 )
-from freqtail.evaluate.threat_models import DESCRIPTIONS, THREAT_MODELS
+from freqtail.evaluate.threat_models import THREAT_MODELS
 from freqtail.formatting import MISSING, percent
 from freqtail.io import atomic_write_bytes, atomic_write_text
 from freqtail.report import summary
@@ -63,6 +63,7 @@ from freqtail.report.page import (
     render_markdown,
     slug,
 )
+from freqtail.report.read_once import explain_once
 from freqtail.report.training_figures import plot_training_curves
 from freqtail.runs.layout import REPORT_HTML, REPORT_MD, RunLayout
 from freqtail.train.staleness import stale_ids, with_staleness
@@ -611,9 +612,7 @@ def _demo_blocks(demo: Mapping[str, Any]) -> list:
         f"images (a seeded subset of {settings.get('test_images')}, stratified across classes).",
         f"Corruptions: {corr.get('description', MISSING)}, generated from the same evaluated images "
         "(freqtail's re-implementation of CIFAR-10-C).",
-        "Threat models: `standard` = raw images, model as trained; `domain` = the paper's protocol "
-        "(BaSS-converted test set, attack in the BaSS domain); `end-to-end` = raw images with BaSS inside "
-        "the model, eps on raw pixels.",
+        _threat_models_line(THREAT_MODELS),
     ]
     if settings.get("description"):
         items.insert(0, str(settings["description"]))
@@ -746,10 +745,22 @@ def _overview_blocks(ctx: _Context) -> list:
     header = ["run", "model", "objective", "BaSS", "evaluated", "epochs", "test acc (%)"]
     blocks: list = [Table(header, rows, numeric_from=5)]
     threats = {r.get("threat_model") for u in trained for r in u.records}
-    threat_items = [f"`{name}`: {DESCRIPTIONS[name]}" for name in THREAT_MODELS if name in threats]
-    if threat_items:
-        blocks += [Paragraph("Threat models evaluated:"), Bullets(threat_items)]
+    if threats & set(THREAT_MODELS):
+        blocks.append(Bullets([_threat_models_line([t for t in THREAT_MODELS if t in threats])]))
     return blocks
+
+
+#: The threat models in a few words, for the summary (the tables' notes give them in full).
+THREAT_MODEL_WORDS = {
+    "standard": "raw images, model as trained",
+    "domain": "the paper's protocol (BaSS-converted test set, attack in the BaSS domain)",
+    "end-to-end": "raw images with BaSS inside the model, eps on raw pixels",
+}
+
+
+def _threat_models_line(names: Sequence[str]) -> str:
+    """``"Threat models: `standard` = raw images, model as trained; ..."`` for ``names``."""
+    return "Threat models: " + "; ".join(f"`{name}` = {THREAT_MODEL_WORDS[name]}" for name in names) + "."
 
 
 def _summary_blocks(ctx: _Context, details: Sequence[Section], omitted: Sequence[str]) -> list:
@@ -975,7 +986,7 @@ def build_page(units: Sequence[RunArtefacts], out: Path, title: str | None = Non
     opening = _summary_blocks(ctx, details, omitted)
     if opening:
         page.sections.append(Section(SUMMARY_TITLE, SUMMARY_ANCHOR, opening))
-    page.sections += details
+    page.sections = explain_once(page.sections + details)
     return page, omitted
 
 

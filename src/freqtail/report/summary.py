@@ -72,8 +72,8 @@ def shows(
             )
     if sections:
         items.append(
-            f"Every table and figure with its settings, in the {len(sections)} sections below (folded in "
-            "the HTML page: click a title to open it)."
+            "Every table and figure with its settings, in the sections below (folded in the HTML page: "
+            "click a title to open it)."
         )
     return items
 
