@@ -23,6 +23,7 @@ from test_report import (
     assert_links_resolve,
     assert_self_contained,
     browser_check,
+    page_height,
     parse_page,
     repeated_texts,
     section_layout,
@@ -277,6 +278,12 @@ def test_demo_report_in_a_real_browser(demo, tmp_path):
         assert section in headings
     done, total = (int(v) for v in decoded.split("/"))
     assert total >= 10 and done == total
+    # Folded, the page is the summary and the reading guide: a small part of the opened page.
+    closed, opened = (
+        page_height(out / "report.html", tmp_path),
+        page_height(out / "report.html", tmp_path, True),
+    )
+    assert 1000 < closed < opened / 4, (closed, opened)
 
 
 def test_rerun_reuses_finished_stages_and_redoes_a_missing_one(demo, tmp_path, monkeypatch):

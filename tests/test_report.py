@@ -169,6 +169,42 @@ def browser_check(report: Path, tmp_path: Path) -> tuple[list[str], str]:
     return headings, decoded
 
 
+def page_height(report: Path, tmp_path: Path, open_all: bool = False) -> int:
+    """The height in CSS pixels of ``report`` in headless Chromium at 1,400 px wide, its folded
+    sections closed as they are written (or, with ``open_all``, every one opened)."""
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed: apt-get install chromium")
+    text = report.read_text(encoding="utf-8")
+    if open_all:
+        text = text.replace('<details class="section">', '<details class="section" open>')
+    probe = tmp_path / f"height-{'open' if open_all else 'closed'}.html"
+    probe.write_text(
+        text.replace(
+            "</body>",
+            "<script>window.addEventListener('load', function () { document.body.setAttribute("
+            "'data-height', document.documentElement.scrollHeight); });</script></body>",
+        ),
+        encoding="utf-8",
+    )
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        f"--user-data-dir={tmp_path / 'chromium-height'}",
+        "--window-size=1400,1000",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        probe.as_uri(),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return int(done.stdout.split('data-height="', 1)[1].split('"', 1)[0])
+
+
 def write_png(path: Path, seed: int = 0) -> Path:
     from PIL import Image
 
