@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from freqtail.cli import main
 from freqtail.report.build import build_report
@@ -560,8 +561,20 @@ def test_the_page_opens_with_its_summary_and_folds_the_rest(tmp_path, two_runs):
     assert all(s["folded"] and not s["open"] for s in layout[2:]) and len(layout) > 5
     summary = text.split('<section id="summary">', 1)[1].split("</section>", 1)[0]
     plain = html.unescape(summary)
-    # One row per run, the threat models evaluated, and what the page does not show.
+    # One row per run, the key numbers with their intervals, the threat models evaluated, and what the
+    # page does not show.
     assert ">erm<" in summary and ">erm-bass<" in summary
+    (keys,) = [t for t in parse_page(summary).tables if t[0][:3] == ["run", "threat model", "checkpoint"]]
+
+    def wilson(correct: int, total: int) -> str:
+        ci = stats.binomtest(correct, total).proportion_ci(confidence_level=0.95, method="wilson")
+        return f"{100 * correct / total:.2f} ({100 * ci.low:.2f}–{100 * ci.high:.2f})"
+
+    assert [row[:2] + row[3:5] for row in keys[1:]] == [
+        ["erm", "standard", wilson(70, 100), wilson(12, 100)],
+        ["erm-bass", "domain", wilson(64, 100), wilson(17, 100)],
+        ["erm-bass", "end-to-end", wilson(64, 100), wilson(9, 100)],
+    ]
     for threat in ("standard", "domain", "end-to-end"):
         assert f"{threat}</code> =" in summary
     assert "What it does not show" in plain and "Not in this report" in plain
@@ -769,7 +782,7 @@ def test_each_robust_number_keeps_its_own_masking_verdict_in_the_report(tmp_path
         assert "No sign of gradient masking (second check)." in page
         row = _table_with(parse_page(text), ["checkpoint", "threat model"], ["best", "domain"])
         assert row[3:5] == ["40.00 †", "35.00"]
-    side = _table_with(parse_page(text), ["run", "threat model"], ["erm-bass", "domain"])
+    side = _table_with(parse_page(text), ["run", "threat model", "Clean"], ["erm-bass", "domain"])
     assert side[3:5] == ["40.00 †", "35.00"]
 
 

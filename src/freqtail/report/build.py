@@ -585,6 +585,16 @@ def key_number_rows(demo: Mapping[str, Any]) -> list[list[str]]:
 KEY_NUMBER_HEADER = key_number_table([])[0]
 
 
+def _key_number_table(rows: Sequence[Mapping[str, Any]]) -> Table:
+    """The key-number table (:func:`freqtail.report.key_numbers.key_number_table`) of ``rows``."""
+    return Table(
+        KEY_NUMBER_HEADER,
+        key_number_table(rows)[1],
+        numeric_from=TEXT_COLUMNS,
+        caption="Key numbers (accuracy in %, threat model and checkpoint stated on every row)",
+    )
+
+
 def _demo_blocks(demo: Mapping[str, Any]) -> list:
     blocks: list = []
     if demo.get("quick"):
@@ -594,14 +604,7 @@ def _demo_blocks(demo: Mapping[str, Any]) -> list:
                 "that everything runs, not what the method achieves. Run `freqtail demo` for the full demo."
             )
         )
-    blocks.append(
-        Table(
-            KEY_NUMBER_HEADER,
-            key_number_rows(demo),
-            numeric_from=TEXT_COLUMNS,
-            caption="Key numbers (accuracy in %, threat model and checkpoint stated on every row)",
-        )
-    )
+    blocks.append(_key_number_table(demo.get("key_numbers") or []))
     blocks += [Paragraph(note) for note in last_epoch_notes(demo.get("key_numbers") or [])]
     settings = demo.get("settings") or {}
     attack = settings.get("pgd") or {}
@@ -771,6 +774,10 @@ def _summary_blocks(ctx: _Context, details: Sequence[Section], omitted: Sequence
     listed = [(s.title, s.anchor) for s in details]
     missing = bool(omitted) or any(_missing_items(u) or u.problems for u in ctx.units)
     blocks = _overview_blocks(ctx)
+    if not key_numbers:
+        key_numbers = summary.key_numbers_of_runs(ctx.units)
+        if key_numbers:
+            blocks.append(_key_number_table(key_numbers))
     shown = summary.shows(ctx.units, key_numbers, listed)
     not_shown = summary.does_not_show(ctx.units, key_numbers, quick, missing)
     if shown:

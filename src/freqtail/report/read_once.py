@@ -182,6 +182,7 @@ def explain_once(sections: list[Section]) -> list[Section]:
             return new, None
         if text not in first_at:
             where = slot.section.title if slot.heading is None else f"{slot.section.title}, {slot.heading}"
+            where = where.replace("[", "(").replace("]", ")")  # brackets would end the link's words
             first_at[text] = (f"same-{len(first_at) + 1}", where)
             return text, first_at[text][0]
         anchor, where = first_at[text]

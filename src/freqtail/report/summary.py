@@ -11,15 +11,39 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from freqtail.attacks.masking import STATE_MASKED, STATE_TOO_FEW
+from freqtail.evaluate.records import RecordId
 from freqtail.evaluate.tables import ADVERSARIAL_METRICS, BAND_METRICS, record_verdict
 from freqtail.evaluate.threat_models import THREAT_MODELS
 from freqtail.report.collect import RunArtefacts
-from freqtail.report.key_numbers import COUNT_KEYS, interval
+from freqtail.report.key_numbers import (
+    COUNT_KEYS,
+    DEMO_CHECKPOINT,
+    checkpoint_records,
+    interval,
+    run_key_numbers,
+)
+from freqtail.train.staleness import stale_ids
 
-__all__ = ["does_not_show", "robust_records", "shows", "widest_interval"]
+__all__ = ["does_not_show", "key_numbers_of_runs", "robust_records", "shows", "widest_interval"]
 
 #: Metrics whose numbers are robust accuracies (each carries its own gradient-masking verdict).
 ROBUST_METRICS = frozenset(m for m in (*ADVERSARIAL_METRICS, *BAND_METRICS) if m != "clean")
+
+
+def key_numbers_of_runs(units: Sequence[RunArtefacts]) -> list[dict[str, Any]]:
+    """The demo's key-number rows (:func:`freqtail.report.key_numbers.run_key_numbers`) for run folders
+    that are no demo: per evaluated run, its ``best`` checkpoint's numbers (else those of the first
+    checkpoint evaluated), stale numbers left out (their tables mark them)."""
+    rows: list[dict[str, Any]] = []
+    for unit in units:
+        stale = stale_ids(unit.stale)
+        fresh = [r for r in unit.records if "id" in r and r["id"] not in stale]
+        tags = list(dict.fromkeys(RecordId.of(r).checkpoint for r in fresh))
+        if not tags:
+            continue
+        tag = DEMO_CHECKPOINT if DEMO_CHECKPOINT in tags else tags[0]
+        rows += run_key_numbers(unit.label, unit.label, checkpoint_records(fresh, tag), unit.metrics)
+    return rows
 
 
 def robust_records(units: Sequence[RunArtefacts]) -> list[Mapping[str, Any]]:
