@@ -25,6 +25,7 @@ from freqtail.report.analysis_figures import (
 )
 from freqtail.report.bass_figures import log_amplitude_spectrum, plot_bass_examples
 from freqtail.report.figure_formats import check_figure_formats, figure_files
+from freqtail.report.pyplot import plt
 from freqtail.workflows.explain import ExplainRequest
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -160,18 +161,119 @@ def paraboloid_landscape(grid: int = 5) -> LandscapeResult:
     )
 
 
+def _shown_tick_labels(ax, renderer) -> list[tuple[str, object]]:
+    """``(text, drawn box)`` of the major tick labels an axes draws: within each axis' view interval
+    (the locator's ticks outside it are not drawn but keep a label), visible and not empty."""
+    labels = []
+    for axis in (ax.xaxis, ax.yaxis, *([ax.zaxis] if hasattr(ax, "zaxis") else [])):
+        low, high = sorted(axis.get_view_interval())
+        tolerance = 1e-9 * max(1.0, high - low)
+        locations = axis.get_majorticklocs()
+        for location, tick in zip(locations, axis.get_major_ticks(len(locations)), strict=True):
+            label = tick.label1
+            if low - tolerance <= location <= high + tolerance and label.get_visible() and label.get_text():
+                labels.append((label.get_text(), label.get_window_extent(renderer)))
+    return labels
+
+
 def overlapping_tick_labels(fig) -> list[str]:
-    """The tick labels of ``fig`` whose drawn boxes overlap another label of the same axis."""
+    """Pairs of tick labels of ``fig`` whose drawn boxes overlap, across all its axes (panels, colour
+    bars, 3-D axes' x, y and z), and tick labels that a legend covers."""
     renderer = drawn(fig)
-    clashes = []
-    for ax in fig.axes:
-        for axis in (ax.xaxis, ax.yaxis):
-            labels = [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
-            boxes = [t.get_window_extent(renderer) for t in labels]
-            for (i, a), (j, b) in itertools.combinations(enumerate(boxes), 2):
-                if a.overlaps(b):
-                    clashes.append(f"{labels[i].get_text()} / {labels[j].get_text()}")
+    labels = [label for ax in fig.axes for label in _shown_tick_labels(ax, renderer)]
+    clashes = [
+        f"{a} / {b}" for (a, box_a), (b, box_b) in itertools.combinations(labels, 2) if box_a.overlaps(box_b)
+    ]
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend() is not None)]
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        clashes += [f"{text} / legend" for text, label_box in labels if box.overlaps(label_box)]
     return clashes
+
+
+def test_the_overlap_check_finds_crowded_tick_labels_and_a_legend_over_them():
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1], [0, 1], label="a line")
+    assert overlapping_tick_labels(fig) == []
+    ax.set_xticks(np.linspace(0, 1, 40))  # 40 labels on two inches
+    assert len(overlapping_tick_labels(fig)) > 20
+    ax.set_xticks([0, 1])
+    ax.legend(loc="lower left", bbox_to_anchor=(-0.3, -0.3))  # over the x axis' first label
+    assert "0 / legend" in overlapping_tick_labels(fig)
+    plt.close(fig)
+
+
+def _landscape(grid: int, span: float, scale: float, offset: float, size: int = 32) -> LandscapeResult:
+    """A paraboloid landscape over [-span, span]² with losses ``offset + scale * (...)``."""
+    axis = np.linspace(-span, span, grid)
+    a, b = np.meshgrid(axis, axis, indexing="ij")
+    lfc, hfc = offset + scale * (a**2 + 2 * b**2), offset + 3 * scale * (2 * a**2 + b**2)
+    none = np.zeros_like(lfc, dtype=bool)
+    return LandscapeResult(
+        axis, axis, lfc, hfc, 0.5 + 0 * lfc, 0.5 + 0 * lfc, none, none, 4, 0, span, 8, (size,) * 2
+    )
+
+
+def _sensitivity(size: int, rank_count: int, boundary: int) -> dict:
+    """A sensitivity result's dict for ``size`` x ``size`` RGB images: magnitudes over 12 decades,
+    ``rank_count`` ranks with Gaussian radius densities."""
+    top = int(np.hypot(size / 2, size / 2)) + 1
+    grid = np.linspace(0.0, top, 200)
+    n = 3 * size * size
+    ranks = [
+        {
+            "fraction": f,
+            "position": int(f * (n - 1)),
+            "mean_radius": f * top,
+            "density": np.exp(-((grid - f * top) ** 2) / 20).tolist(),
+        }
+        for f in np.linspace(0.0, 1.0, rank_count)
+    ]
+    return {
+        "mean_sorted_magnitude": np.geomspace(1e3, 1e-9, n).tolist(),
+        "ranks": ranks,
+        "density_grid": grid.tolist(),
+        "boundary_band": boundary,
+        "image_size": [size, size],
+        "num_images": 64,
+        "hfc_energy_share": 0.3,
+        "top_hfc_share": 0.2,
+        "top_fraction": 0.05,
+    }
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        _landscape(5, 1.0, 1.0, 1.0),
+        _landscape(
+            7, 0.01, 1e-4, 2.302585
+        ),  # tiny span: long tick labels, losses that differ in the 5th digit
+        _landscape(11, 25.0, 1000.0, 0.0),
+        _landscape(5, 1.0, 1e5, 12345.678),  # large losses on the colour bars and the z axis
+    ],
+    ids=["unit", "tiny-span", "wide-span", "large-loss"],
+)
+def test_landscape_tick_labels_never_overlap(result, monkeypatch):
+    import freqtail.report.analysis_figures as module
+
+    figures = []
+    monkeypatch.setattr(module, "save_figure", lambda fig, *args, **kwargs: figures.append(fig) or [])
+    plot_landscape(result, "landscape.png")
+    plot_landscape_3d(result, "landscape_3d.png")
+    for fig in figures:
+        assert overlapping_tick_labels(fig) == []
+
+
+@pytest.mark.parametrize(("size", "rank_count", "boundary"), [(8, 3, 2), (32, 5, 6), (224, 10, 40)])
+def test_sensitivity_tick_labels_never_overlap(size, rank_count, boundary, monkeypatch):
+    import freqtail.report.analysis_figures as module
+
+    figures = []
+    monkeypatch.setattr(module, "save_figure", lambda fig, *args, **kwargs: figures.append(fig) or [])
+    plot_sensitivity(_sensitivity(size, rank_count, boundary), "sensitivity.png")
+    (fig,) = figures
+    assert overlapping_tick_labels(fig) == []
 
 
 def test_landscape_is_fig_1_contours_of_hfc_and_lfc_with_the_star_at_the_origin(tmp_path, spy):

@@ -19,13 +19,21 @@ from freqtail.report.page import Table, markdown_blocks
 from freqtail.runs.layout import GRID_MANIFEST
 from freqtail.workflows.demo import LEGACY_STATE_FILE, QUICK, RUNS, _prepare_folder, demo_spec, run_demo
 from freqtail.workflows.grid_manifest import CellState, read_states
-from test_report import assert_self_contained, browser_check, parse_page
+from test_report import (
+    assert_links_resolve,
+    assert_self_contained,
+    browser_check,
+    page_height,
+    parse_page,
+    repeated_texts,
+    section_layout,
+)
 
 #: The quick demo (the ``demo`` session fixture in conftest.py) runs once per worker: keep its users on one.
 pytestmark = pytest.mark.xdist_group("demo")
 
 SECTIONS = (
-    "Overview",
+    "Summary",
     "Frequency long tail",
     "Balanced Spectrum Sampling (BaSS)",
     "Training",
@@ -36,6 +44,7 @@ SECTIONS = (
     "Loss landscape on LFC / HFC",
     "Fourier heat map",
     "Configuration",
+    "Demo stages and timings",
 )
 
 
@@ -145,6 +154,32 @@ def test_report_has_every_section_and_its_key_numbers_match_results_json(demo):
     assert_self_contained(text)
 
 
+def test_report_opens_with_the_key_numbers_and_says_each_explanation_once(demo):
+    out, _, _ = demo
+    text = (out / "report.html").read_text(encoding="utf-8")
+    layout = section_layout(text)
+    assert [s["title"] for s in layout[:2]] == ["Summary", "How to read these numbers"]
+    assert not layout[0]["folded"] and all(s["folded"] and not s["open"] for s in layout[2:])
+    summary = parse_page(text.split('<section id="summary">', 1)[1].split("</section>", 1)[0])
+    assert summary.tables[0][0] == [
+        "run",
+        "threat model",
+        "checkpoint",
+        "Clean",
+        "PGD-20",
+        "Corruptions (mean)",
+        "images (n)",
+    ]
+    assert len(summary.tables[0]) == 1 + len(_results(out)["key_numbers"])
+    plain = html.unescape(text)
+    # Four runs, three threat models, three results tables: each explanation still once.
+    assert plain.count("delta <- clip(x + clamp(P_band(delta + step * sign(grad))") == 1
+    assert plain.count("so it gives no verdict (check more images)") == 1
+    assert plain.count("model without the BaSS front; eps on BaSS images") == 1
+    assert repeated_texts((out / "report.md").read_text(encoding="utf-8"), 100) == {}
+    assert_links_resolve(text)
+
+
 def test_report_evaluation_tables_match_each_runs_records(demo):
     out, _, _ = demo
     parsed = parse_page((out / "report.html").read_text(encoding="utf-8"))
@@ -243,6 +278,12 @@ def test_demo_report_in_a_real_browser(demo, tmp_path):
         assert section in headings
     done, total = (int(v) for v in decoded.split("/"))
     assert total >= 10 and done == total
+    # Folded, the page is the summary and the reading guide: a small part of the opened page.
+    closed, opened = (
+        page_height(out / "report.html", tmp_path),
+        page_height(out / "report.html", tmp_path, True),
+    )
+    assert 1000 < closed < opened / 4, (closed, opened)
 
 
 def test_rerun_reuses_finished_stages_and_redoes_a_missing_one(demo, tmp_path, monkeypatch):

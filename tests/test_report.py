@@ -14,12 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from freqtail.cli import main
 from freqtail.report.build import build_report
 from freqtail.report.page import (
     Bullets,
     Figure,
+    Heading,
+    Item,
     Page,
     Paragraph,
     Section,
@@ -28,6 +31,7 @@ from freqtail.report.page import (
     render_html,
     render_markdown,
 )
+from freqtail.report.read_once import HOW_TO_READ_TITLE, explain_once
 
 CHROMIUM = shutil.which("chromium")
 
@@ -79,6 +83,38 @@ def parse_page(text: str) -> PageParser:
     parser = PageParser()
     parser.feed(text)
     return parser
+
+
+class SectionParser(HTMLParser):
+    """Per ``<section>``: its id, its h2 text, whether a ``<details>`` folds it and whether that is open."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: list[dict] = []
+        self._in_h2 = False
+
+    def handle_starttag(self, tag, attrs):
+        values = dict(attrs)
+        if tag == "section":
+            self.sections.append({"id": values.get("id"), "title": "", "folded": False, "open": False})
+        elif tag == "details" and self.sections and not self.sections[-1]["title"]:
+            self.sections[-1].update(folded=True, open="open" in values)
+        elif tag == "h2":
+            self._in_h2 = True
+
+    def handle_endtag(self, tag):
+        if tag == "h2":
+            self._in_h2 = False
+
+    def handle_data(self, data):
+        if self._in_h2 and self.sections:
+            self.sections[-1]["title"] += data
+
+
+def section_layout(text: str) -> list[dict]:
+    parser = SectionParser()
+    parser.feed(text)
+    return parser.sections
 
 
 def assert_self_contained(text: str) -> None:
@@ -134,6 +170,42 @@ def browser_check(report: Path, tmp_path: Path) -> tuple[list[str], str]:
     return headings, decoded
 
 
+def page_height(report: Path, tmp_path: Path, open_all: bool = False) -> int:
+    """The height in CSS pixels of ``report`` in headless Chromium at 1,400 px wide, its folded
+    sections closed as they are written (or, with ``open_all``, every one opened)."""
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed: apt-get install chromium")
+    text = report.read_text(encoding="utf-8")
+    if open_all:
+        text = text.replace('<details class="section">', '<details class="section" open>')
+    probe = tmp_path / f"height-{'open' if open_all else 'closed'}.html"
+    probe.write_text(
+        text.replace(
+            "</body>",
+            "<script>window.addEventListener('load', function () { document.body.setAttribute("
+            "'data-height', document.documentElement.scrollHeight); });</script></body>",
+        ),
+        encoding="utf-8",
+    )
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        f"--user-data-dir={tmp_path / 'chromium-height'}",
+        "--window-size=1400,1000",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        probe.as_uri(),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return int(done.stdout.split('data-height="', 1)[1].split('"', 1)[0])
+
+
 def write_png(path: Path, seed: int = 0) -> Path:
     from PIL import Image
 
@@ -174,6 +246,36 @@ def test_html_escapes_text_and_embeds_figures(tmp_path):
     assert base64.b64decode(images[0].split(",", 1)[1]) == png.read_bytes()
     assert "Figure missing.png could not be read." in text
     assert_self_contained(text)
+
+
+def test_collapsed_sections_fold_in_html_and_stay_plain_in_markdown(tmp_path):
+    page = Page(
+        "T",
+        [],
+        [
+            Section("Open <one>", "open", [Paragraph("see [the target](#target) and [away](https://x.org)")]),
+            Section(
+                "Folded & two",
+                "folded",
+                [Paragraph("target text", anchor="target"), Bullets([Item("an item", "item-a", ["sub"])])],
+                collapsed=True,
+            ),
+        ],
+    )
+    text = render_html(page)
+    layout = section_layout(text)
+    assert [(s["title"], s["folded"], s["open"]) for s in layout] == [
+        ("Open <one>", False, False),
+        ("Folded & two", True, False),
+    ]
+    assert '<a href="#target">the target</a>' in text and '<p id="target">target text</p>' in text
+    assert '<li id="item-a">an item<ul><li>sub</li></ul></li>' in text
+    assert "[away](https://x.org)" in text  # only in-page links become links
+    assert_self_contained(text.replace("https://x.org", "elsewhere"))
+    markdown = render_markdown(page, tmp_path)
+    assert "<details" not in markdown and "## Folded & two" in markdown
+    assert '<a id="target"></a>target text' in markdown
+    assert '- <a id="item-a"></a>an item\n  - sub' in markdown
 
 
 def test_markdown_references_figures_relative_and_reads_back_its_tables(tmp_path):
@@ -400,7 +502,7 @@ def test_analysis_files_alone_give_their_sections(tmp_path):
         )
     )
     result = build_report([run])
-    assert result.sections == ["Loss landscape on LFC / HFC", "Not in this report"]
+    assert result.sections == ["Summary", "Loss landscape on LFC / HFC", "Not in this report"]
     parsed = parse_page(result.html.read_text(encoding="utf-8"))
     assert _table_with(parsed, ["data"], ["low frequencies (LFC)"])[1:3] == ["1.2500", "50.0"]
     assert _table_with(parsed, ["data"], ["high frequencies (HFC)"])[1:3] == ["2.5000", "12.5"]
@@ -445,6 +547,143 @@ def test_results_tables_and_comparison_match_the_json(tmp_path, two_runs):
     markdown = result.markdown.read_text(encoding="utf-8")
     assert "](figures/report-training.png)" in markdown
     assert_self_contained(text)
+
+
+def test_the_page_opens_with_its_summary_and_folds_the_rest(tmp_path, two_runs):
+    base, bass = two_runs
+    result = build_report([base, bass], out=tmp_path / "cmp")
+    text = result.html.read_text(encoding="utf-8")
+    layout = section_layout(text)
+    assert [s["title"] for s in layout] == result.sections and result.sections[0] == "Summary"
+    assert not layout[0]["folded"]
+    # The one section between the summary and the folded details is the (open) reading guide.
+    assert result.sections[1] == "How to read these numbers" and not layout[1]["folded"]
+    assert all(s["folded"] and not s["open"] for s in layout[2:]) and len(layout) > 5
+    summary = text.split('<section id="summary">', 1)[1].split("</section>", 1)[0]
+    plain = html.unescape(summary)
+    # One row per run, the key numbers with their intervals, the threat models evaluated, and what the
+    # page does not show.
+    assert ">erm<" in summary and ">erm-bass<" in summary
+    (keys,) = [t for t in parse_page(summary).tables if t[0][:3] == ["run", "threat model", "checkpoint"]]
+
+    def wilson(correct: int, total: int) -> str:
+        ci = stats.binomtest(correct, total).proportion_ci(confidence_level=0.95, method="wilson")
+        return f"{100 * correct / total:.2f} ({100 * ci.low:.2f}–{100 * ci.high:.2f})"
+
+    assert [row[:2] + row[3:5] for row in keys[1:]] == [
+        ["erm", "standard", wilson(70, 100), wilson(12, 100)],
+        ["erm-bass", "domain", wilson(64, 100), wilson(17, 100)],
+        ["erm-bass", "end-to-end", wilson(64, 100), wilson(9, 100)],
+    ]
+    for threat in ("standard", "domain", "end-to-end"):
+        assert f"{threat}</code> =" in summary
+    assert "What it does not show" in plain and "Not in this report" in plain
+    markdown = result.markdown.read_text(encoding="utf-8")
+    assert "<details" not in markdown and markdown.index("## Summary") < markdown.index("## Training")
+
+
+THREAT_TEXT = "Threat model `domain`: BaSS images; eps on BaSS images (the paper's protocol)."
+ITERATION = "Iteration: delta <- clip(x + clamp(P_band(delta + step * sign(grad)), -eps, eps), 0, 1) - x."
+NO_VERDICT = (
+    "the check needs at least 50 correctly classified images, so it gives no verdict (check more images)."
+)
+SHORT = "Clean: no attack; n = 64."
+CHECKPOINT = "Checkpoint `best`: path runs/a/checkpoints/step-00000008, epoch 1, objective erm, " + "x" * 60
+
+
+def _too_few_verdict(run: str) -> str:
+    return f"‡ Gradient-masking check of {run}: Too few images to judge: 4 of 16 images; {NO_VERDICT}"
+
+
+def test_repeated_explanations_are_written_once_and_linked():
+    def table_notes(run: str) -> list:
+        return [
+            Heading(run, 3),
+            Bullets(
+                [THREAT_TEXT, ITERATION, (CHECKPOINT, ["Clean: no attack; n = 64."]), _too_few_verdict(run)]
+            ),
+        ]
+
+    once = "Orders: `none` = no BaSS; said a single time, so it stays where it is."
+    sections = [
+        Section("Summary", "summary", [Paragraph("key numbers")]),
+        Section("Evaluation", "evaluation", table_notes("A") + table_notes("B"), collapsed=True),
+        Section("Bands", "bands", [*table_notes("C"), Paragraph(once)], collapsed=True),
+    ]
+    out = explain_once(sections)
+    assert [s.title for s in out] == ["Summary", HOW_TO_READ_TITLE, "Evaluation", "Bands"]
+    guide = {item.anchor: item.text for item in out[1].blocks[1].items}
+    # Each explanation once in the guide, its lead words kept where it was.
+    assert sorted(guide.values()) == sorted(
+        [THREAT_TEXT, ITERATION, "‡ Too few images to judge: " + NO_VERDICT]
+    )
+    threat = next(a for a, text in guide.items() if text == THREAT_TEXT)
+    iteration = next(a for a, text in guide.items() if text == ITERATION)
+    verdict = next(a for a, text in guide.items() if NO_VERDICT in text)
+    notes = [b for s in out[2:] for b in s.blocks if isinstance(b, Bullets)]
+    assert len(notes) == 3
+    for bullets, run in zip(notes, "ABC", strict=True):
+        threat_item, iteration_item, checkpoint_item, verdict_item = bullets.items
+        assert threat_item == f"Threat model `domain`: [what it means](#{threat})."
+        assert iteration_item == f"Iteration: [the formula](#{iteration})."
+        assert verdict_item == (
+            f"‡ Gradient-masking check of {run}: Too few images to judge: 4 of 16 images; "
+            f"no verdict ([why](#{verdict}))."
+        )
+        # A short repeated line stays: reading it again is cheaper than a link.
+        sub = checkpoint_item.sub if isinstance(checkpoint_item, Item) else checkpoint_item[1]
+        assert sub == [SHORT]
+    # A long repeated item stays where it first appears; the later ones link to it.
+    first = notes[0].items[2]
+    assert isinstance(first, Item) and first.text == CHECKPOINT and first.anchor
+    for later in (notes[1].items[2], notes[2].items[2]):
+        assert later[0] == f"Checkpoint `best`: [as in Evaluation, A](#{first.anchor})."
+    assert out[3].blocks[-1] == Paragraph(once)
+
+
+def test_a_page_with_nothing_repeated_has_no_reading_guide():
+    sections = [Section("S", "s", [Paragraph(THREAT_TEXT), Bullets([ITERATION, CHECKPOINT])])]
+    assert explain_once(sections) == [
+        Section("S", "s", [Paragraph(THREAT_TEXT), Bullets([ITERATION, CHECKPOINT])])
+    ]
+
+
+def repeated_texts(markdown: str, at_least: int = 60) -> dict[str, int]:
+    """Paragraphs and bullet items of a Markdown page (at least ``at_least`` characters, anchors
+    dropped) that occur more than once, with their counts."""
+    texts = []
+    for block in markdown_blocks(re.sub(r'<a id="[^"]+"></a>', "", markdown)):
+        if isinstance(block, Paragraph):
+            texts.append(block.text)
+        elif isinstance(block, Bullets):
+            for item in block.items:
+                text, sub = item if isinstance(item, tuple) else (item, [])
+                texts += [text, *sub]
+    counts: dict[str, int] = {}
+    for text in texts:
+        counts[text] = counts.get(text, 0) + 1
+    return {text: n for text, n in counts.items() if n > 1 and len(text) >= at_least and "](#" not in text}
+
+
+def assert_links_resolve(text: str) -> None:
+    """Every in-page link of an HTML page points to an id on the page."""
+    ids = set(re.findall(r'\sid="([^"]+)"', text))
+    targets = set(re.findall(r'href="#([^"]+)"', text))
+    assert targets and targets <= ids, targets - ids
+
+
+def test_two_runs_report_says_each_explanation_once(tmp_path, two_runs):
+    base, bass = two_runs
+    result = build_report([base, bass], out=tmp_path / "cmp")
+    text = result.html.read_text(encoding="utf-8")
+    plain = html.unescape(text)
+    from freqtail.evaluate.threat_models import DESCRIPTIONS
+
+    for threat in ("standard", "domain", "end-to-end"):
+        assert plain.count(DESCRIPTIONS[threat]) == 1, threat
+    assert plain.count("robust = correct on the clean and on the adversarial image") == 1
+    assert repeated_texts(result.markdown.read_text(encoding="utf-8"), 100) == {}
+    assert_links_resolve(text)
 
 
 def test_folder_of_runs_is_a_collection(tmp_path, two_runs):
@@ -543,7 +782,7 @@ def test_each_robust_number_keeps_its_own_masking_verdict_in_the_report(tmp_path
         assert "No sign of gradient masking (second check)." in page
         row = _table_with(parse_page(text), ["checkpoint", "threat model"], ["best", "domain"])
         assert row[3:5] == ["40.00 †", "35.00"]
-    side = _table_with(parse_page(text), ["run", "threat model"], ["erm-bass", "domain"])
+    side = _table_with(parse_page(text), ["run", "threat model", "Clean"], ["erm-bass", "domain"])
     assert side[3:5] == ["40.00 †", "35.00"]
 
 

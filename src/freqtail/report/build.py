@@ -5,12 +5,15 @@ and Markdown beside it.
 >>> result = build_report(["runs/demo"])                      # runs/demo/report.html, report.md
 >>> result = build_report(["runs/erm", "runs/erm-bass"], out="runs/comparison")
 
-Sections, in order, each present only when some folder holds its material: Overview, Frequency long
-tail, Balanced Spectrum Sampling, Training, Evaluation (clean and adversarial, per threat model),
-Robust accuracy by band (Clean, PGD-20, PGD-20 LFC / HFC with the boundary band b and n, per run
-and threat model), Corruption robustness, Frequency sensitivity, Loss landscape, Fourier heat map,
-Configuration, and "Not in this report" (what is missing and the command that makes it). With
-several runs the evaluation tables start with a side-by-side comparison with deltas
+The page opens with a Summary (the key numbers with their intervals, the threat models, what the
+page shows and what it does not); every section after it is folded in HTML (``<details>``, the title
+is the summary line) and a plain section in Markdown. Sections, in order, each present only when some
+folder holds its material: Summary, Frequency long tail, Balanced Spectrum Sampling, Training,
+Evaluation (clean and adversarial, per threat model), Robust accuracy by band (Clean, PGD-20, PGD-20
+LFC / HFC with the boundary band b and n, per run and threat model), Corruption robustness, Frequency
+sensitivity, Loss landscape, Fourier heat map, Configuration, Demo stages and timings, and "Not in
+this report" (what is missing and the command that makes it). With several runs the evaluation
+tables start with a side-by-side comparison with deltas
 (:func:`freqtail.evaluate.compare.compare_runs`), and training curves share one figure.
 """
 
@@ -39,8 +42,10 @@ from freqtail.evaluate.tables import (
     marked_stale,
     subset_words,
 )
+from freqtail.evaluate.threat_models import THREAT_MODELS
 from freqtail.formatting import MISSING, percent
 from freqtail.io import atomic_write_bytes, atomic_write_text
+from freqtail.report import summary
 from freqtail.report.collect import RunArtefacts, collect
 from freqtail.report.key_numbers import TEXT_COLUMNS, key_number_table, last_epoch_notes
 from freqtail.report.page import (
@@ -58,6 +63,7 @@ from freqtail.report.page import (
     render_markdown,
     slug,
 )
+from freqtail.report.read_once import explain_once
 from freqtail.report.training_figures import plot_training_curves
 from freqtail.runs.layout import REPORT_HTML, REPORT_MD, RunLayout
 from freqtail.train.staleness import stale_ids, with_staleness
@@ -579,6 +585,16 @@ def key_number_rows(demo: Mapping[str, Any]) -> list[list[str]]:
 KEY_NUMBER_HEADER = key_number_table([])[0]
 
 
+def _key_number_table(rows: Sequence[Mapping[str, Any]]) -> Table:
+    """The key-number table (:func:`freqtail.report.key_numbers.key_number_table`) of ``rows``."""
+    return Table(
+        KEY_NUMBER_HEADER,
+        key_number_table(rows)[1],
+        numeric_from=TEXT_COLUMNS,
+        caption="Key numbers (accuracy in %, threat model and checkpoint stated on every row)",
+    )
+
+
 def _demo_blocks(demo: Mapping[str, Any]) -> list:
     blocks: list = []
     if demo.get("quick"):
@@ -588,14 +604,7 @@ def _demo_blocks(demo: Mapping[str, Any]) -> list:
                 "that everything runs, not what the method achieves. Run `freqtail demo` for the full demo."
             )
         )
-    blocks.append(
-        Table(
-            KEY_NUMBER_HEADER,
-            key_number_rows(demo),
-            numeric_from=TEXT_COLUMNS,
-            caption="Key numbers (accuracy in %, threat model and checkpoint stated on every row)",
-        )
-    )
+    blocks.append(_key_number_table(demo.get("key_numbers") or []))
     blocks += [Paragraph(note) for note in last_epoch_notes(demo.get("key_numbers") or [])]
     settings = demo.get("settings") or {}
     attack = settings.get("pgd") or {}
@@ -606,13 +615,17 @@ def _demo_blocks(demo: Mapping[str, Any]) -> list:
         f"images (a seeded subset of {settings.get('test_images')}, stratified across classes).",
         f"Corruptions: {corr.get('description', MISSING)}, generated from the same evaluated images "
         "(freqtail's re-implementation of CIFAR-10-C).",
-        "Threat models: `standard` = raw images, model as trained; `domain` = the paper's protocol "
-        "(BaSS-converted test set, attack in the BaSS domain); `end-to-end` = raw images with BaSS inside "
-        "the model, eps on raw pixels.",
+        _threat_models_line(THREAT_MODELS),
     ]
     if settings.get("description"):
         items.insert(0, str(settings["description"]))
     blocks.append(Bullets(items))
+    return blocks
+
+
+def _stage_blocks(demo: Mapping[str, Any]) -> list:
+    """The demo's stages with their times (the table of its ``timings``), or nothing."""
+    blocks: list = []
     timings = demo.get("timings") or {}
     stages = timings.get("stages") or []
     if stages:
@@ -711,8 +724,8 @@ def _with_figures(ctx: _Context, unit: RunArtefacts, figures: Sequence[tuple[str
     ]
 
 
-def _overview_section(ctx: _Context) -> list:
-    """The demo's key numbers, else one row per training run."""
+def _overview_blocks(ctx: _Context) -> list:
+    """The demo's key numbers, else one row per training run and the threat models evaluated."""
     overview = [block for unit in ctx.units if unit.demo for block in _demo_blocks(unit.demo)]
     trained = [u for u in ctx.units if _is_training_run(u)]
     if overview or not trained:
@@ -733,7 +746,49 @@ def _overview_section(ctx: _Context) -> list:
             ]
         )
     header = ["run", "model", "objective", "BaSS", "evaluated", "epochs", "test acc (%)"]
-    return [Table(header, rows, numeric_from=5)]
+    blocks: list = [Table(header, rows, numeric_from=5)]
+    threats = {r.get("threat_model") for u in trained for r in u.records}
+    if threats & set(THREAT_MODELS):
+        blocks.append(Bullets([_threat_models_line([t for t in THREAT_MODELS if t in threats])]))
+    return blocks
+
+
+#: The threat models in a few words, for the summary (the tables' notes give them in full).
+THREAT_MODEL_WORDS = {
+    "standard": "raw images, model as trained",
+    "domain": "the paper's protocol (BaSS-converted test set, attack in the BaSS domain)",
+    "end-to-end": "raw images with BaSS inside the model, eps on raw pixels",
+}
+
+
+def _threat_models_line(names: Sequence[str]) -> str:
+    """``"Threat models: `standard` = raw images, model as trained; ..."`` for ``names``."""
+    return "Threat models: " + "; ".join(f"`{name}` = {THREAT_MODEL_WORDS[name]}" for name in names) + "."
+
+
+def _summary_blocks(ctx: _Context, details: Sequence[Section], omitted: Sequence[str]) -> list:
+    """The page's opening: the key numbers (or one row per run), then what the page shows and what it
+    does not (:mod:`freqtail.report.summary`); ``details`` are the folded sections that follow."""
+    key_numbers = [row for u in ctx.units if u.demo for row in (u.demo.get("key_numbers") or [])]
+    quick = any(u.demo.get("quick") for u in ctx.units if u.demo)
+    listed = [(s.title, s.anchor) for s in details]
+    missing = bool(omitted) or any(_missing_items(u) or u.problems for u in ctx.units)
+    blocks = _overview_blocks(ctx)
+    if not key_numbers:
+        key_numbers = summary.key_numbers_of_runs(ctx.units)
+        if key_numbers:
+            blocks.append(_key_number_table(key_numbers))
+    shown = summary.shows(ctx.units, key_numbers, listed)
+    not_shown = summary.does_not_show(ctx.units, key_numbers, quick, missing)
+    if shown:
+        blocks += [Heading("What this report shows", 3), Bullets(shown)]
+    if not_shown:
+        blocks += [Heading("What it does not show", 3), Bullets(not_shown)]
+    return blocks
+
+
+def _stages_section(ctx: _Context) -> list:
+    return [block for unit in ctx.units if unit.demo for block in _stage_blocks(unit.demo)]
 
 
 def _spectrum_section(ctx: _Context) -> list:
@@ -817,7 +872,6 @@ class _SectionSpec:
 
 #: The page's sections, in order.
 SECTIONS: tuple[_SectionSpec, ...] = (
-    _SectionSpec("Overview", "overview", _overview_section, None),
     _SectionSpec(
         "Frequency long tail",
         "spectrum",
@@ -895,7 +949,10 @@ SECTIONS: tuple[_SectionSpec, ...] = (
         "No Fourier heat map: run `freqtail heatmap RUN`.",
     ),
     _SectionSpec("Configuration", "configuration", _configuration_section, "No config.yaml."),
+    _SectionSpec("Demo stages and timings", "stages", _stages_section, None),
 )
+#: The opening section, open in HTML; every section after it is folded (``<details>``).
+SUMMARY_TITLE, SUMMARY_ANCHOR = "Summary", "summary"
 
 
 def _not_in_report(units: Sequence[RunArtefacts], omitted: list[str]) -> Section | None:
@@ -922,15 +979,21 @@ def build_page(units: Sequence[RunArtefacts], out: Path, title: str | None = Non
     names = ", ".join(f"`{u.label}` ({u.path.as_posix()})" for u in units)
     page.intro.append(Paragraph(f"Folders: {names}. Every figure and table below comes from those folders."))
     omitted: list[str] = []
+    details: list[Section] = []
     for spec in SECTIONS:
         blocks = spec.build(ctx)
         if blocks:
-            page.sections.append(Section(spec.title, spec.anchor, blocks))
+            details.append(Section(spec.title, spec.anchor, blocks, collapsed=True))
         elif spec.absent is not None:
             omitted.append(spec.absent)
     closing = _not_in_report(units, omitted)
     if closing is not None:
-        page.sections.append(closing)
+        closing.collapsed = True
+        details.append(closing)
+    opening = _summary_blocks(ctx, details, omitted)
+    if opening:
+        page.sections.append(Section(SUMMARY_TITLE, SUMMARY_ANCHOR, opening))
+    page.sections = explain_once(page.sections + details)
     return page, omitted
 
 

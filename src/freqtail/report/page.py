@@ -2,7 +2,10 @@
 
 A :class:`Page` is a title, an introduction and a list of :class:`Section` s; a section holds blocks
 (:class:`Paragraph`, :class:`Heading`, :class:`Bullets`, :class:`Table`, :class:`Figure`,
-:class:`Code`, :class:`Note`). Text may use two inline Markdown marks, ```code``` and ``**bold**``.
+:class:`Code`, :class:`Note`). Text may use three inline Markdown marks, ```code```, ``**bold**`` and
+in-page links ``[words](#anchor)``; a paragraph or bullet item (:class:`Item`) with an ``anchor`` is
+a link target. A section with ``collapsed`` is folded into ``<details>`` in HTML (its title is the
+summary line, the reader opens it) and is a plain section in Markdown.
 
 * :func:`render_html` escapes every text (``html.escape``), inlines the CSS and embeds every figure
   as a base64 ``data:`` URI, so the page opens offline with no external script, font or link.
@@ -30,6 +33,7 @@ __all__ = [
     "Code",
     "Figure",
     "Heading",
+    "Item",
     "Note",
     "Page",
     "Paragraph",
@@ -47,7 +51,10 @@ _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif
 
 @dataclass
 class Paragraph:
+    """Text; ``anchor`` (an HTML id) makes it a target of in-page links."""
+
     text: str
+    anchor: str | None = None
 
 
 @dataclass
@@ -70,6 +77,15 @@ class Bullets:
     """A bullet list; an item is a string or ``(string, [sub-items])``."""
 
     items: list
+
+
+@dataclass
+class Item:
+    """A bullet item that in-page links point to (``anchor``), with optional sub-items."""
+
+    text: str
+    anchor: str | None = None
+    sub: list = field(default_factory=list)
 
 
 @dataclass
@@ -102,9 +118,12 @@ class Code:
 
 @dataclass
 class Section:
+    """A titled part of the page; ``collapsed`` folds it away in HTML until the reader opens it."""
+
     title: str
     anchor: str
     blocks: list = field(default_factory=list)
+    collapsed: bool = False
 
 
 @dataclass
@@ -123,13 +142,20 @@ def slug(text: str) -> str:
 # ----------------------------------------------------------------------------- HTML
 _CODE = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
+#: An in-page link: only ``#anchor`` targets (slug characters), so a page never links outside itself.
+_LINK = re.compile(r"\[([^\[\]]+)\]\((#[a-z0-9-]+)\)")
 
 
 def inline_html(text: str) -> str:
-    """Escape ``text`` for HTML, then turn ```code``` and ``**bold**`` into tags."""
+    """Escape ``text`` for HTML, then turn ```code```, ``**bold**`` and ``[words](#anchor)`` into tags."""
     escaped = html.escape(str(text), quote=True)
     escaped = _CODE.sub(r"<code>\1</code>", escaped)
-    return _BOLD.sub(r"<strong>\1</strong>", escaped)
+    escaped = _BOLD.sub(r"<strong>\1</strong>", escaped)
+    return _LINK.sub(r'<a href="\2">\1</a>', escaped)
+
+
+def _id(anchor: str | None) -> str:
+    return f' id="{html.escape(anchor, quote=True)}"' if anchor else ""
 
 
 CSS = """
@@ -155,6 +181,9 @@ code { background: #eef1f5; padding: 0 .25rem; border-radius: 3px; font-size: .8
 pre { background: #fff; border: 1px solid #d7dde4; padding: .6rem; overflow-x: auto; font-size: .82rem; }
 .note { background: #fff8e6; border-left: 4px solid #e0b050; padding: .4rem .8rem; }
 .missing { color: #8a5a00; }
+details.section > summary { cursor: pointer; border-bottom: 2px solid #d7dde4; margin-top: 1.4rem; }
+details.section > summary h2 { display: inline-block; border: 0; margin: 0; padding: .2rem 0; }
+details.section[open] > summary { margin-bottom: .6rem; }
 footer { margin-top: 3rem; font-size: .8rem; color: #6a7582; }
 """
 
@@ -192,7 +221,10 @@ def _table_html(table: Table) -> str:
 def _bullets_html(items: Sequence) -> str:
     parts = ["<ul>"]
     for item in items:
-        if isinstance(item, tuple):
+        if isinstance(item, Item):
+            sub = _bullets_html(item.sub) if item.sub else ""
+            parts.append(f"<li{_id(item.anchor)}>{inline_html(item.text)}{sub}</li>")
+        elif isinstance(item, tuple):
             text, sub = item
             parts.append(f"<li>{inline_html(text)}{_bullets_html(sub)}</li>")
         else:
@@ -203,7 +235,7 @@ def _bullets_html(items: Sequence) -> str:
 
 def _block_html(block) -> str:
     if isinstance(block, Paragraph):
-        return f"<p>{inline_html(block.text)}</p>"
+        return f"<p{_id(block.anchor)}>{inline_html(block.text)}</p>"
     if isinstance(block, Note):
         return f'<p class="note">{inline_html(block.text)}</p>'
     if isinstance(block, Heading):
@@ -249,8 +281,14 @@ def render_html(page: Page, footer: str = "") -> str:
         parts.append(f"<nav><strong>Contents</strong><ol>{links}</ol></nav>")
     for section in page.sections:
         parts.append(f'<section id="{html.escape(section.anchor, quote=True)}">')
-        parts.append(f"<h2>{inline_html(section.title)}</h2>")
+        title = f"<h2>{inline_html(section.title)}</h2>"
+        if section.collapsed:
+            parts.append(f'<details class="section"><summary>{title}</summary>')
+        else:
+            parts.append(title)
         parts += [_block_html(block) for block in section.blocks]
+        if section.collapsed:
+            parts.append("</details>")
         parts.append("</section>")
     if footer:
         parts.append(f"<footer>{inline_html(footer)}</footer>")
@@ -275,13 +313,21 @@ def _md_table(table: Table) -> str:
 def _md_bullets(items: Sequence, indent: str = "") -> str:
     lines = []
     for item in items:
-        if isinstance(item, tuple):
+        if isinstance(item, Item):
+            lines.append(f"{indent}- {_md_anchor(item.anchor)}{item.text}")
+            if item.sub:
+                lines.append(_md_bullets(item.sub, indent + "  "))
+        elif isinstance(item, tuple):
             text, sub = item
             lines.append(f"{indent}- {text}")
             lines.append(_md_bullets(sub, indent + "  "))
         else:
             lines.append(f"{indent}- {item}")
     return "\n".join(lines)
+
+
+def _md_anchor(anchor: str | None) -> str:
+    return f'<a id="{anchor}"></a>' if anchor else ""
 
 
 def _md_path(figure: Figure, md_dir: Path) -> str:
@@ -292,7 +338,7 @@ def _md_path(figure: Figure, md_dir: Path) -> str:
 
 def _block_md(block, md_dir: Path) -> str:
     if isinstance(block, Paragraph):
-        return block.text
+        return _md_anchor(block.anchor) + block.text
     if isinstance(block, Note):
         return f"> {block.text}"
     if isinstance(block, Heading):
