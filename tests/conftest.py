@@ -98,7 +98,8 @@ def slurm_cluster():
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory):
     """The quick demo, run once per worker through the command line; ``(folder, printed output, cache
-    folder)``. Modules that use it mark themselves ``xdist_group("demo")`` so that it runs once."""
+    folder)``. Modules that use it mark themselves with an ``xdist_group`` so that it runs once per
+    group (test_demo.py and test_doc_examples.py: two groups, two runs, on two workers)."""
     import contextlib
     import io
 

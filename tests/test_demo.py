@@ -29,6 +29,10 @@ from test_report import (
     section_layout,
 )
 
+#: A step line of the demo's console (``[ 0:12.3]  5/17 sensitivity erm  ...``), and its step's name;
+#: the progress lines within a step are indented instead.
+STEP_LINE = re.compile(r"\[\s*\d+:\d\d\.\d\] +\d+/17 ")
+STEP_NAME = re.compile(r"\d+/17 (\S+(?: \S+)?) ")
 #: The quick demo (the ``demo`` session fixture in conftest.py) runs once per worker: keep its users on one.
 pytestmark = pytest.mark.xdist_group("demo")
 
@@ -66,8 +70,10 @@ def _pct(value, counts=None) -> str:
 def test_demo_prints_progress_key_numbers_and_where_the_report_is(demo):
     out, printed, _ = demo
     assert "--quick" in printed and "smoke test" in printed
-    stage_lines = [line for line in printed.splitlines() if re.match(r"\[\s*\d+:\d\d\.\d\] +\d+/17 ", line)]
+    stage_lines = [line for line in printed.splitlines() if STEP_LINE.match(line)]
     assert len(stage_lines) == 17  # one line per stage, each with the elapsed time
+    epochs = [line for line in printed.splitlines() if "epoch 1/1:" in line]
+    assert [line.split()[1] for line in epochs] == [name for name, *_ in RUNS]  # per-epoch progress
     assert str(out / "report.html") in printed and str(out / "demo-summary.json") in printed
     for entry in _results(out)["key_numbers"]:
         clean = "–" if entry["clean"] is None else f"{100 * entry['clean']:.1f}%"
@@ -302,6 +308,7 @@ def test_rerun_reuses_finished_stages_and_redoes_a_missing_one(demo, tmp_path, m
     (copy / "erm" / "results.json").unlink()
     lines: list[str] = []
     result = run_demo(copy, quick=True, echo=lines.append)
+    lines = [line for line in lines if STEP_LINE.match(line)]  # not the progress lines within a step
     reused = [line for line in lines if "reused from an earlier run" in line]
     assert len(lines) == 17 and len(reused) == 15
     assert not any("reused" in line for line in lines if "evaluate erm " in line + " ")
@@ -366,9 +373,11 @@ def test_comparison_report_of_two_demo_runs(demo, tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_then_rerun_continues_to_the_same_numbers(demo, tmp_path, monkeypatch):
-    """A real SIGINT after the first model is trained: exit 130 with a hint; the rerun reuses exactly the
+    """A real SIGINT after a model is trained: exit 130 with a hint; the rerun reuses exactly the
     finished stages and ends with the uninterrupted run's numbers. The demo waits for the signal at a
-    known point (FREQTAIL_DEMO_PAUSE_AFTER), so the test does not race the demo on a busy machine."""
+    known point (FREQTAIL_DEMO_PAUSE_AFTER), so the test does not race the demo on a busy machine. It
+    starts from the finished demo with its last run not done yet (pending, its folder gone), so the
+    interrupted process trains only that run."""
     import os
     import signal
     import subprocess
@@ -376,12 +385,15 @@ def test_ctrl_c_then_rerun_continues_to_the_same_numbers(demo, tmp_path, monkeyp
 
     out, _, cache = demo
     target = tmp_path / "demo"
+    shutil.copytree(out, target)
+    _pending_again(target, "pgd-at-bass")
+    shutil.rmtree(target / "pgd-at-bass")
     env = dict(
         os.environ,
         FREQTAIL_CACHE=str(cache),
         OMP_NUM_THREADS="1",
         PYTHONUNBUFFERED="1",
-        FREQTAIL_DEMO_PAUSE_AFTER="train erm",
+        FREQTAIL_DEMO_PAUSE_AFTER="train pgd-at-bass",
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "freqtail.cli", "demo", "--quick", "--out", str(target)],
@@ -391,28 +403,27 @@ def test_ctrl_c_then_rerun_continues_to_the_same_numbers(demo, tmp_path, monkeyp
         env=env,
     )
     lines = []
-    for line in process.stdout:  # ERM is trained and recorded; the demo waits for the signal
+    for line in process.stdout:  # PGD-AT + BaSS is trained and recorded; the demo waits for the signal
         lines.append(line)
-        if "paused after train erm" in line:
+        if "paused after train pgd-at-bass" in line:
             break
     process.send_signal(signal.SIGINT)
     rest, err = process.communicate(timeout=600)
     assert process.returncode == 130, (lines, rest, err)
     assert "interrupted; run the same command again" in err and "Traceback" not in err
-    finished = set(re.findall(r"\d+/17 (\S+(?: \S+)?) ", "".join(lines)))
-    assert {"spectrum", "bass", "train erm"} <= finished and "report" not in finished
+    finished = set(STEP_NAME.findall("".join(line for line in lines if STEP_LINE.match(line))))
+    assert {"spectrum", "bass", "train erm", "train pgd-at-bass"} <= finished
+    assert not {"evaluate pgd-at-bass", "report"} & finished
     # The grid put the interrupted cell back: it continues on the next run.
-    assert {row.name: row.state for row in read_states(target)}["erm"] is CellState.PENDING
+    assert {row.name: row.state for row in read_states(target)}["pgd-at-bass"] is CellState.PENDING
 
     monkeypatch.setenv("FREQTAIL_CACHE", str(cache))
     printed: list[str] = []
     result = run_demo(target, quick=True, echo=printed.append)
 
-    stage_lines = [line for line in printed if re.search(r"\d+/17 ", line)]
-    stages = re.findall(r"\d+/17 (\S+(?: \S+)?) ", "\n".join(stage_lines))
+    stage_lines = [line for line in printed if STEP_LINE.match(line)]
+    stages = STEP_NAME.findall("\n".join(stage_lines))
     assert len(stages) == 17
-    epochs = [line for line in printed if "epoch 1/1:" in line]
-    assert [line.split()[1] for line in epochs] == ["erm-bass", "pgd-at", "pgd-at-bass"]  # per-epoch progress
     for line, stage in zip(stage_lines, stages, strict=True):
         assert ("reused from an earlier run" in line) == (stage in finished), line
     expected = {(r["run"], r["threat_model"]): r for r in _results(out)["key_numbers"]}
@@ -495,7 +506,7 @@ def test_a_run_done_again_with_every_step_reused_still_ends_with_the_demo_report
     _pending_again(copy, "pgd-at")
     lines: list[str] = []
     run_demo(copy, quick=True, echo=lines.append)
-    steps = [line for line in lines if re.search(r"\d+/17 ", line)]
+    steps = [line for line in lines if STEP_LINE.match(line)]
     assert len(steps) == 17 and sum("reused from an earlier run" in line for line in steps) == 16, steps
     assert re.search(r"17/17 report ", steps[-1]) and "reused" not in steps[-1]  # written again
     headings = [text for tag, text in parse_page((copy / "report.html").read_text(encoding="utf-8")).headings]
