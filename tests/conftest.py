@@ -96,22 +96,35 @@ def slurm_cluster():
 
 
 @pytest.fixture(scope="session")
-def demo(tmp_path_factory):
-    """The quick demo, run once per worker through the command line; ``(folder, printed output, cache
-    folder)``. Modules that use it mark themselves with an ``xdist_group`` so that it runs once per
-    group (test_demo.py and test_doc_examples.py: two groups, two runs, on two workers)."""
+def demo(tmp_path_factory, worker_id):
+    """The quick demo, run once per test session through the command line; ``(folder, printed output,
+    cache folder)``. Tests read it (and copy it before changing anything).
+
+    Under pytest-xdist the first worker that needs it runs it in the session's shared temporary folder
+    holding a file lock; the others wait on the lock and read the same folder (pytest-xdist's recipe
+    for a session fixture that runs once), so its users need no worker of their own."""
     import contextlib
     import io
+    import json
+
+    from filelock import FileLock
 
     from freqtail.cli import main
 
-    root = tmp_path_factory.mktemp("demo")
-    cache = root / "cache"
-    out = root / "demo"
-    printed = io.StringIO()
-    # Session fixtures run before the per-test cache fixture: give this one its own cache.
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
-        patch.setenv("FREQTAIL_CACHE", str(cache))
-        code = main(["demo", "--quick", "--out", str(out)])
-    assert code == 0, printed.getvalue()
-    return out, printed.getvalue(), cache
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        root = root.parent  # the folder every worker of this session shares
+    root = root / "quick-demo"
+    cache, out, outcome = root / "cache", root / "demo", root / "outcome.json"
+    root.mkdir(exist_ok=True)
+    with FileLock(str(root.with_suffix(".lock"))):
+        if not outcome.is_file():
+            printed = io.StringIO()
+            # Session fixtures run before the per-test cache fixture: give this one its own cache.
+            with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+                patch.setenv("FREQTAIL_CACHE", str(cache))
+                code = main(["demo", "--quick", "--out", str(out)])
+            outcome.write_text(json.dumps({"code": code, "printed": printed.getvalue()}))
+    result = json.loads(outcome.read_text())
+    assert result["code"] == 0, result["printed"]
+    return out, result["printed"], cache

@@ -33,8 +33,6 @@ from test_report import (
 #: the progress lines within a step are indented instead.
 STEP_LINE = re.compile(r"\[\s*\d+:\d\d\.\d\] +\d+/17 ")
 STEP_NAME = re.compile(r"\d+/17 (\S+(?: \S+)?) ")
-#: The quick demo (the ``demo`` session fixture in conftest.py) runs once per worker: keep its users on one.
-pytestmark = pytest.mark.xdist_group("demo")
 
 SECTIONS = (
     "Summary",

@@ -27,10 +27,6 @@ import pytest
 from freqtail.cli import build_parser, main
 from freqtail.data.cifar import write_cifar_batches
 
-# One worker runs this module (its quick-demo fixture once). Not the worker of test_demo.py: the two
-# groups together were one serial chain of about 10 minutes on a loaded machine, the suite's tail.
-pytestmark = pytest.mark.xdist_group("doc-examples")
-
 REPO = Path(__file__).resolve().parents[1]
 DOCUMENTS = (
     "README.md",
