@@ -96,7 +96,7 @@ def slurm_cluster():
 
 
 @pytest.fixture(scope="session")
-def demo(tmp_path_factory, worker_id):
+def demo(tmp_path_factory):
     """The quick demo, run once per test session through the command line; ``(folder, printed output,
     cache folder)``. Tests read it (and copy it before changing anything).
 
@@ -112,7 +112,7 @@ def demo(tmp_path_factory, worker_id):
     from freqtail.cli import main
 
     root = tmp_path_factory.getbasetemp()
-    if worker_id != "master":
+    if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # the folder every worker of this session shares
     root = root / "quick-demo"
     cache, out, outcome = root / "cache", root / "demo", root / "outcome.json"
