@@ -7,6 +7,7 @@ refusals of bad input (one sentence, exit 2, no traceback).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
 import io
@@ -19,7 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.stats
 
 from freqtail.cli import main
 from freqtail.paper import published_value
@@ -27,9 +30,16 @@ from freqtail.workflows.grid_scale import SMOKE_EVALUATION, describe_scale, scal
 from freqtail.workflows.grid_spec import GridSpec
 from test_grid_support import one_sentence_error
 
-#: The two Table 1 cells of CIFAR-10, ResNet-18 and PGD-AT: without and with BaSS.
-T1_PGD = "*cifar10-resnet18-pgd-at*"
-T1_NAMES = ["t1-cifar10-resnet18-pgd-at", "t1-cifar10-resnet18-pgd-at-bass"]
+#: Four Table 1 cells of CIFAR-10 and ResNet-18: PGD-AT and TRADES, each without and with BaSS.
+T1_FOUR = "t1-cifar10-resnet18-[pt]*"
+T1_NAMES = [
+    "t1-cifar10-resnet18-pgd-at",
+    "t1-cifar10-resnet18-pgd-at-bass",
+    "t1-cifar10-resnet18-trades",
+    "t1-cifar10-resnet18-trades-bass",
+]
+#: What each of T1_NAMES is in Table 1: (method, BaSS).
+T1_ROWS = [("PGD-AT", False), ("PGD-AT", True), ("TRADES", False), ("TRADES", True)]
 
 TINY_GRID = """\
 set:
@@ -68,8 +78,8 @@ def test_the_smoke_scale_keeps_names_objectives_bass_modes_and_suites_and_makes_
     assert len({c.config.model_options["width"] for c in smoke.cells()}) == 4
     assert smoke.evaluation_request().n == SMOKE_EVALUATION["n"]
     assert scale_spec(smoke, "smoke").digest() == smoke.digest()  # deterministic, idempotent
-    lines = describe_scale(smoke, "smoke", T1_PGD)
-    assert lines[0] == "Scale smoke: 2 of 24 cells, suites clean, pgd20, aa."
+    lines = describe_scale(smoke, "smoke", T1_FOUR)
+    assert lines[0] == "Scale smoke: 4 of 24 cells, suites clean, pgd20, aa."
     for family in ("t3", "t4", "fig3"):
         assert len(scale_spec(GridSpec.family(family), "smoke").cells()) == len(
             GridSpec.family(family).cells()
@@ -78,10 +88,10 @@ def test_the_smoke_scale_keeps_names_objectives_bass_modes_and_suites_and_makes_
 
 @pytest.fixture(scope="module")
 def t1_smoke(tmp_path_factory) -> tuple[Path, list[str], int, str]:
-    """Two Table 1 cells (CIFAR-10, ResNet-18, PGD-AT without and with BaSS) run end to end at the smoke
-    scale, uninterrupted: ``(grid folder, argv, exit code, printed)``."""
+    """Four Table 1 cells (CIFAR-10, ResNet-18, PGD-AT and TRADES, without and with BaSS) run end to end
+    at the smoke scale, uninterrupted: ``(grid folder, argv, exit code, printed)``."""
     out = tmp_path_factory.mktemp("t1") / "grid"
-    argv = ["reproduce", "t1", "--scale", "smoke", "--out", str(out), "--only", T1_PGD]
+    argv = ["reproduce", "t1", "--scale", "smoke", "--out", str(out), "--only", T1_FOUR]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         code = main(argv)
@@ -92,10 +102,27 @@ def _table_rows(folder: Path) -> list[dict[str, str]]:
     return list(csv.DictReader((folder / "table.csv").open(encoding="utf-8")))
 
 
-def test_reproduce_t1_smoke_runs_two_cells_end_to_end_then_does_nothing(t1_smoke, capsys):
+def _correct(run: Path, record_id: str) -> np.ndarray:
+    """The per-image correctness of one record of ``run``'s results.json, decoded from its stored form
+    (``packbits-base64``: numpy's big-endian bit packing, then base64), shape (n,), bool."""
+    records = json.loads((run / "results.json").read_text())["results"]
+    stored = next(r for r in records if r["id"] == record_id)["per_image"]
+    assert stored["encoding"] == "packbits-base64"
+    packed = np.frombuffer(base64.b64decode(stored["correct"]), dtype=np.uint8)
+    return np.unpackbits(packed, count=stored["n"]).astype(bool)
+
+
+def _mcnemar_from_records(first: np.ndarray, second: np.ndarray) -> float:
+    """The exact two-sided McNemar p-value from its definition: with b and c the discordant counts,
+    min(1, 2 P[X <= min(b, c)]) for X ~ Binomial(b + c, 1/2); 1 when no image is discordant."""
+    b, c = int(np.sum(first & ~second)), int(np.sum(~first & second))
+    return 1.0 if b + c == 0 else min(1.0, 2 * scipy.stats.binom.cdf(min(b, c), b + c, 0.5))
+
+
+def test_reproduce_t1_smoke_runs_four_cells_end_to_end_then_does_nothing(t1_smoke, capsys):
     out, argv, code, printed = t1_smoke
     assert code == 0
-    assert printed.startswith("Scale smoke: 2 of 24 cells")
+    assert printed.startswith("Scale smoke: 4 of 24 cells")
     for name in T1_NAMES:
         assert f"{name}: started" in printed and f"{name}: epoch 1/1" in printed  # lines name the cell
         results = json.loads((out / name / "results.json").read_text())
@@ -105,28 +132,37 @@ def test_reproduce_t1_smoke_runs_two_cells_end_to_end_then_does_nothing(t1_smoke
     for name in T1_NAMES:
         assert cells[name]["state"] == "done" and cells[name]["attempts"] == 1
         assert cells[name]["epoch"] == cells[name]["epochs"] == 1 and cells[name]["test_acc"] is not None
-    assert status["summary"] == {"total": 24, "done": 2, "running": 0, "failed": 0, "pending": 22}
+    assert status["summary"] == {"total": 24, "done": 4, "running": 0, "failed": 0, "pending": 20}
     # the same command again: every chosen cell is done, nothing is trained
     assert main(argv) == 0
     again = capsys.readouterr().out
-    assert "started" not in again and "2 of 24 cells done" in again
-    assert [c["attempts"] for c in _status(out, capsys)["cells"] if c["name"] in T1_NAMES] == [1] * 2
+    assert "started" not in again and "4 of 24 cells done" in again
+    assert [c["attempts"] for c in _status(out, capsys)["cells"] if c["name"] in T1_NAMES] == [1] * 4
     assert main(["grid", "status", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("t1-cifar10-resnet18-mart  pending  attempts 0") for line in lines)
     assert any(line.startswith(f"{T1_NAMES[0]}  done") and "epoch 1/1" in line for line in lines)
-    assert lines[-1] == f"Grid {out}: 24 cells, 2 done, 0 running, 0 failed, 22 pending."
+    assert lines[-1] == f"Grid {out}: 24 cells, 4 done, 0 running, 0 failed, 20 pending."
     # the table beside the paper's: the smoke cells stand beside their presets' published rows
     assert main(["grid", "table", str(out)]) == 0
     assert "Wrote" in capsys.readouterr().out
     rows = _table_rows(out)
-    for name, bass in zip(T1_NAMES, (False, True), strict=True):
+    for name, (method, bass) in zip(T1_NAMES, T1_ROWS, strict=True):
         clean = next(r for r in rows if r["cell"] == name and r["column"] == "Clean")
         published = published_value(
-            "table1", method="PGD-AT", model="ResNet-18", dataset="CIFAR-10", bass=bass, column="Clean"
+            "table1", method=method, model="ResNet-18", dataset="CIFAR-10", bass=bass, column="Clean"
         )
         assert float(clean["published_percent"]) == pytest.approx(published)
         assert clean["state"] == "done" and 0 <= float(clean["measured_percent"]) <= 100
+    # each BaSS row's paired test, computed again from the two cells' per-image correctness
+    for baseline, name in ((T1_NAMES[0], T1_NAMES[1]), (T1_NAMES[2], T1_NAMES[3])):
+        clean = next(r for r in rows if r["cell"] == name and r["column"] == "Clean")
+        assert clean["baseline_cell"] == baseline and int(clean["paired_n"]) == 32
+        expected = _mcnemar_from_records(
+            _correct(out / baseline, "best|standard|clean|"), _correct(out / name, "best|domain|clean|")
+        )
+        assert float(clean["mcnemar_p"]) == pytest.approx(expected, rel=1e-6)
+        assert float(clean["delta_ci_low_pp"]) <= float(clean["delta_pp"]) <= float(clean["delta_ci_high_pp"])
     assert any(r["state"] == "pending" for r in rows)
     assert (out / "table.md").is_file() and "\\toprule" in (out / "table.tex").read_text(encoding="utf-8")
 
@@ -170,14 +206,14 @@ sys.exit(main(sys.argv[1:]))
 def test_a_launcher_killed_in_the_middle_of_a_cell_then_rerun_gives_the_uninterrupted_table(
     t1_smoke, tmp_path, capsys
 ):
-    """The reference grid with its second cell not done yet (pending, its folder gone), that cell then
+    """The reference grid with its last cell not done yet (pending, its folder gone), that cell then
     killed in the middle of its training: the rerun gives the uninterrupted table. (Starting from the
-    reference's done first cell keeps the test to one cell's work.)"""
+    reference's other done cells keeps the test to one cell's work.)"""
     reference, argv, code, _ = t1_smoke
     assert code == 0
     out = tmp_path / "grid"
     argv = [str(out) if part == str(reference) else part for part in argv]
-    victim = T1_NAMES[1]
+    victim = T1_NAMES[-1]
     shutil.copytree(reference, out)
     manifest = json.loads((out / "grid.json").read_text())
     row = next(row for row in manifest["cells"] if row["name"] == victim)
@@ -203,15 +239,16 @@ def test_a_launcher_killed_in_the_middle_of_a_cell_then_rerun_gives_the_uninterr
     launcher.kill()
     launcher.communicate(timeout=60)
     states = {c["name"]: c["state"] for c in _status(out, capsys)["cells"] if c["name"] in T1_NAMES}
-    assert states == dict(zip(T1_NAMES, ["done", "running"], strict=True))
+    assert states == dict(zip(T1_NAMES, ["done", "done", "done", "running"], strict=True))
     assert not (out / victim / "results.json").exists()  # killed in training: nothing evaluated yet
     # the same command again: the dead launcher's cell is taken over and both cells end done
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert f"Took over the grid cell {victim} from launcher" in printed
-    assert f"{T1_NAMES[0]}: started" not in printed and f"{victim}: started" in printed
+    assert f"{victim}: started" in printed
+    assert not any(f"{name}: started" in printed for name in T1_NAMES[:-1])
     cells = {c["name"]: c for c in _status(out, capsys)["cells"]}
-    assert [cells[name]["attempts"] for name in T1_NAMES] == [1, 2]
+    assert [cells[name]["attempts"] for name in T1_NAMES] == [1, 1, 1, 2]
     assert _table_rows(out) == _table_rows(reference)
     markdown = (out / "table.md").read_text(encoding="utf-8").replace(str(out), "GRID")
     assert markdown.replace(str(reference), "GRID") == (reference / "table.md").read_text(
