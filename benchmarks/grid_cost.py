@@ -60,7 +60,7 @@ import torch.nn.functional as F
 
 from freqtail.data import dataset_info
 from freqtail.data.corruptions import CORRUPTIONS, SEVERITIES
-from freqtail.evaluate.threat_models import applicable_threat_models
+from freqtail.evaluate.threat_model_names import applicable_threat_models
 from freqtail.models import ExecutionOptions, build_model_from_spec, model_spec, prepare_model
 from freqtail.paper import published_row
 from freqtail.train.build import build_optimizer

@@ -62,6 +62,8 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
             "distributed",
             "formatting",
             "environment",
+            "execution_options",
+            "lazy_exports",
             "progress",
             "runs",
             "paper",

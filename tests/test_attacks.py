@@ -34,7 +34,7 @@ from freqtail.attacks import (
     pgd,
     robust_accuracy,
 )
-from freqtail.attacks.masking import FLAG_LARGE_EPS, FLAG_SQUARE, FLAG_ZERO_GRADIENT
+from freqtail.attacks.masking_verdicts import FLAG_LARGE_EPS, FLAG_SQUARE, FLAG_ZERO_GRADIENT
 from freqtail.errors import FreqtailError, InputError
 
 TOLERANCE = 1e-6

@@ -49,8 +49,8 @@ def test_no_command_prints_help_and_fails(capsys):
 
 
 def test_evaluate_help_states_the_masking_minimum_and_the_suite_aliases():
-    from freqtail.attacks.masking import MIN_JUDGED_IMAGES
-    from freqtail.evaluate.suites import SUITE_ALIASES
+    from freqtail.attacks.masking_verdicts import MIN_JUDGED_IMAGES
+    from freqtail.evaluate.suite_names import SUITE_ALIASES
 
     evaluate = build_parser()._subparsers._group_actions[0].choices["evaluate"]
     helps = {a.dest: a.help for a in evaluate._actions}

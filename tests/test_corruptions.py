@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from freqtail.data import corruptions as C
 from freqtail.data.corruptions import (
     CATEGORIES,
     CORRUPTIONS,
@@ -22,6 +21,7 @@ from freqtail.data.corruptions import (
     corruption_names,
 )
 from freqtail.data.corruptions import _kernels as K
+from freqtail.data.corruptions import apply as corruption_apply
 from freqtail.data.corruptions._common import image_rngs
 from freqtail.data.corruptions.textures import frost_sheets, plasma_draw_count, plasma_fractal
 from freqtail.errors import InputError
@@ -170,7 +170,7 @@ def test_result_does_not_depend_on_chunking(crops, monkeypatch):
         parts = [corrupt(crops[i : i + 1], name, 2, seed=3, start_index=i) for i in range(len(crops))]
         np.testing.assert_array_equal(np.concatenate(parts), expected, err_msg=name)
     # library-side chunks (one image per internal chunk)
-    monkeypatch.setattr(C, "_CHUNK_VALUES", 1)
+    monkeypatch.setattr(corruption_apply, "_CHUNK_VALUES", 1)
     for name, expected in whole.items():
         np.testing.assert_array_equal(corrupt(crops, name, 2, seed=3), expected, err_msg=name)
 

@@ -634,7 +634,7 @@ def test_a_later_masking_check_never_hides_an_earlier_verdict(tmp_path):
 
 
 def test_verdict_states_and_older_records():
-    from freqtail.attacks.masking import verdict_state
+    from freqtail.attacks.masking_verdicts import verdict_state
     from freqtail.evaluate.tables import record_verdict
 
     assert verdict_state(None, []) == "not-run"

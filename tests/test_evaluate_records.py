@@ -168,7 +168,7 @@ def test_one_percent_formatter():
 
 
 def test_every_suite_has_one_spec():
-    from freqtail.evaluate.suites import SUITES
+    from freqtail.evaluate.suite_names import SUITES
 
     assert list(SUITE_SPECS) == list(SUITES)
     budget = default_budget((32, 32))

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from freqtail.attacks import PGDConfig, robust_accuracy
 from freqtail.errors import ConfigError
+from freqtail.execution_options import as_execution_options
 from freqtail.models import EAGER, ExecutionOptions, FreqtailModel, create_model, prepare_model
-from freqtail.models.execution import as_execution_options
 
 CHANNELS_LAST = ExecutionOptions(channels_last=True)
 #: The tolerances freqtail.models.execution states (relative to the largest magnitude).

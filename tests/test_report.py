@@ -677,7 +677,7 @@ def test_two_runs_report_says_each_explanation_once(tmp_path, two_runs):
     result = build_report([base, bass], out=tmp_path / "cmp")
     text = result.html.read_text(encoding="utf-8")
     plain = html.unescape(text)
-    from freqtail.evaluate.threat_models import DESCRIPTIONS
+    from freqtail.evaluate.threat_model_names import DESCRIPTIONS
 
     for threat in ("standard", "domain", "end-to-end"):
         assert plain.count(DESCRIPTIONS[threat]) == 1, threat

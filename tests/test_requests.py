@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 import torch
 
-from freqtail.attacks.masking import DEFAULT_SQUARE_QUERIES, MIN_JUDGED_IMAGES
+from freqtail.attacks.masking_verdicts import DEFAULT_SQUARE_QUERIES, MIN_JUDGED_IMAGES
 from freqtail.errors import ConfigError, InputError
 from freqtail.evaluate import EvaluationRequest, EvaluationTarget, MaskingOptions, plan_evaluation
 from freqtail.evaluate.request import MASKING_IMAGES
-from freqtail.evaluate.threat_models import ThreatModel
+from freqtail.evaluate.threat_model_names import ThreatModel
 from freqtail.workflows import ExplainRequest, HeatmapAnalysis, LandscapeAnalysis, SensitivityAnalysis
 from freqtail.workflows.run_model import is_bare_weights
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from freqtail.errors import ConfigError, OutputError
-from freqtail.evaluate.threat_models import DOMAIN, END_TO_END, STANDARD, ThreatModel
+from freqtail.evaluate.threat_model_names import DOMAIN, END_TO_END, STANDARD, ThreatModel
 from freqtail.runs import RunLayout
 from freqtail.workflows import RunFolder, RunSettings
 from test_evaluate_support import eval_cache, make_run, shared_cache, tiny_runs  # noqa: F401

@@ -63,10 +63,10 @@ from freqtail.analysis._partials import (
     resume_units,
     run_fingerprint,
 )
-from freqtail.analysis.constants import DEFAULT_EPS, DEFAULT_SIGN, SIGN_MODES
+from freqtail.analysis.constants import DEFAULT_EPS, DEFAULT_SIGN, SIGN_MODES, check_heatmap_eps
 from freqtail.analysis.fourier import conjugate_half_plane, fourier_basis
 from freqtail.analysis.sensitivity import _load_npz
-from freqtail.checks import check_choice, check_int, check_number, check_optional_int
+from freqtail.checks import check_choice, check_int, check_optional_int
 from freqtail.distributed import DistContext, all_reduce_counts, global_batches, raise_together, rank_batches
 from freqtail.errors import InputError, OutputError
 from freqtail.io import atomic_write
@@ -155,11 +155,6 @@ class HeatmapResult:
             raise InputError(f"The file {path} is not a freqtail Fourier heat map (no {err}).") from None
 
 
-def check_eps(eps: Any) -> float:
-    """The L2 norm of each Fourier-basis perturbation, a non-negative number."""
-    return check_number(eps, "The perturbation norm eps", minimum=0)
-
-
 def frequency_blocks(num_frequencies: int, num_images: int, batch_size: int) -> list[np.ndarray]:
     """The blocks of consecutive frequency numbers a heat map evaluates together: ``max(1, batch_size
     // num_images)`` frequencies each (the last may be shorter), so that a block's pairs fill at most
@@ -214,7 +209,7 @@ def fourier_heatmap(
         InputError: bad arguments or data; under torchrun on every rank when any rank failed.
     """
     context = context if context is not None else DistContext()
-    eps = check_eps(eps)
+    eps = check_heatmap_eps(eps)
     n = check_optional_int(n, "The number of images n", minimum=1)
     batch_size = check_int(batch_size, "The batch size", minimum=1)
     check_choice(sign, SIGN_MODES, "The sign mode")

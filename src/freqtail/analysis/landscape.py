@@ -52,8 +52,9 @@ from freqtail.analysis._landscape_points import (
     remove_partials,
 )
 from freqtail.analysis._partials import PartialWriter, resume_units, run_fingerprint
+from freqtail.analysis.constants import check_grid, check_span
 from freqtail.analysis.sensitivity import _load_npz
-from freqtail.checks import check_int, check_number, check_optional_int
+from freqtail.checks import check_int, check_optional_int
 from freqtail.distributed import DistContext, any_rank, broadcast_json
 from freqtail.errors import FreqtailError, InputError, OutputError
 from freqtail.io import atomic_write
@@ -223,16 +224,6 @@ class LandscapeResult:
             )
         except KeyError as err:
             raise InputError(f"The file {path} is not a freqtail loss landscape (no {err}).") from None
-
-
-def check_grid(grid: Any) -> int:
-    """The number of landscape grid points per axis, a positive integer."""
-    return check_int(grid, "The landscape grid (points per axis)", minimum=1)
-
-
-def check_span(span: Any) -> float:
-    """The half-width of the landscape grid, a positive number: the grid covers [-span, span]^2."""
-    return check_number(span, "The landscape span", minimum=0, open_min=True)
 
 
 def _check_same_on_every_rank(fingerprint: str, context: DistContext) -> None:

@@ -72,10 +72,15 @@ from freqtail.analysis._partials import (
     resume_units,
     run_fingerprint,
 )
-from freqtail.analysis.constants import DEFAULT_RANK_FRACTIONS, DEFAULT_RANKING, DEFAULT_TOP_FRACTION
+from freqtail.analysis.constants import (
+    DEFAULT_RANK_FRACTIONS,
+    DEFAULT_RANKING,
+    DEFAULT_TOP_FRACTION,
+    check_top_fraction,
+)
 from freqtail.analysis.fourier import conjugate_half_plane
 from freqtail.analysis.sensitivity_ranking import NOTEBOOK_FRACTIONS, check_ranking, coefficient_ranking
-from freqtail.checks import check_int, check_number, check_optional_int
+from freqtail.checks import check_int, check_optional_int
 from freqtail.distributed import DistContext, all_reduce_counts, broadcast_json, raise_together
 from freqtail.errors import InputError, OutputError
 from freqtail.io import atomic_write
@@ -148,11 +153,6 @@ def _check_rank_fractions(values: Sequence[float]) -> np.ndarray:
     ):
         raise InputError(f"The rank fractions must be a non-empty list of numbers in [0, 1], not {values!r}.")
     return fractions
-
-
-def check_top_fraction(value: float) -> float:
-    """The share of the largest-sensitivity coefficients counted, a number in (0, 1]."""
-    return check_number(value, "The top fraction", minimum=0, maximum=1, open_min=True)
 
 
 def radius_density(samples: np.ndarray, grid: np.ndarray) -> np.ndarray | None:

@@ -17,31 +17,47 @@ in eval mode. For the end-to-end threat model, put the differentiable BaSS front
 
 from __future__ import annotations
 
-from freqtail.attacks.auto_attack import AUTOATTACK_VERSIONS, AutoAttackWarning, autoattack
-from freqtail.attacks.band import BAND_ITERATION, BANDS, BandPGDConfig, band_pgd, band_projection
-from freqtail.attacks.common import AttackResult, linf_distance, margin_loss
-from freqtail.attacks.eps import check_eps, parse_eps
-from freqtail.attacks.masking import MaskingReport, gradient_masking_check
-from freqtail.attacks.pgd import LOSSES, PGDConfig, pgd, robust_accuracy
+import importlib
 
-__all__ = [
-    "AUTOATTACK_VERSIONS",
-    "BANDS",
-    "BAND_ITERATION",
-    "LOSSES",
-    "AttackResult",
-    "AutoAttackWarning",
-    "BandPGDConfig",
-    "MaskingReport",
-    "PGDConfig",
-    "autoattack",
-    "band_pgd",
-    "band_projection",
-    "check_eps",
-    "gradient_masking_check",
-    "linf_distance",
-    "margin_loss",
-    "parse_eps",
-    "pgd",
-    "robust_accuracy",
-]
+from freqtail.lazy_exports import keep_exports
+
+#: Public name -> the submodule that defines it.
+_EXPORTS = {
+    "AUTOATTACK_VERSIONS": "auto_attack",
+    "AutoAttackWarning": "auto_attack",
+    "autoattack": "auto_attack",
+    "BAND_ITERATION": "band",
+    "BANDS": "band",
+    "BandPGDConfig": "band",
+    "band_pgd": "band",
+    "band_projection": "band",
+    "AttackResult": "common",
+    "linf_distance": "common",
+    "margin_loss": "common",
+    "check_eps": "eps",
+    "parse_eps": "eps",
+    "MaskingReport": "masking",
+    "gradient_masking_check": "masking",
+    "LOSSES": "pgd",
+    "PGDConfig": "pgd",
+    "pgd": "pgd",
+    "robust_accuracy": "pgd",
+}
+
+__all__ = sorted(_EXPORTS)
+
+keep_exports(__name__, ("pgd",))  # the functions, not their submodules of the same name
+
+
+# Lazy (PEP 562): the command line checks budgets (freqtail.attacks.eps) and takes the masking
+# check's defaults (freqtail.attacks.masking_verdicts) before torch is imported, and importing either
+# runs this package first.
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

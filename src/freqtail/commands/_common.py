@@ -75,7 +75,7 @@ def add_execution_arguments(parser: argparse.ArgumentParser, *, config_keys: boo
 
 def execution_options(args: argparse.Namespace):
     """The :class:`freqtail.models.ExecutionOptions` of ``--channels-last`` / ``--compile``."""
-    from freqtail.models.execution import ExecutionOptions
+    from freqtail.execution_options import ExecutionOptions
 
     return ExecutionOptions(channels_last=bool(args.channels_last), compile=bool(args.compile))
 
@@ -141,39 +141,42 @@ def add_figure_format_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def explain_request(args: argparse.Namespace):
-    """The :class:`freqtail.workflows.explain.ExplainRequest` of an explanation command's arguments."""
-    from freqtail.distributed import resolve_device
-    from freqtail.workflows.explain import ExplainRequest
+    """The :class:`freqtail.workflows.explain_options.ExplainRequest` of an explanation command's
+    arguments, checked without torch (the device is the name given; the process group resolves it)."""
+    from freqtail.workflows.explain_options import ExplainRequest
 
     return ExplainRequest(
         n=args.n,
         batch_size=args.batch_size,
         threat_model="end-to-end" if args.end_to_end else None,
         subset_seed=args.subset_seed,
-        device=resolve_device(args.device),
+        device=args.device,
         progress=True,
         figure_formats=args.figure_format,
     )
 
 
-def run_explanation(args: argparse.Namespace, analysis, show: Callable[[Any], None]) -> int:
-    """Run an explanation command's ``analysis`` on its run, alone or as one process of torchrun.
+def run_explanation(args: argparse.Namespace, options, show: Callable[[Any], None]) -> int:
+    """Run the analysis of an explanation command's ``options`` (a checked
+    :class:`~freqtail.workflows.explain_options.SensitivityOptions`, ``LandscapeOptions`` or
+    ``HeatmapOptions``) on its run, alone or as one process of torchrun.
 
-    The options are checked before the process group is joined (a bad one stops every process with
-    the same sentence before any collective); the run is opened on every rank and a failure on one
-    stops all (:func:`freqtail.distributed.run_on_every_rank`); :func:`freqtail.workflows.explain.explain`
-    shards the work; ``show(explanation)`` prints on rank 0 only. The process group is left at the
-    end unless the caller had joined it.
+    The options are checked before torch is imported and before the process group is joined (a bad
+    one stops every process with the same sentence before any collective); the run is opened on
+    every rank and a failure on one stops all (:func:`freqtail.distributed.run_on_every_rank`);
+    :func:`freqtail.workflows.explain.explain` shards the work; ``show(explanation)`` prints on rank
+    0 only. The process group is left at the end unless the caller had joined it.
     """
+    request = explain_request(args)
     import dataclasses
 
     import torch.distributed as dist
 
     from freqtail.distributed import init_distributed, run_on_every_rank, shutdown
     from freqtail.environment import environment_text, measurement_environment
-    from freqtail.workflows.explain import explain
+    from freqtail.workflows.explain import analysis_of, explain
 
-    request = explain_request(args)
+    analysis = analysis_of(options)
     joined_here = not (dist.is_available() and dist.is_initialized())
     context = init_distributed(args.device)
     try:

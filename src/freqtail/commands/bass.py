@@ -97,10 +97,13 @@ def _convert_dataset(args) -> dict:
         raise InputError("Give --out DIR to say where the converted dataset goes.")
     if args.output:
         raise InputError("--output belongs to --input; with --dataset give --out DIR.")
-    from freqtail.data.bass_copies import write_bass_dataset
+    from freqtail.data.catalog import canonical_name
     from freqtail.io import check_writable_folder
 
+    canonical_name(args.dataset)  # before torch is imported
     check_writable_folder(args.out, "output folder")
+    from freqtail.data.bass_copies import write_bass_dataset
+
     result = write_bass_dataset(args.dataset, args.data_root, args.out, strength=args.strength, progress=True)
     return dict(result)
 

@@ -52,13 +52,13 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("Give at least two runs to compare.")
     for path in args.runs:  # before the library (and torch) is imported
         results_file(path)
+    labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
+    if labels is not None and len(labels) != len(args.runs):
+        raise InputError(f"--labels names {len(labels)} runs but {len(args.runs)} runs were given.")
     from freqtail.evaluate import compare_markdown, compare_runs, load_run_results
     from freqtail.io import atomic_write_text
     from freqtail.train.staleness import with_staleness
 
-    labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
-    if labels is not None and len(labels) != len(args.runs):
-        raise InputError(f"--labels names {len(labels)} runs but {len(args.runs)} runs were given.")
     runs = [
         with_staleness(load_run_results(path, labels[i] if labels else None))
         for i, path in enumerate(args.runs)

@@ -103,14 +103,18 @@ def _clean_source(args: argparse.Namespace, bass: str | None, folder):
 
 
 def run(args: argparse.Namespace) -> int:
-    from freqtail.data.corruptions import parse_corruptions, parse_severities
-    from freqtail.distributed import init_distributed, shutdown
+    from freqtail.data.catalog import canonical_name
+    from freqtail.data.corruptions.names import parse_corruptions, parse_severities
     from freqtail.io import check_writable_folder
 
+    # every option first: a mistake is one sentence before torch is imported
     severities = parse_severities(args.severities)
     corruptions = parse_corruptions(args.corruptions)
     check_optional_int(args.limit, "--limit", minimum=1)
+    canonical_name(args.dataset)
     check_writable_folder(args.out, "output folder")
+    from freqtail.distributed import init_distributed, shutdown
+
     context = init_distributed("cpu")  # corruptions run on the CPU; under torchrun the ranks share them
     try:
         result = _write(args, severities, corruptions, context)

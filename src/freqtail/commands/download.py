@@ -25,7 +25,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from freqtail.data import build_dataset, canonical_name
+    from freqtail.data.catalog import canonical_name
     from freqtail.errors import ConfigError, DatasetNotFoundError
 
     name = canonical_name(args.dataset)
@@ -34,6 +34,8 @@ def run(args) -> int:
             f"freqtail can download {', '.join(DOWNLOADABLE)}, not {args.dataset!r}; "
             "ImageNet and Restricted-ImageNet must come from https://image-net.org."
         )
+    from freqtail.data import build_dataset
+
     sizes = {}
     for split in ("train", "test"):
         try:

@@ -157,7 +157,7 @@ def register(subparsers) -> None:
 
 
 def _summary_line(record: dict[str, Any]) -> str:
-    from freqtail.attacks.masking import STATE_TOO_FEW, VERDICT_WORDS
+    from freqtail.attacks.masking_verdicts import STATE_TOO_FEW, VERDICT_WORDS
     from freqtail.evaluate.records import RecordId
     from freqtail.formatting import percent
 
@@ -188,16 +188,9 @@ def _summary_line(record: dict[str, Any]) -> str:
 
 def _request(args: argparse.Namespace):
     """The :class:`freqtail.evaluate.EvaluationRequest` of the options, checked before anything is
-    loaded; options left out take the request's defaults."""
-    from freqtail.evaluate import EvaluationRequest
+    loaded (and before torch is imported); options left out take the request's defaults."""
+    from freqtail.evaluate.request import EvaluationRequest
 
-    if str(args.device).startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"--device {args.device} was given, but PyTorch sees no CUDA GPU here; use --device cpu."
-            )
     given = {
         "suites": args.suite,
         "threat_model": args.threat_model,
@@ -223,11 +216,23 @@ def _request(args: argparse.Namespace):
     return EvaluationRequest.of(**{key: value for key, value in given.items() if value is not None})
 
 
+def _check_cuda(device: str) -> None:
+    """Refuse ``--device cuda[:N]`` where PyTorch sees no GPU (the one check that needs torch)."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"--device {device} was given, but PyTorch sees no CUDA GPU here; use --device cpu."
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     check_run_argument(args, args.path)
+    request = _request(args)
+    _check_cuda(args.device)
     from freqtail.distributed import init_distributed
 
-    request = _request(args)
     context = init_distributed(args.device)
     try:
         return _evaluate(args, context, request)

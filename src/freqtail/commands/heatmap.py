@@ -53,15 +53,15 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     check_run_argument(args, args.run)
     from freqtail.commands._common import run_explanation
-    from freqtail.workflows.explain import HeatmapAnalysis
+    from freqtail.workflows.explain_options import HeatmapOptions
 
-    analysis = HeatmapAnalysis(eps=args.eps, sign=args.sign, seed=args.seed)
-    return run_explanation(args, analysis, lambda explained: _show(args, analysis, explained))
+    options = HeatmapOptions(eps=args.eps, sign=args.sign, seed=args.seed)
+    return run_explanation(args, options, lambda explained: _show(args, options, explained))
 
 
-def _show(args: argparse.Namespace, analysis, explained) -> None:
+def _show(args: argparse.Namespace, options, explained) -> None:
     """Print the finished analysis (rank 0): the summary, or one JSON object with --json."""
-    eps = analysis.eps
+    eps = options.eps
     result, data = explained.result, explained.data
     if args.json:
         summary = {k: v for k, v in data.items() if k != "error_rate"}

@@ -55,15 +55,15 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     check_run_argument(args, args.run)
     from freqtail.commands._common import run_explanation
-    from freqtail.workflows.explain import LandscapeAnalysis
+    from freqtail.workflows.explain_options import LandscapeOptions
 
-    analysis = LandscapeAnalysis(grid=args.grid, span=args.span, seed=args.seed, boundary_band=args.boundary)
-    return run_explanation(args, analysis, lambda explained: _show(args, analysis, explained))
+    options = LandscapeOptions(grid=args.grid, span=args.span, seed=args.seed, boundary_band=args.boundary)
+    return run_explanation(args, options, lambda explained: _show(args, options, explained))
 
 
-def _show(args: argparse.Namespace, analysis, explained) -> None:
+def _show(args: argparse.Namespace, options, explained) -> None:
     """Print the finished analysis (rank 0): the summary, or one JSON object with --json."""
-    span = analysis.span
+    span = options.span
     result, data = explained.result, explained.data
     if args.json:
         print_json({**data, "files": [str(path) for path in explained.files[:2]]})

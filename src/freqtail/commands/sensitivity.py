@@ -61,13 +61,13 @@ def _compact(data: dict) -> dict:
 def run(args: argparse.Namespace) -> int:
     check_run_argument(args, args.run)
     from freqtail.commands._common import run_explanation
-    from freqtail.workflows.explain import SensitivityAnalysis
+    from freqtail.workflows.explain_options import SensitivityOptions
 
-    analysis = SensitivityAnalysis(top_fraction=args.top, ranking=args.ranking)
-    return run_explanation(args, analysis, lambda explained: _show(args, analysis, explained))
+    options = SensitivityOptions(top_fraction=args.top, ranking=args.ranking)
+    return run_explanation(args, options, lambda explained: _show(args, options, explained))
 
 
-def _show(args: argparse.Namespace, analysis, explained) -> None:
+def _show(args: argparse.Namespace, options, explained) -> None:
     """Print the finished analysis (rank 0): the summary, or one JSON object with --json."""
     result, data = explained.result, explained.data
     if args.json:

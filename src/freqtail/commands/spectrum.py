@@ -61,10 +61,18 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _image_source(args: argparse.Namespace) -> tuple[Any, str]:
-    """Return (images or iterable of uint8 batches, a sentence naming the source)."""
+def _check_source(args: argparse.Namespace) -> None:
+    """Refuse source options that do not go together, or an unknown dataset, before anything loads."""
+    from freqtail.data.catalog import canonical_name
+
     if args.dataset is None and (args.data_root is not None or args.split is not None):
         raise InputError("--data-root and --split only apply together with --dataset NAME.")
+    if args.dataset is not None:
+        canonical_name(args.dataset)
+
+
+def _image_source(args: argparse.Namespace) -> tuple[Any, str]:
+    """Return (images or iterable of uint8 batches, a sentence naming the source)."""
     if args.images is not None:
         from freqtail.io import load_npy
 
@@ -174,11 +182,11 @@ def format_summary(summary, source: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from freqtail.spectrum import check_ratio, summarize
+    from freqtail.spectrum.ratio import check_ratio
 
+    # the options that need no torch first: a mistake is one sentence before torch is imported
     ratio = check_ratio(args.ratio)
     check_int(args.batch_size, "--batch-size", minimum=1)
-    device = _device(args.device)
     formats = check_figure_formats(args.figure_format, "The figure formats --figure-format")
     if args.plot is not None:
         from freqtail.io import check_writable_file
@@ -186,6 +194,10 @@ def run(args: argparse.Namespace) -> int:
 
         for file in figure_files(args.plot, formats):
             check_writable_file(file, "plot file")
+    _check_source(args)
+    device = _device(args.device)
+    from freqtail.spectrum import summarize
+
     images, source = _image_source(args)
     summary = summarize(images, ratio=ratio, batch_size=args.batch_size, device=device, progress=_progress)
     plots = []

@@ -154,11 +154,11 @@ def resolve(args):
         overrides[key] = value
     if args.no_progress:
         overrides["progress"] = False
-    config = load_config(args.config, overrides)
     if args.out is not None:
         check_name(args.out, "The run folder --out")
     if args.name is not None:
         check_name(args.name, "The run name --name")
+    config = load_config(args.config, overrides)
     if args.out:
         return config, Path(args.out)
     from freqtail.errors import ConfigError

@@ -7,36 +7,36 @@ the corruption suite. Everything that trains or evaluates gets its data from her
 
 from __future__ import annotations
 
-from freqtail.data.arrays import ArrayDataset
-from freqtail.data.augment import (
-    PAD_MODES,
-    PRESETS,
-    augmentation_preset,
-    default_preset,
-    preset_parts,
-    standard_augmentation,
-)
-from freqtail.data.registry import (
-    DatasetInfo,
-    build_dataset,
-    canonical_name,
-    dataset_info,
-    dataset_names,
-    iter_uint8_batches,
-)
+import importlib
 
-__all__ = [
-    "PAD_MODES",
-    "PRESETS",
-    "ArrayDataset",
-    "DatasetInfo",
-    "augmentation_preset",
-    "build_dataset",
-    "canonical_name",
-    "dataset_info",
-    "dataset_names",
-    "default_preset",
-    "iter_uint8_batches",
-    "preset_parts",
-    "standard_augmentation",
-]
+#: Public name -> the submodule that defines it.
+_EXPORTS = {
+    "ArrayDataset": "arrays",
+    "PAD_MODES": "augment",
+    "PRESETS": "augment",
+    "augmentation_preset": "augment",
+    "default_preset": "augment",
+    "preset_parts": "augment",
+    "standard_augmentation": "augment",
+    "DatasetInfo": "catalog",
+    "build_dataset": "registry",
+    "canonical_name": "catalog",
+    "dataset_info": "catalog",
+    "dataset_names": "catalog",
+    "iter_uint8_batches": "registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+# Lazy (PEP 562): the command line checks corruption names and severities with
+# freqtail.data.corruptions.names before torch is imported, and importing it runs this package first.
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

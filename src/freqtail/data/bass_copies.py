@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from freqtail.bass.core import check_strength
 from freqtail.data.augment import working_resize
 from freqtail.data.cache_files import DIGEST_FILE, array_digest, write_digest_file, write_verified_png
+from freqtail.data.catalog import canonical_name, dataset_info
 from freqtail.data.cifar import CIFAR_LAYOUTS, cifar_folder, load_cifar
 from freqtail.data.embedded import SPLITS, ensure_embedded, read_embedded_folder, write_embedded_folder
 from freqtail.data.folders import (
@@ -37,7 +38,6 @@ from freqtail.data.folders import (
     tiny_imagenet_folder,
     tiny_imagenet_samples,
 )
-from freqtail.data.registry import canonical_name, dataset_info
 from freqtail.data.safe_pickle import safe_load_pickle
 from freqtail.data.variants import bass_implementation_version, convert_images
 from freqtail.errors import ConfigError

@@ -23,68 +23,62 @@ checked against its target), :mod:`~freqtail.evaluate.runner` (running the suite
 
 from __future__ import annotations
 
-from freqtail.data.subsets import stratified_subset
-from freqtail.distributed import DistContext, all_reduce_counts, init_distributed
-from freqtail.evaluate.compare import RunResults, compare_markdown, compare_runs, load_run_results
-from freqtail.evaluate.corruption_eval import (
-    BASS_THEN_CORRUPT,
-    CORRUPT_THEN_BASS,
-    ORDER_NONE,
-    aggregate_corruptions,
-    corruption_outcomes,
-)
-from freqtail.evaluate.plan import EvaluationPlan, plan_evaluation
-from freqtail.evaluate.records import Record, RecordId
-from freqtail.evaluate.request import CorruptionOptions, EvaluationRequest, EvaluationTarget, MaskingOptions
-from freqtail.evaluate.results import load_records, load_results, merge_records, write_results
-from freqtail.evaluate.runner import evaluate_model, run_evaluation
-from freqtail.evaluate.suites import SUITES, Budget, default_budget, parse_suites, resolve_budget
-from freqtail.evaluate.tables import results_markdown
-from freqtail.evaluate.threat_models import (
-    THREAT_MODELS,
-    ThreatModelSetup,
-    applicable_threat_models,
-    resolve_threat_models,
-    threat_model_setup,
-)
+import importlib
 
-__all__ = [
-    "BASS_THEN_CORRUPT",
-    "CORRUPT_THEN_BASS",
-    "ORDER_NONE",
-    "SUITES",
-    "THREAT_MODELS",
-    "Budget",
-    "CorruptionOptions",
-    "DistContext",
-    "EvaluationPlan",
-    "EvaluationRequest",
-    "EvaluationTarget",
-    "MaskingOptions",
-    "Record",
-    "RecordId",
-    "RunResults",
-    "ThreatModelSetup",
-    "aggregate_corruptions",
-    "all_reduce_counts",
-    "applicable_threat_models",
-    "compare_markdown",
-    "compare_runs",
-    "corruption_outcomes",
-    "default_budget",
-    "evaluate_model",
-    "init_distributed",
-    "load_records",
-    "load_results",
-    "load_run_results",
-    "merge_records",
-    "parse_suites",
-    "plan_evaluation",
-    "resolve_budget",
-    "resolve_threat_models",
-    "results_markdown",
-    "run_evaluation",
-    "stratified_subset",
-    "threat_model_setup",
-    "write_results",
-]
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "stratified_subset": "freqtail.data.subsets",
+    "DistContext": "freqtail.distributed",
+    "all_reduce_counts": "freqtail.distributed",
+    "init_distributed": "freqtail.distributed",
+    "RunResults": "freqtail.evaluate.compare",
+    "compare_markdown": "freqtail.evaluate.compare",
+    "compare_runs": "freqtail.evaluate.compare",
+    "load_run_results": "freqtail.evaluate.compare",
+    "BASS_THEN_CORRUPT": "freqtail.evaluate.corruption_eval",
+    "CORRUPT_THEN_BASS": "freqtail.evaluate.corruption_eval",
+    "ORDER_NONE": "freqtail.evaluate.corruption_eval",
+    "aggregate_corruptions": "freqtail.evaluate.corruption_eval",
+    "corruption_outcomes": "freqtail.evaluate.corruption_eval",
+    "EvaluationPlan": "freqtail.evaluate.plan",
+    "plan_evaluation": "freqtail.evaluate.plan",
+    "Record": "freqtail.evaluate.records",
+    "RecordId": "freqtail.evaluate.records",
+    "CorruptionOptions": "freqtail.evaluate.request",
+    "EvaluationRequest": "freqtail.evaluate.request",
+    "EvaluationTarget": "freqtail.evaluate.request",
+    "MaskingOptions": "freqtail.evaluate.request",
+    "load_records": "freqtail.evaluate.results",
+    "load_results": "freqtail.evaluate.results",
+    "merge_records": "freqtail.evaluate.results",
+    "write_results": "freqtail.evaluate.results",
+    "evaluate_model": "freqtail.evaluate.runner",
+    "run_evaluation": "freqtail.evaluate.runner",
+    "SUITES": "freqtail.evaluate.suite_names",
+    "parse_suites": "freqtail.evaluate.suite_names",
+    "Budget": "freqtail.evaluate.suites",
+    "default_budget": "freqtail.evaluate.suites",
+    "resolve_budget": "freqtail.evaluate.suites",
+    "results_markdown": "freqtail.evaluate.tables",
+    "THREAT_MODELS": "freqtail.evaluate.threat_model_names",
+    "applicable_threat_models": "freqtail.evaluate.threat_model_names",
+    "ThreatModelSetup": "freqtail.evaluate.threat_models",
+    "resolve_threat_models": "freqtail.evaluate.threat_models",
+    "threat_model_setup": "freqtail.evaluate.threat_models",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+# Lazy (PEP 562): the command line builds an EvaluationRequest (freqtail.evaluate.request, which
+# imports no torch) to check evaluate's options before torch is imported, and importing it runs this
+# package first.
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -51,7 +51,7 @@ from freqtail.evaluate.tables import (
     selection_words,
     signed_pp,
 )
-from freqtail.evaluate.threat_models import THREAT_MODELS
+from freqtail.evaluate.threat_model_names import THREAT_MODELS
 
 #: The verdict keys a comparison row keeps per robust column (see :func:`record_verdict`).
 VERDICT_KEYS = ("state", "words", "summary", "judged", "images", "created", "check")

@@ -15,12 +15,8 @@ from typing import Any
 
 import torch
 
-from freqtail.attacks.masking import (
-    STATE_NOT_RUN,
-    VERDICT_WORDS,
-    MaskingCheckConfig,
-    gradient_masking_check,
-)
+from freqtail.attacks.masking import MaskingCheckConfig, gradient_masking_check
+from freqtail.attacks.masking_verdicts import STATE_NOT_RUN, VERDICT_WORDS
 from freqtail.data.subsets import SubsetChoice
 from freqtail.evaluate.plan import load_batches
 from freqtail.evaluate.results import eps_label, utc_now

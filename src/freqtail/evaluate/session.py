@@ -25,7 +25,7 @@ from freqtail.environment import measurement_environment
 from freqtail.evaluate.plan import EvaluationPlan, load_batches
 from freqtail.evaluate.records import Record, RecordId
 from freqtail.evaluate.sharding import gather_outcomes, global_batches, rank_batches
-from freqtail.models.execution import EAGER
+from freqtail.execution_options import EAGER
 from freqtail.progress import progress_bar, silent
 
 

@@ -26,7 +26,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import astuple
 from typing import Any
 
-from freqtail.attacks.masking import (
+from freqtail.attacks.masking_verdicts import (
     STATE_MASKED,
     STATE_NO_SIGN,
     STATE_NOT_RUN,
@@ -37,7 +37,7 @@ from freqtail.data.corruptions import CORRUPTIONS
 from freqtail.data.subsets import FIRST_N_RULE, SUBSET_RULE, UNLABELLED_RULE
 from freqtail.environment import measured_with
 from freqtail.evaluate.records import Record, RecordId
-from freqtail.evaluate.threat_models import DESCRIPTIONS, THREAT_MODELS
+from freqtail.evaluate.threat_model_names import DESCRIPTIONS, THREAT_MODELS
 from freqtail.formatting import MISSING, percent
 
 #: Column titles of the adversarial table, in order.

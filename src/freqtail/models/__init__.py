@@ -9,8 +9,9 @@ Importing this package registers every architecture module listed below.
 
 from __future__ import annotations
 
+from freqtail.execution_options import EAGER, ExecutionOptions
 from freqtail.models import densenet, preact_resnet, resnet, resnext, small_cnn, wide_resnet  # noqa: F401  (register)
-from freqtail.models.execution import EAGER, ExecutionOptions, PreparedModel, prepare_model
+from freqtail.models.execution import PreparedModel, prepare_model
 from freqtail.models.external import from_robustbench
 from freqtail.models.registry import (
     ModelEntry,

@@ -42,7 +42,7 @@ from freqtail.evaluate.tables import (
     marked_stale,
     subset_words,
 )
-from freqtail.evaluate.threat_models import THREAT_MODELS
+from freqtail.evaluate.threat_model_names import THREAT_MODELS
 from freqtail.formatting import MISSING, percent
 from freqtail.io import atomic_write_bytes, atomic_write_text
 from freqtail.report import summary

@@ -20,7 +20,7 @@ from typing import Any
 
 from freqtail.evaluate.records import RecordId
 from freqtail.evaluate.statistics import wilson_interval
-from freqtail.evaluate.threat_models import THREAT_MODELS
+from freqtail.evaluate.threat_model_names import THREAT_MODELS
 from freqtail.formatting import MISSING, percent
 
 #: The ``format`` of ``demo-summary.json``.

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from freqtail.attacks.masking import STATE_MASKED, STATE_TOO_FEW
+from freqtail.attacks.masking_verdicts import STATE_MASKED, STATE_TOO_FEW
 from freqtail.evaluate.records import RecordId
 from freqtail.evaluate.tables import ADVERSARIAL_METRICS, BAND_METRICS, record_verdict
-from freqtail.evaluate.threat_models import THREAT_MODELS
+from freqtail.evaluate.threat_model_names import THREAT_MODELS
 from freqtail.report.collect import RunArtefacts
 from freqtail.report.key_numbers import (
     COUNT_KEYS,

@@ -22,6 +22,7 @@ Modules, one job each:
 * :mod:`~freqtail.spectrum.bands` — band geometry (radius, band maps, the rfft2 half-plane layout),
   shared with BaSS;
 * :mod:`~freqtail.spectrum.power` — spectra, band power, proportions;
+* :mod:`~freqtail.spectrum.ratio` — the 80/20 rule's ratio (no torch: the command line checks it first);
 * :mod:`~freqtail.spectrum.boundary` — the 80/20 boundary;
 * :mod:`~freqtail.spectrum.tail` — spectral entropy and the power-law fit;
 * :mod:`~freqtail.spectrum.filters` — LFC / HFC images;
@@ -31,58 +32,53 @@ Modules, one job each:
 
 from __future__ import annotations
 
-from freqtail.spectrum.adapters import as_float_images
-from freqtail.spectrum.bands import (
-    band_map,
-    corner_radius,
-    full_ring_max_band,
-    inscribed_max_band,
-    num_bands,
-    nyquist_radius,
-    radius_map,
-)
-from freqtail.spectrum.boundary import (
-    DEFAULT_RATIO,
-    boundary_fractions,
-    check_ratio,
-    lfc_boundary,
-    truncate_proportions,
-)
-from freqtail.spectrum.filters import high_pass, low_pass, split_frequencies
-from freqtail.spectrum.power import SIGNAL_RTOL as SIGNAL_RTOL
-from freqtail.spectrum.power import band_power, band_proportions, centered_spectrum, has_signal
-from freqtail.spectrum.statistics import INSCRIBED_MIN_SHARE as INSCRIBED_MIN_SHARE
-from freqtail.spectrum.statistics import SpectrumAccumulator, summarize
-from freqtail.spectrum.summary import BoundaryDistribution, SpectrumSummary
-from freqtail.spectrum.tail import SpectralEntropy, fit_power_law, spectral_entropy
+import importlib
 
-# SIGNAL_RTOL and INSCRIBED_MIN_SHARE stay importable from here (``X as X``), outside __all__.
-__all__ = [
-    "DEFAULT_RATIO",
-    "BoundaryDistribution",
-    "SpectralEntropy",
-    "SpectrumAccumulator",
-    "SpectrumSummary",
-    "as_float_images",
-    "band_map",
-    "band_power",
-    "band_proportions",
-    "boundary_fractions",
-    "centered_spectrum",
-    "check_ratio",
-    "corner_radius",
-    "fit_power_law",
-    "full_ring_max_band",
-    "has_signal",
-    "high_pass",
-    "inscribed_max_band",
-    "lfc_boundary",
-    "low_pass",
-    "num_bands",
-    "nyquist_radius",
-    "radius_map",
-    "spectral_entropy",
-    "split_frequencies",
-    "summarize",
-    "truncate_proportions",
-]
+#: Public name -> the submodule that defines it.
+_EXPORTS = {
+    "as_float_images": "adapters",
+    "band_map": "bands",
+    "corner_radius": "bands",
+    "full_ring_max_band": "bands",
+    "inscribed_max_band": "bands",
+    "num_bands": "bands",
+    "nyquist_radius": "bands",
+    "radius_map": "bands",
+    "DEFAULT_RATIO": "ratio",
+    "boundary_fractions": "boundary",
+    "check_ratio": "ratio",
+    "lfc_boundary": "boundary",
+    "truncate_proportions": "boundary",
+    "high_pass": "filters",
+    "low_pass": "filters",
+    "split_frequencies": "filters",
+    "SIGNAL_RTOL": "power",
+    "band_power": "power",
+    "band_proportions": "power",
+    "centered_spectrum": "power",
+    "has_signal": "power",
+    "INSCRIBED_MIN_SHARE": "statistics",
+    "SpectrumAccumulator": "statistics",
+    "summarize": "statistics",
+    "BoundaryDistribution": "summary",
+    "SpectrumSummary": "summary",
+    "SpectralEntropy": "tail",
+    "fit_power_law": "tail",
+    "spectral_entropy": "tail",
+}
+
+# SIGNAL_RTOL and INSCRIBED_MIN_SHARE stay importable from here, outside __all__.
+__all__ = sorted(set(_EXPORTS) - {"SIGNAL_RTOL", "INSCRIBED_MIN_SHARE"})
+
+
+# Lazy (PEP 562): the command line checks --ratio with freqtail.spectrum.ratio before torch is
+# imported, and importing it runs this package first.
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

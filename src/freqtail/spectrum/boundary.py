@@ -11,20 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from freqtail.checks import check_int, check_number
+from freqtail.checks import check_int
 from freqtail.errors import InputError
 from freqtail.spectrum.adapters import Converter, check_distribution
 from freqtail.spectrum.bands import check_size, corner_radius, nyquist_radius
 from freqtail.spectrum.power import SIGNAL_RTOL
-
-#: Share of the power below the boundary: the paper's 80/20 split.
-DEFAULT_RATIO = 0.8
-
-
-def check_ratio(ratio: float) -> float:
-    """Return ``ratio`` as a float if it is strictly between 0 and 1, else raise InputError."""
-    what = "The boundary ratio (0.8 is the paper's 80/20 split)"
-    return check_number(ratio, what, minimum=0, maximum=1, open_min=True, open_max=True)
+from freqtail.spectrum.ratio import DEFAULT_RATIO, check_ratio
 
 
 def truncate(p: torch.Tensor, max_band: int) -> torch.Tensor:

@@ -35,12 +35,14 @@ from typing import Any
 import yaml
 from yaml.nodes import ScalarNode
 
+from freqtail.attacks.eps import parse_eps
 from freqtail.checks import check_int, check_number, check_seed
+from freqtail.data.catalog import canonical_name, dataset_info
 from freqtail.errors import ConfigError, InputError
 
-# freqtail.attacks, freqtail.data, freqtail.models and freqtail.train.pipeline import torch; they are
-# imported where a config is validated, so that the command line's option help (key_help) and
-# --list-keys start without torch.
+# freqtail.models and freqtail.train.pipeline import torch; they are imported where a config is
+# validated, after every check that needs neither, so that the command line's option help (key_help),
+# --list-keys and the refusal of a bad value start without torch.
 
 #: Training objectives; "augmix-bass" is "augmix" with ``bass_branch`` on (paper §4.4).
 OBJECTIVES = ("erm", "pgd-at", "trades", "mart", "augmix", "augmix-bass")
@@ -302,8 +304,6 @@ def _unknown_key_error(key: str, where: str) -> ConfigError:
 
 
 def _parse_budget(value: Any, what: str) -> float:
-    from freqtail.attacks.eps import parse_eps
-
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ConfigError(f"Config key {what!r} must be a number or a fraction such as 8/255, not {value!r}.")
     try:
@@ -429,8 +429,6 @@ def _check_ranges(c: TrainConfig) -> None:
     if c.sync_bn and not (c.device.startswith("cuda") or c.device == "auto"):
         raise ConfigError("sync_bn needs CUDA (PyTorch's SyncBatchNorm does not run on CPU).")
     if c.dataset:
-        from freqtail.data import canonical_name
-
         canonical_name(c.dataset)  # raises ConfigError listing the valid names
         _check_pad_mode(c)
         from freqtail.train.pipeline import resolve_data_pipeline
@@ -460,8 +458,6 @@ def _check_pad_mode(c: TrainConfig) -> None:
     """Refuse a pad_mode that the chosen augmentation preset would ignore (it has no padded crop)."""
     if c.pad_mode == "zeros":
         return
-    from freqtail.data.registry import dataset_info
-
     preset = c.augmentation or dataset_info(c.dataset).preset
     if preset != "crop-flip":
         raise ConfigError(

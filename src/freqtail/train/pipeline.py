@@ -18,7 +18,7 @@ before the device pipeline existed.
 
 from __future__ import annotations
 
-from freqtail.data.registry import dataset_info
+from freqtail.data.catalog import dataset_info
 from freqtail.errors import ConfigError
 
 #: Augmentation presets the device pipeline implements.

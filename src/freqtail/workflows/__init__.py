@@ -50,58 +50,61 @@ Example:
 
 from __future__ import annotations
 
-from freqtail.workflows.evaluation import RunEvaluation, evaluate_run
-from freqtail.workflows.explain import (
-    ExplainRequest,
-    Explanation,
-    HeatmapAnalysis,
-    LandscapeAnalysis,
-    SensitivityAnalysis,
-    explain,
-)
-from freqtail.workflows.grid_analyses import CellExplanation, EpsSweep
-from freqtail.workflows.grid_manifest import CellRecord, CellState, GridManifest, GridSummary
-from freqtail.workflows.grid_report import GridReport, write_grid_report
-from freqtail.workflows.grid_run import CellStep, GridOutcome, run_cell, run_grid
-from freqtail.workflows.grid_spec import CellSpec, GridCell, GridSpec
-from freqtail.workflows.grid_table import grid_table, write_grid_table
-from freqtail.workflows.results_store import ResultsStore
-from freqtail.workflows.run_folder import RunFolder, RunSettings, state_digest
-from freqtail.workflows.run_model import is_bare_weights, load_model_from_run
-from freqtail.workflows.training import TrainRequest, train_run
+import importlib
 
-__all__ = [
-    "CellExplanation",
-    "CellRecord",
-    "CellSpec",
-    "CellState",
-    "CellStep",
-    "EpsSweep",
-    "ExplainRequest",
-    "Explanation",
-    "GridCell",
-    "GridManifest",
-    "GridOutcome",
-    "GridReport",
-    "GridSpec",
-    "GridSummary",
-    "HeatmapAnalysis",
-    "LandscapeAnalysis",
-    "ResultsStore",
-    "RunEvaluation",
-    "RunFolder",
-    "RunSettings",
-    "SensitivityAnalysis",
-    "TrainRequest",
-    "evaluate_run",
-    "explain",
-    "grid_table",
-    "is_bare_weights",
-    "load_model_from_run",
-    "run_cell",
-    "run_grid",
-    "state_digest",
-    "train_run",
-    "write_grid_report",
-    "write_grid_table",
-]
+from freqtail.lazy_exports import keep_exports
+
+#: Public name -> the submodule that defines it.
+_EXPORTS = {
+    "RunEvaluation": "evaluation",
+    "evaluate_run": "evaluation",
+    "ExplainRequest": "explain",
+    "Explanation": "explain",
+    "HeatmapAnalysis": "explain",
+    "LandscapeAnalysis": "explain",
+    "SensitivityAnalysis": "explain",
+    "explain": "explain",
+    "CellExplanation": "grid_analyses",
+    "EpsSweep": "grid_analyses",
+    "CellRecord": "grid_manifest",
+    "CellState": "grid_manifest",
+    "GridManifest": "grid_manifest",
+    "GridSummary": "grid_manifest",
+    "GridReport": "grid_report",
+    "write_grid_report": "grid_report",
+    "CellStep": "grid_run",
+    "GridOutcome": "grid_run",
+    "run_cell": "grid_run",
+    "run_grid": "grid_run",
+    "CellSpec": "grid_spec",
+    "GridCell": "grid_spec",
+    "GridSpec": "grid_spec",
+    "grid_table": "grid_table",
+    "write_grid_table": "grid_table",
+    "ResultsStore": "results_store",
+    "RunFolder": "run_folder",
+    "RunSettings": "run_folder",
+    "state_digest": "run_folder",
+    "is_bare_weights": "run_model",
+    "load_model_from_run": "run_model",
+    "TrainRequest": "training",
+    "train_run": "training",
+}
+
+__all__ = sorted(_EXPORTS)
+
+keep_exports(__name__, ("explain", "grid_table"))  # the functions, not their submodules of the same name
+
+
+# Lazy (PEP 562): the command line checks explanation options and grid specs with torch-free modules
+# of this package (freqtail.workflows.explain_options, grid_spec) before torch is imported, and
+# importing either runs this package first.
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -32,34 +32,16 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from freqtail.analysis.constants import (
-    DEFAULT_EPS,
-    DEFAULT_RANKING,
-    DEFAULT_SIGN,
-    DEFAULT_TOP_FRACTION,
-    HEATMAP_BATCH,
-    HEATMAP_IMAGES,
-    LANDSCAPE_BATCH,
-    LANDSCAPE_GRID,
-    LANDSCAPE_IMAGES,
-    LANDSCAPE_SPAN,
-    RANKINGS,
-    SENSITIVITY_BATCH,
-    SENSITIVITY_IMAGES,
-    SIGN_MODES,
-)
-from freqtail.analysis.heatmap import check_eps, fourier_heatmap
-from freqtail.analysis.landscape import check_grid, check_span, loss_landscape
-from freqtail.analysis.sensitivity import check_top_fraction, frequency_sensitivity
-from freqtail.checks import check_choice, check_int, check_optional_int
+from freqtail.analysis.heatmap import fourier_heatmap
+from freqtail.analysis.landscape import loss_landscape
+from freqtail.analysis.sensitivity import frequency_sensitivity
 from freqtail.distributed import DistContext, main_first, run_on_every_rank, run_on_main_and_share
-from freqtail.errors import ConfigError
-from freqtail.evaluate.threat_models import ThreatModel
+from freqtail.evaluate.threat_model_names import ThreatModel
 from freqtail.io import atomic_write_json, check_writable_folder
 from freqtail.report.analysis_figures import (
     plot_heatmap,
@@ -67,14 +49,16 @@ from freqtail.report.analysis_figures import (
     plot_landscape_3d,
     plot_sensitivity,
 )
-from freqtail.report.figure_formats import DEFAULT_FIGURE_FORMATS, check_figure_formats
+from freqtail.report.figure_formats import DEFAULT_FIGURE_FORMATS
 from freqtail.report.spectrum_figures import plot_long_tail
 from freqtail.runs.layout import RunLayout
+from freqtail.workflows.explain_options import (
+    ExplainRequest,
+    HeatmapOptions,
+    LandscapeOptions,
+    SensitivityOptions,
+)
 from freqtail.workflows.run_folder import RunFolder
-
-
-def _set(obj: Any, name: str, value: Any) -> None:
-    object.__setattr__(obj, name, value)  # frozen dataclasses store their parsed values this way
 
 
 def _figure_formats(request: ExplainRequest | None) -> tuple[str, ...]:
@@ -103,67 +87,10 @@ class Analysis(Protocol):
 
 
 @dataclass(frozen=True)
-class ExplainRequest:
-    """Which images an analysis of a run takes, and where it runs.
-
-    Attributes:
-        n: test images, a seeded class-stratified subset (None = all); the same images
-            ``freqtail evaluate --n N`` takes for the same ``n`` and ``subset_seed``.
-        batch_size: images per pass.
-        threat_model: the model and images as this threat model sees them; None = the run's default
-            (``domain`` for BaSS runs, else ``standard``).
-        subset_seed: seed of the subset.
-        device: where the model runs (a torch device or its name).
-        progress: progress bars.
-        figure_formats: the formats each figure is written in, ``figures/<kind>.<fmt>`` (names from
-            :data:`freqtail.report.figure_formats.FIGURE_FORMATS`, or one comma-separated string).
-    """
-
-    n: int | None
-    batch_size: int
-    threat_model: ThreatModel | None = None
-    subset_seed: int = 0
-    device: Any = "cpu"
-    progress: bool = False
-    figure_formats: Sequence[str] = DEFAULT_FIGURE_FORMATS
-
-    def __post_init__(self) -> None:
-        check_optional_int(self.n, "The image count --n", minimum=1, error=ConfigError)
-        check_int(self.batch_size, "The batch size --batch-size", minimum=1, error=ConfigError)
-        check_int(self.subset_seed, "The subset seed --subset-seed", minimum=0, error=ConfigError)
-        if self.threat_model is not None:
-            _set(self, "threat_model", ThreatModel.parse(self.threat_model))
-        formats = check_figure_formats(
-            self.figure_formats, "The figure formats --figure-format", error=ConfigError
-        )
-        _set(self, "figure_formats", formats)
-
-    @classmethod
-    def default(cls, analysis: type[Analysis] | Analysis, **given: Any) -> ExplainRequest:
-        """A request with ``analysis``' default image count and batch size, and ``given`` on top."""
-        return cls(**{"n": analysis.default_images, "batch_size": analysis.default_batch, **given})
-
-
-@dataclass(frozen=True)
-class SensitivityAnalysis:
-    """Frequency sensitivity (paper §3.2.2, Fig. 2; :func:`freqtail.analysis.frequency_sensitivity`);
-    resumes from the global batches every rank finished (``sensitivity.partial.rank<r>.npz``).
-
-    Attributes:
-        top_fraction: share of the largest coefficients whose HFC share is reported, in (0, 1].
-        ranking: ``definition`` or ``published-notebook`` (32x32 images only;
-            :mod:`freqtail.analysis.sensitivity_ranking`).
-    """
-
-    kind: ClassVar[str] = "sensitivity"
-    default_images: ClassVar[int] = SENSITIVITY_IMAGES
-    default_batch: ClassVar[int] = SENSITIVITY_BATCH
-    top_fraction: float = DEFAULT_TOP_FRACTION
-    ranking: str = DEFAULT_RANKING
-
-    def __post_init__(self) -> None:
-        _set(self, "top_fraction", check_top_fraction(self.top_fraction))
-        check_choice(self.ranking, RANKINGS, "The sensitivity ranking --ranking", error=ConfigError)
+class SensitivityAnalysis(SensitivityOptions):
+    """The frequency sensitivity of a run:
+    :class:`~freqtail.workflows.explain_options.SensitivityOptions` (the options, checked when built)
+    that measure and save themselves."""
 
     def measure(
         self, model: Any, data: Any, request: ExplainRequest, output: RunLayout, context: DistContext
@@ -198,27 +125,9 @@ class SensitivityAnalysis:
 
 
 @dataclass(frozen=True)
-class LandscapeAnalysis:
-    """Loss landscapes on the LFC and HFC test images (paper §3.1, Fig. 1 and 4;
-    :func:`freqtail.analysis.loss_landscape`); resumes from the points every rank finished
-    (``landscape.partial.rank<r>.npz``).
-
-    Attributes:
-        grid: points per axis; span: the grid covers [-span, span]^2; seed: of the two directions;
-        boundary_band: the LFC/HFC boundary band (None = the 80/20 rule on the images).
-    """
-
-    kind: ClassVar[str] = "landscape"
-    default_images: ClassVar[int] = LANDSCAPE_IMAGES
-    default_batch: ClassVar[int] = LANDSCAPE_BATCH
-    grid: int = LANDSCAPE_GRID
-    span: float = LANDSCAPE_SPAN
-    seed: int = 0
-    boundary_band: int | None = None
-
-    def __post_init__(self) -> None:
-        _set(self, "grid", check_grid(self.grid))
-        _set(self, "span", check_span(self.span))
+class LandscapeAnalysis(LandscapeOptions):
+    """The loss landscapes of a run: :class:`~freqtail.workflows.explain_options.LandscapeOptions` (the
+    options, checked when built) that measure and save themselves."""
 
     def measure(
         self, model: Any, data: Any, request: ExplainRequest, output: RunLayout, context: DistContext
@@ -250,25 +159,9 @@ class LandscapeAnalysis:
 
 
 @dataclass(frozen=True)
-class HeatmapAnalysis:
-    """Fourier heat map (Yin et al. 2019; :func:`freqtail.analysis.fourier_heatmap`); resumes from the
-    frequencies every rank finished (``heatmap.partial.rank<r>.npz``).
-
-    Attributes:
-        eps: L2 norm of each basis perturbation per channel ([0, 1] scale); sign: ``channel`` or
-        ``image`` (:data:`freqtail.analysis.constants.SIGN_MODES`); seed: of the random signs.
-    """
-
-    kind: ClassVar[str] = "heatmap"
-    default_images: ClassVar[int] = HEATMAP_IMAGES
-    default_batch: ClassVar[int] = HEATMAP_BATCH
-    eps: float = DEFAULT_EPS
-    sign: str = DEFAULT_SIGN
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        _set(self, "eps", check_eps(self.eps))
-        _set(self, "sign", check_choice(self.sign, SIGN_MODES, "The heat-map sign mode", error=ConfigError))
+class HeatmapAnalysis(HeatmapOptions):
+    """The Fourier heat map of a run: :class:`~freqtail.workflows.explain_options.HeatmapOptions` (the
+    options, checked when built) that measure and save themselves."""
 
     def measure(
         self, model: Any, data: Any, request: ExplainRequest, output: RunLayout, context: DistContext
@@ -292,6 +185,20 @@ class HeatmapAnalysis:
     ) -> list[Path]:
         result.save(output.arrays(self.kind))
         return [*plot_heatmap(result, output.figure(self.kind), formats=_figure_formats(request))]
+
+
+#: Each analysis by its kind.
+ANALYSES: dict[str, type[Analysis]] = {
+    analysis.kind: analysis for analysis in (SensitivityAnalysis, LandscapeAnalysis, HeatmapAnalysis)
+}
+
+
+def analysis_of(options: SensitivityOptions | LandscapeOptions | HeatmapOptions) -> Analysis:
+    """The analysis that measures with ``options`` (``options`` itself when it is one already)."""
+    analysis_type = ANALYSES[options.kind]
+    if isinstance(options, analysis_type):
+        return options
+    return analysis_type(**{f.name: getattr(options, f.name) for f in dataclasses.fields(options)})
 
 
 @dataclass

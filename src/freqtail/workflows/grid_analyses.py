@@ -43,7 +43,8 @@ from freqtail.distributed import DistContext
 from freqtail.errors import ConfigError, FreqtailError
 from freqtail.evaluate import EvaluationRequest
 from freqtail.evaluate.results import eps_label
-from freqtail.evaluate.suites import SUITES, parse_suites, resolve_budget
+from freqtail.evaluate.suite_names import SUITES, parse_suites
+from freqtail.evaluate.suites import resolve_budget
 from freqtail.workflows.evaluation import evaluate_run
 from freqtail.workflows.explain import (
     ExplainRequest,

@@ -64,7 +64,7 @@ import yaml
 
 from freqtail.errors import ConfigError
 from freqtail.evaluate import EvaluationRequest
-from freqtail.evaluate.suites import parse_suites
+from freqtail.evaluate.suite_names import parse_suites
 from freqtail.runs.layout import GRID_MANIFEST
 from freqtail.train.config import (
     TrainConfig,

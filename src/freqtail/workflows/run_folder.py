@@ -30,14 +30,13 @@ from freqtail.data import build_dataset, canonical_name, dataset_info
 from freqtail.errors import CheckpointError, ConfigError
 from freqtail.evaluate.request import EvaluationRequest, EvaluationTarget
 from freqtail.evaluate.suites import Budget
-from freqtail.evaluate.threat_models import (
+from freqtail.evaluate.threat_model_names import (
     DOMAIN,
     ThreatModel,
     applicable_threat_models,
-    resolve_threat_models,
-    threat_model_setup,
     trained_with_bass,
 )
+from freqtail.evaluate.threat_models import resolve_threat_models, threat_model_setup
 from freqtail.io import check_writable_folder
 from freqtail.models import model_spec
 from freqtail.models.external import from_robustbench, robustbench_weights

@@ -1,0 +1,30 @@
+"""Keeping a lazily exported name when a submodule has the same name.
+
+A package whose ``__init__`` exports its names lazily (PEP 562 ``__getattr__``) loses a name such as
+``freqtail.attacks.pgd`` (the function) once its submodule of the same name is imported: the import
+system then sets the package's attribute to the submodule, and ``__getattr__`` is no longer asked.
+:func:`keep_exports` makes the package ignore that assignment for the names given, so that
+``from freqtail.attacks import pgd`` is the function whatever was imported before, as it was when
+the package imported it eagerly (the submodule stays in ``sys.modules`` and importable by its name).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Iterable
+
+
+def keep_exports(package: str, names: Iterable[str]) -> None:
+    """Make the package ``package`` (already in ``sys.modules``) keep ``names`` as its exports over
+    its submodules of the same names (module attribute assignment, as the Python reference's
+    "Customizing module attribute access" describes)."""
+    kept = frozenset(names)
+
+    class _Package(types.ModuleType):
+        def __setattr__(self, name: str, value: object) -> None:
+            if name in kept and isinstance(value, types.ModuleType):
+                return
+            super().__setattr__(name, value)
+
+    sys.modules[package].__class__ = _Package
