@@ -229,7 +229,7 @@ def test_dataset_option_calls_the_data_layer(capsys, monkeypatch, natural_crops)
     code, out, err = run_cli(
         capsys,
         "--dataset",
-        "toy",
+        "cifar10",  # a registered name (an unknown one is refused before the data layer is asked)
         "--data-root",
         "/some/where",
         "--split",
@@ -239,9 +239,9 @@ def test_dataset_option_calls_the_data_layer(capsys, monkeypatch, natural_crops)
         "--json",
     )
     assert code == 0, err
-    assert calls == [("toy", "test", "/some/where", 8)]
+    assert calls == [("cifar10", "test", "/some/where", 8)]
     data = json.loads(out)
-    assert data["num_images"] == 32 and data["source"] == "dataset toy (test split)"
+    assert data["num_images"] == 32 and data["source"] == "dataset cifar10 (test split)"
 
 
 def test_bad_files_exit_2_with_one_sentence(capsys, tmp_path):

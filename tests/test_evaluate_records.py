@@ -15,6 +15,7 @@ from freqtail.data import build_dataset
 from freqtail.data.corrupted_sets import load_corrupted_set
 from freqtail.errors import InputError
 from freqtail.evaluate import run_evaluation
+from freqtail.evaluate.budgets import default_budget
 from freqtail.evaluate.records import (
     PER_IMAGE_ENCODING,
     PerImage,
@@ -25,7 +26,7 @@ from freqtail.evaluate.records import (
 )
 from freqtail.evaluate.results import load_records, load_results, write_results
 from freqtail.evaluate.sharding import batch_seed, global_batches
-from freqtail.evaluate.suites import SUITE_SPECS, default_budget
+from freqtail.evaluate.suites import SUITE_SPECS
 from freqtail.formatting import MISSING, percent
 from test_evaluate_support import (  # noqa: F401
     eval_cache,

@@ -9,9 +9,11 @@ owner directly), so the early refusal is the library's own check, not a second c
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,11 +22,13 @@ import pytest
 
 from freqtail.analysis.constants import LANDSCAPE_BATCH, LANDSCAPE_IMAGES
 from freqtail.checks import check_int, check_optional_int
+from freqtail.cli import COMMAND_ORDER
 from freqtail.data.catalog import canonical_name
 from freqtail.data.corruptions.names import parse_corruptions, parse_severities
 from freqtail.errors import FreqtailError
 from freqtail.evaluate.request import EvaluationRequest
 from freqtail.report.figure_formats import check_figure_formats
+from freqtail.runs.existence import check_folder, check_grid_folder
 from freqtail.spectrum.ratio import check_ratio
 from freqtail.train.config import load_config
 from freqtail.workflows.explain_options import (
@@ -33,6 +37,8 @@ from freqtail.workflows.explain_options import (
     LandscapeOptions,
     SensitivityOptions,
 )
+from freqtail.workflows.grid_scale import check_scale
+from freqtail.workflows.grid_spec import GridSpec
 
 #: Runs every case of argv[1] (a JSON list of argument lists) in this one process; prints one JSON list.
 RUN_CASES = """
@@ -64,6 +70,14 @@ def _cases(tmp_path: Path) -> list[tuple[list[str], str]]:
     bad_value, unknown_key = tmp_path / "bad-value.yaml", tmp_path / "unknown-key.yaml"
     bad_value.write_text("epochs: -1\n", encoding="utf-8")
     unknown_key.write_text("epochz: 3\n", encoding="utf-8")
+    specs = {
+        "base": "base: {}\n",
+        "value": "set: {epochs: -1}\n",
+        "suite": "axes: {lr: [0.1]}\nsuites: clean,nonsense\n",
+        "analysis": "analyses: [{kind: landscape, grid: 0}]\n",
+    }
+    for name, text in specs.items():
+        (tmp_path / f"{name}.yaml").write_text(text, encoding="utf-8")
     for name in ("a", "b"):  # compare reads nothing before it has checked its own options
         (tmp_path / name).mkdir()
         (tmp_path / name / "results.json").write_text("{}", encoding="utf-8")
@@ -134,7 +148,28 @@ def _cases(tmp_path: Path) -> list[tuple[list[str], str]]:
             ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--labels", "x"],
             "--labels names 1 runs but 2 runs were given.",
         ),
+        (["report", str(run), out], _said(check_folder, out)),
         (["download", "nonsense", "--data-root", out], _said(canonical_name, "nonsense")),
+        *(
+            (
+                ["grid", "run", str(tmp_path / f"{name}.yaml"), "--out", out],
+                _said(GridSpec.from_yaml, tmp_path / f"{name}.yaml"),
+            )
+            for name in specs
+        ),
+        (
+            ["grid", "run", str(tmp_path / "base.yaml"), "--out", out, "--scale", "tiny"],
+            _said(check_scale, "tiny"),
+        ),
+        (["grid", "status", out], _said(check_grid_folder, out)),
+        (["grid", "table", out], _said(check_grid_folder, out)),
+        (["grid", "report", out], _said(check_grid_folder, out)),
+        (["reproduce", "t2", "--out", out], _said(GridSpec.family, "t2")),
+        (["reproduce", "t1", "--out", out, "--seeds", "0,x"], _said(GridSpec.family, "t1", seeds="0,x")),
+        (
+            ["reproduce", "t1", "--out", out, "--launcher", "cluster"],
+            "The launcher --launcher must be one of local, slurm, not 'cluster'.",
+        ),
         (
             ["download", "imagenet", "--data-root", out],
             "freqtail can download cifar10, cifar100, tiny-imagenet, not 'imagenet'; ImageNet and "
@@ -156,15 +191,31 @@ def test_every_option_a_command_can_judge_alone_is_refused_before_torch_is_impor
     assert len(answers) == len(cases)
     for (argv, sentence), answer in zip(cases, answers, strict=True):
         assert answer == {"code": 2, "err": f"freqtail {argv[0]}: error: {sentence}\n", "heavy": []}, argv
-    assert {argv[0] for argv, _ in cases} >= {
-        "evaluate",
-        "train",
-        "corrupt",
-        "bass",
-        "spectrum",
-        "sensitivity",
-        "landscape",
-        "heatmap",
-        "compare",
-        "download",
-    }
+    # every command but demo, whose options argparse alone judges (--threads)
+    assert {argv[0] for argv, _ in cases} == set(COMMAND_ORDER) - {"demo"}
+
+
+#: The packages whose ``__init__`` exports lazily (PEP 562), so that their torch-free modules load alone.
+LAZY_PACKAGES = (
+    "freqtail.analysis",
+    "freqtail.attacks",
+    "freqtail.data",
+    "freqtail.data.corruptions",
+    "freqtail.evaluate",
+    "freqtail.spectrum",
+    "freqtail.train",
+    "freqtail.workflows",
+)
+
+
+@pytest.mark.parametrize("package", LAZY_PACKAGES)
+def test_every_lazy_export_is_the_object_its_module_defines_whatever_was_imported_first(package):
+    module = importlib.import_module(package)
+    for name, source in module._EXPORTS.items():
+        owner = importlib.import_module(source if "." in source else f"{package}.{source}")
+        if (Path(module.__file__).parent / f"{name}.py").is_file():  # a submodule of the same name, loaded
+            importlib.import_module(f"{package}.{name}")
+        exported = getattr(importlib.import_module(package), name)
+        assert exported is getattr(owner, name), f"{package}.{name}"
+        assert not isinstance(exported, types.ModuleType), f"{package}.{name}"
+    assert set(module.__all__) <= set(module._EXPORTS)

@@ -297,20 +297,29 @@ def _device_count(gpus: str | None) -> int:
     return torch.cuda.device_count()
 
 
+def check_launch_arguments(args: argparse.Namespace) -> str:
+    """The launcher (``--launcher``), after refusing a launcher or ``--scale`` that does not exist:
+    the checks that need no grid spec, made before one is built."""
+    from freqtail.checks import check_choice
+    from freqtail.errors import ConfigError
+    from freqtail.workflows.grid_scale import check_scale
+
+    check_scale(args.scale)
+    return check_choice(args.launcher, LAUNCHERS, "The launcher --launcher", error=ConfigError)
+
+
 def launch(spec, args: argparse.Namespace, command: list[str]) -> int:
     """Run ``spec`` (already at ``args.scale``) into ``args.out`` as the module docstring says.
 
     ``command``: the subcommand and its own arguments (``["reproduce", "t1"]``), repeated for the
     launcher processes of ``--jobs N``.
     """
-    from freqtail.checks import check_choice
-    from freqtail.errors import ConfigError
     from freqtail.train.tensorboard_log import check_log
     from freqtail.workflows.grid_devices import plan_devices
     from freqtail.workflows.grid_run import cell_config
     from freqtail.workflows.grid_scale import describe_scale
 
-    launcher = check_choice(args.launcher, LAUNCHERS, "The launcher --launcher", error=ConfigError)
+    launcher = check_launch_arguments(args)
     chosen = spec.cells(args.only)
     names = {cell.name for cell in chosen}
     for cell in chosen:  # --log checked, and TensorBoard asked for, before any cell runs

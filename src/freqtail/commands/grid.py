@@ -9,6 +9,7 @@ import time
 
 from freqtail.commands._common import add_parser, positive_float, print_json
 from freqtail.commands._launch import add_launch_arguments
+from freqtail.runs.existence import check_grid_folder
 
 EXAMPLE = (
     "freqtail grid run grid.yaml --out grids/lr --scale smoke\n"
@@ -123,15 +124,20 @@ def _help(parser) -> int:
 
 
 def run(args) -> int:
-    from freqtail.commands._launch import launch
+    from freqtail.commands._launch import check_launch_arguments
+
+    check_launch_arguments(args)  # before the spec: its cells' configs import torch when checked
     from freqtail.workflows.grid_scale import scale_spec
     from freqtail.workflows.grid_spec import GridSpec
 
     spec = scale_spec(GridSpec.from_yaml(args.spec), args.scale)
+    from freqtail.commands._launch import launch
+
     return launch(spec, args, ["grid", "run", args.spec])
 
 
 def status(args) -> int:
+    check_grid_folder(args.folder)  # before the library (and torch) is imported
     from freqtail.workflows.grid_status import grid_status
 
     while True:
@@ -155,6 +161,7 @@ def status(args) -> int:
 
 
 def table(args) -> int:
+    check_grid_folder(args.folder)  # before the library (and torch) is imported
     from freqtail.workflows.grid_report import write_grid_report
     from freqtail.workflows.grid_table import write_grid_table
 
@@ -167,6 +174,7 @@ def table(args) -> int:
 
 
 def report(args) -> int:
+    check_grid_folder(args.folder)  # before the library (and torch) is imported
     from freqtail.workflows.grid_report import write_grid_report
 
     written = write_grid_report(args.folder)

@@ -51,7 +51,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from freqtail.commands._launch import launch
+    from freqtail.commands._launch import check_launch_arguments, launch
+
+    check_launch_arguments(args)  # before the spec: its cells' configs import torch when checked
     from freqtail.workflows.grid_scale import scale_spec
     from freqtail.workflows.grid_spec import GridSpec
 

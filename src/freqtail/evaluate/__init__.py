@@ -9,9 +9,12 @@ model, exact settings, number of evaluated images, dataset and checkpoint
 >>> records = evaluate_model(model, request, EvaluationTarget("embedded", training_bass="dataset"))
 
 Modules: :mod:`~freqtail.evaluate.request` (what a caller asks for, checked once),
-:mod:`~freqtail.evaluate.threat_models` (which model and data each threat model uses),
-:mod:`~freqtail.evaluate.suites` (suite names, budgets), :mod:`~freqtail.evaluate.plan` (a request
-checked against its target), :mod:`~freqtail.evaluate.runner` (running the suites of
+:mod:`~freqtail.evaluate.threat_models` (which model and data each threat model uses; the names
+in :mod:`~freqtail.evaluate.threat_model_names`),
+:mod:`~freqtail.evaluate.suites` (what each suite runs; their names in
+:mod:`~freqtail.evaluate.suite_names`, the budgets in :mod:`~freqtail.evaluate.budgets`),
+:mod:`~freqtail.evaluate.plan` (a request checked against its target),
+:mod:`~freqtail.evaluate.runner` (running the suites of
 :mod:`~freqtail.evaluate.sample_suites`, :mod:`~freqtail.evaluate.masking_suite` and
 :mod:`~freqtail.evaluate.corruption_suite` in one :mod:`~freqtail.evaluate.session`),
 :mod:`~freqtail.evaluate.corruption_eval` (-C sets and category means),
@@ -56,9 +59,9 @@ _EXPORTS = {
     "run_evaluation": "freqtail.evaluate.runner",
     "SUITES": "freqtail.evaluate.suite_names",
     "parse_suites": "freqtail.evaluate.suite_names",
-    "Budget": "freqtail.evaluate.suites",
-    "default_budget": "freqtail.evaluate.suites",
-    "resolve_budget": "freqtail.evaluate.suites",
+    "Budget": "freqtail.evaluate.budgets",
+    "default_budget": "freqtail.evaluate.budgets",
+    "resolve_budget": "freqtail.evaluate.budgets",
     "results_markdown": "freqtail.evaluate.tables",
     "THREAT_MODELS": "freqtail.evaluate.threat_model_names",
     "applicable_threat_models": "freqtail.evaluate.threat_model_names",

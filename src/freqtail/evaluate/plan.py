@@ -22,12 +22,9 @@ from freqtail.data import build_dataset, canonical_name, dataset_info
 from freqtail.data.loader_workers import loader_workers
 from freqtail.data.subsets import check_subset_size
 from freqtail.errors import CheckpointError, ConfigError, InputError
+from freqtail.evaluate.budgets import Budget, resolve_budget
 from freqtail.evaluate.request import EvaluationRequest, EvaluationTarget
-from freqtail.evaluate.suites import (
-    BAND_SUITES,
-    Budget,
-    resolve_budget,
-)
+from freqtail.evaluate.suites import BAND_SUITES
 from freqtail.evaluate.threat_models import resolve_threat_models
 from freqtail.spectrum import num_bands
 

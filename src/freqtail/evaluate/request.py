@@ -20,19 +20,17 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from freqtail.attacks.eps import parse_eps
 from freqtail.attacks.masking_verdicts import DEFAULT_SQUARE_QUERIES, MIN_JUDGED_IMAGES
 from freqtail.checks import check_int, check_optional_int, check_seed
 from freqtail.data.corruptions.names import parse_corruptions, parse_severities
 from freqtail.errors import ConfigError
+from freqtail.evaluate.budgets import Budget
 from freqtail.evaluate.suite_names import parse_suites
 from freqtail.evaluate.threat_model_names import check_threat_model_choice
 from freqtail.execution_options import ExecutionOptions, as_execution_options
-
-if TYPE_CHECKING:  # the budget's module runs attacks (torch); a request only names the type
-    from freqtail.evaluate.suites import Budget
 
 #: Images of the gradient-masking check, drawn from the evaluated images (0 skips the check).
 MASKING_IMAGES = 100

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from freqtail.errors import CheckpointError, InputError
-from freqtail.runs.layout import RunLayout
+from freqtail.runs.layout import GRID_MANIFEST, GridLayout, RunLayout
 
 
 def check_run_path(path: str | os.PathLike) -> Path:
@@ -51,3 +51,19 @@ def results_file(path: str | os.PathLike) -> Path:
     if not p.is_file():
         raise InputError(f"No results file at {p}; run `freqtail evaluate` on that run first.")
     return p
+
+
+def check_grid_folder(path: str | os.PathLike) -> GridLayout:
+    """The :class:`~freqtail.runs.layout.GridLayout` of ``path`` (``~`` expanded) if it holds a grid
+    manifest (the ``--out`` folder of a grid run).
+
+    Raises:
+        InputError: no grid manifest in ``path``.
+    """
+    layout = GridLayout.of(path)
+    if not layout.manifest.is_file():
+        raise InputError(
+            f"The folder {layout.folder} is not a grid folder (it has no {GRID_MANIFEST}); give the --out "
+            "folder of 'freqtail grid run' or 'freqtail reproduce'."
+        )
+    return layout

@@ -13,7 +13,8 @@ line (``freqtail ...``), which parses options into the requests here and prints 
 * :mod:`~freqtail.workflows.evaluation` — :func:`evaluate_run`: an
   :class:`~freqtail.evaluate.EvaluationRequest` evaluated on a run, into its folder;
 * :mod:`~freqtail.workflows.explain` — :func:`explain`: one template for the sensitivity, landscape
-  and heat-map analyses of a run;
+  and heat-map analyses of a run (their options and :class:`ExplainRequest`, checked without torch:
+  :mod:`~freqtail.workflows.explain_options`);
 * :mod:`~freqtail.workflows.demo` — ``freqtail demo``: the whole pipeline on the embedded dataset, a
   four-cell grid run by :func:`run_grid`;
 * :mod:`~freqtail.workflows.grid_spec` — :class:`GridSpec`: an experiment grid (a base and a product

@@ -34,33 +34,33 @@ import fnmatch
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from freqtail.attacks.eps import parse_eps
 from freqtail.checks import check_optional_int, check_seed
-from freqtail.data import dataset_info
-from freqtail.distributed import DistContext
+from freqtail.data.catalog import dataset_info
 from freqtail.errors import ConfigError, FreqtailError
-from freqtail.evaluate import EvaluationRequest
+from freqtail.evaluate.budgets import resolve_budget
+from freqtail.evaluate.request import EvaluationRequest
 from freqtail.evaluate.results import eps_label
 from freqtail.evaluate.suite_names import SUITES, parse_suites
-from freqtail.evaluate.suites import resolve_budget
-from freqtail.workflows.evaluation import evaluate_run
-from freqtail.workflows.explain import (
+from freqtail.workflows.explain_options import (
     ExplainRequest,
-    HeatmapAnalysis,
-    LandscapeAnalysis,
-    SensitivityAnalysis,
-    explain,
+    HeatmapOptions,
+    LandscapeOptions,
+    SensitivityOptions,
 )
-from freqtail.workflows.run_folder import RunFolder
+
+if TYPE_CHECKING:  # a run folder opens its checkpoint with torch; a sweep only reads its settings
+    from freqtail.workflows.run_folder import RunFolder
 
 #: The analysis kinds, in the order the docs list them.
 EPS_SWEEP = "eps-sweep"
+#: Each explanation kind and the options it is built from (:mod:`freqtail.workflows.explain_options`).
 EXPLANATIONS: dict[str, type] = {
-    "sensitivity": SensitivityAnalysis,
-    "landscape": LandscapeAnalysis,
-    "heatmap": HeatmapAnalysis,
+    "sensitivity": SensitivityOptions,
+    "landscape": LandscapeOptions,
+    "heatmap": HeatmapOptions,
 }
 KINDS = (EPS_SWEEP, *EXPLANATIONS)
 #: Suites an eps sweep may sweep: those that take a budget.
@@ -175,31 +175,22 @@ class EpsSweep(_Entry):
                 out.append(dataclasses.replace(evaluation, suites=(self.suite,), eps=eps, step_size=None))
         return out
 
-    def run(
-        self, run: RunFolder, evaluation: EvaluationRequest, *, context: DistContext | None = None
-    ) -> bool:
-        """Evaluate every budget into the run's ``results.json`` (stored numbers skipped: ``evaluation``
-        has ``resume``), shared by the ranks of ``context`` (None = one process). Returns True when
-        nothing had to be measured."""
-        reused = True
-        for request in self.requests(run, evaluation):
-            reused = evaluate_run(run, request, context=context).resumed and reused
-        return reused
-
 
 @dataclass(frozen=True)
 class CellExplanation(_Entry):
     """One explanation of a cell's run (see the module docstring).
 
     Attributes:
-        analysis: a :class:`~freqtail.workflows.explain.SensitivityAnalysis`,
-            :class:`~freqtail.workflows.explain.LandscapeAnalysis` or
-            :class:`~freqtail.workflows.explain.HeatmapAnalysis` (its options checked by it).
+        analysis: the explanation's options, a
+            :class:`~freqtail.workflows.explain_options.SensitivityOptions`,
+            :class:`~freqtail.workflows.explain_options.LandscapeOptions` or
+            :class:`~freqtail.workflows.explain_options.HeatmapOptions` (checked by it; an analysis of
+            :mod:`freqtail.workflows.explain` is one too).
         request: which images, under which threat model (device: the CPU, as the grid's evaluation).
         cells: shell patterns of the cells it applies to; None = every cell.
     """
 
-    analysis: SensitivityAnalysis | LandscapeAnalysis | HeatmapAnalysis
+    analysis: SensitivityOptions | LandscapeOptions | HeatmapOptions
     request: ExplainRequest
     cells: tuple[str, ...] | None = None
 
@@ -207,7 +198,7 @@ class CellExplanation(_Entry):
         if not isinstance(self.analysis, tuple(EXPLANATIONS.values())):
             raise ConfigError(
                 "An explanation analysis of a grid is a SensitivityAnalysis, LandscapeAnalysis or "
-                f"HeatmapAnalysis, not {type(self.analysis).__name__}."
+                f"HeatmapAnalysis (or their options), not {type(self.analysis).__name__}."
             )
         if not isinstance(self.request, ExplainRequest):
             raise ConfigError(f"The {self.kind} analysis of a grid needs an ExplainRequest.")
@@ -234,22 +225,6 @@ class CellExplanation(_Entry):
         """``landscape on 64 images (cells erm, erm-bass)``."""
         images = "every test image" if self.request.n is None else f"{self.request.n} images"
         return f"{self.kind} on {images} ({_cells_words(self.cells)})"
-
-    def run(
-        self,
-        run: RunFolder,
-        evaluation: EvaluationRequest | None = None,
-        *,
-        context: DistContext | None = None,
-    ) -> bool:
-        """Explain the run unless its ``<kind>.json`` exists. Returns True when it existed. In a
-        process group (``context``) rank 0 alone explains (explanations run in one process)."""
-        if context is not None and not context.is_main:
-            return True
-        if run.output.json(self.kind).is_file():
-            return True
-        explain(run, self.analysis, self.request)
-        return False
 
 
 #: One analysis entry of a grid.

@@ -48,7 +48,8 @@ from typing import Any
 from freqtail.errors import FreqtailError, InputError, LockedError
 from freqtail.io import atomic_write_json, check_writable_folder
 from freqtail.locks import Lock, exclusive, try_lock
-from freqtail.runs.layout import GRID_CELL_LOCKS_DIR, GRID_LOCK, GRID_MANIFEST, GRID_SLURM_DIR, GridLayout
+from freqtail.runs.existence import check_grid_folder
+from freqtail.runs.layout import GRID_CELL_LOCKS_DIR, GRID_LOCK, GRID_SLURM_DIR, GridLayout
 from freqtail.workflows.grid_spec import GridCell, GridSpec
 
 MANIFEST_FORMAT = "freqtail-grid"
@@ -309,12 +310,7 @@ def read_states(folder: str | os.PathLike) -> tuple[CellRecord, ...]:
     Raises:
         InputError: the folder holds no grid manifest, or a damaged one (one sentence).
     """
-    layout = GridLayout.of(folder)
-    if not layout.manifest.is_file():
-        raise InputError(
-            f"The folder {layout.folder} is not a grid folder (it has no {GRID_MANIFEST}); give the --out "
-            "folder of 'freqtail grid run' or 'freqtail reproduce'."
-        )
+    layout = check_grid_folder(folder)
     return tuple(_rows(_read_manifest(layout.manifest), layout))
 
 

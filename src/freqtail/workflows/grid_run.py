@@ -39,8 +39,11 @@ from typing import Any
 from freqtail.checks import check_int
 from freqtail.distributed import DistContext
 from freqtail.errors import ConfigError, FreqtailError
+from freqtail.evaluate.request import EvaluationRequest
 from freqtail.train.config import RUNTIME_KEYS, TrainConfig
 from freqtail.workflows.evaluation import evaluate_run
+from freqtail.workflows.explain import analysis_of, explain
+from freqtail.workflows.grid_analyses import EpsSweep, GridAnalysis
 from freqtail.workflows.grid_manifest import CellJob, CellRecord, GridManifest, GridSummary, new_launcher_id
 from freqtail.workflows.grid_report import write_grid_report
 from freqtail.workflows.grid_spec import GridCell, GridSpec
@@ -226,7 +229,31 @@ def run_cell(
     evaluation = spec.evaluation_request()
     step(1, lambda: evaluate_run(run, evaluation, context=context).resumed)
     for index, entry in enumerate(spec.analyses_for(cell.name), 2):
-        step(index, lambda entry=entry: entry.run(run, evaluation, context=context))
+        step(index, lambda entry=entry: run_analysis(entry, run, evaluation, context))
+
+
+def run_analysis(
+    entry: GridAnalysis, run: RunFolder, evaluation: EvaluationRequest, context: DistContext | None = None
+) -> bool:
+    """Run one analysis entry of a cell on its ``run``; returns True when nothing had to be measured.
+
+    An :class:`~freqtail.workflows.grid_analyses.EpsSweep` evaluates every budget into the run's
+    ``results.json`` (stored numbers skipped: ``evaluation`` has ``resume``), shared by the ranks of
+    ``context`` (None = one process). A :class:`~freqtail.workflows.grid_analyses.CellExplanation`
+    explains the run unless its ``<kind>.json`` exists; in a process group rank 0 alone explains
+    (explanations run in one process).
+    """
+    if isinstance(entry, EpsSweep):
+        reused = True
+        for request in entry.requests(run, evaluation):
+            reused = evaluate_run(run, request, context=context).resumed and reused
+        return reused
+    if context is not None and not context.is_main:
+        return True
+    if run.output.json(entry.kind).is_file():
+        return True
+    explain(run, analysis_of(entry.analysis), entry.request)
+    return False
 
 
 def run_grid(

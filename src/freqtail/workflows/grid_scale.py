@@ -83,7 +83,8 @@ SMOKE_ANALYSES: dict[str, dict[str, Any]] = {
 }
 
 
-def _check_scale(scale: str) -> str:
+def check_scale(scale: str) -> str:
+    """``scale`` if it is one of :data:`SCALES`, else one sentence listing them."""
     if scale not in SCALES:
         raise ConfigError(f"Unknown scale {scale!r}; the scales are {', '.join(SCALES)}.")
     return scale
@@ -124,7 +125,7 @@ def scale_spec(spec: GridSpec, scale: str) -> GridSpec:
     Raises:
         ConfigError: an unknown scale (one sentence listing the scales).
     """
-    if _check_scale(scale) == "paper":
+    if check_scale(scale) == "paper":
         return spec
     widths = smoke_widths(spec)
     cells = tuple(
@@ -152,7 +153,7 @@ def scale_spec(spec: GridSpec, scale: str) -> GridSpec:
 def describe_scale(spec: GridSpec, scale: str, only: str | None = None) -> list[str]:
     """Lines saying what ``scale`` runs of ``spec`` (the scaled spec, as :func:`scale_spec` returns it):
     the cell count, the suites, the analyses and, for ``smoke``, what was made small."""
-    _check_scale(scale)
+    check_scale(scale)
     cells = spec.cells(only)
     chosen = f"{len(cells)} of {len(spec.cells())} cells" if only is not None else f"{len(cells)} cells"
     lines = [f"Scale {scale}: {chosen}, suites {', '.join(spec.suites)}."]
@@ -177,6 +178,7 @@ __all__ = [
     "SMOKE_ANALYSES",
     "SMOKE_EVALUATION",
     "SMOKE_OVERRIDES",
+    "check_scale",
     "describe_scale",
     "scale_spec",
     "smoke_analysis",

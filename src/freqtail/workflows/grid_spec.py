@@ -164,6 +164,13 @@ def config_hash(config: TrainConfig) -> str:
 
 
 # ----------------------------------------------------------------------------------------- bases
+def _base_name(base: Any, where: str) -> str:
+    """A ``base:`` as its text (a preset name or a config YAML path)."""
+    if not isinstance(base, (str, os.PathLike)):
+        raise ConfigError(f"The base of {where} must be a preset name or a config YAML path, not {base!r}.")
+    return os.fspath(base)
+
+
 def _base_values(base: str | None, where: str) -> tuple[dict[str, Any], str]:
     """The config values of a base and its label (the preset or file stem; ``base`` for None)."""
     if base is None:
@@ -198,7 +205,7 @@ class CellSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "overrides", _pairs(self.overrides, "A grid cell's overrides"))
         if self.base is not None:
-            object.__setattr__(self, "base", os.fspath(self.base))
+            object.__setattr__(self, "base", _base_name(self.base, "a grid cell"))
         if self.name is not None:
             _check_name(self.name)
 
@@ -314,7 +321,7 @@ class GridSpec:
 
     def __post_init__(self) -> None:
         if self.base is not None:
-            object.__setattr__(self, "base", os.fspath(self.base))
+            object.__setattr__(self, "base", _base_name(self.base, "the grid"))
         object.__setattr__(self, "overrides", _pairs(self.overrides, "The grid's overrides"))
         object.__setattr__(self, "axes", self._checked_axes(self.axes))
         explicit = tuple(

@@ -28,8 +28,8 @@ import torch
 from freqtail.attacks.eps import parse_eps
 from freqtail.data import build_dataset, canonical_name, dataset_info
 from freqtail.errors import CheckpointError, ConfigError
+from freqtail.evaluate.budgets import Budget
 from freqtail.evaluate.request import EvaluationRequest, EvaluationTarget
-from freqtail.evaluate.suites import Budget
 from freqtail.evaluate.threat_model_names import (
     DOMAIN,
     ThreatModel,
