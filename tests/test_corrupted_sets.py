@@ -10,6 +10,7 @@ import pytest
 from freqtail.cli import main
 from freqtail.data import corrupted_parts as P
 from freqtail.data.arrays import ArrayDataset
+from freqtail.data.catalog import DATASETS, DatasetInfo
 from freqtail.data.corrupted_sets import (
     available_corruptions,
     corrupted_set_info,
@@ -270,6 +271,10 @@ def fake_registry(source, monkeypatch):
 
     monkeypatch.setattr(freqtail.data, "build_dataset", build_dataset)
     monkeypatch.setattr(freqtail.data, "iter_uint8_batches", iter_uint8_batches)
+    # registered, so that the command's dataset-name check (before torch is imported) knows it
+    size = tuple(images.shape[1:3])
+    toy = DatasetInfo("toy", 6, size, "none", (0.5,) * 3, (0.25,) * 3, "array", "this test")
+    monkeypatch.setitem(DATASETS, "toy", toy)
     return seen
 
 

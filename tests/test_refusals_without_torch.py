@@ -128,6 +128,10 @@ def _cases(tmp_path: Path) -> list[tuple[list[str], str]]:
             _said(check_optional_int, 0, "--limit", minimum=1),
         ),
         (["bass", "--dataset", "nonsense", "--out", out], _said(canonical_name, "nonsense")),
+        (
+            ["bass", "--input", str(tmp_path / "images.npy")],
+            "Give --output OUT.npy to say where the converted images go.",
+        ),
         (["spectrum", "--ratio", "1"], _said(check_ratio, 1.0)),
         (["spectrum", "--batch-size", "0"], _said(check_int, 0, "--batch-size", minimum=1)),
         (
@@ -142,6 +146,7 @@ def _cases(tmp_path: Path) -> list[tuple[list[str], str]]:
             _said(ExplainRequest, n=1, batch_size=1, figure_formats="gif"),
         ),
         (["landscape", r, "--span", "0"], _said(LandscapeOptions, span=0.0)),
+        (["landscape", r, "--boundary", "-3"], _said(LandscapeOptions, boundary_band=-3)),
         (["landscape", r, "--figure-format", ""], _said(ExplainRequest, **landscape, figure_formats="")),
         (["heatmap", r, "--eps", "-1"], _said(HeatmapOptions, eps=-1.0)),
         (

@@ -61,15 +61,15 @@ def register(subparsers) -> None:
 
 
 def _convert_file(args) -> dict:
+    if not args.output:  # the options before torch is imported
+        raise InputError("Give --output OUT.npy to say where the converted images go.")
+    if args.out or args.data_root:
+        raise InputError("--out and --data-root belong to --dataset; with --input give --output OUT.npy.")
     from freqtail.bass import convert_uint8_images
     from freqtail.bass.convert import DEFAULT_CHUNK_SIZE
     from freqtail.images import check_uint8_images
     from freqtail.io import atomic_save_npy, check_writable_file, load_npy
 
-    if not args.output:
-        raise InputError("Give --output OUT.npy to say where the converted images go.")
-    if args.out or args.data_root:
-        raise InputError("--out and --data-root belong to --dataset; with --input give --output OUT.npy.")
     images = load_npy(args.input, "image array", mmap=True)
     check_writable_file(args.output, "output file")
     check_uint8_images(images, f"images in {args.input}")

@@ -124,7 +124,7 @@ def register(subparsers) -> None:
         type=any_int,
         metavar="M",
         help="fewest correctly classified images the masking check judges on; with fewer it says 'too few "
-        "images to judge' (default: freqtail.attacks.masking.MIN_JUDGED_IMAGES, 50)",
+        "images to judge' (default: freqtail.attacks.masking_verdicts.MIN_JUDGED_IMAGES, 50)",
     )
     parser.add_argument(
         "--masking-queries", type=any_int, metavar="Q", help="Square queries of that check (default 1000)"

@@ -11,7 +11,7 @@ band boundary's range, a class-count mismatch, the -C folders) is checked by
 :class:`EvaluationTarget`.
 
 Every default has its home here (the masking check's Square queries and minimum in
-:mod:`freqtail.attacks.masking`); the command line takes its defaults from these fields.
+:mod:`freqtail.attacks.masking_verdicts`); the command line takes its defaults from these fields.
 """
 
 from __future__ import annotations

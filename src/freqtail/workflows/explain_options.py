@@ -33,7 +33,7 @@ from freqtail.analysis.constants import (
     check_span,
     check_top_fraction,
 )
-from freqtail.checks import check_choice, check_int, check_optional_int
+from freqtail.checks import check_choice, check_int, check_optional_int, check_seed
 from freqtail.errors import ConfigError
 from freqtail.evaluate.threat_model_names import ThreatModel
 from freqtail.report.figure_formats import DEFAULT_FIGURE_FORMATS, check_figure_formats
@@ -130,6 +130,8 @@ class LandscapeOptions:
     def __post_init__(self) -> None:
         _set(self, "grid", check_grid(self.grid))
         _set(self, "span", check_span(self.span))
+        check_seed(self.seed, "The landscape seed", error=ConfigError)
+        check_optional_int(self.boundary_band, "The landscape boundary band", minimum=0, error=ConfigError)
 
 
 @dataclass(frozen=True)
@@ -152,3 +154,4 @@ class HeatmapOptions:
     def __post_init__(self) -> None:
         _set(self, "eps", check_heatmap_eps(self.eps))
         _set(self, "sign", check_choice(self.sign, SIGN_MODES, "The heat-map sign mode", error=ConfigError))
+        check_seed(self.seed, "The heatmap seed", error=ConfigError)

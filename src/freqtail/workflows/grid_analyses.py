@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from freqtail.attacks.eps import parse_eps
-from freqtail.checks import check_optional_int, check_seed
 from freqtail.data.catalog import dataset_info
 from freqtail.errors import ConfigError, FreqtailError
 from freqtail.evaluate.budgets import resolve_budget
@@ -271,12 +270,6 @@ def parse_analysis(entry: Any, where: str = "the grid", index: int = 1) -> GridA
             return EpsSweep(values["eps"], values.get("suite", "pgd20"), values.get("cells"))
         analysis_type = EXPLANATIONS[kind]
         options = {key: values[key] for key in EXPLANATION_OPTIONS[kind] if key in values}
-        if kind == "landscape" and options.get("boundary_band") is not None:
-            check_optional_int(
-                options["boundary_band"], "The landscape boundary band", minimum=0, error=ConfigError
-            )
-        if "seed" in options:
-            check_seed(options["seed"], f"The {kind} seed", error=ConfigError)
         given = {key: values[key] for key in REQUEST_KEYS if key in values}
         return CellExplanation(
             analysis_type(**options), ExplainRequest.default(analysis_type, **given), values.get("cells")
