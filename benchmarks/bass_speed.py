@@ -14,7 +14,11 @@ of the speed goals and whether each is met:
   goal >= 6.
 * **float32 tensor path / float32 FFT round trip**: :func:`freqtail.bass.balance_spectrum_tensor`
   on a float32 (N, C, H, W) batch in [0, 1] over ``rfft2`` + ``irfft2`` of the same batch in one
-  call; goal <= 2 at every size, and at 32x32 also on a batch of :data:`LARGE_FLOAT_BATCH` images.
+  call; goal <= 2 at every size, and at 32x32 also on every batch of :data:`FLOAT_BATCHES` (from
+  one image, where the fixed cost of a call counts most, to many chunks of
+  :data:`freqtail.bass.core.CHUNK_BYTES`). A batch of fewer than :data:`CALL_IMAGES` images is
+  timed as that many images' worth of calls in a row, so that every timed sample is of similar
+  length.
 
 It also prints the peak resident memory (``VmHWM``, else ``ru_maxrss``) of a fresh process
 converting 50,000 memory-mapped 32x32 RGB uint8 images with ``convert_uint8_images``, and that
@@ -47,8 +51,11 @@ from freqtail.sample_photos import photo_crops
 
 #: (side, images for the uint8 paths, images in the float32 batch).
 SIZES = ((32, 512, 256), (128, 64, 32), (224, 32, 16))
-#: The second float32 batch timed at 32x32 (many chunks of :data:`freqtail.bass.core.CHUNK_BYTES`).
-LARGE_FLOAT_BATCH = 2000
+#: The other float32 batches timed at 32x32 (the batch of :data:`SIZES` is the fourth); 2,000 is
+#: many chunks of :data:`freqtail.bass.core.CHUNK_BYTES`.
+FLOAT_BATCHES = (1, 16, 64, 2000)
+#: A timed sample of a small batch holds ``CALL_IMAGES // batch`` calls.
+CALL_IMAGES = 256
 #: Images per float64 FFT round trip call in the uint8 goal's baseline.
 ROUND_TRIP_CHUNK = 256
 #: Crops timed with the published per-image code (it is slow).
@@ -105,6 +112,16 @@ def crops_of(side: int, n: int) -> np.ndarray:
     return np.ascontiguousarray(np.resize(crops, (n, side, side, 3)))
 
 
+def repeated(fn: Callable[[], object], calls: int) -> Callable[[], None]:
+    """``fn`` called ``calls`` times in a row, as one function."""
+
+    def run() -> None:
+        for _ in range(calls):
+            fn()
+
+    return run
+
+
 def round_trip(x: torch.Tensor, chunk: int | None = None) -> None:
     """``irfft2(rfft2(x))`` of float (N, C, H, W), in calls of ``chunk`` images (all at once if None)."""
     size = x.shape[-2:]
@@ -118,7 +135,8 @@ def measure_size(side: int, n_uint8: int, n_float: int, repeats: int) -> dict[st
 
     Keys: ``fft64`` (the float64 round trip in chunks of 256), ``balance_spectrum`` (uint8 numpy),
     ``convert_uint8_images``, ``fft32`` (the float32 round trip), ``balance_spectrum_tensor``
-    (float32), and at 32x32 ``published`` (:func:`numpy_bass`, per image).
+    (float32), and at 32x32 ``published`` (:func:`numpy_bass`, per image) and ``fft32@B`` and
+    ``balance_spectrum_tensor@B`` for each batch B of :data:`FLOAT_BATCHES`.
     """
     images = crops_of(side, n_uint8)
     x64 = torch.from_numpy(images).permute(0, 3, 1, 2).to(torch.float64).contiguous()
@@ -134,11 +152,12 @@ def measure_size(side: int, n_uint8: int, n_float: int, repeats: int) -> dict[st
     count = {"fft32": n_float, "balance_spectrum_tensor": n_float, "published": len(few)}
     if side == 32:
         fns["published"] = lambda: [numpy_bass(image) for image in few]
-        large = torch.from_numpy(crops_of(side, LARGE_FLOAT_BATCH)).permute(0, 3, 1, 2)
-        large = large.float().div(255.0).contiguous()
-        fns["fft32_large"] = lambda: round_trip(large)
-        fns["balance_spectrum_tensor_large"] = lambda: balance_spectrum_tensor(large)
-        count.update(fft32_large=LARGE_FLOAT_BATCH, balance_spectrum_tensor_large=LARGE_FLOAT_BATCH)
+        for batch in FLOAT_BATCHES:
+            x = torch.from_numpy(crops_of(side, batch)).permute(0, 3, 1, 2).float().div(255.0).contiguous()
+            calls = max(1, CALL_IMAGES // batch)
+            fns[f"fft32@{batch}"] = repeated(lambda x=x: round_trip(x), calls)
+            fns[f"balance_spectrum_tensor@{batch}"] = repeated(lambda x=x: balance_spectrum_tensor(x), calls)
+            count.update({f"fft32@{batch}": batch * calls, f"balance_spectrum_tensor@{batch}": batch * calls})
     seconds = best_seconds(fns, repeats)
     return {name: round(t / count.get(name, n_uint8) * 1e6, 2) for name, t in seconds.items()}
 
@@ -153,10 +172,10 @@ def report_of(times: dict[str, dict[str, float]], repeats: int) -> dict:
             name: round(us[name] / us["fft64"], 2) for name in ("balance_spectrum", "convert_uint8_images")
         }
         float32[size] = round(us["balance_spectrum_tensor"] / us["fft32"], 2)
-        if "fft32_large" in us:
-            float32[f"{size}x{LARGE_FLOAT_BATCH}"] = round(
-                us["balance_spectrum_tensor_large"] / us["fft32_large"], 2
-            )
+        for name in us:
+            if name.startswith("fft32@"):
+                batch = name.split("@")[1]
+                float32[f"{size}x{batch}"] = round(us[f"balance_spectrum_tensor@{batch}"] / us[name], 2)
         if "published" in us:
             published[size] = round(us["published"] / us["balance_spectrum"], 1)
     worst = {
@@ -177,7 +196,7 @@ def report_of(times: dict[str, dict[str, float]], repeats: int) -> dict:
         "threads": torch.get_num_threads(),
         "repeats": repeats,
         "images": {f"{side}x{side}": {"uint8": nu, "float32": nf} for side, nu, nf in SIZES}
-        | {f"32x32x{LARGE_FLOAT_BATCH}": {"float32": LARGE_FLOAT_BATCH}},
+        | {f"32x32x{batch}": {"float32": batch} for batch in FLOAT_BATCHES},
         "ratios": {
             "uint8_over_fft64": uint8,
             "published_over_uint8": published,
@@ -303,11 +322,11 @@ def print_text(report: dict) -> None:
     )
     for size, ratio in ratios["float32_over_fft32"].items():
         if size.count("x") == 2:
-            us = report["us_per_image"][size.rsplit("x", 1)[0]]
+            side, batch = size.rsplit("x", 1)
+            us = report["us_per_image"][side]
             print(
-                f"float32 batch of {size.rsplit('x', 1)[1]} at {size.rsplit('x', 1)[0]}: fft32 "
-                f"{us['fft32_large']} µs, balance_spectrum_tensor {us['balance_spectrum_tensor_large']} µs, "
-                f"ratio {ratio}"
+                f"float32 batch of {batch} at {side}: fft32 {us[f'fft32@{batch}']} µs, "
+                f"balance_spectrum_tensor {us[f'balance_spectrum_tensor@{batch}']} µs, ratio {ratio}"
             )
     for name, goal in report["goals"].items():
         print(f"goal {name} {goal['bound']}: {'met' if goal['met'] else 'NOT met'} (worst {goal['worst']})")
