@@ -22,6 +22,10 @@ in the package docstring; this module adds how it is computed fast:
   doing. One reduction finds the images where another position ties with or exceeds DC (flat or
   comb-like images, inputs with negative values); only those take the general path, which masks
   every position equal to the maximum, exactly as the published ``amplitude == max(amplitude)``.
+* What every call needs besides the data (the band tables, the weight-pair index, and the
+  numbers epsilon, scale, 1 and inf as 0-dim tensors) is built once per (H, W, device, dtype,
+  scale) by :func:`_constants`: torch wraps a Python number in a new tensor on every op, which
+  costs more than a small op itself, and on small batches these fixed costs are most of the time.
 * Without autograd every pass after the FFT works in place, and on a CPU a batch is transformed
   in chunks of about :data:`CHUNK_BYTES`, which stay in cache. Every image's result is the same
   in any batch and any chunking, bit for bit: lone channels are transformed in pairs
@@ -181,7 +185,7 @@ class _Ties:
 @dataclass
 class _Spectral:
     spectrum: torch.Tensor  # complex (N, C, H, W//2+1), rfft2 of the input
-    weights: torch.Tensor  # real (N, C, K+1): the factor applied to each band (1 where degenerate)
+    weights: torch.Tensor  # real (N * C, K+1): the factor applied to each band (1 where degenerate)
     degenerate: torch.Tensor  # bool (N, C): channels left unchanged
     any_degenerate: bool  # whether any channel is
     ties: _Ties | None  # None when no image has a tie (the usual case)
@@ -353,7 +357,7 @@ def _spectral_weights(
     else:
         full = torch.nn.functional.pad(weights, (1, layout.num_bands - 1 - weights.shape[1]), value=1.0)
         full = full.masked_fill(degenerate[:, None], 1.0)
-    return _Spectral(spectrum, full.view(n, c, -1), degenerate.view(n, c), any_degenerate, ties, buffer)
+    return _Spectral(spectrum, full, degenerate.view(n, c), any_degenerate, ties, buffer)
 
 
 def _prepare(x: torch.Tensor, strength: float, profile: str, scale: float) -> torch.Tensor:
@@ -368,7 +372,7 @@ def _prepare(x: torch.Tensor, strength: float, profile: str, scale: float) -> to
     check_float_images(x, "BaSS input", finite=False)  # finiteness: with the degenerate channels
     work_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     # Contiguous: MKL transforms other layouts (channels-last) with batch-dependent rounding.
-    return x.to(work_dtype).contiguous()
+    return (x if x.dtype == work_dtype else x.to(work_dtype)).contiguous()
 
 
 def bass_weights(
@@ -394,7 +398,7 @@ def bass_weights(
     x = _prepare(x, strength, profile, scale)
     constants = _constants(x.shape[-2], x.shape[-1], x.device, x.dtype, float(scale))
     spectral = _spectral_weights(x, float(strength), profile, constants, check_finite=True)
-    return spectral.weights, spectral.degenerate
+    return spectral.weights.view(*x.shape[:2], -1), spectral.degenerate
 
 
 def balance_spectrum_tensor(
@@ -447,7 +451,8 @@ def balance_spectrum_tensor(
             _, degenerate[i : i + step] = balance_batch(
                 x[i : i + step], strength, profile, scale, out=out[i : i + step]
             )
-    return out.to(original_dtype), (degenerate if per_channel else degenerate.any(1))
+    out = out if out.dtype == original_dtype else out.to(original_dtype)
+    return out, (degenerate if per_channel else degenerate.any(1))
 
 
 def chunk_length(n: int, image_bytes: int, most: int | None = None) -> int:
@@ -493,7 +498,7 @@ def balance_batch(
     constants = _constants(h, w, x.device, x.dtype, scale)
     spectral = _spectral_weights(x, strength, profile, constants, check_finite)
     spectrum = spectral.spectrum
-    weights = spectral.weights.view(n * c, -1)
+    weights = spectral.weights
     ties = spectral.ties
     tied = None if ties is None else spectrum.index_select(0, ties.images)
     if spectrum.requires_grad:
@@ -508,6 +513,7 @@ def balance_batch(
     if ties is not None:  # maximum-amplitude positions keep factor 1
         patched = torch.where(ties.mask, tied, weighted.index_select(0, ties.images))
         weighted.index_copy_(0, ties.images, patched)
+    # clamp keeps Python bounds: with tensor bounds it takes a general kernel, ~30x slower on a CPU.
     if spectrum.requires_grad:
         result = _irfft2(weighted, (h, w)).clamp(0.0, 255.0 / scale)
     else:
