@@ -159,15 +159,16 @@ def _weighted_amplitude(
     Computed as ``sqrt(m**2 * ((re + epsilon)**2 + im**2))``: ``m`` is 1 or 2 and scaling by a power
     of 4 under a square root is exact, so this is ``m * |spectrum + epsilon|`` bit for bit, with the
     weighting folded into a pass that is needed anyway. Given ``buffer`` (nothing to differentiate:
-    2 * N * C * H * (W//2+1) real values), it works there: the amplitude is its first half.
+    real (2, N, C, H, W//2+1)), it works there: the amplitude is ``buffer[0]``.
     """
     parts = torch.view_as_real(spectrum)
     if buffer is not None:
         # Contiguous operands: elementwise kernels are vectorised on contiguous operands only,
         # and the real and imaginary parts are interleaved (stride 2) in the complex spectrum.
-        real, imag = buffer.view(2, *spectrum.shape).unbind(0)
-        torch.add(parts.select(-1, 0), constants.epsilon, out=real)
-        imag.copy_(parts.select(-1, 1))
+        spectrum_real, spectrum_imag = parts.unbind(-1)
+        real, imag = buffer.unbind(0)
+        torch.add(spectrum_real, constants.epsilon, out=real)
+        imag.copy_(spectrum_imag)
         return real.square_().addcmul_(imag, imag).mul_(constants.squared_multiplicity).sqrt_()
     real = parts[..., 0] + constants.epsilon
     squared = torch.addcmul(real * real, parts[..., 1], parts[..., 1]) * constants.squared_multiplicity
@@ -189,7 +190,7 @@ class _Spectral:
     degenerate: torch.Tensor  # bool (N, C): channels left unchanged
     any_degenerate: bool  # whether any channel is
     ties: _Ties | None  # None when no image has a tie (the usual case)
-    buffer: torch.Tensor | None  # real, 2 * N * C * H * (W//2+1) values free for re-use (no autograd)
+    buffer: torch.Tensor | None  # real (2, N, C, H, W//2+1), free for re-use (no autograd)
 
 
 def _band_sums(values: torch.Tensor, layout: BandLayout) -> torch.Tensor:
@@ -297,7 +298,7 @@ def _spectral_weights(
     spectrum = _rfft2(x)
     multiplicity = constants.multiplicity
     # Without autograd the amplitude and its temporaries live in one buffer, re-used afterwards.
-    buffer = torch.empty(2 * spectrum.numel(), dtype=x.dtype, device=x.device) if in_place else None
+    buffer = torch.empty((2, *spectrum.shape), dtype=x.dtype, device=x.device) if in_place else None
     amplitude = _weighted_amplitude(spectrum, constants, buffer)
     power = profile == "power"
 
