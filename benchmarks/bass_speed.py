@@ -17,8 +17,9 @@ of the speed goals and whether each is met:
   call; goal <= 2 at every size, and at 32x32 also on every batch of :data:`FLOAT_BATCHES` (from
   one image, where the fixed cost of a call counts most, to many chunks of
   :data:`freqtail.bass.core.CHUNK_BYTES`). A batch of fewer than :data:`CALL_IMAGES` images is
-  timed as that many images' worth of calls in a row, so that every timed sample is of similar
-  length.
+  called ``CALL_IMAGES // batch`` times per repeat, each call timed on its own (best of all): a
+  sample of many calls in a row would almost always include the moments a loaded machine gives
+  the process no core, and on one call the minimum is close to the median.
 
 It also prints the peak resident memory (``VmHWM``, else ``ru_maxrss``) of a fresh process
 converting 50,000 memory-mapped 32x32 RGB uint8 images with ``convert_uint8_images``, and that
@@ -54,7 +55,7 @@ SIZES = ((32, 512, 256), (128, 64, 32), (224, 32, 16))
 #: The other float32 batches timed at 32x32 (the batch of :data:`SIZES` is the fourth); 2,000 is
 #: many chunks of :data:`freqtail.bass.core.CHUNK_BYTES`.
 FLOAT_BATCHES = (1, 16, 64, 2000)
-#: A timed sample of a small batch holds ``CALL_IMAGES // batch`` calls.
+#: A small batch is timed ``CALL_IMAGES // batch`` times per repeat.
 CALL_IMAGES = 256
 #: Images per float64 FFT round trip call in the uint8 goal's baseline.
 ROUND_TRIP_CHUNK = 256
@@ -64,16 +65,21 @@ PUBLISHED_IMAGES = 32
 GOALS = {"uint8_over_fft64": 3.0, "published_over_uint8": 6.0, "float32_over_fft32": 2.0}
 
 
-def best_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Best-of-``repeats`` wall time of one call of each function, the functions timed in turn."""
+def best_seconds(
+    fns: dict[str, Callable[[], object]], repeats: int, calls: dict[str, int] | None = None
+) -> dict[str, float]:
+    """Best wall time of one call of each function, the functions timed in turn within each of
+    ``repeats`` rounds, function ``name`` called ``calls[name]`` times a round (default 1)."""
+    calls = calls or {}
     for fn in fns.values():
         fn()
     best = dict.fromkeys(fns, float("inf"))
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
+            for _ in range(calls.get(name, 1)):
+                start = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
@@ -112,16 +118,6 @@ def crops_of(side: int, n: int) -> np.ndarray:
     return np.ascontiguousarray(np.resize(crops, (n, side, side, 3)))
 
 
-def repeated(fn: Callable[[], object], calls: int) -> Callable[[], None]:
-    """``fn`` called ``calls`` times in a row, as one function."""
-
-    def run() -> None:
-        for _ in range(calls):
-            fn()
-
-    return run
-
-
 def round_trip(x: torch.Tensor, chunk: int | None = None) -> None:
     """``irfft2(rfft2(x))`` of float (N, C, H, W), in calls of ``chunk`` images (all at once if None)."""
     size = x.shape[-2:]
@@ -150,15 +146,17 @@ def measure_size(side: int, n_uint8: int, n_float: int, repeats: int) -> dict[st
         "balance_spectrum_tensor": lambda: balance_spectrum_tensor(x32),
     }
     count = {"fft32": n_float, "balance_spectrum_tensor": n_float, "published": len(few)}
+    calls: dict[str, int] = {}
     if side == 32:
         fns["published"] = lambda: [numpy_bass(image) for image in few]
         for batch in FLOAT_BATCHES:
             x = torch.from_numpy(crops_of(side, batch)).permute(0, 3, 1, 2).float().div(255.0).contiguous()
-            calls = max(1, CALL_IMAGES // batch)
-            fns[f"fft32@{batch}"] = repeated(lambda x=x: round_trip(x), calls)
-            fns[f"balance_spectrum_tensor@{batch}"] = repeated(lambda x=x: balance_spectrum_tensor(x), calls)
-            count.update({f"fft32@{batch}": batch * calls, f"balance_spectrum_tensor@{batch}": batch * calls})
-    seconds = best_seconds(fns, repeats)
+            fns[f"fft32@{batch}"] = lambda x=x: round_trip(x)
+            fns[f"balance_spectrum_tensor@{batch}"] = lambda x=x: balance_spectrum_tensor(x)
+            count.update({f"fft32@{batch}": batch, f"balance_spectrum_tensor@{batch}": batch})
+            per_repeat = max(1, CALL_IMAGES // batch)
+            calls.update(dict.fromkeys((f"fft32@{batch}", f"balance_spectrum_tensor@{batch}"), per_repeat))
+    seconds = best_seconds(fns, repeats, calls)
     return {name: round(t / count.get(name, n_uint8) * 1e6, 2) for name, t in seconds.items()}
 
 
