@@ -151,30 +151,62 @@ def _constants(h: int, w: int, device: torch.device, dtype: torch.dtype, scale: 
     )
 
 
-def _weighted_amplitude(
-    spectrum: torch.Tensor, constants: _Constants, buffer: torch.Tensor | None
-) -> torch.Tensor:
+def _weighted_amplitude(spectrum: torch.Tensor, constants: _Constants) -> torch.Tensor:
     """``m * |spectrum + epsilon|``, real (N, C, H, W//2+1), ``m`` the column multiplicity (H, W//2+1).
 
     Computed as ``sqrt(m**2 * ((re + epsilon)**2 + im**2))``: ``m`` is 1 or 2 and scaling by a power
     of 4 under a square root is exact, so this is ``m * |spectrum + epsilon|`` bit for bit, with the
-    weighting folded into a pass that is needed anyway. Given ``buffer`` (nothing to differentiate:
-    real (2, N, C, H, W//2+1)), it works there: the amplitude is ``buffer[0]``.
+    weighting folded into a pass that is needed anyway. Differentiable; see
+    :func:`_amplitude_in_place` for the path without autograd.
     """
     parts = torch.view_as_real(spectrum)
-    if buffer is not None:
-        # Contiguous operands: elementwise kernels are vectorised on contiguous operands only,
-        # and the real and imaginary parts are interleaved (stride 2) in the complex spectrum.
-        spectrum_real, spectrum_imag = parts.unbind(-1)
-        real, imag = buffer.unbind(0)
-        torch.add(spectrum_real, constants.epsilon, out=real)
-        imag.copy_(spectrum_imag)
-        return real.square_().addcmul_(imag, imag).mul_(constants.squared_multiplicity).sqrt_()
     real = parts[..., 0] + constants.epsilon
     squared = torch.addcmul(real * real, parts[..., 1], parts[..., 1]) * constants.squared_multiplicity
     # sqrt's gradient at exactly 0 is inf, and inf * 0 = NaN; flooring the squared amplitude at
     # the tiniest float changes no value but keeps every gradient finite.
     return squared.clamp_min(torch.finfo(squared.dtype).tiny).sqrt()
+
+
+def _amplitude_in_place(
+    spectrum: torch.Tensor, constants: _Constants, buffer: torch.Tensor
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None]:
+    """:func:`_weighted_amplitude` and :func:`_ties` without autograd, in ``buffer``.
+
+    Args:
+        spectrum: complex (N, C, H, W//2+1).
+        constants: the call's :class:`_Constants`.
+        buffer: real (2, N, C, H, W//2+1), overwritten: the amplitude is ``buffer[0]``.
+
+    Returns:
+        ``(weighted, ties)``: ``m * |F + eps|`` with DC set to 0 (band 0 is neither profiled nor
+        re-weighted), and what :func:`_ties` returns. The tie check reads the squared amplitude
+        ``s = |F + eps|^2`` before it is weighted: the amplitudes compared are ``sqrt(s)``
+        (``sqrt(m^2 s) / m`` exactly), and as sqrt is monotone the largest of them is the sqrt
+        of the largest ``s``, so one reduction decides every channel exactly.
+    """
+    n, c, h, half = spectrum.shape
+    # Contiguous operands: elementwise kernels are vectorised on contiguous operands only, and
+    # the real and imaginary parts are interleaved (stride 2) in the complex spectrum.
+    spectrum_real, spectrum_imag = torch.view_as_real(spectrum).unbind(-1)
+    real, imag = buffer.unbind(0)
+    torch.add(spectrum_real, constants.epsilon, out=real)
+    imag.copy_(spectrum_imag)
+    squared = real.square_().addcmul_(imag, imag)
+    if h * half == 1:  # 1 x 1 images: DC alone
+        return squared.sqrt_(), None
+    flat = squared.view(n, c, h * half)
+    dc_column = flat.select(-1, 0)
+    dc = dc_column.clone().sqrt_()  # |F + eps| at DC (m = 1)
+    dc_column.zero_()  # s >= 0, so 0 is never above: one contiguous reduction
+    elsewhere = flat.amax(-1).sqrt_()  # the largest |F + eps| elsewhere, (N, C)
+    reaches = elsewhere >= dc
+    weighted = squared.mul_(constants.squared_multiplicity).sqrt_()
+    if not bool(reaches.any()):
+        return weighted, None
+    tied = reaches.any(1).nonzero().flatten()
+    amplitude = weighted.index_select(0, tied).div_(constants.multiplicity)  # exact: m is 1 or 2
+    peak = torch.maximum(dc, elsewhere).index_select(0, tied)[..., None, None]
+    return weighted, (tied, amplitude, peak)
 
 
 @dataclass
@@ -201,26 +233,23 @@ def _band_sums(values: torch.Tensor, layout: BandLayout) -> torch.Tensor:
 
 
 def _ties(
-    weighted: torch.Tensor, multiplicity: torch.Tensor, in_place: bool
+    weighted: torch.Tensor, multiplicity: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """The images where a non-DC position reaches the maximum amplitude of one of their channels.
 
     Args:
         weighted: real (N, C, H, W//2+1), ``m * |F + eps|`` (:func:`_weighted_amplitude`).
         multiplicity: (H, W//2+1), ``m`` (1 or 2).
-        in_place: nothing to differentiate.
 
     Returns:
         None if there is no such image, else ``(images, amplitude, peak)``: int64 (S,) image
-        indices; their amplitude ``|F + eps|`` (S, C, H, W//2+1), differentiable (DC set to 0 where
-        ``in_place``: band 0 is neither profiled nor re-weighted); their per-channel maximum
-        amplitude (S, C, 1, 1).
+        indices; their amplitude ``|F + eps|`` (S, C, H, W//2+1), differentiable (DC set to 0 on
+        the path without autograd, :func:`_amplitude_in_place`: band 0 is neither profiled nor
+        re-weighted); their per-channel maximum amplitude (S, C, 1, 1).
     """
     n, c, h, half = weighted.shape
     if h * half == 1:  # 1 x 1 images: DC alone
         return None
-    if in_place:
-        return _ties_in_place(weighted, multiplicity)
     amplitude = weighted / multiplicity  # exact: m is 1 or 2
     flat = amplitude.detach().view(n, c, h * half)
     dc = flat[..., 0]
@@ -230,34 +259,6 @@ def _ties(
         return None
     peak = torch.maximum(dc, elsewhere).index_select(0, tied)[..., None, None]
     return tied, amplitude.index_select(0, tied), peak
-
-
-def _ties_in_place(
-    weighted: torch.Tensor, multiplicity: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """:func:`_ties` without autograd, in one reduction over ``weighted`` for a batch without ties.
-
-    Sets the DC term of ``weighted`` to 0 (band 0 is neither profiled nor re-weighted). DC has
-    ``m = 1`` and ``m |F| >= |F|`` elsewhere, so the images where ``m |F|`` reaches DC are a
-    superset of the tied ones; ``|F|`` itself is computed for those candidates only.
-    """
-    n, c, h, half = weighted.shape
-    flat = weighted.view(n, c, h * half)
-    dc_column = flat.select(-1, 0)
-    dc = dc_column.clone()  # |F + eps| at DC (m = 1)
-    dc_column.zero_()  # amplitudes are >= 0, so 0 is never above: one contiguous reduction
-    reaches = flat.amax(-1) >= dc
-    if not bool(reaches.any()):
-        return None
-    candidates = reaches.any(1).nonzero().flatten()
-    amplitude = weighted.index_select(0, candidates).div_(multiplicity)  # exact: m is 1 or 2
-    dc = dc.index_select(0, candidates)
-    elsewhere = amplitude.view(-1, c, h * half).amax(-1)
-    tied = (elsewhere >= dc).any(1)
-    if not bool(tied.any()):
-        return None
-    peak = torch.maximum(dc, elsewhere)[tied][..., None, None]
-    return candidates[tied], amplitude[tied], peak
 
 
 def _profile_weights(
@@ -297,15 +298,17 @@ def _spectral_weights(
     in_place = not (torch.is_grad_enabled() and x.requires_grad)
     spectrum = _rfft2(x)
     multiplicity = constants.multiplicity
-    # Without autograd the amplitude and its temporaries live in one buffer, re-used afterwards.
-    buffer = torch.empty((2, *spectrum.shape), dtype=x.dtype, device=x.device) if in_place else None
-    amplitude = _weighted_amplitude(spectrum, constants, buffer)
-    power = profile == "power"
-
     # The published rule "every maximum-amplitude position is left out of the profile and keeps
     # factor 1". DC (band 0) is the maximum of any non-negative image and band 0 is neither
     # profiled nor re-weighted, so only images where another position reaches DC need work.
-    found = _ties(amplitude, multiplicity, in_place)
+    if in_place:  # the amplitude and its temporaries live in one buffer, re-used afterwards
+        buffer = torch.empty((2, *spectrum.shape), dtype=x.dtype, device=x.device)
+        amplitude, found = _amplitude_in_place(spectrum, constants, buffer)
+    else:
+        buffer = None
+        amplitude = _weighted_amplitude(spectrum, constants)
+        found = _ties(amplitude, multiplicity)
+    power = profile == "power"
     ties = None
     if found is not None:
         tie_images, tied, peak = found
