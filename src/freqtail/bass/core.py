@@ -22,6 +22,10 @@ in the package docstring; this module adds how it is computed fast:
   doing. One reduction finds the images where another position ties with or exceeds DC (flat or
   comb-like images, inputs with negative values); only those take the general path, which masks
   every position equal to the maximum, exactly as the published ``amplitude == max(amplitude)``.
+* What every call needs besides the data (the band tables, the weight-pair index, and the
+  numbers epsilon, scale, 1 and inf as 0-dim tensors) is built once per (H, W, device, dtype,
+  scale) by :func:`_constants`: torch wraps a Python number in a new tensor on every op, which
+  costs more than a small op itself, and on small batches these fixed costs are most of the time.
 * Without autograd every pass after the FFT works in place, and on a CPU a batch is transformed
   in chunks of about :data:`CHUNK_BYTES`, which stay in cache. Every image's result is the same
   in any batch and any chunking, bit for bit: lone channels are transformed in pairs
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
@@ -102,29 +107,106 @@ def _pow(values: torch.Tensor, exponent: float) -> torch.Tensor:
     return padded.pow(exponent)[:, :cols]
 
 
-def _weighted_amplitude(
-    spectrum: torch.Tensor, epsilon: float, multiplicity: torch.Tensor, in_place: bool
-) -> torch.Tensor:
+@dataclass(frozen=True)
+class _Constants:
+    """What every call on images of one (H, W, device, dtype, scale) reuses: tables and 0-dim scalars.
+
+    A Python number in a torch op is wrapped in a fresh tensor on every call, which costs several
+    times a small op itself; these 0-dim tensors hold the same values in the work dtype (the cast
+    torch applies to a Python number), so every result is the same bit for bit.
+    """
+
+    layout: BandLayout
+    multiplicity: torch.Tensor  # (H, W//2+1): m, 1 or 2
+    squared_multiplicity: torch.Tensor  # (H, W//2+1): m^2
+    pair_band: torch.Tensor  # int64 (2 * H * (W//2+1),): the band of each interleaved (re, im) value
+    inner_counts: torch.Tensor  # (K-1,): full-plane positions in each profiled band 1 .. K-1
+    epsilon: torch.Tensor  # 0-dim: SPECTRUM_EPSILON / scale
+    scale: torch.Tensor  # 0-dim: scale
+    squared_scale: torch.Tensor  # 0-dim: scale * scale
+    one: torch.Tensor  # 0-dim: 1
+    infinity: torch.Tensor  # 0-dim: inf
+
+
+@lru_cache(maxsize=64)
+def _constants(h: int, w: int, device: torch.device, dtype: torch.dtype, scale: float) -> _Constants:
+    layout = band_layout(h, w, device, dtype)
+    multiplicity = layout.multiplicity.view(h, -1)
+    k_outer = layout.num_bands - 1
+
+    def scalar(value: float) -> torch.Tensor:
+        return torch.tensor(value, dtype=dtype, device=device)
+
+    return _Constants(
+        layout=layout,
+        multiplicity=multiplicity,
+        squared_multiplicity=multiplicity * multiplicity,
+        pair_band=layout.band.repeat_interleave(2),
+        inner_counts=layout.counts[1:k_outer].contiguous(),
+        epsilon=scalar(SPECTRUM_EPSILON / scale),
+        scale=scalar(scale),
+        squared_scale=scalar(scale * scale),
+        one=scalar(1.0),
+        infinity=scalar(math.inf),
+    )
+
+
+def _weighted_amplitude(spectrum: torch.Tensor, constants: _Constants) -> torch.Tensor:
     """``m * |spectrum + epsilon|``, real (N, C, H, W//2+1), ``m`` the column multiplicity (H, W//2+1).
 
     Computed as ``sqrt(m**2 * ((re + epsilon)**2 + im**2))``: ``m`` is 1 or 2 and scaling by a power
     of 4 under a square root is exact, so this is ``m * |spectrum + epsilon|`` bit for bit, with the
-    weighting folded into a pass that is needed anyway. ``in_place`` (nothing to differentiate)
-    works in one buffer.
+    weighting folded into a pass that is needed anyway. Differentiable; see
+    :func:`_amplitude_in_place` for the path without autograd.
     """
     parts = torch.view_as_real(spectrum)
-    squared_multiplicity = multiplicity * multiplicity
-    if in_place:
-        # Contiguous copies first: elementwise kernels are vectorised on contiguous operands only,
-        # and the real and imaginary parts are interleaved (stride 2) in the complex spectrum.
-        real = parts[..., 0].contiguous()
-        imag = parts[..., 1].contiguous()
-        return real.add_(epsilon).square_().addcmul_(imag, imag).mul_(squared_multiplicity).sqrt_()
-    real = parts[..., 0] + epsilon
-    squared = torch.addcmul(real * real, parts[..., 1], parts[..., 1]) * squared_multiplicity
+    real = parts[..., 0] + constants.epsilon
+    squared = torch.addcmul(real * real, parts[..., 1], parts[..., 1]) * constants.squared_multiplicity
     # sqrt's gradient at exactly 0 is inf, and inf * 0 = NaN; flooring the squared amplitude at
     # the tiniest float changes no value but keeps every gradient finite.
     return squared.clamp_min(torch.finfo(squared.dtype).tiny).sqrt()
+
+
+def _amplitude_in_place(
+    spectrum: torch.Tensor, constants: _Constants, buffer: torch.Tensor
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None]:
+    """:func:`_weighted_amplitude` and :func:`_ties` without autograd, in ``buffer``.
+
+    Args:
+        spectrum: complex (N, C, H, W//2+1).
+        constants: the call's :class:`_Constants`.
+        buffer: real (2, N, C, H, W//2+1), overwritten: the amplitude is ``buffer[0]``.
+
+    Returns:
+        ``(weighted, ties)``: ``m * |F + eps|`` with DC set to 0 (band 0 is neither profiled nor
+        re-weighted), and what :func:`_ties` returns. The tie check reads the squared amplitude
+        ``s = |F + eps|^2`` before it is weighted: the amplitudes compared are ``sqrt(s)``
+        (``sqrt(m^2 s) / m`` exactly), and as sqrt is monotone the largest of them is the sqrt
+        of the largest ``s``, so one reduction decides every channel exactly.
+    """
+    n, c, h, half = spectrum.shape
+    # Contiguous operands: elementwise kernels are vectorised on contiguous operands only, and
+    # the real and imaginary parts are interleaved (stride 2) in the complex spectrum.
+    spectrum_real, spectrum_imag = torch.view_as_real(spectrum).unbind(-1)
+    real, imag = buffer.unbind(0)
+    torch.add(spectrum_real, constants.epsilon, out=real)
+    imag.copy_(spectrum_imag)
+    squared = real.square_().addcmul_(imag, imag)
+    if h * half == 1:  # 1 x 1 images: DC alone
+        return squared.sqrt_(), None
+    flat = squared.view(n, c, h * half)
+    dc_column = flat.select(-1, 0)
+    dc = dc_column.clone().sqrt_()  # |F + eps| at DC (m = 1)
+    dc_column.zero_()  # s >= 0, so 0 is never above: one contiguous reduction
+    elsewhere = flat.amax(-1).sqrt_()  # the largest |F + eps| elsewhere, (N, C)
+    reaches = elsewhere >= dc
+    weighted = squared.mul_(constants.squared_multiplicity).sqrt_()
+    if not bool(reaches.any()):
+        return weighted, None
+    tied = reaches.any(1).nonzero().flatten()
+    amplitude = weighted.index_select(0, tied).div_(constants.multiplicity)  # exact: m is 1 or 2
+    peak = torch.maximum(dc, elsewhere).index_select(0, tied)[..., None, None]
+    return weighted, (tied, amplitude, peak)
 
 
 @dataclass
@@ -136,39 +218,38 @@ class _Ties:
 @dataclass
 class _Spectral:
     spectrum: torch.Tensor  # complex (N, C, H, W//2+1), rfft2 of the input
-    weights: torch.Tensor  # real (N, C, K+1): the factor applied to each band (1 where degenerate)
+    weights: torch.Tensor  # real (N * C, K+1): the factor applied to each band (1 where degenerate)
     degenerate: torch.Tensor  # bool (N, C): channels left unchanged
+    any_degenerate: bool  # whether any channel is
     ties: _Ties | None  # None when no image has a tie (the usual case)
+    buffer: torch.Tensor | None  # real (2, N, C, H, W//2+1), free for re-use (no autograd)
 
 
 def _band_sums(values: torch.Tensor, layout: BandLayout) -> torch.Tensor:
     """Band sums (N*C, K+1) of half-plane values (N, C, H, W//2+1) already weighted by multiplicity."""
     rows = values.shape[0] * values.shape[1]
     sums = torch.zeros(rows, layout.num_bands, dtype=values.dtype, device=values.device)
-    return sums.index_add_(1, layout.band, values.reshape(rows, -1))
+    return sums.index_add_(1, layout.band, values.view(rows, -1))
 
 
 def _ties(
-    weighted: torch.Tensor, multiplicity: torch.Tensor, in_place: bool
+    weighted: torch.Tensor, multiplicity: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """The images where a non-DC position reaches the maximum amplitude of one of their channels.
 
     Args:
         weighted: real (N, C, H, W//2+1), ``m * |F + eps|`` (:func:`_weighted_amplitude`).
         multiplicity: (H, W//2+1), ``m`` (1 or 2).
-        in_place: nothing to differentiate.
 
     Returns:
         None if there is no such image, else ``(images, amplitude, peak)``: int64 (S,) image
-        indices; their amplitude ``|F + eps|`` (S, C, H, W//2+1), differentiable (DC set to 0 where
-        ``in_place``: band 0 is neither profiled nor re-weighted); their per-channel maximum
-        amplitude (S, C, 1, 1).
+        indices; their amplitude ``|F + eps|`` (S, C, H, W//2+1), differentiable (DC set to 0 on
+        the path without autograd, :func:`_amplitude_in_place`: band 0 is neither profiled nor
+        re-weighted); their per-channel maximum amplitude (S, C, 1, 1).
     """
     n, c, h, half = weighted.shape
     if h * half == 1:  # 1 x 1 images: DC alone
         return None
-    if in_place:
-        return _ties_in_place(weighted, multiplicity)
     amplitude = weighted / multiplicity  # exact: m is 1 or 2
     flat = amplitude.detach().view(n, c, h * half)
     dc = flat[..., 0]
@@ -180,34 +261,8 @@ def _ties(
     return tied, amplitude.index_select(0, tied), peak
 
 
-def _ties_in_place(
-    weighted: torch.Tensor, multiplicity: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """:func:`_ties` without autograd, in one reduction over ``weighted`` for a batch without ties.
-
-    Sets the DC term of ``weighted`` to 0 (band 0 is neither profiled nor re-weighted). DC has
-    ``m = 1`` and ``m |F| >= |F|`` elsewhere, so the images where ``m |F|`` reaches DC are a
-    superset of the tied ones; ``|F|`` itself is computed for those candidates only.
-    """
-    n, c, h, half = weighted.shape
-    flat = weighted.view(n, c, h * half)
-    dc = flat[..., 0].clone()  # |F + eps| at DC (m = 1)
-    flat.select(-1, 0).zero_()  # amplitudes are >= 0, so 0 is never above: one contiguous reduction
-    candidates = (flat.amax(-1) >= dc).any(1).nonzero().flatten()
-    if not candidates.numel():
-        return None
-    amplitude = weighted.index_select(0, candidates).div_(multiplicity)  # exact: m is 1 or 2
-    dc = dc.index_select(0, candidates)
-    elsewhere = amplitude.view(-1, c, h * half).amax(-1)
-    tied = (elsewhere >= dc).any(1)
-    if not bool(tied.any()):
-        return None
-    peak = torch.maximum(dc, elsewhere)[tied][..., None, None]
-    return candidates[tied], amplitude[tied], peak
-
-
 def _profile_weights(
-    profile_values: torch.Tensor, degenerate: torch.Tensor | None = None
+    profile_values: torch.Tensor, constants: _Constants, degenerate: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 4 factors ``w = (ln p / sum ln p) / (p / sum p)`` of profiles (R, K-1), and the degenerate rows.
 
@@ -217,37 +272,43 @@ def _profile_weights(
     """
     if degenerate is not None:
         profile_values = torch.where(degenerate[:, None], math.e, profile_values)
-    else:
-        # With every p[k] > 1, ln p > 0 and the factors are positive; they are finite exactly when
-        # sum p is (else p / sum p is 0 and a factor inf). So a row is degenerate exactly when the
-        # sum of its profile, with every value <= 1 (or NaN) replaced by inf, is inf.
-        profile_values = torch.where(profile_values > 1.0, profile_values, math.inf)
+        logs = profile_values.log()
+        total = profile_values.sum(1, keepdim=True)
+        return (logs / logs.sum(1, keepdim=True)) / (profile_values / total), degenerate
+    # With every p[k] > 1, ln p > 0 and the factors are positive; they are finite exactly when
+    # sum p is (else p / sum p is 0 and a factor inf). So a row is degenerate exactly when the
+    # sum of its profile, with every value <= 1 (or NaN) replaced by inf, is inf (a sum of values
+    # > 1 and +inf is never NaN nor -inf; isposinf is one op, isinf several).
+    profile_values = torch.where(profile_values > constants.one, profile_values, constants.infinity)
     logs = profile_values.log()
     total = profile_values.sum(1, keepdim=True)
-    weights = (logs / logs.sum(1, keepdim=True)) / (profile_values / total)
-    if degenerate is None:
-        degenerate = total[:, 0] == math.inf
-    return weights, degenerate
+    weights = logs.div_(logs.sum(1, keepdim=True)).div_(profile_values.div_(total))
+    return weights, total.view(-1).isposinf()
 
 
 def _spectral_weights(
-    x: torch.Tensor, strength: float, profile: str, scale: float, layout: BandLayout, check_finite: bool
+    x: torch.Tensor, strength: float, profile: str, constants: _Constants, check_finite: bool
 ) -> _Spectral:
     """rfft2 of ``x`` and the per-band BaSS weights; see :func:`bass_weights` for the contract.
 
     ``check_finite``: raise InputError if ``x`` holds NaN or Inf.
     """
     n, c, h, w = x.shape
+    layout = constants.layout
     in_place = not (torch.is_grad_enabled() and x.requires_grad)
     spectrum = _rfft2(x)
-    multiplicity = layout.multiplicity.view(h, -1)
-    amplitude = _weighted_amplitude(spectrum, SPECTRUM_EPSILON / scale, multiplicity, in_place)
-    power = profile == "power"
-
+    multiplicity = constants.multiplicity
     # The published rule "every maximum-amplitude position is left out of the profile and keeps
     # factor 1". DC (band 0) is the maximum of any non-negative image and band 0 is neither
     # profiled nor re-weighted, so only images where another position reaches DC need work.
-    found = _ties(amplitude, multiplicity, in_place)
+    if in_place:  # the amplitude and its temporaries live in one buffer, re-used afterwards
+        buffer = torch.empty((2, *spectrum.shape), dtype=x.dtype, device=x.device)
+        amplitude, found = _amplitude_in_place(spectrum, constants, buffer)
+    else:
+        buffer = None
+        amplitude = _weighted_amplitude(spectrum, constants)
+        found = _ties(amplitude, multiplicity)
+    power = profile == "power"
     ties = None
     if found is not None:
         tie_images, tied, peak = found
@@ -268,30 +329,39 @@ def _spectral_weights(
     k_outer = layout.num_bands - 1
     # The profile p[k] of bands 1 .. K-1 on the 0..255 scale, (N*C, K-1): band means of |F|
     # (published) or band sums of |F|^2 (Eq. 1's AI, profile="power").
+    inner = sums.narrow(1, 1, max(k_outer - 1, 0))
     if power:
-        profile_values = sums[:, 1:k_outer] * (scale * scale)
+        profile_values = inner * constants.squared_scale
     else:
-        profile_values = sums[:, 1:k_outer] / layout.counts[1:k_outer] * scale
+        profile_values = torch.div(inner, constants.inner_counts).mul_(constants.scale)
 
-    weights, degenerate = _profile_weights(profile_values if in_place else profile_values.detach())
+    weights, degenerate = _profile_weights(profile_values if in_place else profile_values.detach(), constants)
     if k_outer < 2:  # no band to re-weight (images of 3 x 3 pixels or fewer)
         degenerate = torch.ones_like(degenerate)
-    if check_finite:  # NaN or Inf spreads over its channel's spectrum: the channel is degenerate
+    any_degenerate = bool(degenerate.any())
+    if check_finite and any_degenerate:  # NaN or Inf spreads over its channel's spectrum
         suspects = degenerate.nonzero().flatten()
-        if suspects.numel() and not bool(torch.isfinite(x.view(n * c, -1).index_select(0, suspects)).all()):
+        if not bool(torch.isfinite(x.view(n * c, -1).index_select(0, suspects)).all()):
             raise InputError("The BaSS input tensor contains NaN or infinite values.")
     if not in_place:
         # Differentiable: degenerate channels get a flat stand-in profile, so that no NaN reaches
         # the forward or the backward pass; their factor is then set to exactly 1.
-        weights, _ = _profile_weights(profile_values, degenerate)
+        weights, _ = _profile_weights(profile_values, constants, degenerate)
     # Power: the spectrum is multiplied by sqrt(w), so that w multiplies the band's power.
     exponent = strength / 2.0 if power else strength
-    if exponent != 1.0:
+    if exponent != 1.0 and weights.numel():
         weights = _pow(weights, exponent)
     # Bands 0 and K, and every band of a degenerate channel, keep factor 1.
-    full = torch.nn.functional.pad(weights, (1, layout.num_bands - 1 - weights.shape[1]), value=1.0)
-    full = full.masked_fill(degenerate[:, None], 1.0)
-    return _Spectral(spectrum, full.view(n, c, -1), degenerate.view(n, c), ties)
+    if in_place:
+        full = torch.ones(n * c, layout.num_bands, dtype=weights.dtype, device=weights.device)
+        if weights.numel():
+            full.narrow(1, 1, weights.shape[1]).copy_(weights)
+        if any_degenerate:
+            full.masked_fill_(degenerate[:, None], 1.0)
+    else:
+        full = torch.nn.functional.pad(weights, (1, layout.num_bands - 1 - weights.shape[1]), value=1.0)
+        full = full.masked_fill(degenerate[:, None], 1.0)
+    return _Spectral(spectrum, full, degenerate.view(n, c), any_degenerate, ties, buffer)
 
 
 def _prepare(x: torch.Tensor, strength: float, profile: str, scale: float) -> torch.Tensor:
@@ -306,7 +376,7 @@ def _prepare(x: torch.Tensor, strength: float, profile: str, scale: float) -> to
     check_float_images(x, "BaSS input", finite=False)  # finiteness: with the degenerate channels
     work_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     # Contiguous: MKL transforms other layouts (channels-last) with batch-dependent rounding.
-    return x.to(work_dtype).contiguous()
+    return (x if x.dtype == work_dtype else x.to(work_dtype)).contiguous()
 
 
 def bass_weights(
@@ -330,9 +400,9 @@ def bass_weights(
         exception is not part of this per-band table.
     """
     x = _prepare(x, strength, profile, scale)
-    layout = band_layout(x.shape[-2], x.shape[-1], x.device, x.dtype)
-    spectral = _spectral_weights(x, float(strength), profile, float(scale), layout, check_finite=True)
-    return spectral.weights, spectral.degenerate
+    constants = _constants(x.shape[-2], x.shape[-1], x.device, x.dtype, float(scale))
+    spectral = _spectral_weights(x, float(strength), profile, constants, check_finite=True)
+    return spectral.weights.view(*x.shape[:2], -1), spectral.degenerate
 
 
 def balance_spectrum_tensor(
@@ -385,7 +455,8 @@ def balance_spectrum_tensor(
             _, degenerate[i : i + step] = balance_batch(
                 x[i : i + step], strength, profile, scale, out=out[i : i + step]
             )
-    return out.to(original_dtype), (degenerate if per_channel else degenerate.any(1))
+    out = out if out.dtype == original_dtype else out.to(original_dtype)
+    return out, (degenerate if per_channel else degenerate.any(1))
 
 
 def chunk_length(n: int, image_bytes: int, most: int | None = None) -> int:
@@ -428,28 +499,30 @@ def balance_batch(
     """
     x = x.contiguous()  # see _prepare
     n, c, h, w = x.shape
-    layout = band_layout(h, w, x.device, x.dtype)
-    spectral = _spectral_weights(x, strength, profile, scale, layout, check_finite)
+    constants = _constants(h, w, x.device, x.dtype, scale)
+    spectral = _spectral_weights(x, strength, profile, constants, check_finite)
     spectrum = spectral.spectrum
-    weights = spectral.weights.view(n * c, -1)
+    weights = spectral.weights
     ties = spectral.ties
     tied = None if ties is None else spectrum.index_select(0, ties.images)
     if spectrum.requires_grad:
-        weighted = spectrum * weights.index_select(1, layout.band).view(spectrum.shape)
+        weighted = spectrum * weights.index_select(1, constants.layout.band).view(spectrum.shape)
     else:  # nothing to differentiate: re-use the spectrum's memory
         # One contiguous real multiply of the interleaved (re, im) pairs, each weight taken twice:
-        # the same products as complex * real, without casting the weight map to complex.
-        pairs = weights.index_select(1, layout.band.repeat_interleave(2))
+        # the same products as complex * real, without casting the weight map to complex. The
+        # weight map goes to the amplitude's buffer, free by now.
+        pairs = torch.index_select(weights, 1, constants.pair_band, out=spectral.buffer.view(n * c, -1))
         torch.view_as_real(spectrum).view(n * c, -1).mul_(pairs)
         weighted = spectrum
     if ties is not None:  # maximum-amplitude positions keep factor 1
         patched = torch.where(ties.mask, tied, weighted.index_select(0, ties.images))
         weighted.index_copy_(0, ties.images, patched)
+    # clamp keeps Python bounds: with tensor bounds it takes a general kernel, ~30x slower on a CPU.
     if spectrum.requires_grad:
         result = _irfft2(weighted, (h, w)).clamp(0.0, 255.0 / scale)
     else:
         result = _irfft2(weighted, (h, w), out).clamp_(0.0, 255.0 / scale)
-    unchanged = spectral.degenerate.nonzero(as_tuple=True)  # (image, channel) indices
-    if unchanged[0].numel():  # degenerate channels are returned exactly as they came in
+    if spectral.any_degenerate:  # degenerate channels are returned exactly as they came in
+        unchanged = spectral.degenerate.nonzero(as_tuple=True)  # (image, channel) indices
         result.index_put_(unchanged, x[unchanged])
     return result, spectral.degenerate
