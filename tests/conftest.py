@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
+import json
 import os
 import signal
 
+import numpy as np
 import pytest
 import torch
+from filelock import FileLock
+
+from freqtail.cli import main
+from freqtail.data import embedded
+from session_support import shared_session_folder
 
 # One torch thread here and in every process a test starts: the processes compute as this one does,
 # and on a loaded 2-core machine several spinning OpenMP threads per process made torch up to ten
@@ -47,6 +57,35 @@ def pytest_runtest_setup(item):
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own freqtail cache so tests never share or pollute ~/.cache."""
     monkeypatch.setenv("FREQTAIL_CACHE", str(tmp_path_factory.mktemp("freqtail-cache")))
+
+
+_BUILD_EMBEDDED_ARRAYS = embedded.build_embedded_arrays
+
+
+@functools.cache
+def _embedded_arrays_of(train_per_class: int, test_per_class: int) -> dict[str, np.ndarray]:
+    arrays = _BUILD_EMBEDDED_ARRAYS(train_per_class, test_per_class)
+    for array in arrays.values():
+        array.flags.writeable = False
+    return arrays
+
+
+def _embedded_arrays_built_once(
+    train_per_class: int = embedded.DEFAULT_TRAIN_PER_CLASS,
+    test_per_class: int = embedded.DEFAULT_TEST_PER_CLASS,
+) -> dict[str, np.ndarray]:
+    """The embedded dataset's arrays, synthesised once per test process (about 4 s each time) and
+    copied for each caller."""
+    return {key: array.copy() for key, array in _embedded_arrays_of(train_per_class, test_per_class).items()}
+
+
+@pytest.fixture(autouse=True)
+def _embedded_synthesised_once(request, monkeypatch):
+    """The embedded dataset is deterministic: tests in this process share its synthesis, while each
+    test's own cache folder is still written (files, digests) and read by the library as always.
+    The embedded dataset's own tests (its determinism, its rebuild) call the real builder."""
+    if request.module.__name__ != "test_data_embedded":
+        monkeypatch.setattr(embedded, "build_embedded_arrays", _embedded_arrays_built_once)
 
 
 @pytest.fixture(scope="session")
@@ -98,25 +137,10 @@ def slurm_cluster():
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory):
     """The quick demo, run once per test session through the command line; ``(folder, printed output,
-    cache folder)``. Tests read it (and copy it before changing anything).
-
-    Under pytest-xdist the first worker that needs it runs it in the session's shared temporary folder
-    holding a file lock; the others wait on the lock and read the same folder (pytest-xdist's recipe
-    for a session fixture that runs once), so its users need no worker of their own."""
-    import contextlib
-    import io
-    import json
-
-    from filelock import FileLock
-
-    from freqtail.cli import main
-
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # the folder every worker of this session shares
-    root = root / "quick-demo"
+    cache folder)``. Tests read it (and copy it before changing anything). Under pytest-xdist it runs
+    once for all workers (:func:`shared_session_folder`), so its users need no worker of their own."""
+    root = shared_session_folder(tmp_path_factory, "quick-demo")
     cache, out, outcome = root / "cache", root / "demo", root / "outcome.json"
-    root.mkdir(exist_ok=True)
     with FileLock(str(root.with_suffix(".lock"))):
         if not outcome.is_file():
             printed = io.StringIO()

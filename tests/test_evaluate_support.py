@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from filelock import FileLock
 
 from freqtail.distributed import DistContext
 from freqtail.evaluate import (
@@ -25,6 +26,7 @@ from freqtail.evaluate import (
     plan_evaluation,
     run_evaluation,
 )
+from session_support import shared_session_folder
 
 STEPS = 150
 _TARGET_FIELDS = {f.name for f in fields(EvaluationTarget)}
@@ -133,8 +135,9 @@ def make_run(folder, bass: str | None, steps: int = STEPS, **config_keys):
 
 @pytest.fixture(scope="session")
 def eval_cache(tmp_path_factory):
-    """One freqtail cache for all evaluation tests (the embedded set and its BaSS variant, built once)."""
-    return tmp_path_factory.mktemp("evaluate-cache")
+    """One freqtail cache for all evaluation tests of the session, every xdist worker's included (the
+    embedded set and its BaSS variant, built once; the cache's writers lock what they write)."""
+    return shared_session_folder(tmp_path_factory, "evaluate-cache")
 
 
 @pytest.fixture
@@ -146,14 +149,19 @@ def shared_cache(_isolated_cache, eval_cache, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory, eval_cache):
-    """``{"standard": run folder trained on raw images, "bass": run folder trained with bass=dataset}``."""
-    root = tmp_path_factory.mktemp("evaluate-runs")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FREQTAIL_CACHE", str(eval_cache))
-        return {
-            "standard": make_run(root / "erm", None),
-            "bass": make_run(root / "erm-bass", "dataset"),
-        }
+    """``{"standard": run folder trained on raw images, "bass": run folder trained with bass=dataset}``,
+    trained once for all xdist workers of the session (tests read them, and copy them or give
+    ``--out`` before anything is written)."""
+    root = shared_session_folder(tmp_path_factory, "evaluate-runs")
+    runs = {"standard": root / "erm", "bass": root / "erm-bass"}
+    done = root / "trained"
+    with FileLock(str(root.with_suffix(".lock"))), pytest.MonkeyPatch.context() as patch:
+        if not done.is_file():
+            patch.setenv("FREQTAIL_CACHE", str(eval_cache))
+            make_run(runs["standard"], None)
+            make_run(runs["bass"], "dataset")
+            done.touch()
+    return runs
 
 
 def load_run(folder):
