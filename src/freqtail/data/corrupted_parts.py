@@ -18,8 +18,8 @@ atomically, as its own part file, then the digest of its array (:mod:`freqtail.d
 Part files are plain ``.npy`` files on the shared file system of the output folder (ranks on several
 machines need one; no shared memory map is written by two processes). A part whose digest record
 exists and whose file has the recorded shape is not computed again, so a run killed anywhere resumes
-from its finished units, with any number of processes. When every unit of a corruption exists, rank 0
-assembles ``<corruption>.npy`` (part by part: memory does not grow with the image count), checking
+from its finished units, with any number of processes. When every unit of a corruption exists, one
+process assembles ``<corruption>.npy`` (:func:`assemble`; part by part: memory does not grow with the image count), checking
 each part against its digest and hashing the file on the way (the SHA-256 digest of the whole file
 and of each severity block), and removes the corruption's parts. A part whose bytes changed since it
 was written (it may have waited on disk for a resumed run) is removed and refused, so the set's
