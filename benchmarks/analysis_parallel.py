@@ -14,7 +14,7 @@ speed-up an otherwise idle machine would reach, were nothing else limiting it):
 * heat map: :func:`freqtail.analysis.fourier_heatmap` on ``--heat-n`` images;
 * corrupt: :func:`freqtail.data.corrupted_sets.write_corrupted_set` of ``--n`` images, four
   corruptions x five severities (20 units, shared by estimated cost; frost builds its textures,
-  0.3-0.5 s, in the one process its units go to).
+  0.2-0.3 s, in the one process its units go to).
 
 Each analysis also checks that the K-process result equals the one-process result (printed as
 ``same``), so the speed-up is measured on the same work.

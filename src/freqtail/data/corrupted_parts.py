@@ -19,11 +19,11 @@ Part files are plain ``.npy`` files on the shared file system of the output fold
 machines need one; no shared memory map is written by two processes). A part whose digest record
 exists and whose file has the recorded shape is not computed again, so a run killed anywhere resumes
 from its finished units, with any number of processes. When every unit of a corruption exists, one
-process assembles ``<corruption>.npy`` (:func:`assemble`; part by part: memory does not grow with the image count), checking
-each part against its digest and hashing the file on the way (the SHA-256 digest of the whole file
-and of each severity block), and removes the corruption's parts. A part whose bytes changed since it
-was written (it may have waited on disk for a resumed run) is removed and refused, so the set's
-digests are those of what the corruptions computed.
+process assembles ``<corruption>.npy`` (:func:`assemble`; part by part: memory does not grow with
+the image count), checking each part against its digest and hashing the file on the way (the SHA-256
+digest of the whole file and of each severity block), and removes the corruption's parts. A part
+whose bytes changed since it was written (it may have waited on disk for a resumed run) is removed
+and refused, so the set's digests are those of what the corruptions computed.
 """
 
 from __future__ import annotations
@@ -110,9 +110,9 @@ IMAGE_COST_US: dict[str, float] = {
     "saturate": 260,
 }
 #: What a process pays once before its first unit of a corruption, in the same microseconds for 32 x 32
-#: images: frost builds its textures (:func:`freqtail.data.corruptions.textures.frost_sheets`, 0.3-0.5 s
+#: images: frost builds its textures (:func:`freqtail.data.corruptions.textures.frost_sheets`: 0.2-0.3 s
 #: measured for 32 x 32 images, whose sheets are 192 x 192; they grow with the image area).
-SETUP_COST_US: dict[str, float] = {"frost": 400_000}
+SETUP_COST_US: dict[str, float] = {"frost": 300_000}
 _REFERENCE_PIXELS = 32 * 32
 
 
