@@ -19,6 +19,7 @@ from freqtail.data.corruptions import (
     RANDOM_CORRUPTIONS,
     corrupt,
     corruption_names,
+    textures,
 )
 from freqtail.data.corruptions import _kernels as K
 from freqtail.data.corruptions import apply as corruption_apply
@@ -420,6 +421,15 @@ def test_frost_sheets_are_deterministic_bright_textures():
         assert a.shape == (192, 200, 3) and a.dtype == np.uint8
         assert 80 < a.mean() < 200 and a.std() > 15  # a veil with structure
         assert a[..., 2].mean() > a[..., 0].mean()  # bluish ice
+
+
+def test_frost_side_draw_is_the_stream_of_rng_choice():
+    # the frost sheets draw a branch's side as rng.integers(0, 2), for the stream rng.choice([-1, 1])
+    # consumed before: the same sides, and the generator left in the same state
+    by_choice, direct = np.random.default_rng(7), np.random.default_rng(7)
+    sides = [by_choice.choice([-1.0, 1.0]) for _ in range(500)]
+    assert sides == [textures._SIDES[int(direct.integers(0, 2))] for _ in range(500)]
+    assert by_choice.uniform() == direct.uniform()
 
 
 # ------------------------------------------------------------------------------------------

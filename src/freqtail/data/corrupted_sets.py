@@ -50,7 +50,7 @@ from freqtail.data.corrupted_parts import (
     chunk_size,
     missing_units,
     plan_units,
-    rank_units,
+    share_units,
     write_units,
 )
 from freqtail.data.corruptions import CORRUPTIONS, check_corruption_name, check_severity
@@ -222,8 +222,9 @@ def write_corrupted_set(
             "classes": [...]}``; ``"classes"`` is used by :func:`load_corrupted_set`).
         context: this process's place among the processes sharing the work (torchrun,
             :func:`freqtail.distributed.init_distributed`); None = one process. Every process calls
-            this with the same arguments; the (corruption, severity, image chunk) units are shared
-            round robin (:mod:`freqtail.data.corrupted_parts`), rank 0 alone writes the folder's
+            this with the same arguments; the (corruption, severity, image chunk) units still to
+            compute are shared by estimated cost (:mod:`freqtail.data.corrupted_parts`,
+            :func:`~freqtail.data.corrupted_parts.share_units`), rank 0 alone writes the folder's
             files (``meta.json`` records ``world_size``), and the set is one process's byte for byte.
         source_file: the name of the file in ``out_dir`` that holds ``images`` (``clean.npy`` of
             ``freqtail corrupt``, which writes it), whose digest ``meta.json`` then records too.
@@ -300,7 +301,17 @@ def write_corrupted_set(
                 skipped.append(name)
             except DamagedFileError as err:  # written again below, and said so once it is
                 damaged[name] = err
-        return {"skipped": skipped, "done": done, "source_digest": settings["source_digest"]}
+        # The units still to compute, found before any process writes one, so that every process
+        # shares out the same list (a part written meanwhile by one process must not change it).
+        units = plan_units([x for x in names if x not in skipped], levels, n, chunk_size((h, w, c)))
+        missing = set(missing_units(units, out, (h, w, c)))
+        pending_units = [k for k, unit in enumerate(units) if unit in missing]
+        return {
+            "skipped": skipped,
+            "done": done,
+            "source_digest": settings["source_digest"],
+            "pending_units": pending_units,
+        }
 
     held: list[Lock] = []
     record: dict[str, Any] = {}
@@ -319,7 +330,8 @@ def write_corrupted_set(
         raise_together(failure, context)
         todo = [x for x in names if x not in decision["skipped"]]
         units = plan_units(todo, levels, n, chunk_size((h, w, c)))
-        mine = rank_units(units, context.rank, context.world_size)
+        to_compute = [units[k] for k in decision["pending_units"]]
+        mine = share_units(to_compute, context.world_size, (h, w, c))[context.rank]
         bar = (
             progress_bar(total=sum(u.count for u in mine), unit="image", desc="corrupt", enabled=progress)
             if context.is_main

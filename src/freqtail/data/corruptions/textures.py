@@ -96,13 +96,17 @@ _FROST_SHEET_SEED = 20231210  # fixed: the sheets play the role of fixed photogr
 # Per-channel colour of the brightest ice (RGB, 0..255) and of the dark gaps between crystals.
 _ICE_RGB = np.array([228.0, 240.0, 255.0])
 _GAP_RGB = np.array([62.0, 78.0, 100.0])
+_SIDES = (-1.0, 1.0)  # a side branch leaves to the left or to the right of its stem
 
 
-def _draw_needle(canvas: np.ndarray, r0: float, c0: float, angle: float, length: float, value: float) -> None:
-    """Max-blend an anti-aliased straight needle of ``value`` brightness into ``canvas`` (H, W)."""
+def _draw_needle(
+    canvas: np.ndarray, r0: float, c0: float, sin: float, cos: float, length: float, value: float
+) -> None:
+    """Max-blend an anti-aliased straight needle of ``value`` brightness into ``canvas`` (H, W), from
+    ``(r0, c0)`` in the direction of the angle whose sine and cosine are given."""
     h, w = canvas.shape
-    r1 = r0 + length * np.sin(angle)
-    c1 = c0 + length * np.cos(angle)
+    r1 = r0 + length * sin
+    c1 = c0 + length * cos
     rr, cc, weight = line_aa(int(round(r0)), int(round(c0)), int(round(r1)), int(round(c1)))
     keep = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
     np.maximum.at(canvas, (rr[keep], cc[keep]), value * weight[keep])
@@ -122,18 +126,20 @@ def _draw_dendrite(
     Each branch is shorter the further out it starts, like dendritic frost growing on glass.
     """
     value = rng.uniform(0.6, 1.0)
-    _draw_needle(canvas, row, col, angle, length, value)
+    sin, cos = np.sin(angle), np.cos(angle)
+    _draw_needle(canvas, row, col, sin, cos, length, value)
     if depth == 0 or length < 3:
         return
     n_branches = int(rng.integers(3, 9)) if depth > 1 else int(rng.integers(1, 4))
     for _ in range(n_branches):
         t = rng.uniform(0.1, 0.95)
-        side = angle + rng.choice([-1.0, 1.0]) * np.pi / 3 + rng.normal(0.0, 0.1)
+        # rng.choice([-1.0, 1.0]) draws rng.integers(0, 2); drawn directly, without choice's overhead
+        side = angle + _SIDES[int(rng.integers(0, 2))] * np.pi / 3 + rng.normal(0.0, 0.1)
         _draw_dendrite(
             canvas,
             rng,
-            row + t * length * np.sin(angle),
-            col + t * length * np.cos(angle),
+            row + t * length * sin,
+            col + t * length * cos,
             side,
             length * rng.uniform(0.2, 0.5) * (1.0 - 0.6 * t),
             depth - 1,
