@@ -1,16 +1,17 @@
 """Writes killed at a chosen point leave nothing behind and never block the rerun.
 
-A real ``freqtail`` process is SIGKILLed inside the write of one file (between writing its temporary
-file and moving it into place: ``os.replace`` of that file name, the n-th time), as ``kill -9`` or a
-power cut would; the rerun, in-process, must succeed and sweep the temporary file the kill left.
+A real ``freqtail`` process, forked from the test's, is SIGKILLed inside the write of one file
+(between writing its temporary file and moving it into place: ``os.replace`` of that file name, the
+n-th time), as ``kill -9`` or a power cut would; the rerun, in-process, must succeed and sweep the
+temporary file the kill left.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
-import subprocess
-import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,31 +21,41 @@ from freqtail.io import leftover_temporaries, sweep_leftover_temporaries
 
 pytestmark = pytest.mark.slow
 
-KILL_AT_WRITE = """\
-import os, signal, sys
-target, nth = sys.argv[1], int(sys.argv[2])
-real_replace, seen = os.replace, [0]
-
-def replace(source, destination, *args, **kwargs):
-    if os.path.basename(os.fspath(destination)) == target:
-        seen[0] += 1
-        if seen[0] == nth:
-            os.kill(os.getpid(), signal.SIGKILL)
-    return real_replace(source, destination, *args, **kwargs)
-
-os.replace = replace
-from freqtail.cli import main
-sys.exit(main(sys.argv[3:]))
-"""
-
 TINY = ["--model", "small-cnn", "--set", "model_options={width: 4}", "--batch-size", "32", "--no-progress"]
 
 
-def _killed_at(script: Path, file_name: str, nth: int, argv: list[str]) -> None:
-    process = subprocess.run(
-        [sys.executable, str(script), file_name, str(nth), *argv], capture_output=True, text=True, timeout=300
+def _killed_at(file_name: str, nth: int, argv: list[str]) -> None:
+    """Run ``freqtail argv`` in a child process forked from this one (torch is imported already, as a
+    DataLoader's workers are forked) and SIGKILL it at the ``nth`` ``os.replace`` onto ``file_name``:
+    after its temporary file is complete, before it takes the file's place."""
+    pid = os.fork()
+    if pid == 0:  # the child: nothing of pytest's runs here, and it never returns into it
+        code = 1
+        try:
+            real_replace, seen = os.replace, [0]
+
+            def replace(source, destination, *args, **kwargs):
+                if os.path.basename(os.fspath(destination)) == file_name:
+                    seen[0] += 1
+                    if seen[0] == nth:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                return real_replace(source, destination, *args, **kwargs)
+
+            os.replace = replace
+            code = main(argv)
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 300  # against a hang only
+    while (ended := os.waitpid(pid, os.WNOHANG)) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"freqtail {' '.join(argv)} never reached the write of {file_name}")
+        time.sleep(0.05)
+    status = ended[1]
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (
+        f"freqtail {' '.join(argv)} ended with status {os.waitstatus_to_exitcode(status)}, not killed"
     )
-    assert process.returncode == -signal.SIGKILL, process.stderr
 
 
 def _temporaries(folder: Path) -> list[str]:
@@ -64,8 +75,6 @@ def test_leftovers_are_only_those_of_the_named_file(tmp_path):
 
 
 def test_a_kill_inside_each_write_of_training_and_evaluation_is_swept_and_the_rerun_goes_on(tmp_path, capsys):
-    script = tmp_path / "kill_at_write.py"
-    script.write_text(KILL_AT_WRITE)
     run = tmp_path / "run"
     train = [
         "train",
@@ -81,20 +90,20 @@ def test_a_kill_inside_each_write_of_training_and_evaluation_is_swept_and_the_re
     ]
 
     # config.yaml, the first file of a run: the rerun with --resume starts afresh instead of refusing
-    _killed_at(script, "config.yaml", 1, train)
+    _killed_at("config.yaml", 1, train)
     assert [name[:13] for name in _temporaries(run)] == [".config.yaml."]
     # the pointer last.json after the first epoch: its checkpoint folder is complete, the pointer not
-    _killed_at(script, "last.json", 1, [*train, "--resume"])
+    _killed_at("last.json", 1, [*train, "--resume"])
     assert [name[:23] for name in _temporaries(run)] == ["checkpoints/.last.json."]
     # metrics.jsonl after the second epoch (resumed from the newest complete checkpoint)
-    _killed_at(script, "metrics.jsonl", 1, [*train, "--resume"])
+    _killed_at("metrics.jsonl", 1, [*train, "--resume"])
     assert any(name.startswith(".metrics.jsonl.") for name in _temporaries(run))
     assert main([*train, "--resume", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["epochs_completed"] == 2
     assert _temporaries(run) == []
 
     evaluate = ["evaluate", str(run), "--which", "last", "--suite", "clean", "--n", "8", "--no-progress"]
-    _killed_at(script, "results.json", 1, evaluate)
+    _killed_at("results.json", 1, evaluate)
     assert [name[:14] for name in _temporaries(run)] == [".results.json."]
     assert main(evaluate) == 0
     capsys.readouterr()
