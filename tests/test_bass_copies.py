@@ -3,10 +3,6 @@ folder's lock, sweeps what the killed writes left and writes the copy again."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -16,7 +12,7 @@ from freqtail.cli import main
 from freqtail.data import build_dataset
 from freqtail.data.bass_copies import WRITE_LOCK, write_bass_dataset
 from freqtail.locks import try_lock
-from test_interrupted_writes import KILL_AT_WRITE
+from kill_support import killed_at_write
 
 
 def _temporaries(folder) -> list[str]:
@@ -28,16 +24,8 @@ def test_a_copy_killed_inside_a_write_is_swept_and_written_again(small_embedded,
     root, arrays = small_embedded
     out = tmp_path / "copy"
     argv = ["bass", "--dataset", "embedded", "--data-root", str(root), "--out", str(out)]
-    script = tmp_path / "kill_at_write.py"
-    script.write_text(KILL_AT_WRITE)
     # SIGKILL between writing test_images.npy's temporary file and moving it into place
-    killed = subprocess.run(
-        [sys.executable, str(script), "test_images.npy", "1", *argv],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    killed_at_write("test_images.npy", 1, argv)
     left = _temporaries(out)
     assert [name[:17] for name in left] == [".test_images.npy."]
     assert not (out / "meta.json").exists()  # written last: the killed copy is not a dataset

@@ -9,53 +9,17 @@ temporary file the kill left.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from freqtail.cli import main
 from freqtail.io import leftover_temporaries, sweep_leftover_temporaries
+from kill_support import killed_at_write
 
 pytestmark = pytest.mark.slow
 
 TINY = ["--model", "small-cnn", "--set", "model_options={width: 4}", "--batch-size", "32", "--no-progress"]
-
-
-def _killed_at(file_name: str, nth: int, argv: list[str]) -> None:
-    """Run ``freqtail argv`` in a child process forked from this one (torch is imported already, as a
-    DataLoader's workers are forked) and SIGKILL it at the ``nth`` ``os.replace`` onto ``file_name``:
-    after its temporary file is complete, before it takes the file's place."""
-    pid = os.fork()
-    if pid == 0:  # the child: nothing of pytest's runs here, and it never returns into it
-        code = 1
-        try:
-            real_replace, seen = os.replace, [0]
-
-            def replace(source, destination, *args, **kwargs):
-                if os.path.basename(os.fspath(destination)) == file_name:
-                    seen[0] += 1
-                    if seen[0] == nth:
-                        os.kill(os.getpid(), signal.SIGKILL)
-                return real_replace(source, destination, *args, **kwargs)
-
-            os.replace = replace
-            code = main(argv)
-        finally:
-            os._exit(code)
-    deadline = time.monotonic() + 300  # against a hang only
-    while (ended := os.waitpid(pid, os.WNOHANG)) == (0, 0):
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail(f"freqtail {' '.join(argv)} never reached the write of {file_name}")
-        time.sleep(0.05)
-    status = ended[1]
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (
-        f"freqtail {' '.join(argv)} ended with status {os.waitstatus_to_exitcode(status)}, not killed"
-    )
 
 
 def _temporaries(folder: Path) -> list[str]:
@@ -90,20 +54,20 @@ def test_a_kill_inside_each_write_of_training_and_evaluation_is_swept_and_the_re
     ]
 
     # config.yaml, the first file of a run: the rerun with --resume starts afresh instead of refusing
-    _killed_at("config.yaml", 1, train)
+    killed_at_write("config.yaml", 1, train)
     assert [name[:13] for name in _temporaries(run)] == [".config.yaml."]
     # the pointer last.json after the first epoch: its checkpoint folder is complete, the pointer not
-    _killed_at("last.json", 1, [*train, "--resume"])
+    killed_at_write("last.json", 1, [*train, "--resume"])
     assert [name[:23] for name in _temporaries(run)] == ["checkpoints/.last.json."]
     # metrics.jsonl after the second epoch (resumed from the newest complete checkpoint)
-    _killed_at("metrics.jsonl", 1, [*train, "--resume"])
+    killed_at_write("metrics.jsonl", 1, [*train, "--resume"])
     assert any(name.startswith(".metrics.jsonl.") for name in _temporaries(run))
     assert main([*train, "--resume", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["epochs_completed"] == 2
     assert _temporaries(run) == []
 
     evaluate = ["evaluate", str(run), "--which", "last", "--suite", "clean", "--n", "8", "--no-progress"]
-    _killed_at("results.json", 1, evaluate)
+    killed_at_write("results.json", 1, evaluate)
     assert [name[:14] for name in _temporaries(run)] == [".results.json."]
     assert main(evaluate) == 0
     capsys.readouterr()
