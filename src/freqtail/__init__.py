@@ -6,7 +6,7 @@ View", NeurIPS 2023.
 
 from __future__ import annotations
 
-import importlib
+from freqtail.lazy_exports import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -20,12 +20,4 @@ _LAZY_EXPORTS = {
 }
 
 
-def __getattr__(name: str):
-    module_name = _LAZY_EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'freqtail' has no attribute {name!r}")
-    return getattr(importlib.import_module(module_name), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY_EXPORTS))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY_EXPORTS)

@@ -17,7 +17,7 @@ The names below load their module on first use, so that the command line can rea
 
 from __future__ import annotations
 
-import importlib
+from freqtail.lazy_exports import lazy_attributes
 
 _EXPORTS = {
     "DEFAULT_EPS": "constants",
@@ -47,12 +47,4 @@ __all__ = sorted(_EXPORTS)
 # Lazy on purpose, although torch is no optional dependency: ``freqtail --help`` reads
 # freqtail.analysis.constants, which runs this package first (tests/test_cli.py checks that the
 # parser imports no torch).
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        module = importlib.import_module(f"freqtail.analysis.{_EXPORTS[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)

@@ -17,9 +17,7 @@ in eval mode. For the end-to-end threat model, put the differentiable BaSS front
 
 from __future__ import annotations
 
-import importlib
-
-from freqtail.lazy_exports import keep_exports
+from freqtail.lazy_exports import keep_exports, lazy_attributes
 
 #: Public name -> the submodule that defines it.
 _EXPORTS = {
@@ -52,12 +50,4 @@ keep_exports(__name__, ("pgd",))  # the functions, not their submodules of the s
 # Lazy (PEP 562): the command line checks budgets (freqtail.attacks.eps) and takes the masking
 # check's defaults (freqtail.attacks.masking_verdicts) before torch is imported, and importing either
 # runs this package first.
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)

@@ -7,7 +7,7 @@ the corruption suite. Everything that trains or evaluates gets its data from her
 
 from __future__ import annotations
 
-import importlib
+from freqtail.lazy_exports import lazy_attributes
 
 #: Public name -> the submodule that defines it.
 _EXPORTS = {
@@ -31,12 +31,4 @@ __all__ = sorted(_EXPORTS)
 
 # Lazy (PEP 562): the command line checks corruption names and severities with
 # freqtail.data.corruptions.names before torch is imported, and importing it runs this package first.
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)

@@ -26,7 +26,7 @@ in :mod:`~freqtail.evaluate.threat_model_names`),
 
 from __future__ import annotations
 
-import importlib
+from freqtail.lazy_exports import lazy_attributes
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
@@ -76,12 +76,4 @@ __all__ = sorted(_EXPORTS)
 # Lazy (PEP 562): the command line builds an EvaluationRequest (freqtail.evaluate.request, which
 # imports no torch) to check evaluate's options before torch is imported, and importing it runs this
 # package first.
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)

@@ -51,9 +51,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-
-from freqtail.lazy_exports import keep_exports
+from freqtail.lazy_exports import keep_exports, lazy_attributes
 
 #: Public name -> the submodule that defines it.
 _EXPORTS = {
@@ -100,12 +98,4 @@ keep_exports(__name__, ("explain", "grid_table"))  # the functions, not their su
 # Lazy (PEP 562): the command line checks explanation options and grid specs with torch-free modules
 # of this package (freqtail.workflows.explain_options, grid_spec) before torch is imported, and
 # importing either runs this package first.
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)

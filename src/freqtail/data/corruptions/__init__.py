@@ -24,7 +24,7 @@ Usage::
 
 from __future__ import annotations
 
-import importlib
+from freqtail.lazy_exports import lazy_attributes
 
 #: Public name -> the submodule that defines it.
 _EXPORTS = {
@@ -46,12 +46,4 @@ __all__ = sorted(_EXPORTS)
 
 # Lazy (PEP 562): the command line reads freqtail.data.corruptions.names before torch is imported,
 # and importing that module runs this package first; corrupt() needs NumPy, SciPy, OpenCV and torch.
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)
