@@ -119,6 +119,11 @@ def _mcnemar_from_records(first: np.ndarray, second: np.ndarray) -> float:
     return 1.0 if b + c == 0 else min(1.0, 2 * scipy.stats.binom.cdf(min(b, c), b + c, 0.5))
 
 
+#: The two tests that read the t1 smoke grid share one xdist worker, so the grid runs once.
+T1_GROUP = pytest.mark.xdist_group("t1-smoke")
+
+
+@T1_GROUP
 def test_reproduce_t1_smoke_runs_four_cells_end_to_end_then_does_nothing(t1_smoke, capsys):
     out, argv, code, printed = t1_smoke
     assert code == 0
@@ -203,6 +208,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@T1_GROUP
 def test_a_launcher_killed_in_the_middle_of_a_cell_then_rerun_gives_the_uninterrupted_table(
     t1_smoke, tmp_path, capsys
 ):
