@@ -308,18 +308,17 @@ def check_launch_arguments(args: argparse.Namespace) -> str:
     return check_choice(args.launcher, LAUNCHERS, "The launcher --launcher", error=ConfigError)
 
 
-def launch(spec, args: argparse.Namespace, command: list[str]) -> int:
+def launch(spec, args: argparse.Namespace, command: list[str], launcher: str) -> int:
     """Run ``spec`` (already at ``args.scale``) into ``args.out`` as the module docstring says.
 
     ``command``: the subcommand and its own arguments (``["reproduce", "t1"]``), repeated for the
-    launcher processes of ``--jobs N``.
+    launcher processes of ``--jobs N``; ``launcher``: what :func:`check_launch_arguments` returned.
     """
     from freqtail.train.tensorboard_log import check_log
     from freqtail.workflows.grid_devices import plan_devices
     from freqtail.workflows.grid_run import cell_config
     from freqtail.workflows.grid_scale import describe_scale
 
-    launcher = check_launch_arguments(args)
     chosen = spec.cells(args.only)
     names = {cell.name for cell in chosen}
     for cell in chosen:  # --log checked, and TensorBoard asked for, before any cell runs

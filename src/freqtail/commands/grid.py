@@ -126,14 +126,14 @@ def _help(parser) -> int:
 def run(args) -> int:
     from freqtail.commands._launch import check_launch_arguments
 
-    check_launch_arguments(args)  # before the spec: its cells' configs import torch when checked
+    launcher = check_launch_arguments(args)  # before the spec: its cells' configs import torch when checked
     from freqtail.workflows.grid_scale import scale_spec
     from freqtail.workflows.grid_spec import GridSpec
 
     spec = scale_spec(GridSpec.from_yaml(args.spec), args.scale)
     from freqtail.commands._launch import launch
 
-    return launch(spec, args, ["grid", "run", args.spec])
+    return launch(spec, args, ["grid", "run", args.spec], launcher)
 
 
 def status(args) -> int:

@@ -53,7 +53,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from freqtail.commands._launch import check_launch_arguments, launch
 
-    check_launch_arguments(args)  # before the spec: its cells' configs import torch when checked
+    launcher = check_launch_arguments(args)  # before the spec: its cells' configs import torch when checked
     from freqtail.workflows.grid_scale import scale_spec
     from freqtail.workflows.grid_spec import GridSpec
 
@@ -64,4 +64,4 @@ def run(args) -> int:
         command += ["--data-root", args.data_root]
     if args.seeds is not None:
         command += ["--seeds", args.seeds]
-    return launch(spec, args, command)
+    return launch(spec, args, command, launcher)
