@@ -263,9 +263,7 @@ def _ties(
     return tied, amplitude.index_select(0, tied), peak
 
 
-def _profile_weights(
-    profile_values: torch.Tensor, degenerate: torch.Tensor
-) -> torch.Tensor:
+def _profile_weights(profile_values: torch.Tensor, degenerate: torch.Tensor) -> torch.Tensor:
     """Eq. 4 factors ``w = (ln p / sum ln p) / (p / sum p)`` of profiles (R, K-1), differentiable.
 
     The ``degenerate`` rows (bool (R,), from :func:`_weight_table_in_place` on the detached
@@ -365,7 +363,8 @@ def _spectral_weights(
     inner = sums.narrow(1, 1, max(k_outer - 1, 0))  # bands 1 .. K-1, (N*C, K-1)
     # Power: the spectrum is multiplied by sqrt(w), so that w multiplies the band's power.
     exponent = strength / 2.0 if power else strength
-    full, degenerate = _weight_table_in_place(inner if in_place else inner.detach(), power, exponent, constants)
+    detached = inner if in_place else inner.detach()
+    full, degenerate = _weight_table_in_place(detached, power, exponent, constants)
     if k_outer < 2:  # no band to re-weight (images of 3 x 3 pixels or fewer)
         degenerate = torch.ones_like(degenerate)
     any_degenerate = bool(degenerate.any())
