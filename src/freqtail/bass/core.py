@@ -178,12 +178,11 @@ def _amplitude_in_place(
         buffer: real (2, N, C, H, W//2+1), overwritten: the amplitude is ``buffer[0]``.
 
     Returns:
-        ``(weighted, ties)``: ``m * |F + eps|`` (its DC term, band 0, is neither profiled nor
+        ``(weighted, ties)``: ``m * |F + eps|`` with DC set to 0 (band 0 is neither profiled nor
         re-weighted), and what :func:`_ties` returns. The tie check reads the squared amplitude
         ``s = |F + eps|^2`` before it is weighted: the amplitudes compared are ``sqrt(s)``
         (``sqrt(m^2 s) / m`` exactly), and as sqrt is monotone the largest of them is the sqrt
-        of the largest ``s``, so one reduction decides every channel exactly. DC has ``m = 1``,
-        so its amplitude is the weighted DC term.
+        of the largest ``s``, so one reduction decides every channel exactly.
     """
     n, c, h, half = spectrum.shape
     # Contiguous operands: elementwise kernels are vectorised on contiguous operands only, and
@@ -196,15 +195,16 @@ def _amplitude_in_place(
     if h * half == 1:  # 1 x 1 images: DC alone
         return squared.sqrt_(), None
     flat = squared.view(n, c, h * half)
-    elsewhere = flat[..., 1:].amax(-1).sqrt_()  # the largest |F + eps| but DC, (N, C)
-    weighted = squared.mul_(constants.squared_multiplicity).sqrt_()
-    dc = flat[..., 0]  # |F + eps| at DC (m = 1)
+    dc_column = flat.select(-1, 0)
+    dc = dc_column.clone().sqrt_()  # |F + eps| at DC (m = 1)
+    dc_column.zero_()  # s >= 0, so 0 is never above: one contiguous reduction
+    elsewhere = flat.amax(-1).sqrt_()  # the largest |F + eps| elsewhere, (N, C)
     reaches = elsewhere >= dc
+    weighted = squared.mul_(constants.squared_multiplicity).sqrt_()
     if not bool(reaches.any()):
         return weighted, None
     tied = reaches.any(1).nonzero().flatten()
     amplitude = weighted.index_select(0, tied).div_(constants.multiplicity)  # exact: m is 1 or 2
-    amplitude.view(-1, c, h * half)[..., 0] = 0.0  # band 0 is neither profiled nor re-weighted
     peak = torch.maximum(dc, elsewhere).index_select(0, tied)[..., None, None]
     return weighted, (tied, amplitude, peak)
 
@@ -229,9 +229,7 @@ def _band_sums(values: torch.Tensor, layout: BandLayout) -> torch.Tensor:
     """Band sums (N*C, K+1) of half-plane values (N, C, H, W//2+1) already weighted by multiplicity."""
     rows = values.shape[0] * values.shape[1]
     sums = torch.zeros(rows, layout.num_bands, dtype=values.dtype, device=values.device)
-    # What index_add_ along dim 1 runs (a scatter_add_ of the band index expanded over the rows,
-    # same order, same bits), without its checks and reshapes.
-    return sums.scatter_add_(1, layout.band.expand(rows, -1), values.view(rows, -1))
+    return sums.index_add_(1, layout.band, values.view(rows, -1))
 
 
 def _ties(
@@ -263,60 +261,29 @@ def _ties(
     return tied, amplitude.index_select(0, tied), peak
 
 
-def _profile_weights(profile_values: torch.Tensor, degenerate: torch.Tensor) -> torch.Tensor:
-    """Eq. 4 factors ``w = (ln p / sum ln p) / (p / sum p)`` of profiles (R, K-1), differentiable.
-
-    The ``degenerate`` rows (bool (R,), from :func:`_weight_table_in_place` on the detached
-    profiles) get the flat stand-in profile ``e`` instead: factor 1 and no NaN forward or backward.
-    """
-    profile_values = torch.where(degenerate[:, None], math.e, profile_values)
-    logs = profile_values.log()
-    total = profile_values.sum(1, keepdim=True)
-    return (logs / logs.sum(1, keepdim=True)) / (profile_values / total)
-
-
-def _weight_table_in_place(
-    inner: torch.Tensor, power: bool, exponent: float, constants: _Constants
+def _profile_weights(
+    profile_values: torch.Tensor, constants: _Constants, degenerate: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The factor table and the degenerate rows from band sums, without autograd.
+    """Eq. 4 factors ``w = (ln p / sum ln p) / (p / sum p)`` of profiles (R, K-1), and the degenerate rows.
 
-    Args:
-        inner: (R, K-1) band sums of bands 1 .. K-1 (``m |F|`` or ``m |F|^2``), R = N * C.
-        power: the profile is ``"power"``.
-        exponent: the weights' exponent (``strength``, or ``strength / 2`` for ``"power"``).
-        constants: the call's :class:`_Constants`.
-
-    Returns:
-        ``(table, degenerate)``: float (R, K+1), ``w[k] ** exponent`` for bands 1 .. K-1 and 1
-        for bands 0 and K (not yet for degenerate rows: the caller sets those to 1); bool (R,),
-        the rows where a profile value is ``<= 1`` or a factor is not finite and positive.
+    A row is degenerate when a profile value is ``<= 1`` or a factor is not finite and positive.
+    Given ``degenerate`` (the differentiable path), those rows get the flat stand-in profile ``e``
+    instead: factor 1 and no NaN forward or backward.
     """
-    rows, bands = inner.shape
-    num_bands = bands + 2
-    # The profile p and ln p side by side, so that one reduction and one division serve both.
-    pair = torch.empty((2, rows, bands), dtype=inner.dtype, device=inner.device)
-    profile_values, logs = pair.unbind(0)
-    # The profile p[k] on the 0..255 scale: band sums of |F|^2 ("power", Eq. 1's AI) or band
-    # means of |F| (published).
-    if power:
-        torch.mul(inner, constants.squared_scale, out=profile_values)
-    else:
-        torch.div(inner, constants.inner_counts, out=profile_values).mul_(constants.scale)
+    if degenerate is not None:
+        profile_values = torch.where(degenerate[:, None], math.e, profile_values)
+        logs = profile_values.log()
+        total = profile_values.sum(1, keepdim=True)
+        return (logs / logs.sum(1, keepdim=True)) / (profile_values / total), degenerate
     # With every p[k] > 1, ln p > 0 and the factors are positive; they are finite exactly when
     # sum p is (else p / sum p is 0 and a factor inf). So a row is degenerate exactly when the
     # sum of its profile, with every value <= 1 (or NaN) replaced by inf, is inf (a sum of values
     # > 1 and +inf is never NaN nor -inf; isposinf is one op, isinf several).
-    torch.where(profile_values > constants.one, profile_values, constants.infinity, out=profile_values)
-    torch.log(profile_values, out=logs)
-    totals = pair.sum(2, keepdim=True)  # (2, R, 1): sum p, sum ln p
-    pair.div_(totals)  # p / sum p, ln p / sum ln p
-    # pow keeps off torch's scalar remainder loop (see _pow): a row length of a multiple of 64.
-    width = num_bands if exponent == 1.0 else -(-num_bands // 64) * 64
-    table = torch.ones(rows, width, dtype=inner.dtype, device=inner.device)
-    torch.div(logs, profile_values, out=table.narrow(1, 1, bands))
-    if exponent != 1.0:
-        table = table.pow_(exponent).narrow(1, 0, num_bands)  # 1 ** exponent is exactly 1
-    return table, totals[0].view(rows).isposinf()
+    profile_values = torch.where(profile_values > constants.one, profile_values, constants.infinity)
+    logs = profile_values.log()
+    total = profile_values.sum(1, keepdim=True)
+    weights = logs.div_(logs.sum(1, keepdim=True)).div_(profile_values.div_(total))
+    return weights, total.view(-1).isposinf()
 
 
 def _spectral_weights(
@@ -360,11 +327,15 @@ def _spectral_weights(
         sums = sums.view(n * c, -1)
 
     k_outer = layout.num_bands - 1
-    inner = sums.narrow(1, 1, max(k_outer - 1, 0))  # bands 1 .. K-1, (N*C, K-1)
-    # Power: the spectrum is multiplied by sqrt(w), so that w multiplies the band's power.
-    exponent = strength / 2.0 if power else strength
-    detached = inner if in_place else inner.detach()
-    full, degenerate = _weight_table_in_place(detached, power, exponent, constants)
+    # The profile p[k] of bands 1 .. K-1 on the 0..255 scale, (N*C, K-1): band means of |F|
+    # (published) or band sums of |F|^2 (Eq. 1's AI, profile="power").
+    inner = sums.narrow(1, 1, max(k_outer - 1, 0))
+    if power:
+        profile_values = inner * constants.squared_scale
+    else:
+        profile_values = torch.div(inner, constants.inner_counts).mul_(constants.scale)
+
+    weights, degenerate = _profile_weights(profile_values if in_place else profile_values.detach(), constants)
     if k_outer < 2:  # no band to re-weight (images of 3 x 3 pixels or fewer)
         degenerate = torch.ones_like(degenerate)
     any_degenerate = bool(degenerate.any())
@@ -372,20 +343,22 @@ def _spectral_weights(
         suspects = degenerate.nonzero().flatten()
         if not bool(torch.isfinite(x.view(n * c, -1).index_select(0, suspects)).all()):
             raise InputError("The BaSS input tensor contains NaN or infinite values.")
+    if not in_place:
+        # Differentiable: degenerate channels get a flat stand-in profile, so that no NaN reaches
+        # the forward or the backward pass; their factor is then set to exactly 1.
+        weights, _ = _profile_weights(profile_values, constants, degenerate)
+    # Power: the spectrum is multiplied by sqrt(w), so that w multiplies the band's power.
+    exponent = strength / 2.0 if power else strength
+    if exponent != 1.0 and weights.numel():
+        weights = _pow(weights, exponent)
     # Bands 0 and K, and every band of a degenerate channel, keep factor 1.
     if in_place:
+        full = torch.ones(n * c, layout.num_bands, dtype=weights.dtype, device=weights.device)
+        if weights.numel():
+            full.narrow(1, 1, weights.shape[1]).copy_(weights)
         if any_degenerate:
             full.masked_fill_(degenerate[:, None], 1.0)
     else:
-        # Differentiable: degenerate channels get a flat stand-in profile, so that no NaN reaches
-        # the forward or the backward pass; their factor is then set to exactly 1.
-        if power:
-            profile_values = inner * constants.squared_scale
-        else:
-            profile_values = torch.div(inner, constants.inner_counts).mul_(constants.scale)
-        weights = _profile_weights(profile_values, degenerate)
-        if exponent != 1.0 and weights.numel():
-            weights = _pow(weights, exponent)
         full = torch.nn.functional.pad(weights, (1, layout.num_bands - 1 - weights.shape[1]), value=1.0)
         full = full.masked_fill(degenerate[:, None], 1.0)
     return _Spectral(spectrum, full, degenerate.view(n, c), any_degenerate, ties, buffer)
