@@ -200,7 +200,7 @@ def _amplitude_in_place(
         return squared.sqrt_(), None
     flat = squared.view(n, c, h * half)
     dc_column = flat.select(-1, 0)
-    dc = dc_column.clone().sqrt_()  # |F + eps| at DC (m = 1)
+    dc = dc_column.sqrt()  # |F + eps| at DC (m = 1), a copy
     dc_column.zero_()  # s >= 0, so 0 is never above: one contiguous reduction
     elsewhere = flat.amax(-1).sqrt_()  # the largest |F + eps| elsewhere, (N, C)
     reaches = elsewhere >= dc
