@@ -384,11 +384,11 @@ def _prepare(x: torch.Tensor, strength: float, profile: str, scale: float) -> to
     Whether ``x`` is finite is checked once its channels are known regular or degenerate (NaN
     and Inf make a channel degenerate), so that regular input costs no pass for it.
     """
-    # Python floats in range pass without the general checks (a few µs a call on small batches).
+    # Python floats in range skip the general number checks (~6 µs of a 165 µs call on one
+    # 32x32 image, measured in the sequence of a call: far more than the same lines alone).
     if not (type(strength) is float and 0.0 < strength <= 1.0):
         check_strength(strength)
-    if profile not in PROFILES:
-        check_profile(profile)
+    check_profile(profile)
     if not (type(scale) is float and 0.0 < scale < math.inf):
         check_number(scale, "The BaSS intensity scale", minimum=0, open_min=True)
     check_float_images(x, "BaSS input", finite=False)  # finiteness: with the degenerate channels
