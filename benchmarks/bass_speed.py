@@ -21,6 +21,15 @@ of the speed goals and whether each is met:
   sample of many calls in a row would almost always include the moments a loaded machine gives
   the process no core, and on one call the minimum is close to the median.
 
+It also prints **the floor** of the float32 goal at 32x32 on batches of :data:`FLOOR_BATCHES`
+(:func:`floor`): the round trip against (a) the two transforms as BaSS calls them
+(``core._rfft2``, ``core._irfft2``), (b) the round trip with ``k`` trivial in-place ops on the
+spectrum between the transforms (an in-place multiply of its real view by a 0-dim tensor holding
+1), for ``k`` = :data:`MINIMAL_GLUE_OPS`, the fewest ops the algorithm needs between the
+transforms in eager torch, and for ``k`` = the torch ops one ``balance_spectrum_tensor`` call
+issues besides the transforms (counted with a :class:`torch.overrides.TorchFunctionMode`), and
+(c) ``balance_spectrum_tensor`` itself.
+
 It also prints the peak resident memory (``VmHWM``, else ``ru_maxrss``) of a fresh process
 converting 50,000 memory-mapped 32x32 RGB uint8 images with ``convert_uint8_images``, and that
 process's RSS before the conversion (Python + torch + nothing else).
@@ -61,6 +70,20 @@ CALL_IMAGES = 256
 ROUND_TRIP_CHUNK = 256
 #: Crops timed with the published per-image code (it is slow).
 PUBLISHED_IMAGES = 32
+#: The float32 batches at 32x32 whose floor :func:`floor` measures.
+FLOOR_BATCHES = (1, 16)
+#: The fewest torch calls a no-autograd BaSS call needs between its two transforms in eager
+#: torch, on a batch without ties or degenerate channels, counted from ``freqtail.bass.core``
+#: (views, attribute reads and the de-interleaving copy left out, as a strided kernel could do
+#: without them): the amplitude ``sqrt(m^2 ((re + eps)^2 + im^2))`` 5 (add, square, addcmul,
+#: multiply, sqrt); the maximum-amplitude check 5 (the largest squared value past DC, its sqrt,
+#: the comparison with the DC amplitude, ``any``, the read back); band sums 2 (zeros,
+#: ``index_add_``); the profile 2 (divide by the band sizes, multiply by the scale); Eq. 4 7 (one
+#: buffer for the profile and its logs side by side, ``>``, ``where``, ``log``, one sum and one
+#: division of both, the final division); the degenerate test 3 (``isposinf``, ``any``, the read
+#: back); the factor table 1 (``ones``, the division writing into it); applying it 2 (gather,
+#: multiply); the clip 1.
+MINIMAL_GLUE_OPS = 28
 #: The goals: an upper bound on the two "over FFT" ratios, a lower bound on the published one.
 GOALS = {"uint8_over_fft64": 3.0, "published_over_uint8": 6.0, "float32_over_fft32": 2.0}
 
@@ -158,6 +181,71 @@ def measure_size(side: int, n_uint8: int, n_float: int, repeats: int) -> dict[st
             calls.update(dict.fromkeys((f"fft32@{batch}", f"balance_spectrum_tensor@{batch}"), per_repeat))
     seconds = best_seconds(fns, repeats, calls)
     return {name: round(t / count.get(name, n_uint8) * 1e6, 2) for name, t in seconds.items()}
+
+
+class _TorchCalls(torch.overrides.TorchFunctionMode):
+    """Counts the torch functions, methods and tensor attribute reads called from Python."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.names.append(getattr(func, "__name__", str(func)))
+        return func(*args, **(kwargs or {}))
+
+
+def torch_calls(fn: Callable[[], object]) -> tuple[int, int]:
+    """``(ops, attribute reads)``: the torch calls ``fn`` makes from Python but its FFTs.
+
+    An op is any torch function or tensor method (kernels and views alike); an attribute read is
+    a tensor property (``x.shape``). ``torch.fft.rfft2`` and ``irfft2`` are left out."""
+    fn()  # cached tables built
+    with _TorchCalls() as calls:
+        fn()
+    reads = calls.names.count("__get__")  # a tensor property's getter: no kernel runs
+    ffts = sum(name in ("fft_rfft2", "fft_irfft2", "rfft2", "irfft2") for name in calls.names)
+    return len(calls.names) - reads - ffts, reads
+
+
+def round_trip_with_ops(x: torch.Tensor, k: int, one: torch.Tensor) -> None:
+    """rfft2, ``k`` in-place multiplies of the spectrum's real view by ``one`` (a 0-dim 1), irfft2."""
+    spectrum = torch.fft.rfft2(x)
+    parts = torch.view_as_real(spectrum)
+    for _ in range(k):
+        parts.mul_(one)
+    torch.fft.irfft2(spectrum, s=x.shape[-2:])
+
+
+def floor(repeats: int) -> dict[str, dict]:
+    """The float32 goal's floor at 32x32 (see the module docstring), per batch of :data:`FLOOR_BATCHES`.
+
+    Returns, per batch: ``us`` (µs per call of each function, best of ``repeats`` interleaved
+    rounds of ``CALL_IMAGES // batch`` calls each), ``ratio`` (each over the round trip), ``ops``
+    and ``reads`` (torch ops and attribute reads of one ``balance_spectrum_tensor`` call but the
+    transforms).
+    """
+    one = torch.tensor(1.0)
+    rows = {}
+    for batch in FLOOR_BATCHES:
+        x = torch.from_numpy(crops_of(32, batch)).permute(0, 3, 1, 2).float().div(255.0).contiguous()
+        ops, reads = torch_calls(lambda x=x: balance_spectrum_tensor(x))
+        fns: dict[str, Callable[[], object]] = {
+            "round_trip": lambda x=x: round_trip(x),
+            "bass_transforms": lambda x=x: bass_core._irfft2(bass_core._rfft2(x), (32, 32)),
+            f"round_trip+{MINIMAL_GLUE_OPS}_ops": lambda x=x: round_trip_with_ops(x, MINIMAL_GLUE_OPS, one),
+            f"round_trip+{ops}_ops": lambda x=x, ops=ops: round_trip_with_ops(x, ops, one),
+            "balance_spectrum_tensor": lambda x=x: balance_spectrum_tensor(x),
+        }
+        calls = dict.fromkeys(fns, max(1, CALL_IMAGES // batch))
+        seconds = best_seconds(fns, repeats, calls)
+        rows[f"32x32x{batch}"] = {
+            "us": {name: round(t * 1e6, 1) for name, t in seconds.items()},
+            "ratio": {name: round(t / seconds["round_trip"], 2) for name, t in seconds.items()},
+            "ops": ops,
+            "reads": reads,
+        }
+    return rows
 
 
 def report_of(times: dict[str, dict[str, float]], repeats: int) -> dict:
@@ -331,6 +419,12 @@ def print_text(report: dict) -> None:
     for name, goal in report["goals"].items():
         verdict = "met" if goal["met"] else "NOT met"
         print(f"goal {name} {goal['bound']}: {verdict} (worst {goal['worst']}, at {goal['at']})")
+    for size, row in report.get("floor", {}).items():
+        print(
+            f"floor {size}: balance_spectrum_tensor makes {row['ops']} torch ops and {row['reads']} "
+            "attribute reads besides its two transforms; µs per call (ratio to the round trip): "
+            + ", ".join(f"{name} {us} ({row['ratio'][name]})" for name, us in row["us"].items())
+        )
     for row in report.get("sweep", []):
         print(f"chunk sweep {row['size']}: " + " ".join(f"{k}={v}" for k, v in row.items() if "@" in k))
     for mem in report.get("memory", []):
@@ -352,6 +446,7 @@ def main() -> None:
     repeats = 6 if args.quick else 30
     times = {f"{side}x{side}": measure_size(side, nu, nf, repeats) for side, nu, nf in SIZES}
     report = report_of(times, repeats)
+    report["floor"] = floor(repeats)
     if args.sweep:
         report["sweep"] = sweep(repeats)
     if not args.skip_memory:

@@ -507,6 +507,23 @@ def test_non_finite_float_input_is_an_input_error(bad):
         BaSSModule()(x)
 
 
+def test_tensor_options_are_checked_whatever_their_type():
+    # Python floats in range skip the general checks on the tensor path: what those refuse is still
+    # refused in their sentence, and an int or a NumPy number gives the float's result.
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    for strength in (-0.0, -0.1, 1.5, float("nan"), float("inf"), True, "1", None):
+        with pytest.raises(InputError, match="^The BaSS strength must be a number in \\[0, 1\\], not "):
+            balance_spectrum_tensor(x, strength)
+    for scale in (0.0, -0.0, -1.0, float("inf"), float("nan"), True, "255"):
+        with pytest.raises(InputError, match="^The BaSS intensity scale must be a positive number, not "):
+            balance_spectrum_tensor(x, scale=scale)
+    expected = balance_spectrum_tensor(x, 1.0, scale=255.0)
+    for strength, scale in ((1, 255), (np.float32(1.0), np.float64(255.0))):
+        for ours, theirs in zip(balance_spectrum_tensor(x, strength, scale=scale), expected, strict=True):
+            assert torch.equal(ours, theirs)
+    assert torch.equal(balance_spectrum_tensor(x, 0.0)[0], x)
+
+
 @pytest.mark.parametrize(
     "bad",
     [

@@ -60,10 +60,11 @@ def check_float_images(x: torch.Tensor, what: str = "images", *, finite: bool = 
         raise InputError(f"The {what} must be a torch tensor, not {type(x).__name__}.")
     if not x.is_floating_point():
         raise InputError(f"The {what} tensor must be floating point in [0, 1], not {x.dtype}.")
-    if x.ndim != 4:
-        raise InputError(f"The {what} tensor must have shape (N, C, H, W), not {tuple(x.shape)}.")
-    if x.numel() == 0:
-        raise InputError(f"The {what} tensor is empty (shape {tuple(x.shape)}).")
+    shape = x.shape
+    if len(shape) != 4:
+        raise InputError(f"The {what} tensor must have shape (N, C, H, W), not {tuple(shape)}.")
+    if 0 in shape:
+        raise InputError(f"The {what} tensor is empty (shape {tuple(shape)}).")
     if not finite:
         return x
     # A finite sum proves every value finite in one cheap reduction (NaN/Inf propagate into it);
