@@ -30,13 +30,31 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+#: Costly fixtures shared by several tests -> the xdist group their users run in. A module fixture
+#: is built once per worker that runs one of its tests, and the users of a session folder shared by
+#: every worker (the demo) would wait on its lock side by side, each holding a worker and leaving a
+#: core idle: in one group the fixture is built once and its users run one after another while the
+#: other workers go on. The t1 smoke grid's and the embedded set's groups are marked in their modules.
+SHARED_FIXTURE_GROUPS = {
+    "demo": "quick-demo",
+    "fig3_grid": "fig3-smoke",
+}
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups off the marks
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist, every test that needs the Slurm cluster runs in one worker (``--dist
-    loadgroup``), so one run starts one cluster."""
+    """Under pytest-xdist (``--dist loadgroup``), every test that needs the Slurm cluster runs in one
+    worker, so one run starts one cluster, and so does every user of a fixture in
+    :data:`SHARED_FIXTURE_GROUPS`."""
     for item in items:
         if item.get_closest_marker("slurm") is not None:
             item.add_marker(pytest.mark.xdist_group("slurm"))
+            continue
+        groups = {SHARED_FIXTURE_GROUPS[name] for name in item.fixturenames if name in SHARED_FIXTURE_GROUPS}
+        if len(groups) > 1:
+            raise pytest.UsageError(f"{item.nodeid} uses fixtures of several xdist groups: {sorted(groups)}.")
+        if groups and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(groups.pop()))
 
 
 def pytest_runtest_setup(item):
@@ -137,8 +155,9 @@ def slurm_cluster():
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory):
     """The quick demo, run once per test session through the command line; ``(folder, printed output,
-    cache folder)``. Tests read it (and copy it before changing anything). Under pytest-xdist it runs
-    once for all workers (:func:`shared_session_folder`), so its users need no worker of their own."""
+    cache folder)``. Tests read it (and copy it before changing anything). Under pytest-xdist its users
+    share one worker (:data:`SHARED_FIXTURE_GROUPS`); the folder is shared by every worker
+    (:func:`shared_session_folder`) all the same, so that the demo never runs twice in one session."""
     root = shared_session_folder(tmp_path_factory, "quick-demo")
     cache, out, outcome = root / "cache", root / "demo", root / "outcome.json"
     with FileLock(str(root.with_suffix(".lock"))):

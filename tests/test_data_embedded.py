@@ -15,6 +15,9 @@ from freqtail.data.cache_files import DIGESTS_KEY
 from freqtail.errors import DatasetNotFoundError
 from freqtail.io import atomic_save_npy
 
+#: The module's tests share one worker (tests/conftest.py): the full set below is synthesised once.
+pytestmark = pytest.mark.xdist_group("embedded-full")
+
 
 @pytest.fixture(scope="module")
 def full():
