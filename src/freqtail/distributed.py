@@ -14,9 +14,10 @@ there is one way in.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -128,6 +129,24 @@ def shutdown(context: DistContext) -> None:
     """Leave the process group (if this module's caller joined one)."""
     if context.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def process_group(device_choice: str | torch.device | None = "auto") -> Iterator[DistContext]:
+    """:func:`init_distributed` for the ``with`` block, leaving the group at its end only if this call
+    joined it: a script that runs several commands in one group (joined once, as each start costs
+    seconds) keeps it across them.
+
+    Yields:
+        The :class:`DistContext` of this process (rank 0 of 1 outside torchrun).
+    """
+    joined_here = not (dist.is_available() and dist.is_initialized())
+    context = init_distributed(device_choice)
+    try:
+        yield context
+    finally:
+        if joined_here:
+            shutdown(context)
 
 
 def _tensor_device(context: DistContext) -> torch.device:

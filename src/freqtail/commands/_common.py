@@ -170,16 +170,12 @@ def run_explanation(args: argparse.Namespace, options, show: Callable[[Any], Non
     request = explain_request(args)
     import dataclasses
 
-    import torch.distributed as dist
-
-    from freqtail.distributed import init_distributed, run_on_every_rank, shutdown
+    from freqtail.distributed import process_group, run_on_every_rank
     from freqtail.environment import environment_text, measurement_environment
     from freqtail.workflows.explain import analysis_of, explain
 
     analysis = analysis_of(options)
-    joined_here = not (dist.is_available() and dist.is_initialized())
-    context = init_distributed(args.device)
-    try:
+    with process_group(args.device) as context:
         run = run_on_every_rank(lambda: open_run(args, args.run), context)
         explained = explain(run, analysis, dataclasses.replace(request, device=context.device), context)
         if context.is_main:
@@ -187,9 +183,6 @@ def run_explanation(args: argparse.Namespace, options, show: Callable[[Any], Non
             if not getattr(args, "json", False):
                 print(f"Measured with {environment_text(measurement_environment(context.device))}.")
         return 0
-    finally:
-        if joined_here:
-            shutdown(context)
 
 
 def add_robustbench_arguments(parser: argparse.ArgumentParser) -> None:

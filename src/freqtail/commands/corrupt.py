@@ -113,13 +113,10 @@ def run(args: argparse.Namespace) -> int:
     check_optional_int(args.limit, "--limit", minimum=1)
     canonical_name(args.dataset)
     check_writable_folder(args.out, "output folder")
-    from freqtail.distributed import init_distributed, shutdown
+    from freqtail.distributed import process_group
 
-    context = init_distributed("cpu")  # corruptions run on the CPU; under torchrun the ranks share them
-    try:
+    with process_group("cpu") as context:  # corruptions run on the CPU; under torchrun the ranks share them
         result = _write(args, severities, corruptions, context)
-    finally:
-        shutdown(context)
     if not context.is_main:
         return 0
     if args.json:

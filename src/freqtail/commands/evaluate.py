@@ -231,17 +231,10 @@ def run(args: argparse.Namespace) -> int:
     check_run_argument(args, args.path)
     request = _request(args)
     _check_cuda(args.device)
-    from freqtail.distributed import init_distributed
+    from freqtail.distributed import process_group
 
-    context = init_distributed(args.device)
-    try:
+    with process_group(args.device) as context:
         return _evaluate(args, context, request)
-    finally:
-        if context.distributed:
-            import torch.distributed as dist
-
-            if dist.is_initialized():
-                dist.destroy_process_group()
 
 
 def _evaluate(args: argparse.Namespace, context, request) -> int:

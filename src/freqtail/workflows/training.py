@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from freqtail import distributed as D
 from freqtail.errors import CheckpointError, ConfigError, InputError
 from freqtail.io import check_writable_folder
@@ -343,9 +341,7 @@ def train_run(request: TrainRequest) -> TrainResult:
     config = request.config
     if request.resume:  # continue with the data pipeline the run was trained with
         config = adopt_stored_data_pipeline(config, _stored_config(request.run_dir))
-    joined_here = not (torch.distributed.is_available() and torch.distributed.is_initialized())
-    context = D.init_distributed(config.device)
-    try:
+    with D.process_group(config.device) as context:
         check_execution(config, context)
         trainer = Trainer(config, request.run_dir, context, log=request.log, callbacks=request.callbacks)
         lock, plan = _decide(request, config, context)
@@ -360,9 +356,6 @@ def train_run(request: TrainRequest) -> TrainResult:
         finally:
             if lock is not None:
                 lock.release()
-    finally:
-        if joined_here:
-            D.shutdown(context)
 
 
 __all__ = ["RunPlan", "TrainRequest", "plan_run", "train_run"]
