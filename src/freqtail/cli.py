@@ -159,9 +159,30 @@ def _is_out_of_memory(err: Exception) -> bool:
     )
 
 
+#: How the allocators name the allocation that failed: numpy ("Unable to allocate 48.0 MiB for an
+#: array ..."), torch's CUDA allocator ("Tried to allocate 20.00 MiB"), torch's CPU allocator ("you
+#: tried to allocate 50331648 bytes").
+_ALLOCATION_SIZE = re.compile(
+    r"(?:unable|tried) to allocate (\d+ bytes|\d+(?:\.\d+)? (?:[KMGTP]i)?B)\b", re.I
+)
+
+
+def allocation_size(message: str) -> str | None:
+    """The size of the allocation an out-of-memory message says failed, as ``"48.0 MiB"``, or None."""
+    found = _ALLOCATION_SIZE.search(message)
+    if found is None:
+        return None
+    size = found.group(1)
+    if size.endswith(" bytes"):
+        return f"{int(size.split()[0]) / 2**20:.1f} MiB"
+    return size
+
+
 def _memory_sentence(err: BaseException, args: argparse.Namespace) -> str:
-    """One sentence: how much could not be allocated (the allocator's own words) and how to go smaller."""
-    detail = (str(err).strip().splitlines() or [""])[0].rstrip(".")
+    """One sentence: how much could not be allocated and how to go smaller."""
+    size = allocation_size(str(err))
+    detail = f"{size} more could not be allocated" if size else (str(err).strip().splitlines() or [""])[0]
+    detail = detail.rstrip(".")
     fixes = []
     for name, spelling in _SMALLER_WORK:
         if hasattr(args, name):
