@@ -68,13 +68,15 @@ def _gloo_worker(rank, world, init_file, run_dir, cache, options, out_file):
 
 def evaluate_in_two_processes(run_dir, options: dict, cache, tmp_path) -> list[dict]:
     """Rank 0's records of the evaluation ``options`` (flat, see :func:`make_plan`) of the run in
-    ``run_dir``, run by two real gloo processes on the CPU."""
+    ``run_dir``, run by two real gloo processes on the CPU, forked from this one (a spawned process
+    spends seconds of CPU importing torch first)."""
     out_file = tmp_path / "records.json"
-    mp.spawn(
+    mp.start_processes(
         _gloo_worker,
         args=(2, str(tmp_path / "init"), str(run_dir), str(cache), options, str(out_file)),
         nprocs=2,
         join=True,
+        start_method="fork",
     )
     return json.loads(out_file.read_text(encoding="utf-8"))
 

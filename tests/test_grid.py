@@ -1,7 +1,8 @@
 """Experiment grids: the spec (cells, names, families), the manifest (claims, refusals) and the launcher.
 
-The concurrency tests use real processes: two launchers claiming from one manifest at once, and a
-launcher killed with SIGKILL in the middle of a cell (at a known point: it waits on a gate file).
+The concurrency tests use real processes (forked from this one, tests/forked.py): two launchers
+claiming from one manifest at once, and a launcher killed with SIGKILL in the middle of a cell (at a
+known point: it waits on a gate file).
 """
 
 from __future__ import annotations
@@ -9,15 +10,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-import freqtail
+from forked import Forked
 from freqtail.errors import ConfigError, FreqtailError, InputError
 from freqtail.locks import holder_path
 from freqtail.runs.layout import GridLayout
@@ -29,7 +28,6 @@ from freqtail.workflows.grid_spec import FAMILY_SUITES, CellSpec, GridSpec, conf
 from freqtail.workflows.training import TrainRequest, train_run
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-SOURCE = Path(freqtail.__file__).resolve().parents[1]
 
 
 def _seeds(*seeds: int, **extra) -> GridSpec:
@@ -264,39 +262,26 @@ def test_a_changed_base_file_is_named_as_a_cell_configuration_difference(tmp_pat
 
 
 # -------------------------------------------------------------------------------- real processes
-LAUNCHER = """\
-import os, sys, time
-from pathlib import Path
-from freqtail.workflows.grid_spec import GridSpec
-from freqtail.workflows.grid_run import run_grid
+def _launcher(folder: Path, markers: Path, gate: Path, cells: int, hold: str | None = None) -> Forked:
+    """A launcher process (forked from this one, tests/forked.py) running a grid of ``cells`` seeds
+    with a runner that leaves a marker file per run, once ``gate`` exists; it hangs in cell ``hold``."""
+    spec = GridSpec.from_mapping({"axes": {"seed": list(range(cells))}})
 
-folder, markers, gate = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-hold = sys.argv[4] if len(sys.argv) > 4 else None
-spec = GridSpec.from_mapping({"axes": {"seed": list(range(%(cells)d))}})
+    def runner(cell, run_dir):
+        with open(markers / f"{cell.name}.{os.getpid()}.{time.monotonic_ns()}", "w") as handle:
+            handle.write(cell.name)
+        if cell.name == hold:
+            (markers.parent / "reached").write_text(str(os.getpid()))
+            while True:  # killed here
+                time.sleep(0.01)
+        time.sleep(0.02)
 
-def runner(cell, run_dir):
-    with open(markers / f"{cell.name}.{os.getpid()}.{time.monotonic_ns()}", "w") as handle:
-        handle.write(cell.name)
-    if cell.name == hold:
-        (markers.parent / "reached").write_text(str(os.getpid()))
-        while True:  # killed here
-            time.sleep(0.01)
-    time.sleep(0.02)
+    def launch() -> None:
+        while not gate.exists():  # both launchers start claiming together
+            time.sleep(0.005)
+        run_grid(spec, folder, cell_runner=runner, launcher_id=f"launcher-{os.getpid()}", log=None)
 
-while not gate.exists():  # both launchers start claiming together
-    time.sleep(0.005)
-run_grid(spec, folder, cell_runner=runner, launcher_id=f"launcher-{os.getpid()}", log=None)
-"""
-
-
-def _launcher(tmp_path: Path, cells: int) -> Path:
-    script = tmp_path / "launcher.py"
-    script.write_text(LAUNCHER % {"cells": cells})
-    return script
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(SOURCE), "OMP_NUM_THREADS": "1"}
+    return Forked(launch)
 
 
 def _markers(folder: Path) -> dict[str, int]:
@@ -306,7 +291,7 @@ def _markers(folder: Path) -> dict[str, int]:
     return counts
 
 
-def _wait_for(path: Path, process: subprocess.Popen, limit: float = 120.0) -> None:
+def _wait_for(path: Path, process: Forked, limit: float = 120.0) -> None:
     deadline = time.monotonic() + limit
     while not path.exists():
         assert process.poll() is None, process.communicate()
@@ -318,22 +303,13 @@ def test_two_launcher_processes_run_every_cell_exactly_once(tmp_path):
     cells = 12
     markers, gate = tmp_path / "markers", tmp_path / "go"
     markers.mkdir()
-    script = _launcher(tmp_path, cells)
     spec = GridSpec.from_mapping({"axes": {"seed": list(range(cells))}})
     GridManifest.open(tmp_path / "grid", spec)  # created once; both launchers open it
-    processes = [
-        subprocess.Popen(
-            [sys.executable, str(script), str(tmp_path / "grid"), str(markers), str(gate)],
-            env=_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(2)
-    ]
+    processes = [_launcher(tmp_path / "grid", markers, gate, cells) for _ in range(2)]
     gate.write_text("go")
     for process in processes:
         _, err = process.communicate(timeout=300)
-        assert process.returncode == 0, err.decode()
+        assert process.returncode == 0, err
     assert _markers(markers) == {cell.name: 1 for cell in spec.cells()}
     rows = GridManifest.open(tmp_path / "grid", spec).states()
     assert all(row.state is CellState.DONE and row.attempts == 1 for row in rows)
@@ -344,14 +320,8 @@ def test_a_killed_launcher_leaves_a_stale_cell_that_the_next_run_takes_over(tmp_
     markers, gate = tmp_path / "markers", tmp_path / "go"
     markers.mkdir()
     gate.write_text("go")
-    script = _launcher(tmp_path, cells)
     spec = GridSpec.from_mapping({"axes": {"seed": list(range(cells))}})
-    victim = subprocess.Popen(
-        [sys.executable, str(script), str(tmp_path / "grid"), str(markers), str(gate), "base-seed=2"],
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    victim = _launcher(tmp_path / "grid", markers, gate, cells, hold="base-seed=2")
     _wait_for(tmp_path / "reached", victim)
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=60)

@@ -2,7 +2,8 @@
 
 Every run trains and evaluates for real (one epoch of a tiny small-cnn, tiny evaluations): the t1
 smoke cells end to end in this process, a custom grid with ``--jobs 2`` launcher processes, and the
-refusals of bad input (one sentence, exit 2, no traceback).
+refusals of bad input (one sentence, exit 2, no traceback). A launcher killed or stopped by Ctrl-C is
+a process forked from this one (tests/forked.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -24,6 +26,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
+import freqtail.workflows.grid_run as grid_run
+from forked import Forked, forked_cli
 from freqtail.cli import main
 from freqtail.paper import published_value
 from freqtail.workflows.grid_scale import SMOKE_EVALUATION, describe_scale, scale_spec
@@ -172,40 +176,30 @@ def test_reproduce_t1_smoke_runs_four_cells_end_to_end_then_does_nothing(t1_smok
     assert (out / "table.md").is_file() and "\\toprule" in (out / "table.tex").read_text(encoding="utf-8")
 
 
-#: A launcher whose training of one cell (TEST_GATE_CELL) stops for good after the second step of its
-#: epoch, saying so in TEST_GATE/holding: a known point in the middle of that cell, where the test kills
-#: it with SIGKILL.
-GATED_LAUNCHER = """
-import dataclasses
-import os
-import sys
-import time
-from pathlib import Path
+def _gated_launcher(argv: list[str], gate: Path, victim: str) -> Forked:
+    """``freqtail ARGV`` in a forked launcher process (tests/forked.py) whose training of the cell
+    ``victim`` stops for good after the second step of its epoch, saying so in ``gate/holding``: a
+    known point in the middle of that cell, where the test kills it with SIGKILL."""
 
-import freqtail.workflows.grid_run as grid_run
-from freqtail.cli import main
+    class Hold:
+        def on_step(self, run):
+            if run.step_in_epoch == 2:
+                (gate / "holding").write_text(str(os.getpid()))
+                while True:
+                    time.sleep(0.05)
 
-gate, victim = Path(os.environ["TEST_GATE"]), os.environ["TEST_GATE_CELL"]
-original = grid_run.train_run
+    def launch() -> int:
+        original = grid_run.train_run
 
+        def train_run(request):
+            if request.run_dir.name == victim:
+                request = dataclasses.replace(request, callbacks=[*request.callbacks, Hold()])
+            return original(request)
 
-class Hold:
-    def on_step(self, run):
-        if run.step_in_epoch == 2:
-            (gate / "holding").write_text(str(os.getpid()))
-            while True:
-                time.sleep(0.05)
+        grid_run.train_run = train_run  # in the child only
+        return main(argv)
 
-
-def train_run(request):
-    if request.run_dir.name == victim:
-        request = dataclasses.replace(request, callbacks=[*request.callbacks, Hold()])
-    return original(request)
-
-
-grid_run.train_run = train_run
-sys.exit(main(sys.argv[1:]))
-"""
+    return Forked(launch)
 
 
 @T1_GROUP
@@ -228,16 +222,9 @@ def test_a_launcher_killed_in_the_middle_of_a_cell_then_rerun_gives_the_uninterr
     )
     (out / "grid.json").write_text(json.dumps(manifest))
     shutil.rmtree(out / victim)
-    script, gate = tmp_path / "gated_launcher.py", tmp_path / "gate"
-    script.write_text(GATED_LAUNCHER)
+    gate = tmp_path / "gate"
     gate.mkdir()
-    launcher = subprocess.Popen(
-        [sys.executable, str(script), *argv],
-        env=dict(os.environ, TEST_GATE=str(gate), TEST_GATE_CELL=victim),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    launcher = _gated_launcher(argv, gate, victim)
     deadline = time.monotonic() + 600  # a bound for a broken build, not a race with the launcher
     while not (gate / "holding").exists():
         assert launcher.poll() is None and time.monotonic() < deadline, launcher.communicate()
@@ -299,7 +286,7 @@ def test_a_failing_cell_exits_1_naming_it_and_the_others_finish(tmp_path, capsys
     assert cells["missing-data"]["state"] == "failed" and cells["missing-data"]["why"]
 
 
-def _wait_until_running(folder: Path, process: subprocess.Popen, cells: int, limit: float = 120.0) -> None:
+def _wait_until_running(folder: Path, process: Forked, cells: int, limit: float = 120.0) -> None:
     """Wait until ``cells`` cells of the grid are running (a deadline only against a hang)."""
     deadline = time.monotonic() + limit
     while True:
@@ -322,29 +309,7 @@ def test_ctrl_c_stops_every_launcher_exits_130_and_puts_the_cells_back(tmp_path,
         TINY_GRID.replace("epochs: 1", "epochs: 1000").replace("seed: [0, 1, 2]", "seed: [0, 1]")
     )
     out = tmp_path / "long"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
-        "OMP_NUM_THREADS": "1",
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "freqtail.cli",
-            "grid",
-            "run",
-            str(spec_file),
-            "--out",
-            str(out),
-            "--jobs",
-            "2",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = forked_cli(["grid", "run", str(spec_file), "--out", str(out), "--jobs", "2"])
     _wait_until_running(out, process, cells=2)
     process.send_signal(signal.SIGINT)  # the parent launcher only: it stops its launcher processes
     _, err = process.communicate(timeout=300)

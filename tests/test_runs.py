@@ -1,7 +1,7 @@
 """``freqtail.runs``: one owner of a run folder — its names, its settings, its results under a lock.
 
-Concurrency is tested with real processes: merges that each process does hundreds of times, and four
-``freqtail evaluate`` processes on one run folder at once.
+Concurrency is tested with real processes, forked from this one (tests/forked.py): merges that each
+process does hundreds of times, and four ``freqtail evaluate`` processes on one run folder at once.
 """
 # ruff: noqa: F811  (pytest fixtures imported from test_evaluate_support are parameters here)
 
@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from forked import forked_cli
 from freqtail.errors import ConfigError, OutputError
 from freqtail.evaluate.threat_model_names import DOMAIN, END_TO_END, STANDARD, ThreatModel
 from freqtail.runs import RunLayout
@@ -137,7 +135,7 @@ def _merge_many(folder: str, worker: int, count: int) -> None:
 
 def test_concurrent_merges_keep_every_record(tmp_path):
     # The reported bug: two processes merging 200 times each kept 345 of 400 records.
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("fork")
     workers = [context.Process(target=_merge_many, args=(str(tmp_path), w, 200)) for w in range(2)]
     for process in workers:
         process.start()
@@ -151,7 +149,6 @@ def test_concurrent_merges_keep_every_record(tmp_path):
 
 def test_four_evaluations_of_one_run_at_once_lose_nothing(tiny_runs, eval_cache, tmp_path):
     run = shutil.copytree(tiny_runs["standard"], tmp_path / "run")
-    env = dict(os.environ, FREQTAIL_CACHE=str(eval_cache), OMP_NUM_THREADS="1")
     common = ["--n", "16", "--batch-size", "8", "--masking-n", "0", "--no-progress"]
     requests = [
         ["--suite", "clean"],
@@ -160,13 +157,7 @@ def test_four_evaluations_of_one_run_at_once_lose_nothing(tiny_runs, eval_cache,
         ["--suite", "clean", "--which", "last"],
     ]
     processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "freqtail.cli", "evaluate", str(run), *request, *common],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        forked_cli(["evaluate", str(run), *request, *common], env={"FREQTAIL_CACHE": str(eval_cache)})
         for request in requests
     ]
     for process in processes:

@@ -1,5 +1,5 @@
-"""torchrun (2 gloo processes on CPU) against one process, Ctrl-C on a real training process and on
-a real torchrun, and the run-folder lock under torchrun."""
+"""Two gloo processes on the CPU (ranks forked from the test process) against one process, Ctrl-C on a
+real training process and on a real torchrun, and the run-folder lock under torchrun."""
 # ruff: noqa: F811  (pytest fixtures imported from test_train_support are parameters here)
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from forked import forked_cli_ranks
 from freqtail.cli import main
 from freqtail.runs.layout import TRAIN_LOCK
 from freqtail.train import load_checkpoint
@@ -90,7 +91,7 @@ def _records(run):
 @pytest.mark.parametrize(
     "execution", [[], ["--channels-last", "--compile"]], ids=["eager", "channels-last-compiled"]
 )
-def test_two_gloo_processes_match_one_process(tmp_path, tiny_root, worker_script, execution, capsys):
+def test_two_gloo_processes_match_one_process(tmp_path, tiny_root, execution, capsys):
     # With execution options, the two processes run channels-last and compiled (torch.compile of the
     # DDP-wrapped model, as PyTorch recommends) against one eager process: the same promise holds.
     # The tolerances below hold for this setting's random draws (float rounding differences can grow
@@ -100,23 +101,14 @@ def test_two_gloo_processes_match_one_process(tmp_path, tiny_root, worker_script
     common = [*ARGS, "--data-root", str(tiny_root), "--set", "data_pipeline=loader"]
     code, _, err = _train_here([*common, "--out", str(tmp_path / "one")], capsys)  # the one process
     assert code == 0, err
-    double = subprocess.run(
-        [
-            sys.executable,
-            *TORCHRUN,
-            str(worker_script),
-            *common,
-            *execution,
-            # --set: torchrun's own parser takes --log for an abbreviation of its --log-dir options
-            *["--set", "log=tensorboard", "--out", str(tmp_path / "two")],
-        ],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
+    # The two ranks are forked from this process (tests/forked.py): a torchrun start costs seconds of
+    # CPU; torchrun itself is tested below.
+    ranks = forked_cli_ranks(
+        [*common, *execution, "--set", "log=tensorboard", "--out", str(tmp_path / "two")], 2
     )
-    assert double.returncode == 0, double.stderr[-3000:]
-    assert json.loads(double.stdout)["status"] == "complete"  # only rank 0 prints
+    printed = [rank.communicate(timeout=300) for rank in ranks]
+    assert [rank.returncode for rank in ranks] == [0, 0], [err[-3000:] for _, err in printed]
+    assert json.loads(printed[0][0])["status"] == "complete" and printed[1][0] == ""  # only rank 0 prints
 
     one, two = _records(tmp_path / "one"), _records(tmp_path / "two")
     assert len(one) == len(two) == 2
