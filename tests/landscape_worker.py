@@ -69,11 +69,12 @@ def landscape(model: nn.Module, partial_path: Path | None = None, context=None):
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The worker's command line (``sys.argv`` when ``argv`` is None): ``OUT [--pause SECONDS]``."""
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
     parser.add_argument("--pause", type=float, default=0.0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     context = init_distributed("cpu")
     rank = context.rank
     (args.out / f"pid.rank{rank}").write_text(str(os.getpid()))

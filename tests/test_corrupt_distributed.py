@@ -1,6 +1,6 @@
 """``freqtail corrupt`` shared by 2 gloo processes under freqtail's torchrun launcher: the finished set
 is a one-process run's byte for byte, and a rank killed inside the write of a unit leaves a folder the
-rerun finishes, reusing the units already written.
+rerun (two ranks forked from the test process) finishes, reusing the units already written.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from forked import forked_cli_ranks
 from freqtail.cli import main
 from freqtail.data.corrupted_parts import Unit, plan_units
 
@@ -76,9 +77,11 @@ def test_two_processes_write_one_process_set_and_resume_a_killed_rank(tmp_path, 
     ]
     assert any(Path(name).name.startswith(".") for name in parts)  # rank 1's unfinished part file
 
-    rerun = _torchrun(["-m", "freqtail.cli"], [*ARGV, "--out", str(two), "--json"])
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    result = json.loads(rerun.stdout)
+    # The rerun by two ranks forked from this process (tests/forked.py): a torchrun start costs seconds.
+    ranks = forked_cli_ranks([*ARGV, "--out", str(two), "--json"], 2)
+    (out, err), _ = [rank.communicate(timeout=300) for rank in ranks]
+    assert [rank.returncode for rank in ranks] == [0, 0], err[-3000:]
+    result = json.loads(out)
     assert result["world_size"] == 2 and result["written"] == ["gaussian_noise", "contrast"]
     assert result["units"] == 4 and result["units_computed"] == 4 - len(finished)  # found ones reused
     assert not (two / ".parts").exists()  # assembled, parts and the killed write's temporary removed

@@ -1,5 +1,6 @@
 """The loss landscape sharded over processes: which rank owns which point, the merge of every rank's
-partial file, and real torchrun processes (one killed with SIGKILL in the middle of its points)."""
+partial file, and real torchrun processes (one killed with SIGKILL in the middle of its points) whose
+work three forked ranks finish."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 import landscape_worker as worker
+from forked import forked_ranks
 from freqtail.analysis._landscape_points import (
     PointValues,
     owned_points,
@@ -121,10 +123,11 @@ def test_ranks_killed_mid_landscape_resume_with_three_processes_to_the_one_proce
             survived |= saved["done"]
     assert 0 < survived.sum() < worker.GRID**2
 
-    # The rerun, with another number of processes, computes only the points nobody saved.
-    rerun = _torchrun(out, 3)
-    log = rerun.communicate(timeout=180)[0]
-    assert rerun.returncode == 0, log
+    # The rerun, with another number of processes, computes only the points nobody saved (three
+    # ranks forked from this process, tests/forked.py: a torchrun start costs seconds).
+    ranks = forked_ranks(lambda: worker.main([str(out)]), 3)
+    logs = [rank.communicate(timeout=180) for rank in ranks]
+    assert [rank.returncode for rank in ranks] == [0, 0, 0], logs
     computed = [json.loads((out / f"computed.rank{rank}.json").read_text())["points"] for rank in range(3)]
     assert sum(computed) == worker.GRID**2 - survived.sum()
     assert max(computed) - min(computed) <= 1  # the points left are shared evenly

@@ -231,16 +231,12 @@ def test_ctrl_c_under_torchrun_stops_every_rank_cleanly(tmp_path, tiny_root, wor
     assert last == "freqtail torchrun: stopped by Ctrl-C (SIGINT); the workers were told to stop."
     assert load_checkpoint(run, "last").info["epoch"] == 1
 
-    resumed = subprocess.run(
-        [sys.executable, *LAUNCHER, *app, "--out", str(run), "--resume"],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"Resuming {run} at epoch 2 (global step 6)." in resumed.stderr
-    assert json.loads(resumed.stdout)["epochs_completed"] == 3
+    # The resume by two ranks forked from this process (tests/forked.py): torchrun was tested above.
+    ranks = forked_cli_ranks([*app[1:], "--out", str(run), "--resume"], 2)
+    (out, err), _ = [rank.communicate(timeout=600) for rank in ranks]
+    assert [rank.returncode for rank in ranks] == [0, 0], err[-2000:]
+    assert f"Resuming {run} at epoch 2 (global step 6)." in err
+    assert json.loads(out)["epochs_completed"] == 3
     assert len(_records(run)) == 3
 
 
