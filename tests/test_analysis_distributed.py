@@ -57,7 +57,9 @@ def _cases(run_dir, out: Path) -> dict[str, list[str]]:
 def _launch(cases: dict[str, list[str]], out: Path) -> subprocess.CompletedProcess:
     spec = out / "cases.json"
     spec.write_text(json.dumps(cases))
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    # PYTHONFAULTHANDLER: a rank that aborts (seen once: rank 0 ended by SIGABRT after every case,
+    # "terminate called without an active exception") prints where its Python code was.
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     return subprocess.run(
