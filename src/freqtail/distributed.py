@@ -15,6 +15,7 @@ there is one way in.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -92,6 +93,15 @@ def init_distributed(device_choice: str | torch.device | None = "auto") -> DistC
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
+        # Not at the module's top: it costs about 1 s, and only a process that joins a group needs
+        # it. torch._dynamo (which torchvision imports) takes a reference to the backend of a
+        # process group that exists when it is first imported; that backend then outlives
+        # destroy_process_group and is torn down at the process's exit, where gloo's threads
+        # sometimes abort it (SIGABRT, "terminate called without an active exception"). Imported
+        # before the group exists, it holds none. (import_module: an ``import torch._dynamo`` here
+        # would make ``torch`` a local name of this function.)
+        importlib.import_module("torch._dynamo")
+
         dist.init_process_group(backend=backend)
     return DistContext(dist.get_rank(), dist.get_world_size(), device, local_rank, dist.get_backend())
 
