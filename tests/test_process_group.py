@@ -9,19 +9,13 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import socket
 import subprocess
 import sys
 
 import torch.distributed as dist
 
+from forked import free_port
 from freqtail.distributed import process_group
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _rank(rank: int, port: int, results) -> None:
@@ -44,7 +38,7 @@ def _rank(rank: int, port: int, results) -> None:
 def test_a_nested_block_keeps_the_group_and_the_block_that_joined_it_leaves_it():
     context = multiprocessing.get_context("fork")
     results = context.Queue()
-    port = _free_port()
+    port = free_port()
     ranks = [context.Process(target=_rank, args=(rank, port, results)) for rank in range(2)]
     for process in ranks:
         process.start()
@@ -76,7 +70,7 @@ def test_leaving_the_group_ends_the_backends_threads_even_if_torch_dynamo_came_a
     # Fresh Pythons (a fork of this process has torch._dynamo imported already). The gloo backend of
     # a group that existed when torch._dynamo was first imported used to outlive the group, its
     # threads alive until the process's exit, where they sometimes aborted it.
-    port = _free_port()
+    port = free_port()
     ranks = [
         subprocess.Popen(
             [sys.executable, "-c", _RANK_THAT_IMPORTS_TORCHVISION_AFTER_JOINING],
